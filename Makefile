@@ -1,0 +1,75 @@
+# Every routine task of the orrery workspace. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+PACKAGES := orrery-interface parax-core lux-models ensemble-inference sbi-flows polymix-torch
+# Evaluated at each use, so it sees a uv that `ensure-uv` has just installed.
+UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+PYTEST_FLAGS ?= -q -m "not slow"
+PKG_TEST = $(UV) run --isolated --locked --package $(1) --all-extras --group dev pytest packages/$(1)/tests $(PYTEST_FLAGS)
+
+.PHONY: help ensure-uv sync lock fmt lint typecheck test test-integration check namespace-check \
+	isolation-check build bench docs demo bump $(addprefix test-,$(PACKAGES))
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+	@echo "  test-<dist>          Run one distribution's tests alone: $(PACKAGES)"
+
+ensure-uv: ## Install uv with pip when it is not on PATH
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+sync: ensure-uv ## Install every package and the dev tools into .venv from uv.lock
+	$(UV) sync --all-packages --all-extras --locked
+
+lock: ensure-uv ## Regenerate uv.lock from the pyproject files
+	$(UV) lock
+
+fmt: sync ## Format and auto-fix
+	$(UV) run --locked ruff format .
+	$(UV) run --locked ruff check --fix .
+
+lint: sync ## ruff check, ruff format --check, import-linter contracts
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked lint-imports
+
+typecheck: sync ## pyright over every package's sources
+	$(UV) run --locked pyright
+
+test: sync lint namespace-check ## Everything CI runs: lint, each package alone, integration
+	@for p in $(PACKAGES); do echo "=== $$p (isolated) ==="; $(call PKG_TEST,$$p); done
+	$(MAKE) --no-print-directory test-integration
+
+$(addprefix test-,$(PACKAGES)): test-%: ensure-uv ## (see help)
+	$(call PKG_TEST,$*)
+
+test-integration: sync ## Cross-package pipelines (tests-integration/)
+	$(UV) run --locked pytest tests-integration $(PYTEST_FLAGS)
+
+namespace-check: ensure-uv ## No orrery/__init__.py in any source tree
+	$(UV) run --locked --no-sync python tools/check_namespace.py --sources
+
+check: ensure-uv build ## Namespace (sources and wheels) and isolation checks
+	$(UV) run --locked --no-sync python tools/check_namespace.py --sources --wheels dist
+	python3 tools/check_isolation.py --dist dist
+
+build: ensure-uv ## Build the six wheels and sdists into dist/
+	rm -rf dist
+	$(UV) build --all-packages --no-sources --out-dir dist
+
+bench: sync ## Run every package's benchmarks (ratios against in-run baselines)
+	$(UV) run --locked python tools/run_benchmarks.py
+
+docs: ensure-uv ## Build the documentation site strictly into site/
+	$(UV) run --locked --all-packages --all-extras --group docs mkdocs build --strict
+
+demo: sync ## Run the example pipeline end to end
+	$(UV) run --locked python docs/examples/quickstart.py
+
+bump: ensure-uv ## Bump a version: make bump PKG=<dist> PART=patch|minor|major
+	@test -n "$(PKG)" || { echo "usage: make bump PKG=<dist> PART=patch|minor|major"; exit 2; }
+	$(UV) version --package $(PKG) --bump $(or $(PART),patch)
+	$(UV) lock
+	@echo "Now add a line to packages/$(PKG)/CHANGELOG.md and tag $(PKG)-v$$($(UV) version --package $(PKG) --short)"

@@ -1,0 +1,21 @@
+"""The distribution installs as a subpackage of the implicit `orrery` namespace."""
+
+import importlib.metadata
+
+import orrery
+import orrery.lux as pkg
+
+
+def test_version_matches_distribution_metadata():
+    assert pkg.__version__ == importlib.metadata.version("lux-models")
+
+
+def test_orrery_is_an_implicit_namespace_package():
+    assert getattr(orrery, "__file__", None) is None
+    assert not hasattr(orrery, "__all__")
+
+
+def test_public_api_is_declared():
+    assert "__version__" in pkg.__all__
+    for name in pkg.__all__:
+        assert hasattr(pkg, name), name

@@ -1,0 +1,85 @@
+"""The thin common interface of orrery: protocols, Draws, artifacts, errors and seeds.
+
+numpy is its only dependency, so every orrery package — JAX or torch — can
+hand results to every other through it.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("orrery-interface")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+from . import validation
+from ._summary import Summary
+from .artifacts import SCHEMA_VERSION, Artifact, check_json_safe, load_artifact, save_artifact
+from .draws import Draws, element_names, parse_element_name
+from .errors import (
+    ArtifactError,
+    ConfigError,
+    MissingDependencyError,
+    NotFittedError,
+    OrreryError,
+    ShapeError,
+    ValueDomainError,
+)
+from .protocols import (
+    ConditionalDensity,
+    Density,
+    Fittable,
+    Persistable,
+    Sampler,
+    Simulator,
+    Surrogate,
+)
+from .seeds import SeedLike, as_int_seed, as_numpy_rng
+from .validation import (
+    check_choice,
+    check_finite,
+    check_ndim,
+    check_nonnegative,
+    check_positive_int,
+    check_shape,
+    close_matches,
+    require,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Artifact",
+    "ArtifactError",
+    "ConditionalDensity",
+    "ConfigError",
+    "Density",
+    "Draws",
+    "Fittable",
+    "MissingDependencyError",
+    "NotFittedError",
+    "OrreryError",
+    "Persistable",
+    "Sampler",
+    "SeedLike",
+    "ShapeError",
+    "Simulator",
+    "Summary",
+    "Surrogate",
+    "ValueDomainError",
+    "__version__",
+    "as_int_seed",
+    "as_numpy_rng",
+    "check_choice",
+    "check_finite",
+    "check_json_safe",
+    "check_ndim",
+    "check_nonnegative",
+    "check_positive_int",
+    "check_shape",
+    "close_matches",
+    "element_names",
+    "load_artifact",
+    "parse_element_name",
+    "require",
+    "save_artifact",
+    "validation",
+]

@@ -1,0 +1,181 @@
+"""Validation helpers whose messages name the argument, the expected and the actual.
+
+They work on anything :func:`numpy.asarray` accepts and return the array, so a
+public function can validate and convert in one line::
+
+    >>> import numpy as np
+    >>> from orrery.interface.validation import check_shape
+    >>> x = check_shape(np.zeros((5, 3)), (None, 3), "x")
+    >>> check_shape(np.zeros((5, 2)), (None, 3), "x")
+    Traceback (most recent call last):
+    ...
+    orrery.interface.errors.ShapeError: x: expected shape (*, 3), got (5, 2)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, MissingDependencyError, ShapeError, ValueDomainError
+
+__all__ = [
+    "check_choice",
+    "check_finite",
+    "check_ndim",
+    "check_nonnegative",
+    "check_positive_int",
+    "check_shape",
+    "close_matches",
+    "require",
+]
+
+
+def _fmt_shape(shape: Sequence[int | str | None]) -> str:
+    parts = ["*" if s is None else str(s) for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def check_shape(
+    array: Any, expected: Sequence[int | str | None], name: str
+) -> np.ndarray | Any:
+    """Check that ``array`` has the expected shape.
+
+    Args:
+        array: anything with a ``shape`` (returned as is) or array-like
+            (converted with :func:`numpy.asarray`).
+        expected: one entry per axis: an ``int`` size, ``None`` for any size,
+            or a string that names a size which must be equal on every axis
+            that carries the same string.
+        name: the argument's name, used in the message.
+
+    Returns:
+        The array (converted when it had no ``shape``).
+
+    Raises:
+        ShapeError: when the number of axes or a size differs.
+    """
+    arr = array if hasattr(array, "shape") else np.asarray(array)
+    shape = tuple(arr.shape)
+    if len(shape) != len(expected):
+        raise ShapeError(
+            f"{name}: expected {len(expected)} dimension(s) with shape {_fmt_shape(expected)}, "
+            f"got {len(shape)} with shape {_fmt_shape(shape)}"
+        )
+    bound: dict[str, int] = {}
+    for size, want in zip(shape, expected, strict=True):
+        if want is None:
+            continue
+        if isinstance(want, str):
+            if bound.setdefault(want, size) != size:
+                raise ShapeError(
+                    f"{name}: expected shape {_fmt_shape(expected)} with equal sizes for "
+                    f"'{want}', got {_fmt_shape(shape)}"
+                )
+        elif size != want:
+            raise ShapeError(f"{name}: expected shape {_fmt_shape(expected)}, got {_fmt_shape(shape)}")
+    return arr
+
+
+def check_ndim(array: Any, ndim: int | Iterable[int], name: str) -> np.ndarray | Any:
+    """Check the number of dimensions of ``array`` (one value or several allowed ones)."""
+    arr = array if hasattr(array, "shape") else np.asarray(array)
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in allowed:
+        want = " or ".join(str(a) for a in allowed)
+        raise ShapeError(
+            f"{name}: expected {want} dimension(s), got {arr.ndim} with shape "
+            f"{_fmt_shape(tuple(arr.shape))}"
+        )
+    return arr
+
+
+def check_finite(array: Any, name: str) -> np.ndarray:
+    """Check that every value of ``array`` is finite (no NaN, no inf).
+
+    The check runs on the host with NumPy; call it at the public boundary, never
+    inside jitted code.
+
+    Raises:
+        ValueDomainError: naming the argument, how many values are bad and the
+            first bad index.
+    """
+    arr = np.asarray(array)
+    if arr.dtype.kind not in "fc":
+        return arr
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueDomainError(
+            f"{name}: expected finite values, got {int(bad.sum())} non-finite value(s) "
+            f"(first at index {first}: {arr[first]!r})"
+        )
+    return arr
+
+
+def check_nonnegative(array: Any, name: str) -> np.ndarray:
+    """Check that every value of ``array`` is finite and ``>= 0``."""
+    arr = check_finite(array, name)
+    neg = arr < 0
+    if np.any(neg):
+        first = tuple(int(i) for i in np.argwhere(neg)[0])
+        raise ValueDomainError(
+            f"{name}: expected non-negative values, got {int(neg.sum())} negative value(s) "
+            f"(first at index {first}: {arr[first]!r})"
+        )
+    return arr
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Check that ``value`` is an integer ``>= minimum`` and return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` candidates that look like ``word`` (for "did you mean")."""
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+
+
+def check_choice(value: Any, choices: Iterable[Any], name: str) -> Any:
+    """Check that ``value`` is one of ``choices``; suggest close matches when not."""
+    options = list(choices)
+    if value in options:
+        return value
+    hint = ""
+    if isinstance(value, str):
+        near = close_matches(value, [str(c) for c in options])
+        if near:
+            hint = f"; did you mean {' or '.join(repr(m) for m in near)}?"
+    raise ConfigError(
+        f"{name}: expected one of {', '.join(repr(c) for c in options)}, got {value!r}{hint}"
+    )
+
+
+def require(module: str, *, extra: str, feature: str) -> ModuleType:
+    """Import an optional dependency or explain which extra provides it.
+
+    Args:
+        module: the module to import, e.g. ``"matplotlib.pyplot"``.
+        extra: the pip extra that installs it, e.g. ``"lux-models[plot]"``.
+        feature: what needs it, used in the message.
+
+    Raises:
+        MissingDependencyError: (an ``ImportError``) naming the extra.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        raise MissingDependencyError(
+            f"{feature} needs the optional dependency '{top}', which is not installed; "
+            f"install it with: pip install '{extra}'"
+        ) from err
