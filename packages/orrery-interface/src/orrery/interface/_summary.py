@@ -36,7 +36,10 @@ class Summary:
         ]
         widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
         lines = [
-            "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
             for r in [header, *rows]
         ]
         return "\n".join(lines)

@@ -100,9 +100,7 @@ def check_json_safe(value: Any, name: str = "config") -> Any:
     if isinstance(value, (list, tuple)):
         return [check_json_safe(item, f"{name}[{i}]") for i, item in enumerate(value)]
     hint = "; put arrays in `arrays`" if hasattr(value, "shape") else ""
-    raise ArtifactError(
-        f"{name} has type {type(value).__name__}, which is not JSON-safe{hint}"
-    )
+    raise ArtifactError(f"{name} has type {type(value).__name__}, which is not JSON-safe{hint}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -259,7 +257,9 @@ def load_artifact(
     try:
         doc = json.loads(meta_path.read_text())
     except (OSError, ValueError) as err:
-        raise ArtifactError(f"artifact {str(target)!r}: {METADATA_FILE} is not valid JSON ({err})") from err
+        raise ArtifactError(
+            f"artifact {str(target)!r}: {METADATA_FILE} is not valid JSON ({err})"
+        ) from err
     if not isinstance(doc, dict) or not {"schema_version", "kind", "config"} <= doc.keys():
         raise ArtifactError(
             f"artifact {str(target)!r}: {METADATA_FILE} lacks schema_version, kind or config"
@@ -278,7 +278,9 @@ def load_artifact(
         with np.load(arrays_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as err:
-        raise ArtifactError(f"artifact {str(target)!r}: {ARRAYS_FILE} is unreadable ({err})") from err
+        raise ArtifactError(
+            f"artifact {str(target)!r}: {ARRAYS_FILE} is unreadable ({err})"
+        ) from err
     return Artifact(
         kind=doc["kind"],
         config=doc["config"],

@@ -137,12 +137,16 @@ class Draws:
                 )
             m = m.reshape(chains, m.shape[0] // chains, m.shape[1])
         elif m.ndim != 3:
-            raise ShapeError(f"matrix: expected shape (draw, dim) or (chain, draw, dim), got {m.shape}")
+            raise ShapeError(
+                f"matrix: expected shape (draw, dim) or (chain, draw, dim), got {m.shape}"
+            )
         elif n_chains is not None and n_chains != m.shape[0]:
             raise ShapeError(f"n_chains: {n_chains} differs from the matrix's {m.shape[0]} chains")
         names = list(names)
         if len(names) != m.shape[-1]:
-            raise ShapeError(f"names: expected {m.shape[-1]} names (one per column), got {len(names)}")
+            raise ShapeError(
+                f"names: expected {m.shape[-1]} names (one per column), got {len(names)}"
+            )
         groups: dict[str, dict[tuple[int, ...], int]] = {}
         for col, label in enumerate(names):
             if not isinstance(label, str):
@@ -152,7 +156,9 @@ class Draws:
             if idx in slot:
                 raise ConfigError(f"names: {label!r} appears more than once")
             if slot and len(next(iter(slot))) != len(idx):
-                raise ConfigError(f"names: {label!r} has a different number of indices than {base!r}")
+                raise ConfigError(
+                    f"names: {label!r} has a different number of indices than {base!r}"
+                )
             slot[idx] = col
         samples = {}
         for base, slot in groups.items():
@@ -213,7 +219,7 @@ class Draws:
 
     def stacked(self) -> dict[str, np.ndarray]:
         """``{name: array[chain * draw, *shape]}`` with chains concatenated."""
-        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self._data.items()}
+        return {k: v.reshape((-1, *v.shape[2:])) for k, v in self._data.items()}
 
     def subset(self, names: Sequence[str]) -> Draws:
         """The draws of the given variables only."""
@@ -232,7 +238,7 @@ class Draws:
         cols, names = [], []
         for name, arr in self._data.items():
             shape = arr.shape[2:]
-            cols.append(arr.reshape(arr.shape[:2] + (-1,)))
+            cols.append(arr.reshape((*arr.shape[:2], -1)))
             names.extend(element_names(name, shape))
         matrix = np.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
         if not keep_chains:
@@ -283,14 +289,15 @@ class Draws:
         for i, other in enumerate(items[1:], start=1):
             if other.shapes != first.shapes:
                 raise ShapeError(
-                    f"items[{i}]: variables/shapes {other.shapes} differ from items[0]'s {first.shapes}"
+                    f"items[{i}]: variables/shapes {other.shapes} differ from "
+                    f"items[0]'s {first.shapes}"
                 )
         axis = 0 if dim == "chain" else 1
         return Draws({k: np.concatenate([d[k] for d in items], axis=axis) for k in first.names})
 
     # -- conversion and persistence ----------------------------------------
     def to_arviz(self) -> Any:
-        """Convert to an ArviZ ``InferenceData``/``DataTree`` (needs ``orrery-interface[arviz]``)."""
+        """Convert to ArviZ's ``InferenceData``/``DataTree``; needs ``orrery-interface[arviz]``."""
         az = require("arviz", extra="orrery-interface[arviz]", feature="Draws.to_arviz()")
         data = self.as_dict()
         try:
@@ -319,6 +326,7 @@ class Draws:
 
     def __repr__(self) -> str:
         vars_ = ", ".join(
-            f"{k}: {v.dtype}{list(v.shape[2:]) if v.ndim > 2 else ''}" for k, v in self._data.items()
+            f"{k}: {v.dtype}{list(v.shape[2:]) if v.ndim > 2 else ''}"
+            for k, v in self._data.items()
         )
         return f"Draws(chains={self.n_chains}, draws={self.n_draws}; {vars_})"

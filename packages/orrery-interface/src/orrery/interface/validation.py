@@ -41,9 +41,7 @@ def _fmt_shape(shape: Sequence[int | str | None]) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
-def check_shape(
-    array: Any, expected: Sequence[int | str | None], name: str
-) -> np.ndarray | Any:
+def check_shape(array: Any, expected: Sequence[int | str | None], name: str) -> np.ndarray | Any:
     """Check that ``array`` has the expected shape.
 
     Args:
@@ -78,7 +76,9 @@ def check_shape(
                     f"'{want}', got {_fmt_shape(shape)}"
                 )
         elif size != want:
-            raise ShapeError(f"{name}: expected shape {_fmt_shape(expected)}, got {_fmt_shape(shape)}")
+            raise ShapeError(
+                f"{name}: expected shape {_fmt_shape(expected)}, got {_fmt_shape(shape)}"
+            )
     return arr
 
 
