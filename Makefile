@@ -70,6 +70,6 @@ demo: sync ## Run the example pipeline end to end
 
 bump: ensure-uv ## Bump a version: make bump PKG=<dist> PART=patch|minor|major
 	@test -n "$(PKG)" || { echo "usage: make bump PKG=<dist> PART=patch|minor|major"; exit 2; }
-	$(UV) version --package $(PKG) --bump $(or $(PART),patch)
+	$(UV) version --package $(PKG) --bump $(or $(PART),patch) --frozen
 	$(UV) lock
-	@echo "Now add a line to packages/$(PKG)/CHANGELOG.md and tag $(PKG)-v$$($(UV) version --package $(PKG) --short)"
+	python3 tools/bump_version.py $(PKG)
