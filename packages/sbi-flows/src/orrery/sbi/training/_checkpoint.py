@@ -1,0 +1,164 @@
+"""Atomic, resumable trainer checkpoints (orbax or equinox serialisation).
+
+A checkpoint is a directory ``checkpoint_<epoch>`` holding the array state (model
+parameters, optimizer state, best parameters, RNG key) and ``trainer_state.json``
+(epoch, history, early-stopping bookkeeping). It is assembled in a temporary
+sibling directory and renamed into place only once complete, so a process killed
+mid-write never damages the previous checkpoint; a directory without the JSON
+marker is never considered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from orrery.interface import ArtifactError, check_choice, require
+
+CHECKPOINT_BACKENDS = ("auto", "orbax", "equinox")
+_STATE_FILE = "trainer_state.json"
+_PREFIX = "checkpoint_"
+_TMP_PREFIX = ".tmp-"
+_KEEP = 2
+
+
+def resolve_backend(name: str) -> str:
+    """Map ``"auto"`` to ``"orbax"`` when orbax is importable, else ``"equinox"``."""
+    check_choice(name, CHECKPOINT_BACKENDS, "checkpoint_backend")
+    if name == "auto":
+        try:
+            import orbax.checkpoint  # noqa: F401
+        except ImportError:
+            return "equinox"
+        return "orbax"
+    if name == "orbax":
+        _orbax()
+    return name
+
+
+def _orbax() -> Any:
+    feature = "SBITrainer(checkpoint_backend='orbax')"
+    return require("orbax.checkpoint", extra="sbi-flows[orbax]", feature=feature)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_arrays(backend: str, directory: Path, tree: Any) -> None:
+    if backend == "equinox":
+        with open(directory / "state.eqx", "wb") as handle:
+            eqx.tree_serialise_leaves(handle, tree)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return
+    ocp = _orbax()
+    leaves = {f"{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save((directory / "state").absolute(), leaves)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+
+
+def _read_arrays(backend: str, directory: Path, like: Any) -> Any:
+    if backend == "equinox":
+        return eqx.tree_deserialise_leaves(directory / "state.eqx", like)
+    ocp = _orbax()
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+        restored = checkpointer.restore((directory / "state").absolute())
+    finally:
+        checkpointer.close()
+    leaves, treedef = jax.tree.flatten(like)
+    if len(restored) != len(leaves):
+        raise ArtifactError(
+            f"checkpoint {directory} holds {len(restored)} arrays; expected {len(leaves)}"
+        )
+    new = [
+        jnp.asarray(restored[f"{i:05d}"], dtype=leaf.dtype).reshape(leaf.shape)
+        for i, leaf in enumerate(leaves)
+    ]
+    return jax.tree.unflatten(treedef, new)
+
+
+def save_checkpoint(
+    directory: str | os.PathLike, *, backend: str, epoch: int, arrays: Any, state: dict
+) -> Path:
+    """Atomically write the checkpoint for ``epoch`` (1-based count of finished epochs)."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        _write_arrays(backend, tmp, arrays)
+        payload = dict(state, epoch=int(epoch), backend=backend)
+        with open(tmp / _STATE_FILE, "w") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_dir(tmp)
+        final = root / f"{_PREFIX}{epoch:06d}"
+        if final.exists():
+            trash = root / f"{_TMP_PREFIX}old-{uuid.uuid4().hex}"
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(root)[:-_KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(_PREFIX) and (p / _STATE_FILE).is_file()
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def load_latest_checkpoint(directory: str | os.PathLike, like: Any) -> tuple[Any, dict] | None:
+    """Load the newest readable checkpoint as ``(arrays, state)``; ``None`` if there is none.
+
+    ``like`` is a pytree with the structure, shapes and dtypes of the saved arrays.
+    A damaged newest checkpoint falls back to the one before it.
+    """
+    errors = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            with open(path / _STATE_FILE) as handle:
+                state = json.load(handle)
+            arrays = _read_arrays(state["backend"], path, like)
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            errors.append(f"{path.name}: {err}")
+            continue
+        return arrays, state
+    if errors:
+        raise ArtifactError("no readable checkpoint in {}: {}".format(directory, "; ".join(errors)))
+    return None

@@ -1,0 +1,474 @@
+"""Generic minibatch trainer for equinox models: :class:`SBITrainer`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
+
+from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
+from ._optim import make_optimizer, make_schedule
+
+LossFn = Callable[[Any, Any, jax.Array], jax.Array]
+
+
+@dataclass
+class TrainingArtifacts:
+    """What a training run produced besides the model.
+
+    Attributes:
+        history: per-epoch lists; always ``"train_loss"``, ``"val_loss"`` (NaN without
+            validation data) and ``"learning_rate"`` (the rate of the epoch's last
+            update); plus one list per ``epoch_metrics_fn`` key and ``"stable"``
+            (1.0 / 0.0) when stability thresholds are given.
+        validation_metrics: summary of the kept epoch (``best_epoch``, ``best_val_loss``,
+            ``final_val_loss`` and that epoch's metrics).
+        trainer_metadata: configuration and run facts (epochs run, early stop,
+            resume, checkpoint backend, wall time, unstable epochs).
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    validation_metrics: dict[str, Any] = field(default_factory=dict)
+    trainer_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _n_rows(data: Any, name: str) -> int:
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ShapeError(f"{name} must be a pytree holding at least one array; got {data!r}")
+    sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in leaves}
+    if len(sizes) != 1 or -1 in sizes:
+        raise ShapeError(
+            f"every array in {name} must share one leading (batch) axis; got leading sizes "
+            f"{sorted(np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves)}"
+        )
+    n = sizes.pop()
+    if n == 0:
+        raise ShapeError(f"{name} is empty (leading axis 0)")
+    return n
+
+
+def _take(data: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda a: a[idx], data)
+
+
+class SBITrainer:
+    """Minibatch Adam/AdamW trainer with schedules, early stopping and exact resume.
+
+    Every epoch shuffles the training rows with a key derived from ``seed`` and the
+    epoch number, then runs all full minibatches in one jitted ``lax.scan`` (the
+    ragged remainder of an epoch is dropped; a different subset is dropped each
+    epoch). Validation loss is the exact mean over all validation rows.
+
+    Args:
+        learning_rate: peak (or constant) learning rate.
+        batch_size: rows per update (clipped to the training-set size).
+        num_epochs: maximum number of epochs.
+        gradient_clip_norm: clip gradients to this global norm (``None``: no clipping).
+        weight_decay: decoupled weight decay; ``> 0`` switches Adam to AdamW.
+        early_stopping_patience: stop after this many epochs without an improvement of
+            the monitored loss (validation loss, else training loss) larger than
+            ``early_stopping_min_delta``.
+        early_stopping_min_delta: minimum decrease counted as an improvement.
+        use_cosine_schedule: linear warm-up then cosine decay instead of a constant rate.
+        warmup_fraction: warm-up length as a fraction of the schedule horizon.
+        warmup_epochs: warm-up length in epochs (overrides ``warmup_fraction``).
+        min_learning_rate: start of the warm-up and floor of the decay.
+        lr_schedule_total_epochs: schedule horizon in epochs (default ``num_epochs``);
+            keep it fixed to make a resumed run identical to an uninterrupted one.
+        checkpoint_directory: write a checkpoint here at the end of every epoch.
+        checkpoint_backend: ``"auto"`` (orbax if importable, else equinox),
+            ``"orbax"`` or ``"equinox"``.
+        resume_from_checkpoint: continue from the newest checkpoint in
+            ``checkpoint_directory`` when there is one.
+        seed: seed of the shuffling / loss / augmentation keys.
+        progress: show a tqdm bar over epochs.
+
+    Example:
+        >>> trainer = SBITrainer(learning_rate=1e-2, num_epochs=20, progress=False)
+        >>> model, artifacts = trainer.fit(model, loss_fn, train, val)  # doctest: +SKIP
+        >>> artifacts.history["val_loss"][-1]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 1e-3,
+        batch_size: int = 256,
+        num_epochs: int = 100,
+        gradient_clip_norm: float | None = None,
+        weight_decay: float = 0.0,
+        early_stopping_patience: int | None = None,
+        early_stopping_min_delta: float = 0.0,
+        use_cosine_schedule: bool = False,
+        warmup_fraction: float = 0.0,
+        warmup_epochs: float | None = None,
+        min_learning_rate: float = 0.0,
+        lr_schedule_total_epochs: float | None = None,
+        checkpoint_directory: str | None = None,
+        checkpoint_backend: str = "auto",
+        resume_from_checkpoint: bool = False,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        if not (learning_rate > 0 and math.isfinite(learning_rate)):
+            raise ConfigError(f"learning_rate must be a positive number; got {learning_rate!r}")
+        check_positive_int(batch_size, "batch_size", minimum=1)
+        check_positive_int(num_epochs, "num_epochs", minimum=1)
+        if gradient_clip_norm is not None and not gradient_clip_norm > 0:
+            raise ConfigError(
+                f"gradient_clip_norm must be positive or None; got {gradient_clip_norm!r}"
+            )
+        if weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0; got {weight_decay!r}")
+        if early_stopping_patience is not None:
+            check_positive_int(early_stopping_patience, "early_stopping_patience", minimum=1)
+        if early_stopping_min_delta < 0:
+            raise ConfigError(
+                f"early_stopping_min_delta must be >= 0; got {early_stopping_min_delta!r}"
+            )
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ConfigError(f"warmup_fraction must lie in [0, 1); got {warmup_fraction!r}")
+        if warmup_epochs is not None and warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0 or None; got {warmup_epochs!r}")
+        if not 0.0 <= min_learning_rate <= learning_rate:
+            raise ConfigError(
+                f"min_learning_rate must lie in [0, learning_rate={learning_rate}]; "
+                f"got {min_learning_rate!r}"
+            )
+        if lr_schedule_total_epochs is not None and not lr_schedule_total_epochs > 0:
+            raise ConfigError(
+                "lr_schedule_total_epochs must be positive or None; "
+                f"got {lr_schedule_total_epochs!r}"
+            )
+        if resume_from_checkpoint and checkpoint_directory is None:
+            raise ConfigError("resume_from_checkpoint=True needs a checkpoint_directory")
+        self.learning_rate = float(learning_rate)
+        self.batch_size = int(batch_size)
+        self.num_epochs = int(num_epochs)
+        self.gradient_clip_norm = gradient_clip_norm
+        self.weight_decay = float(weight_decay)
+        self.early_stopping_patience = early_stopping_patience
+        self.early_stopping_min_delta = float(early_stopping_min_delta)
+        self.use_cosine_schedule = bool(use_cosine_schedule)
+        self.warmup_fraction = float(warmup_fraction)
+        self.warmup_epochs = warmup_epochs
+        self.min_learning_rate = float(min_learning_rate)
+        self.lr_schedule_total_epochs = lr_schedule_total_epochs
+        self.checkpoint_directory = checkpoint_directory
+        self.checkpoint_backend = resolve_backend(checkpoint_backend)
+        self.resume_from_checkpoint = bool(resume_from_checkpoint)
+        self.seed = as_int_seed(seed)
+        self.progress = bool(progress)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as a JSON-safe dict."""
+        return {
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "num_epochs": self.num_epochs,
+            "gradient_clip_norm": self.gradient_clip_norm,
+            "weight_decay": self.weight_decay,
+            "early_stopping_patience": self.early_stopping_patience,
+            "early_stopping_min_delta": self.early_stopping_min_delta,
+            "use_cosine_schedule": self.use_cosine_schedule,
+            "warmup_fraction": self.warmup_fraction,
+            "warmup_epochs": self.warmup_epochs,
+            "min_learning_rate": self.min_learning_rate,
+            "lr_schedule_total_epochs": self.lr_schedule_total_epochs,
+            "checkpoint_directory": self.checkpoint_directory,
+            "checkpoint_backend": self.checkpoint_backend,
+            "resume_from_checkpoint": self.resume_from_checkpoint,
+            "seed": self.seed,
+        }
+
+    def fit(
+        self,
+        model: eqx.Module,
+        loss_fn: LossFn,
+        train_data: Any,
+        val_data: Any = None,
+        *,
+        val_loss_fn: LossFn | None = None,
+        epoch_metrics_fn: Callable[[Any], Mapping[str, float]] | None = None,
+        batch_transform: Callable[[Any, jax.Array], Any] | None = None,
+        stability_thresholds: Mapping[str, float] | None = None,
+    ) -> tuple[Any, TrainingArtifacts]:
+        """Train ``model`` and return ``(kept_model, artifacts)``.
+
+        Args:
+            model: an equinox module; its inexact-array leaves are trained.
+            loss_fn: ``loss_fn(model, batch, key) -> scalar`` mean loss of a batch (a
+                pytree of arrays with a leading batch axis); must be jit-compatible.
+            train_data: pytree of arrays with a common leading axis ``n``.
+            val_data: optional pytree of validation arrays.
+            val_loss_fn: validation loss (default ``loss_fn``), called with a fixed key.
+            epoch_metrics_fn: ``f(model) -> {name: float}`` evaluated after each epoch
+                and recorded in ``history``.
+            batch_transform: ``f(batch, key) -> batch`` applied to training batches
+                only (augmentation such as noise injection).
+            stability_thresholds: ``{metric: max}``; an epoch whose metric (from
+                ``epoch_metrics_fn``) is above its threshold or non-finite is unstable.
+                Unstable epochs are flagged in ``history["stable"]`` and never kept
+                when a stable epoch exists.
+
+        Returns:
+            The kept model (lowest validation loss among stable epochs, else the
+            last epoch's model) and a :class:`TrainingArtifacts`.
+        """
+        start_time = time.perf_counter()
+        thresholds = dict(stability_thresholds or {})
+        if thresholds and epoch_metrics_fn is None:
+            raise ConfigError("stability_thresholds need an epoch_metrics_fn producing the metrics")
+        n_train = _n_rows(train_data, "train_data")
+        has_val = val_data is not None
+        n_val = _n_rows(val_data, "val_data") if has_val else 0
+        train_data = jax.tree.map(jnp.asarray, train_data)
+        val_data = jax.tree.map(jnp.asarray, val_data) if has_val else None
+        batch_size = min(self.batch_size, n_train)
+        steps_per_epoch = n_train // batch_size
+        horizon = self.lr_schedule_total_epochs or self.num_epochs
+        schedule = make_schedule(
+            learning_rate=self.learning_rate,
+            use_cosine_schedule=self.use_cosine_schedule,
+            steps_per_epoch=steps_per_epoch,
+            horizon_epochs=horizon,
+            warmup_fraction=self.warmup_fraction,
+            warmup_epochs=self.warmup_epochs,
+            min_learning_rate=self.min_learning_rate,
+        )
+        optimizer = make_optimizer(
+            schedule, weight_decay=self.weight_decay, gradient_clip_norm=self.gradient_clip_norm
+        )
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        opt_state = optimizer.init(params)
+        base_key = jax.random.key(self.seed)
+        train_epoch = _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size)
+        val_fn = val_loss_fn or loss_fn
+        val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
+        evaluate = _make_evaluate(static, val_fn, batch_size) if has_val else None
+
+        history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": []}
+        best = {"params": params, "epoch": 0, "loss": math.inf, "stable": False}
+        monitor_best, since_improved, stopped_early, start_epoch = math.inf, 0, False, 0
+        resumed_from = None
+        run_facts = {"n_train": n_train, "batch_size": batch_size, "horizon_epochs": horizon}
+
+        if self.resume_from_checkpoint:
+            like = {"params": params, "opt": opt_state, "best": params}
+            loaded = load_latest_checkpoint(self.checkpoint_directory, like)
+            if loaded is not None:
+                arrays, state = loaded
+                for name, value in run_facts.items():
+                    if state["run"].get(name) != value:
+                        raise ConfigError(
+                            f"cannot resume: checkpoint was written with {name}="
+                            f"{state['run'].get(name)!r}, this run has {value!r}"
+                        )
+                params, opt_state = arrays["params"], arrays["opt"]
+                history = {k: list(v) for k, v in state["history"].items()}
+                best = {
+                    "params": arrays["best"],
+                    "epoch": state["best_epoch"],
+                    "loss": state["best_loss"],
+                    "stable": state["best_stable"],
+                }
+                monitor_best = state["monitor_best"]
+                since_improved = state["since_improved"]
+                stopped_early = state["stopped_early"]
+                start_epoch = resumed_from = state["epoch"]
+
+        epochs = range(start_epoch, self.num_epochs) if not stopped_early else range(0)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.num_epochs, initial=start_epoch, desc="training", unit="epoch")
+        try:
+            for epoch in epochs:
+                key = jax.random.fold_in(base_key, epoch)
+                params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
+                step = (epoch + 1) * steps_per_epoch - 1
+                history["train_loss"].append(float(train_loss))
+                history["learning_rate"].append(float(schedule(step)))
+                val_loss = (
+                    float(evaluate(params, val_data, val_key, n_val)) if has_val else math.nan
+                )
+                history["val_loss"].append(val_loss)
+                stable = True
+                if epoch_metrics_fn is not None:
+                    metrics = epoch_metrics_fn(eqx.combine(params, static))
+                    for name, value in metrics.items():
+                        history.setdefault(name, []).append(float(value))
+                    for name, limit in thresholds.items():
+                        if name not in metrics:
+                            raise ConfigError(
+                                f"stability threshold for {name!r} but epoch_metrics_fn returned "
+                                f"only {sorted(metrics)}"
+                            )
+                        value = float(metrics[name])
+                        if not (math.isfinite(value) and value <= limit):
+                            stable = False
+                    if thresholds:
+                        history.setdefault("stable", []).append(float(stable))
+                candidate = val_loss if has_val else float(train_loss)
+                # Kept model: best validation loss, preferring stable epochs; without
+                # validation data the last epoch (or last stable epoch) is kept.
+                finite = math.isfinite(candidate)
+                better = candidate < best["loss"] if has_val else True
+                if (stable and (not best["stable"] or (finite and better))) or (
+                    not stable and not best["stable"] and finite and better
+                ):
+                    best = {
+                        "params": params,
+                        "epoch": epoch + 1,
+                        "loss": candidate,
+                        "stable": stable,
+                    }
+                if finite and candidate < monitor_best - self.early_stopping_min_delta:
+                    monitor_best, since_improved = candidate, 0
+                else:
+                    since_improved += 1
+                if (
+                    self.early_stopping_patience is not None
+                    and since_improved >= self.early_stopping_patience
+                ):
+                    stopped_early = True
+                if self.checkpoint_directory is not None:
+                    save_checkpoint(
+                        self.checkpoint_directory,
+                        backend=self.checkpoint_backend,
+                        epoch=epoch + 1,
+                        arrays={"params": params, "opt": opt_state, "best": best["params"]},
+                        state={
+                            "history": history,
+                            "best_epoch": best["epoch"],
+                            "best_loss": best["loss"],
+                            "best_stable": best["stable"],
+                            "monitor_best": monitor_best,
+                            "since_improved": since_improved,
+                            "stopped_early": stopped_early,
+                            "run": run_facts,
+                            "seed": self.seed,
+                            "rng_key_data": np.asarray(jax.random.key_data(base_key)).tolist(),
+                        },
+                    )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(train=f"{float(train_loss):.4g}", val=f"{val_loss:.4g}")
+                if stopped_early:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+
+        epochs_run = len(history["train_loss"])
+        kept_params, kept_epoch = best["params"], best["epoch"]
+        model_out = eqx.combine(kept_params, static)
+        validation_metrics: dict[str, Any] = {
+            "best_epoch": kept_epoch,
+            "best_val_loss": best["loss"] if has_val else math.nan,
+            "final_val_loss": history["val_loss"][-1] if epochs_run else math.nan,
+            "final_train_loss": history["train_loss"][-1] if epochs_run else math.nan,
+        }
+        if kept_epoch:
+            for name, values in history.items():
+                if name not in ("train_loss", "val_loss", "learning_rate", "stable"):
+                    validation_metrics[name] = values[kept_epoch - 1]
+        unstable = [i + 1 for i, s in enumerate(history.get("stable", [])) if not s]
+        metadata = dict(self.config())
+        metadata.update(
+            {
+                "steps_per_epoch": steps_per_epoch,
+                "effective_batch_size": batch_size,
+                "n_train": n_train,
+                "n_val": n_val,
+                "epochs_run": epochs_run,
+                "stopped_early": stopped_early,
+                "resumed_from_epoch": resumed_from,
+                "optimizer": "adamw" if self.weight_decay > 0 else "adam",
+                "unstable_epochs": unstable,
+                "kept_epoch_stable": bool(best["stable"]) if thresholds else None,
+                "stability_thresholds": thresholds or None,
+                "wall_time_s": time.perf_counter() - start_time,
+            }
+        )
+        return model_out, TrainingArtifacts(history, validation_metrics, metadata)
+
+
+def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
+    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches."""
+
+    def batch_loss(params, batch, key):
+        return loss_fn(eqx.combine(params, static), batch, key)
+
+    grad_fn = jax.value_and_grad(batch_loss)
+
+    @jax.jit
+    def epoch_fn(params, opt_state, data, key):
+        n = jax.tree.leaves(data)[0].shape[0]
+        n_batches = n // batch_size
+        perm_key, step_key = jax.random.split(key)
+        order = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
+        order = order.reshape(n_batches, batch_size)
+        step_keys = jax.random.split(step_key, n_batches)
+
+        def step(carry, xs):
+            params, opt_state = carry
+            idx, k = xs
+            batch = _take(data, idx)
+            loss_key, aug_key = jax.random.split(k)
+            if batch_transform is not None:
+                batch = batch_transform(batch, aug_key)
+            loss, grads = grad_fn(params, batch, loss_key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
+        return params, opt_state, jnp.mean(losses)
+
+    return epoch_fn
+
+
+def _make_evaluate(static, loss_fn, batch_size):
+    """Exact mean loss over all rows: scan over full chunks plus one remainder call."""
+
+    def chunk_loss(params, batch, key):
+        return loss_fn(eqx.combine(params, static), batch, key)
+
+    @jax.jit
+    def full_chunks(params, data, key):
+        n_chunks = jax.tree.leaves(data)[0].shape[0] // batch_size
+
+        def body(total, i):
+            idx = i * batch_size + jnp.arange(batch_size)
+            return total + chunk_loss(params, _take(data, idx), key), None
+
+        total, _ = jax.lax.scan(body, jnp.zeros(()), jnp.arange(n_chunks))
+        return total
+
+    chunk_jit = jax.jit(chunk_loss)
+
+    def evaluate(params, data, key, n):
+        n_chunks = n // batch_size
+        total = 0.0
+        if n_chunks:
+            head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
+            total = full_chunks(params, head, key) * batch_size
+        rem = n - n_chunks * batch_size
+        if rem:
+            tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
+            total = total + chunk_jit(params, tail, key) * rem
+        return total / n
+
+    return evaluate
