@@ -63,7 +63,7 @@ bench: sync ## Run every package's benchmarks (ratios against in-run baselines)
 	$(UV) run --locked python tools/run_benchmarks.py
 
 docs: ensure-uv ## Build the documentation site strictly into site/
-	$(UV) run --locked --all-packages --all-extras --group docs mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(UV) run --locked --all-packages --all-extras --group docs mkdocs build --strict
 
 demo: sync ## Run the example pipeline end to end
 	$(UV) run --locked python docs/examples/quickstart.py
