@@ -1,4 +1,22 @@
-"""PyTorch stochastic surrogate models with variational parameter groups."""
+"""PyTorch stochastic surrogate models with variational parameter groups.
+
+Three composable layers:
+
+- :mod:`~orrery.polymix.surrogate_models`: deterministic maps ``(x, params) -> y``
+  evaluated for a whole batch of parameter samples at once;
+- :mod:`~orrery.polymix.parameter_groups`: variational families (with
+  :mod:`~orrery.polymix.priors`) over blocks of those parameters;
+- :class:`StochasticModel`: a surrogate fed by concatenated group samples.
+
+Example:
+    >>> import torch
+    >>> from orrery.polymix import StochasticModel, parameter_groups, surrogate_models
+    >>> surrogate = surrogate_models.NeuralNetwork(num_inputs=1, num_outputs=1)
+    >>> group = parameter_groups.IIDGaussianGroup("nn", surrogate.num_params())
+    >>> model = StochasticModel(surrogate, [group])
+    >>> model(torch.linspace(-1, 1, 32).unsqueeze(-1), num_samples=8).shape
+    torch.Size([8, 32, 1])
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,4 +25,55 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from . import parameter_groups, priors, surrogate_models
+from .io import load, save
+from .parameter_groups import (
+    DeterministicGroup,
+    GaussianGroup,
+    IIDGaussianGroup,
+    LangevinGroup,
+    LowRankGaussianGroup,
+    NoVariationalDistributionError,
+    ParameterGroup,
+)
+from .priors import GaussianPrior, IIDGaussianPrior, LaplacePrior, Prior
+from .stochastic_model import StochasticModel
+from .summary import PredictiveSummary, predictive_summary, to_draws
+from .surrogate_models import (
+    GatingNetwork,
+    MixtureOfExperts,
+    NeuralNetwork,
+    PolynomialChaosExpansion,
+    SobolIndices,
+    SurrogateModel,
+)
+
+__all__ = [
+    "DeterministicGroup",
+    "GatingNetwork",
+    "GaussianGroup",
+    "GaussianPrior",
+    "IIDGaussianGroup",
+    "IIDGaussianPrior",
+    "LangevinGroup",
+    "LaplacePrior",
+    "LowRankGaussianGroup",
+    "MixtureOfExperts",
+    "NeuralNetwork",
+    "NoVariationalDistributionError",
+    "ParameterGroup",
+    "PolynomialChaosExpansion",
+    "PredictiveSummary",
+    "Prior",
+    "SobolIndices",
+    "StochasticModel",
+    "SurrogateModel",
+    "__version__",
+    "load",
+    "parameter_groups",
+    "predictive_summary",
+    "priors",
+    "save",
+    "surrogate_models",
+    "to_draws",
+]

@@ -1,0 +1,232 @@
+"""Priors over blocks of surrogate parameters.
+
+A prior is a small :class:`torch.nn.Module` whose hyper-parameters are buffers,
+so it follows ``.to(device, dtype)`` together with the parameter group that
+owns it and can be shared between groups. :meth:`Prior.distribution` builds a
+:class:`torch.distributions.Distribution` with event shape ``(num_params,)``
+on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributions as td
+from torch import nn
+
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
+
+__all__ = ["GaussianPrior", "IIDGaussianPrior", "LaplacePrior", "Prior"]
+
+
+def _buffer(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().clone()
+        return t if torch.is_floating_point(t) else t.to(torch.get_default_dtype())
+    try:
+        return torch.as_tensor(value, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"{name}: expected a float or a tensor, got {value!r}") from err
+
+
+def _check_positive(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
+        raise ValueDomainError(f"{name}: expected finite values > 0, got {t.tolist()!r}")
+
+
+def _to(t: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
+    return t.to(device=device if device is not None else t.device, dtype=dtype or t.dtype)
+
+
+def _event_shape(event_shape: Any) -> torch.Size:
+    if isinstance(event_shape, int):
+        return torch.Size([event_shape])
+    shape = torch.Size(event_shape)
+    if len(shape) != 1:
+        raise ShapeError(f"event_shape: expected one dimension (num_params,), got {tuple(shape)}")
+    return shape
+
+
+class Prior(nn.Module):
+    """Base class: a factory of prior distributions over a parameter vector.
+
+    Subclasses implement :meth:`distribution`.
+    """
+
+    def distribution(
+        self,
+        event_shape: torch.Size | tuple[int, ...] | int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> td.Distribution:
+        """Return the prior as a distribution with event shape ``event_shape``.
+
+        Args:
+            event_shape: ``(num_params,)`` of the group the prior applies to.
+            device: where the distribution lives (``None``: the buffers' device).
+            dtype: its floating dtype (``None``: the buffers' dtype).
+
+        Returns:
+            A :class:`torch.distributions.Distribution` with that event shape.
+        """
+        raise NotImplementedError
+
+    def _shapes(self) -> dict[str, list[int]]:
+        return {k: list(v.shape) for k, v in self.named_buffers(recurse=False)}
+
+
+class IIDGaussianPrior(Prior):
+    """Independent Gaussian prior ``N(mean, std²)`` on every parameter.
+
+    Args:
+        mean: a float or a tensor broadcastable to ``(num_params,)``.
+        std: a positive float or tensor broadcastable to ``(num_params,)``.
+
+    Example:
+        >>> prior = IIDGaussianPrior(mean=0.0, std=0.5)
+        >>> prior.distribution(torch.Size([4]), None, None).sample().shape
+        torch.Size([4])
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: float | torch.Tensor = 0.0, std: float | torch.Tensor = 1.0):
+        super().__init__()
+        mean_t, std_t = _buffer(mean, "mean"), _buffer(std, "std")
+        _check_positive(std_t, "std")
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
+        """Return ``Independent(Normal(mean, std), 1)`` broadcast to ``event_shape``."""
+        shape = _event_shape(event_shape)
+        try:
+            loc = _to(self.mean, device, dtype).expand(shape)
+            scale = _to(self.std, device, dtype).expand(shape)
+        except RuntimeError as err:
+            raise ShapeError(
+                f"IIDGaussianPrior: mean {tuple(self.mean.shape)} and std "
+                f"{tuple(self.std.shape)} do not broadcast to event shape {tuple(shape)}"
+            ) from err
+        return td.Independent(td.Normal(loc, scale), 1)
+
+
+class LaplacePrior(Prior):
+    """Independent Laplace prior, which favours sparse parameter vectors.
+
+    Args:
+        loc: a float or a tensor broadcastable to ``(num_params,)``.
+        scale: a positive float or tensor broadcastable to ``(num_params,)``.
+
+    Example:
+        >>> prior = LaplacePrior(loc=0.0, scale=1e-1)
+        >>> prior.distribution(torch.Size([3]), None, None).sample().shape
+        torch.Size([3])
+    """
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, loc: float | torch.Tensor = 0.0, scale: float | torch.Tensor = 1.0):
+        super().__init__()
+        loc_t, scale_t = _buffer(loc, "loc"), _buffer(scale, "scale")
+        _check_positive(scale_t, "scale")
+        self.register_buffer("loc", loc_t)
+        self.register_buffer("scale", scale_t)
+
+    def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
+        """Return ``Independent(Laplace(loc, scale), 1)`` broadcast to ``event_shape``."""
+        shape = _event_shape(event_shape)
+        try:
+            loc = _to(self.loc, device, dtype).expand(shape)
+            scale = _to(self.scale, device, dtype).expand(shape)
+        except RuntimeError as err:
+            raise ShapeError(
+                f"LaplacePrior: loc {tuple(self.loc.shape)} and scale {tuple(self.scale.shape)} "
+                f"do not broadcast to event shape {tuple(shape)}"
+            ) from err
+        return td.Independent(td.Laplace(loc, scale), 1)
+
+
+class GaussianPrior(Prior):
+    """Full-covariance Gaussian prior ``N(mean, Σ)``.
+
+    Give exactly one of ``covariance_matrix`` and ``scale_tril`` (the lower
+    Cholesky factor of Σ); the factor is what is stored.
+
+    Args:
+        mean: ``(P,)`` mean vector.
+        covariance_matrix: ``(P, P)`` symmetric positive-definite matrix.
+        scale_tril: ``(P, P)`` lower-triangular factor with a positive diagonal.
+
+    Raises:
+        ConfigError: when neither or both of the matrices are given.
+        ShapeError: when the shapes do not agree.
+        ValueDomainError: when the covariance is not positive definite.
+
+    Example:
+        >>> prior = GaussianPrior(torch.zeros(2), covariance_matrix=torch.eye(2))
+        >>> isinstance(prior.distribution(torch.Size([2]), None, None), td.MultivariateNormal)
+        True
+    """
+
+    mean: torch.Tensor
+    scale_tril: torch.Tensor
+
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        covariance_matrix: torch.Tensor | None = None,
+        scale_tril: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if (covariance_matrix is None) == (scale_tril is None):
+            raise ConfigError(
+                "GaussianPrior: give exactly one of covariance_matrix and scale_tril, got "
+                + ("neither" if covariance_matrix is None else "both")
+            )
+        mean_t = _buffer(mean, "mean")
+        if mean_t.ndim != 1:
+            raise ShapeError(f"mean: expected shape (P,), got {tuple(mean_t.shape)}")
+        p = mean_t.shape[0]
+        given = "covariance_matrix" if covariance_matrix is not None else "scale_tril"
+        mat = _buffer(covariance_matrix if covariance_matrix is not None else scale_tril, given)
+        if tuple(mat.shape) != (p, p):
+            raise ShapeError(
+                f"{given}: expected shape ({p}, {p}) to match mean, got {tuple(mat.shape)}"
+            )
+        mat = mat.to(mean_t.dtype)
+        if covariance_matrix is not None:
+            if not torch.allclose(mat, mat.T, rtol=1e-5, atol=1e-8):
+                raise ValueDomainError("covariance_matrix: expected a symmetric matrix")
+            tril, info = torch.linalg.cholesky_ex(mat)
+            if int(info) != 0:
+                raise ValueDomainError("covariance_matrix: expected a positive-definite matrix")
+        else:
+            if not torch.equal(mat, torch.tril(mat)):
+                raise ValueDomainError("scale_tril: expected a lower-triangular matrix")
+            diag = torch.diagonal(mat)
+            if not bool((diag > 0).all()):
+                raise ValueDomainError("scale_tril: expected a strictly positive diagonal")
+            tril = mat
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("scale_tril", tril)
+
+    @property
+    def covariance_matrix(self) -> torch.Tensor:
+        """Σ = L Lᵀ."""
+        return self.scale_tril @ self.scale_tril.T
+
+    def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
+        """Check ``event_shape`` against the mean and return a ``MultivariateNormal``."""
+        shape = _event_shape(event_shape)
+        if shape != self.mean.shape:
+            raise ShapeError(
+                f"GaussianPrior: event shape {tuple(shape)} differs from the prior's mean "
+                f"shape {tuple(self.mean.shape)}"
+            )
+        return td.MultivariateNormal(
+            _to(self.mean, device, dtype), scale_tril=_to(self.scale_tril, device, dtype)
+        )

@@ -1,0 +1,152 @@
+"""Mixture of experts: a softmax gate weighting several surrogate experts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from orrery.interface import ConfigError
+
+from .base import SurrogateModel
+from .neural_network import NeuralNetwork
+
+__all__ = ["GatingNetwork", "MixtureOfExperts"]
+
+
+class GatingNetwork(SurrogateModel):
+    """A :class:`NeuralNetwork` followed by a softmax over experts.
+
+    Args:
+        num_inputs: input width.
+        num_experts: number of experts (the output width).
+        width: hidden width.
+        depth: number of hidden layers.
+        activation: hidden activation, as for :class:`NeuralNetwork`.
+
+    Example:
+        >>> gating = GatingNetwork(num_inputs=1, num_experts=3, width=8)
+        >>> gating(torch.zeros(4, 1), torch.randn(2, gating.num_params())).shape
+        torch.Size([2, 4, 3])
+    """
+
+    def __init__(
+        self,
+        num_inputs: int,
+        num_experts: int,
+        width: int = 16,
+        depth: int = 1,
+        activation: type[nn.Module] | nn.Module | Callable = nn.ReLU,
+    ):
+        super().__init__(num_inputs, num_experts)
+        self.num_experts = self.num_outputs
+        self.network = NeuralNetwork(num_inputs, num_experts, width, depth, activation)
+
+    def num_params(self) -> int:
+        """Return the parameter count of the underlying network."""
+        return self.network.num_params()
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Return mixture weights ``(S, N, num_experts)`` that sum to one over experts."""
+        return torch.softmax(self.network(x, params), dim=-1)
+
+    def _config(self) -> dict:
+        cfg = self.network._config()
+        cfg["num_experts"] = cfg.pop("num_outputs")
+        return cfg
+
+    @classmethod
+    def _from_config(cls, config: dict) -> GatingNetwork:
+        config = dict(config)
+        config["activation"] = getattr(nn, config["activation"])
+        return cls(**config)
+
+
+def _same_architecture(experts: Sequence[SurrogateModel]) -> bool:
+    first = experts[0]
+    try:
+        cfg = first._config()
+        return all(type(e) is type(first) and e._config() == cfg for e in experts[1:])
+    except (NotImplementedError, ConfigError):
+        return False
+
+
+class MixtureOfExperts(SurrogateModel):
+    """``y(x) = Σ_e g_e(x) f_e(x)`` with a softmax gate ``g`` and experts ``f_e``.
+
+    Parameters are laid out ``[expert 0, expert 1, …, gate]``. When all experts
+    share one architecture (the usual case) they are evaluated in a single
+    batched call by stacking their parameter slices along the sample axis;
+    heterogeneous experts are evaluated one after the other.
+
+    Args:
+        experts: surrogates with equal ``num_inputs`` and ``num_outputs``.
+        gating: a :class:`GatingNetwork` with ``num_experts == len(experts)``.
+
+    Example:
+        >>> experts = [NeuralNetwork(num_inputs=1, num_outputs=1, width=4) for _ in range(2)]
+        >>> moe = MixtureOfExperts(experts, GatingNetwork(num_inputs=1, num_experts=2))
+        >>> moe(torch.randn(5, 1), torch.randn(3, moe.num_params())).shape
+        torch.Size([3, 5, 1])
+    """
+
+    def __init__(self, experts: Sequence[SurrogateModel], gating: GatingNetwork):
+        experts = list(experts)
+        if not experts or not all(isinstance(e, SurrogateModel) for e in experts):
+            raise ConfigError("experts: expected a non-empty sequence of SurrogateModel instances")
+        if not isinstance(gating, SurrogateModel):
+            raise ConfigError(f"gating: expected a GatingNetwork, got {type(gating).__name__}")
+        first = experts[0]
+        for k, e in enumerate(experts):
+            if (e.num_inputs, e.num_outputs) != (first.num_inputs, first.num_outputs):
+                raise ConfigError(
+                    f"experts[{k}]: expected num_inputs={first.num_inputs}, num_outputs="
+                    f"{first.num_outputs} like experts[0], got {e.num_inputs}, {e.num_outputs}"
+                )
+        if gating.num_inputs != first.num_inputs:
+            raise ConfigError(
+                f"gating: expected num_inputs={first.num_inputs} like the experts, got "
+                f"{gating.num_inputs}"
+            )
+        if gating.num_outputs != len(experts):
+            raise ConfigError(
+                f"gating: expected num_experts={len(experts)} (one weight per expert), got "
+                f"{gating.num_outputs}"
+            )
+        super().__init__(first.num_inputs, first.num_outputs)
+        self.experts = nn.ModuleList(experts)
+        self.gating = gating
+        self.num_experts = len(experts)
+        self._expert_sizes = [e.num_params() for e in experts]
+        self._stacked = _same_architecture(experts)
+
+    def num_params(self) -> int:
+        """Total parameter count: every expert plus the gate."""
+        return sum(self._expert_sizes) + self.gating.num_params()
+
+    def get_expert_outputs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Evaluate every expert with its slice of ``params``.
+
+        Returns:
+            ``(S, N, num_experts, num_outputs)``.
+        """
+        self._check(x, params)
+        s, n_e = params.shape[0], self.num_experts
+        if self._stacked:
+            p_e = self._expert_sizes[0]
+            flat = params[:, : n_e * p_e].reshape(s * n_e, p_e)
+            out = self.experts[0](x, flat)  # (S * E, N, out)
+            return out.reshape(s, n_e, x.shape[0], self.num_outputs).transpose(1, 2)
+        chunks = torch.split(params[:, : sum(self._expert_sizes)], self._expert_sizes, dim=1)
+        return torch.stack([e(x, p) for e, p in zip(self.experts, chunks, strict=True)], dim=2)
+
+    def get_gating_weights(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Mixture weights ``(S, N, num_experts)`` from the gate's slice of ``params``."""
+        self._check(x, params)
+        return self.gating(x, params[:, sum(self._expert_sizes) :])
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Evaluate experts and gate and mix: ``(S, N, num_outputs)``."""
+        weights = self.get_gating_weights(x, params)
+        return torch.einsum("sne,sneo->sno", weights, self.get_expert_outputs(x, params))

@@ -1,0 +1,131 @@
+"""A multilayer perceptron whose weights arrive as sampled parameter vectors."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from orrery.interface import ConfigError, check_positive_int
+
+from .base import SurrogateModel
+
+__all__ = ["NeuralNetwork"]
+
+
+def _activation(activation: type[nn.Module] | nn.Module | Callable) -> Callable:
+    if isinstance(activation, type) and issubclass(activation, nn.Module):
+        return activation()
+    if callable(activation):
+        return activation
+    raise ConfigError(f"activation: expected an nn.Module class or a callable, got {activation!r}")
+
+
+class NeuralNetwork(SurrogateModel):
+    """Fully connected network evaluated for many parameter samples at once.
+
+    The layers are ``num_inputs -> width`` (``depth`` hidden layers of size
+    ``width``) ``-> num_outputs``; ``depth=0`` is a linear map. Each layer
+    consumes, in order, its weight matrix laid out ``(in, out)`` (row-major)
+    and then its bias ``(out,)``. The activation follows every hidden layer.
+
+    Args:
+        num_inputs: input width.
+        num_outputs: output width.
+        width: hidden width.
+        depth: number of hidden layers (>= 0).
+        activation: an ``nn.Module`` class (instantiated without arguments), a
+            module instance, or any element-wise callable.
+
+    Example:
+        >>> surrogate = NeuralNetwork(num_inputs=2, num_outputs=1, width=8, depth=2)
+        >>> surrogate.num_params()
+        105
+        >>> surrogate(torch.randn(5, 2), torch.randn(3, 105)).shape
+        torch.Size([3, 5, 1])
+    """
+
+    def __init__(
+        self,
+        num_inputs: int,
+        num_outputs: int,
+        width: int = 16,
+        depth: int = 1,
+        activation: type[nn.Module] | nn.Module | Callable = nn.ReLU,
+    ):
+        super().__init__(num_inputs, num_outputs)
+        self.width = check_positive_int(width, "width")
+        self.depth = check_positive_int(depth, "depth", minimum=0)
+        self.activation_spec = activation
+        act = _activation(activation)
+        # registered as a submodule only when it is one, so modules with state move with .to()
+        self.activation = act
+        sizes = [self.num_inputs] + [self.width] * self.depth + [self.num_outputs]
+        self.layer_sizes: list[tuple[int, int]] = list(itertools.pairwise(sizes))
+        self._num_params = sum(i * o + o for i, o in self.layer_sizes)
+
+    def num_params(self) -> int:
+        """Return ``sum(in * out + out)`` over the layers."""
+        return self._num_params
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Evaluate the network for every parameter row.
+
+        Args:
+            x: ``(N, num_inputs)`` inputs.
+            params: ``(S, num_params())`` flattened weights and biases.
+
+        Returns:
+            ``(S, N, num_outputs)`` outputs.
+        """
+        self._check(x, params)
+        s = params.shape[0]
+        offset = 0
+        h: torch.Tensor | None = None
+        last = len(self.layer_sizes) - 1
+        for k, (n_in, n_out) in enumerate(self.layer_sizes):
+            w = params[:, offset : offset + n_in * n_out].reshape(s, n_in, n_out)
+            offset += n_in * n_out
+            b = params[:, offset : offset + n_out].unsqueeze(1)
+            offset += n_out
+            if h is None:  # shared x: one einsum instead of broadcasting x S times
+                h = torch.einsum("ni,sio->sno", x, w) + b
+            else:
+                h = torch.baddbmm(b, h, w)
+            if k < last:
+                h = self.activation(h)
+        assert h is not None
+        return h
+
+    def _config(self) -> dict:
+        spec = self.activation_spec
+        if isinstance(spec, type) and issubclass(spec, nn.Module):
+            name = spec.__name__
+        elif isinstance(spec, nn.Module) and not spec.extra_repr():
+            name = type(spec).__name__  # an instance without arguments, e.g. nn.Tanh()
+        else:
+            name = None
+        if (
+            name is None
+            or getattr(nn, name, None) is not type(self.activation)
+            or list(self.activation.parameters())
+        ):
+            raise ConfigError(
+                "NeuralNetwork: only torch.nn activation classes without arguments can be "
+                f"saved, got {spec!r}"
+            )
+        return {
+            "num_inputs": self.num_inputs,
+            "num_outputs": self.num_outputs,
+            "width": self.width,
+            "depth": self.depth,
+            "activation": name,
+        }
+
+    @classmethod
+    def _from_config(cls, config: dict) -> NeuralNetwork:
+        config = dict(config)
+        config["activation"] = getattr(nn, config["activation"])
+        return cls(**config)
