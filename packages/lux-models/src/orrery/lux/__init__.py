@@ -7,4 +7,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from . import datasets
+from .cannon import Cannon, LabelInference
+
+__all__ = [
+    "Cannon",
+    "LabelInference",
+    "__version__",
+    "datasets",
+]
