@@ -1,0 +1,240 @@
+"""Private helpers behind the structural `Module.with_*` methods."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+from jax.tree_util import DictKey, GetAttrKey, SequenceKey
+
+from orrery.interface import ConfigError
+
+from ._naming import ParamIndex, is_module, named_submodules, unknown_names_error
+from ._util import fast_set
+from .parameter import Parameter
+from .tree import is_parameter
+
+
+def get_key(obj: Any, key: Any) -> Any:
+    if isinstance(key, GetAttrKey):
+        return getattr(obj, key.name)
+    if isinstance(key, DictKey):
+        return obj[key.key]
+    if isinstance(key, SequenceKey):
+        return obj[key.idx]
+    raise TypeError(f"cannot follow path key {key!r}")
+
+
+def set_key(obj: Any, key: Any, value: Any) -> Any:
+    """Copy of `obj` with the child at `key` replaced."""
+    if isinstance(key, GetAttrKey):
+        return fast_set(obj, **{key.name: value})
+    if isinstance(key, DictKey):
+        new = dict(obj)
+        new[key.key] = value
+        return type(obj)(new) if type(obj) is not dict else new
+    if isinstance(key, SequenceKey):
+        items = list(obj)
+        items[key.idx] = value
+        return type(obj)(items) if isinstance(obj, tuple) else items
+    raise TypeError(f"cannot follow path key {key!r}")
+
+
+def set_at_path(obj: Any, path: Sequence[Any], value: Any) -> Any:
+    if not path:
+        return value
+    child = get_key(obj, path[0])
+    return set_key(obj, path[0], set_at_path(child, path[1:], value))
+
+
+def _matches_prefix(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + "_")
+
+
+def filter_indices(idx: ParamIndex, param_filter: Any, prefixes: bool, ignore_unknown: bool):
+    """Indices of parameters selected by a name/names/objects/predicate filter."""
+    n = len(idx.positions)
+    if param_filter is None:
+        return list(range(n))
+    if callable(param_filter) and not isinstance(param_filter, (str, Parameter)):
+        return [k for k in range(n) if param_filter(idx.names[k])]
+    items = [param_filter] if isinstance(param_filter, (str, Parameter)) else list(param_filter)
+    chosen: set[int] = set()
+    unknown = []
+    by_id = None
+    for item in items:
+        if isinstance(item, Parameter):
+            if by_id is None:
+                by_id = {id(idx.leaves[pos]): k for k, pos in enumerate(idx.positions)}
+            k = by_id.get(id(item))
+            if (
+                k is None
+                and isinstance(item.metadata.name, str)
+                and item.metadata.name in idx.names
+            ):
+                k = idx.names.index(item.metadata.name)
+            if k is None:
+                unknown.append(repr(item.metadata.name))
+            else:
+                chosen.add(k)
+        elif isinstance(item, str):
+            hits = (
+                [k for k in range(n) if _matches_prefix(idx.names[k], item)]
+                if prefixes
+                else ([idx.names.index(item)] if item in idx.names else [])
+            )
+            if not hits:
+                unknown.append(item)
+            chosen.update(hits)
+        else:
+            raise TypeError(f"param_filter: unsupported item {item!r}")
+    if unknown and not ignore_unknown:
+        raise unknown_names_error(unknown, idx.names)
+    return sorted(chosen)
+
+
+def _resolve_submodules(module: Any, submodules: Any) -> list[Any]:
+    items = [submodules] if isinstance(submodules, str) or is_module(submodules) else submodules
+    subs = named_submodules(module)
+    by_name = {n: m for n, _, m in subs}
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in by_name:
+                raise unknown_names_error([item], list(by_name), "submodule")
+            out.append(by_name[item])
+        else:
+            out.append(item)
+    return out
+
+
+def submodule_param_ids(module: Any, submodules: Any) -> set[int]:
+    ids: set[int] = set()
+    for sub in _resolve_submodules(module, submodules):
+        for leaf in jax.tree_util.tree_leaves(sub, is_leaf=is_parameter):
+            if isinstance(leaf, Parameter):
+                ids.add(id(leaf))
+    return ids
+
+
+def children(module: Any) -> list[Any]:
+    leaves = jax.tree_util.tree_leaves(
+        module, is_leaf=lambda x: x is not module and (is_module(x) or is_parameter(x))
+    )
+    return [x for x in leaves if is_module(x)]
+
+
+def _convert(obj: Any, name: str, value: Any) -> Any:
+    for f in dataclasses.fields(obj):
+        if f.name == name:
+            conv = f.metadata.get("converter")
+            return conv(value) if conv is not None else value
+    raise ConfigError(
+        f"{type(obj).__name__} has no field {name!r}; fields: "
+        f"{[f.name for f in dataclasses.fields(obj)]}"
+    )
+
+
+def with_fields(obj: Any, *args: Mapping[str, Any], **kwargs: Any) -> Any:
+    changes: dict[str, Any] = {}
+    for a in args:
+        changes.update(a)
+    changes.update(kwargs)
+    return fast_set(obj, **{k: _convert(obj, k, v) for k, v in changes.items()})
+
+
+def _dotted(path: str | Sequence[str]) -> list[str]:
+    return path.split(".") if isinstance(path, str) else list(path)
+
+
+def _set_dotted(obj: Any, parts: list[str], value: Any) -> Any:
+    head, rest = parts[0], parts[1:]
+    if isinstance(obj, Mapping):
+        key = head if head in obj else next((k for k in obj if str(k) == head), head)
+        if key not in obj:
+            raise ConfigError(f"with_attrs: no key {head!r} in {list(obj)}")
+        new = dict(obj)
+        new[key] = _set_dotted(obj[key], rest, value) if rest else value
+        return new
+    if isinstance(obj, (list, tuple)):
+        i = int(head)
+        items = list(obj)
+        items[i] = _set_dotted(obj[i], rest, value) if rest else value
+        return tuple(items) if isinstance(obj, tuple) else items
+    if not hasattr(obj, head):
+        raise ConfigError(f"with_attrs: {type(obj).__name__} has no attribute {head!r}")
+    child = _set_dotted(getattr(obj, head), rest, value) if rest else value
+    if dataclasses.is_dataclass(obj) and not rest:
+        child = _convert(obj, head, child)
+    return fast_set(obj, **{head: child})
+
+
+def with_attrs(module: Any, args: tuple, kwargs: dict) -> Any:
+    updates: dict[str, Any] = {}
+    if len(args) == 2 and isinstance(args[0], str):
+        updates[args[0]] = args[1]
+    elif len(args) == 1 and isinstance(args[0], Mapping):
+        updates.update(args[0])
+    elif args:
+        raise TypeError("with_attrs: pass (path, value), a {path: value} dict and/or keywords")
+    updates.update(kwargs)
+    for path, value in updates.items():
+        module = _set_dotted(module, _dotted(path), value)
+    return module
+
+
+def with_submodules(module: Any, args: tuple, kwargs: dict) -> Any:
+    updates: dict[str, Any] = {}
+    if len(args) == 2 and isinstance(args[0], str):
+        updates[args[0]] = args[1]
+    elif len(args) == 1 and isinstance(args[0], Mapping):
+        updates.update(args[0])
+    elif args:
+        raise TypeError("with_submodules: pass (name, module), a {name: module} dict or keywords")
+    updates.update(kwargs)
+    subs = {n: p for n, p, _ in named_submodules(module)}
+    unknown = [n for n in updates if n not in subs]
+    if unknown:
+        raise unknown_names_error(unknown, list(subs), "submodule")
+    for name, value in updates.items():
+        module = set_at_path(module, subs[name], value)
+    return module
+
+
+def with_submodule_fields(module: Any, submodule: Any, args: tuple, kwargs: dict) -> Any:
+    parts = _dotted(submodule)
+    target = module
+    for part in parts:
+        target = (
+            target[int(part)]
+            if isinstance(target, (list, tuple))
+            else (target[part] if isinstance(target, Mapping) else getattr(target, part))
+        )
+    return _set_dotted(module, parts, with_fields(target, *args, **kwargs))
+
+
+def with_defaults(cls: type, args: tuple, kwargs: dict) -> type:
+    base_init = cls.__init__
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        merged = {**kwargs, **kw}
+        base_init(self, *(a if a else args), **merged)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+
+
+def merged(module: Any, modules: Any) -> Any:
+    others = [modules] if is_module(modules) else list(modules)
+    for other in others:
+        free = other.named_params()
+        idx = ParamIndex(module)
+        unknown = [n for n in free if n not in idx.names]
+        if unknown:
+            raise unknown_names_error(unknown, idx.names)
+        module = module.with_params(free)
+        groups = other.param_groups(explicit_only=True, include_fixed=True)
+        if groups:
+            module = module.with_param_groups(groups)
+    return module

@@ -1,0 +1,74 @@
+"""`ParameterGroup`: joint structure over a set of named flat parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+from distreqx.bijectors import AbstractBijector, Chain
+from distreqx.distributions import AbstractDistribution
+
+from ._util import fast_set
+from .metadata import Info
+
+__all__ = ["ParameterGroup"]
+
+
+def _names(names: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        return (names,)
+    out = tuple(names)
+    if not all(isinstance(n, str) for n in out):
+        raise TypeError(f"param_names: expected a sequence of str, got {names!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"param_names: duplicate names in {list(out)}")
+    return out
+
+
+class ParameterGroup(eqx.Module):
+    """A set of flat parameter names with an optional joint distribution.
+
+    Attributes:
+        param_names: flat parameter names (relative to the module holding the group).
+        name: optional identifier of the group.
+        distribution: joint distribution over the physical values of the parameters,
+            in the order of `param_names` (event shape ``(num_params,)``).
+        transform: optional joint bijector (kept for compatibility; not used yet).
+        info: arbitrary metadata (static).
+    """
+
+    param_names: tuple[str, ...] = eqx.field(static=True, converter=_names)
+    name: str | None = eqx.field(default=None, static=True)
+    distribution: AbstractDistribution | None = None
+    transform: AbstractBijector | None = None
+    info: dict = eqx.field(default_factory=Info, static=True, converter=Info)
+
+    def __check_init__(self):
+        d = self.distribution
+        if d is not None and not isinstance(d, AbstractDistribution):
+            raise TypeError(f"distribution: expected a distreqx distribution, got {type(d)}")
+
+    @property
+    def num_params(self) -> int:
+        """Number of parameter names in the group."""
+        return len(self.param_names)
+
+    def with_distribution(self, distribution: AbstractDistribution | None) -> ParameterGroup:
+        """A copy with a new joint distribution."""
+        if distribution is not None and not isinstance(distribution, AbstractDistribution):
+            raise TypeError(
+                f"distribution: expected a distreqx distribution, got {type(distribution).__name__}"
+            )
+        return fast_set(self, distribution=distribution)
+
+    def transformed(self, transform: AbstractBijector) -> ParameterGroup:
+        """A copy whose group bijector is ``transform ∘ existing``."""
+        if not isinstance(transform, AbstractBijector):
+            raise TypeError(
+                f"transform: expected a distreqx AbstractBijector, got {type(transform).__name__}"
+            )
+        new = transform if self.transform is None else Chain([transform, self.transform])
+        return fast_set(self, transform=new)
+
+    def with_param_names(self, names: Sequence[str]) -> ParameterGroup:
+        return fast_set(self, param_names=_names(names))

@@ -1,0 +1,589 @@
+"""`Module`: an `equinox.Module` with named, string-addressable parameters.
+
+The latent/physical rule used everywhere: values handed to, or returned to, the user
+are *physical* (``transform(latent)``, unscaled unless ``scaled=True``); optimisation
+works on the latent arrays that `partition` exposes; ``latent=True`` gives the latent
+view where it is offered.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from orrery.interface import ShapeError
+
+from . import _groups, _modtools
+from ._field import field
+from ._naming import ParamIndex, is_module, unknown_names_error
+from ._util import fast_set
+from .parameter import Parameter, flat_element
+
+__all__ = ["Module", "to_parameter"]
+
+
+def to_parameter(x: Any) -> Any:
+    """Converter used for fields annotated `Parameter`: wrap anything else in one."""
+    if x is None or isinstance(x, Parameter):
+        return x
+    return Parameter(x)
+
+
+def _is_param_annotation(ann: Any) -> bool:
+    if ann is Parameter:
+        return True
+    if isinstance(ann, str):
+        a = ann.replace(" ", "")
+        return a.split(".")[-1] in ("Parameter", "Parameter|None", "Optional[Parameter]")
+    return False
+
+
+def _inject_converters(cls: type) -> None:
+    for fname, ann in inspect.get_annotations(cls).items():
+        if not _is_param_annotation(ann):
+            continue
+        current = cls.__dict__.get(fname, dataclasses.MISSING)
+        if isinstance(current, dataclasses.Field):
+            if "converter" not in current.metadata:
+                md = dict(current.metadata)
+                md["converter"] = to_parameter
+                current.metadata = md  # type: ignore[misc]
+        elif current is dataclasses.MISSING:
+            setattr(cls, fname, eqx.field(converter=to_parameter))
+        else:
+            setattr(cls, fname, eqx.field(default=to_parameter(current), converter=to_parameter))
+
+
+class Module(eqx.Module):
+    """An `equinox.Module` whose parameters can be listed and replaced by name.
+
+    Fields annotated `Parameter` convert whatever they are given into a `Parameter`.
+    Parameter names are built from attribute paths (see `orrery.parax._naming`).
+
+    Attributes:
+        name: optional name; replaces this module's segment in its parent's names.
+
+    Example:
+        >>> class Line(Module):
+        ...     slope: Parameter
+        ...     offset: Parameter
+        ...     def __call__(self, x):
+        ...         return self.slope * x + self.offset
+        >>> line = Line(slope=2.0, offset=1.0)
+        >>> line.param_names()
+        ['slope', 'offset']
+    """
+
+    name: str | None = field(default=None, static=True, kw_only=True)
+    _param_groups: tuple = field(default=(), kw_only=True, converter=tuple)
+    _transparent: bool | None = field(default=None, static=True, kw_only=True)
+
+    _parax_module: ClassVar[bool] = True
+    __parax_transparent__: ClassVar[bool] = False
+
+    def __init_subclass__(cls, transparent: bool | None = None, **kwargs: Any):
+        _inject_converters(cls)
+        super().__init_subclass__(**kwargs)
+        if transparent is not None:
+            cls.__parax_transparent__ = bool(transparent)
+
+    # -- traversal ------------------------------------------------------------------------
+    def _index(self) -> ParamIndex:
+        return ParamIndex(self)
+
+    def path_to_param_name(self, path: Sequence[Any]) -> str:
+        """Fully qualified name of the parameter at a jax key `path`."""
+        from ._naming import join, path_segments
+
+        segs, last = path_segments(self, tuple(path))
+        leaf = self
+        for key in path:
+            leaf = _modtools.get_key(leaf, key)
+        own = leaf.metadata.name if isinstance(leaf, Parameter) else None
+        return join(segs, own if isinstance(own, str) else last)
+
+    def _select(
+        self,
+        idx: ParamIndex,
+        param_filter: Any = None,
+        *,
+        include_fixed: bool = False,
+        submodules: Any = None,
+        prefixes: bool = False,
+        ignore_unknown: bool = False,
+    ) -> list[int]:
+        ks = _modtools.filter_indices(idx, param_filter, prefixes, ignore_unknown)
+        if not include_fixed:
+            ks = [k for k in ks if not idx.leaves[idx.positions[k]].fixed]
+        if submodules is not None:
+            allowed = _modtools.submodule_param_ids(self, submodules)
+            ks = [k for k in ks if id(idx.leaves[idx.positions[k]]) in allowed]
+        return ks
+
+    def iter_params(
+        self,
+        param_filter: Any = None,
+        *,
+        include_fixed: bool = False,
+        flatten: bool = False,
+        submodules: Any = None,
+    ):
+        """Yield ``(name, Parameter)`` pairs in flattening order (flat ones if `flatten`)."""
+        idx = self._index()
+        for k in self._select(
+            idx, param_filter, include_fixed=include_fixed, submodules=submodules
+        ):
+            p = idx.leaves[idx.positions[k]]
+            if not flatten or p.shape == ():
+                yield idx.names[k], p
+            else:
+                for i, n in enumerate(idx.flat_names(k)):
+                    yield n, flat_element(p, i, n)
+
+    def children(self) -> list[Module]:
+        """The immediate parax submodules."""
+        return _modtools.children(self)
+
+    def submodules(self) -> list[Module]:
+        """All nested parax submodules, depth first, excluding self."""
+        from ._naming import named_submodules
+
+        return [m for _, _, m in named_submodules(self)]
+
+    def copy(self) -> Module:
+        """A deep copy."""
+        return _copy.deepcopy(self)
+
+    # -- inspection ---------------------------------------------------------------------------
+    def named_params(
+        self, param_filter: Any = None, *, include_fixed: bool = False, submodules: Any = None
+    ) -> dict[str, Parameter]:
+        """Parameters by fully qualified name, in flattening order (free ones by default).
+
+        Args:
+            param_filter: a name, names, Parameter object(s) or a predicate on names.
+            include_fixed: include fixed parameters.
+            submodules: restrict to parameters inside these submodules (objects or names).
+        """
+        return dict(
+            self.iter_params(param_filter, include_fixed=include_fixed, submodules=submodules)
+        )
+
+    def named_param_values(
+        self, *args: Any, scaled: bool = False, latent: bool = False, **kwargs: Any
+    ) -> dict[str, jax.Array]:
+        """Physical values by name (``scaled=True`` multiplies by scale; ``latent=True``)."""
+        return {n: _value_of(p, scaled, latent) for n, p in self.iter_params(*args, **kwargs)}
+
+    def param_names(self, *args: Any, **kwargs: Any) -> list[str]:
+        """Parameter names (see `named_params`)."""
+        return list(self.named_params(*args, **kwargs))
+
+    def param(self, name: str, *args: Any, **kwargs: Any) -> Parameter:
+        """One parameter by name (fixed ones included)."""
+        kwargs.setdefault("include_fixed", True)
+        found = self.named_params([name], *args, **kwargs)
+        return found[name]
+
+    def params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
+        """Parameters as a list (see `named_params`)."""
+        return list(self.named_params(*args, **kwargs).values())
+
+    def param_value(self, name: str, *args: Any, **kwargs: Any) -> jax.Array:
+        """One physical parameter value by name."""
+        kwargs.setdefault("include_fixed", True)
+        return self.named_param_values([name], *args, **kwargs)[name]
+
+    def param_values(self, *args: Any, **kwargs: Any) -> list[jax.Array]:
+        """Physical parameter values as a list."""
+        return list(self.named_param_values(*args, **kwargs).values())
+
+    def named_flat_params(
+        self,
+        include_fixed: bool = False,
+        submodules: Any = None,
+        *,
+        param_filter: Any = None,
+    ) -> dict[str, Parameter]:
+        """Scalar parameters by flat name (vector parameters split into ``name_i``)."""
+        return dict(
+            self.iter_params(
+                param_filter, include_fixed=include_fixed, flatten=True, submodules=submodules
+            )
+        )
+
+    def named_flat_param_values(
+        self, scaled: bool = False, return_floats: bool = False, *, latent: bool = False, **kw: Any
+    ) -> dict[str, Any]:
+        """Scalar physical values by flat name (Python floats with ``return_floats``)."""
+        out = {}
+        for name, p in self.iter_params(kw.pop("param_filter", None), flatten=True, **kw):
+            v = _value_of(p, scaled, latent)
+            out[name] = float(v) if return_floats else v
+        return out
+
+    def flat_param_names(self, *args: Any, **kwargs: Any) -> list[str]:
+        """Flat parameter names (see `named_flat_params`)."""
+        return list(self.named_flat_params(*args, **kwargs))
+
+    def flat_params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
+        """Flat (scalar) parameters as a list."""
+        return list(self.named_flat_params(*args, **kwargs).values())
+
+    def flat_param_values(
+        self,
+        include_fixed: bool = False,
+        submodules: Any = None,
+        *,
+        scaled: bool = False,
+        latent: bool = False,
+        param_filter: Any = None,
+    ) -> jax.Array:
+        """All selected physical values raveled into one 1-D array (flat-name order)."""
+        vals = [
+            jnp.ravel(_value_of(p, scaled, latent))
+            for _, p in self.iter_params(
+                param_filter, include_fixed=include_fixed, submodules=submodules
+            )
+        ]
+        return jnp.concatenate(vals) if vals else jnp.zeros((0,))
+
+    @property
+    def num_params(self) -> int:
+        """Number of free parameters."""
+        idx = self._index()
+        return sum(not p.fixed for p in idx.params())
+
+    @property
+    def num_flat_params(self) -> int:
+        """Number of free scalar (flattened) parameters."""
+        idx = self._index()
+        return sum(p.size for p in idx.params() if not p.fixed)
+
+    # -- parameter updates --------------------------------------------------------------------
+    def with_params(
+        self,
+        params: Mapping[str, Any] | Any = None,
+        check_missing: bool = False,
+        check_unknown: bool = True,
+        fix_others: bool = False,
+        include_fixed: bool = False,
+        *,
+        latent: bool = False,
+        **param_kwargs: Any,
+    ):
+        """A copy with parameters replaced.
+
+        Args:
+            params: ``{name: Parameter}`` (replaces the object), ``{name: value}``
+                (physical values; flat names like ``w_1`` set single elements), or a
+                1-D array of every selected flat value in `flat_param_names` order.
+            check_missing: require every selected parameter to be given.
+            check_unknown: raise on unknown names (listing close matches).
+            fix_others: fix the parameters that were not given.
+            include_fixed: let an array cover fixed parameters too.
+            latent: values are latent rather than physical.
+            **param_kwargs: more ``name=value`` updates.
+
+        Raises:
+            ConfigError: unknown or missing names. ShapeError: array of the wrong size.
+        """
+        idx = self._index()
+        eligible = [k for k, p in enumerate(idx.params()) if include_fixed or not p.fixed]
+        new: dict[int, Parameter] = {}
+        if params is not None and not isinstance(params, Mapping):
+            new = _from_array(idx, eligible, params, latent)
+        else:
+            updates = dict(params or {})
+            updates.update(param_kwargs)
+            new = _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing)
+        if fix_others:
+            for k in range(len(idx.positions)):
+                if k not in new:
+                    new[k] = idx.leaves[idx.positions[k]].as_fixed()
+        return idx.rebuild(new)
+
+    def with_mapped_params(
+        self,
+        mapper: Callable[[Parameter], Parameter],
+        param_filter: Any = None,
+        *,
+        map_others: Callable[[Parameter], Parameter] | None = None,
+        prefixes: bool = False,
+        include_fixed: bool = False,
+        ignore_unknown: bool = False,
+    ):
+        """A copy with `mapper` applied to the selected parameters, `map_others` to the rest."""
+        idx = self._index()
+        chosen = set(
+            self._select(
+                idx,
+                param_filter,
+                include_fixed=include_fixed,
+                prefixes=prefixes,
+                ignore_unknown=ignore_unknown,
+            )
+        )
+        new = {}
+        for k in range(len(idx.positions)):
+            p = idx.leaves[idx.positions[k]]
+            if k in chosen:
+                new[k] = mapper(p)
+            elif map_others is not None:
+                new[k] = map_others(p)
+        return idx.rebuild(new)
+
+    def with_transformed_params(self, bijector: Any, param_filter: Any = None, **kwargs: Any):
+        """Apply `Parameter.transformed(bijector)` to the selected parameters."""
+        return self.with_mapped_params(lambda p: p.transformed(bijector), param_filter, **kwargs)
+
+    def with_fixed_params(self, param_filter: Any, free_others: bool = False, **kwargs: Any):
+        """Fix the selected parameters (and free the others with `free_others`)."""
+        kwargs.setdefault("include_fixed", True)
+        others = (lambda p: p.as_free()) if free_others else None
+        return self.with_mapped_params(
+            lambda p: p.as_fixed(), param_filter, map_others=others, **kwargs
+        )
+
+    def with_free_params(self, param_filter: Any, *, fix_others: bool = False, **kwargs: Any):
+        """Free the selected parameters (and fix the others with `fix_others`)."""
+        kwargs.setdefault("include_fixed", True)
+        others = (lambda p: p.as_fixed()) if fix_others else None
+        return self.with_mapped_params(
+            lambda p: p.as_free(), param_filter, map_others=others, **kwargs
+        )
+
+    def with_free_params_only(self, param_filter: Any, **kwargs: Any):
+        """Free only the selected parameters; fix all others."""
+        return self.with_free_params(param_filter, fix_others=True, **kwargs)
+
+    def with_all_params_fixed(self, **kwargs: Any):
+        """Fix every parameter."""
+        return self.with_mapped_params(lambda p: p.as_fixed(), None, include_fixed=True)
+
+    def with_all_params_free(self, **kwargs: Any):
+        """Free every parameter."""
+        return self.with_mapped_params(lambda p: p.as_free(), None, include_fixed=True)
+
+    # -- parameter groups ---------------------------------------------------------------------
+    def param_groups(self, include_fixed: bool = False, explicit_only: bool = False) -> list:
+        """Parameter groups of this module and its submodules, names in this module's scope.
+
+        Groups declared higher up win: a parameter claimed by a parent group is removed from
+        submodule groups. Without `explicit_only`, every ungrouped flat parameter gets a
+        singleton group carrying its own distribution.
+        """
+        return _groups.param_groups(self, include_fixed, explicit_only)
+
+    def with_param_groups(self, param_groups: Any):
+        """Add group(s); an existing group sharing any parameter is dropped whole."""
+        return _groups.with_param_groups(self, param_groups)
+
+    def with_demoted_param_groups(self):
+        """Move each group to the deepest submodule that holds all its parameters."""
+        return _groups.demoted(self)
+
+    def with_no_param_groups(self):
+        """Remove every parameter group, recursively."""
+        return _groups.without_groups(self)
+
+    # -- distributions ------------------------------------------------------------------------
+    def with_mapped_distributions(
+        self,
+        mapper: Callable[[Any], Any],
+        dist_filter: Callable[[Any], bool] | None = None,
+        *,
+        map_others: Callable[[Any], Any] | None = None,
+        param_groups: bool = False,
+    ):
+        """Map parameter distributions (or, with ``param_groups=True``, group distributions)."""
+        return _groups.mapped_distributions(self, mapper, dist_filter, map_others, param_groups)
+
+    def with_uniform_distributions(
+        self,
+        percentage: float,
+        param_filter: Any = None,
+        *,
+        respect_bounds: bool = False,
+        remove_param_groups: bool = True,
+        zero_values: str = "keep",
+        **kwargs: Any,
+    ):
+        """Uniform distributions ``value * (1 ± percentage)`` on the selected parameters."""
+        return _groups.uniform_distributions(
+            self, percentage, param_filter, respect_bounds, remove_param_groups, zero_values, kwargs
+        )
+
+    # -- fields and submodules ----------------------------------------------------------------
+    @classmethod
+    def with_defaults(cls, *args: Any, **kwargs: Any) -> type:
+        """A subclass of this type whose constructor defaults to the given arguments."""
+        return _modtools.with_defaults(cls, args, kwargs)
+
+    def merged(self, modules: Any):
+        """Take the free parameters and explicit groups of other module(s) into this one."""
+        return _modtools.merged(self, modules)
+
+    def with_fields(self, *args: Mapping[str, Any], **kwargs: Any):
+        """A copy with fields replaced (converters applied)."""
+        return _modtools.with_fields(self, *args, **kwargs)
+
+    def with_name(self, name: str | None):
+        """A copy with a different name."""
+        return fast_set(self, name=name)
+
+    def with_attrs(self, *args: Any, **kwargs: Any):
+        """A copy with attributes replaced by dotted path: ``m.with_attrs('a.b', 3)``,
+        ``m.with_attrs({'a.b': 3})`` or ``m.with_attrs(name='x')``."""
+        return _modtools.with_attrs(self, args, kwargs)
+
+    def with_submodules(self, *args: Any, **kwargs: Any):
+        """Replace submodules addressed by their parameter-style names."""
+        return _modtools.with_submodules(self, args, kwargs)
+
+    def with_submodule_fields(self, submodule: str | Sequence[str], *args: Any, **kwargs: Any):
+        """Field replacements on a nested submodule addressed by dotted attribute path."""
+        return _modtools.with_submodule_fields(self, submodule, args, kwargs)
+
+    def with_free_submodules(
+        self, submodules: Any, fix_others: bool = False, include_fixed: bool = True
+    ):
+        """Free every parameter inside the given submodules."""
+        names = self.param_names(include_fixed=include_fixed, submodules=submodules)
+        return self.with_free_params(names, fix_others=fix_others)
+
+    def with_free_submodules_only(self, *args: Any, include_fixed: bool = False, **kwargs: Any):
+        """Free only the parameters of the given submodules; fix everything else."""
+        kwargs.setdefault("fix_others", True)
+        return self.with_free_submodules(*args, include_fixed=include_fixed, **kwargs)
+
+    def with_fixed_submodules(self, submodules: Any):
+        """Fix every parameter inside the given submodules."""
+        names = self.param_names(include_fixed=True, submodules=submodules)
+        return self.with_fixed_params(names)
+
+    # -- sampling and uncertainty ---------------------------------------------------------------
+    def sampled(self, key: jax.Array | None = None, **kwargs: Any):
+        """A copy with free parameters drawn from their (and their groups') distributions."""
+        from .sampling import sampled
+
+        return sampled(self, key, **kwargs)
+
+    def func_samples(self, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000):
+        """``func(sample, args)`` over `num_samples` sampled modules (vmapped)."""
+        from .sampling import func_samples
+
+        return func_samples(self, func, args, key=key, num_samples=num_samples)
+
+    def func_jacobian(self, func: Callable, args: Any) -> dict[str, jax.Array]:
+        """d func(module, args) / d physical flat parameter, by flat name."""
+        from .uncertainty import func_jacobian
+
+        return func_jacobian(self, func, args)
+
+    def func_sensitivity(self, func: Callable, args: Any, kind: str = "relative", norm: Any = None):
+        """Relative, semi-relative or absolute sensitivities of `func` (see uncertainty)."""
+        from .uncertainty import func_sensitivity
+
+        return func_sensitivity(self, func, args, kind, norm)
+
+    def summary(self, covariance: Any = None) -> str:
+        """A text table: name, value, stderr, fixed, bounds, distribution."""
+        from .uncertainty import summary
+
+        return summary(self, covariance)
+
+    def to_draws(self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any):
+        """Samples of the free parameters as `orrery.interface.Draws` (flat names)."""
+        from .sampling import draws_from
+
+        return draws_from(self, key=key, num_samples=num_samples, **kwargs)
+
+
+def _value_of(p: Parameter, scaled: bool, latent: bool) -> jax.Array:
+    if latent:
+        return p.latent
+    v = p.value
+    return v * p.scale if scaled and p.scale != 1.0 else v
+
+
+def _from_array(idx: ParamIndex, eligible: list[int], arr: Any, latent: bool) -> dict:
+    params = [idx.leaves[idx.positions[k]] for k in eligible]
+    sizes = [p.size for p in params]
+    total = sum(sizes)
+    shape = tuple(np.shape(arr))
+    if shape != (total,):
+        raise ShapeError(
+            f"params: expected a 1-D array of {total} flat values "
+            f"(one per selected flat parameter), got shape {shape}"
+        )
+    concrete = not isinstance(arr, jax.core.Tracer)
+    if concrete:
+        arr = np.asarray(arr)
+        dtype = np.result_type(np.asarray(arr).dtype, np.float32)
+        arr = arr.astype(jnp.result_type(dtype) if arr.dtype.kind in "iub" else arr.dtype)
+    out = {}
+    start = 0
+    for k, p, size in zip(eligible, params, sizes, strict=True):
+        piece = arr[start : start + size].reshape(p.shape)
+        start += size
+        if concrete:
+            piece = jnp.asarray(piece, dtype=p.latent.dtype)
+        out[k] = p.with_value(piece, latent=latent)
+    return out
+
+
+def _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) -> dict:
+    name_to_k = {n: k for k, n in enumerate(idx.names)}
+    out: dict[int, Parameter] = {}
+    flat_updates: dict[int, dict[int, Any]] = {}
+    unknown = []
+    flat_map = None
+    for key, val in updates.items():
+        k = name_to_k.get(key)
+        if k is not None:
+            p = idx.leaves[idx.positions[k]]
+            out[k] = val if isinstance(val, Parameter) else p.with_value(val, latent=latent)
+            continue
+        if flat_map is None:
+            flat_map = {
+                n: (k, i)
+                for k in range(len(idx.positions))
+                for i, n in enumerate(idx.flat_names(k))
+            }
+        if key in flat_map:
+            k, i = flat_map[key]
+            flat_updates.setdefault(k, {})[i] = val
+        else:
+            unknown.append(key)
+    if unknown and check_unknown:
+        raise unknown_names_error(unknown, idx.names)
+    for k, elems in flat_updates.items():
+        p = out.get(k, idx.leaves[idx.positions[k]])
+        cur = jnp.ravel(p.latent if latent else p.value)
+        ids = jnp.asarray(list(elems))
+        cur = cur.at[ids].set(jnp.asarray([jnp.asarray(v) for v in elems.values()]))
+        out[k] = p.with_value(cur.reshape(p.shape), latent=latent)
+    if check_missing:
+        missing = [
+            idx.names[k]
+            for k in eligible
+            if k not in out and len(flat_updates.get(k, {})) < idx.leaves[idx.positions[k]].size
+        ]
+        if missing:
+            from orrery.interface import ConfigError
+
+            raise ConfigError(f"with_params: missing values for parameter(s) {missing}")
+    return out
+
+
+def _is_parax_module(x: Any) -> bool:
+    return is_module(x)

@@ -1,0 +1,440 @@
+"""`Parameter`: a latent array with a `fixed` flag and `ParameterMetadata`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from distreqx.bijectors import AbstractBijector, Chain
+from distreqx.distributions import AbstractDistribution, Transformed
+from jaxtyping import Array
+
+from orrery.interface import ConfigError, ValueDomainError, close_matches
+
+from ._util import as_float_array, fast_set, is_concrete
+from .metadata import Info, ParameterMetadata
+
+__all__ = ["Parameter"]
+
+_CORE = ("name", "distribution", "transform", "bounds", "scale", "info")
+# Keywords people plausibly mean as a core field; they must raise rather than go to `info`.
+_ALIASES = {
+    "bijector": "transform",
+    "transformation": "transform",
+    "transforms": "transform",
+    "dist": "distribution",
+    "distr": "distribution",
+    "prior": "distribution",
+    "bound": "bounds",
+    "limits": "bounds",
+    "names": "name",
+    "label": "name",
+    "scaling": "scale",
+    "metadata_info": "info",
+}
+
+
+def _check_type(value: Any, cls: type, arg: str) -> None:
+    if value is not None and not isinstance(value, cls):
+        raise TypeError(
+            f"{arg}: expected a distreqx {cls.__name__} or None, got {type(value).__name__}"
+        )
+
+
+def _prepare_bounds(bounds: Any, shape: tuple[int, ...]) -> Array | None:
+    if bounds is None:
+        return None
+    b = as_float_array(bounds)
+    if b.shape[-1:] != (2,):
+        if b.ndim >= 1 and b.shape[0] == 2:
+            b = jnp.moveaxis(b, 0, -1)  # accept (low, high) given as two arrays
+        else:
+            raise ValueError(f"bounds: expected shape (..., 2) of (low, high), got {b.shape}")
+    return jnp.broadcast_to(b, (*shape, 2))
+
+
+def _physical_to_latent(value: Array, meta: ParameterMetadata) -> Array:
+    if meta.transform is None:
+        return value
+    latent = meta.transform.inverse(value)
+    if is_concrete(latent) and is_concrete(value):
+        bad = np.isnan(np.asarray(latent)) & ~np.isnan(np.asarray(value))
+        if bad.any():
+            bounds = None if meta.bounds is None else np.asarray(meta.bounds).tolist()
+            raise ValueDomainError(
+                f"parameter {meta.name!r}: value {np.asarray(value).tolist()} is outside the "
+                f"domain of its transform {type(meta.transform).__name__} "
+                f"(inverse gave NaN; bounds={bounds})"
+            )
+    return latent
+
+
+class Parameter(eqx.Module):
+    """A named, optionally constrained and distribution-carrying array.
+
+    The stored `latent` array lives in unconstrained space; `value` maps it through
+    `transform` (physical, unscaled); using the parameter as an array gives
+    ``value * scale``. A physical `value` given to the constructor is mapped through
+    the inverse of `transform`.
+
+    Args:
+        value: physical value (scalar or array). Defaults to the distribution mean, else 0.
+        fixed: whether `partition` treats it as constant.
+        metadata: a `ParameterMetadata` to start from.
+        n: vectorise a scalar value, bounds and names to length `n`.
+        **kwargs: `name`, `distribution`, `transform`, `bounds`, `scale`, `info`; any other
+            keyword goes into `info` (misspelt core keywords raise `ConfigError`).
+
+    Example:
+        >>> p = Parameter(2.0, name="k", transform=Exp())
+        >>> float(p.value), float(p.latent)  # doctest: +SKIP
+        (2.0, 0.693...)
+    """
+
+    latent: Array
+    fixed: bool = eqx.field(static=True)
+    metadata: ParameterMetadata
+
+    def __init__(
+        self,
+        value: Any = None,
+        fixed: bool = False,
+        metadata: ParameterMetadata | None = None,
+        n: int | None = None,
+        **kwargs: Any,
+    ):
+        core: dict[str, Any] = {}
+        info = dict(metadata.info) if metadata is not None else {}
+        for key, val in kwargs.items():
+            if key in _CORE:
+                core[key] = val
+            elif key in _ALIASES or close_matches(key, _CORE):
+                hint = _ALIASES.get(key) or close_matches(key, _CORE)[0]
+                raise ConfigError(
+                    f"Parameter got keyword {key!r}; did you mean {hint!r}? "
+                    f"(core keywords: {', '.join(_CORE)}; put custom metadata in info={{...}})"
+                )
+            else:
+                info[key] = val
+        info.update(core.pop("info", None) or {})
+        base = metadata if metadata is not None else ParameterMetadata()
+        if not isinstance(base, ParameterMetadata):
+            raise TypeError(f"metadata: expected ParameterMetadata, got {type(base).__name__}")
+        dist = core.get("distribution", base.distribution)
+        transform = core.get("transform", base.transform)
+        _check_type(dist, AbstractDistribution, "distribution")
+        _check_type(transform, AbstractBijector, "transform")
+        name = core.get("name", base.name)
+
+        if value is None:
+            value = 0.0
+            if dist is not None:
+                try:
+                    value = dist.mean()
+                except Exception:  # distributions without a mean fall back to 0
+                    value = 0.0
+        value = as_float_array(value)
+        if n is not None:
+            if value.ndim == 0:
+                value = jnp.full((n,), value)
+            elif value.shape[0] != n:
+                raise ValueError(f"value: expected leading length n={n}, got shape {value.shape}")
+            if isinstance(name, (list, tuple)) and len(name) == 1:
+                name = [f"{name[0]}_{i}" for i in range(n)]
+        bounds = core.get("bounds", base.bounds)
+        meta = ParameterMetadata(
+            name=name,
+            distribution=dist,
+            transform=transform,
+            bounds=_prepare_bounds(bounds, value.shape),
+            scale=core.get("scale", base.scale),
+            info=Info(info),
+        )
+        _check_names(meta.name, value.shape)
+        self.latent = _physical_to_latent(value, meta)
+        self.fixed = bool(fixed)
+        self.metadata = meta
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def value(self) -> Array:
+        """Physical, unscaled value (`transform(latent)`)."""
+        t = self.metadata.transform
+        return self.latent if t is None else t.forward(self.latent)
+
+    @property
+    def bounds(self) -> Array | None:
+        """Physical bounds, shape ``(*shape, 2)``, or None."""
+        return self.metadata.bounds
+
+    @property
+    def distribution(self) -> AbstractDistribution | None:
+        """Distribution of the physical, unscaled value."""
+        return self.metadata.distribution
+
+    @property
+    def latent_distribution(self) -> AbstractDistribution | None:
+        """The physical distribution pulled back to latent space through the transform."""
+        d, t = self.metadata.distribution, self.metadata.transform
+        if d is None or t is None:
+            return d
+        from .bijectors import Inverse
+
+        return Transformed(d, Inverse(t))
+
+    @property
+    def transform(self) -> AbstractBijector | None:
+        return self.metadata.transform
+
+    @property
+    def name(self) -> str | list[str] | None:
+        n = self.metadata.name
+        return list(n) if isinstance(n, tuple) else n
+
+    @property
+    def scale(self) -> float:
+        return self.metadata.scale
+
+    @property
+    def info(self) -> dict:
+        return dict(self.metadata.info)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(jnp.shape(self.latent))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=int))
+
+    # -- array behaviour ----------------------------------------------------------------------
+    def __jax_array__(self, dtype=None) -> Array:
+        v = self.value
+        if self.metadata.scale != 1.0:
+            v = v * self.metadata.scale
+        return v if dtype is None else v.astype(dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.__jax_array__(), dtype=dtype)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a scalar Parameter")
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        return self.__jax_array__()[idx]
+
+    def __add__(self, other):
+        return jnp.add(self.__jax_array__(), other)
+
+    def __radd__(self, other):
+        return jnp.add(other, self.__jax_array__())
+
+    def __sub__(self, other):
+        return jnp.subtract(self.__jax_array__(), other)
+
+    def __rsub__(self, other):
+        return jnp.subtract(other, self.__jax_array__())
+
+    def __mul__(self, other):
+        return jnp.multiply(self.__jax_array__(), other)
+
+    def __rmul__(self, other):
+        return jnp.multiply(other, self.__jax_array__())
+
+    def __truediv__(self, other):
+        return jnp.true_divide(self.__jax_array__(), other)
+
+    def __rtruediv__(self, other):
+        return jnp.true_divide(other, self.__jax_array__())
+
+    def __pow__(self, other):
+        return jnp.power(self.__jax_array__(), other)
+
+    def __rpow__(self, other):
+        return jnp.power(other, self.__jax_array__())
+
+    def __neg__(self):
+        return jnp.negative(self.__jax_array__())
+
+    # -- copies -------------------------------------------------------------------------------
+    def as_fixed(self) -> Parameter:
+        """A copy with ``fixed=True``."""
+        return self if self.fixed else fast_set(self, fixed=True)
+
+    def as_free(self) -> Parameter:
+        """A copy with ``fixed=False``."""
+        return fast_set(self, fixed=False) if self.fixed else self
+
+    def copy(self) -> Parameter:
+        """A shallow copy."""
+        return fast_set(self)
+
+    def _with_meta(self, **changes: Any) -> Parameter:
+        return fast_set(self, metadata=fast_set(self.metadata, **changes))
+
+    def with_value(self, value: Any, *, latent: bool = False) -> Parameter:
+        """A copy with a new physical (or, with ``latent=True``, latent) value.
+
+        Raises:
+            ValueDomainError: if the inverse transform of `value` is NaN.
+        """
+        value = as_float_array(value)
+        if value.shape != self.shape:
+            try:
+                value = jnp.broadcast_to(value, self.shape)
+            except ValueError:
+                raise ValueError(
+                    f"parameter {self.metadata.name!r}: value shape {value.shape} does not "
+                    f"match parameter shape {self.shape}"
+                ) from None
+        new = value if latent else _physical_to_latent(value, self.metadata)
+        return fast_set(self, latent=new)
+
+    def with_name(self, name: str | Sequence[str] | None) -> Parameter:
+        """A copy with a new name (a str, or a list of str matching the size)."""
+        from .metadata import as_name
+
+        name = as_name(name)
+        _check_names(name, self.shape)
+        return self._with_meta(name=name)
+
+    def with_distribution(self, distribution: AbstractDistribution | None) -> Parameter:
+        """A copy with a new physical-space distribution."""
+        _check_type(distribution, AbstractDistribution, "distribution")
+        return self._with_meta(distribution=distribution)
+
+    def with_transform(self, transform: AbstractBijector | None) -> Parameter:
+        """A copy with a new transform; the physical value is kept (the latent is recomputed)."""
+        _check_type(transform, AbstractBijector, "transform")
+        value = self.value
+        meta = fast_set(self.metadata, transform=transform)
+        return fast_set(self, metadata=meta, latent=_physical_to_latent(value, meta))
+
+    def with_bounds(self, bounds: Any) -> Parameter:
+        """A copy with new physical bounds."""
+        return self._with_meta(bounds=_prepare_bounds(bounds, self.shape))
+
+    def transformed(self, transform: AbstractBijector) -> Parameter:
+        """Push the physical space through one more bijector.
+
+        The latent value is kept; the transform becomes ``transform ∘ old``, the
+        distribution its push-forward and the bounds are mapped (and re-sorted).
+        """
+        if not isinstance(transform, AbstractBijector):
+            raise TypeError(
+                f"transform: expected a distreqx AbstractBijector, got {type(transform).__name__}"
+            )
+        meta = self.metadata
+        new_t = transform if meta.transform is None else Chain([transform, meta.transform])
+        dist = None if meta.distribution is None else Transformed(meta.distribution, transform)
+        bounds = meta.bounds
+        if bounds is not None:
+            lo, hi = transform.forward(bounds[..., 0]), transform.forward(bounds[..., 1])
+            bounds = jnp.stack([jnp.minimum(lo, hi), jnp.maximum(lo, hi)], axis=-1)
+        return self._with_meta(transform=new_t, distribution=dist, bounds=bounds)
+
+    def flattened(self, separator: str = "_") -> list[Parameter]:
+        """Split into scalar parameters (a scalar parameter gives ``[self]``).
+
+        Names: a list of names of matching size is used as given, a str name ``v``
+        becomes ``v_0, v_1, ...``.
+
+        Raises:
+            ValueError: if a list of names does not match the size.
+        """
+        if self.shape == ():
+            return [self]
+        size = self.size
+        names = flat_names_of(self.metadata.name, size, separator)
+        return [flat_element(self, i, names[i]) for i in range(size)]
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        """Serialise to JSON, omitting empty fields (distreqx objects by constructor args)."""
+        from .io import describe_plain
+
+        meta = self.metadata
+        d: dict[str, Any] = {"value": np.asarray(self.value).tolist()}
+        if self.fixed:
+            d["fixed"] = True
+        if meta.name is not None:
+            d["name"] = self.name
+        for key in ("distribution", "transform"):
+            obj = getattr(meta, key)
+            if obj is not None:
+                d[key] = describe_plain(obj)
+        if meta.bounds is not None:
+            d["bounds"] = np.asarray(meta.bounds).tolist()
+        if meta.scale != 1.0:
+            d["scale"] = meta.scale
+        if meta.info:
+            d["info"] = dict(meta.info)
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, s: str) -> Parameter:
+        """Rebuild a parameter written by `to_json`."""
+        from .io import rebuild_plain
+
+        d = json.loads(s)
+        kwargs: dict[str, Any] = {}
+        for key in ("name", "bounds", "scale", "info"):
+            if key in d:
+                kwargs[key] = d[key]
+        for key in ("distribution", "transform"):
+            if key in d:
+                kwargs[key] = rebuild_plain(d[key])
+        return cls(d.get("value"), fixed=d.get("fixed", False), **kwargs)
+
+
+def _check_names(name: Any, shape: tuple[int, ...]) -> None:
+    if isinstance(name, tuple):
+        size = int(np.prod(shape, dtype=int))
+        if len(name) != size:
+            raise ValueError(f"name: got {len(name)} names for a parameter of size {size}")
+
+
+def flat_names_of(name: Any, size: int, separator: str = "_") -> list[str | None]:
+    """Per-element names of a parameter of `size` elements."""
+    if isinstance(name, (tuple, list)):
+        if len(name) != size:
+            raise ValueError(f"name: got {len(name)} names for a parameter of size {size}")
+        return list(name)
+    if name is None:
+        return [None] * size
+    return [f"{name}{separator}{i}" for i in range(size)]
+
+
+def _slice_tree(tree: Any, shape: tuple[int, ...], i: int) -> Any:
+    """Take element `i` of every array leaf shaped like the parameter (others are shared)."""
+    if tree is None:
+        return None
+
+    def take(leaf):
+        if hasattr(leaf, "shape") and tuple(leaf.shape) == shape:
+            return jnp.reshape(leaf, (-1,))[i]
+        return leaf
+
+    return jax.tree_util.tree_map(take, tree)
+
+
+def flat_element(p: Parameter, i: int, name: str | None) -> Parameter:
+    """Scalar parameter for flat element `i` of `p`."""
+    meta = p.metadata
+    shape = p.shape
+    bounds = None if meta.bounds is None else jnp.reshape(meta.bounds, (-1, 2))[i]
+    new_meta = fast_set(
+        meta,
+        name=name,
+        distribution=_slice_tree(meta.distribution, shape, i),
+        transform=_slice_tree(meta.transform, shape, i),
+        bounds=bounds,
+    )
+    return fast_set(p, latent=jnp.reshape(p.latent, (-1,))[i], metadata=new_meta)
