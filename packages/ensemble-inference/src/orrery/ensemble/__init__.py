@@ -1,4 +1,16 @@
-"""Ensembles of MAP/MLE and SVI fits, vmapped and sharded over a member axis."""
+"""Ensembles of MAP/MLE and SVI fits, vmapped and sharded over a member axis.
+
+Three layers:
+
+* functional primitives — :func:`ensemble_init`, :func:`ensemble_loss`, :func:`ensemble_step`;
+* numpyro-like runners with ``init`` / ``update`` / ``run`` — :class:`EnsembleMAP`,
+  :class:`EnsembleVI`;
+* one-call sugar — :func:`ensemble_map`, :func:`ensemble_vi`, :func:`ensemble_predict`;
+
+plus summaries (:func:`predictive_summary`, :func:`to_draws`,
+:func:`ensemble_predictive`) and the containers :class:`EnsembleState` and
+:class:`EnsembleResult`.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,4 +19,30 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from .api import ensemble_map, ensemble_predict, ensemble_vi
+from .elbo import TemperedELBO
+from .map import EnsembleMAP
+from .primitives import ensemble_init, ensemble_loss, ensemble_step
+from .state import EnsembleResult, EnsembleState
+from .summary import PredictiveSummary, ensemble_predictive, predictive_summary, to_draws
+from .vi import EnsembleVI, as_numpyro_optimizer
+
+__all__ = [
+    "EnsembleMAP",
+    "EnsembleResult",
+    "EnsembleState",
+    "EnsembleVI",
+    "PredictiveSummary",
+    "TemperedELBO",
+    "__version__",
+    "as_numpyro_optimizer",
+    "ensemble_init",
+    "ensemble_loss",
+    "ensemble_map",
+    "ensemble_predict",
+    "ensemble_predictive",
+    "ensemble_step",
+    "ensemble_vi",
+    "predictive_summary",
+    "to_draws",
+]

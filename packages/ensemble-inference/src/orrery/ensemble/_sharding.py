@@ -1,0 +1,111 @@
+"""Placing the member axis on a 1-D device mesh.
+
+Members are independent, so the only layout that matters is: every array with
+a member axis is split along that axis over the mesh, and the data are
+replicated. Constraints are applied inside jit (so GSPMD keeps the layout
+through ``scan`` and ``vmap``) and with ``device_put`` at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from orrery.interface import ConfigError
+
+MEMBER_AXIS = "ensemble"
+
+DevicesLike = None | str | Sequence[jax.Device]
+
+
+class MemberShardings(NamedTuple):
+    """Hashable pair of shardings: split over members, and fully replicated."""
+
+    members: NamedSharding
+    replicated: NamedSharding
+
+
+def normalize_devices(devices: Any) -> str | tuple[jax.Device, ...] | None:
+    """Turn ``devices`` into ``None``, ``"all"`` or a (hashable) tuple of devices."""
+    if devices is None:
+        return None
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ConfigError(
+                f"devices: expected None, 'all' or a sequence of jax.Device, got {devices!r}"
+            )
+        return devices
+    if isinstance(devices, jax.Device):
+        devices = (devices,)
+    try:
+        devs = tuple(devices)
+    except TypeError:
+        raise ConfigError(
+            "devices: expected None, 'all' or a sequence of jax.Device, "
+            f"got {type(devices).__name__}"
+        ) from None
+    if not devs:
+        raise ConfigError("devices: expected at least one device, got an empty sequence")
+    for d in devs:
+        if not isinstance(d, jax.Device):
+            raise ConfigError(f"devices: expected jax.Device entries, got {d!r}")
+    if len(set(devs)) != len(devs):
+        raise ConfigError(f"devices: each device may appear once, got {devs}")
+    return devs
+
+
+def resolve_shardings(devices: Any, ensemble_size: int) -> MemberShardings | None:
+    """Build the member/replicated shardings, or ``None`` for default placement."""
+    devs = normalize_devices(devices)
+    if devs is None:
+        return None
+    if devs == "all":
+        devs = tuple(jax.devices())
+    if ensemble_size % len(devs):
+        raise ConfigError(
+            f"ensemble_size: {ensemble_size} members cannot be split evenly over {len(devs)} "
+            f"devices; use a multiple of {len(devs)} or pass fewer devices"
+        )
+    mesh = Mesh(np.asarray(devs, dtype=object), (MEMBER_AXIS,))
+    return MemberShardings(
+        NamedSharding(mesh, PartitionSpec(MEMBER_AXIS)), NamedSharding(mesh, PartitionSpec())
+    )
+
+
+def _has_member_axis(leaf: Any) -> bool:
+    return eqx.is_array(leaf) and leaf.ndim >= 1
+
+
+def constrain_members(tree: Any, shardings: MemberShardings | None) -> Any:
+    """Inside jit: keep every array with a member axis split over the mesh."""
+    if shardings is None:
+        return tree
+    return jax.tree.map(
+        lambda a: (
+            jax.lax.with_sharding_constraint(a, shardings.members) if _has_member_axis(a) else a
+        ),
+        tree,
+    )
+
+
+def put_members(tree: Any, shardings: MemberShardings | None) -> Any:
+    """Outside jit: move member-stacked arrays onto the mesh."""
+    if shardings is None:
+        return tree
+    return jax.tree.map(
+        lambda a: jax.device_put(a, shardings.members) if _has_member_axis(a) else a, tree
+    )
+
+
+def put_replicated(tree: Any, shardings: MemberShardings | None) -> Any:
+    """Outside jit: replicate data on every device of the mesh."""
+    if shardings is None:
+        return tree
+    return jax.tree.map(
+        lambda a: jax.device_put(a, shardings.replicated) if eqx.is_array(a) else a, tree
+    )

@@ -1,0 +1,163 @@
+"""Layer 3: one-call fits and vmapped prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import optax
+from jaxtyping import Array, PRNGKeyArray, PyTree
+
+from orrery.interface import ShapeError
+
+from .map import EnsembleMAP
+from .primitives import LogJoint
+from .state import EnsembleResult
+from .vi import EnsembleVI
+
+__all__ = ["ensemble_map", "ensemble_predict", "ensemble_vi"]
+
+
+def _split_data(data: Any) -> tuple[Any, Any]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ShapeError(f"data: expected a pair (x, y), got {type(data).__name__}")
+    return data[0], data[1]
+
+
+def ensemble_map(
+    log_joint: LogJoint,
+    init_fn: Callable[[PRNGKeyArray], PyTree],
+    *,
+    ensemble_size: int,
+    num_epochs: int,
+    data: tuple[Any, Any],
+    seed: PRNGKeyArray,
+    batch_size: int | None = None,
+    learning_rate: float = 5e-3,
+    prior_weight: float = 1.0,
+    optimizer: Any = None,
+    on_nonfinite: str = "skip",
+    devices: Any = None,
+    init_state: Any = None,
+    progress: bool = False,
+) -> EnsembleResult:
+    """Fit an ensemble of MAP (``prior_weight=1``) or MLE (``0``) members in one call.
+
+    Same as ``EnsembleMAP(log_joint, init_fn, optimizer, ensemble_size,
+    prior_weight, on_nonfinite, devices).run(seed, num_epochs, *data,
+    batch_size=batch_size)``.
+
+    Args:
+        log_joint: ``(params, x_batch, y_batch) -> (loglik, logprior)``.
+        init_fn: ``key -> params`` for one member.
+        ensemble_size: the number of members ``E``.
+        num_epochs: optimizer steps per member.
+        data: the pair ``(x, y)``.
+        seed: a PRNG key or an int seed.
+        batch_size: minibatch size, ``None`` for full batch.
+        learning_rate: learning rate of the default ``optax.adam``.
+        prior_weight: ``1`` for MAP, ``0`` for MLE.
+        optimizer: an ``optax.GradientTransformation`` replacing the default Adam.
+        on_nonfinite: ``"skip"``, ``"ignore"`` or ``"raise"`` (see :class:`EnsembleMAP`).
+        devices: ``None``, ``"all"`` or devices to split the members over.
+        init_state: continue from an earlier state or result.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        An :class:`EnsembleResult`, which unpacks as ``params_stacked, losses``
+        with losses ``(E, num_epochs)``.
+
+    Example:
+        >>> params, losses = ensemble_map(log_joint, init_fn, ensemble_size=16,
+        ...                               num_epochs=2000, data=(x, y), seed=0)
+    """
+    x, y = _split_data(data)
+    runner = EnsembleMAP(
+        log_joint,
+        init_fn,
+        optax.adam(learning_rate) if optimizer is None else optimizer,
+        ensemble_size=ensemble_size,
+        prior_weight=prior_weight,
+        on_nonfinite=on_nonfinite,
+        devices=devices,
+    )
+    return runner.run(
+        seed, num_epochs, x, y, batch_size=batch_size, init_state=init_state, progress=progress
+    )
+
+
+def ensemble_vi(
+    model_fn: Callable[..., Any],
+    guide_fn: Callable[..., Any],
+    *,
+    ensemble_size: int,
+    num_epochs: int,
+    data: tuple[Any, Any],
+    seed: PRNGKeyArray,
+    kl_weight: float = 1.0,
+    learning_rate: float = 5e-3,
+    optimizer: Any = None,
+    num_particles: int = 1,
+    on_nonfinite: str = "skip",
+    devices: Any = None,
+    init_state: Any = None,
+    progress: bool = False,
+) -> EnsembleResult:
+    """Fit an ensemble of numpyro SVI members in one call.
+
+    Args:
+        model_fn: a numpyro model called as ``model_fn(x, y)``.
+        guide_fn: the matching guide.
+        ensemble_size: the number of members ``E``.
+        num_epochs: SVI steps per member.
+        data: the pair ``(x, y)``, passed positionally to model and guide.
+        seed: a PRNG key or an int seed.
+        kl_weight: the KL weight ``β`` of the tempered ELBO (``1``: plain ELBO).
+        learning_rate: learning rate of the default ``numpyro.optim.Adam``.
+        optimizer: a numpyro optimizer or an optax transform.
+        num_particles: Monte Carlo particles per ELBO estimate.
+        on_nonfinite: ``"skip"``, ``"ignore"`` or ``"raise"``.
+        devices: ``None``, ``"all"`` or devices to split the members over.
+        init_state: continue from an earlier state or result.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        An :class:`EnsembleResult` that unpacks as ``guide_params_stacked, losses``.
+    """
+    x, y = _split_data(data)
+    if optimizer is None:
+        from numpyro.optim import Adam
+
+        optimizer = Adam(learning_rate)
+    runner = EnsembleVI(
+        model_fn,
+        guide_fn,
+        optimizer,
+        ensemble_size=ensemble_size,
+        kl_weight=kl_weight,
+        num_particles=num_particles,
+        on_nonfinite=on_nonfinite,
+        devices=devices,
+    )
+    return runner.run(seed, num_epochs, x, y, init_state=init_state, progress=progress)
+
+
+def ensemble_predict(
+    params_stacked: PyTree, predict_fn: Callable[[PyTree, Any], Array], x_new: Any
+) -> Array:
+    """Evaluate ``predict_fn(params, x_new)`` for every member.
+
+    Array leaves of ``params_stacked`` are mapped over their leading member
+    axis, non-array leaves (an activation function) are shared, and ``x_new``
+    is the same for every member.
+
+    Args:
+        params_stacked: parameters from a fit, array leaves ``(E, ...)``.
+        predict_fn: ``(params, x) -> prediction`` for one member.
+        x_new: inputs shared by all members.
+
+    Returns:
+        Predictions stacked on a leading ``(E,)`` axis.
+    """
+    return eqx.filter_vmap(predict_fn, in_axes=(eqx.if_array(0), None))(params_stacked, x_new)

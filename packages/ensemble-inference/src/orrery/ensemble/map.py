@@ -1,0 +1,282 @@
+"""Layer 2: :class:`EnsembleMAP`, an ``init`` / ``update`` / ``run`` runner for MAP/MLE."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from orrery.interface import ConfigError, check_positive_int
+
+from . import _loop
+from ._checks import as_key, check_data, check_member_count, check_on_nonfinite
+from ._sharding import (
+    MemberShardings,
+    constrain_members,
+    normalize_devices,
+    put_members,
+    put_replicated,
+    resolve_shardings,
+)
+from .primitives import LogJoint, _step, ensemble_init
+from .state import EnsembleResult, EnsembleState
+
+__all__ = ["EnsembleMAP"]
+
+
+def batch_indices(
+    key: PRNGKeyArray, step: Int[Array, ""], n: int, batch_size: int
+) -> Int[Array, " B"]:
+    """The minibatch of step ``step``: ``permutation(fold_in(key, step), n)[:batch_size]``."""
+    return jr.permutation(jr.fold_in(key, step), n)[:batch_size]
+
+
+class EnsembleMAP(eqx.Module):
+    r"""An ensemble of MAP (or MLE) fits with numpyro's ``init`` / ``update`` / ``run`` surface.
+
+    Member ``e`` minimises the tempered negative log posterior
+    :math:`-(N/|B|)\sum_{i\in B}\log p(y_i\mid x_i,\theta_e) - w\,\log p(\theta_e)`
+    with ``w = prior_weight``.
+
+    Args:
+        log_joint: ``(params, x_batch, y_batch) -> (loglik, logprior)``.
+        init_fn: ``key -> params`` for one member.
+        optimizer: an ``optax.GradientTransformation``.
+        ensemble_size: the number of members ``E``.
+        prior_weight: ``1`` for MAP, ``0`` for MLE (the prior is then never evaluated).
+        on_nonfinite: what a member whose loss or gradient is NaN/inf does:
+            ``"skip"`` keeps its previous state for that step, ``"ignore"``
+            applies the step anyway, ``"raise"`` stops ``run`` with
+            :class:`~orrery.interface.ValueDomainError`.
+        devices: ``None`` (default placement), ``"all"`` or a sequence of
+            ``jax.Device``: the member axis is split over a 1-D mesh of them
+            and the data replicated. ``ensemble_size`` must be a multiple of
+            the device count.
+
+    Example:
+        >>> runner = EnsembleMAP(log_joint, init_fn, optax.adam(5e-3), ensemble_size=8)
+        >>> state = runner.init(jax.random.key(0))
+        >>> state, losses = runner.update(state, x, y)      # one step, losses (8,)
+        >>> params, losses = runner.run(jax.random.key(0), 1000, x, y, batch_size=64)
+    """
+
+    log_joint: LogJoint
+    init_fn: Callable[[PRNGKeyArray], PyTree]
+    optimizer: Any
+    ensemble_size: int = eqx.field(static=True, default=16)
+    prior_weight: float = eqx.field(static=True, default=1.0)
+    on_nonfinite: str = eqx.field(static=True, default="skip")
+    devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
+
+    def __check_init__(self):
+        check_member_count(self.ensemble_size)
+        check_on_nonfinite(self.on_nonfinite)
+        if not callable(self.log_joint):
+            raise ConfigError(
+                f"log_joint: expected a callable, got {type(self.log_joint).__name__}"
+            )
+        if not callable(self.init_fn):
+            raise ConfigError(f"init_fn: expected a callable, got {type(self.init_fn).__name__}")
+        if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
+            raise ConfigError(
+                "optimizer: expected an optax.GradientTransformation (with init and update), "
+                f"got {type(self.optimizer).__name__}"
+            )
+        resolve_shardings(self.devices, self.ensemble_size)
+
+    @property
+    def shardings(self) -> MemberShardings | None:
+        """The member and replicated shardings, or ``None`` without ``devices``."""
+        return resolve_shardings(self.devices, self.ensemble_size)
+
+    def init(self, seed: PRNGKeyArray) -> EnsembleState:
+        """Initialise every member (mirrors ``numpyro.infer.SVI.init``).
+
+        Args:
+            seed: a PRNG key (or an int seed), split into one key per member.
+        """
+        return _init(self, as_key(seed), self.shardings)
+
+    def update(
+        self, state: EnsembleState, x_batch: Any, y_batch: Any, *, scale: float = 1.0
+    ) -> tuple[EnsembleState, Float[Array, " E"]]:
+        """One optimizer step for every member (mirrors ``numpyro.infer.SVI.update``).
+
+        Args:
+            state: the current :class:`EnsembleState`.
+            x_batch: inputs of this step.
+            y_batch: targets of this step.
+            scale: weight of the log likelihood, ``N / |B|`` for a minibatch.
+
+        Returns:
+            ``(new_state, losses)`` with losses ``(E,)`` from before the update.
+        """
+        new_state, losses, ok = _update(self, state, x_batch, y_batch, scale)
+        if self.on_nonfinite == "raise" and not isinstance(ok, jax.core.Tracer):
+            _loop._raise_on_nonfinite(ok[:, None], 0)
+        return new_state, losses
+
+    def run(
+        self,
+        seed: PRNGKeyArray,
+        num_epochs: int,
+        x: Any,
+        y: Any,
+        *,
+        batch_size: int | None = None,
+        init_state: EnsembleState | EnsembleResult | None = None,
+        progress: bool = False,
+    ) -> EnsembleResult:
+        """Fit every member for ``num_epochs`` optimizer steps (mirrors ``SVI.run``).
+
+        ``seed`` splits into an init key and a batch key. With ``batch_size <
+        n`` step ``t`` uses the rows ``permutation(fold_in(batch_key, t),
+        n)[:batch_size]`` (the same rows for every member) and the likelihood
+        is scaled by ``n / batch_size``; a ``batch_size >= n`` means full batch
+        with scale 1. The steps run as one ``lax.scan`` (several with
+        ``progress=True``).
+
+        Args:
+            seed: a PRNG key or an int seed.
+            num_epochs: the number of optimizer steps per member.
+            x: inputs, an array (or pytree of arrays) with ``n`` rows.
+            y: targets with ``n`` rows.
+            batch_size: minibatch size; ``None`` for full batch.
+            init_state: continue from this :class:`EnsembleState` or
+                :class:`EnsembleResult` instead of initialising. A result also
+                carries the step count, so that two runs of ``T1`` and ``T2``
+                steps with the same ``seed`` equal one run of ``T1 + T2``.
+            progress: show a tqdm progress bar (the scan is then chunked).
+
+        Returns:
+            An :class:`EnsembleResult`; ``params, losses = result`` unpacks the
+            final parameters and the ``(E, num_epochs)`` loss history.
+        """
+        num_epochs = check_positive_int(num_epochs, "num_epochs")
+        x, y = check_data(x, y)
+        n = y.shape[0]
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
+        bsz = n if batch_size is None else min(batch_size, n)
+        scale = n / bsz
+
+        init_key, batch_key = jr.split(as_key(seed))
+        shardings = self.shardings
+        start = 0
+        if init_state is None:
+            state = self.init(init_key)
+        else:
+            state, start = self._continue_from(init_state)
+        state = put_members(state, shardings)
+        x, y = put_replicated((x, y), shardings)
+
+        def run_chunk(st, step, length):
+            return _run_chunk(
+                self,
+                st,
+                x,
+                y,
+                batch_key,
+                jnp.asarray(step, jnp.int32),
+                length,
+                bsz,
+                scale,
+                shardings,
+            )
+
+        state, losses, bad = _loop.drive(
+            run_chunk,
+            state,
+            num_steps=num_epochs,
+            start_step=start,
+            progress=progress,
+            on_nonfinite=self.on_nonfinite,
+            desc="EnsembleMAP",
+        )
+        skipped = _loop.previous_skips(init_state, self.ensemble_size) + bad
+        return EnsembleResult(state.params, losses, skipped, state, start + num_epochs)
+
+    def _continue_from(self, init_state: Any) -> tuple[EnsembleState, int]:
+        if isinstance(init_state, EnsembleResult):
+            if init_state.state is None:
+                raise ConfigError("init_state: this EnsembleResult carries no optimizer state")
+            state, start = init_state.state, init_state.num_steps or 0
+        elif isinstance(init_state, EnsembleState):
+            state, start = init_state, 0
+        else:
+            raise ConfigError(
+                "init_state: expected an EnsembleState or an EnsembleResult, "
+                f"got {type(init_state).__name__}"
+            )
+        sizes = {
+            leaf.shape[0] for leaf in jax.tree.leaves(state) if eqx.is_array(leaf) and leaf.ndim
+        }
+        if sizes != {self.ensemble_size}:
+            raise ConfigError(
+                f"init_state: expected arrays with a leading member axis of {self.ensemble_size}, "
+                f"got leading sizes {sorted(sizes)}"
+            )
+        return state, start
+
+
+@eqx.filter_jit
+def _init(runner: EnsembleMAP, key, shardings):
+    state = ensemble_init(
+        runner.init_fn, runner.optimizer, ensemble_size=runner.ensemble_size, seed=key
+    )
+    return constrain_members(state, shardings)
+
+
+@eqx.filter_jit
+def _update(runner: EnsembleMAP, state, x_batch, y_batch, scale):
+    new_state, losses, ok = _step(
+        state,
+        x_batch,
+        y_batch,
+        log_joint=runner.log_joint,
+        optimizer=runner.optimizer,
+        prior_weight=runner.prior_weight,
+        scale=scale,
+        on_nonfinite=runner.on_nonfinite,
+    )
+    return new_state, losses, ok
+
+
+@eqx.filter_jit
+def _run_chunk(runner: EnsembleMAP, state, x, y, batch_key, start, length, bsz, scale, shardings):
+    n = y.shape[0]
+    # Only arrays may ride in the scan carry; shared non-array leaves are closed over.
+    params, params_static = eqx.partition(state.params, eqx.is_array)
+    opt, opt_static = eqx.partition(state.opt_state, eqx.is_array)
+
+    def body(carry, step):
+        params, opt = carry
+        if bsz < n:
+            idx = batch_indices(batch_key, step, n, bsz)
+            xb = jax.tree.map(lambda a: a[idx], x)
+            yb = y[idx]
+        else:
+            xb, yb = x, y
+        current = EnsembleState(eqx.combine(params, params_static), eqx.combine(opt, opt_static))
+        new, losses, ok = _step(
+            current,
+            xb,
+            yb,
+            log_joint=runner.log_joint,
+            optimizer=runner.optimizer,
+            prior_weight=runner.prior_weight,
+            scale=scale,
+            on_nonfinite=runner.on_nonfinite,
+        )
+        carry = (eqx.filter(new.params, eqx.is_array), eqx.filter(new.opt_state, eqx.is_array))
+        return constrain_members(carry, shardings), (losses, ok)
+
+    carry = constrain_members((params, opt), shardings)
+    (params, opt), (losses, ok) = jax.lax.scan(body, carry, start + jnp.arange(length))
+    state = EnsembleState(eqx.combine(params, params_static), eqx.combine(opt, opt_static))
+    return state, losses.T, ok.T

@@ -1,0 +1,179 @@
+"""Layer 1: pure functions to initialise and advance an ensemble.
+
+Every member is an independent fit; its array leaves sit on a leading ``(E,)``
+axis and all members advance together under :func:`equinox.filter_vmap`.
+Write your own training loop with these when the runners are not enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+
+from ._checks import check_member_count
+from .state import EnsembleState
+
+__all__ = ["ensemble_init", "ensemble_loss", "ensemble_step"]
+
+LogJoint = Callable[[PyTree, Any, Any], tuple[Float[Array, ""], Float[Array, ""]]]
+
+
+def ensemble_init(
+    init_fn: Callable[[PRNGKeyArray], PyTree],
+    optimizer: Any,
+    *,
+    ensemble_size: int,
+    seed: PRNGKeyArray,
+) -> EnsembleState:
+    """Initialise ``ensemble_size`` members and their optimizer states.
+
+    Args:
+        init_fn: ``key -> params``, called once per member (under vmap).
+        optimizer: an ``optax.GradientTransformation``; its state is built on
+            ``eqx.filter(params, eqx.is_inexact_array)``.
+        ensemble_size: the number of members ``E``.
+        seed: a PRNG key, split into ``E`` member keys.
+
+    Returns:
+        An :class:`EnsembleState` whose array leaves have a leading ``(E,)`` axis.
+
+    Example:
+        >>> import jax, optax
+        >>> state = ensemble_init(lambda k: {"w": jax.random.normal(k, (3,))},
+        ...                       optax.adam(1e-2), ensemble_size=4, seed=jax.random.key(0))
+        >>> state.params["w"].shape
+        (4, 3)
+    """
+    ensemble_size = check_member_count(ensemble_size)
+    keys = jr.split(seed, ensemble_size)
+
+    def one(key):
+        params = init_fn(key)
+        return params, optimizer.init(eqx.filter(params, eqx.is_inexact_array))
+
+    params, opt_state = eqx.filter_vmap(one)(keys)
+    return EnsembleState(params, opt_state)
+
+
+def ensemble_loss(
+    log_joint: LogJoint, *, prior_weight: float = 1.0, scale: float = 1.0
+) -> Callable[[PyTree, Any, Any], tuple[Float[Array, ""], PyTree]]:
+    """Build the per-member loss-and-gradient function from a log joint.
+
+    The loss is ``-scale * loglik - prior_weight * logprior``. With
+    ``prior_weight == 0`` the prior term is dropped altogether (maximum
+    likelihood), so ``log_joint`` may return a placeholder ``0.0`` for it.
+
+    Args:
+        log_joint: ``(params, x_batch, y_batch) -> (loglik, logprior)``.
+        prior_weight: weight of the log prior; ``0`` for MLE, ``1`` for MAP.
+        scale: weight of the log likelihood; ``N / |B|`` makes a minibatch
+            loss an unbiased estimate of the full-data one.
+
+    Returns:
+        ``loss_fn(params, x_batch, y_batch) -> (loss, grads)``, an
+        :func:`equinox.filter_value_and_grad` (gradients for inexact arrays only).
+    """
+    # A traced weight cannot be tested against zero, so only concrete zeros skip the prior.
+    skip_prior = isinstance(prior_weight, (int, float)) and prior_weight == 0
+
+    @eqx.filter_value_and_grad
+    def loss_fn(params, x_batch, y_batch):
+        loglik, logprior = log_joint(params, x_batch, y_batch)
+        loss = -scale * loglik
+        if not skip_prior:
+            loss = loss - prior_weight * logprior
+        return loss
+
+    return loss_fn
+
+
+def _all_finite(tree: PyTree) -> Bool[Array, ""]:
+    checks = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
+    ]
+    return jnp.stack(checks).all() if checks else jnp.asarray(True)
+
+
+def _select(ok: Bool[Array, ""], new: PyTree, old: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old)
+
+
+def _step(
+    state: EnsembleState,
+    x_batch: Any,
+    y_batch: Any,
+    *,
+    log_joint: LogJoint,
+    optimizer: Any,
+    prior_weight: float,
+    scale: float,
+    on_nonfinite: str,
+) -> tuple[EnsembleState, Float[Array, " E"], Bool[Array, " E"]]:
+    """One vmapped step that also reports, per member, whether loss and gradient were finite.
+
+    Under ``on_nonfinite == "skip"`` a member with a non-finite loss or
+    gradient keeps its previous parameters and optimizer state.
+    """
+    loss_fn = ensemble_loss(log_joint, prior_weight=prior_weight, scale=scale)
+
+    def one(params, opt_state):
+        loss, grads = loss_fn(params, x_batch, y_batch)
+        updates, new_opt_state = optimizer.update(
+            grads, opt_state, eqx.filter(params, eqx.is_inexact_array)
+        )
+        new_params = eqx.apply_updates(params, updates)
+        ok = jnp.isfinite(loss) & _all_finite(grads)
+        if on_nonfinite == "skip":
+            new_params = _select(ok, new_params, params)
+            new_opt_state = _select(ok, new_opt_state, opt_state)
+        return new_params, new_opt_state, loss, ok
+
+    params, opt_state, losses, ok = eqx.filter_vmap(one)(state.params, state.opt_state)
+    return EnsembleState(params, opt_state), losses, ok
+
+
+def ensemble_step(
+    state: EnsembleState,
+    x_batch: Any,
+    y_batch: Any,
+    *,
+    log_joint: LogJoint,
+    optimizer: Any,
+    prior_weight: float = 1.0,
+    scale: float = 1.0,
+) -> tuple[EnsembleState, Float[Array, " E"]]:
+    """Advance every member by one optimizer step on the same batch.
+
+    Args:
+        state: the current :class:`EnsembleState`.
+        x_batch: inputs shared by all members.
+        y_batch: targets shared by all members.
+        log_joint: ``(params, x, y) -> (loglik, logprior)``.
+        optimizer: the same ``optax.GradientTransformation`` given to
+            :func:`ensemble_init` (a stateful schedule must be the same instance).
+        prior_weight: weight of the log prior (``0`` for MLE).
+        scale: weight of the log likelihood (``N / |B|`` for minibatches).
+
+    Returns:
+        ``(new_state, losses)``; ``losses`` has shape ``(E,)`` and holds each
+        member's loss before the update.
+    """
+    new_state, losses, _ = _step(
+        state,
+        x_batch,
+        y_batch,
+        log_joint=log_joint,
+        optimizer=optimizer,
+        prior_weight=prior_weight,
+        scale=scale,
+        on_nonfinite="ignore",
+    )
+    return new_state, losses

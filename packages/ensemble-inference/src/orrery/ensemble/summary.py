@@ -1,0 +1,172 @@
+"""Ensemble summaries: predictive statistics, ``Draws``, posterior predictive draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from orrery.interface import ConfigError, Draws, ShapeError, ValueDomainError, check_positive_int
+
+from ._checks import as_key
+
+__all__ = ["PredictiveSummary", "ensemble_predictive", "predictive_summary", "to_draws"]
+
+
+class PredictiveSummary(NamedTuple):
+    """Statistics over the member axis of stacked predictions.
+
+    Attributes:
+        mean: the member mean, shape ``predictions.shape[1:]``.
+        std: the member standard deviation (divisor ``E``), same shape.
+        quantiles: ``(Q, *predictions.shape[1:])``, one row per level.
+        levels: the quantile levels, ``(Q,)``.
+    """
+
+    mean: Float[Array, "..."]
+    std: Float[Array, "..."]
+    quantiles: Float[Array, "Q ..."]
+    levels: Float[Array, " Q"]
+
+
+def predictive_summary(
+    predictions: Any, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+) -> PredictiveSummary:
+    """Mean, standard deviation and quantiles of ``predictions`` over the member axis (axis 0).
+
+    Args:
+        predictions: an ``(E, ...)`` array, e.g. from :func:`ensemble_predict`.
+        quantiles: levels in ``[0, 1]``.
+
+    Returns:
+        A :class:`PredictiveSummary`.
+
+    Example:
+        >>> s = predictive_summary(ensemble_predict(params, predict_fn, x_new))
+        >>> lower, median, upper = s.quantiles
+    """
+    preds = jnp.asarray(predictions)
+    if preds.ndim < 1 or preds.shape[0] < 1:
+        raise ShapeError(f"predictions: expected shape (E, ...) with E >= 1, got {preds.shape}")
+    levels = np.asarray(quantiles, dtype=float).reshape(-1)
+    if levels.size == 0 or np.any(~np.isfinite(levels)) or np.any((levels < 0) | (levels > 1)):
+        raise ValueDomainError(f"quantiles: expected levels in [0, 1], got {list(quantiles)}")
+    if not jnp.issubdtype(preds.dtype, jnp.inexact):
+        preds = preds.astype(jnp.result_type(float))
+    q = jnp.quantile(preds, jnp.asarray(levels, preds.dtype), axis=0)
+    return PredictiveSummary(preds.mean(0), preds.std(0), q, jnp.asarray(levels, preds.dtype))
+
+
+def _key_name(entry: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    return ".".join(_key_name(e) for e in path) or "params"
+
+
+def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draws:
+    """Turn stacked member parameters into :class:`~orrery.interface.Draws`, one chain per member.
+
+    Every array leaf ``(E, *shape)`` becomes a variable of shape ``(E, 1,
+    *shape)`` (E chains of one draw). Names come from the pytree paths, joined
+    by dots: ``{"w": ..}`` gives ``w``, an equinox MLP gives ``layers.0.weight``.
+
+    Args:
+        params_stacked: parameters from a fit, array leaves ``(E, ...)``.
+        names: one name per array leaf (in ``jax.tree.leaves`` order) to use instead.
+
+    Returns:
+        A :class:`~orrery.interface.Draws`.
+    """
+    flat = [
+        (path, leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params_stacked)[0]
+        if eqx.is_array(leaf) or isinstance(leaf, np.ndarray)
+    ]
+    if not flat:
+        raise ShapeError("params_stacked: expected at least one array leaf")
+    if names is None:
+        labels = [_path_name(path) for path, _ in flat]
+    else:
+        labels = list(names)
+        if len(labels) != len(flat):
+            raise ShapeError(
+                f"names: expected {len(flat)} names (one per array leaf), got {len(labels)}"
+            )
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"names: expected unique names, got {labels}")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for _, leaf in flat}
+    if len(sizes) != 1 or None in sizes:
+        raise ShapeError(
+            "params_stacked: expected every array leaf to share a leading member axis, "
+            f"got sizes {sizes}"
+        )
+    return Draws(
+        {label: np.asarray(leaf)[:, None] for label, (_, leaf) in zip(labels, flat, strict=True)}
+    )
+
+
+def ensemble_predictive(
+    model_fn: Callable[..., Any],
+    guide_fn: Callable[..., Any],
+    params_stacked: dict[str, Any],
+    *args: Any,
+    num_samples: int,
+    seed: PRNGKeyArray,
+    return_sites: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Array]:
+    """Posterior predictive draws from every member of a VI ensemble.
+
+    Member ``e`` runs ``numpyro.infer.Predictive(model_fn, guide=guide_fn,
+    params=params_e, num_samples=num_samples)`` with key ``split(seed, E)[e]``.
+
+    Args:
+        model_fn: the numpyro model.
+        guide_fn: the guide the parameters belong to.
+        params_stacked: constrained guide parameters, leaves ``(E, ...)`` (the
+            ``params`` of :class:`EnsembleVI` / :func:`ensemble_vi`).
+        *args: model arguments (e.g. ``x_new`` and ``None`` for ``y``).
+        num_samples: draws per member.
+        seed: a PRNG key or an int seed.
+        return_sites: sites to return; default as ``Predictive``.
+        **kwargs: model keyword arguments.
+
+    Returns:
+        ``{site: array[E, num_samples, ...]}``.
+    """
+    from numpyro.infer import Predictive
+
+    num_samples = check_positive_int(num_samples, "num_samples")
+    leaves = jax.tree.leaves(params_stacked)
+    if not leaves or any(jnp.ndim(a) < 1 for a in leaves):
+        raise ShapeError("params_stacked: expected array leaves with a leading member axis")
+    sizes = {jnp.shape(a)[0] for a in leaves}
+    if len(sizes) != 1:
+        raise ShapeError(
+            f"params_stacked: leaves disagree on the member axis, sizes {sorted(sizes)}"
+        )
+    keys = jr.split(as_key(seed), sizes.pop())
+
+    def one(params, key):
+        predictive = Predictive(
+            model_fn,
+            guide=guide_fn,
+            params=params,
+            num_samples=num_samples,
+            return_sites=None if return_sites is None else list(return_sites),
+            parallel=True,
+        )
+        return predictive(key, *args, **kwargs)
+
+    return jax.vmap(one)(params_stacked, keys)

@@ -1,0 +1,270 @@
+"""Layer 2: :class:`EnsembleVI`, numpyro SVI vmapped over ensemble members."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from orrery.interface import ConfigError, check_positive_int
+
+from . import _loop
+from ._checks import as_key, check_member_count, check_on_nonfinite
+from ._sharding import (
+    MemberShardings,
+    constrain_members,
+    normalize_devices,
+    put_members,
+    put_replicated,
+    resolve_shardings,
+)
+from .elbo import TemperedELBO
+from .primitives import _all_finite, _select
+from .state import EnsembleResult
+
+__all__ = ["EnsembleVI", "as_numpyro_optimizer"]
+
+
+def _is_numpyro_optimizer(opt: Any) -> bool:
+    return all(
+        callable(getattr(opt, name, None)) for name in ("init_fn", "update_fn", "get_params")
+    )
+
+
+def as_numpyro_optimizer(optimizer: Any) -> Any:
+    """Return a numpyro optimizer, wrapping an optax transform with ``optax_to_numpyro``.
+
+    A numpyro optimizer is recognised by duck typing (callable ``init_fn``,
+    ``update_fn`` and ``get_params``).
+    """
+    if _is_numpyro_optimizer(optimizer):
+        return optimizer
+    if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        from numpyro.optim import optax_to_numpyro
+
+        return optax_to_numpyro(optimizer)
+    raise ConfigError(
+        "optimizer: expected a numpyro optimizer or an optax.GradientTransformation, "
+        f"got {type(optimizer).__name__}"
+    )
+
+
+class EnsembleVI(eqx.Module):
+    r"""An ensemble of numpyro SVI fits, one per member, advanced together under ``vmap``.
+
+    Member ``e`` maximises the tempered ELBO
+    :math:`\mathbb{E}_{q_e}[\log p(y\mid x,\theta)] - \beta\,\mathrm{KL}(q_e\,\|\,p)`
+    with ``β = kl_weight``: ``Trace_ELBO(num_particles)`` when ``β == 1``,
+    otherwise :class:`~orrery.ensemble.TemperedELBO` (closed-form KL where
+    numpyro registers one, Monte Carlo otherwise).
+
+    Args:
+        model_fn: a numpyro model.
+        guide_fn: a numpyro guide (an autoguide works too).
+        optimizer: a numpyro optimizer, or an optax transform (wrapped with
+            ``numpyro.optim.optax_to_numpyro``).
+        ensemble_size: the number of members ``E``.
+        kl_weight: the KL weight ``β``.
+        num_particles: Monte Carlo particles per ELBO estimate.
+        on_nonfinite: ``"skip"`` (keep a member's previous state when its loss
+            or new parameters are not finite; its random key still advances),
+            ``"ignore"`` or ``"raise"``.
+        devices: ``None``, ``"all"`` or a sequence of ``jax.Device`` to split
+            the members over (see :class:`~orrery.ensemble.EnsembleMAP`).
+
+    Example:
+        >>> vi = EnsembleVI(model, guide, numpyro.optim.Adam(1e-2), ensemble_size=8)
+        >>> result = vi.run(jax.random.key(0), 2000, x, y)
+        >>> result.params["w_loc"].shape        # (8, ...)
+    """
+
+    model_fn: Callable[..., Any]
+    guide_fn: Callable[..., Any]
+    optimizer: Any
+    ensemble_size: int = eqx.field(static=True, default=16)
+    kl_weight: float = eqx.field(static=True, default=1.0)
+    num_particles: int = eqx.field(static=True, default=1)
+    on_nonfinite: str = eqx.field(static=True, default="skip")
+    devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
+
+    def __check_init__(self):
+        check_member_count(self.ensemble_size)
+        check_positive_int(self.num_particles, "num_particles")
+        check_on_nonfinite(self.on_nonfinite)
+        if not isinstance(self.kl_weight, (int, float)) or not self.kl_weight >= 0:
+            raise ConfigError(f"kl_weight: expected a number >= 0, got {self.kl_weight!r}")
+        for name in ("model_fn", "guide_fn"):
+            if not callable(getattr(self, name)):
+                raise ConfigError(f"{name}: expected a callable numpyro model/guide")
+        as_numpyro_optimizer(self.optimizer)
+        resolve_shardings(self.devices, self.ensemble_size)
+
+    @property
+    def shardings(self) -> MemberShardings | None:
+        """The member and replicated shardings, or ``None`` without ``devices``."""
+        return resolve_shardings(self.devices, self.ensemble_size)
+
+    def svi(self) -> Any:
+        """The single-member ``numpyro.infer.SVI`` that every member runs."""
+        from numpyro.infer import SVI, Trace_ELBO
+
+        if self.kl_weight == 1:
+            loss = Trace_ELBO(num_particles=self.num_particles)
+        else:
+            loss = TemperedELBO(self.kl_weight, num_particles=self.num_particles)
+        return SVI(self.model_fn, self.guide_fn, as_numpyro_optimizer(self.optimizer), loss)
+
+    def init(self, seed: PRNGKeyArray, *args: Any, **kwargs: Any) -> Any:
+        """Initialise every member with ``SVI.init`` on its own key (``split(seed, E)``).
+
+        Returns:
+            A ``numpyro.infer.svi.SVIState`` whose leaves are stacked on ``(E,)``.
+        """
+        shardings = self.shardings
+        args, kwargs = put_replicated((args, kwargs), shardings)
+        return _vi_init(self, as_key(seed), args, kwargs, shardings)
+
+    def update(self, state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Float[Array, " E"]]:
+        """One ``SVI.update`` for every member.
+
+        Returns:
+            ``(new_state, losses)`` with losses ``(E,)``.
+        """
+        new_state, losses, ok = _vi_update(self, state, args, kwargs)
+        if self.on_nonfinite == "raise" and not isinstance(ok, jax.core.Tracer):
+            _loop._raise_on_nonfinite(ok[:, None], 0)
+        return new_state, losses
+
+    def get_params(self, state: Any, *args: Any, **kwargs: Any) -> Any:
+        """The constrained parameters of every member, stacked on ``(E,)``.
+
+        The model arguments are needed (as for ``SVI.init``) to find each
+        parameter's constraint.
+        """
+        return _vi_params(self, state, args, kwargs)
+
+    def run(
+        self,
+        seed: PRNGKeyArray,
+        num_epochs: int,
+        *args: Any,
+        init_state: Any = None,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> EnsembleResult:
+        """Fit every member for ``num_epochs`` SVI steps (vmapped ``SVI.run``).
+
+        Member ``e`` follows exactly what ``SVI.run(split(seed, E)[e], num_epochs,
+        *args, **kwargs)`` would do; all members run in one ``lax.scan``.
+
+        Args:
+            seed: a PRNG key or an int seed.
+            num_epochs: the number of SVI steps.
+            *args: positional arguments of the model and guide (e.g. ``x, y``).
+            init_state: continue from a stacked ``SVIState`` or an
+                :class:`EnsembleResult` (its ``state``); the random keys live in
+                the state, so a split run equals one long run.
+            progress: show a tqdm bar (the scan is then chunked).
+            **kwargs: keyword arguments of the model and guide.
+
+        Returns:
+            An :class:`EnsembleResult` with the constrained guide parameters and
+            losses ``(E, num_epochs)``.
+        """
+        num_epochs = check_positive_int(num_epochs, "num_epochs")
+        shardings = self.shardings
+        start = 0
+        if init_state is None:
+            state = self.init(seed, *args, **kwargs)
+        elif isinstance(init_state, EnsembleResult):
+            if init_state.state is None:
+                raise ConfigError("init_state: this EnsembleResult carries no SVI state")
+            state, start = init_state.state, init_state.num_steps or 0
+        else:
+            state = init_state
+        if not hasattr(state, "optim_state") or not hasattr(state, "rng_key"):
+            raise ConfigError(
+                "init_state: expected a stacked SVIState or an EnsembleResult, "
+                f"got {type(state).__name__}"
+            )
+        state = put_members(state, shardings)
+        args, kwargs = put_replicated((args, kwargs), shardings)
+
+        def run_chunk(st, step, length):
+            return _vi_chunk(self, st, args, kwargs, length, shardings)
+
+        state, losses, bad = _loop.drive(
+            run_chunk,
+            state,
+            num_steps=num_epochs,
+            start_step=start,
+            progress=progress,
+            on_nonfinite=self.on_nonfinite,
+            desc="EnsembleVI",
+        )
+        skipped = _loop.previous_skips(init_state, self.ensemble_size) + bad
+        return EnsembleResult(
+            self.get_params(state, *args, **kwargs), losses, skipped, state, start + num_epochs
+        )
+
+
+def _ready_svi(runner: EnsembleVI, args, kwargs) -> Any:
+    """A single-member SVI whose parameter transforms are set up.
+
+    ``SVI.init`` records the constraint transforms on the SVI object, so a
+    fresh one is initialised here on a dummy key; XLA drops the unused work.
+    """
+    svi = runner.svi()
+    svi.init(jr.PRNGKey(0), *args, **kwargs)
+    return svi
+
+
+def _member_update(runner: EnsembleVI, svi: Any, state: Any, args, kwargs):
+    new, loss = svi.update(state, *args, **kwargs)
+    ok = jnp.isfinite(loss) & _all_finite(new.optim_state)
+    if runner.on_nonfinite == "skip":
+        # keep the old parameters but take the new key, so the next try draws fresh noise
+        kept = _select(
+            ok, (new.optim_state, new.mutable_state), (state.optim_state, state.mutable_state)
+        )
+        new = new._replace(optim_state=kept[0], mutable_state=kept[1])
+    return new, loss, ok
+
+
+@eqx.filter_jit
+def _vi_init(runner: EnsembleVI, key, args, kwargs, shardings):
+    svi = runner.svi()
+    keys = jr.split(key, runner.ensemble_size)
+    state = jax.vmap(lambda k: svi.init(k, *args, **kwargs))(keys)
+    return constrain_members(state, shardings)
+
+
+@eqx.filter_jit
+def _vi_update(runner: EnsembleVI, state, args, kwargs):
+    svi = _ready_svi(runner, args, kwargs)
+    return jax.vmap(lambda s: _member_update(runner, svi, s, args, kwargs))(state)
+
+
+@eqx.filter_jit
+def _vi_params(runner: EnsembleVI, state, args, kwargs):
+    svi = _ready_svi(runner, args, kwargs)
+    return jax.vmap(svi.get_params)(state)
+
+
+@eqx.filter_jit
+def _vi_chunk(runner: EnsembleVI, state, args, kwargs, length, shardings):
+    svi = _ready_svi(runner, args, kwargs)
+
+    def body(state, _):
+        new, losses, ok = jax.vmap(lambda s: _member_update(runner, svi, s, args, kwargs))(state)
+        return constrain_members(new, shardings), (losses, ok)
+
+    state, (losses, ok) = jax.lax.scan(
+        body, constrain_members(state, shardings), None, length=length
+    )
+    return state, losses.T, ok.T
