@@ -1,0 +1,681 @@
+"""Built-in operators: building blocks for composable computation graphs.
+
+Every operator here is an `orrery.parax.Operator`: it is called with the same
+``(*args, **kwargs)`` as the graph it belongs to and passes them on to its
+child operators. Operands that are not operators (numbers, arrays, pytrees)
+are constants. Operators whose name describes an array operation (`Derivative`,
+`Diagonal`, `Mask`, `Reduce`, `Stack`, …) apply it to every leaf when a child
+returns a pytree.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> import orrery.parax.op as op
+    >>> s = op.Lambda(lambda s_params, freq: s_params)   # (f, n, n) matrices
+    >>> worst_match = op.Reduce(abs(op.Diagonal(s)), jnp.max, axis=-1)
+    >>> leakage = op.Sum(abs(op.OffDiagonal(s, n_ports=2)) ** 2, axis=-1)
+    >>> loss = worst_match + 0.1 * leakage           # still an operator
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator as _pyop
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from orrery.interface import ShapeError, ValueDomainError, close_matches
+
+from ._op_tree import (
+    BINARY_FNS,
+    UNARY_FNS,
+    FrozenArray,
+    as_value,
+    freeze_array,
+    freeze_index,
+    is_value_leaf,
+    thaw_index,
+    tree_binary,
+    tree_unary,
+    unwrap_callable,
+    wrap_callable,
+)
+from .module import Module
+from .operator import Operator, OpInputs, OpOutputs
+
+__all__ = [
+    "Binary",
+    "Constant",
+    "Derivative",
+    "Diagonal",
+    "Flatness",
+    "Index",
+    "Lambda",
+    "Leafwise",
+    "Map",
+    "Mask",
+    "Method",
+    "OffDiagonal",
+    "Reduce",
+    "Stack",
+    "Sum",
+    "Where",
+]
+
+
+def _evaluate(node: Any, args: tuple, kwargs: dict) -> Any:
+    """Call ``node`` if it is an operator; otherwise it is a constant."""
+    if isinstance(node, Operator):
+        return node(*args, **kwargs)
+    return node
+
+
+def _set_base_fields(obj: Module, kwargs: dict[str, Any], cls_name: str) -> None:
+    """Accept keyword arguments that set fields of the base `Module` (e.g. ``name``)."""
+    allowed = {f.name for f in dataclasses.fields(Module) if f.init}
+    for key, value in kwargs.items():
+        if key not in allowed:
+            hint = close_matches(key, sorted(allowed))
+            raise TypeError(
+                f"{cls_name}() got an unexpected keyword argument {key!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+            )
+        object.__setattr__(obj, key, value)
+
+
+def _static_int(value: Any, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueDomainError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _static_axis(axis: Any, name: str = "axis") -> int | tuple[int, ...] | None:
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return tuple(_static_int(a, name) for a in axis)
+    return _static_int(axis, name)
+
+
+# ============================================================================ elementary
+
+
+class Leafwise(Module):
+    """A named elementwise function applied leaf by leaf to pytree values.
+
+    This is the ``fn`` that `Operator`'s Python operators put into `Binary` and
+    `Map`. A single value is broadcast over every leaf of a pytree operand. It
+    is stored by name, so composed graphs stay hashable and serialisable.
+
+    Args:
+        kind: one of ``add sub mul truediv floordiv mod pow matmul lt le gt ge eq
+            ne and or xor`` (two operands) or ``neg pos abs invert`` (one operand).
+
+    Example:
+        >>> Leafwise("add")({"a": 1.0, "b": 2.0}, 10.0)
+        {'a': 11.0, 'b': 12.0}
+    """
+
+    kind: str = eqx.field(static=True)
+
+    def __init__(self, kind: str):
+        known = sorted([*BINARY_FNS, *UNARY_FNS])
+        if kind not in known:
+            hint = close_matches(str(kind), known)
+            raise ValueDomainError(
+                f"Leafwise kind must be one of {known}, got {kind!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+            )
+        self.kind = kind
+
+    def __call__(self, *values: Any) -> Any:
+        if self.kind in UNARY_FNS:
+            if len(values) != 1:
+                raise TypeError(f"Leafwise({self.kind!r}) takes 1 value, got {len(values)}")
+            return tree_unary(UNARY_FNS[self.kind], values[0])
+        if len(values) != 2:
+            raise TypeError(f"Leafwise({self.kind!r}) takes 2 values, got {len(values)}")
+        return tree_binary(BINARY_FNS[self.kind], values[0], values[1], what=self.kind)
+
+
+class Constant(Operator[OpInputs, OpOutputs]):
+    """Ignores its inputs and returns a fixed value (any pytree).
+
+    Args:
+        value: the value returned on every call. Arrays in it are leaves of the
+            operator, so they can be differentiated or optimised.
+    """
+
+    value: Any
+
+    def __init__(self, value: Any, **kwargs: Any):
+        self.value = value
+        _set_base_fields(self, kwargs, "Constant")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.value
+
+
+class Lambda(Operator[OpInputs, OpOutputs]):
+    """Wraps a callable that takes the same inputs as the operator graph.
+
+    Args:
+        fn: called as ``fn(*args, **kwargs)``. A plain function is held as
+            static data (``jax.tree_util.Partial``) so the operator can be an
+            argument of ``jax.jit``; an equinox module keeps its arrays as leaves.
+
+    Example:
+        >>> f = Lambda(lambda x, y: x * y)
+        >>> (f + 1)(2.0, 3.0)
+        7.0
+    """
+
+    fn: Callable
+
+    def __init__(self, fn: Callable[OpInputs, OpOutputs], **kwargs: Any):
+        self.fn = wrap_callable(fn, "Lambda fn")
+        _set_base_fields(self, kwargs, "Lambda")
+
+    @property
+    def function(self) -> Callable:
+        """The wrapped callable as given by the user."""
+        return unwrap_callable(self.fn)
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.fn(*args, **kwargs)
+
+
+class Binary(Operator[OpInputs, OpOutputs]):
+    """Combines the outputs of two operators with ``fn(left_value, right_value)``.
+
+    Args:
+        left: an operator, or a constant value.
+        right: an operator, or a constant value.
+        fn: a callable of two values. For leafwise arithmetic with scalar
+            broadcasting over pytrees use `Leafwise` (what ``+``, ``*``, … build).
+
+    Example:
+        >>> f = Binary(Lambda(lambda x: x), 3.0, jnp.maximum)
+        >>> f(jnp.array([1.0, 5.0]))
+        Array([3., 5.], dtype=float32)
+    """
+
+    left: Any
+    right: Any
+    fn: Callable
+
+    def __init__(self, left: Any, right: Any, fn: Callable[[Any, Any], Any], **kwargs: Any):
+        self.left = left
+        self.right = right
+        self.fn = wrap_callable(fn, "Binary fn")
+        _set_base_fields(self, kwargs, "Binary")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.fn(_evaluate(self.left, args, kwargs), _evaluate(self.right, args, kwargs))
+
+
+class Map(Operator[OpInputs, OpOutputs]):
+    """Applies ``fn`` to the whole output of another operator.
+
+    Args:
+        operator: an operator (or a constant value).
+        fn: a callable of one value, given the full output (a pytree is passed
+            as is; use ``Leafwise`` or ``jax.tree.map`` inside ``fn`` to go leafwise).
+
+    Example:
+        >>> Map(Lambda(lambda x: x), jnp.sqrt)(4.0)
+        Array(2., dtype=float32, weak_type=True)
+    """
+
+    operator: Any
+    fn: Callable
+
+    def __init__(self, operator: Any, fn: Callable[[Any], Any], **kwargs: Any):
+        self.operator = operator
+        self.fn = wrap_callable(fn, "Map fn")
+        _set_base_fields(self, kwargs, "Map")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.fn(_evaluate(self.operator, args, kwargs))
+
+
+class Method(Operator[OpInputs, OpOutputs]):
+    """Calls a method of the first argument with the remaining arguments.
+
+    ``Method("loss")(model, x, y)`` is ``model.loss(x, y)``. Dotted paths reach
+    nested attributes: ``Method("head.predict")(model, x)`` is ``model.head.predict(x)``.
+
+    Args:
+        path: the method's name or dotted path.
+    """
+
+    path: str = eqx.field(static=True)
+
+    def __init__(self, path: str, **kwargs: Any):
+        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+            raise ValueDomainError(f"Method path must be a non-empty dotted name, got {path!r}")
+        self.path = path
+        _set_base_fields(self, kwargs, "Method")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        if not args:
+            raise TypeError(
+                f"Method({self.path!r}) needs the object as its first positional argument"
+            )
+        obj = args[0]
+        target = obj
+        for part in self.path.split("."):
+            if not hasattr(target, part):
+                names = [n for n in dir(target) if not n.startswith("_")]
+                hint = close_matches(part, names)
+                raise AttributeError(
+                    f"Method({self.path!r}): {type(target).__name__} has no attribute {part!r}"
+                    + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+                )
+            target = getattr(target, part)
+        if not callable(target):
+            raise TypeError(f"Method({self.path!r}): attribute is not callable ({target!r})")
+        return target(*args[1:], **kwargs)
+
+
+class Where(Operator[OpInputs, OpOutputs]):
+    """Chooses between two branches according to a condition.
+
+    A scalar condition (``ndim == 0``) selects a branch with ``jax.lax.cond``,
+    so only the chosen branch runs. An array condition selects elementwise with
+    ``jnp.where``, broadcast over every leaf of the branches' outputs (both
+    branches are evaluated; mind NaNs in the unused one when differentiating).
+    Branch outputs of different shapes or dtypes are broadcast and promoted to
+    a common one, so ``Where(op > 0, op, 0.0)`` works.
+
+    Args:
+        condition: an operator returning a boolean (or a constant).
+        true_branch: an operator (or constant) used where the condition holds.
+        false_branch: an operator (or constant) used elsewhere.
+    """
+
+    condition: Any
+    true_branch: Any
+    false_branch: Any
+
+    def __init__(self, condition: Any, true_branch: Any, false_branch: Any, **kwargs: Any):
+        self.condition = condition
+        self.true_branch = true_branch
+        self.false_branch = false_branch
+        _set_base_fields(self, kwargs, "Where")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        cond = as_value(_evaluate(self.condition, args, kwargs))
+        if not is_value_leaf(cond):
+            raise TypeError(
+                f"Where condition must be a single boolean scalar or array, "
+                f"got a pytree {jax.tree.structure(cond)}"
+            )
+        cond = jnp.asarray(cond)
+        if cond.ndim > 0:
+            on_true = _evaluate(self.true_branch, args, kwargs)
+            on_false = _evaluate(self.false_branch, args, kwargs)
+            return tree_binary(lambda t, f: jnp.where(cond, t, f), on_true, on_false, "Where")
+
+        def run_true() -> Any:
+            return _evaluate(self.true_branch, args, kwargs)
+
+        def run_false() -> Any:
+            return _evaluate(self.false_branch, args, kwargs)
+
+        # lax.cond needs identical output types: work them out abstractly first.
+        shape_t, shape_f = jax.eval_shape(run_true), jax.eval_shape(run_false)
+        target = tree_binary(
+            lambda t, f: jax.ShapeDtypeStruct(
+                jnp.broadcast_shapes(t.shape, f.shape), jnp.result_type(t.dtype, f.dtype)
+            ),
+            shape_t,
+            shape_f,
+            "Where",
+        )
+
+        def conform(run: Callable[[], Any]) -> Callable[[], Any]:
+            def branch() -> Any:
+                out = run()
+                return tree_binary(
+                    lambda s, x: jnp.broadcast_to(jnp.asarray(x, s.dtype), s.shape),
+                    target,
+                    out,
+                    "Where",
+                )
+
+            return branch
+
+        return jax.lax.cond(cond.astype(bool), conform(run_true), conform(run_false))
+
+
+# ============================================================================ array ops
+
+
+class Index(Operator[OpInputs, OpOutputs]):
+    """Indexes the output of an operator: ``operator(*a)[indices]``.
+
+    The index is applied to the whole output, so it can also pick an entry of
+    a dict or tuple output (``Index(op, "s21")``).
+
+    Args:
+        operator: the operator (or constant) to index.
+        indices: an int, slice, ``None``, ``...``, key, integer/boolean array,
+            or a tuple of these. It is stored as static (hashable) data, so it
+            must be concrete.
+    """
+
+    operator: Any
+    indices: Any = eqx.field(static=True)
+
+    def __init__(self, operator: Any, indices: Any, **kwargs: Any):
+        self.operator = operator
+        self.indices = freeze_index(indices)
+        _set_base_fields(self, kwargs, "Index")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return as_value(_evaluate(self.operator, args, kwargs))[thaw_index(self.indices)]
+
+
+class Mask(Operator[OpInputs, OpOutputs]):
+    """Selects masked entries of each item along the leading axis.
+
+    For an output of shape ``(lead, *mask.shape, *rest)`` the result has shape
+    ``(lead, mask.sum(), *rest)``: item ``k`` is ``out[k][mask]``. Applied to
+    every leaf of a pytree output.
+
+    Args:
+        operator: the operator (or constant) to mask.
+        mask: a concrete boolean array, stored as static data.
+    """
+
+    operator: Any
+    mask: FrozenArray = eqx.field(static=True)
+
+    def __init__(self, operator: Any, mask: Any, **kwargs: Any):
+        arr = np.asarray(mask)
+        if arr.dtype != np.bool_:
+            raise TypeError(f"Mask mask must be a boolean array, got dtype {arr.dtype}")
+        if arr.ndim == 0:
+            raise ShapeError("Mask mask must have at least one dimension, got a scalar")
+        self.operator = operator
+        self.mask = freeze_array(arr, "mask")
+        _set_base_fields(self, kwargs, type(self).__name__)
+
+    def _apply(self, x: Any) -> Any:
+        mask = self.mask.thaw()
+        x = jnp.asarray(x)
+        if x.ndim < 1 + mask.ndim or x.shape[1 : 1 + mask.ndim] != mask.shape:
+            dims = ", ".join(map(str, mask.shape))
+            raise ShapeError(
+                f"{type(self).__name__}: output must have shape (lead, {dims}, ...) to apply "
+                f"a mask of shape {mask.shape}; got {x.shape}"
+            )
+        return x[(slice(None), *np.nonzero(mask))]
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return tree_unary(self._apply, _evaluate(self.operator, args, kwargs))
+
+
+class OffDiagonal(Mask):
+    """Off-diagonal entries ``[k, i, j]`` with ``i != j`` of ``(lead, n, n)`` outputs.
+
+    For S-parameters over frequency this gives the transmission terms. The result
+    has shape ``(lead, n_ports * (n_ports - 1))`` in row-major order
+    (``S12, S13, …, S21, S23, …``).
+
+    Args:
+        operator: the operator returning ``(lead, n_ports, n_ports)`` arrays.
+        n_ports: the matrix size.
+        **kwargs: other fields of the base module (e.g. ``name``).
+    """
+
+    n_ports: int = eqx.field(static=True)
+
+    def __init__(self, operator: Any, n_ports: int, **kwargs: Any):
+        n = _static_int(n_ports, "n_ports", minimum=1)
+        super().__init__(operator, ~np.eye(n, dtype=bool), **kwargs)
+        self.n_ports = n
+
+
+class Diagonal(Operator[OpInputs, OpOutputs]):
+    """Diagonals ``[k, i, i]`` of ``(lead, n, n)`` outputs (e.g. S-parameter reflections).
+
+    Any number of leading axes is allowed: ``(..., n, n) -> (..., n)``, but at
+    least one (a single matrix is refused, to keep the leading-axis contract).
+    Applied to every leaf of a pytree output.
+
+    Args:
+        operator: the operator (or constant) returning stacks of square matrices.
+    """
+
+    operator: Any
+
+    def __init__(self, operator: Any, **kwargs: Any):
+        self.operator = operator
+        _set_base_fields(self, kwargs, "Diagonal")
+
+    @staticmethod
+    def _apply(x: Any) -> Any:
+        x = jnp.asarray(x)
+        if x.ndim < 3 or x.shape[-1] != x.shape[-2]:
+            raise ShapeError(f"Diagonal: output must have shape (lead, n, n), got {x.shape}")
+        return jnp.diagonal(x, axis1=-2, axis2=-1)
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return tree_unary(self._apply, _evaluate(self.operator, args, kwargs))
+
+
+class Reduce(Operator[OpInputs, OpOutputs]):
+    """Reduces an operator's output with ``fn(value, axis=axis)`` (e.g. ``jnp.max``).
+
+    Applied to every leaf of a pytree output.
+
+    Args:
+        operator: the operator (or constant) to reduce.
+        fn: a reduction accepting an ``axis`` keyword (``jnp.sum``, ``jnp.mean``, …).
+        axis: an int, a tuple of ints, or ``None`` for all axes.
+    """
+
+    operator: Any
+    fn: Callable
+    axis: int | tuple[int, ...] | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        operator: Any,
+        fn: Callable[..., Any],
+        axis: int | tuple[int, ...] | None = None,
+        **kwargs: Any,
+    ):
+        self.operator = operator
+        self.fn = wrap_callable(fn, "Reduce fn")
+        self.axis = _static_axis(axis)
+        _set_base_fields(self, kwargs, type(self).__name__)
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        out = _evaluate(self.operator, args, kwargs)
+        return tree_unary(lambda x: self.fn(jnp.asarray(x), axis=self.axis), out)
+
+
+class Sum(Reduce):
+    """Sum of an operator's output over ``axis`` (all axes by default); see `Reduce`."""
+
+    def __init__(self, operator: Any, axis: int | tuple[int, ...] | None = None, **kwargs: Any):
+        super().__init__(operator, jnp.sum, axis, **kwargs)
+
+
+class Stack(Operator[OpInputs, OpOutputs]):
+    """Stacks the outputs of several operators along a new axis.
+
+    Outputs are broadcast to a common shape first (so constants can be mixed
+    in), and pytree outputs are stacked leaf by leaf; a single value is
+    broadcast over the leaves of the pytree outputs.
+
+    Args:
+        operators: a non-empty sequence of operators (or constants).
+        axis: position of the new axis in the result (default: last).
+    """
+
+    operators: tuple
+    axis: int = eqx.field(static=True)
+
+    def __init__(self, operators: Sequence[Any], axis: int = -1, **kwargs: Any):
+        if isinstance(operators, Operator) or not isinstance(operators, Sequence):
+            raise TypeError(
+                f"Stack operators must be a sequence of operators, got {type(operators).__name__}"
+            )
+        if len(operators) == 0:
+            raise ValueDomainError("Stack needs at least one operator, got an empty sequence")
+        self.operators = tuple(operators)
+        self.axis = _static_int(axis, "axis")
+        _set_base_fields(self, kwargs, "Stack")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        outs = [_evaluate(o, args, kwargs) for o in self.operators]
+        trees = [o for o in outs if not is_value_leaf(o)]
+
+        def stack(*xs: Any) -> Any:
+            return jnp.stack(jnp.broadcast_arrays(*map(as_value, xs)), axis=self.axis)
+
+        if not trees:
+            return stack(*outs)
+        ref = jax.tree.structure(trees[0], is_leaf=is_value_leaf)
+        full = []
+        for i, o in enumerate(outs):
+            if is_value_leaf(o):
+                full.append(jax.tree.unflatten(ref, [o] * ref.num_leaves))
+            elif jax.tree.structure(o, is_leaf=is_value_leaf) != ref:
+                raise ShapeError(
+                    f"Stack: output {i} has pytree structure "
+                    f"{jax.tree.structure(o, is_leaf=is_value_leaf)}, expected {ref}"
+                )
+            else:
+                full.append(o)
+        return jax.tree.map(stack, *full, is_leaf=is_value_leaf)
+
+
+class Derivative(Operator[OpInputs, OpOutputs]):
+    """Numerical derivative of an operator's output along one axis.
+
+    The spacing is read from the inputs: ``getattr(args[arg_index], step_attr)``
+    (a dotted path, or a key when that argument is a mapping; a string
+    ``arg_index`` names a keyword argument instead). It may be a scalar step or
+    the 1-D coordinates along ``axis`` (possibly non-uniform). The derivative
+    uses ``jnp.gradient`` (second-order central differences inside, first-order
+    one-sided at the ends) and is applied ``order`` times, to every leaf.
+
+    Args:
+        operator: the operator (or constant) to differentiate.
+        step_attr: attribute holding the step or the coordinates, e.g. ``"f"``.
+        axis: the axis to differentiate along.
+        order: how many times to differentiate (>= 1).
+        arg_index: which positional argument (int) or keyword argument (str)
+            holds the coordinates.
+
+    Example:
+        >>> class Grid(eqx.Module):
+        ...     f: jax.Array
+        >>> d = Derivative(Lambda(lambda y, grid: y), "f")
+        >>> d(jnp.array([0.0, 1.0, 4.0]), Grid(jnp.array([0.0, 1.0, 2.0])))
+        Array([1., 2., 3.], dtype=float32)
+    """
+
+    operator: Any
+    step_attr: str = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
+    order: int = eqx.field(static=True)
+    arg_index: int | str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        operator: Any,
+        step_attr: str,
+        axis: int = 0,
+        order: int = 1,
+        arg_index: int | str = 1,
+        **kwargs: Any,
+    ):
+        if not isinstance(step_attr, str) or not step_attr:
+            raise ValueDomainError(f"step_attr must be a non-empty string, got {step_attr!r}")
+        if not isinstance(arg_index, str):
+            arg_index = _static_int(arg_index, "arg_index")
+        self.operator = operator
+        self.step_attr = step_attr
+        self.axis = _static_int(axis, "axis")
+        self.order = _static_int(order, "order", minimum=1)
+        self.arg_index = arg_index
+        _set_base_fields(self, kwargs, type(self).__name__)
+
+    def _spacing(self, args: tuple, kwargs: dict) -> Any:
+        name = type(self).__name__
+        if isinstance(self.arg_index, str):
+            if self.arg_index not in kwargs:
+                raise TypeError(f"{name}: keyword argument {self.arg_index!r} was not given")
+            obj = kwargs[self.arg_index]
+        else:
+            try:
+                obj = args[self.arg_index]
+            except IndexError:
+                raise TypeError(
+                    f"{name}: arg_index={self.arg_index} but only {len(args)} positional "
+                    "argument(s) were given"
+                ) from None
+        if isinstance(obj, Mapping) and self.step_attr in obj:
+            return obj[self.step_attr]
+        try:
+            return _pyop.attrgetter(self.step_attr)(obj)
+        except AttributeError:
+            raise AttributeError(
+                f"{name}: argument {self.arg_index!r} ({type(obj).__name__}) has no attribute "
+                f"{self.step_attr!r} to take the spacing from"
+            ) from None
+
+    def _apply(self, x: Any, spacing: Any) -> Any:
+        x = jnp.asarray(x)
+        name = type(self).__name__
+        if x.ndim == 0 or not -x.ndim <= self.axis < x.ndim:
+            raise ShapeError(f"{name}: axis {self.axis} is out of range for shape {x.shape}")
+        n = x.shape[self.axis]
+        if n < 2:
+            raise ShapeError(f"{name}: needs at least 2 points along axis {self.axis}, got {n}")
+        spacing = jnp.asarray(spacing)
+        if spacing.ndim > 1 or (spacing.ndim == 1 and spacing.shape[0] != n):
+            raise ShapeError(
+                f"{name}: {self.step_attr!r} must be a scalar step or {n} coordinates, "
+                f"got shape {spacing.shape}"
+            )
+        for _ in range(self.order):
+            x = jnp.gradient(x, spacing, axis=self.axis)
+        return x
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        out = _evaluate(self.operator, args, kwargs)
+        spacing = self._spacing(args, kwargs)
+        return tree_unary(lambda x: self._apply(x, spacing), out)
+
+
+class Flatness(Derivative):
+    """First derivative along ``axis``: how far an output is from flat.
+
+    This returns the derivative itself (same shape as the output), not a scalar
+    penalty; zero means flat. Build the penalty you want from it, e.g.
+    ``Reduce(Flatness(gain, "f") ** 2, jnp.mean)``. Arguments as in `Derivative`,
+    with ``order`` fixed to 1.
+    """
+
+    def __init__(
+        self,
+        operator: Any,
+        step_attr: str,
+        axis: int = 0,
+        arg_index: int | str = 1,
+        **kwargs: Any,
+    ):
+        super().__init__(operator, step_attr, axis=axis, order=1, arg_index=arg_index, **kwargs)
