@@ -1,4 +1,15 @@
-"""Amortized simulation-based inference with conditional normalizing flows."""
+"""Amortized simulation-based inference with conditional normalizing flows.
+
+Build a :class:`SimulationDataset` from simulated parameters and observations,
+train a :class:`ConditionalFlowPosterior` on it, then encode an observation and
+sample its posterior::
+
+    dataset = SimulationDataset.from_arrays(theta, x)
+    posterior = ConditionalFlowPosterior(parameter_dim=theta.shape[1])
+    posterior.fit(dataset)
+    encoded = posterior.encode_observation([ObservationBlock("auxiliary", x_obs)])
+    draws = posterior.sample_posterior(encoded, 1000).to_physical()
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,4 +18,34 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from . import encoders, spaces
+from .dataset import PosteriorBatch, SimulationDataset
+from .observations import MODALITIES, EncodedObservation, ObservationBlock
+from .persistence import POSTERIOR_SCHEMA_VERSION, PersistentPosteriorEstimator
+from .posterior import (
+    ConditionalAutoregressiveFlowPosterior,
+    ConditionalFlowPosterior,
+    ConditionalNeuralAutoregressiveFlowPosterior,
+    ConditionalSplineFlowPosterior,
+)
+from .samples import PosteriorSamples
+from .spaces import ParameterSpace
+
+__all__ = [
+    "MODALITIES",
+    "POSTERIOR_SCHEMA_VERSION",
+    "ConditionalAutoregressiveFlowPosterior",
+    "ConditionalFlowPosterior",
+    "ConditionalNeuralAutoregressiveFlowPosterior",
+    "ConditionalSplineFlowPosterior",
+    "EncodedObservation",
+    "ObservationBlock",
+    "ParameterSpace",
+    "PersistentPosteriorEstimator",
+    "PosteriorBatch",
+    "PosteriorSamples",
+    "SimulationDataset",
+    "__version__",
+    "encoders",
+    "spaces",
+]

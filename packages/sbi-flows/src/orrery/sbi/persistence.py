@@ -1,0 +1,162 @@
+"""Saving and loading posterior estimators as ``orrery.interface`` artifacts.
+
+An estimator is written as one artifact directory: its JSON-safe metadata
+(constructor configuration, dataset manifest and fingerprint, preprocessing,
+``task_metadata``, schema and package versions) in ``metadata.json`` and its
+model weights, serialised with :func:`equinox.tree_serialise_leaves`, as a
+byte array in ``arrays.npz``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from orrery.interface import ArtifactError, load_artifact, save_artifact
+
+__all__ = ["POSTERIOR_SCHEMA_VERSION", "PersistentPosteriorEstimator"]
+
+#: Version of the layout of a saved posterior's metadata and weights.
+POSTERIOR_SCHEMA_VERSION = 1
+ARTIFACT_KIND = "orrery.sbi.PosteriorEstimator"
+BACKEND_STATE_FILE = "backend_state.eqx"
+_REGISTRY: dict[str, type[PersistentPosteriorEstimator]] = {}
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class PersistentPosteriorEstimator:
+    """Base class of posterior estimators that can be saved and loaded.
+
+    Subclasses implement :meth:`_build_estimator_config`,
+    :meth:`from_serialized_metadata`, :meth:`hydrate_loaded_metadata` and the
+    byte-level model state (:meth:`_backend_state_bytes`,
+    :meth:`_load_backend_state_bytes`); this class turns them into
+    :meth:`save` / :meth:`load` and the directory-level
+    :meth:`save_backend_state` / :meth:`load_backend_state`.
+    """
+
+    estimator_family: ClassVar[str] = "posterior"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    # -- to implement -----------------------------------------------------------------
+    def _build_estimator_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_serialized_metadata(cls, metadata: Mapping[str, Any]) -> PersistentPosteriorEstimator:
+        raise NotImplementedError
+
+    def hydrate_loaded_metadata(self, metadata: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _backend_state_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _load_backend_state_bytes(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    # -- provided ---------------------------------------------------------------------
+    def _build_serialized_metadata(
+        self, artifact_metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Everything needed to rebuild the estimator, without its weights."""
+        return {
+            "posterior_schema_version": POSTERIOR_SCHEMA_VERSION,
+            "package_version": _package_version(),
+            "estimator_class": type(self).__name__,
+            "estimator_family": self.estimator_family,
+            "estimator_config": self._build_estimator_config(),
+            **dict(artifact_metadata or {}),
+        }
+
+    def save_backend_state(self, output_path: str | os.PathLike[str]) -> None:
+        """Write the model weights into the directory ``output_path`` (``backend_state.eqx``)."""
+        out = Path(output_path)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / BACKEND_STATE_FILE).write_bytes(self._backend_state_bytes())
+
+    def load_backend_state(self, input_path: str | os.PathLike[str]) -> None:
+        """Read the model weights written by :meth:`save_backend_state`."""
+        path = Path(input_path) / BACKEND_STATE_FILE
+        if not path.is_file():
+            raise ArtifactError(f"input_path: no backend state file {str(path)!r}")
+        self._load_backend_state_bytes(path.read_bytes())
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the estimator as an artifact directory (atomic write).
+
+        Returns:
+            The artifact path.
+        """
+        metadata = self._build_serialized_metadata()
+        state = np.frombuffer(self._backend_state_bytes(), dtype=np.uint8)
+        return save_artifact(
+            path,
+            kind=ARTIFACT_KIND,
+            config=metadata,
+            arrays={"backend_state": state},
+            metadata={"task_metadata": metadata.get("task_metadata") or {}},
+            producer={"distribution": "sbi-flows", "version": _package_version()},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PersistentPosteriorEstimator:
+        """Load an estimator saved by :meth:`save`.
+
+        Raises:
+            ArtifactError: missing or corrupt artifact, another kind, or a schema
+                version this package cannot read (the message names both versions).
+        """
+        artifact = load_artifact(path, kind=ARTIFACT_KIND)
+        config = artifact.config
+        found = config.get("posterior_schema_version")
+        if found != POSTERIOR_SCHEMA_VERSION:
+            raise ArtifactError(
+                f"artifact {str(path)!r} was saved with posterior schema version {found} "
+                f"(sbi-flows {config.get('package_version', '?')}); this sbi-flows "
+                f"{_package_version()} reads posterior schema version {POSTERIOR_SCHEMA_VERSION}"
+            )
+        name = config.get("estimator_class")
+        klass = _REGISTRY.get(name)
+        if klass is None or not issubclass(klass, cls):
+            raise ArtifactError(
+                f"artifact {str(path)!r} holds a {name!r}, which is not a {cls.__name__}"
+            )
+        estimator = klass.from_serialized_metadata(config)
+        estimator.hydrate_loaded_metadata(config)
+        if "backend_state" not in artifact.arrays:
+            raise ArtifactError(f"artifact {str(path)!r} has no backend_state array")
+        estimator._load_backend_state_bytes(artifact.arrays["backend_state"].tobytes())
+        return estimator
+
+
+def serialise_module(module: Any) -> bytes:
+    """Serialise an equinox module's array leaves to bytes."""
+    import equinox as eqx
+
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, module)
+    return buffer.getvalue()
+
+
+def deserialise_module(data: bytes, like: Any) -> Any:
+    """Inverse of :func:`serialise_module`, given a module of the same structure."""
+    import equinox as eqx
+
+    try:
+        return eqx.tree_deserialise_leaves(io.BytesIO(data), like)
+    except Exception as err:  # equinox raises several types for a mismatched file
+        raise ArtifactError(f"backend state does not match the model structure ({err})") from err

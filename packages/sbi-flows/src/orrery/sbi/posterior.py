@@ -1,0 +1,737 @@
+"""Amortized conditional normalizing-flow posteriors (neural posterior estimation)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from orrery.interface import (
+    ConfigError,
+    NotFittedError,
+    ShapeError,
+    as_int_seed,
+    check_choice,
+    check_finite,
+    check_positive_int,
+)
+
+from . import _model
+from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
+from ._noise import make_batch_transform, make_elbo_loss
+from .dataset import BOUNDS_MARGIN, PosteriorBatch
+from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
+from .observations import EncodedObservation, ObservationBlock, blocks_by_name
+from .persistence import PersistentPosteriorEstimator, deserialise_module, serialise_module
+from .samples import PosteriorSamples, clamp_nonfinite
+from .spaces import PARAMETER_SPACES, ParameterSpace
+
+__all__ = [
+    "ConditionalAutoregressiveFlowPosterior",
+    "ConditionalFlowPosterior",
+    "ConditionalNeuralAutoregressiveFlowPosterior",
+    "ConditionalSplineFlowPosterior",
+]
+
+TRAINING_OBJECTIVES = ("npe", "elbo")
+CHECKPOINT_BACKENDS = ("auto", "orbax", "equinox")
+_DIAGNOSTIC_ROWS = 128
+_THRESHOLD_METRICS = {
+    "stable_inverse_forward_max_abs_error_threshold": "inverse_forward_max_abs_error",
+    "stable_inverse_forward_logdet_closure_max_abs_error_threshold": (
+        "inverse_forward_logdet_closure_max_abs_error"
+    ),
+    "stable_cube_edge_hit_rate_threshold": "cube_edge_hit_rate",
+}
+
+
+class ConditionalFlowPosterior(PersistentPosteriorEstimator):
+    """Amortized posterior ``q(theta | x)``: observation encoders and a conditional flow.
+
+    ``fit(dataset)`` trains encoder and flow together by maximum likelihood of the
+    simulated parameters given their observations (NPE), with
+    :class:`orrery.sbi.training.SBITrainer`. The density is learned in
+    ``parameter_space`` (``"physical"``, ``"cube"`` or ``"unconstrained"``), and
+    samples and log-densities are reported in that space.
+
+    Every constructor argument is stored as an attribute of the same name. The
+    architecture arguments (``embedding_dim`` ... ``use_base_affine``, encoder
+    sizes) set the networks; the training arguments go to ``SBITrainer``;
+    ``embedding_noise_*`` and ``parameter_noise_floor`` inject training-only noise;
+    ``training_objective="elbo"`` trains by amortized variational inference
+    (``parameter_space="cube"`` only); the ``stable_*_threshold`` arguments mark
+    epochs whose validation closure diagnostics exceed them as unstable, and the
+    best stable epoch is kept.
+
+    Accepted and stored, but without effect in this version: ``aux_scale_loss_weight``,
+    ``aux_parameter_loss_weight``, the ``spline_*_regularization_weight`` terms and
+    their targets, ``verbose_diagnostics``, ``diagnostics_output_directory``,
+    ``diagnostics_plot_interval``.
+
+    Args:
+        parameter_dim: number of inferred parameters.
+        embedding_dim: size of the observation embedding the flow conditions on.
+        num_coupling_layers: number of flow layers.
+        hidden_dim: hidden width of the flow conditioners (and default encoder width).
+        conditioner_depth: hidden layers of each flow conditioner.
+        autoregressive_transform_units: hidden units per parameter of the masked
+            autoregressive network; block size of the neural autoregressive flow.
+        neural_autoregressive_min_slope: minimum slope of the NAF activation.
+        neural_autoregressive_min_residual: residual share ``r`` of each NAF layer
+            (``y = r x + (1 - r) f(x)``); bounds the slope of the numerical inverse.
+        neural_autoregressive_inverse_bisection_steps: bisection halvings per
+            coordinate when sampling a NAF.
+        learning_rate, batch_size, num_epochs, gradient_clip_norm, weight_decay,
+        early_stopping_patience, early_stopping_min_delta, use_cosine_schedule,
+        warmup_fraction, warmup_epochs, min_learning_rate, lr_schedule_total_epochs,
+        checkpoint_directory, checkpoint_backend, resume_from_checkpoint: passed to
+            :class:`~orrery.sbi.training.SBITrainer`.
+        parameter_space: ``"physical"``, ``"cube"`` or ``"unconstrained"``.
+        flow_family: ``"spline"``, ``"affine"``, ``"autoregressive"`` or
+            ``"neural_autoregressive"``.
+        num_spline_bins: knots of each rational-quadratic spline.
+        spline_bound: spline interval ``[-spline_bound, spline_bound]`` (identity outside).
+        base_distribution: ``"gaussian"`` or ``"student_t"`` (df = 5).
+        use_base_affine: add a trainable elementwise affine to the base.
+        training_objective: ``"npe"`` or ``"elbo"``.
+        embedding_noise_std: multiple of each block's uncertainties added as Gaussian
+            noise to training observations (flat noise of this size without uncertainties).
+        embedding_noise_min_scale: floor of that noise, as a fraction of the block's
+            mean uncertainty.
+        parameter_noise_floor: std of Gaussian jitter added to training targets in
+            unconstrained (flow) coordinates.
+        stable_inverse_forward_max_abs_error_threshold,
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold,
+        stable_cube_edge_hit_rate_threshold: stability limits (``None``: unchecked).
+        spectrum_encoder_type: ``"conv1d"``, ``"patch"`` or ``"mlp"``.
+        n_wavelengths: length every ``"spectrum"`` block must have.
+        spectrum_embedding_dim: output size of each spectrum/time-series encoder.
+        photometry_embedding_dim: output size of each photometry/auxiliary encoder.
+        encoder_hidden_dim: encoder width (default ``hidden_dim``).
+        encoder_patch_size: patch length of the ``"patch"`` encoder.
+        seed: seed of the initialisation, the training and default sampling.
+        task_metadata: JSON-safe user metadata saved with the posterior.
+
+    Example:
+        >>> import numpy as np
+        >>> from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+        >>> theta = np.random.default_rng(0).normal(size=(512, 2))
+        >>> ds = SimulationDataset.from_arrays(theta, theta + 0.1)
+        >>> post = ConditionalFlowPosterior(2, embedding_dim=8, hidden_dim=16, num_epochs=2)
+        >>> artifacts = post.fit(ds)  # doctest: +SKIP
+    """
+
+    estimator_family: ClassVar[str] = "conditional_flow"
+    _forced_flow_family: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        parameter_dim: int,
+        embedding_dim: int = 128,
+        num_coupling_layers: int = 4,
+        hidden_dim: int = 128,
+        conditioner_depth: int = 2,
+        autoregressive_transform_units: int = 16,
+        neural_autoregressive_min_slope: float = 0.001,
+        neural_autoregressive_min_residual: float = 0.05,
+        neural_autoregressive_inverse_bisection_steps: int = 48,
+        learning_rate: float = 0.001,
+        batch_size: int = 32,
+        num_epochs: int = 5,
+        parameter_space: str = "unconstrained",
+        flow_family: str = "spline",
+        num_spline_bins: int = 8,
+        spline_bound: float = 10.0,
+        base_distribution: str = "gaussian",
+        use_base_affine: bool = False,
+        training_objective: str = "npe",
+        early_stopping_patience: int | None = None,
+        early_stopping_min_delta: float = 0.0,
+        checkpoint_directory: str | None = None,
+        checkpoint_backend: str = "auto",
+        resume_from_checkpoint: bool = False,
+        gradient_clip_norm: float | None = 1.0,
+        embedding_noise_std: float = 0.0,
+        embedding_noise_min_scale: float = 0.0,
+        aux_scale_loss_weight: float = 0.0,
+        aux_parameter_loss_weight: float = 0.0,
+        parameter_noise_floor: float = 0.0,
+        spline_small_bin_regularization_weight: float | None = None,
+        spline_min_bin_ratio_target: float = 0.2,
+        spline_entropy_regularization_weight: float = 0.0,
+        spline_derivative_regularization_weight: float = 0.0,
+        spline_entropy_floor: float = 0.6,
+        spline_min_derivative_target: float = 0.25,
+        spline_max_derivative_target: float = 5.0,
+        weight_decay: float = 0.0,
+        use_cosine_schedule: bool = False,
+        warmup_fraction: float = 0.02,
+        warmup_epochs: float | None = None,
+        min_learning_rate: float = 1e-06,
+        lr_schedule_total_epochs: float | None = None,
+        stable_inverse_forward_max_abs_error_threshold: float | None = 0.0001,
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold: float | None = 0.0001,
+        stable_cube_edge_hit_rate_threshold: float | None = 0.0,
+        spectrum_encoder_type: str = "conv1d",
+        n_wavelengths: int = 233,
+        spectrum_embedding_dim: int = 64,
+        photometry_embedding_dim: int = 64,
+        encoder_hidden_dim: int | None = None,
+        encoder_patch_size: int = 32,
+        seed: int = 0,
+        task_metadata: Mapping[str, Any] | None = None,
+        verbose_diagnostics: bool = False,
+        diagnostics_output_directory: str | None = None,
+        diagnostics_plot_interval: int = 1,
+    ) -> None:
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        if self._forced_flow_family is not None:
+            config["flow_family"] = self._forced_flow_family
+        for name in (
+            "parameter_dim",
+            "embedding_dim",
+            "num_coupling_layers",
+            "hidden_dim",
+            "autoregressive_transform_units",
+            "batch_size",
+            "num_epochs",
+            "num_spline_bins",
+            "n_wavelengths",
+            "spectrum_embedding_dim",
+            "photometry_embedding_dim",
+            "encoder_patch_size",
+            "neural_autoregressive_inverse_bisection_steps",
+            "diagnostics_plot_interval",
+        ):
+            check_positive_int(config[name], name)
+        check_positive_int(config["conditioner_depth"], "conditioner_depth", minimum=0)
+        if config["encoder_hidden_dim"] is not None:
+            check_positive_int(config["encoder_hidden_dim"], "encoder_hidden_dim")
+        check_choice(config["flow_family"], FLOW_FAMILIES, "flow_family")
+        check_choice(config["parameter_space"], PARAMETER_SPACES, "parameter_space")
+        check_choice(config["base_distribution"], BASE_DISTRIBUTIONS, "base_distribution")
+        check_choice(config["training_objective"], TRAINING_OBJECTIVES, "training_objective")
+        check_choice(config["checkpoint_backend"], CHECKPOINT_BACKENDS, "checkpoint_backend")
+        check_choice(
+            config["spectrum_encoder_type"], SPECTRUM_ENCODER_TYPES, "spectrum_encoder_type"
+        )
+        if not config["spline_bound"] > 0:
+            raise ConfigError(f"spline_bound: expected a positive value, got {spline_bound}")
+        if not config["learning_rate"] > 0:
+            raise ConfigError(f"learning_rate: expected a positive value, got {learning_rate}")
+        for name in ("embedding_noise_std", "embedding_noise_min_scale", "parameter_noise_floor"):
+            if not config[name] >= 0:
+                raise ConfigError(f"{name}: expected a non-negative value, got {config[name]}")
+        config["seed"] = as_int_seed(seed)
+        config["task_metadata"] = dict(task_metadata or {})
+        self._config = config
+        for name, value in config.items():
+            setattr(self, name, value)
+        self.effective_flow_family = config["flow_family"]
+        self.model: _model.PosteriorModel | None = None
+        self.parameter_names: list[str] = [f"theta[{i}]" for i in range(parameter_dim)]
+        self.space: ParameterSpace | None = None
+        self.observation_schema: dict[str, dict[str, Any]] | None = None
+        self.preprocessing_metadata: dict[str, dict[str, Any]] | None = None
+        self.dataset_manifest: dict[str, Any] | None = None
+        self.dataset_fingerprint: str | None = None
+        self.training_history: dict[str, list[float]] | None = None
+        self._flow_shift = np.zeros(parameter_dim)
+        self._flow_scale = np.ones(parameter_dim)
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.model is not None else "not fitted"
+        return (
+            f"{type(self).__name__}(parameter_dim={self.parameter_dim}, "
+            f"flow_family={self.flow_family!r}, parameter_space={self.parameter_space!r}, {state})"
+        )
+
+    # ------------------------------------------------------------------ building
+    @property
+    def resolved_encoder_hidden_dim(self) -> int:
+        return self.encoder_hidden_dim or self.hidden_dim
+
+    def _build_flow(self, key: jax.Array) -> Any:
+        """The conditional flow over ``parameter_dim`` given an ``embedding_dim`` context."""
+        return build_flow(
+            key,
+            flow_family=self.flow_family,
+            dim=self.parameter_dim,
+            cond_dim=self.embedding_dim,
+            num_layers=self.num_coupling_layers,
+            hidden_dim=self.hidden_dim,
+            depth=self.conditioner_depth,
+            base_distribution=self.base_distribution,
+            use_base_affine=self.use_base_affine,
+            num_spline_bins=self.num_spline_bins,
+            spline_bound=self.spline_bound,
+            autoregressive_transform_units=self.autoregressive_transform_units,
+            neural_autoregressive_min_slope=self.neural_autoregressive_min_slope,
+            neural_autoregressive_min_residual=self.neural_autoregressive_min_residual,
+            neural_autoregressive_inverse_bisection_steps=(
+                self.neural_autoregressive_inverse_bisection_steps
+            ),
+        )
+
+    def _build_model(self) -> _model.PosteriorModel:
+        k_enc, k_flow = jr.split(jr.key(self.seed))
+        encoder = build_observation_encoder(
+            self.observation_schema,
+            embedding_dim=self.embedding_dim,
+            spectrum_encoder_type=self.spectrum_encoder_type,
+            spectrum_embedding_dim=self.spectrum_embedding_dim,
+            photometry_embedding_dim=self.photometry_embedding_dim,
+            encoder_hidden_dim=self.resolved_encoder_hidden_dim,
+            encoder_patch_size=self.encoder_patch_size,
+            n_wavelengths=self.n_wavelengths,
+            key=k_enc,
+        )
+        coords = _model._Coordinates(
+            self.parameter_space,
+            jnp.asarray(self._flow_shift, jnp.float32),
+            jnp.asarray(self._flow_scale, jnp.float32),
+        )
+        return _model.PosteriorModel(encoder, self._build_flow(k_flow), coords)
+
+    # ------------------------------------------------------------------ training
+    def _read_split(self, dataset: Any, split: str) -> PosteriorBatch | None:
+        if hasattr(dataset, "split_arrays"):
+            batch = dataset.split_arrays(split)
+            return batch if np.shape(batch.parameters)[0] else None
+        batches = list(dataset.iter_batches(split, 4096, seed=self.seed, shuffle=False))
+        if not batches:
+            return None
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
+
+    def _adopt_dataset_metadata(self, dataset: Any, train: PosteriorBatch) -> None:
+        theta = np.asarray(train.parameters, np.float64)
+        names = getattr(dataset, "parameter_names", None)
+        self.parameter_names = list(names) if names else self.parameter_names
+        bounds = getattr(dataset, "parameter_bounds", None)
+        if bounds is None:
+            lo, hi = theta.min(0), theta.max(0)
+            pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+            bounds = np.stack([lo - pad, hi + pad], axis=1)
+        bounds = np.asarray(bounds, np.float64)
+        self.space = ParameterSpace(self.parameter_space, bounds[:, 0], bounds[:, 1])
+        schema = getattr(dataset, "observation_schema", None)
+        if schema is None:
+            schema = {
+                name: {
+                    "modality": "auxiliary",
+                    "size": int(np.shape(block["values"])[1]),
+                    "has_uncertainties": "uncertainties" in block,
+                }
+                for name, block in train.observations.items()
+            }
+        self.observation_schema = {k: dict(v) for k, v in schema.items()}
+        prep = getattr(dataset, "preprocessing_metadata", None)
+        self.preprocessing_metadata = (
+            None if prep is None else {k: dict(v) for k, v in prep.items()}
+        )
+        manifest = getattr(dataset, "manifest", None)
+        self.dataset_manifest = None if manifest is None else dict(manifest)
+        self.dataset_fingerprint = getattr(dataset, "fingerprint", None) or (
+            (manifest or {}).get("fingerprint")
+        )
+        if self.parameter_space == "physical":
+            self._flow_shift = theta.mean(0)
+            std = theta.std(0)
+            self._flow_scale = np.where(std > 0, std, 1.0)
+        else:
+            self._flow_shift = np.zeros(self.parameter_dim)
+            self._flow_scale = np.ones(self.parameter_dim)
+
+    def _as_flow_batch(self, batch: PosteriorBatch) -> PosteriorBatch:
+        theta = np.asarray(batch.parameters, np.float64)
+        check_finite(theta, "dataset parameters")
+        z = _model.flow_targets(self.space, self._flow_shift, self._flow_scale, theta)
+        obs = jax.tree.map(lambda a: np.asarray(a, np.float32), batch.observations)
+        return PosteriorBatch(z.astype(np.float32), obs)
+
+    def _make_trainer(self) -> Any:
+        from .training import SBITrainer
+
+        return SBITrainer(
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            num_epochs=self.num_epochs,
+            gradient_clip_norm=self.gradient_clip_norm,
+            weight_decay=self.weight_decay,
+            early_stopping_patience=self.early_stopping_patience,
+            early_stopping_min_delta=self.early_stopping_min_delta,
+            use_cosine_schedule=self.use_cosine_schedule,
+            warmup_fraction=self.warmup_fraction,
+            warmup_epochs=self.warmup_epochs,
+            min_learning_rate=self.min_learning_rate,
+            lr_schedule_total_epochs=self.lr_schedule_total_epochs,
+            checkpoint_directory=self.checkpoint_directory,
+            checkpoint_backend=self.checkpoint_backend,
+            resume_from_checkpoint=self.resume_from_checkpoint,
+            seed=self.seed,
+            progress=True,
+        )
+
+    def fit(
+        self,
+        dataset: Any,
+        *,
+        elbo_log_likelihood_fn: Callable[[jax.Array, Any], jax.Array] | None = None,
+        elbo_num_samples: int = 1,
+    ) -> Any:
+        """Train encoder and flow on a simulation dataset.
+
+        Args:
+            dataset: a :class:`~orrery.sbi.SimulationDataset` or any reader with
+                ``iter_batches(split, batch_size, *, seed, shuffle)`` yielding
+                :class:`PosteriorBatch` (and optionally its metadata attributes).
+            elbo_log_likelihood_fn: for ``training_objective="elbo"``:
+                ``(theta_cube (b, d), observations) -> (b,)`` differentiable
+                log-likelihood of the batch's observations.
+            elbo_num_samples: reparameterised draws per observation for the ELBO.
+
+        Returns:
+            ``TrainingArtifacts`` (history with ``train_loss``, ``val_loss``,
+            ``learning_rate`` per epoch, validation metrics, trainer metadata).
+
+        Raises:
+            ShapeError: the dataset's parameters do not have ``parameter_dim`` columns.
+            ConfigError: ELBO without a cube space or a log-likelihood function.
+        """
+        if not hasattr(dataset, "iter_batches"):
+            raise ConfigError(
+                f"dataset: expected a reader with iter_batches(...), got {type(dataset).__name__}"
+            )
+        train = self._read_split(dataset, "train")
+        if train is None:
+            raise ConfigError("dataset: the training split is empty")
+        dim = np.shape(train.parameters)[-1]
+        if np.ndim(train.parameters) != 2 or dim != self.parameter_dim:
+            raise ShapeError(
+                f"dataset parameters: expected shape (n, {self.parameter_dim}) for "
+                f"parameter_dim={self.parameter_dim}, got {np.shape(train.parameters)}"
+            )
+        for name, block in train.observations.items():
+            check_finite(block["values"], f"dataset observations[{name!r}]")
+        val = self._read_split(dataset, "validation")
+        self._adopt_dataset_metadata(dataset, train)
+        train_z = self._as_flow_batch(train)
+        val_z = None if val is None else self._as_flow_batch(val)
+        model = self._build_model()
+
+        loss_fn = _model.npe_loss
+        val_loss_fn = None
+        if self.training_objective == "elbo":
+            if self.parameter_space != "cube":
+                raise ConfigError(
+                    "training_objective='elbo' needs parameter_space='cube' (uniform prior), "
+                    f"got parameter_space={self.parameter_space!r}"
+                )
+            if elbo_log_likelihood_fn is None:
+                raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
+            loss_fn = make_elbo_loss(
+                elbo_log_likelihood_fn, check_positive_int(elbo_num_samples, "elbo_num_samples")
+            )
+            val_loss_fn = loss_fn
+        batch_transform = make_batch_transform(
+            embedding_noise_std=self.embedding_noise_std,
+            embedding_noise_min_scale=self.embedding_noise_min_scale,
+            parameter_noise_floor=self.parameter_noise_floor,
+            flow_scale=self._flow_scale,
+        )
+        extra: dict[str, Any] = {}
+        thresholds = {
+            metric: getattr(self, arg)
+            for arg, metric in _THRESHOLD_METRICS.items()
+            if getattr(self, arg) is not None
+        }
+        trainer = self._make_trainer()
+        diag_data = val_z if val_z is not None else train_z
+        if thresholds:
+            extra["epoch_metrics_fn"] = self._epoch_metrics_fn(diag_data)
+            if "stability_thresholds" in inspect.signature(trainer.fit).parameters:
+                extra["stability_thresholds"] = thresholds
+        model, artifacts = trainer.fit(
+            model,
+            loss_fn,
+            train_z,
+            val_z,
+            val_loss_fn=val_loss_fn,
+            batch_transform=batch_transform,
+            **extra,
+        )
+        self.model = model
+        self.training_history = {k: list(v) for k, v in artifacts.history.items()}
+        return artifacts
+
+    def _epoch_metrics_fn(self, data: PosteriorBatch) -> Callable[[Any], dict[str, float]]:
+        rows = min(_DIAGNOSTIC_ROWS, np.shape(data.parameters)[0])
+        subset = jax.tree.map(lambda a: jnp.asarray(a[:rows]), data)
+        key = jr.key(self.seed + 1)
+
+        def metrics(model: Any) -> dict[str, float]:
+            out = _model.closure_metrics(model, subset.parameters, subset.observations, key)
+            return {k: float(v) for k, v in out.items()}
+
+        return metrics
+
+    def _validation_diagnostics(self, model: Any, batch: PosteriorBatch) -> dict[str, float]:
+        """Closure errors and cube-edge hit rate of ``model`` on a batch in flow coordinates."""
+        return self._epoch_metrics_fn(batch)(model)
+
+    @staticmethod
+    def _batch_embeddings(model: Any, observations: Any) -> jax.Array:
+        """Context vectors of a batch of normalised observations."""
+        return _model.embed_batch(model, observations)
+
+    @staticmethod
+    def _loss(model: Any, batch: PosteriorBatch) -> jax.Array:
+        """NPE loss of a batch whose parameters are in flow coordinates."""
+        return _model.npe_loss(model, batch)
+
+    # ------------------------------------------------------------------ inference
+    def _require_fitted(self) -> _model.PosteriorModel:
+        if self.model is None:
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first"
+            )
+        return self.model
+
+    def _normalise_blocks(self, blocks: Any) -> dict[str, dict[str, np.ndarray]]:
+        by_name = blocks_by_name(blocks)
+        schema = self.observation_schema
+        missing = [n for n in schema if n not in by_name]
+        extra = [n for n in by_name if n not in schema]
+        if missing or extra:
+            raise ConfigError(
+                f"blocks: expected the blocks {sorted(schema)} the posterior was trained on, "
+                f"missing {missing}, unexpected {extra}"
+            )
+        out = {}
+        for name, spec in schema.items():
+            block = by_name[name]
+            if block.modality != spec["modality"]:
+                raise ConfigError(
+                    f"block {name!r}: expected modality {spec['modality']!r}, "
+                    f"got {block.modality!r}"
+                )
+            if block.size != spec["size"]:
+                raise ShapeError(
+                    f"block {name!r}: expected {spec['size']} values, got {block.size}"
+                )
+            if spec["has_uncertainties"] and block.uncertainties is None:
+                raise ConfigError(f"block {name!r}: the posterior was trained with uncertainties")
+            if not spec["has_uncertainties"] and block.uncertainties is not None:
+                raise ConfigError(
+                    f"block {name!r}: the posterior was trained without uncertainties; drop them"
+                )
+            prep = (self.preprocessing_metadata or {}).get(name)
+            mean = np.asarray(prep["value_mean"]) if prep else 0.0
+            scale = np.asarray(prep["value_scale"]) if prep else 1.0
+            entry = {"values": ((block.values - mean) / scale).astype(np.float32)}
+            if spec["has_uncertainties"]:
+                entry["uncertainties"] = (block.uncertainties / scale).astype(np.float32)
+            out[name] = entry
+        return out
+
+    def encode_observation(self, blocks: Sequence[ObservationBlock]) -> EncodedObservation:
+        """Encode one observation (its blocks) into the posterior's context vector."""
+        return self.batch_encode_observation([blocks])[0]
+
+    def batch_encode_observation(
+        self, blocks_list: Sequence[Sequence[ObservationBlock]]
+    ) -> list[EncodedObservation]:
+        """Encode many observations in one vmapped pass; one :class:`EncodedObservation` each."""
+        model = self._require_fitted()
+        if len(blocks_list) == 0:
+            return []
+        normalised = [self._normalise_blocks(b) for b in blocks_list]
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *normalised)
+        emb = np.asarray(_model.embed_batch(model, stacked))
+        meta = {
+            "block_names": list(self.observation_schema),
+            "modalities": [s["modality"] for s in self.observation_schema.values()],
+        }
+        return [EncodedObservation(e, dict(meta)) for e in emb]
+
+    def _embedding_of(self, observation: Any) -> np.ndarray:
+        if isinstance(observation, EncodedObservation):
+            emb = observation.embedding
+        elif isinstance(observation, (ObservationBlock, list, tuple)) and (
+            isinstance(observation, ObservationBlock)
+            or all(isinstance(b, ObservationBlock) for b in observation)
+        ):
+            emb = self.encode_observation(observation).embedding
+        else:
+            emb = np.asarray(observation)
+        emb = check_finite(np.asarray(emb, np.float32), "observation embedding")
+        if emb.shape != (self.embedding_dim,):
+            raise ShapeError(
+                f"observation: expected an embedding of shape ({self.embedding_dim},), "
+                f"got {emb.shape}"
+            )
+        return emb
+
+    def sample_posterior(
+        self,
+        observation: EncodedObservation | Sequence[ObservationBlock],
+        n_samples: int,
+        seed: int | None = None,
+    ) -> PosteriorSamples:
+        """Draw ``n_samples`` from the posterior of one observation.
+
+        Args:
+            observation: an :class:`EncodedObservation` (or the observation's blocks).
+            n_samples: number of draws.
+            seed: seed of the draws (default: the posterior's ``seed``).
+
+        Returns:
+            :class:`PosteriorSamples` in ``parameter_space``; non-finite draws are
+            clamped to large finite values and counted in ``num_nonfinite``.
+        """
+        model = self._require_fitted()
+        n = check_positive_int(n_samples, "n_samples")
+        seed = self.seed if seed is None else as_int_seed(seed)
+        emb = self._embedding_of(observation)
+        draws = _model.sample_space(model, jr.key(seed), jnp.asarray(emb), n)
+        arr, n_bad = clamp_nonfinite(np.asarray(draws), self.space)
+        return PosteriorSamples(arr, list(self.parameter_names), self.space, n_bad, seed)
+
+    def batch_sample_posterior(
+        self, embeddings: Any, n_samples: int, base_seed: int = 0
+    ) -> np.ndarray:
+        """Draw ``n_samples`` for each of a batch of embeddings in one jitted vmapped call.
+
+        Args:
+            embeddings: ``(batch, embedding_dim)`` stacked embeddings (or a list of
+                :class:`EncodedObservation`).
+            n_samples: draws per observation.
+            base_seed: observation ``i`` uses the ``i``-th key split from it.
+
+        Returns:
+            ``(batch, n_samples, parameter_dim)`` in ``parameter_space``, non-finite
+            values clamped.
+        """
+        model = self._require_fitted()
+        n = check_positive_int(n_samples, "n_samples")
+        if (
+            isinstance(embeddings, (list, tuple))
+            and embeddings
+            and isinstance(embeddings[0], EncodedObservation)
+        ):
+            embeddings = np.stack([e.embedding for e in embeddings])
+        emb = check_finite(np.asarray(embeddings, np.float32), "embeddings")
+        if emb.ndim != 2 or emb.shape[1] != self.embedding_dim:
+            raise ShapeError(
+                f"embeddings: expected shape (batch, {self.embedding_dim}), got {emb.shape}"
+            )
+        keys = jr.split(jr.key(as_int_seed(base_seed)), emb.shape[0])
+        draws = _model.batch_sample_space(model, keys, jnp.asarray(emb), n)
+        return clamp_nonfinite(np.asarray(draws), self.space)[0]
+
+    def log_prob(self, observation: Any, parameters: Any) -> Any:
+        """Posterior log-density of one ``(d,)`` or many ``(m, d)`` parameter vectors.
+
+        Parameters are in ``parameter_space`` and the density is with respect to
+        that space's coordinates. Returns a float or an ``(m,)`` array.
+        """
+        model = self._require_fitted()
+        emb = self._embedding_of(observation)
+        theta = np.asarray(parameters, np.float32)
+        single = theta.ndim == 1
+        theta = np.atleast_2d(theta)
+        if theta.ndim != 2 or theta.shape[1] != self.parameter_dim:
+            raise ShapeError(
+                f"parameters: expected shape ({self.parameter_dim},) or (m, {self.parameter_dim}),"
+                f" got {np.shape(parameters)}"
+            )
+        out = np.asarray(_model.log_prob_space(model, jnp.asarray(emb), jnp.asarray(theta)))
+        return float(out[0]) if single else out
+
+    # ------------------------------------------------------------------ persistence
+    def _build_estimator_config(self) -> dict[str, Any]:
+        """Constructor arguments plus the resolved backend choices."""
+        return {
+            "constructor": {k: v for k, v in self._config.items() if k != "task_metadata"},
+            "effective_flow_family": self.effective_flow_family,
+            "resolved_encoder_hidden_dim": self.resolved_encoder_hidden_dim,
+            "backend": "flowjax+equinox",
+        }
+
+    def _build_serialized_metadata(self, artifact_metadata: Any = None) -> dict[str, Any]:
+        self._require_fitted()
+        return super()._build_serialized_metadata(
+            {
+                "task_metadata": self.task_metadata,
+                "parameter_names": self.parameter_names,
+                "parameter_space": self.space.to_config(),
+                "flow_shift": self._flow_shift.tolist(),
+                "flow_scale": self._flow_scale.tolist(),
+                "observation_schema": self.observation_schema,
+                "preprocessing_metadata": self.preprocessing_metadata,
+                "dataset_manifest": self.dataset_manifest,
+                "dataset_fingerprint": self.dataset_fingerprint,
+                "training_history": self.training_history,
+                **dict(artifact_metadata or {}),
+            }
+        )
+
+    @staticmethod
+    def _resolve_estimator_config(metadata: Mapping[str, Any]) -> dict[str, Any]:
+        config = metadata.get("estimator_config", metadata)
+        return dict(config.get("constructor", config))
+
+    @classmethod
+    def from_serialized_metadata(cls, metadata: Mapping[str, Any]) -> ConditionalFlowPosterior:
+        """A new, unfitted estimator with the constructor configuration in ``metadata``."""
+        config = cls._resolve_estimator_config(metadata)
+        known = inspect.signature(ConditionalFlowPosterior.__init__).parameters
+        kwargs = {k: v for k, v in config.items() if k in known}
+        kwargs["task_metadata"] = metadata.get("task_metadata")
+        return cls(**kwargs)
+
+    def hydrate_loaded_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Restore dataset-derived state (names, space, schema, preprocessing, manifest)
+        and build the model skeleton that :meth:`load_backend_state` fills."""
+        self.parameter_names = list(metadata["parameter_names"])
+        self.space = ParameterSpace.from_config(metadata["parameter_space"])
+        self._flow_shift = np.asarray(metadata["flow_shift"], np.float64)
+        self._flow_scale = np.asarray(metadata["flow_scale"], np.float64)
+        self.observation_schema = {k: dict(v) for k, v in metadata["observation_schema"].items()}
+        self.preprocessing_metadata = metadata.get("preprocessing_metadata")
+        self.dataset_manifest = metadata.get("dataset_manifest")
+        self.dataset_fingerprint = metadata.get("dataset_fingerprint")
+        self.training_history = metadata.get("training_history")
+        self.model = self._build_model()
+
+    def _backend_state_bytes(self) -> bytes:
+        return serialise_module(self._require_fitted())
+
+    def _load_backend_state_bytes(self, data: bytes) -> None:
+        like = self.model if self.model is not None else None
+        if like is None:
+            raise NotFittedError("hydrate_loaded_metadata must run before loading backend state")
+        self.model = deserialise_module(data, like)
+
+
+class ConditionalSplineFlowPosterior(ConditionalFlowPosterior):
+    """:class:`ConditionalFlowPosterior` with ``flow_family="spline"``."""
+
+    _forced_flow_family: ClassVar[str | None] = "spline"
+
+
+class ConditionalAutoregressiveFlowPosterior(ConditionalFlowPosterior):
+    """:class:`ConditionalFlowPosterior` with ``flow_family="autoregressive"``."""
+
+    _forced_flow_family: ClassVar[str | None] = "autoregressive"
+
+
+class ConditionalNeuralAutoregressiveFlowPosterior(ConditionalFlowPosterior):
+    """:class:`ConditionalFlowPosterior` with ``flow_family="neural_autoregressive"``."""
+
+    _forced_flow_family: ClassVar[str | None] = "neural_autoregressive"
