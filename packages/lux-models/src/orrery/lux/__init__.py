@@ -7,12 +7,56 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from . import datasets
+from . import datasets, transforms
 from .cannon import Cannon, LabelInference
+from .data import LuxData, OutputData, ShiftScalePreprocessor
+from .lux import Lux, LuxModel
+from .optimize import IterativeOptimizationResult, ParameterBlock, optimize_iterative
+from .transforms import (
+    AbstractSingleTransform,
+    AbstractTransform,
+    AdditiveOffsetTransform,
+    AffineTransform,
+    EquinoxNNTransform,
+    FunctionTransform,
+    LinearTransform,
+    NoOpTransform,
+    OffsetTransform,
+    ParamPriorsT,
+    ParamShapesT,
+    PolyFeatureTransform,
+    QuadraticTransform,
+    ShapeSpec,
+    TransformSequence,
+)
 
 __all__ = [
+    "AbstractSingleTransform",
+    "AbstractTransform",
+    "AdditiveOffsetTransform",
+    "AffineTransform",
     "Cannon",
+    "EquinoxNNTransform",
+    "FunctionTransform",
+    "IterativeOptimizationResult",
     "LabelInference",
+    "LinearTransform",
+    "Lux",
+    "LuxData",
+    "LuxModel",
+    "NoOpTransform",
+    "OffsetTransform",
+    "OutputData",
+    "ParamPriorsT",
+    "ParamShapesT",
+    "ParameterBlock",
+    "PolyFeatureTransform",
+    "QuadraticTransform",
+    "ShapeSpec",
+    "ShiftScalePreprocessor",
+    "TransformSequence",
     "__version__",
     "datasets",
+    "optimize_iterative",
+    "transforms",
 ]

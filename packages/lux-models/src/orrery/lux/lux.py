@@ -1,0 +1,408 @@
+"""Lux: a latent-variable model in which every output is a transform of a latent vector."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+import optax
+from jaxtyping import Array, Float
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoDelta, AutoGuide
+
+from orrery.interface import ConfigError, ShapeError
+
+from .data import LuxData, OutputData
+from .transforms import AbstractTransform, TransformSequence, check_output_shape
+
+__all__ = ["Lux", "LuxModel", "as_lux_data"]
+
+
+def as_lux_data(data: Any) -> LuxData:
+    """Accept a :class:`LuxData` or a mapping of names to OutputData / arrays."""
+    if isinstance(data, LuxData):
+        return data
+    if isinstance(data, Mapping):
+        return LuxData(**dict(data))
+    raise ConfigError(f"data: expected LuxData or a mapping of outputs, got {type(data).__name__}")
+
+
+def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution:
+    shape = (n, latent_size)
+    if latents_prior is None:
+        return dist.Normal(0.0, 1.0).expand(shape).to_event(2)
+    if latents_prior is False:
+        # improper flat prior: contributes nothing to the log density
+        return dist.ImproperUniform(dist.constraints.real, (), event_shape=shape)
+    if isinstance(latents_prior, dist.Distribution):
+        full = tuple(latents_prior.batch_shape) + tuple(latents_prior.event_shape)
+        if full == shape:
+            return latents_prior.to_event(len(latents_prior.batch_shape))
+        base = latents_prior.expand(shape[: 2 - len(latents_prior.event_shape)] or ())
+        return base.to_event(len(base.batch_shape))
+    raise ConfigError(
+        "latents_prior: expected None (unit Normal), False (flat) or a numpyro Distribution, "
+        f"got {latents_prior!r}"
+    )
+
+
+class Lux(eqx.Module):
+    """A generative latent-variable model with several outputs.
+
+    Every object ``n`` has a latent vector ``z_n`` (``latent_size``); each
+    registered output is ``y = data_transform(z) + noise`` with the noise
+    standard deviation ``err_transform(err)`` (the observed ``err`` when no
+    error transform is given).
+
+    numpyro site names: ``latents``; ``<out>:<param>`` (``<out>:<i>:<param>``
+    inside a :class:`TransformSequence`); ``<out>:err:<param>``; observed
+    ``obs:<out>``. Parameters are handed around nested:
+    ``{"flux": {"data": {...} or (...), "err": {...}}, "latents": array}``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from orrery.lux import Lux, LuxData, OutputData, LinearTransform
+        >>> model = Lux(latent_size=2)
+        >>> model.register_output("flux", LinearTransform(output_size=8))
+        >>> data = LuxData(flux=OutputData(np.zeros((20, 8)), err=0.1))
+        >>> params, _ = model.optimize(data, num_steps=10, rng_key=jax.random.key(0))
+        >>> params["latents"].shape
+        (20, 2)
+    """
+
+    latent_size: int = eqx.field(static=True)
+    outputs: dict = eqx.field(static=True)
+
+    def __init__(self, latent_size: int):
+        if isinstance(latent_size, bool) or not isinstance(latent_size, int) or latent_size < 1:
+            raise ConfigError(f"latent_size: expected a positive int, got {latent_size!r}")
+        self.latent_size = int(latent_size)
+        self.outputs = {}
+
+    # ------------------------------------------------------------------ outputs
+    def register_output(
+        self,
+        name: str,
+        data_transform: AbstractTransform,
+        err_transform: AbstractTransform | None = None,
+    ) -> None:
+        """Register an output ``name`` predicted by ``data_transform`` from the latents.
+
+        Raises:
+            ValueError: when ``name`` contains ``':'`` (reserved for site names)
+                or is already registered.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty str, got {name!r}")
+        if ":" in name:
+            raise ValueError(f"output name {name!r}: ':' is reserved for numpyro site names")
+        if name in ("latents",) or name in self.outputs:
+            raise ValueError(f"output name {name!r} is already in use")
+        for arg, t in (("data_transform", data_transform), ("err_transform", err_transform)):
+            if t is not None and not isinstance(t, AbstractTransform):
+                raise ConfigError(f"{arg}: expected a transform, got {type(t).__name__}")
+        self.outputs[name] = (data_transform, err_transform)
+
+    def _names(self, names) -> list[str]:
+        if names is None:
+            return list(self.outputs)
+        names = [names] if isinstance(names, str) else list(names)
+        for n in names:
+            if n not in self.outputs:
+                raise ConfigError(f"names: no output {n!r}; registered: {list(self.outputs)}")
+        return names
+
+    # ------------------------------------------------------------------ numpyro
+    def setup_numpyro(
+        self,
+        latents: Float[Array, "n latents"],
+        data: LuxData,
+        names: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Sample every output's parameters, predict, and observe the data.
+
+        Returns:
+            The sampled parameters, nested as ``{name: {"data": ..., "err": ...}}``.
+        """
+        data = as_lux_data(data)
+        n = latents.shape[0]
+        pars: dict[str, Any] = {}
+        for name in self._names(names):
+            dt, et = self.outputs[name]
+            if name not in data:
+                raise ConfigError(f"data: no output named {name!r}; data has {list(data)}")
+            od: OutputData = data[name]
+            dflat = {
+                p: numpyro.sample(f"{name}:{p}", prior)
+                for p, prior in dt.get_expanded_priors(self.latent_size, n).items()
+            }
+            pred = dt.apply(latents, **dflat)
+            check_output_shape(name, pred, od.size)
+            err = od.err if od.err is not None else jnp.ones_like(od.data)
+            eflat = {}
+            if et is not None:
+                eflat = {
+                    p: numpyro.sample(f"{name}:err:{p}", prior)
+                    for p, prior in et.get_expanded_priors(od.size, n).items()
+                }
+                err = et.apply(jnp.where(jnp.isfinite(err), err, 0.0), **eflat)
+            mask = od.mask
+            y = jnp.where(mask, od.data, 0.0)
+            sd = jnp.where(mask, err, 1.0)
+            numpyro.sample(f"obs:{name}", dist.Normal(pred, sd).mask(mask).to_event(2), obs=y)
+            pars[name] = {
+                "data": dt.unpack_pars(dflat),
+                "err": et.unpack_pars(eflat) if et is not None else {},
+            }
+        return pars
+
+    def default_numpyro_model(
+        self,
+        data: LuxData,
+        latents_prior: dist.Distribution | bool | None = None,
+        fixed_pars: dict[str, Any] | None = None,
+        names: list[str] | None = None,
+        custom_model: Callable[[Array, dict[str, Any], LuxData], None] | None = None,
+    ) -> None:
+        """The default numpyro model: latent prior, output priors, Gaussian likelihood.
+
+        Args:
+            data: observed outputs.
+            latents_prior: None (unit Normal), False (improper flat prior) or a
+                Distribution (broadcast to ``(n, latent_size)``).
+            fixed_pars: parameters to condition on (nested or flat site names).
+            names: outputs to include (default all).
+            custom_model: ``f(latents, pars, data)`` adding further sites.
+        """
+        data = as_lux_data(data)
+        flat_fixed = self._flat_fixed(fixed_pars)
+
+        def body():
+            prior = _latents_prior(latents_prior, data.data_size, self.latent_size)
+            latents = numpyro.sample("latents", prior)
+            pars = self.setup_numpyro(latents, data, names=names)
+            if custom_model is not None:
+                custom_model(latents, pars, data)
+
+        if flat_fixed:
+            with numpyro.handlers.condition(data=flat_fixed):
+                body()
+        else:
+            body()
+
+    def _flat_fixed(self, fixed_pars) -> dict[str, Any]:
+        if not fixed_pars:
+            return {}
+        if all(":" in k or k == "latents" for k in fixed_pars) and not any(
+            k in self.outputs for k in fixed_pars
+        ):
+            return dict(fixed_pars)
+        return self.pack_numpyro_pars(fixed_pars, ignore_missing=True)
+
+    def optimize(
+        self,
+        data: LuxData,
+        num_steps: int,
+        rng_key: Array,
+        optimizer: Any = None,
+        latents_prior: dist.Distribution | bool | None = None,
+        custom_model: Callable[[Array, dict[str, Any], LuxData], None] | None = None,
+        fixed_pars: dict[str, Any] | None = None,
+        names: list[str] | None = None,
+        svi_run_kwargs: dict[str, Any] | None = None,
+        guide: type[AutoGuide] | AutoGuide | None = None,
+    ) -> tuple[dict[str, Any], Any]:
+        """Fit by stochastic variational inference (MAP with the default ``AutoDelta`` guide).
+
+        Args:
+            data: observed outputs.
+            num_steps: SVI steps.
+            rng_key: JAX key.
+            optimizer: a numpyro optimizer or an optax transformation; default
+                ``numpyro.optim.Adam(step_size=1e-2)``.
+            latents_prior, custom_model, fixed_pars, names: see
+                :meth:`default_numpyro_model`.
+            svi_run_kwargs: extra keywords for ``SVI.run`` (default
+                ``progress_bar=False``).
+            guide: None (``AutoDelta``), a guide class (instantiated with the
+                model) or a ready guide instance (used as is).
+
+        Returns:
+            ``(params, svi_result)``: ``params`` nested (guide medians, with
+            ``fixed_pars`` merged in), ``svi_result`` from numpyro.
+        """
+        data = as_lux_data(data)
+        if optimizer is None:
+            optimizer = numpyro.optim.Adam(step_size=1e-2)
+        elif isinstance(optimizer, optax.GradientTransformation):
+            optimizer = numpyro.optim.optax_to_numpyro(optimizer)
+        model = self.default_numpyro_model
+        if guide is None:
+            guide = AutoDelta(model)
+        elif isinstance(guide, type):
+            guide = guide(model)
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        run_kw = {"progress_bar": False, **(svi_run_kwargs or {})}
+        result = svi.run(
+            rng_key,
+            int(num_steps),
+            data,
+            latents_prior=latents_prior,
+            fixed_pars=fixed_pars,
+            names=names,
+            custom_model=custom_model,
+            **run_kw,
+        )
+        if hasattr(guide, "median"):
+            flat = guide.median(result.params)
+        else:
+            flat = dict(result.params)
+        flat = {**self._flat_fixed(fixed_pars), **flat}
+        return self.unpack_numpyro_pars(flat, ignore_missing=True), result
+
+    def optimize_iterative(
+        self,
+        data: LuxData,
+        blocks=None,
+        fixed_pars=None,
+        max_cycles: int = 10,
+        tol: float = 1e-4,
+        rng_key=None,
+        initial_params=None,
+        latents_prior=None,
+        progress: bool = True,
+        record_history: bool = False,
+    ):
+        """Block coordinate descent; see :func:`orrery.lux.optimize_iterative`."""
+        from .optimize import optimize_iterative
+
+        return optimize_iterative(
+            self,
+            data,
+            blocks=blocks,
+            fixed_pars=fixed_pars,
+            max_cycles=max_cycles,
+            tol=tol,
+            rng_key=rng_key,
+            initial_params=initial_params,
+            latents_prior=latents_prior,
+            progress=progress,
+            record_history=record_history,
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def predict_outputs(
+        self,
+        latents: Float[Array, "n latents"],
+        pars: dict[str, Any],
+        names: list[str] | str | None = None,
+    ) -> dict[str, Array]:
+        """Predict outputs ``{name: (n, output_size)}`` from latents and nested parameters."""
+        latents = jnp.asarray(latents)
+        if latents.ndim != 2 or latents.shape[1] != self.latent_size:
+            raise ShapeError(
+                f"latents: expected shape (n, {self.latent_size}), got {tuple(latents.shape)}"
+            )
+        out = {}
+        for name in self._names(names):
+            dt, _ = self.outputs[name]
+            if name not in pars:
+                raise ConfigError(f"pars: no parameters for output {name!r}")
+            p = pars[name]
+            if (
+                isinstance(p, Mapping)
+                and ("data" in p or "err" in p)
+                and ("data" not in dt.param_names() and "err" not in dt.param_names())
+            ):
+                dp = p.get("data", {})
+            else:
+                warnings.warn(
+                    "passing output parameters without the {'data': ..., 'err': ...} wrapper "
+                    "is deprecated",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                dp = p
+            out[name] = dt.apply(latents, **dt.pack_pars(dp))
+        return out
+
+    def pack_numpyro_pars(self, pars: dict[str, Any], ignore_missing: bool = False):
+        """Nested parameters -> flat ``{"flux:A": ..., "flux:err:s": ..., "latents": ...}``."""
+        flat: dict[str, Any] = {}
+        for key, val in pars.items():
+            if key not in self.outputs:
+                flat[key] = val
+                continue
+            dt, et = self.outputs[key]
+            if not isinstance(val, Mapping):
+                raise ConfigError(f"pars[{key!r}]: expected {{'data': ..., 'err': ...}}")
+            if val.get("data") is not None:
+                for p, v in dt.pack_pars(val["data"], ignore_missing).items():
+                    flat[f"{key}:{p}"] = v
+            elif not ignore_missing and dt.param_names():
+                raise ConfigError(f"pars[{key!r}]: missing 'data' parameters")
+            if et is not None and val.get("err"):
+                for p, v in et.pack_pars(val["err"], ignore_missing).items():
+                    flat[f"{key}:err:{p}"] = v
+        return flat
+
+    def unpack_numpyro_pars(self, pars: dict[str, Any], ignore_missing: bool = False):
+        """Flat numpyro names -> nested ``{name: {"data": ..., "err": ...}, "latents": ...}``."""
+        grouped: dict[str, tuple[dict, dict]] = {}
+        out: dict[str, Any] = {}
+        for key, val in pars.items():
+            head, sep, rest = key.partition(":")
+            if sep and head in self.outputs:
+                d, e = grouped.setdefault(head, ({}, {}))
+                if rest.startswith("err:"):
+                    e[rest[4:]] = val
+                else:
+                    d[rest] = val
+            elif head == "obs" and sep:
+                continue
+            else:
+                out[key] = val
+        for name, (dt, et) in self.outputs.items():
+            if name not in grouped:
+                if ignore_missing or not (dt.param_names() or (et and et.param_names())):
+                    if not dt.param_names():
+                        out[name] = {"data": dt.unpack_pars({}, True), "err": {}}
+                    continue
+                raise ConfigError(f"pars: no parameters for output {name!r}")
+            d, e = grouped[name]
+            out[name] = {
+                "data": dt.unpack_pars(d, ignore_missing),
+                "err": et.unpack_pars(e, ignore_missing) if et is not None else {},
+            }
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, params: dict[str, Any] | None = None, metadata=None):
+        """Save the model configuration and (optionally) fitted parameters as an artifact."""
+        from ._serialize import save_lux
+
+        return save_lux(self, path, params, metadata)
+
+    @classmethod
+    def load(cls, path) -> tuple[Lux, dict[str, Any] | None]:
+        """Load ``(model, params)`` written by :meth:`save`."""
+        from ._serialize import load_lux
+
+        return load_lux(cls, path)
+
+
+class LuxModel(Lux):
+    """Deprecated alias of :class:`Lux`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        warnings.warn("LuxModel is deprecated; use Lux", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
+
+
+_ = (jax, TransformSequence)
