@@ -191,6 +191,19 @@ class SBITrainer:
             "seed": self.seed,
         }
 
+    def config_key(self) -> tuple:
+        """The hyper-parameters that define the optimiser and schedule (a cache key)."""
+        return (
+            self.learning_rate,
+            self.gradient_clip_norm,
+            self.weight_decay,
+            self.use_cosine_schedule,
+            self.warmup_fraction,
+            self.warmup_epochs,
+            self.min_learning_rate,
+            self.lr_schedule_total_epochs or self.num_epochs,
+        )
+
     def fit(
         self,
         model: eqx.Module,
@@ -250,12 +263,30 @@ class SBITrainer:
             schedule, weight_decay=self.weight_decay, gradient_clip_norm=self.gradient_clip_norm
         )
         params, static = eqx.partition(model, eqx.is_inexact_array)
-        opt_state = optimizer.init(params)
+        # Strong dtypes from the start, so the first epoch does not compile twice.
+        params = _strong(params)
+        opt_state = _strong(optimizer.init(params))
         base_key = jax.random.key(self.seed)
-        train_epoch = _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size)
+        opt_key = (self.config_key(), steps_per_epoch)
+        train_epoch = _cached(
+            ("train", static, opt_key, loss_fn, batch_transform, batch_size),
+            lambda: _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size),
+        )
         val_fn = val_loss_fn or loss_fn
         val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
-        evaluate = _make_evaluate(static, val_fn, batch_size) if has_val else None
+        evaluate = (
+            _cached(
+                ("eval", static, val_fn, batch_size),
+                lambda: _make_evaluate(static, val_fn, batch_size),
+            )
+            if has_val
+            else None
+        )
+        epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
+        epoch_lrs = np.broadcast_to(
+            np.asarray(schedule(jnp.asarray(epoch_end_steps)), dtype=np.float64),
+            epoch_end_steps.shape,
+        )
 
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": []}
         best = {"params": params, "epoch": 0, "loss": math.inf, "stable": False}
@@ -297,9 +328,8 @@ class SBITrainer:
             for epoch in epochs:
                 key = jax.random.fold_in(base_key, epoch)
                 params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
-                step = (epoch + 1) * steps_per_epoch - 1
                 history["train_loss"].append(float(train_loss))
-                history["learning_rate"].append(float(schedule(step)))
+                history["learning_rate"].append(float(epoch_lrs[epoch]))
                 val_loss = (
                     float(evaluate(params, val_data, val_key, n_val)) if has_val else math.nan
                 )
@@ -403,6 +433,30 @@ class SBITrainer:
             }
         )
         return model_out, TrainingArtifacts(history, validation_metrics, metadata)
+
+
+_JIT_CACHE: dict = {}
+_JIT_CACHE_SIZE = 16
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """Reuse jitted epoch functions across ``fit`` calls with identical statics.
+
+    Models whose static part is unhashable are simply not cached.
+    """
+    try:
+        hash(key)
+    except TypeError:
+        return build()
+    if key not in _JIT_CACHE:
+        if len(_JIT_CACHE) >= _JIT_CACHE_SIZE:
+            _JIT_CACHE.pop(next(iter(_JIT_CACHE)))
+        _JIT_CACHE[key] = build()
+    return _JIT_CACHE[key]
+
+
+def _strong(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
 
 
 def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
