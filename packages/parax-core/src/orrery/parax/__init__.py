@@ -2,12 +2,17 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import bijectors, distributions, op, parameters
 from ._field import field
 from .group import ParameterGroup
+from .io import load, save
 from .metadata import ParameterMetadata
 from .module import Module
+from .operator import Operator
 from .parameter import Parameter
+from .sampling import draws_from, func_samples, sampled
 from .tree import combine, is_parameter, partition
+from .uncertainty import covariance, func_jacobian, func_sensitivity
 
 try:
     __version__ = version("parax-core")
@@ -16,12 +21,25 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "Module",
+    "Operator",
     "Parameter",
     "ParameterGroup",
     "ParameterMetadata",
     "__version__",
+    "bijectors",
     "combine",
+    "covariance",
+    "distributions",
+    "draws_from",
     "field",
+    "func_jacobian",
+    "func_samples",
+    "func_sensitivity",
     "is_parameter",
+    "load",
+    "op",
+    "parameters",
     "partition",
+    "sampled",
+    "save",
 ]

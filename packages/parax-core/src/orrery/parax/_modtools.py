@@ -95,28 +95,49 @@ def filter_indices(idx: ParamIndex, param_filter: Any, prefixes: bool, ignore_un
     return sorted(chosen)
 
 
-def _resolve_submodules(module: Any, submodules: Any) -> list[Any]:
+def raw_path(path: Sequence[Any]) -> str:
+    """Dotted attribute path of a jax key path, e.g. ``layers.1.a``."""
+    parts = []
+    for key in path:
+        if isinstance(key, GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, SequenceKey):
+            parts.append(str(key.idx))
+        else:
+            parts.append(str(key))
+    return ".".join(parts)
+
+
+def submodule_positions(module: Any, submodules: Any) -> set[int]:
+    """Leaf positions (as in `ParamIndex`) of the parameters inside the given submodules.
+
+    Submodules are given by name or as objects (matched by identity); containment is
+    decided by pytree path, so parameter objects shared between modules do not leak.
+    """
     items = [submodules] if isinstance(submodules, str) or is_module(submodules) else submodules
     subs = named_submodules(module)
-    by_name = {n: m for n, _, m in subs}
-    out = []
+    by_name = {n: p for n, p, _ in subs if n}
+    by_attr = {raw_path(p): p for _, p, _ in subs}
+    paths = []
     for item in items:
         if isinstance(item, str):
-            if item not in by_name:
-                raise unknown_names_error([item], list(by_name), "submodule")
-            out.append(by_name[item])
+            path = by_name.get(item, by_attr.get(item))
+            if path is None:
+                raise unknown_names_error([item], list(by_name) + list(by_attr), "submodule")
+            paths.append(path)
         else:
-            out.append(item)
+            found = [p for _, p, m in subs if m is item]
+            if not found:
+                raise ConfigError(f"submodules: {type(item).__name__} object is not in this module")
+            paths.extend(found)
+    flat, _ = jax.tree_util.tree_flatten_with_path(module, is_leaf=is_parameter)
+    out = set()
+    for pos, (path, _) in enumerate(flat):
+        if any(tuple(path[: len(p)]) == tuple(p) for p in paths):
+            out.add(pos)
     return out
-
-
-def submodule_param_ids(module: Any, submodules: Any) -> set[int]:
-    ids: set[int] = set()
-    for sub in _resolve_submodules(module, submodules):
-        for leaf in jax.tree_util.tree_leaves(sub, is_leaf=is_parameter):
-            if isinstance(leaf, Parameter):
-                ids.add(id(leaf))
-    return ids
 
 
 def children(module: Any) -> list[Any]:

@@ -124,8 +124,8 @@ class Module(eqx.Module):
         if not include_fixed:
             ks = [k for k in ks if not idx.leaves[idx.positions[k]].fixed]
         if submodules is not None:
-            allowed = _modtools.submodule_param_ids(self, submodules)
-            ks = [k for k in ks if id(idx.leaves[idx.positions[k]]) in allowed]
+            allowed = _modtools.submodule_positions(self, submodules)
+            ks = [k for k in ks if idx.positions[k] in allowed]
         return ks
 
     def iter_params(
