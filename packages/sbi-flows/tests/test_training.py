@@ -123,7 +123,10 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
         progress=False,
     )
     _, art2 = longer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0))
-    assert art2.history["learning_rate"][-1] == pytest.approx(0.5 * (1e-2 + 1e-4), rel=0.05)
+    # 4 steps per epoch, 160-step horizon, 16 warm-up steps; epoch 20 ends at step 79.
+    progress = (79 - 16) / (160 - 16)
+    expected = 1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + math.cos(math.pi * progress))
+    assert art2.history["learning_rate"][-1] == pytest.approx(expected, rel=1e-5)
 
 
 def test_early_stopping_stops_and_restores_the_best_state():
