@@ -19,3 +19,11 @@ def test_public_api_is_declared():
     assert "__version__" in pkg.__all__
     for name in pkg.__all__:
         assert hasattr(pkg, name), name
+
+
+def test_importing_polymix_does_not_import_jax():
+    import subprocess
+    import sys
+
+    code = "import orrery.polymix, sys; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,7 +21,9 @@ def to_multivariate_normal(d: td.Distribution) -> td.Distribution:
         and d.reinterpreted_batch_ndims == 1
     ):
         base = d.base_dist
-        return td.MultivariateNormal(base.loc, scale_tril=torch.diag_embed(base.scale))
+        return td.MultivariateNormal(
+            base.loc, scale_tril=torch.diag_embed(base.scale), validate_args=False
+        )
     return d
 
 

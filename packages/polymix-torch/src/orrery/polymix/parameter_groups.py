@@ -198,7 +198,7 @@ class IIDGaussianGroup(ParameterGroup):
 
     def variational_distribution(self) -> td.Distribution:
         """``Independent(Normal(mean, std), 1)``."""
-        return td.Independent(td.Normal(self.mean, self.std), 1)
+        return td.Independent(td.Normal(self.mean, self.std, validate_args=False), 1)
 
     def sample_parameters(self, num_samples: int = 1) -> torch.Tensor:
         """Reparameterised draws ``mean + std * ε``: ``(num_samples, num_params)``."""
@@ -266,7 +266,7 @@ class GaussianGroup(ParameterGroup):
 
     def variational_distribution(self) -> td.Distribution:
         """``MultivariateNormal(mean, scale_tril=L)``."""
-        return td.MultivariateNormal(self.mean, scale_tril=self.scale_tril)
+        return td.MultivariateNormal(self.mean, scale_tril=self.scale_tril, validate_args=False)
 
     def sample_parameters(self, num_samples: int = 1) -> torch.Tensor:
         """Reparameterised draws ``mean + L ε``: ``(num_samples, num_params)``."""
@@ -338,7 +338,9 @@ class LowRankGaussianGroup(ParameterGroup):
 
     def variational_distribution(self) -> td.Distribution:
         """``LowRankMultivariateNormal(mean, cov_factor=U, cov_diag=d)``."""
-        return td.LowRankMultivariateNormal(self.mean, self.cov_factor, self.cov_diag)
+        return td.LowRankMultivariateNormal(
+            self.mean, self.cov_factor, self.cov_diag, validate_args=False
+        )
 
     def sample_parameters(self, num_samples: int = 1) -> torch.Tensor:
         """Reparameterised draws ``mean + U η + sqrt(d) ε``: ``(num_samples, num_params)``."""

@@ -110,7 +110,7 @@ class IIDGaussianPrior(Prior):
                 f"IIDGaussianPrior: mean {tuple(self.mean.shape)} and std "
                 f"{tuple(self.std.shape)} do not broadcast to event shape {tuple(shape)}"
             ) from err
-        return td.Independent(td.Normal(loc, scale), 1)
+        return td.Independent(td.Normal(loc, scale, validate_args=False), 1)
 
 
 class LaplacePrior(Prior):
@@ -147,7 +147,7 @@ class LaplacePrior(Prior):
                 f"LaplacePrior: loc {tuple(self.loc.shape)} and scale {tuple(self.scale.shape)} "
                 f"do not broadcast to event shape {tuple(shape)}"
             ) from err
-        return td.Independent(td.Laplace(loc, scale), 1)
+        return td.Independent(td.Laplace(loc, scale, validate_args=False), 1)
 
 
 class GaussianPrior(Prior):
@@ -228,5 +228,7 @@ class GaussianPrior(Prior):
                 f"shape {tuple(self.mean.shape)}"
             )
         return td.MultivariateNormal(
-            _to(self.mean, device, dtype), scale_tril=_to(self.scale_tril, device, dtype)
+            _to(self.mean, device, dtype),
+            scale_tril=_to(self.scale_tril, device, dtype),
+            validate_args=False,
         )
