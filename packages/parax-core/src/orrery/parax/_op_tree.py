@@ -7,10 +7,12 @@ user callables stored on operators.
 
 from __future__ import annotations
 
+import dataclasses
 import operator as _pyop
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,44 +119,59 @@ BINARY_FNS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+class StaticFn(eqx.Module):
+    """A plain function held as static data: a pytree with no leaves.
+
+    Used for functions given to operators, so an operator stays a valid argument
+    of ``jax.jit`` and compares/hashes by the function it wraps.
+    """
+
+    fn: Callable = eqx.field(static=True)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
 def wrap_callable(fn: Any, name: str) -> Any:
     """Store a user callable on an operator.
 
-    Pytree callables (equinox modules, operators, ``jax.tree_util.Partial``) are
-    kept as they are, so arrays inside them stay visible to ``jax.grad``. Plain
-    functions would be opaque leaves that ``jax.jit`` cannot trace, so they are
-    wrapped in ``jax.tree_util.Partial``, which holds the function as static data.
+    Pytree callables (equinox modules, operators, bound methods of modules,
+    ``jax.tree_util.Partial``) are kept as they are, so arrays inside them stay
+    visible to ``jax.grad``. Plain functions would be opaque leaves that
+    ``jax.jit`` cannot trace, so they are wrapped in a leafless `StaticFn`.
     """
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}: {fn!r}")
     if is_pytree_leaf(fn):
-        return jax.tree_util.Partial(fn)
+        return StaticFn(fn)
     return fn
 
 
 def unwrap_callable(fn: Any) -> Any:
-    """The user's function, undoing `wrap_callable` where it added a ``Partial``."""
-    if isinstance(fn, jax.tree_util.Partial) and not fn.args and not fn.keywords:
-        return fn.func
-    return fn
+    """The user's function, undoing `wrap_callable`."""
+    return fn.fn if isinstance(fn, StaticFn) else fn
 
 
 # ----------------------------------------------------------------------------- frozen values
+# Frozen dataclasses: hashable (static pytree data must be; slices are not before
+# Python 3.12) and rebuilt field by field by `orrery.parax.load`.
 
 
-class FrozenSlice(NamedTuple):
-    """Hashable stand-in for a ``slice`` (slices are unhashable before Python 3.12)."""
+@dataclasses.dataclass(frozen=True)
+class FrozenSlice:
+    """Hashable stand-in for a ``slice``."""
 
     start: Any
     stop: Any
     step: Any
 
 
-class FrozenArray(NamedTuple):
-    """Hashable stand-in for a small NumPy array of indices or a boolean mask."""
+@dataclasses.dataclass(frozen=True)
+class FrozenArray:
+    """Hashable stand-in for a small concrete array (indices or a boolean mask)."""
 
     data: tuple
-    shape: tuple[int, ...]
+    shape: tuple
     dtype: str
 
     def thaw(self) -> np.ndarray:
@@ -166,12 +183,12 @@ def freeze_array(x: Any, name: str) -> FrozenArray:
     if isinstance(x, jax.core.Tracer):
         raise TypeError(f"{name} must be a concrete array, not a traced value")
     arr = np.asarray(x)
-    return FrozenArray(tuple(arr.ravel().tolist()), tuple(arr.shape), arr.dtype.str)
+    return FrozenArray(tuple(arr.ravel().tolist()), tuple(arr.shape), str(arr.dtype))
 
 
 def freeze_index(idx: Any, name: str = "indices") -> Any:
     """Hashable form of an index expression (ints, slices, None, ..., keys, arrays)."""
-    if isinstance(idx, tuple) and not isinstance(idx, (FrozenSlice, FrozenArray)):
+    if isinstance(idx, tuple):
         return tuple(freeze_index(i, name) for i in idx)
     if isinstance(idx, slice):
         return FrozenSlice(idx.start, idx.stop, idx.step)

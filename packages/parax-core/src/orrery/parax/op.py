@@ -7,6 +7,12 @@ are constants. Operators whose name describes an array operation (`Derivative`,
 `Diagonal`, `Mask`, `Reduce`, `Stack`, …) apply it to every leaf when a child
 returns a pytree.
 
+Parameter names: the ``operator`` field of single-operand operators (and the
+``fn`` of `Lambda`) is transparent, so wrapping a model in ``Sum``, ``Index``,
+``Derivative``, … does not change its parameter names; `Binary` (``left_`` /
+``right_``), `Stack` (``operators_<i>_``) and `Where` keep their segments so the
+two sides of an expression stay distinct.
+
 Example:
     >>> import jax.numpy as jnp
     >>> import orrery.parax.op as op
@@ -23,13 +29,13 @@ import operator as _pyop
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from orrery.interface import ShapeError, ValueDomainError, close_matches
 
+from ._field import field
 from ._op_tree import (
     BINARY_FNS,
     UNARY_FNS,
@@ -75,16 +81,30 @@ def _evaluate(node: Any, args: tuple, kwargs: dict) -> Any:
 
 
 def _set_base_fields(obj: Module, kwargs: dict[str, Any], cls_name: str) -> None:
-    """Accept keyword arguments that set fields of the base `Module` (e.g. ``name``)."""
-    allowed = {f.name for f in dataclasses.fields(Module) if f.init}
-    for key, value in kwargs.items():
-        if key not in allowed:
-            hint = close_matches(key, sorted(allowed))
+    """Initialise the fields of the base `Module`: defaults, or ``name=`` and the like.
+
+    Operators have their own ``__init__``, so the base fields must be set here for
+    instances to flatten (and compare, and reload) like dataclass-built ones.
+    """
+    base = [f for f in dataclasses.fields(Module) if f.init]
+    public = sorted(f.name for f in base if not f.name.startswith("_"))
+    for key in kwargs:
+        if key not in public:
+            hint = close_matches(key, public)
             raise TypeError(
                 f"{cls_name}() got an unexpected keyword argument {key!r}"
                 + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
             )
-        object.__setattr__(obj, key, value)
+    for f in base:
+        if f.name in kwargs:
+            value = kwargs[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        object.__setattr__(obj, f.name, value)
 
 
 def _static_int(value: Any, name: str, minimum: int | None = None) -> int:
@@ -122,7 +142,7 @@ class Leafwise(Module):
         {'a': 11.0, 'b': 12.0}
     """
 
-    kind: str = eqx.field(static=True)
+    kind: str = field(static=True)
 
     def __init__(self, kind: str):
         known = sorted([*BINARY_FNS, *UNARY_FNS])
@@ -133,6 +153,7 @@ class Leafwise(Module):
                 + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
             )
         self.kind = kind
+        _set_base_fields(self, {}, "Leafwise")
 
     def __call__(self, *values: Any) -> Any:
         if self.kind in UNARY_FNS:
@@ -167,7 +188,7 @@ class Lambda(Operator[OpInputs, OpOutputs]):
 
     Args:
         fn: called as ``fn(*args, **kwargs)``. A plain function is held as
-            static data (``jax.tree_util.Partial``) so the operator can be an
+            static data (a leafless module) so the operator can be an
             argument of ``jax.jit``; an equinox module keeps its arrays as leaves.
 
     Example:
@@ -176,7 +197,7 @@ class Lambda(Operator[OpInputs, OpOutputs]):
         7.0
     """
 
-    fn: Callable
+    fn: Callable = field(transparent=True)
 
     def __init__(self, fn: Callable[OpInputs, OpOutputs], **kwargs: Any):
         self.fn = wrap_callable(fn, "Lambda fn")
@@ -233,7 +254,7 @@ class Map(Operator[OpInputs, OpOutputs]):
         Array(2., dtype=float32, weak_type=True)
     """
 
-    operator: Any
+    operator: Any = field(transparent=True)
     fn: Callable
 
     def __init__(self, operator: Any, fn: Callable[[Any], Any], **kwargs: Any):
@@ -255,7 +276,7 @@ class Method(Operator[OpInputs, OpOutputs]):
         path: the method's name or dotted path.
     """
 
-    path: str = eqx.field(static=True)
+    path: str = field(static=True)
 
     def __init__(self, path: str, **kwargs: Any):
         if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
@@ -371,8 +392,8 @@ class Index(Operator[OpInputs, OpOutputs]):
             must be concrete.
     """
 
-    operator: Any
-    indices: Any = eqx.field(static=True)
+    operator: Any = field(transparent=True)
+    indices: Any = field(static=True)
 
     def __init__(self, operator: Any, indices: Any, **kwargs: Any):
         self.operator = operator
@@ -395,8 +416,8 @@ class Mask(Operator[OpInputs, OpOutputs]):
         mask: a concrete boolean array, stored as static data.
     """
 
-    operator: Any
-    mask: FrozenArray = eqx.field(static=True)
+    operator: Any = field(transparent=True)
+    mask: FrozenArray = field(static=True)
 
     def __init__(self, operator: Any, mask: Any, **kwargs: Any):
         arr = np.asarray(mask)
@@ -436,7 +457,7 @@ class OffDiagonal(Mask):
         **kwargs: other fields of the base module (e.g. ``name``).
     """
 
-    n_ports: int = eqx.field(static=True)
+    n_ports: int = field(static=True)
 
     def __init__(self, operator: Any, n_ports: int, **kwargs: Any):
         n = _static_int(n_ports, "n_ports", minimum=1)
@@ -455,7 +476,7 @@ class Diagonal(Operator[OpInputs, OpOutputs]):
         operator: the operator (or constant) returning stacks of square matrices.
     """
 
-    operator: Any
+    operator: Any = field(transparent=True)
 
     def __init__(self, operator: Any, **kwargs: Any):
         self.operator = operator
@@ -483,9 +504,9 @@ class Reduce(Operator[OpInputs, OpOutputs]):
         axis: an int, a tuple of ints, or ``None`` for all axes.
     """
 
-    operator: Any
+    operator: Any = field(transparent=True)
     fn: Callable
-    axis: int | tuple[int, ...] | None = eqx.field(static=True)
+    axis: int | tuple[int, ...] | None = field(static=True)
 
     def __init__(
         self,
@@ -524,7 +545,7 @@ class Stack(Operator[OpInputs, OpOutputs]):
     """
 
     operators: tuple
-    axis: int = eqx.field(static=True)
+    axis: int = field(static=True)
 
     def __init__(self, operators: Sequence[Any], axis: int = -1, **kwargs: Any):
         if isinstance(operators, Operator) or not isinstance(operators, Sequence):
@@ -580,18 +601,16 @@ class Derivative(Operator[OpInputs, OpOutputs]):
             holds the coordinates.
 
     Example:
-        >>> class Grid(eqx.Module):
-        ...     f: jax.Array
         >>> d = Derivative(Lambda(lambda y, grid: y), "f")
-        >>> d(jnp.array([0.0, 1.0, 4.0]), Grid(jnp.array([0.0, 1.0, 2.0])))
+        >>> d(jnp.array([0.0, 1.0, 4.0]), {"f": jnp.array([0.0, 1.0, 2.0])})
         Array([1., 2., 3.], dtype=float32)
     """
 
-    operator: Any
-    step_attr: str = eqx.field(static=True)
-    axis: int = eqx.field(static=True)
-    order: int = eqx.field(static=True)
-    arg_index: int | str = eqx.field(static=True)
+    operator: Any = field(transparent=True)
+    step_attr: str = field(static=True)
+    axis: int = field(static=True)
+    order: int = field(static=True)
+    arg_index: int | str = field(static=True)
 
     def __init__(
         self,
