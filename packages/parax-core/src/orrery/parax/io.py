@@ -29,6 +29,11 @@ from .metadata import Info
 
 __all__ = ["load", "save"]
 
+try:  # equinox's placeholder for unset wrapper attributes (kept for exact pytree structure)
+    from equinox._module._flatten import MISSING as _EQX_MISSING
+except ImportError:  # pragma: no cover - other equinox versions
+    _EQX_MISSING = object()
+
 KIND = "parax.tree"
 _CLASS_PREFIXES = ("orrery.parax", "distreqx")
 _FUNC_PREFIXES = ("jax", "numpy", "math", "operator", "orrery.parax", "distreqx")
@@ -91,6 +96,8 @@ class _Encoder:
         return {"__t": "array", "k": key, "jax": is_jax}
 
     def enc(self, obj: Any, where: str) -> Any:
+        if isinstance(obj, np.generic):
+            return {"__t": "npscalar", "dtype": str(obj.dtype), "v": obj.item()}
         if obj is None or isinstance(obj, (bool, int, str)):
             return obj
         if isinstance(obj, float):
@@ -101,8 +108,6 @@ class _Encoder:
             return self.array(obj, True)
         if isinstance(obj, np.ndarray):
             return self.array(obj, False)
-        if isinstance(obj, np.generic):
-            return {"__t": "npscalar", "dtype": str(obj.dtype), "v": obj.item()}
         if isinstance(obj, np.dtype):
             return {"__t": "dtype", "v": str(obj)}
         if isinstance(obj, Info):
@@ -131,7 +136,21 @@ class _Encoder:
                 if not f.metadata.get("parax_save", True):
                     continue
                 fields[f.name] = self.enc(getattr(obj, f.name), f"{where}.{f.name}")
-            return {"__t": "module", "cls": _ref(cls), "fields": fields}
+            node = {"__t": "module", "cls": _ref(cls), "fields": fields}
+            names = {f.name for f in dataclasses.fields(obj)}
+            # Plain bookkeeping attributes outside the fields (e.g. ihoop's initialisation
+            # flag on distreqx objects) are part of the pytree structure: keep them.
+            extra = {}
+            for k, v in vars(obj).items():
+                if k in names:
+                    continue
+                if v is _EQX_MISSING:
+                    extra[k] = {"__t": "eqx_missing"}
+                elif v is None or isinstance(v, (bool, int, float, str)):
+                    extra[k] = v
+            if extra:
+                node["attrs"] = extra
+            return node
         if callable(obj) and not isinstance(obj, type):
             return {"__t": "func", "ref": _func_ref(obj, where)}
         raise ArtifactError(
@@ -211,6 +230,12 @@ class _Decoder:
             else:
                 value = None
             object.__setattr__(obj, f.name, value)
+        for k, v in node.get("attrs", {}).items():
+            if isinstance(v, dict) and v.get("__t") == "eqx_missing":
+                v = _EQX_MISSING
+            elif k in names or not isinstance(v, (type(None), bool, int, float, str)):
+                raise ArtifactError(f"{where}: bad attribute {k!r} for {ref}")
+            object.__setattr__(obj, k, v)
         return obj
 
 
