@@ -1,5 +1,31 @@
-"""Calibration diagnostics for amortized posteriors (SBC, coverage, TARP, C2ST, plots)."""
+"""Calibration diagnostics for amortized posteriors (SBC, coverage, TARP, C2ST, plots).
+
+The posterior protocol these functions accept is described in
+:mod:`orrery.sbi.diagnostics._protocol`: ``sample_batch(observations, n_samples, seed)``,
+the estimator's ``batch_sample_posterior`` or a per-observation ``sample_posterior``;
+``log_prob_batch`` / ``log_prob`` when densities are available.
+"""
 
 from .c2st import c2st
+from .calibration import (
+    CoverageResult,
+    TarpResult,
+    expected_coverage,
+    sbc_check,
+    sbc_ranks,
+    tarp,
+)
+from .plots import corner, plot_coverage, plot_sbc_ranks
 
-__all__ = ["c2st"]
+__all__ = [
+    "CoverageResult",
+    "TarpResult",
+    "c2st",
+    "corner",
+    "expected_coverage",
+    "plot_coverage",
+    "plot_sbc_ranks",
+    "sbc_check",
+    "sbc_ranks",
+    "tarp",
+]
