@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import orrery.parax.op as op
 from orrery.interface import ShapeError
 from orrery.parax.operator import Operator
 
@@ -127,6 +128,16 @@ def test_comparisons_and_logic_are_pointwise_operators():
     np.testing.assert_array_equal(((F < 2.5) ^ (G < 0.5))(X), (FX < 2.5) ^ (GX < 0.5))
     np.testing.assert_array_equal((~(F < 2.5))(X), ~(FX < 2.5))
     np.testing.assert_array_equal((True & (F < 2.5))(X), FX < 2.5)
+
+
+def test_indexing_builds_index_operator():
+    s = np.arange(12.0, dtype=np.float32).reshape(4, 3)
+    first = F[:, 0]
+    assert isinstance(first, op.Index)
+    np.testing.assert_array_equal(first(s), 2.0 * s[:, 0] + 1.0)
+    np.testing.assert_array_equal((F[1:] - F[:-1])(X), FX[1:] - FX[:-1])
+    with pytest.raises(TypeError, match="not iterable"):
+        iter(F)
 
 
 def test_equality_stays_structural():

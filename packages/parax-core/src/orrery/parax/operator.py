@@ -43,7 +43,8 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
     two pytrees must have the same structure.
 
     Supported: ``+ - * / // % ** @`` (and their reflected forms), unary ``-``,
-    ``+`` and ``abs``, ``< <= > >=``, and ``& | ^ ~`` for boolean outputs.
+    ``+`` and ``abs``, ``< <= > >=``, ``& | ^ ~`` for boolean outputs, and
+    indexing: ``f[:, 0]`` is ``op.Index(f, (slice(None), 0))``.
 
     Equality: ``==`` and ``!=`` keep their equinox meaning (structural equality
     of the two operator trees, returning a ``bool``), so operators can be
@@ -61,6 +62,8 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
 
     # Make NumPy defer to our reflected operators (``np_array + op``).
     __array_ufunc__ = None
+    # ``op[i]`` builds an operator, so the legacy iteration protocol would never stop.
+    __iter__ = None
 
     @abc.abstractmethod
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
@@ -114,6 +117,12 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
 
     def __rmatmul__(self, other: Any) -> Operator:
         return _binary(other, self, "matmul")
+
+    def __getitem__(self, indices: Any) -> Operator:
+        """``op[indices]`` is ``op.Index(op, indices)``: index the output."""
+        from .op import Index
+
+        return Index(self, indices)
 
     # ------------------------------------------------------------------ unary
     def __neg__(self) -> Operator:
