@@ -271,6 +271,7 @@ def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
     out = []
     for b in blocks:
         if isinstance(b, str):
+            _block_sites(model, b)
             out.append(ParameterBlock(b, b, "least_squares" if _linear_ok(model, b) else None))
         elif isinstance(b, ParameterBlock):
             if b.optimizer not in ("least_squares", None):
