@@ -407,6 +407,14 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             raise ConfigError(
                 f"dataset: expected a reader with iter_batches(...), got {type(dataset).__name__}"
             )
+        if self.training_objective == "elbo":
+            if self.parameter_space != "cube":
+                raise ConfigError(
+                    "training_objective='elbo' needs parameter_space='cube' (uniform prior), "
+                    f"got parameter_space={self.parameter_space!r}"
+                )
+            if elbo_log_likelihood_fn is None:
+                raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
         train = self._read_split(dataset, "train")
         if train is None:
             raise ConfigError("dataset: the training split is empty")
@@ -423,21 +431,10 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
         train_z = self._as_flow_batch(train)
         val_z = None if val is None else self._as_flow_batch(val)
         model = self._build_model()
-
-        loss_fn = _model.npe_loss
-        val_loss_fn = None
+        loss_fn, val_loss_fn = _model.npe_loss, None
         if self.training_objective == "elbo":
-            if self.parameter_space != "cube":
-                raise ConfigError(
-                    "training_objective='elbo' needs parameter_space='cube' (uniform prior), "
-                    f"got parameter_space={self.parameter_space!r}"
-                )
-            if elbo_log_likelihood_fn is None:
-                raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
-            loss_fn = make_elbo_loss(
-                elbo_log_likelihood_fn, check_positive_int(elbo_num_samples, "elbo_num_samples")
-            )
-            val_loss_fn = loss_fn
+            num = check_positive_int(elbo_num_samples, "elbo_num_samples")
+            loss_fn = val_loss_fn = make_elbo_loss(elbo_log_likelihood_fn, num)
         batch_transform = make_batch_transform(
             embedding_noise_std=self.embedding_noise_std,
             embedding_noise_min_scale=self.embedding_noise_min_scale,
