@@ -309,7 +309,8 @@ class Where(Operator[OpInputs, OpOutputs]):
     """Chooses between two branches according to a condition.
 
     A scalar condition (``ndim == 0``) selects a branch with ``jax.lax.cond``,
-    so only the chosen branch runs. An array condition selects elementwise with
+    so only the chosen branch runs and is differentiated (under ``vmap`` JAX
+    turns this into a select that runs both). An array condition selects elementwise with
     ``jnp.where``, broadcast over every leaf of the branches' outputs (both
     branches are evaluated; mind NaNs in the unused one when differentiating).
     Branch outputs of different shapes or dtypes are broadcast and promoted to
