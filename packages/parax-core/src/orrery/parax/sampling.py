@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +72,21 @@ def func_samples(
     """
     num_samples = check_positive_int(num_samples, "num_samples")
     keys = jax.random.split(key, num_samples)
+    return _func_samples(module, func, args, keys)
+
+
+@eqx.filter_jit
+def _func_samples(module: Any, func: Callable, args: Any, keys: jax.Array) -> Any:
     return jax.vmap(lambda k: func(sampled(module, k), args))(keys)
+
+
+def _flat_values(module: Any, args: Any) -> dict[str, jax.Array]:
+    return module.named_flat_param_values()
+
+
+@eqx.filter_jit
+def _batched_values(dyn: Any, static: Any) -> dict[str, jax.Array]:
+    return jax.vmap(lambda d: combine(d, static).named_flat_param_values())(dyn)
 
 
 def draws_from(
@@ -92,11 +107,11 @@ def draws_from(
     """
     if batched:
         dyn, static = partition(module, include_fixed=False)
-        values = jax.vmap(lambda d: combine(d, static).named_flat_param_values())(dyn)
+        values = _batched_values(dyn, static)
     else:
         if key is None:
             raise ConfigError("draws_from: key is required unless batched=True")
         num_samples = check_positive_int(num_samples, "num_samples")
         keys = jax.random.split(key, num_samples)
-        values = jax.vmap(lambda k: sampled(module, k).named_flat_param_values())(keys)
+        values = _func_samples(module, _flat_values, None, keys)
     return Draws.from_dict({n: np.asarray(v) for n, v in values.items()}, has_chains=False)
