@@ -100,12 +100,15 @@ def predictive_summary(
             if bool((sigma < 0).any()):
                 raise ConfigError("noise_std: expected non-negative values")
             try:
-                y = y + sigma * torch.randn_like(y)
-            except RuntimeError as err:
+                ok = torch.broadcast_shapes(sigma.shape, y.shape[1:]) == y.shape[1:]
+            except RuntimeError:
+                ok = False
+            if not ok:
                 raise ShapeError(
-                    f"noise_std: shape {tuple(sigma.shape)} does not broadcast to "
-                    f"{tuple(y.shape[1:])}"
-                ) from err
+                    f"noise_std: expected a float or a shape broadcastable to "
+                    f"{tuple(y.shape[1:])}, got {tuple(sigma.shape)}"
+                )
+            y = y + sigma * torch.randn_like(y)
     return PredictiveSummary(
         mean=y.mean(0),
         std=y.std(0),

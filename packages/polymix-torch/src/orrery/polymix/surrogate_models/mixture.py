@@ -149,4 +149,5 @@ class MixtureOfExperts(SurrogateModel):
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Evaluate experts and gate and mix: ``(S, N, num_outputs)``."""
         weights = self.get_gating_weights(x, params)
-        return torch.einsum("sne,sneo->sno", weights, self.get_expert_outputs(x, params))
+        # a broadcast multiply-and-sum: einsum would lower this to S*N tiny matmuls
+        return (weights.unsqueeze(-1) * self.get_expert_outputs(x, params)).sum(dim=2)
