@@ -73,8 +73,8 @@ def test_batch_larger_than_data_is_full_batch_with_unit_scale(runner, linear):
 
 def test_split_run_equals_one_run(runner, full_run, linear):
     x, y = linear.data
-    first = runner.run(KEY, 12, x, y, batch_size=B)
-    second = runner.run(KEY, T - 12, x, y, batch_size=B, init_state=first)
+    first = runner.run(KEY, T // 2, x, y, batch_size=B)
+    second = runner.run(KEY, T - T // 2, x, y, batch_size=B, init_state=first)
     assert second.num_steps == T
     np.testing.assert_allclose(
         jnp.concatenate([first.losses, second.losses], 1), full_run.losses, rtol=1e-6

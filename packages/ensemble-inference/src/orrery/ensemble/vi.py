@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,35 @@ def as_numpyro_optimizer(optimizer: Any) -> Any:
         "optimizer: expected a numpyro optimizer or an optax.GradientTransformation, "
         f"got {type(optimizer).__name__}"
     )
+
+
+def _is_autoguide(guide: Any) -> bool:
+    return hasattr(guide, "prototype_trace") and hasattr(guide, "_setup_prototype")
+
+
+def _prepare_guide(guide: Any, args: tuple, kwargs: dict) -> None:
+    """Let a numpyro autoguide build its prototype eagerly, outside every transformation.
+
+    Autoguides cache their prototype trace on first call; built inside ``jit``
+    or ``vmap`` it would store tracers on the guide object and break later calls.
+    """
+    if _is_autoguide(guide) and guide.prototype_trace is None:
+        from numpyro.handlers import seed, trace
+
+        trace(seed(guide, jr.PRNGKey(0))).get_trace(*args, **kwargs)
+
+
+def _member_init_guide(guide: Any) -> Any:
+    """A throw-away copy of an autoguide whose prototype is rebuilt from each member's key.
+
+    Otherwise every member would start from the one set of initial locations
+    cached on the shared guide.
+    """
+    if not _is_autoguide(guide):
+        return guide
+    fresh = copy.copy(guide)
+    fresh.prototype_trace = None
+    return fresh
 
 
 class EnsembleVI(eqx.Module):
@@ -109,7 +139,7 @@ class EnsembleVI(eqx.Module):
         """The member and replicated shardings, or ``None`` without ``devices``."""
         return resolve_shardings(self.devices, self.ensemble_size)
 
-    def svi(self) -> Any:
+    def svi(self, guide: Any = None) -> Any:
         """The single-member ``numpyro.infer.SVI`` that every member runs."""
         from numpyro.infer import SVI, Trace_ELBO
 
@@ -117,7 +147,8 @@ class EnsembleVI(eqx.Module):
             loss = Trace_ELBO(num_particles=self.num_particles)
         else:
             loss = TemperedELBO(self.kl_weight, num_particles=self.num_particles)
-        return SVI(self.model_fn, self.guide_fn, as_numpyro_optimizer(self.optimizer), loss)
+        guide = self.guide_fn if guide is None else guide
+        return SVI(self.model_fn, guide, as_numpyro_optimizer(self.optimizer), loss)
 
     def init(self, seed: PRNGKeyArray, *args: Any, **kwargs: Any) -> Any:
         """Initialise every member with ``SVI.init`` on its own key (``split(seed, E)``).
@@ -127,6 +158,7 @@ class EnsembleVI(eqx.Module):
         """
         shardings = self.shardings
         args, kwargs = put_replicated((args, kwargs), shardings)
+        _prepare_guide(self.guide_fn, args, kwargs)
         return _vi_init(self, as_key(seed), args, kwargs, shardings)
 
     def update(self, state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Float[Array, " E"]]:
@@ -135,6 +167,7 @@ class EnsembleVI(eqx.Module):
         Returns:
             ``(new_state, losses)`` with losses ``(E,)``.
         """
+        _prepare_guide(self.guide_fn, args, kwargs)
         new_state, losses, ok = _vi_update(self, state, args, kwargs)
         if self.on_nonfinite == "raise" and not isinstance(ok, jax.core.Tracer):
             _loop._raise_on_nonfinite(ok[:, None], 0)
@@ -146,6 +179,7 @@ class EnsembleVI(eqx.Module):
         The model arguments are needed (as for ``SVI.init``) to find each
         parameter's constraint.
         """
+        _prepare_guide(self.guide_fn, args, kwargs)
         return _vi_params(self, state, args, kwargs)
 
     def run(
@@ -194,6 +228,7 @@ class EnsembleVI(eqx.Module):
             )
         state = put_members(state, shardings)
         args, kwargs = put_replicated((args, kwargs), shardings)
+        _prepare_guide(self.guide_fn, args, kwargs)
 
         def run_chunk(st, step, length):
             return _vi_chunk(self, st, args, kwargs, length, shardings)
@@ -238,7 +273,7 @@ def _member_update(runner: EnsembleVI, svi: Any, state: Any, args, kwargs):
 
 @eqx.filter_jit
 def _vi_init(runner: EnsembleVI, key, args, kwargs, shardings):
-    svi = runner.svi()
+    svi = runner.svi(_member_init_guide(runner.guide_fn))
     keys = jr.split(key, runner.ensemble_size)
     state = jax.vmap(lambda k: svi.init(k, *args, **kwargs))(keys)
     return constrain_members(state, shardings)
