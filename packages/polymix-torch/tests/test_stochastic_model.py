@@ -146,3 +146,14 @@ def test_langevin_group_inside_stochastic_model():
     assert y.shape == (5, 4, 1)
     (y.sum() + model.distribution_loss()).backward()
     assert group.score_params.grad is not None
+
+
+@pytest.mark.gpu
+def test_model_and_summaries_on_cuda():
+    from orrery.polymix import predictive_summary
+
+    model = _mixed_model().to("cuda", torch.float64)
+    x = torch.randn(5, 2, device="cuda", dtype=torch.float64)
+    assert model(x, num_samples=3).device.type == "cuda"
+    assert model.distribution_loss().device.type == "cuda"
+    assert predictive_summary(model, x, num_samples=8, seed=0).mean.device.type == "cuda"
