@@ -160,6 +160,9 @@ def test_raise_mode_names_member_and_step(linear):
     state = _flag_member(strict.init(jax.random.PRNGKey(5)), 1)
     with pytest.raises(ValueDomainError, match="member 1 at step"):
         strict.run(KEY, 10, x, y, batch_size=B, init_state=state)
+    order = jnp.argsort(-y)  # a batch whose first target is positive poisons member 1
+    with pytest.raises(ValueDomainError, match="member 1"):
+        strict.update(state, x[order], y[order])
 
 
 def test_continue_from_bare_state_and_bad_state(runner, linear):

@@ -175,3 +175,18 @@ def test_optimizer_detection_and_validation():
         EnsembleVI(model, guide, numpyro_adam, kl_weight=-1.0)
     with pytest.raises(ConfigError, match="num_epochs"):
         EnsembleVI(model, guide, numpyro_adam, ensemble_size=2).run(KEY, 0, None, None)
+
+
+def test_autoguide_members_start_apart_and_guide_stays_reusable(linear):
+    from numpyro.infer.autoguide import AutoNormal
+
+    x, y = linear.data
+    auto = AutoNormal(model)
+    vi = EnsembleVI(model, auto, OPTAX_ADAM, ensemble_size=3)
+    state = vi.init(jax.random.key(0), x, y)  # a typed key works too
+    locs = vi.get_params(state, x, y)["w_auto_loc"]
+    assert locs.shape == (3, 2)
+    assert float(jnp.min(jnp.abs(locs[0] - locs[1]))) > 1e-3  # per-member initial values
+    # the shared guide holds no tracers: it can be traced again
+    state, losses = vi.update(state, x, y)
+    assert losses.shape == (3,) and bool(jnp.all(jnp.isfinite(losses)))
