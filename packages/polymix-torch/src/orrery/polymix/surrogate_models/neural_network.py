@@ -90,10 +90,8 @@ class NeuralNetwork(SurrogateModel):
             offset += n_in * n_out
             b = params[:, offset : offset + n_out].unsqueeze(1)
             offset += n_out
-            if h is None:  # shared x: one einsum instead of broadcasting x S times
-                h = torch.einsum("ni,sio->sno", x, w) + b
-            else:
-                h = torch.baddbmm(b, h, w)
+            # the first layer reads the shared x through a stride-0 batch view
+            h = torch.baddbmm(b, x.expand(s, -1, -1) if h is None else h, w)
             if k < last:
                 h = self.activation(h)
         assert h is not None
