@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -59,8 +59,8 @@ def _surrogate_config(s: sm.SurrogateModel) -> dict:
     if isinstance(s, sm.MixtureOfExperts):
         return {
             "class": name,
-            "experts": [_surrogate_config(e) for e in s.experts],
-            "gating": _surrogate_config(s.gating),
+            "experts": [_surrogate_config(cast(sm.SurrogateModel, e)) for e in s.experts],
+            "gating": _surrogate_config(cast(sm.SurrogateModel, s.gating)),
         }
     return {"class": name, "args": s._config()}
 
@@ -69,7 +69,8 @@ def _build_surrogate(cfg: Mapping[str, Any]) -> sm.SurrogateModel:
     cls = _SURROGATES[cfg["class"]]
     if cls is sm.MixtureOfExperts:
         return sm.MixtureOfExperts(
-            [_build_surrogate(e) for e in cfg["experts"]], _build_surrogate(cfg["gating"])
+            [_build_surrogate(e) for e in cfg["experts"]],
+            cast(sm.GatingNetwork, _build_surrogate(cfg["gating"])),
         )
     return cls._from_config(cfg["args"])  # type: ignore[attr-defined]
 
@@ -131,7 +132,7 @@ def save(
         raise ConfigError(f"model: expected a StochasticModel, got {type(model).__name__}")
     config = {
         "surrogate": _surrogate_config(model.surrogate),
-        "groups": [_group_config(g) for g in model.parameter_groups],
+        "groups": [_group_config(g) for g in model.groups],
     }
     arrays = {k: v.detach().to("cpu").numpy() for k, v in model.state_dict().items()}
     return save_artifact(

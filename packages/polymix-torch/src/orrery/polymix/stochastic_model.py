@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -63,6 +63,11 @@ class StochasticModel(nn.Module):
         self.parameter_groups = nn.ModuleList(groups)
 
     @property
+    def groups(self) -> list[ParameterGroup]:
+        """The parameter groups, in parameter order (a typed view of ``parameter_groups``)."""
+        return cast(list[ParameterGroup], list(self.parameter_groups))
+
+    @property
     def num_inputs(self) -> int:
         return self.surrogate.num_inputs
 
@@ -72,7 +77,7 @@ class StochasticModel(nn.Module):
 
     def num_params(self) -> int:
         """Total number of surrogate parameters managed by the groups."""
-        return sum(g.num_params for g in self.parameter_groups)
+        return sum(g.num_params for g in self.groups)
 
     def sample_parameters(self, num_samples: int = 1) -> torch.Tensor:
         """Draw from every group and concatenate.
@@ -84,11 +89,11 @@ class StochasticModel(nn.Module):
             ``(S, num_params())``.
         """
         s = check_samples(num_samples)
-        return torch.cat([g.sample_parameters(s) for g in self.parameter_groups], dim=-1)
+        return torch.cat([g.sample_parameters(s) for g in self.groups], dim=-1)
 
     def distribution_loss(self) -> torch.Tensor:
         """Sum of the groups' KL / cross-entropy terms."""
-        return torch.stack([g.distribution_loss() for g in self.parameter_groups]).sum()
+        return torch.stack([g.distribution_loss() for g in self.groups]).sum()
 
     def forward(self, x: Any, num_samples: int = 1) -> torch.Tensor:
         """Evaluate the surrogate under ``num_samples`` parameter draws.
@@ -109,7 +114,7 @@ class StochasticModel(nn.Module):
     def group_slices(self) -> dict[str, slice]:
         """Where each group's block sits in the concatenated parameter vector."""
         out, start = {}, 0
-        for g in self.parameter_groups:
+        for g in self.groups:
             out[g.name] = slice(start, start + g.num_params)
             start += g.num_params
         return out

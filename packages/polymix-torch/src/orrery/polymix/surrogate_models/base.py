@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from orrery.interface import check_positive_int
+
 from .._checks import check_inputs, check_params, check_same_dtype
 
 __all__ = ["SurrogateModel"]
@@ -28,8 +30,6 @@ class SurrogateModel(nn.Module):
 
     def __init__(self, num_inputs: int, num_outputs: int):
         super().__init__()
-        from orrery.interface import check_positive_int
-
         self.num_inputs = check_positive_int(num_inputs, "num_inputs")
         self.num_outputs = check_positive_int(num_outputs, "num_outputs")
 
