@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from . import datasets, transforms
+from . import datasets, plot, transforms
 from .cannon import Cannon, LabelInference
 from .data import LuxData, OutputData, ShiftScalePreprocessor
 from .lux import Lux, LuxModel
@@ -58,5 +58,6 @@ __all__ = [
     "__version__",
     "datasets",
     "optimize_iterative",
+    "plot",
     "transforms",
 ]

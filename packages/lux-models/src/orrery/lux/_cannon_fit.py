@@ -90,7 +90,8 @@ def fit_scatter(
     resid: Float[Array, "n p"],
     noise_var: Float[Array, "n p"],
     mask: Float[Array, "n p"],
-    n_iter: int = 30,
+    init: Float[Array, " p"] | None = None,
+    n_iter: int = 20,
 ) -> Float[Array, " p"]:
     """Per-pixel ``s²`` maximising ``-½ Σ_n [log(σ² + s²) + r² / (σ² + s²)]``.
 
@@ -99,32 +100,43 @@ def fit_scatter(
     Otherwise a Newton iteration kept inside a shrinking bracket finds the root.
     """
     r2 = resid * resid * mask
-    var = jnp.where(mask > 0, noise_var, 1.0)
+    # an infinite variance removes a masked entry from every sum below
+    var = jnp.where(mask > 0, noise_var, jnp.inf)
     hi0 = jnp.max(r2, axis=0) + 1e-30
 
     def grad_hess(u):
-        v = var + u[None, :]
-        g = jnp.sum(mask * (r2 - v) / v**2, axis=0)
-        h = jnp.sum(mask * (v - 2.0 * r2) / v**3, axis=0)
+        iv = 1.0 / (var + u[None, :])
+        a = r2 * iv * iv
+        g = jnp.sum(a - iv, axis=0)
+        h = jnp.sum(iv * iv - 2.0 * a * iv, axis=0)
         return g, h
 
     g0, _ = grad_hess(jnp.zeros_like(hi0))
     interior = g0 > 0
     n_eff = jnp.maximum(jnp.sum(mask, axis=0), 1.0)
-    moment = jnp.sum(r2 - mask * var, axis=0) / n_eff
+    moment = jnp.sum(r2 - mask * noise_var, axis=0) / n_eff
     u0 = jnp.clip(moment, 0.01 * hi0, 0.99 * hi0)
+    if init is not None:  # warm start from the previous alternation
+        u0 = jnp.where((init > 0) & (init < hi0), init, u0)
 
-    def body(_, carry):
-        u, lo, hi = carry
+    def body(carry):
+        it, u, lo, hi, _ = carry
         g, h = grad_hess(u)
         lo = jnp.where(g > 0, u, lo)
         hi = jnp.where(g > 0, hi, u)
         newton = u - g / jnp.where(h < 0, h, -jnp.inf)
         inside = (newton > lo) & (newton < hi) & jnp.isfinite(newton)
-        u = jnp.where(inside, newton, 0.5 * (lo + hi))
-        return u, lo, hi
+        u_new = jnp.where(inside, newton, 0.5 * (lo + hi))
+        step = jnp.max(jnp.where(interior, jnp.abs(u_new - u) / jnp.maximum(u_new, 1e-30), 0.0))
+        return it + 1, u_new, lo, hi, step
 
-    u, _, _ = jax.lax.fori_loop(0, n_iter, body, (u0, jnp.zeros_like(hi0), hi0))
+    def cond(carry):
+        it, _, _, _, step = carry
+        return (it < n_iter) & (step > 1e-4)
+
+    zero = jnp.zeros_like(hi0)
+    init_c = (jnp.asarray(0), u0, zero, hi0, jnp.asarray(jnp.inf, hi0.dtype))
+    _, u, _, _, _ = jax.lax.while_loop(cond, body, init_c)
     return jnp.where(interior, u, 0.0)
 
 
@@ -137,3 +149,57 @@ def residuals(features, coeffs, y, mask):
 def ml_scatter_unknown_noise(resid, mask):
     """Without measurement errors the maximum-likelihood ``s²`` is the masked mean of ``r²``."""
     return jnp.sum(resid**2, axis=0) / jnp.maximum(jnp.sum(mask, axis=0), 1.0)
+
+
+@partial(jax.jit, static_argnames=("reg_type", "known_noise", "fit_scatter_", "max_iter"))
+def fit_all(
+    features,
+    y,
+    mask,
+    noise_var,
+    base_w,
+    penalty,
+    allowed,
+    tol,
+    reg_type: str,
+    known_noise: bool,
+    fit_scatter_: bool,
+    max_iter: int,
+):
+    """The whole training loop in one compiled program.
+
+    Coefficients with the base weights, then up to ``max_iter`` rounds of
+    (scatter given θ, θ given the new weights) until the scatter's largest
+    relative change is below ``tol``.
+
+    Returns:
+        coefficients ``(p, k)``, ``s²`` ``(p,)`` and the number of rounds.
+    """
+    p, k = y.shape[1], features.shape[1]
+    zeros = jnp.zeros((p, k), y.dtype)
+    coeffs = solve_coefficients(features, base_w, y, penalty, allowed, zeros, reg_type=reg_type)
+    s2 = jnp.zeros(p, y.dtype)
+    if not fit_scatter_:
+        return coeffs, s2, jnp.asarray(0)
+
+    def body(state):
+        it, theta, s2_old, _ = state
+        resid = residuals(features, theta, y, mask)
+        if known_noise:
+            s2_new = fit_scatter(resid, noise_var, mask, s2_old)
+            w = mask / (noise_var + s2_new[None, :] + (1.0 - mask))
+        else:
+            s2_new = ml_scatter_unknown_noise(resid, mask)
+            w = mask / jnp.maximum(s2_new[None, :], 1e-30)
+        theta = solve_coefficients(features, w, y, penalty, allowed, theta, reg_type=reg_type)
+        s_old, s_new = jnp.sqrt(s2_old), jnp.sqrt(s2_new)
+        change = jnp.max(jnp.abs(s_new - s_old) / jnp.maximum(s_new, 1e-12))
+        return it + 1, theta, s2_new, change
+
+    def cond(state):
+        it, _, _, change = state
+        return (it < max_iter) & (change >= tol)
+
+    init = (jnp.asarray(0), coeffs, s2, jnp.asarray(jnp.inf, y.dtype))
+    it, coeffs, s2, _ = jax.lax.while_loop(cond, body, init)
+    return coeffs, s2, it

@@ -288,49 +288,39 @@ class Cannon(eqx.Module):
             allowed = ~cm
 
         dtype = jnp.result_type(float)
+        np_dtype = np.dtype(dtype)
         feats = poly_features(
-            jnp.asarray((labels - offset) / scale, dtype), self.poly_degree, self.include_bias
+            jnp.asarray(((labels - offset) / scale).astype(np_dtype)),
+            self.poly_degree,
+            self.include_bias,
         )
-        y = jnp.asarray(flux, dtype)
-        mask = jnp.asarray(good, dtype)
+        # convert on the host first: casting float64 -> float32 in numpy is much faster
+        y = jnp.asarray(flux.astype(np_dtype))
+        mask = jnp.asarray(good.astype(np_dtype))
         known_noise = output_ivar is not None
-        noise_var = jnp.asarray(np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0), dtype)
-        base_w = jnp.asarray(ivar, dtype) if known_noise else mask
+        with np.errstate(divide="ignore"):
+            noise_var = jnp.asarray(np.where(good, 1.0 / ivar, 0.0).astype(np_dtype))
+        base_w = jnp.asarray(ivar.astype(np_dtype)) if known_noise else mask
         penalty = np.full(self.n_features, float(regularization))
         if self.include_bias:
             penalty[0] = 0.0
         penalty = jnp.asarray(penalty, dtype)
         allowed_j = jnp.asarray(allowed)
 
-        coeffs = jnp.zeros((self.output_size, self.n_features), dtype)
-        s2 = jnp.zeros(self.output_size, dtype)
-        weights = base_w
-        for _ in range(max_iter if fit_scatter else 1):
-            coeffs = _fit.solve_coefficients(
-                feats, weights, y, penalty, allowed_j, coeffs, reg_type=regularization_type
-            )
-            if not fit_scatter:
-                break
-            resid = _fit.residuals(feats, coeffs, y, mask)
-            if known_noise:
-                s2_new = _fit.fit_scatter(resid, noise_var, mask)
-                weights = mask / (noise_var + s2_new[None, :] + (1.0 - mask))
-            else:
-                s2_new = _fit.ml_scatter_unknown_noise(resid, mask)
-                weights = mask / jnp.maximum(s2_new[None, :], 1e-30)
-            change = float(
-                jnp.max(
-                    jnp.abs(jnp.sqrt(s2_new) - jnp.sqrt(s2)) / jnp.maximum(jnp.sqrt(s2_new), 1e-12)
-                )
-            )
-            s2 = s2_new
-            if change < tol:
-                break
-        if fit_scatter:
-            # one last coefficient solve with the final weights keeps θ and s consistent
-            coeffs = _fit.solve_coefficients(
-                feats, weights, y, penalty, allowed_j, coeffs, reg_type=regularization_type
-            )
+        coeffs, s2, _ = _fit.fit_all(
+            feats,
+            y,
+            mask,
+            noise_var,
+            base_w,
+            penalty,
+            allowed_j,
+            float(tol),
+            reg_type=regularization_type,
+            known_noise=known_noise,
+            fit_scatter_=bool(fit_scatter),
+            max_iter=int(max_iter),
+        )
 
         return Cannon(
             self.label_size,
@@ -391,12 +381,15 @@ class Cannon(eqx.Module):
                 output_ivar = np.asarray(output_ivar)[None, :]
         flux, ivar, good = _clean_output(out_arr, output_ivar, self.output_size)
         dtype = jnp.result_type(float)
+        np_dtype = np.dtype(dtype)
         s2 = jnp.asarray(self.scatter, dtype) ** 2 if self.scatter is not None else 0.0
         if output_ivar is None:
-            weights = jnp.asarray(good, dtype) / (1.0 + s2)
+            weights = jnp.asarray(good.astype(np_dtype)) / (1.0 + s2)
         else:
-            var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
-            weights = jnp.asarray(good, dtype) / (jnp.asarray(var, dtype) + s2 + (1.0 - good))
+            with np.errstate(divide="ignore"):
+                var = np.where(good, 1.0 / ivar, np.inf).astype(np_dtype)
+            weights = 1.0 / (jnp.asarray(var) + s2)
+        flux = flux.astype(np_dtype)
         gram, x_lin, h, c, phi_ref = _infer.quadratic_summaries(
             jnp.asarray(self.coeffs, dtype),
             jnp.asarray(flux, dtype),
