@@ -78,3 +78,16 @@ def test_gaussian_prior_validation():
     prior = GaussianPrior(torch.zeros(2), covariance_matrix=torch.eye(2))
     with pytest.raises(ShapeError, match="event shape"):
         prior.distribution(torch.Size([3]), None, None)
+
+
+def test_prior_base_class_is_abstract_and_priors_are_shared_modules():
+    from orrery.polymix import IIDGaussianGroup, Prior
+
+    with pytest.raises(NotImplementedError):
+        Prior().distribution(torch.Size([2]))
+    shared = IIDGaussianPrior(0.0, 3.0)
+    a, b = IIDGaussianGroup("a", 2, prior=shared), IIDGaussianGroup("b", 4, prior=shared)
+    assert a.prior is b.prior
+    assert a.prior_distribution().event_shape == (2,) and b.prior_distribution().event_shape == (4,)
+    with pytest.raises(ShapeError, match="event_shape"):
+        shared.distribution(torch.Size([2, 2]))
