@@ -67,25 +67,32 @@ def make_single_fit(steps: int):
     return fit
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(first call incl. compile, best of ``repeats`` warm calls) in seconds."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    cold = time.perf_counter() - t0
-    warm = []
-    for _ in range(repeats):
+def timed(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Per candidate: (first call incl. compile, best warm call) in seconds.
+
+    Warm calls are interleaved across candidates so that load drift on a
+    shared machine hits all of them alike.
+    """
+    cold = {}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
-        warm.append(time.perf_counter() - t0)
-    return cold, min(warm)
+        cold[name] = time.perf_counter() - t0
+    warm = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            warm[name] = min(warm[name], time.perf_counter() - t0)
+    return {name: (cold[name], warm[name]) for name in fns}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 steps, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="200 steps, 2 repeats")
     args = parser.parse_args()
     steps = 200 if args.quick else 600
-    repeats = 1 if args.quick else 3
+    repeats = 2 if args.quick else 5
     x, y = data()
     keys = jax.random.split(jax.random.PRNGKey(0), E)
 
@@ -108,9 +115,8 @@ def main() -> None:
     def loop():
         return [single(k, x, y)[1] for k in keys]
 
-    ens_cold, ens_warm = timed(ensemble(E), repeats)
-    one_cold, one_warm = timed(ensemble(1), repeats)
-    loop_cold, loop_warm = timed(loop, repeats)
+    times = timed({"ensemble": ensemble(E), "one": ensemble(1), "loop": loop}, repeats)
+    (ens_cold, ens_warm), (one_cold, one_warm), (loop_cold, loop_warm) = times.values()
     final = ensemble(E)()[:, -1]
 
     print(

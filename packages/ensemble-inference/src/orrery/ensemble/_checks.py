@@ -30,7 +30,8 @@ def as_key(seed: Any, name: str = "seed") -> jax.Array:
             )
         return arr
     try:
-        return jax.random.PRNGKey(as_int_seed(seed))
+        plain: Any = seed
+        return jax.random.PRNGKey(as_int_seed(plain))
     except ConfigError as err:
         raise ConfigError(str(err).replace("seed:", f"{name}:", 1)) from None
 

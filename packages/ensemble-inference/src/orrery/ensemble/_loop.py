@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -79,6 +80,15 @@ def _raise_on_nonfinite(ok: Any, start_step: int) -> None:
         f"on_nonfinite='raise': non-finite loss or update ({detail}); "
         "use on_nonfinite='skip' to keep such members at their last finite state"
     )
+
+
+def raise_if_concrete_nonfinite(ok: Any) -> None:
+    """``update``'s check: raise for a concrete per-member flag; inside a trace nothing to check."""
+    try:
+        flags = np.asarray(ok)
+    except jax.errors.TracerArrayConversionError:
+        return
+    _raise_on_nonfinite(flags[:, None], 0)
 
 
 def previous_skips(init_state: Any, ensemble_size: int) -> Any:

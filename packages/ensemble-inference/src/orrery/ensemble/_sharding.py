@@ -8,7 +8,6 @@ through ``scan`` and ``vmap``) and with ``device_put`` at the boundary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -20,8 +19,6 @@ from orrery.interface import ConfigError
 
 MEMBER_AXIS = "ensemble"
 
-DevicesLike = None | str | Sequence[jax.Device]
-
 
 class MemberShardings(NamedTuple):
     """Hashable pair of shardings: split over members, and fully replicated."""
@@ -30,7 +27,7 @@ class MemberShardings(NamedTuple):
     replicated: NamedSharding
 
 
-def normalize_devices(devices: Any) -> str | tuple[jax.Device, ...] | None:
+def normalize_devices(devices: Any) -> str | tuple[Any, ...] | None:
     """Turn ``devices`` into ``None``, ``"all"`` or a (hashable) tuple of devices."""
     if devices is None:
         return None

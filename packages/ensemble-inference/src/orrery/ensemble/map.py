@@ -117,8 +117,8 @@ class EnsembleMAP(eqx.Module):
             ``(new_state, losses)`` with losses ``(E,)`` from before the update.
         """
         new_state, losses, ok = _update(self, state, x_batch, y_batch, scale)
-        if self.on_nonfinite == "raise" and not isinstance(ok, jax.core.Tracer):
-            _loop._raise_on_nonfinite(ok[:, None], 0)
+        if self.on_nonfinite == "raise":
+            _loop.raise_if_concrete_nonfinite(ok)
         return new_state, losses
 
     def run(

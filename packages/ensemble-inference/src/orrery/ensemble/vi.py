@@ -169,8 +169,8 @@ class EnsembleVI(eqx.Module):
         """
         _prepare_guide(self.guide_fn, args, kwargs)
         new_state, losses, ok = _vi_update(self, state, args, kwargs)
-        if self.on_nonfinite == "raise" and not isinstance(ok, jax.core.Tracer):
-            _loop._raise_on_nonfinite(ok[:, None], 0)
+        if self.on_nonfinite == "raise":
+            _loop.raise_if_concrete_nonfinite(ok)
         return new_state, losses
 
     def get_params(self, state: Any, *args: Any, **kwargs: Any) -> Any:
