@@ -13,6 +13,12 @@ methods, tried in this order:
 
 and optionally, for densities, ``log_prob_batch(observations, parameters (n, S, dim))
 -> (n, S)`` or ``log_prob(observation, parameters (S, dim)) -> (S,)``.
+
+Samples, densities and the true parameters handed to a diagnostic must live in the
+same coordinates: for ``ConditionalFlowPosterior`` that is its configured
+``parameter_space`` (what ``batch_sample_posterior`` and ``log_prob`` use), so map
+physical truths into that space first, or wrap the posterior in a small object
+whose ``sample_batch`` returns physical draws (and then omit ``log_prob``).
 """
 
 from __future__ import annotations

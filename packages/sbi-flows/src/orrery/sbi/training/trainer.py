@@ -274,10 +274,12 @@ class SBITrainer:
         )
         val_fn = val_loss_fn or loss_fn
         val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
+        # Validation runs in chunks of at least 1024 rows: usually one call, one compile.
+        eval_chunk = max(batch_size, _EVAL_CHUNK)
         evaluate = (
             _cached(
-                ("eval", static, val_fn, batch_size),
-                lambda: _make_evaluate(static, val_fn, batch_size),
+                ("eval", static, val_fn, eval_chunk),
+                lambda: _make_evaluate(static, val_fn, eval_chunk),
             )
             if has_val
             else None
@@ -435,6 +437,7 @@ class SBITrainer:
         return model_out, TrainingArtifacts(history, validation_metrics, metadata)
 
 
+_EVAL_CHUNK = 1024
 _JIT_CACHE: dict = {}
 _JIT_CACHE_SIZE = 16
 
