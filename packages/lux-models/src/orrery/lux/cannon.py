@@ -58,22 +58,42 @@ class LabelInference:
 
 
 def _clean_output(output, ivar, n_out, name="output"):
-    """Return float arrays (flux, ivar, mask) where bad pixels have flux 0 and weight 0."""
-    flux = np.asarray(output, dtype=float)
-    if ivar is None:
-        ivar_arr = np.ones_like(flux)
-    else:
-        ivar_arr = np.asarray(ivar, dtype=float)
-        if ivar_arr.shape != flux.shape:
-            raise ShapeError(
-                f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
-            )
-        if np.any(ivar_arr < 0):
-            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+    """Validate on the host, then mask on the device.
+
+    Returns device arrays ``(flux, ivar, mask)`` in the default float dtype, where
+    bad entries (NaN/inf flux or ivar, ivar <= 0) have flux 0, ivar 0, mask 0.
+    """
+    dtype = np.dtype(jnp.result_type(float))
+    flux = np.asarray(output, dtype=dtype)
     if flux.shape[-1] != n_out:
         raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
-    good = np.isfinite(flux) & np.isfinite(ivar_arr) & (ivar_arr > 0)
-    return np.where(good, flux, 0.0), np.where(good, ivar_arr, 0.0), good
+    if ivar is None:
+        return _mask_bad(jnp.asarray(flux), jnp.ones(flux.shape, dtype))
+    ivar_arr = np.asarray(ivar, dtype=dtype)
+    if ivar_arr.shape != flux.shape:
+        raise ShapeError(
+            f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
+        )
+    if np.any(ivar_arr < 0):
+        raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+    return _mask_bad(jnp.asarray(flux), jnp.asarray(ivar_arr))
+
+
+@jax.jit
+def _mask_bad(flux, ivar):
+    good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
+    return jnp.where(good, flux, 0.0), jnp.where(good, ivar, 0.0), good.astype(flux.dtype)
+
+
+@jax.jit
+def _noise_var(ivar, mask):
+    return jnp.where(mask > 0, 1.0 / jnp.where(mask > 0, ivar, 1.0), 0.0)
+
+
+@jax.jit
+def _test_weights(ivar, mask, s2):
+    var = jnp.where(mask > 0, 1.0 / jnp.where(mask > 0, ivar, 1.0), jnp.inf)
+    return 1.0 / (var + s2)
 
 
 class Cannon(eqx.Module):
@@ -294,13 +314,10 @@ class Cannon(eqx.Module):
             self.poly_degree,
             self.include_bias,
         )
-        # convert on the host first: casting float64 -> float32 in numpy is much faster
-        y = jnp.asarray(flux.astype(np_dtype))
-        mask = jnp.asarray(good.astype(np_dtype))
+        y, ivar_j, mask = flux, ivar, good
         known_noise = output_ivar is not None
-        with np.errstate(divide="ignore"):
-            noise_var = jnp.asarray(np.where(good, 1.0 / ivar, 0.0).astype(np_dtype))
-        base_w = jnp.asarray(ivar.astype(np_dtype)) if known_noise else mask
+        noise_var = _noise_var(ivar_j, mask)
+        base_w = ivar_j if known_noise else mask
         penalty = np.full(self.n_features, float(regularization))
         if self.include_bias:
             penalty[0] = 0.0
@@ -381,15 +398,11 @@ class Cannon(eqx.Module):
                 output_ivar = np.asarray(output_ivar)[None, :]
         flux, ivar, good = _clean_output(out_arr, output_ivar, self.output_size)
         dtype = jnp.result_type(float)
-        np_dtype = np.dtype(dtype)
         s2 = jnp.asarray(self.scatter, dtype) ** 2 if self.scatter is not None else 0.0
         if output_ivar is None:
-            weights = jnp.asarray(good.astype(np_dtype)) / (1.0 + s2)
+            weights = good / (1.0 + s2)
         else:
-            with np.errstate(divide="ignore"):
-                var = np.where(good, 1.0 / ivar, np.inf).astype(np_dtype)
-            weights = 1.0 / (jnp.asarray(var) + s2)
-        flux = flux.astype(np_dtype)
+            weights = _test_weights(ivar, good, s2)
         gram, x_lin, h, c, phi_ref = _infer.quadratic_summaries(
             jnp.asarray(self.coeffs, dtype),
             jnp.asarray(flux, dtype),

@@ -125,17 +125,17 @@ class OutputData(eqx.Module):
         )
 
     def preprocess(self) -> OutputData:
-        """A new OutputData in the preprocessed space (unchanged without a preprocessor)."""
+        """A new OutputData in the preprocessed space (a copy without a preprocessor)."""
         if self.preprocessor is None:
-            return self
+            return OutputData(self.data, self.err)
         p = self.preprocessor
         err = None if self.err is None else p.transform_err(self.err)
         return OutputData(p.transform(self.data), err, p)
 
     def unprocess(self) -> OutputData:
-        """Inverse of :meth:`preprocess`."""
+        """Inverse of :meth:`preprocess` (a copy without a preprocessor)."""
         if self.preprocessor is None:
-            return self
+            return OutputData(self.data, self.err)
         p = self.preprocessor
         err = None if self.err is None else p.inverse_transform_err(self.err)
         return OutputData(p.inverse_transform(self.data), err, p)
