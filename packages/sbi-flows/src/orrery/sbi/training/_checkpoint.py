@@ -10,6 +10,7 @@ marker is never considered.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -35,11 +36,12 @@ def resolve_backend(name: str) -> str:
     """Map ``"auto"`` to ``"orbax"`` when orbax is importable, else ``"equinox"``."""
     check_choice(name, CHECKPOINT_BACKENDS, "checkpoint_backend")
     if name == "auto":
+        # find_spec does not import orbax (slow); the import happens on first use.
         try:
-            import orbax.checkpoint  # noqa: F401
+            found = importlib.util.find_spec("orbax.checkpoint") is not None
         except ImportError:
-            return "equinox"
-        return "orbax"
+            found = False
+        return "orbax" if found else "equinox"
     if name == "orbax":
         _orbax()
     return name
