@@ -65,8 +65,8 @@ bench: sync ## Run every package's benchmarks (ratios against in-run baselines)
 docs: ensure-uv ## Build the documentation site strictly into site/
 	NO_MKDOCS_2_WARNING=1 $(UV) run --locked --all-packages --all-extras --group docs mkdocs build --strict
 
-demo: sync ## Run the example pipeline end to end
-	$(UV) run --locked python docs/examples/quickstart.py
+demo: sync ## Run the stellar pipeline end to end (report + plots in demo-output/)
+	$(UV) run --locked python docs/examples/stellar_pipeline.py $(DEMO_ARGS)
 
 bump: ensure-uv ## Bump a version: make bump PKG=<dist> PART=patch|minor|major
 	@test -n "$(PKG)" || { echo "usage: make bump PKG=<dist> PART=patch|minor|major"; exit 2; }
