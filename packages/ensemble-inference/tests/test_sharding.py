@@ -44,6 +44,10 @@ _SCRIPT = textwrap.dedent(
     check(res4.params, res1.params)
     check(res4.state.opt_state, res1.state.opt_state)
     check(res4.losses, res1.losses)
+    from orrery.ensemble import ensemble_predict
+    predict = lambda p, xn: xn @ p["w"]
+    check(ensemble_predict(res4.params, predict, x, devices="all"),
+          ensemble_predict(res1.params, predict, x))
 
     def model(x, y=None):
         w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))

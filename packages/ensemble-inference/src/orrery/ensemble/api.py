@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from orrery.interface import ShapeError
 
+from ._sharding import put_members, put_replicated, resolve_shardings
 from .map import EnsembleMAP
 from .primitives import LogJoint
 from .state import EnsembleResult
@@ -144,7 +146,11 @@ def ensemble_vi(
 
 
 def ensemble_predict(
-    params_stacked: PyTree, predict_fn: Callable[[PyTree, Any], Array], x_new: Any
+    params_stacked: PyTree,
+    predict_fn: Callable[[PyTree, Any], Array],
+    x_new: Any,
+    *,
+    devices: Any = None,
 ) -> Array:
     """Evaluate ``predict_fn(params, x_new)`` for every member.
 
@@ -156,8 +162,20 @@ def ensemble_predict(
         params_stacked: parameters from a fit, array leaves ``(E, ...)``.
         predict_fn: ``(params, x) -> prediction`` for one member.
         x_new: inputs shared by all members.
+        devices: ``None``, ``"all"`` or devices to split the members over (the
+            member count must be a multiple of the device count); ``x_new`` is
+            replicated and the predictions come back split over members.
 
     Returns:
         Predictions stacked on a leading ``(E,)`` axis.
     """
+    if devices is not None:
+        sizes = {a.shape[0] for a in jax.tree.leaves(params_stacked) if eqx.is_array(a) and a.ndim}
+        if len(sizes) != 1:
+            raise ShapeError(
+                f"params_stacked: expected one leading member axis, got sizes {sorted(sizes)}"
+            )
+        shardings = resolve_shardings(devices, sizes.pop())
+        params_stacked = put_members(params_stacked, shardings)
+        x_new = put_replicated(x_new, shardings)
     return eqx.filter_vmap(predict_fn, in_axes=(eqx.if_array(0), None))(params_stacked, x_new)
