@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--n-stars", type=int, default=2000)
     ap.add_argument("--n-pixels", type=int, default=8575)
     ap.add_argument("--baseline-pixels", type=int, default=200)
-    ap.add_argument("--baseline-stars", type=int, default=30)
+    ap.add_argument("--baseline-stars", type=int, default=100)
     ap.add_argument("--n-starts", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -74,6 +74,7 @@ def test_site_names(truth):
 
 
 def test_optimize_reconstructs_linear_data_default_optimizer(model, truth):
+    # regression: upstream's default numpyro.optim.Adam() has no step size and crashes
     _z, _a, _b, y = truth
     data = LuxData(flux=OutputData(y, err=0.05))
     params, res = model.optimize(data, num_steps=2000, rng_key=jax.random.key(0))
@@ -110,6 +111,15 @@ def test_optimize_guide_class_and_fixed_pars(model, truth):
     np.testing.assert_array_equal(params["flux"]["data"]["A"], a.astype(np.float32))
     # latents found with the true output map held fixed
     assert float(jnp.sqrt(jnp.mean((params["latents"] - z) ** 2))) < 0.1
+
+
+def test_optimize_uses_a_guide_instance_as_is(model, truth):
+    _, _, _, y = truth
+    data = LuxData(flux=OutputData(y, err=0.05))
+    guide = AutoNormal(model.default_numpyro_model)
+    params, res = model.optimize(data, 5, jax.random.key(3), guide=guide)
+    assert "latents_auto_loc" in res.params  # the instance's own parameter names
+    assert params["latents"].shape == (N, L)
 
 
 def test_pack_unpack_numpyro_pars_round_trip():
