@@ -152,3 +152,22 @@ def test_non_linear_block_cannot_use_least_squares():
         )
     with pytest.raises(ConfigError, match="unknown parameter group"):
         optimize_iterative(m, LuxData(x=np.zeros((3, 1))), blocks=["nope"], progress=False)
+
+
+def test_cannon_sequence_output_block_is_solved_exactly():
+    """A PolyFeature -> Linear output is linear in A: one exact solve matches the Cannon."""
+    from orrery.lux import Cannon
+    from orrery.lux.datasets import synthetic_survey
+
+    s = synthetic_survey(60, 8, seed=0)
+    c = Cannon(3, 8).fit(s.labels, s.spectra, s.ivar, fit_scatter=False)
+    m = Lux(3)
+    m.register_output("flux", c.to_transform_sequence())
+    data = LuxData(flux=OutputData(s.spectra, err=1 / np.sqrt(s.ivar)))
+    fixed = {"latents": c.scale_labels(s.labels)}
+    res = optimize_iterative(
+        m, data, blocks=["flux"], fixed_pars=fixed, max_cycles=2, progress=False
+    )
+    a = res.params["flux"]["data"][1]["A"]
+    # the unit-Normal prior is a ridge of 1 against weights ~1e4: negligible
+    np.testing.assert_allclose(a, c.coeffs, atol=2e-3)

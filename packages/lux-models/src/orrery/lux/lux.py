@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -19,7 +18,7 @@ from numpyro.infer.autoguide import AutoDelta, AutoGuide
 from orrery.interface import ConfigError, ShapeError
 
 from .data import LuxData, OutputData
-from .transforms import AbstractTransform, TransformSequence, check_output_shape
+from .transforms import AbstractTransform, check_output_shape
 
 __all__ = ["Lux", "LuxModel", "as_lux_data"]
 
@@ -403,6 +402,3 @@ class LuxModel(Lux):
     def __init__(self, *args: Any, **kwargs: Any):
         warnings.warn("LuxModel is deprecated; use Lux", DeprecationWarning, stacklevel=2)
         super().__init__(*args, **kwargs)
-
-
-_ = (jax, TransformSequence)

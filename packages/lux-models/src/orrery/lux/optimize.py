@@ -29,7 +29,12 @@ from orrery.interface import ConfigError, check_positive_int
 
 from ._cannon_fit import normal_equations
 from .lux import Lux, _latents_prior, as_lux_data
-from .transforms import _affine_transform, _linear_transform, _offset_transform
+from .transforms import (
+    TransformSequence,
+    _affine_transform,
+    _linear_transform,
+    _offset_transform,
+)
 
 __all__ = ["IterativeOptimizationResult", "ParameterBlock", "optimize_iterative"]
 
@@ -78,6 +83,31 @@ class IterativeOptimizationResult:
 
 def _is_linear(t) -> bool:
     return getattr(t, "transform", None) in _LINEAR_FUNCS
+
+
+def _linear_head(t):
+    """``(prefix, head, name_prefix)`` when ``t`` is linear in its parameters, else None.
+
+    A single Linear/Affine/Offset transform is its own head; a sequence whose
+    last element is Linear/Affine and whose earlier elements have no parameters
+    (e.g. the Cannon's PolyFeature -> Linear) is linear in the head's parameters
+    with the earlier transforms as a fixed feature map.
+    """
+    if _is_linear(t):
+        return (lambda z: z), t, ""
+    if isinstance(t, TransformSequence):
+        *pre, head = t.transforms
+        if getattr(head, "transform", None) in (_linear_transform, _affine_transform) and not any(
+            p.param_names() for p in pre
+        ):
+
+            def prefix(z):
+                for p in pre:
+                    z = p.apply(z)
+                return z
+
+            return prefix, head, f"{len(pre)}:"
+    return None
 
 
 # ---------------------------------------------------------------- exact kernels
@@ -157,30 +187,32 @@ class _State:
 
 def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
     dt, _ = state.model.outputs[name]
+    prefix, head, pre = _linear_head(dt)
     y, w = state.output_arrays(name, flat)
-    z = flat["latents"]
-    free = [p for p in dt.param_names() if f"{name}:{p}" not in state.fixed]
+    z = prefix(flat["latents"])
+    key = lambda p: f"{name}:{pre}{p}"
+    free = [p for p in head.param_names() if key(p) not in state.fixed]
     if not free:
         return flat
     priors = dt.get_expanded_priors(state.model.latent_size, state.n)
-    size = dt.output_size
-    if dt.transform is _offset_transform:
+    size = head.output_size
+    if head.transform is _offset_transform:
         target = y - z
     elif "A" not in free:
-        target = y - z @ flat[f"{name}:A"].T
-    elif dt.transform is _affine_transform and "b" not in free:
-        target = y - flat[f"{name}:b"][None, :]
+        target = y - z @ flat[key("A")].T
+    elif head.transform is _affine_transform and "b" not in free:
+        target = y - flat[key("b")][None, :]
     else:
         target = y
     cols, ridges, means = [], [], []
     if "A" in free:
         cols.append(z)
-        r, m = _normal_ridge(priors["A"], (size, z.shape[1]))
+        r, m = _normal_ridge(priors[f"{pre}A"], (size, z.shape[1]))
         ridges.append(r)
         means.append(m)
     if "b" in free:
         cols.append(jnp.ones((z.shape[0], 1), z.dtype))
-        r, m = _normal_ridge(priors["b"], (size,))
+        r, m = _normal_ridge(priors[f"{pre}b"], (size,))
         ridges.append(r[:, None])
         means.append(m[:, None])
     theta = _solve_rows(
@@ -193,10 +225,10 @@ def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
     new = dict(flat)
     k = 0
     if "A" in free:
-        new[f"{name}:A"] = theta[:, : z.shape[1]]
+        new[key("A")] = theta[:, : z.shape[1]]
         k = z.shape[1]
     if "b" in free:
-        new[f"{name}:b"] = theta[:, k]
+        new[key("b")] = theta[:, k]
     return new
 
 
@@ -260,7 +292,7 @@ def _linear_ok(model: Lux, params: str) -> bool:
     if params == "latents":
         return all(_is_linear(dt) for dt, _ in model.outputs.values())
     name, _, part = params.partition(":")
-    return (part or "data") == "data" and _is_linear(model.outputs[name][0])
+    return (part or "data") == "data" and _linear_head(model.outputs[name][0]) is not None
 
 
 def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
