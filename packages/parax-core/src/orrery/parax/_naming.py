@@ -146,10 +146,12 @@ def unknown_names_error(
     unknown: list[str], known: list[str], what: str = "parameter"
 ) -> ConfigError:
     hints = []
-    for u in unknown:
+    for u in unknown[:10]:
         m = close_matches(u, known)
         hints.append(f"{u!r}" + (f" (did you mean {', '.join(map(repr, m))}?)" if m else ""))
-    return ConfigError(f"unknown {what} name(s): {', '.join(hints)}; known: {known[:20]}")
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    shown = f"{known[:20]}" + (f" ... ({len(known)} in all)" if len(known) > 20 else "")
+    return ConfigError(f"unknown {what} name(s): {', '.join(hints)}{more}; known: {shown}")
 
 
 def named_submodules(root: Any) -> list[tuple[str, tuple, Any]]:

@@ -28,12 +28,43 @@ def is_concrete(x: Any) -> bool:
 def fast_set(obj: Any, **changes: Any) -> Any:
     """Copy an equinox module with some fields replaced, skipping `__init__` and converters."""
     new = object.__new__(type(obj))
-    for k, v in obj.__dict__.items():
-        object.__setattr__(new, k, v)
-    for k, v in changes.items():
-        object.__setattr__(new, k, v)
+    d = object.__getattribute__(new, "__dict__")
+    d.update(object.__getattribute__(obj, "__dict__"))
+    d.update(changes)
     return new
 
 
 def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
+
+
+def plain_method_names(cls: type) -> frozenset[str]:
+    """Names of the plain functions defined on `cls` (not dunder)."""
+    return frozenset(
+        k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")
+    ) | frozenset(
+        k for k, v in vars(cls).items() if isinstance(v, (classmethod, staticmethod, property))
+    )
+
+
+def fast_getattribute(self: Any, name: str) -> Any:
+    """`__getattribute__` for equinox modules: fields straight from `__dict__`.
+
+    equinox's own hook wraps bound methods in pytree `BoundMethod`s and costs a few
+    microseconds per access, which adds up over thousands of parameters.
+    """
+    d = object.__getattribute__(self, "__dict__")
+    if name in d:
+        return d[name]
+    if name.startswith("__"):
+        return object.__getattribute__(self, name)
+    return _EQX_GETATTRIBUTE(self, name)
+
+
+def _eqx_getattribute():
+    import equinox as eqx
+
+    return eqx.Module.__getattribute__
+
+
+_EQX_GETATTRIBUTE = _eqx_getattribute()

@@ -9,6 +9,8 @@ from distreqx.bijectors import AbstractBijector
 from distreqx.distributions import AbstractDistribution
 from jaxtyping import Array
 
+from ._util import fast_getattribute
+
 __all__ = ["ParameterMetadata"]
 
 
@@ -48,3 +50,5 @@ class ParameterMetadata(eqx.Module):
     bounds: Array | None = None
     scale: float = eqx.field(default=1.0, static=True, converter=float)
     info: dict = eqx.field(default_factory=Info, static=True, converter=Info)
+
+    __getattribute__ = fast_getattribute

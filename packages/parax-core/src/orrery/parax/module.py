@@ -21,10 +21,10 @@ import numpy as np
 
 from orrery.interface import ShapeError
 
-from . import _groups, _modtools
+from . import _batch, _groups, _modtools
 from ._field import field
 from ._naming import ParamIndex, is_module, unknown_names_error
-from ._util import fast_set
+from ._util import fast_set, plain_method_names
 from .parameter import Parameter, flat_element
 
 __all__ = ["Module", "to_parameter"]
@@ -88,6 +88,17 @@ class Module(eqx.Module):
 
     _parax_module: ClassVar[bool] = True
     __parax_transparent__: ClassVar[bool] = False
+
+    def __getattribute__(self, name: str) -> Any:
+        # equinox wraps every bound method in a pytree `BoundMethod`, which flattens the
+        # whole module on each access; parax's own API methods skip that (they are not
+        # meant to be passed through jit as pytrees), keeping big modules fast.
+        d = object.__getattribute__(self, "__dict__")
+        if name in d:  # dataclass fields: plain attribute lookup
+            return d[name]
+        if name in _DIRECT_METHODS or name.startswith("__"):
+            return object.__getattribute__(self, name)
+        return eqx.Module.__getattribute__(self, name)
 
     def __init_subclass__(cls, transparent: bool | None = None, **kwargs: Any):
         _inject_converters(cls)
@@ -508,6 +519,9 @@ class Module(eqx.Module):
         return draws_from(self, key=key, num_samples=num_samples, **kwargs)
 
 
+_DIRECT_METHODS = plain_method_names(Module) - {"__call__"}
+
+
 def _value_of(p: Parameter, scaled: bool, latent: bool) -> jax.Array:
     if latent:
         return p.latent
@@ -525,19 +539,13 @@ def _from_array(idx: ParamIndex, eligible: list[int], arr: Any, latent: bool) ->
             f"params: expected a 1-D array of {total} flat values "
             f"(one per selected flat parameter), got shape {shape}"
         )
-    concrete = not isinstance(arr, jax.core.Tracer)
-    if concrete:
-        arr = np.asarray(arr)
-        dtype = np.result_type(np.asarray(arr).dtype, np.float32)
-        arr = arr.astype(jnp.result_type(dtype) if arr.dtype.kind in "iub" else arr.dtype)
+    if _batch.concrete([arr]) and len(params) >= _batch.BATCH_THRESHOLD:
+        return dict(zip(eligible, _batch.set_values(params, np.asarray(arr), latent), strict=True))
     out = {}
     start = 0
     for k, p, size in zip(eligible, params, sizes, strict=True):
-        piece = arr[start : start + size].reshape(p.shape)
+        out[k] = p.with_value(jnp.reshape(arr[start : start + size], p.shape), latent=latent)
         start += size
-        if concrete:
-            piece = jnp.asarray(piece, dtype=p.latent.dtype)
-        out[k] = p.with_value(piece, latent=latent)
     return out
 
 
@@ -547,11 +555,14 @@ def _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) 
     flat_updates: dict[int, dict[int, Any]] = {}
     unknown = []
     flat_map = None
+    plain: dict[int, Any] = {}
     for key, val in updates.items():
         k = name_to_k.get(key)
         if k is not None:
-            p = idx.leaves[idx.positions[k]]
-            out[k] = val if isinstance(val, Parameter) else p.with_value(val, latent=latent)
+            if isinstance(val, Parameter):
+                out[k] = val
+            else:
+                plain[k] = val
             continue
         if flat_map is None:
             flat_map = {
@@ -566,6 +577,16 @@ def _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) 
             unknown.append(key)
     if unknown and check_unknown:
         raise unknown_names_error(unknown, idx.names)
+    if plain:
+        ks = list(plain)
+        params = [idx.leaves[idx.positions[k]] for k in ks]
+        values = list(plain.values())
+        if len(ks) >= _batch.BATCH_THRESHOLD and _batch.concrete(values):
+            flat = _batch.ravel_values(params, values)
+            out.update(zip(ks, _batch.set_values(params, flat, latent), strict=True))
+        else:
+            for k, p, v in zip(ks, params, values, strict=True):
+                out[k] = p.with_value(v, latent=latent)
     for k, elems in flat_updates.items():
         p = out.get(k, idx.leaves[idx.positions[k]])
         cur = jnp.ravel(p.latent if latent else p.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from jaxtyping import Array
 
 from orrery.interface import ConfigError, ValueDomainError, close_matches
 
-from ._util import as_float_array, fast_set, is_concrete
+from ._util import as_float_array, fast_set, is_concrete, plain_method_names
 from .metadata import Info, ParameterMetadata
 
 __all__ = ["Parameter"]
@@ -160,6 +161,15 @@ class Parameter(eqx.Module):
         self.fixed = bool(fixed)
         self.metadata = meta
 
+    def __getattribute__(self, name: str):
+        # Skip equinox's per-access `BoundMethod` pytree wrapping for our own methods.
+        d = object.__getattribute__(self, "__dict__")
+        if name in d:  # dataclass fields: plain attribute lookup
+            return d[name]
+        if name in _DIRECT_METHODS or name.startswith("__"):
+            return object.__getattribute__(self, name)
+        return eqx.Module.__getattribute__(self, name)
+
     # -- properties -----------------------------------------------------------------------
     @property
     def value(self) -> Array:
@@ -206,11 +216,11 @@ class Parameter(eqx.Module):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(jnp.shape(self.latent))
+        return tuple(self.latent.shape)
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=int))
+        return math.prod(self.latent.shape)
 
     # -- array behaviour ----------------------------------------------------------------------
     def __jax_array__(self, dtype=None) -> Array:
@@ -392,6 +402,9 @@ class Parameter(eqx.Module):
             if key in d:
                 kwargs[key] = rebuild_plain(d[key])
         return cls(d.get("value"), fixed=d.get("fixed", False), **kwargs)
+
+
+_DIRECT_METHODS = plain_method_names(Parameter)
 
 
 def _check_names(name: Any, shape: tuple[int, ...]) -> None:
