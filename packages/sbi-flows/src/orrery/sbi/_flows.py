@@ -18,6 +18,8 @@ import jax.scipy.stats as jstats
 from flowjax.bijections import (
     AbstractBijection,
     BlockAutoregressiveNetwork,
+    Chain,
+    Coupling,
     Invert,
     NumericalInverse,
     Permute,
@@ -32,7 +34,7 @@ from flowjax.distributions import (
     StudentT,
     Transformed,
 )
-from flowjax.flows import coupling_flow, masked_autoregressive_flow
+from flowjax.flows import _affine_with_min_scale, masked_autoregressive_flow
 from jaxtyping import PRNGKeyArray
 
 from orrery.interface import ConfigError, check_choice
@@ -157,9 +159,40 @@ def _bisection_inverter(steps: int, min_slope: float):
 def _permute(bijection, dim, key):
     if dim == 1:
         return bijection
-    from flowjax.bijections import Chain
-
     return Chain([bijection, Permute(jr.permutation(key, jnp.arange(dim)))]).merge_chains()
+
+
+def _coupling_flow(key, base, transformer, *, dim, cond_dim, layers, width, depth):
+    """Coupling layers whose permutations swap the halves, so every coordinate is
+    transformed at least every second layer.
+
+    flowjax's ``coupling_flow`` permutes at random, which with few layers can leave
+    a coordinate untransformed (then it keeps the base distribution and ignores the
+    observation). Here the transformed half of one layer becomes (shuffled) the
+    conditioning half of the next.
+    """
+    kept = dim // 2
+
+    def make_layer(k):
+        k_layer, k_a, k_b = jr.split(k, 3)
+        coupling = Coupling(
+            k_layer,
+            transformer=transformer,
+            untransformed_dim=kept,
+            dim=dim,
+            cond_dim=cond_dim,
+            nn_width=width,
+            nn_depth=depth,
+        )
+        if dim == 1:
+            return coupling
+        perm = jnp.concatenate(
+            [jr.permutation(k_a, jnp.arange(kept, dim)), jr.permutation(k_b, jnp.arange(kept))]
+        )
+        return Chain([coupling, Permute(perm)]).merge_chains()
+
+    stacked = eqx.filter_vmap(make_layer)(jr.split(key, layers))
+    return Transformed(base, Invert(Scan(stacked)))
 
 
 def _neural_autoregressive_flow(
@@ -216,7 +249,8 @@ def build_flow(
 
     Families:
         ``"spline"``: coupling layers with ``RationalQuadraticSpline(knots=num_spline_bins,
-        interval=spline_bound)`` (identity outside the interval).
+        interval=spline_bound)`` (identity outside the interval); the halves swap
+        between layers so every coordinate is transformed.
         ``"affine"``: affine coupling layers (RealNVP-style).
         ``"autoregressive"``: masked autoregressive affine layers whose MADE network
         has ``autoregressive_transform_units * dim`` hidden units per layer.
@@ -234,16 +268,17 @@ def build_flow(
         transformer = (
             RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound)
             if flow_family == "spline"
-            else None
+            else _affine_with_min_scale()
         )
-        return coupling_flow(
+        return _coupling_flow(
             key,
-            base_dist=base,
-            transformer=transformer,
+            base,
+            transformer,
+            dim=dim,
             cond_dim=cond_dim,
-            flow_layers=num_layers,
-            nn_width=hidden_dim,
-            nn_depth=depth,
+            layers=num_layers,
+            width=hidden_dim,
+            depth=depth,
         )
     if flow_family == "autoregressive":
         return masked_autoregressive_flow(
