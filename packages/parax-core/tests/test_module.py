@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from distreqx.distributions import MultivariateNormalDiag, Normal, Uniform
 
-from orrery.interface import ConfigError, ShapeError
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
 from orrery.parax import Module, Parameter, ParameterGroup, field
 from orrery.parax import parameters as pp
 from orrery.parax.bijectors import Exp
@@ -247,3 +247,22 @@ def test_with_defaults_and_merged():
     fit_b = base.with_free_params_only("b").with_params({"b": 20.0})
     merged = base.merged([fit_a, fit_b])
     assert merged.param_values() == [10.0, 20.0]
+
+
+class Many(Module):
+    params: list
+
+
+def test_large_modules_use_one_batched_update():
+    n = 80  # above the batching threshold
+    ps = [Parameter(1.0 + i, transform=Exp() if i % 2 else None, name=f"p{i}") for i in range(n)]
+    m = Many(ps)
+    values = np.linspace(0.5, 2.0, n)
+    out = m.with_params(values)
+    np.testing.assert_allclose(out.flat_param_values(), values, rtol=1e-6)
+    np.testing.assert_allclose(out.params[1].latent, np.log(values[1]), rtol=1e-6)
+    as_dict = {f"params_p{i}": float(v) for i, v in enumerate(values)}
+    np.testing.assert_allclose(m.with_params(as_dict).flat_param_values(), values, rtol=1e-6)
+    values[3] = -1.0  # outside the domain of Exp
+    with pytest.raises(ValueDomainError, match="p3"):
+        m.with_params(values)
