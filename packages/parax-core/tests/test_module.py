@@ -266,3 +266,17 @@ def test_large_modules_use_one_batched_update():
     values[3] = -1.0  # outside the domain of Exp
     with pytest.raises(ValueDomainError, match="p3"):
         m.with_params(values)
+
+
+def test_duplicate_flat_names_raise_and_with_modules_alias():
+    class Two(Module):
+        v: Parameter
+        w: Parameter
+
+    m = Two(Parameter([1.0, 2.0], name="x"), Parameter(3.0, name="x_1"))
+    assert m.param_names() == ["x", "x_1"]
+    with pytest.raises(ValueError, match="x_1"):
+        m.flat_param_names()
+    base = Lin(1.0, 2.0)
+    other = base.with_free_params_only("a").with_params({"a": 4.0})
+    assert base.with_modules(other).param_values() == [4.0, 2.0]

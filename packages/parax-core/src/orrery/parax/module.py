@@ -149,15 +149,23 @@ class Module(eqx.Module):
     ):
         """Yield ``(name, Parameter)`` pairs in flattening order (flat ones if `flatten`)."""
         idx = self._index()
-        for k in self._select(
-            idx, param_filter, include_fixed=include_fixed, submodules=submodules
-        ):
+        ks = self._select(idx, param_filter, include_fixed=include_fixed, submodules=submodules)
+        if not flatten:
+            for k in ks:
+                yield idx.names[k], idx.leaves[idx.positions[k]]
+            return
+        items = []
+        for k in ks:
             p = idx.leaves[idx.positions[k]]
-            if not flatten or p.shape == ():
-                yield idx.names[k], p
+            if p.shape == ():
+                items.append((idx.names[k], p))
             else:
-                for i, n in enumerate(idx.flat_names(k)):
-                    yield n, flat_element(p, i, n)
+                items.extend((n, flat_element(p, i, n)) for i, n in enumerate(idx.flat_names(k)))
+        names = [n for n, _ in items]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"duplicate flattened parameter names {dup}; rename the parameters")
+        yield from items
 
     def children(self) -> list[Module]:
         """The immediate parax submodules."""
@@ -441,6 +449,10 @@ class Module(eqx.Module):
 
     def merged(self, modules: Any):
         """Take the free parameters and explicit groups of other module(s) into this one."""
+        return _modtools.merged(self, modules)
+
+    def with_modules(self, modules: Any):
+        """Alias of `merged`."""
         return _modtools.merged(self, modules)
 
     def with_fields(self, *args: Mapping[str, Any], **kwargs: Any):
