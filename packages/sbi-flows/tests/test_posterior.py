@@ -378,3 +378,68 @@ def test_duck_typed_reader_works_with_fit():
         [ObservationBlock("auxiliary", obs["photometry"][0], name="photometry")], 20
     )
     assert np.all((draws.samples >= 0) & (draws.samples <= 1))
+
+
+# ---------------------------------------------------------------- accuracy (sbibm gaussian_linear)
+GL_DIM = 3  # the task at a smaller size; benchmarks/gaussian_linear.py runs the 10-D task
+
+
+def gaussian_linear(n, seed, dim=GL_DIM):
+    """sbibm's gaussian_linear: prior N(0, 0.1 I), likelihood N(theta, 0.1 I)."""
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(0, np.sqrt(0.1), size=(n, dim))
+    return theta, theta + rng.normal(0, np.sqrt(0.1), size=(n, dim))
+
+
+@pytest.fixture(scope="module")
+def gaussian_linear_posterior():
+    theta, x = gaussian_linear(2_000, seed=0)
+    post = ConditionalFlowPosterior(
+        GL_DIM,
+        embedding_dim=32,
+        hidden_dim=32,
+        num_coupling_layers=3,
+        conditioner_depth=1,
+        photometry_embedding_dim=32,
+        parameter_space="physical",
+        learning_rate=2e-3,
+        batch_size=64,
+        num_epochs=10,
+        stable_inverse_forward_max_abs_error_threshold=None,
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+        stable_cube_edge_hit_rate_threshold=None,
+    )
+    post.fit(SimulationDataset.from_arrays(theta, x, seed=0))
+    return post
+
+
+def test_gaussian_linear_posterior_matches_the_closed_form(gaussian_linear_posterior):
+    # Exact posterior N(x / 2, 0.05 I): KL from the Gaussian fitted to the draws.
+    _, x_obs = gaussian_linear(2, seed=123)
+    for i, xo in enumerate(x_obs):
+        block = [ObservationBlock("auxiliary", xo)]
+        draws = gaussian_linear_posterior.sample_posterior(block, 4_000, seed=i).to_physical()
+        mean, cov = draws.mean(0), np.cov(draws.T)
+        diff = mean - xo / 2
+        kl = 0.5 * (
+            np.trace(cov) / 0.05
+            + diff @ diff / 0.05
+            - GL_DIM
+            - np.linalg.slogdet(cov)[1]
+            + GL_DIM * np.log(0.05)
+        )
+        assert kl < 0.15, (i, kl)
+        np.testing.assert_allclose(mean, xo / 2, atol=0.06)
+
+
+@pytest.mark.slow
+def test_gaussian_linear_c2st_small(gaussian_linear_posterior):
+    # sbibm's C2ST (slow: its MLP classifier trains up to 10^4 iterations per fold).
+    from orrery.sbi.diagnostics import c2st
+
+    _, x_obs = gaussian_linear(1, seed=123)
+    draws = gaussian_linear_posterior.sample_posterior(
+        [ObservationBlock("auxiliary", x_obs[0])], 1_000, seed=0
+    ).to_physical()
+    exact = np.random.default_rng(7).normal(x_obs[0] / 2, np.sqrt(0.05), size=(1_000, GL_DIM))
+    assert c2st(exact, draws, seed=0) < 0.6

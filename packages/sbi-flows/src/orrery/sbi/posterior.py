@@ -491,6 +491,25 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
         """NPE loss of a batch whose parameters are in flow coordinates."""
         return _model.npe_loss(model, batch)
 
+    @staticmethod
+    def _training_loss(model: Any, batch: PosteriorBatch, key: Any = None) -> jax.Array:
+        """The NPE training loss (noise, when configured, enters through the batch transform)."""
+        return _model.npe_loss(model, batch, key)
+
+    @staticmethod
+    def _make_elbo_loss(
+        log_likelihood_fn: Callable[[jax.Array, Any], jax.Array],
+        parameter_space: str,
+        *,
+        num_samples: int = 1,
+    ) -> Callable[[Any, PosteriorBatch, jax.Array], jax.Array]:
+        """Negative amortized ELBO ``-E_q[log p(x|u) - log q(u|x)]`` for a cube-space posterior."""
+        if parameter_space != "cube":
+            raise ConfigError(
+                f"the ELBO objective needs parameter_space='cube', got {parameter_space!r}"
+            )
+        return make_elbo_loss(log_likelihood_fn, check_positive_int(num_samples, "num_samples"))
+
     # ------------------------------------------------------------------ inference
     def _require_fitted(self) -> _model.PosteriorModel:
         if self.model is None:
