@@ -24,6 +24,7 @@ from orrery.interface import (
 from . import _model
 from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
 from ._noise import make_batch_transform, make_elbo_loss
+from ._sharding import shard_batch
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .observations import EncodedObservation, ObservationBlock, blocks_by_name
@@ -619,7 +620,7 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
         return PosteriorSamples(arr, list(self.parameter_names), self.space, n_bad, seed)
 
     def batch_sample_posterior(
-        self, embeddings: Any, n_samples: int, base_seed: int = 0
+        self, embeddings: Any, n_samples: int, base_seed: int = 0, *, devices: Any = None
     ) -> np.ndarray:
         """Draw ``n_samples`` for each of a batch of embeddings in one jitted vmapped call.
 
@@ -628,6 +629,9 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
                 :class:`EncodedObservation`).
             n_samples: draws per observation.
             base_seed: observation ``i`` uses the ``i``-th key split from it.
+            devices: ``None`` (default placement), ``"all"`` or a sequence of
+                ``jax.Device``: the batch axis is split over a 1-D mesh of these
+                devices (the model is replicated); results equal one device's.
 
         Returns:
             ``(batch, n_samples, parameter_dim)`` in ``parameter_space``, non-finite
@@ -647,7 +651,12 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
                 f"embeddings: expected shape (batch, {self.embedding_dim}), got {emb.shape}"
             )
         keys = jr.split(jr.key(as_int_seed(base_seed)), emb.shape[0])
-        draws = _model.batch_sample_space(model, keys, jnp.asarray(emb), n)
+        emb = jnp.asarray(emb)
+        if devices is not None:
+            model, (keys, emb), size = shard_batch(devices, model, keys, emb)
+            draws = _model.batch_sample_space(model, keys, emb, n)[:size]
+        else:
+            draws = _model.batch_sample_space(model, keys, emb, n)
         return clamp_nonfinite(np.asarray(draws), self.space)[0]
 
     def log_prob(self, observation: Any, parameters: Any) -> Any:
