@@ -47,3 +47,19 @@ def test_map_ensemble_agrees_with_the_sbi_posterior(report):
     assert np.median(z) < 1.0
     assert np.mean(z < 2.0) > 0.9
     assert np.all(report["rmse"]["ensemble"] < 0.05 * report["label_range"])
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_stellar_pipeline_at_survey_scale(example):
+    """Realistic sizes: 8,575 pixels (an APOGEE-like spectrum) and 10^5 simulations."""
+    sp = example("stellar_pipeline")
+    cfg = sp.PipelineConfig(
+        n_train=2000, n_test=300, n_pixels=8575, n_simulations=100_000, num_epochs=30
+    )
+    r = sp.run_pipeline(cfg)
+    print(sp.format_report(r))
+    assert np.all(r["rmse"]["cannon"] < 0.03 * r["label_range"])
+    assert np.mean(r["z_sbi_vs_cannon"] < 2.0) > 0.9
+    assert 0.85 <= r["coverage_90"] <= 0.95
+    assert np.mean(r["z_sbi_vs_ensemble"] < 2.0) > 0.9
