@@ -87,11 +87,23 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             (``y = r x + (1 - r) f(x)``); bounds the slope of the numerical inverse.
         neural_autoregressive_inverse_bisection_steps: bisection halvings per
             coordinate when sampling a NAF.
-        learning_rate, batch_size, num_epochs, gradient_clip_norm, weight_decay,
-        early_stopping_patience, early_stopping_min_delta, use_cosine_schedule,
-        warmup_fraction, warmup_epochs, min_learning_rate, lr_schedule_total_epochs,
-        checkpoint_directory, checkpoint_backend, resume_from_checkpoint: passed to
-            :class:`~orrery.sbi.training.SBITrainer`.
+        learning_rate: Adam step size (the peak of the cosine schedule).
+        batch_size: simulations per optimiser step.
+        num_epochs: passes over the training split.
+        gradient_clip_norm: global-norm clipping (``None``: off).
+        weight_decay: AdamW decoupled weight decay (0: plain Adam).
+        early_stopping_patience: epochs without validation improvement before
+            stopping (``None``: never); the best state is restored.
+        early_stopping_min_delta: improvement that resets the patience.
+        use_cosine_schedule: cosine decay with linear warm-up instead of a constant rate.
+        warmup_fraction: warm-up length as a fraction of the schedule horizon.
+        warmup_epochs: warm-up length in epochs (overrides ``warmup_fraction``).
+        min_learning_rate: floor of the cosine schedule.
+        lr_schedule_total_epochs: schedule horizon (default ``num_epochs``).
+        checkpoint_directory: where epoch-end checkpoints go (``None``: none).
+        checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
+        resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
+            All training options are handed to :class:`~orrery.sbi.training.SBITrainer`.
         parameter_space: ``"physical"``, ``"cube"`` or ``"unconstrained"``.
         flow_family: ``"spline"``, ``"affine"``, ``"autoregressive"`` or
             ``"neural_autoregressive"``.
@@ -106,9 +118,12 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             mean uncertainty.
         parameter_noise_floor: std of Gaussian jitter added to training targets in
             unconstrained (flow) coordinates.
-        stable_inverse_forward_max_abs_error_threshold,
-        stable_inverse_forward_logdet_closure_max_abs_error_threshold,
-        stable_cube_edge_hit_rate_threshold: stability limits (``None``: unchecked).
+        stable_inverse_forward_max_abs_error_threshold: largest inverse-forward
+            closure error of a stable epoch (``None``: unchecked).
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold: largest
+            log-determinant closure error of a stable epoch (``None``: unchecked).
+        stable_cube_edge_hit_rate_threshold: largest share of validation draws on
+            the cube's edge for a stable epoch (``None``: unchecked).
         spectrum_encoder_type: ``"conv1d"``, ``"patch"`` or ``"mlp"``.
         n_wavelengths: length every ``"spectrum"`` block must have.
         spectrum_embedding_dim: output size of each spectrum/time-series encoder.
