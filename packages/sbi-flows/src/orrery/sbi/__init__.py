@@ -18,7 +18,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from . import encoders, spaces
+from . import diagnostics, encoders, spaces, training
 from .dataset import PosteriorBatch, SimulationDataset
 from .observations import MODALITIES, EncodedObservation, ObservationBlock
 from .persistence import POSTERIOR_SCHEMA_VERSION, PersistentPosteriorEstimator
@@ -30,6 +30,7 @@ from .posterior import (
 )
 from .samples import PosteriorSamples
 from .spaces import ParameterSpace
+from .training import SBITrainer, TrainingArtifacts
 
 __all__ = [
     "MODALITIES",
@@ -44,8 +45,12 @@ __all__ = [
     "PersistentPosteriorEstimator",
     "PosteriorBatch",
     "PosteriorSamples",
+    "SBITrainer",
     "SimulationDataset",
+    "TrainingArtifacts",
     "__version__",
+    "diagnostics",
     "encoders",
     "spaces",
+    "training",
 ]
