@@ -443,3 +443,89 @@ def test_gaussian_linear_c2st_small(gaussian_linear_posterior):
     ).to_physical()
     exact = np.random.default_rng(7).normal(x_obs[0] / 2, np.sqrt(0.05), size=(1_000, GL_DIM))
     assert c2st(exact, draws, seed=0) < 0.6
+
+
+# ---------------------------------------------------------------- ELBO and training-only noise
+ELBO_SIGMA = 0.05
+
+
+def test_elbo_training_recovers_a_gaussian_posterior_inside_the_cube():
+    # theta ~ U(0,1)^2, x ~ N(theta, 0.05^2 I): well inside the cube the exact
+    # posterior is N(x, 0.05^2 I), so the amortized-VI flow must match its moments.
+    jnp = pytest.importorskip("jax.numpy")
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.2, 0.8, size=(256, 2))
+    x = theta + ELBO_SIGMA * rng.normal(size=theta.shape)
+    ds = SimulationDataset.from_arrays(theta, x, bounds=[[0, 1], [0, 1]], seed=0)
+    (name,) = ds.preprocessing_metadata
+    prep = ds.preprocessing_metadata[name]
+    mean, scale = jnp.asarray(prep["value_mean"]), jnp.asarray(prep["value_scale"])
+
+    def log_likelihood(u, observations):
+        x_raw = observations[name]["values"] * scale + mean
+        return -0.5 * jnp.sum(((x_raw - u) / ELBO_SIGMA) ** 2, axis=-1)
+
+    post = ConditionalFlowPosterior(
+        2,
+        embedding_dim=8,
+        hidden_dim=16,
+        num_coupling_layers=2,
+        conditioner_depth=1,
+        photometry_embedding_dim=8,
+        parameter_space="cube",
+        training_objective="elbo",
+        num_epochs=25,
+        batch_size=64,
+        learning_rate=1e-2,
+        seed=0,
+        stable_inverse_forward_max_abs_error_threshold=None,
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+        stable_cube_edge_hit_rate_threshold=None,
+    )
+    artifacts = post.fit(ds, elbo_log_likelihood_fn=log_likelihood, elbo_num_samples=2)
+    assert artifacts.history["train_loss"][-1] < artifacts.history["train_loss"][0]
+    for i, xo in enumerate([np.array([0.4, 0.6]), np.array([0.55, 0.35])]):
+        block = [ObservationBlock("auxiliary", xo, name=name)]
+        draws = post.sample_posterior(block, 2_000, seed=i).to_physical()
+        np.testing.assert_allclose(draws.mean(0), xo, atol=0.04)
+        np.testing.assert_allclose(draws.std(0), ELBO_SIGMA, rtol=0.3)
+
+
+def test_noise_injection_only_touches_training_batches(problem, fitted):
+    from orrery.sbi._noise import make_batch_transform
+
+    _, (_, obs, unc) = problem
+    post, _ = fitted
+    blocks = blocks_of(obs, unc, 0)
+    enc = post.encode_observation(blocks)
+    draws = post.sample_posterior(enc, 20, seed=0).samples
+    before = post.log_prob(enc, draws)
+    post.embedding_noise_std, post.parameter_noise_floor = 1.0, 0.5
+    try:
+        again = post.encode_observation(blocks)
+        np.testing.assert_array_equal(again.embedding, enc.embedding)
+        np.testing.assert_array_equal(post.log_prob(again, draws), before)
+    finally:
+        post.embedding_noise_std, post.parameter_noise_floor = 0.0, 0.0
+    # ... while the training transform with those settings does perturb a batch.
+    jr = pytest.importorskip("jax.random")
+    batch = PosteriorBatch(
+        np.zeros((4, 2), np.float32), {"photometry": {"values": np.zeros((4, 2), np.float32)}}
+    )
+    noisy = make_batch_transform(
+        embedding_noise_std=1.0,
+        embedding_noise_min_scale=0.0,
+        parameter_noise_floor=0.5,
+        flow_scale=np.ones(2),
+    )(batch, jr.key(0))
+    assert np.all(np.asarray(noisy.parameters) != 0)
+    assert np.all(np.asarray(noisy.observations["photometry"]["values"]) != 0)
+    assert (
+        make_batch_transform(
+            embedding_noise_std=0.0,
+            embedding_noise_min_scale=0.0,
+            parameter_noise_floor=0.0,
+            flow_scale=np.ones(2),
+        )
+        is None
+    )
