@@ -43,13 +43,13 @@ LEVELS = np.linspace(0.05, 0.95, 19)
 class PipelineConfig:
     """Sizes and settings of the pipeline (the defaults are the demo's)."""
 
-    n_train: int = 1000
+    n_train: int = 2000
     n_test: int = 100
     n_pixels: int = 200
     snr: float = 50.0
     intrinsic_scatter: float = 0.005
-    n_simulations: int = 20_000
-    num_epochs: int = 40
+    n_simulations: int = 50_000
+    num_epochs: int = 60
     n_posterior_samples: int = 1000
     ensemble_size: int = 16
     ensemble_steps: int = 800
