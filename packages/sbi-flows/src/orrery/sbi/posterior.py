@@ -22,9 +22,13 @@ from orrery.interface import (
 )
 
 from . import _model
+from ._aux import unwrap as unwrap_aux
+from ._aux import with_aux_heads
 from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
 from ._noise import make_batch_transform, make_elbo_loss
+from ._regularizers import regularized_loss
 from ._sharding import shard_batch
+from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .observations import EncodedObservation, ObservationBlock, blocks_by_name
@@ -69,10 +73,11 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
     epochs whose validation closure diagnostics exceed them as unstable, and the
     best stable epoch is kept.
 
-    Accepted and stored, but without effect in this version: ``aux_scale_loss_weight``,
-    ``aux_parameter_loss_weight``, the ``spline_*_regularization_weight`` terms and
-    their targets, ``verbose_diagnostics``, ``diagnostics_output_directory``,
-    ``diagnostics_plot_interval``.
+    Off at weight 0: ``spline_*_regularization_weight`` (spline family) add
+    penalties on the spline parameters to the training loss (``_regularizers``);
+    ``aux_*_loss_weight`` train linear heads on the embedding, dropped after
+    training (``_aux``). ``verbose_diagnostics`` writes corner plots and loss curves
+    to ``diagnostics_output_directory`` (``_training_plots``; extra ``[plot]``).
 
     Args:
         parameter_dim: number of inferred parameters.
@@ -451,6 +456,17 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
         if self.training_objective == "elbo":
             num = check_positive_int(elbo_num_samples, "elbo_num_samples")
             loss_fn = val_loss_fn = make_elbo_loss(elbo_log_likelihood_fn, num)
+        if self.effective_flow_family == "spline":
+            val_loss_fn = val_loss_fn or loss_fn
+            loss_fn = self._regularized(loss_fn)
+        model, loss_fn, val_loss_fn = with_aux_heads(
+            model,
+            loss_fn,
+            val_loss_fn,
+            parameter_weight=self.aux_parameter_loss_weight,
+            scale_weight=self.aux_scale_loss_weight,
+            key=jr.key(self.seed + 2),
+        )
         batch_transform = make_batch_transform(
             embedding_noise_std=self.embedding_noise_std,
             embedding_noise_min_scale=self.embedding_noise_min_scale,
@@ -469,6 +485,16 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             extra["epoch_metrics_fn"] = self._epoch_metrics_fn(diag_data)
             if "stability_thresholds" in inspect.signature(trainer.fit).parameters:
                 extra["stability_thresholds"] = thresholds
+        plot_obs = jax.tree.map(lambda a: a[:1], diag_data.observations)
+        if self.verbose_diagnostics:
+            hook = plot_hook(
+                plot_obs,
+                self.diagnostics_output_directory,
+                self.diagnostics_plot_interval,
+                labels=self.parameter_names,
+                seed=self.seed,
+            )
+            extra["epoch_metrics_fn"] = merge_hooks(extra.get("epoch_metrics_fn"), hook)
         model, artifacts = trainer.fit(
             model,
             loss_fn,
@@ -478,9 +504,30 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             batch_transform=batch_transform,
             **extra,
         )
-        self.model = model
+        self.model = unwrap_aux(model)
         self.training_history = {k: list(v) for k, v in artifacts.history.items()}
+        if self.verbose_diagnostics:
+            write_final_plots(
+                model,
+                self.training_history,
+                plot_obs,
+                self.diagnostics_output_directory,
+                labels=self.parameter_names,
+                seed=self.seed,
+            )
         return artifacts
+
+    def _regularized(self, loss_fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+        return regularized_loss(
+            loss_fn,
+            small_bin_weight=self.spline_small_bin_regularization_weight or 0.0,
+            entropy_weight=self.spline_entropy_regularization_weight,
+            derivative_weight=self.spline_derivative_regularization_weight,
+            min_bin_ratio_target=self.spline_min_bin_ratio_target,
+            entropy_floor=self.spline_entropy_floor,
+            min_derivative_target=self.spline_min_derivative_target,
+            max_derivative_target=self.spline_max_derivative_target,
+        )
 
     def _epoch_metrics_fn(self, data: PosteriorBatch) -> Callable[[Any], dict[str, float]]:
         rows = min(_DIAGNOSTIC_ROWS, np.shape(data.parameters)[0])
@@ -488,7 +535,9 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
         key = jr.key(self.seed + 1)
 
         def metrics(model: Any) -> dict[str, float]:
-            out = _model.closure_metrics(model, subset.parameters, subset.observations, key)
+            out = _model.closure_metrics(
+                unwrap_aux(model), subset.parameters, subset.observations, key
+            )
             return {k: float(v) for k, v in out.items()}
 
         return metrics

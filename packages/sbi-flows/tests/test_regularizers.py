@@ -1,0 +1,107 @@
+"""Spline regularisers: zero at weight 0, positive on a degenerate spline, reduced by training."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi._regularizers import regularized_loss, spline_penalties
+
+# Strict targets, so that a degenerate spline is far from them.
+TARGETS = dict(
+    min_bin_ratio_target=0.5,
+    entropy_floor=0.95,
+    min_derivative_target=0.5,
+    max_derivative_target=2.0,
+)
+CONFIG = dict(
+    embedding_dim=8,
+    hidden_dim=16,
+    num_coupling_layers=2,
+    conditioner_depth=1,
+    photometry_embedding_dim=8,
+    num_spline_bins=6,
+    parameter_space="cube",
+    num_epochs=3,
+    batch_size=16,
+    learning_rate=1e-2,
+    seed=0,
+    spline_min_bin_ratio_target=TARGETS["min_bin_ratio_target"],
+    spline_entropy_floor=TARGETS["entropy_floor"],
+    spline_min_derivative_target=TARGETS["min_derivative_target"],
+    spline_max_derivative_target=TARGETS["max_derivative_target"],
+    stable_inverse_forward_max_abs_error_threshold=None,
+    stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+    stable_cube_edge_hit_rate_threshold=None,
+)
+
+
+def degenerate(model):
+    """Large random output biases: very uneven bins and extreme knot derivatives."""
+    where = lambda m: m.flow.bijection.bijection.bijection.bijections[0].conditioner.layers[-1].bias
+    bias = where(model)
+    return eqx.tree_at(where, model, bias + 4.0 * jr.normal(jr.key(3), bias.shape))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(size=(256, 2))
+    x = theta + 0.1 * rng.normal(size=theta.shape)
+    return SimulationDataset.from_arrays(theta, x, bounds=[[0, 1], [0, 1]], seed=0)
+
+
+def fit_from_degenerate(ds, **weights):
+    post = ConditionalFlowPosterior(2, **CONFIG, **weights)
+    build = post._build_model
+    post._build_model = lambda: degenerate(build())
+    post.fit(ds)
+    batch = post._as_flow_batch(post._read_split(ds, "validation"))
+    batch = jax.tree.map(jnp.asarray, batch)
+    start = degenerate(build())
+    return spline_penalties(start, batch, **TARGETS), spline_penalties(post.model, batch, **TARGETS)
+
+
+@pytest.fixture(scope="module")
+def penalties(data):
+    weights = dict(
+        spline_small_bin_regularization_weight=10.0,
+        spline_entropy_regularization_weight=10.0,
+        spline_derivative_regularization_weight=10.0,
+    )
+    return fit_from_degenerate(data, **weights)
+
+
+def test_weight_zero_leaves_the_loss_unchanged():
+    def loss(model, batch, key=None):
+        return 0.0
+
+    off = regularized_loss(loss, small_bin_weight=0.0, entropy_weight=0, derivative_weight=0)
+    assert off is loss
+    assert ConditionalFlowPosterior(2, flow_family="spline")._regularized(loss) is loss
+
+
+@pytest.mark.parametrize("name", ["small_bin", "entropy", "derivative"])
+def test_penalty_is_positive_on_a_degenerate_spline_and_training_reduces_it(penalties, name):
+    # Without the penalties the same run keeps 69% (small bins), 57% (entropy) and
+    # 129% (derivatives) of the starting values; with them it keeps 5-25%.
+    start, regularised = penalties
+    assert float(start[name]) > 0.1
+    assert float(regularised[name]) < 0.35 * float(start[name])
+
+
+def test_a_uniform_spline_has_zero_penalties(data):
+    # A uniform spline (zero conditioner output) satisfies the targets exactly.
+    post = ConditionalFlowPosterior(2, **CONFIG)
+    post._adopt_dataset_metadata(data, post._read_split(data, "train"))
+    model = post._build_model()
+    where = lambda m: m.flow.bijection.bijection.bijection.bijections[0].conditioner.layers[-1]
+    layer = where(model)
+    zeroed = eqx.tree_at(where, model, jax.tree.map(jnp.zeros_like, layer))
+    batch = jax.tree.map(jnp.asarray, post._as_flow_batch(post._read_split(data, "train")))
+    out = spline_penalties(zeroed, batch, **TARGETS)
+    for value in out.values():
+        assert float(value) == pytest.approx(0.0, abs=1e-10)
