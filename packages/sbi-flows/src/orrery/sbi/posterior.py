@@ -26,13 +26,14 @@ from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
 from ._noise import make_batch_transform, make_elbo_loss
+from ._posterior_io import FlowPosteriorPersistence
 from ._regularizers import regularized_loss
 from ._sharding import shard_batch
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .observations import EncodedObservation, ObservationBlock, blocks_by_name
-from .persistence import PersistentPosteriorEstimator, deserialise_module, serialise_module
+from .persistence import PersistentPosteriorEstimator
 from .samples import PosteriorSamples, clamp_nonfinite
 from .spaces import PARAMETER_SPACES, ParameterSpace
 
@@ -55,7 +56,7 @@ _THRESHOLD_METRICS = {
 }
 
 
-class ConditionalFlowPosterior(PersistentPosteriorEstimator):
+class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEstimator):
     """Amortized posterior ``q(theta | x)``: observation encoders and a conditional flow.
 
     ``fit(dataset)`` trains encoder and flow together by maximum likelihood of the
@@ -741,71 +742,6 @@ class ConditionalFlowPosterior(PersistentPosteriorEstimator):
             )
         out = np.asarray(_model.log_prob_space(model, jnp.asarray(emb), jnp.asarray(theta)))
         return float(out[0]) if single else out
-
-    # ------------------------------------------------------------------ persistence
-    def _build_estimator_config(self) -> dict[str, Any]:
-        """Constructor arguments plus the resolved backend choices."""
-        return {
-            "constructor": {k: v for k, v in self._config.items() if k != "task_metadata"},
-            "effective_flow_family": self.effective_flow_family,
-            "resolved_encoder_hidden_dim": self.resolved_encoder_hidden_dim,
-            "backend": "flowjax+equinox",
-        }
-
-    def _build_serialized_metadata(self, artifact_metadata: Any = None) -> dict[str, Any]:
-        self._require_fitted()
-        return super()._build_serialized_metadata(
-            {
-                "task_metadata": self.task_metadata,
-                "parameter_names": self.parameter_names,
-                "parameter_space": self.space.to_config(),
-                "flow_shift": self._flow_shift.tolist(),
-                "flow_scale": self._flow_scale.tolist(),
-                "observation_schema": self.observation_schema,
-                "preprocessing_metadata": self.preprocessing_metadata,
-                "dataset_manifest": self.dataset_manifest,
-                "dataset_fingerprint": self.dataset_fingerprint,
-                "training_history": self.training_history,
-                **dict(artifact_metadata or {}),
-            }
-        )
-
-    @staticmethod
-    def _resolve_estimator_config(metadata: Mapping[str, Any]) -> dict[str, Any]:
-        config = metadata.get("estimator_config", metadata)
-        return dict(config.get("constructor", config))
-
-    @classmethod
-    def from_serialized_metadata(cls, metadata: Mapping[str, Any]) -> ConditionalFlowPosterior:
-        """A new, unfitted estimator with the constructor configuration in ``metadata``."""
-        config = cls._resolve_estimator_config(metadata)
-        known = inspect.signature(ConditionalFlowPosterior.__init__).parameters
-        kwargs = {k: v for k, v in config.items() if k in known}
-        kwargs["task_metadata"] = metadata.get("task_metadata")
-        return cls(**kwargs)
-
-    def hydrate_loaded_metadata(self, metadata: Mapping[str, Any]) -> None:
-        """Restore dataset-derived state (names, space, schema, preprocessing, manifest)
-        and build the model skeleton that :meth:`load_backend_state` fills."""
-        self.parameter_names = list(metadata["parameter_names"])
-        self.space = ParameterSpace.from_config(metadata["parameter_space"])
-        self._flow_shift = np.asarray(metadata["flow_shift"], np.float64)
-        self._flow_scale = np.asarray(metadata["flow_scale"], np.float64)
-        self.observation_schema = {k: dict(v) for k, v in metadata["observation_schema"].items()}
-        self.preprocessing_metadata = metadata.get("preprocessing_metadata")
-        self.dataset_manifest = metadata.get("dataset_manifest")
-        self.dataset_fingerprint = metadata.get("dataset_fingerprint")
-        self.training_history = metadata.get("training_history")
-        self.model = self._build_model()
-
-    def _backend_state_bytes(self) -> bytes:
-        return serialise_module(self._require_fitted())
-
-    def _load_backend_state_bytes(self, data: bytes) -> None:
-        like = self.model if self.model is not None else None
-        if like is None:
-            raise NotFittedError("hydrate_loaded_metadata must run before loading backend state")
-        self.model = deserialise_module(data, like)
 
 
 class ConditionalSplineFlowPosterior(ConditionalFlowPosterior):

@@ -1,0 +1,87 @@
+"""Saving and loading a :class:`~orrery.sbi.ConditionalFlowPosterior` (its persistence hooks).
+
+The hooks of :class:`~orrery.sbi.persistence.PersistentPosteriorEstimator`
+implemented for the flow posterior: what configuration and dataset-derived state
+go into the artifact's metadata, and how the equinox weights are (de)serialised.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from orrery.interface import NotFittedError
+
+from .persistence import deserialise_module, serialise_module
+from .spaces import ParameterSpace
+
+
+class FlowPosteriorPersistence:
+    """Mixin of :class:`~orrery.sbi.ConditionalFlowPosterior` holding its persistence hooks."""
+
+    def _build_estimator_config(self) -> dict[str, Any]:
+        """Constructor arguments plus the resolved backend choices."""
+        return {
+            "constructor": {k: v for k, v in self._config.items() if k != "task_metadata"},
+            "effective_flow_family": self.effective_flow_family,
+            "resolved_encoder_hidden_dim": self.resolved_encoder_hidden_dim,
+            "backend": "flowjax+equinox",
+        }
+
+    def _build_serialized_metadata(self, artifact_metadata: Any = None) -> dict[str, Any]:
+        self._require_fitted()
+        return super()._build_serialized_metadata(
+            {
+                "task_metadata": self.task_metadata,
+                "parameter_names": self.parameter_names,
+                "parameter_space": self.space.to_config(),
+                "flow_shift": self._flow_shift.tolist(),
+                "flow_scale": self._flow_scale.tolist(),
+                "observation_schema": self.observation_schema,
+                "preprocessing_metadata": self.preprocessing_metadata,
+                "dataset_manifest": self.dataset_manifest,
+                "dataset_fingerprint": self.dataset_fingerprint,
+                "training_history": self.training_history,
+                **dict(artifact_metadata or {}),
+            }
+        )
+
+    @staticmethod
+    def _resolve_estimator_config(metadata: Mapping[str, Any]) -> dict[str, Any]:
+        config = metadata.get("estimator_config", metadata)
+        return dict(config.get("constructor", config))
+
+    @classmethod
+    def from_serialized_metadata(cls, metadata: Mapping[str, Any]) -> Any:
+        """A new, unfitted estimator with the constructor configuration in ``metadata``."""
+        config = cls._resolve_estimator_config(metadata)
+        known = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in config.items() if k in known}
+        kwargs["task_metadata"] = metadata.get("task_metadata")
+        return cls(**kwargs)
+
+    def hydrate_loaded_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Restore dataset-derived state (names, space, schema, preprocessing, manifest)
+        and build the model skeleton that :meth:`load_backend_state` fills."""
+        self.parameter_names = list(metadata["parameter_names"])
+        self.space = ParameterSpace.from_config(metadata["parameter_space"])
+        self._flow_shift = np.asarray(metadata["flow_shift"], np.float64)
+        self._flow_scale = np.asarray(metadata["flow_scale"], np.float64)
+        self.observation_schema = {k: dict(v) for k, v in metadata["observation_schema"].items()}
+        self.preprocessing_metadata = metadata.get("preprocessing_metadata")
+        self.dataset_manifest = metadata.get("dataset_manifest")
+        self.dataset_fingerprint = metadata.get("dataset_fingerprint")
+        self.training_history = metadata.get("training_history")
+        self.model = self._build_model()
+
+    def _backend_state_bytes(self) -> bytes:
+        return serialise_module(self._require_fitted())
+
+    def _load_backend_state_bytes(self, data: bytes) -> None:
+        like = self.model if self.model is not None else None
+        if like is None:
+            raise NotFittedError("hydrate_loaded_metadata must run before loading backend state")
+        self.model = deserialise_module(data, like)
