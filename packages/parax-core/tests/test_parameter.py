@@ -163,3 +163,14 @@ def test_grad_through_partition_reaches_latent():
 
     g = jax.grad(loss)(dyn)
     np.testing.assert_allclose(g["a"].latent, 2.0 * 3.0, rtol=1e-6)  # d(exp(z))/dz = exp(z)
+
+
+def test_parameter_on_the_left_of_an_operator_defers_to_it():
+    import orrery.parax.op as op
+
+    f = op.Lambda(lambda x: x + 1.0)  # f(3) = 4
+    p = Parameter(2.0)
+    cases = [(p + f, 6.0), (p - f, -2.0), (p * f, 8.0), (p / f, 0.5), (p**f, 16.0)]
+    for expr, expected in cases:
+        assert float(expr(3.0)) == pytest.approx(expected)
+    assert float(p * Parameter(3.0)) == pytest.approx(6.0)

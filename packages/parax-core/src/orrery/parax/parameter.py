@@ -75,6 +75,11 @@ def _physical_to_latent(value: Array, meta: ParameterMetadata) -> Array:
     return latent
 
 
+def _defers(other: Any) -> bool:
+    """Modules that are not arrays (e.g. an ``Operator``) implement the reflected operation."""
+    return isinstance(other, eqx.Module) and not hasattr(other, "__jax_array__")
+
+
 class Parameter(eqx.Module):
     """A named, optionally constrained and distribution-carrying array.
 
@@ -241,30 +246,40 @@ class Parameter(eqx.Module):
         return self.__jax_array__()[idx]
 
     def __add__(self, other):
+        if _defers(other):
+            return NotImplemented
         return jnp.add(self.__jax_array__(), other)
 
     def __radd__(self, other):
         return jnp.add(other, self.__jax_array__())
 
     def __sub__(self, other):
+        if _defers(other):
+            return NotImplemented
         return jnp.subtract(self.__jax_array__(), other)
 
     def __rsub__(self, other):
         return jnp.subtract(other, self.__jax_array__())
 
     def __mul__(self, other):
+        if _defers(other):
+            return NotImplemented
         return jnp.multiply(self.__jax_array__(), other)
 
     def __rmul__(self, other):
         return jnp.multiply(other, self.__jax_array__())
 
     def __truediv__(self, other):
+        if _defers(other):
+            return NotImplemented
         return jnp.true_divide(self.__jax_array__(), other)
 
     def __rtruediv__(self, other):
         return jnp.true_divide(other, self.__jax_array__())
 
     def __pow__(self, other):
+        if _defers(other):
+            return NotImplemented
         return jnp.power(self.__jax_array__(), other)
 
     def __rpow__(self, other):
