@@ -48,6 +48,20 @@ def _event_shape(event_shape: Any) -> torch.Size:
     return shape
 
 
+def _independent(family, loc, scale, event_shape, device, dtype, what: str) -> td.Distribution:
+    """``Independent(family(loc, scale), 1)`` with loc/scale broadcast to ``event_shape``.
+
+    ``what`` names the prior and its parameter shapes in the error message.
+    """
+    shape = _event_shape(event_shape)
+    try:
+        loc = _to(loc, device, dtype).expand(shape)
+        scale = _to(scale, device, dtype).expand(shape)
+    except RuntimeError as err:
+        raise ShapeError(f"{what} do not broadcast to event shape {tuple(shape)}") from err
+    return td.Independent(family(loc, scale, validate_args=False), 1)
+
+
 class Prior(nn.Module):
     """Base class: a factory of prior distributions over a parameter vector.
 
@@ -101,16 +115,8 @@ class IIDGaussianPrior(Prior):
 
     def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
         """Return ``Independent(Normal(mean, std), 1)`` broadcast to ``event_shape``."""
-        shape = _event_shape(event_shape)
-        try:
-            loc = _to(self.mean, device, dtype).expand(shape)
-            scale = _to(self.std, device, dtype).expand(shape)
-        except RuntimeError as err:
-            raise ShapeError(
-                f"IIDGaussianPrior: mean {tuple(self.mean.shape)} and std "
-                f"{tuple(self.std.shape)} do not broadcast to event shape {tuple(shape)}"
-            ) from err
-        return td.Independent(td.Normal(loc, scale, validate_args=False), 1)
+        what = f"IIDGaussianPrior: mean {tuple(self.mean.shape)} and std {tuple(self.std.shape)}"
+        return _independent(td.Normal, self.mean, self.std, event_shape, device, dtype, what)
 
 
 class LaplacePrior(Prior):
@@ -138,16 +144,8 @@ class LaplacePrior(Prior):
 
     def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
         """Return ``Independent(Laplace(loc, scale), 1)`` broadcast to ``event_shape``."""
-        shape = _event_shape(event_shape)
-        try:
-            loc = _to(self.loc, device, dtype).expand(shape)
-            scale = _to(self.scale, device, dtype).expand(shape)
-        except RuntimeError as err:
-            raise ShapeError(
-                f"LaplacePrior: loc {tuple(self.loc.shape)} and scale {tuple(self.scale.shape)} "
-                f"do not broadcast to event shape {tuple(shape)}"
-            ) from err
-        return td.Independent(td.Laplace(loc, scale, validate_args=False), 1)
+        what = f"LaplacePrior: loc {tuple(self.loc.shape)} and scale {tuple(self.scale.shape)}"
+        return _independent(td.Laplace, self.loc, self.scale, event_shape, device, dtype, what)
 
 
 class GaussianPrior(Prior):
