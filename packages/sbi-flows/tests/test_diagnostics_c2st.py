@@ -25,6 +25,6 @@ def test_separated_distributions_are_near_one():
 def test_deterministic_given_seed_and_rejects_mismatched_dimensions():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(60, 2)), rng.normal(5.0, size=(60, 2))
-    assert c2st(a, b, seed=3) == c2st(a, b, seed=3)
+    assert c2st(a, b, seed=3) == c2st(a, b, seed=3) == c2st(a, b, seed=3, n_jobs=2)
     with pytest.raises(ShapeError, match="same dimension"):
         c2st(a, rng.normal(size=(100, 3)))

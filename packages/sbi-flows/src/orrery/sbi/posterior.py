@@ -24,6 +24,7 @@ from orrery.interface import (
 from . import _model
 from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
+from ._build import compiled_build
 from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
@@ -301,7 +302,20 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         )
 
     def _build_model(self) -> _model.PosteriorModel:
-        k_enc, k_flow = jr.split(jr.key(self.seed))
+        schema = tuple((k, tuple(sorted(v.items()))) for k, v in self.observation_schema.items())
+        config = {k: v for k, v in self._config.items() if k != "seed"}
+        architecture = (type(self).__name__, repr(sorted(config.items())), schema)
+        encoder, flow = compiled_build(self._build_networks, jr.key(self.seed), architecture)
+        coords = _model._Coordinates(
+            self.parameter_space,
+            jnp.asarray(self._flow_shift, jnp.float32),
+            jnp.asarray(self._flow_scale, jnp.float32),
+        )
+        return _model.PosteriorModel(encoder, flow, coords)
+
+    def _build_networks(self, key: jax.Array) -> tuple[Any, Any]:
+        """Encoder and flow from a key; a function of the architecture config only."""
+        k_enc, k_flow = jr.split(key)
         encoder = build_observation_encoder(
             self.observation_schema,
             embedding_dim=self.embedding_dim,
@@ -313,12 +327,7 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
             n_wavelengths=self.n_wavelengths,
             key=k_enc,
         )
-        coords = _model._Coordinates(
-            self.parameter_space,
-            jnp.asarray(self._flow_shift, jnp.float32),
-            jnp.asarray(self._flow_scale, jnp.float32),
-        )
-        return _model.PosteriorModel(encoder, self._build_flow(k_flow), coords)
+        return encoder, self._build_flow(k_flow)
 
     # ------------------------------------------------------------------ training
     def _read_split(self, dataset: Any, split: str) -> PosteriorBatch | None:

@@ -22,6 +22,7 @@ def c2st(
     seed: int = 0,
     n_folds: int = 5,
     z_score: bool = True,
+    n_jobs: int | None = None,
 ) -> float:
     """Classifier two-sample test accuracy between two sample sets.
 
@@ -38,6 +39,8 @@ def c2st(
         seed: seed of the classifier initialisation and of the fold shuffling.
         n_folds: number of cross-validation folds.
         z_score: standardise by ``samples_a`` first (sbibm's default).
+        n_jobs: folds fitted in parallel (scikit-learn's ``n_jobs``; ``-1`` uses every
+            core). The score does not depend on it.
 
     Returns:
         Mean held-out classification accuracy.
@@ -91,5 +94,7 @@ def c2st(
     data = np.concatenate([a, b])
     target = np.concatenate([np.zeros(len(a)), np.ones(len(b))])
     folds = model_selection.KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = model_selection.cross_val_score(classifier, data, target, cv=folds, scoring="accuracy")
+    scores = model_selection.cross_val_score(
+        classifier, data, target, cv=folds, scoring="accuracy", n_jobs=n_jobs
+    )
     return float(np.mean(scores))
