@@ -265,7 +265,8 @@ class SBITrainer:
         params, static = eqx.partition(model, eqx.is_inexact_array)
         # Strong dtypes from the start, so the first epoch does not compile twice.
         params = _strong(params)
-        opt_state = _strong(optimizer.init(params))
+        # Jitted: eagerly, every parameter shape would compile its own small program.
+        opt_state = jax.jit(lambda p: _strong(optimizer.init(p)))(params)
         base_key = jax.random.key(self.seed)
         opt_key = (self.config_key(), steps_per_epoch)
         train_epoch = _cached(
@@ -286,7 +287,7 @@ class SBITrainer:
         )
         epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         epoch_lrs = np.broadcast_to(
-            np.asarray(schedule(jnp.asarray(epoch_end_steps)), dtype=np.float64),
+            np.asarray(jax.jit(schedule)(jnp.asarray(epoch_end_steps)), dtype=np.float64),
             epoch_end_steps.shape,
         )
 
