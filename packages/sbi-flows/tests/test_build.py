@@ -1,5 +1,8 @@
 """The compiled model build gives exactly the eager build, for every family and seed."""
 
+import gc
+import weakref
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -59,9 +62,15 @@ def test_compiled_build_equals_eager_build(family):
 
 @pytest.mark.filterwarnings("ignore:A JAX array is being set as static")
 def test_seeds_differ_and_unrepairable_leaks_fall_back():
-    a = _prepared("affine", 0)._build_model()  # compiled by the test above or here
+    first = _prepared("affine", 0)
+    a = first._build_model()  # compiled by the test above or here
     b = _prepared("affine", 1)._build_model()
     assert not np.array_equal(a.encoder.fusion.layers[0].weight, b.encoder.fusion.layers[0].weight)
+    # The cached program does not keep the posterior that built it alive.
+    ref = weakref.ref(first)
+    del first
+    gc.collect()
+    assert ref() is None
 
     class Holder(eqx.Module):
         weight: jax.Array

@@ -30,7 +30,7 @@ __all__ = ["compiled_build"]
 T = TypeVar("T")
 
 _CACHE_SIZE = 32
-_BUILDERS: dict[Hashable, tuple[Callable, list]] = {}
+_BUILDERS: dict[Hashable, tuple[Callable, list, list]] = {}
 
 
 def _walk(
@@ -97,9 +97,12 @@ def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Ha
     entry = _BUILDERS.get(cache_key)
     if entry is None:
         cells: list = []
+        # `make` is handed in per call rather than captured: a cached program must not
+        # keep alive whatever object `make` is bound to (a whole posterior).
+        maker: list = [None]
 
         def traced(k):
-            out = make(k)
+            out = maker[0](k)
             cells.clear()
             unrepairable: list = []
 
@@ -111,12 +114,15 @@ def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Ha
                 raise _Unrepairable
             return out, [cell.cell_contents for cell in cells]
 
-        entry = (eqx.filter_jit(traced), cells)
-    builder, cells = entry
+        entry = (eqx.filter_jit(traced), cells, maker)
+    builder, cells, maker = entry
+    maker[0] = make
     try:
         out, values = builder(key)
     except _Unrepairable:
         return make(key)
+    finally:
+        maker[0] = None
     for cell, value in zip(cells, values, strict=True):
         cell.cell_contents = value
     if _leaked(out):  # defensive: every holder was repaired above
