@@ -7,7 +7,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi import ConditionalFlowPosterior
 from orrery.sbi._aux import AuxTrainingModel, aux_loss, with_aux_heads
 from orrery.sbi._model import PosteriorModel, npe_loss
 
@@ -27,12 +27,8 @@ CONFIG = dict(
 
 
 @pytest.fixture(scope="module")
-def setup():
-    rng = np.random.default_rng(0)
-    theta = rng.uniform(size=(128, 2))
-    ds = SimulationDataset.from_arrays(
-        theta, theta + 0.1 * rng.normal(size=theta.shape), bounds=[[0, 1], [0, 1]], seed=0
-    )
+def setup(unit_box_data):
+    ds = unit_box_data(128)
     post = ConditionalFlowPosterior(2, **CONFIG)
     post._adopt_dataset_metadata(ds, post._read_split(ds, "train"))
     batch = jax.tree.map(jnp.asarray, post._as_flow_batch(post._read_split(ds, "train")))

@@ -4,10 +4,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 import pytest
 
-from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi import ConditionalFlowPosterior
 from orrery.sbi._regularizers import regularized_loss, spline_penalties
 
 # Strict targets, so that a degenerate spline is far from them.
@@ -47,11 +46,8 @@ def degenerate(model):
 
 
 @pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    theta = rng.uniform(size=(256, 2))
-    x = theta + 0.1 * rng.normal(size=theta.shape)
-    return SimulationDataset.from_arrays(theta, x, bounds=[[0, 1], [0, 1]], seed=0)
+def data(unit_box_data):
+    return unit_box_data(256)
 
 
 def fit_from_degenerate(ds, **weights):

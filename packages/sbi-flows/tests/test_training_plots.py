@@ -1,10 +1,9 @@
 """verbose_diagnostics: corner plots every diagnostics_plot_interval epochs, loss curves."""
 
-import numpy as np
 import pytest
 
 from orrery.interface import ConfigError
-from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi import ConditionalFlowPosterior
 
 pytest.importorskip("matplotlib")
 
@@ -22,14 +21,7 @@ CONFIG = dict(
 )
 
 
-def dataset():
-    rng = np.random.default_rng(0)
-    theta = rng.uniform(size=(96, 2))
-    x = theta + 0.1 * rng.normal(size=theta.shape)
-    return SimulationDataset.from_arrays(theta, x, bounds=[[0, 1], [0, 1]], seed=0)
-
-
-def test_verbose_diagnostics_write_pngs(tmp_path):
+def test_verbose_diagnostics_write_pngs(tmp_path, unit_box_data):
     post = ConditionalFlowPosterior(
         2,
         **CONFIG,
@@ -37,7 +29,7 @@ def test_verbose_diagnostics_write_pngs(tmp_path):
         diagnostics_output_directory=str(tmp_path / "diag"),
         diagnostics_plot_interval=2,
     )
-    artifacts = post.fit(dataset())
+    artifacts = post.fit(unit_box_data(96))
     # The stability metrics still reach the history next to the plot hook.
     assert len(artifacts.history["inverse_forward_max_abs_error"]) == 2
     written = sorted(p.name for p in (tmp_path / "diag").iterdir())
@@ -46,7 +38,7 @@ def test_verbose_diagnostics_write_pngs(tmp_path):
         assert (tmp_path / "diag" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_verbose_diagnostics_need_a_directory():
+def test_verbose_diagnostics_need_a_directory(unit_box_data):
     post = ConditionalFlowPosterior(2, **CONFIG, verbose_diagnostics=True)
     with pytest.raises(ConfigError, match="diagnostics_output_directory"):
-        post.fit(dataset())
+        post.fit(unit_box_data(96))
