@@ -5,8 +5,12 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 PACKAGES := orrery-interface parax-core lux-models ensemble-inference sbi-flows polymix-torch
-# Evaluated at each use, so it sees a uv that `ensure-uv` has just installed.
-UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+# uv comes from PATH, or from the private tools directory that `ensure-uv` fills
+# (tools/bootstrap_uv.sh: never pip-installs into the system Python).
+UV_TOOLS_DIR ?= $(CURDIR)/.tools
+BOOTSTRAP_PYTHON ?= python3
+export PATH := $(UV_TOOLS_DIR)/bin:$(PATH)
+UV ?= uv
 PYTEST_FLAGS ?= -q -m "not slow"
 PKG_TEST = $(UV) run --isolated --locked --package $(1) --all-extras --group dev pytest packages/$(1)/tests $(PYTEST_FLAGS)
 
@@ -17,8 +21,8 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 	@echo "  test-<dist>          Run one distribution's tests alone: $(PACKAGES)"
 
-ensure-uv: ## Install uv with pip when it is not on PATH
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+ensure-uv: ## Make uv available (private .tools/ install when missing; system Python untouched)
+	@UV_TOOLS_DIR="$(UV_TOOLS_DIR)" BOOTSTRAP_PYTHON="$(BOOTSTRAP_PYTHON)" sh tools/bootstrap_uv.sh
 
 sync: ensure-uv ## Install every package and the dev tools into .venv from uv.lock
 	$(UV) sync --all-packages --all-extras --locked
