@@ -9,11 +9,20 @@ import pytest
 from distreqx.distributions import MultivariateNormalDiag
 
 from orrery.interface import ArtifactError, save_artifact
-from orrery.parax import Module, Parameter, ParameterGroup, field, load, save
+from orrery.parax import (
+    Module,
+    Parameter,
+    ParameterGroup,
+    field,
+    load,
+    register_loadable,
+    save,
+)
 from orrery.parax import parameters as pp
 from orrery.parax.bijectors import Exp, Interval
 
 
+@register_loadable
 class Line(Module):
     slope: Parameter
     offset: Parameter
@@ -94,6 +103,28 @@ def test_refuses_unsupported_objects(tmp_path):
 
     with pytest.raises(ArtifactError, match="Local"):
         save(tmp_path / "c", Local(1.0))
+
+
+class Unregistered(Module):
+    x: Parameter
+
+
+def test_unregistered_user_classes_are_refused_on_save_and_load(tmp_path):
+    with pytest.raises(ArtifactError, match="register_loadable"):
+        save(tmp_path / "a", Unregistered(1.0))
+    node = {"__t": "module", "cls": f"{__name__}:Unregistered", "fields": {}}
+    save_artifact(tmp_path / "b", kind="parax.tree", config={"tree": node}, arrays={})
+    with pytest.raises(ArtifactError, match="allow-list"):
+        load(tmp_path / "b")
+
+
+def test_register_loadable_rejects_local_and_non_dataclass_objects():
+    from orrery.interface import ConfigError
+
+    with pytest.raises(ConfigError, match="obj"):
+        register_loadable(lambda x: x)
+    with pytest.raises(ConfigError, match="dataclass"):
+        register_loadable(Plain)
 
 
 def test_load_refuses_foreign_classes_and_functions(tmp_path):

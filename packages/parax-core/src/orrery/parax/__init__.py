@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import bijectors, distributions, op, parameters
 from ._field import field
+from ._registry import register_loadable
 from .group import ParameterGroup
 from .io import load, save
 from .metadata import ParameterMetadata
@@ -40,6 +41,7 @@ __all__ = [
     "op",
     "parameters",
     "partition",
+    "register_loadable",
     "sampled",
     "save",
 ]

@@ -17,6 +17,7 @@ from jaxtyping import Array
 
 from orrery.interface import ConfigError, ValueDomainError, close_matches
 
+from ._codec import describe_plain, rebuild_plain
 from ._util import as_float_array, fast_set, is_concrete, plain_method_names
 from .metadata import Info, ParameterMetadata
 
@@ -383,8 +384,6 @@ class Parameter(eqx.Module):
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self) -> str:
         """Serialise to JSON, omitting empty fields (distreqx objects by constructor args)."""
-        from .io import describe_plain
-
         meta = self.metadata
         d: dict[str, Any] = {"value": np.asarray(self.value).tolist()}
         if self.fixed:
@@ -406,8 +405,6 @@ class Parameter(eqx.Module):
     @classmethod
     def from_json(cls, s: str) -> Parameter:
         """Rebuild a parameter written by `to_json`."""
-        from .io import rebuild_plain
-
         d = json.loads(s)
         kwargs: dict[str, Any] = {}
         for key in ("name", "bounds", "scale", "info"):
