@@ -19,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 from . import diagnostics, encoders, spaces, training
+from .campaign import simulate
 from .dataset import PosteriorBatch, SimulationDataset
 from .observations import MODALITIES, EncodedObservation, ObservationBlock
 from .persistence import POSTERIOR_SCHEMA_VERSION, PersistentPosteriorEstimator
@@ -30,6 +31,7 @@ from .posterior import (
 )
 from .samples import PosteriorSamples
 from .spaces import ParameterSpace
+from .streaming import StreamingSimulationDataset
 from .training import SBITrainer, TrainingArtifacts
 
 __all__ = [
@@ -47,10 +49,12 @@ __all__ = [
     "PosteriorSamples",
     "SBITrainer",
     "SimulationDataset",
+    "StreamingSimulationDataset",
     "TrainingArtifacts",
     "__version__",
     "diagnostics",
     "encoders",
+    "simulate",
     "spaces",
     "training",
 ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -27,11 +28,16 @@ from orrery.interface import (
 
 from .observations import MODALITIES
 
+if TYPE_CHECKING:
+    from .streaming import StreamingSimulationDataset
+
 __all__ = ["PosteriorBatch", "SimulationDataset"]
 
 SPLITS: tuple[str, ...] = ("train", "validation")
 #: Fraction of the parameter range added on each side when bounds are derived from data.
 BOUNDS_MARGIN = 0.01
+#: Default resident-memory budget of a streaming dataset, in bytes (256 MiB).
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
 
 class PosteriorBatch(NamedTuple):
@@ -59,6 +65,36 @@ def _as_block_array(value: Any, name: str, n: int) -> np.ndarray:
             f"{name}: expected {n} rows (one per simulation, like parameters), got {arr.shape[0]}"
         )
     return arr
+
+
+def resolve_modalities(blocks: list[str], modalities: Mapping[str, str] | None) -> dict[str, str]:
+    """``{block: modality}``: given ones checked, others named after a modality or auxiliary."""
+    mods = dict(modalities or {})
+    for name in mods:
+        if name not in blocks:
+            raise ConfigError(
+                f"modalities: block {name!r} is not an observation block (blocks: {sorted(blocks)})"
+            )
+    resolved = {}
+    for name in blocks:
+        default = name if name in MODALITIES else "auxiliary"
+        resolved[name] = check_choice(mods.get(name, default), MODALITIES, f"modalities[{name!r}]")
+    return resolved
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train, validation)`` row indices of the split drawn from ``seed``."""
+    if not (isinstance(validation_fraction, (int, float)) and 0 <= validation_fraction < 1):
+        raise ConfigError(
+            f"validation_fraction: expected a number in [0, 1), got {validation_fraction!r}"
+        )
+    n_val = round(n * validation_fraction)
+    if validation_fraction > 0:
+        n_val = max(n_val, 1)
+    if n - n_val < 1:
+        raise ConfigError(f"validation_fraction={validation_fraction} leaves no training data")
+    perm = as_numpy_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 class SimulationDataset:
@@ -195,19 +231,7 @@ class SimulationDataset:
                 )
             unc[name] = check_nonnegative(arr, f"uncertainties[{name!r}]")
 
-        mods = dict(modalities or {})
-        for name in mods:
-            if name not in obs:
-                raise ConfigError(
-                    f"modalities: block {name!r} is not an observation block "
-                    f"(blocks: {sorted(obs)})"
-                )
-        resolved = {}
-        for name in obs:
-            default = name if name in MODALITIES else "auxiliary"
-            resolved[name] = check_choice(
-                mods.get(name, default), MODALITIES, f"modalities[{name!r}]"
-            )
+        resolved = resolve_modalities(list(obs), modalities)
 
         if parameter_names is None:
             names = [f"theta[{i}]" for i in range(d)]
@@ -236,17 +260,7 @@ class SimulationDataset:
                 )
             source = "given"
 
-        if not (isinstance(validation_fraction, (int, float)) and 0 <= validation_fraction < 1):
-            raise ConfigError(
-                f"validation_fraction: expected a number in [0, 1), got {validation_fraction!r}"
-            )
-        n_val = round(n * validation_fraction)
-        if validation_fraction > 0:
-            n_val = max(n_val, 1)
-        if n - n_val < 1:
-            raise ConfigError(f"validation_fraction={validation_fraction} leaves no training data")
-        perm = as_numpy_rng(seed).permutation(n)
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        train_idx, val_idx = split_indices(n, validation_fraction, seed)
         return cls(
             theta,
             obs,
@@ -259,6 +273,103 @@ class SimulationDataset:
             val_idx,
             float(validation_fraction),
             int(seed),
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> StreamingSimulationDataset:
+        """Open a finished campaign store (see `orrery.sbi.simulate`) for streaming training.
+
+        Failed simulations are left out (``manifest["excluded_failed"]`` counts them).
+        The parameter names, bounds (for a box prior) and modalities come from the store.
+
+        Args:
+            path: the store directory returned by ``simulate``.
+            validation_fraction: share of simulations held out, in ``[0, 1)``.
+            seed: seed of the split (the same split as ``from_arrays`` on the same rows).
+            memory_budget: bytes of resident memory the reader may use (windows of
+                rows, the background prefetch and cached splits).
+
+        Returns:
+            A `StreamingSimulationDataset` with this class's interface.
+
+        Raises:
+            ArtifactError: not a store, or an unfinished campaign.
+            MissingDependencyError: zarr is not installed (``sbi-flows[store]``).
+        """
+        from ._row_sources import StoreSource
+        from .streaming import StreamingSimulationDataset
+
+        source = StoreSource(path)
+        cfg = source.config
+        return StreamingSimulationDataset(
+            source,
+            parameter_names=cfg["parameter_names"],
+            bounds=cfg["parameter_bounds"],
+            modalities=cfg["modalities"],
+            validation_fraction=validation_fraction,
+            seed=seed,
+            memory_budget=memory_budget,
+            source_info={"store": str(source.path), "campaign_fingerprint": cfg["fingerprint"]},
+        )
+
+    @classmethod
+    def from_npy(
+        cls,
+        parameters: str | os.PathLike[str],
+        observations: Mapping[str, str | os.PathLike[str]],
+        *,
+        modalities: Mapping[str, str] | None = None,
+        uncertainties: Mapping[str, str | os.PathLike[str]] | None = None,
+        bounds: Any = None,
+        parameter_names: Sequence[str] | None = None,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> StreamingSimulationDataset:
+        """Stream a training set stored as .npy files, opened memory-mapped.
+
+        Same arguments and checks as `from_arrays` (paths instead of arrays), and
+        the same guarantees as `from_store`: one streaming pass for statistics,
+        windowed shuffled reads with a background prefetch, bounded memory.
+
+        Args:
+            parameters: path of an ``(n, d)`` (or ``(n,)``) .npy file.
+            observations: ``{block name: path of an (n, k) .npy file}``.
+            modalities: ``{block name: modality}`` (as in ``from_arrays``).
+            uncertainties: ``{block name: path of an (n, k) .npy file}``.
+            bounds: ``(d, 2)`` parameter bounds (default: the data range widened by 1%).
+            parameter_names: defaults to ``theta[0]`` ... ``theta[d-1]``.
+            validation_fraction: share of simulations held out, in ``[0, 1)``.
+            seed: seed of the split.
+            memory_budget: bytes of resident memory the reader may use.
+
+        Returns:
+            A `StreamingSimulationDataset` with this class's interface.
+
+        Raises:
+            ArtifactError: a file is not a readable .npy array.
+            ShapeError, ValueDomainError, ConfigError: as ``from_arrays``.
+        """
+        from ._row_sources import NpySource
+        from .streaming import StreamingSimulationDataset
+
+        source = NpySource(parameters, observations, uncertainties)
+        return StreamingSimulationDataset(
+            source,
+            parameter_names=None if parameter_names is None else list(parameter_names),
+            bounds=bounds,
+            modalities=dict(modalities or {}),
+            validation_fraction=validation_fraction,
+            seed=seed,
+            memory_budget=memory_budget,
+            source_info={"npy": os.fspath(parameters)},
         )
 
     # ------------------------------------------------------------------ metadata

@@ -37,6 +37,7 @@ from .observations import EncodedObservation, ObservationBlock, blocks_by_name
 from .persistence import PersistentPosteriorEstimator
 from .samples import PosteriorSamples, clamp_nonfinite
 from .spaces import PARAMETER_SPACES, ParameterSpace
+from .training._streaming import SplitStream
 
 __all__ = [
     "ConditionalAutoregressiveFlowPosterior",
@@ -331,6 +332,9 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
 
     # ------------------------------------------------------------------ training
     def _read_split(self, dataset: Any, split: str) -> PosteriorBatch | None:
+        if getattr(dataset, "streaming", False):  # first rows only: training streams
+            n = dataset.split_size(split)
+            return dataset.read_rows(split, 0, min(n, _DIAGNOSTIC_ROWS)) if n else None
         if hasattr(dataset, "split_arrays"):
             batch = dataset.split_arrays(split)
             return batch if np.shape(batch.parameters)[0] else None
@@ -371,8 +375,8 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
             (manifest or {}).get("fingerprint")
         )
         if self.parameter_space == "physical":
-            self._flow_shift = theta.mean(0)
-            std = theta.std(0)
+            moments = getattr(dataset, "parameter_moments", None)  # streaming readers
+            self._flow_shift, std = moments() if moments else (theta.mean(0), theta.std(0))
             self._flow_scale = np.where(std > 0, std, 1.0)
         else:
             self._flow_shift = np.zeros(self.parameter_dim)
@@ -461,6 +465,11 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         self._adopt_dataset_metadata(dataset, train)
         train_z = self._as_flow_batch(train)
         val_z = None if val is None else self._as_flow_batch(val)
+        train_data, val_data = train_z, val_z
+        if getattr(dataset, "streaming", False):
+            train_data = SplitStream(dataset, "train", self._as_flow_batch)
+            if val_z is not None:
+                val_data = SplitStream(dataset, "validation", self._as_flow_batch)
         model = self._build_model()
         loss_fn, val_loss_fn = _model.npe_loss, None
         if self.training_objective == "elbo":
@@ -508,8 +517,8 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         model, artifacts = trainer.fit(
             model,
             loss_fn,
-            train_z,
-            val_z,
+            train_data,
+            val_data,
             val_loss_fn=val_loss_fn,
             batch_transform=batch_transform,
             **extra,

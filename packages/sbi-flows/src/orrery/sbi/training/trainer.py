@@ -18,6 +18,7 @@ from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positiv
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._optim import make_optimizer, make_schedule
+from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
 
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
@@ -242,11 +243,16 @@ class SBITrainer:
         thresholds = dict(stability_thresholds or {})
         if thresholds and epoch_metrics_fn is None:
             raise ConfigError("stability_thresholds need an epoch_metrics_fn producing the metrics")
-        n_train = _n_rows(train_data, "train_data")
+        # A SplitStream (a split of a streaming dataset) is read window by window.
+        streaming = isinstance(train_data, SplitStream)
         has_val = val_data is not None
-        n_val = _n_rows(val_data, "val_data") if has_val else 0
-        train_data = jax.tree.map(jnp.asarray, train_data)
-        val_data = jax.tree.map(jnp.asarray, val_data) if has_val else None
+        if streaming:
+            n_train, n_val = train_data.n_rows, val_data.n_rows if has_val else 0
+        else:
+            n_train = _n_rows(train_data, "train_data")
+            n_val = _n_rows(val_data, "val_data") if has_val else 0
+            train_data = jax.tree.map(jnp.asarray, train_data)
+            val_data = jax.tree.map(jnp.asarray, val_data) if has_val else None
         batch_size = min(self.batch_size, n_train)
         steps_per_epoch = n_train // batch_size
         horizon = self.lr_schedule_total_epochs or self.num_epochs
@@ -269,9 +275,10 @@ class SBITrainer:
         opt_state = jax.jit(lambda p: _strong(optimizer.init(p)))(params)
         base_key = jax.random.key(self.seed)
         opt_key = (self.config_key(), steps_per_epoch)
+        make_epoch = make_stream_epoch if streaming else _make_train_epoch
         train_epoch = _cached(
-            ("train", static, opt_key, loss_fn, batch_transform, batch_size),
-            lambda: _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size),
+            ("train", streaming, static, opt_key, loss_fn, batch_transform, batch_size),
+            lambda: make_epoch(static, optimizer, loss_fn, batch_transform, batch_size),
         )
         val_fn = val_loss_fn or loss_fn
         val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
@@ -285,6 +292,8 @@ class SBITrainer:
             if has_val
             else None
         )
+        if streaming and has_val:
+            evaluate = make_stream_evaluate(evaluate, eval_chunk)
         epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         epoch_lrs = np.broadcast_to(
             np.asarray(jax.jit(schedule)(jnp.asarray(epoch_end_steps)), dtype=np.float64),

@@ -1,0 +1,131 @@
+"""Row sources for the streaming dataset: a campaign store and memory-mapped .npy files.
+
+A source exposes ``n_rows``, ``parameter_dim``, ``blocks`` (``{name: size}``),
+``uncertainty_blocks`` and ``read(field, start, stop) -> float64 (m, k)`` for
+fields ``"parameters"``, ``"obs:<block>"`` and ``"unc:<block>"``, in row order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orrery.interface import ArtifactError, ConfigError, ShapeError
+
+from . import _store
+
+
+class StoreSource:
+    """The successful rows of a finished campaign store, in campaign order."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.config = _store.read_config(self.path)
+        if not self.config.get("complete"):
+            raise ArtifactError(
+                f"store {str(self.path)!r} is not complete: run simulate(...) on it again to "
+                "finish the missing chunks"
+            )
+        self._reader = _store.ChunkReader(self.path)
+        self._ok = [
+            self._reader.array(i, "ok").astype(bool) for i in range(self.config["n_chunks"])
+        ]
+        counts = np.array([int(m.sum()) for m in self._ok], dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.n_rows = int(self._offsets[-1])
+        self.n_failed = int(self.config["n_failed"])
+        self.parameter_dim = len(self.config["parameter_names"])
+        self.blocks = {k: int(v["size"]) for k, v in self.config["blocks"].items()}
+        self.uncertainty_blocks: dict[str, int] = {}
+        self.max_rows_per_read = int(self.config["chunk_size"])
+        self._masked: tuple[tuple[int, str], np.ndarray] | None = None
+
+    def _rows(self, chunk: int, name: str) -> np.ndarray:
+        if self._masked is None or self._masked[0] != (chunk, name):
+            self._masked = None  # release the previous chunk before reading the next
+            self._masked = ((chunk, name), self._reader.array(chunk, name)[self._ok[chunk]])
+        return self._masked[1]
+
+    def read(self, field: str, start: int, stop: int) -> np.ndarray:
+        name = "parameters" if field == "parameters" else f"obs/{field.split(':', 1)[1]}"
+        width = self.parameter_dim if field == "parameters" else self.blocks[name[4:]]
+        out = np.empty((stop - start, width), dtype=np.float64)
+        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        pos = start
+        chunk = first
+        while pos < stop:
+            lo, hi = self._offsets[chunk], self._offsets[chunk + 1]
+            if hi > lo:
+                take_to = min(stop, hi)
+                arr = self._rows(chunk, name)
+                out[pos - start : take_to - start] = arr[pos - lo : take_to - lo]
+                pos = take_to
+            chunk += 1
+        return out
+
+
+class NpySource:
+    """Training arrays given as .npy files, opened memory-mapped (never read whole)."""
+
+    def __init__(
+        self,
+        parameters: str | os.PathLike[str],
+        observations: Mapping[str, str | os.PathLike[str]],
+        uncertainties: Mapping[str, str | os.PathLike[str]] | None = None,
+    ) -> None:
+        self._arrays: dict[str, np.ndarray] = {"parameters": self._open(parameters, "parameters")}
+        n = self._arrays["parameters"].shape[0]
+        if not isinstance(observations, Mapping) or not observations:
+            raise ConfigError(
+                "observations: expected a non-empty mapping {block name: path to .npy}"
+            )
+        for label, files in (("obs", observations), ("unc", uncertainties or {})):
+            for name, file in files.items():
+                if label == "unc" and name not in observations:
+                    raise ConfigError(
+                        f"uncertainties: block {name!r} is not an observation block "
+                        f"(blocks: {sorted(observations)})"
+                    )
+                arr = self._open(file, f"{'observations' if label == 'obs' else label}[{name!r}]")
+                if arr.shape[0] != n:
+                    raise ShapeError(
+                        f"{file}: expected {n} rows (one per simulation, like parameters), "
+                        f"got {arr.shape[0]}"
+                    )
+                self._arrays[f"{label}:{name}"] = arr
+        for name in uncertainties or {}:
+            if self._arrays[f"unc:{name}"].shape != self._arrays[f"obs:{name}"].shape:
+                raise ShapeError(
+                    f"uncertainties[{name!r}]: expected the shape of the values, "
+                    f"{self._arrays[f'obs:{name}'].shape}, got "
+                    f"{self._arrays[f'unc:{name}'].shape}"
+                )
+        self.n_rows = int(n)
+        self.n_failed = 0
+        self.parameter_dim = int(self._arrays["parameters"].shape[1])
+        self.blocks = {str(k): int(self._arrays[f"obs:{k}"].shape[1]) for k in observations}
+        self.uncertainty_blocks = {
+            str(k): int(self._arrays[f"unc:{k}"].shape[1]) for k in (uncertainties or {})
+        }
+        self.max_rows_per_read = None
+
+    @staticmethod
+    def _open(file: Any, name: str) -> np.ndarray:
+        try:
+            arr = np.load(os.fspath(file), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"{name}: cannot open {file!r} as a .npy array ({err})") from err
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[0] < 1:
+            raise ShapeError(f"{name}: expected shape (n, k) or (n,), got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ShapeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        return arr
+
+    def read(self, field: str, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self._arrays[field][start:stop], dtype=np.float64)

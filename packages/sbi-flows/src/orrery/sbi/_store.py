@@ -1,0 +1,190 @@
+"""On-disk layout of a simulation campaign (a Zarr v3 hierarchy).
+
+```
+<store>/zarr.json                 root group; attribute "orrery_campaign" = campaign config
+<store>/chunks/zarr.json          group of finished chunks
+<store>/chunks/c00000012/         one finished chunk: a Zarr group with
+    parameters   (n, d) float64   the chunk's parameters (every row, failed ones too)
+    ok           (n,) bool        rows whose simulation succeeded with finite values
+    obs/<block>  (n, k)           simulator output (NaN in failed rows)
+    attributes "chunk": index, start, n, failures [{row, parameters, error}], digest
+<store>/.incomplete/              chunks being written (never read)
+```
+
+A chunk is written as a complete Zarr group under ``.incomplete/`` and then renamed
+into ``chunks/`` in one ``os.rename``: a reader (or a resumed campaign) sees either
+the whole chunk or nothing, and workers writing different chunks never touch the
+same file. The store needs a POSIX file system shared by the driver and the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orrery.interface import ArtifactError, ConfigError, require
+
+STORE_FORMAT = "orrery.sbi.campaign"
+STORE_VERSION = 1
+ATTR = "orrery_campaign"
+
+
+def zarr_module() -> Any:
+    """Import zarr or say which extra installs it."""
+    return require("zarr", extra="sbi-flows[store]", feature="the simulation store")
+
+
+def chunk_name(index: int) -> str:
+    return f"c{index:08d}"
+
+
+def chunk_path(store: Path, index: int) -> Path:
+    return store / "chunks" / chunk_name(index)
+
+
+def check_block_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name:
+        raise ConfigError(
+            f"simulator output: block names must be non-empty str without '/' or a leading "
+            f"'.', got {name!r}"
+        )
+    return name
+
+
+def create_or_check(store: Path, config: dict[str, Any]) -> None:
+    """Create the store with ``config``, or check an existing one was made with it."""
+    zarr = zarr_module()
+    if (store / "zarr.json").exists():
+        found = read_config(store)
+        for key, value in config.items():
+            if found.get(key) != value:
+                raise ConfigError(
+                    f"store {str(store)!r} was created with {key}={found.get(key)!r}, this "
+                    f"campaign has {key}={value!r}: use a new store path or the same arguments"
+                )
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    root = zarr.open_group(str(store), mode="w", zarr_format=3)
+    root.attrs[ATTR] = {"format": STORE_FORMAT, "version": STORE_VERSION, **config}
+    zarr.open_group(str(store / "chunks"), mode="w", zarr_format=3)
+
+
+def read_config(store: Path) -> dict[str, Any]:
+    """The campaign attributes of a store (``ArtifactError`` when it is not one)."""
+    meta = store / "zarr.json"
+    if not meta.is_file():
+        raise ArtifactError(f"store: {str(store)!r} is not a simulation store (no zarr.json)")
+    try:
+        attrs = json.loads(meta.read_text())["attributes"][ATTR]
+    except (KeyError, ValueError, TypeError) as err:
+        raise ArtifactError(
+            f"store: {str(store)!r} is a Zarr group but not a simulation store ({err!r})"
+        ) from err
+    if attrs.get("format") != STORE_FORMAT or attrs.get("version") != STORE_VERSION:
+        raise ArtifactError(
+            f"store: {str(store)!r} has format {attrs.get('format')!r} version "
+            f"{attrs.get('version')!r}, expected {STORE_FORMAT!r} version {STORE_VERSION}"
+        )
+    return attrs
+
+
+def update_config(store: Path, values: dict[str, Any]) -> None:
+    zarr = zarr_module()
+    root = zarr.open_group(str(store), mode="r+", zarr_format=3)
+    root.attrs[ATTR] = {**read_config(store), **values}
+
+
+def finished_chunks(store: Path) -> set[int]:
+    folder = store / "chunks"
+    if not folder.is_dir():
+        return set()
+    return {
+        int(p.name[1:])
+        for p in folder.iterdir()
+        if p.name.startswith("c") and p.name[1:].isdigit() and (p / "zarr.json").is_file()
+    }
+
+
+def clear_incomplete(store: Path) -> None:
+    shutil.rmtree(store / ".incomplete", ignore_errors=True)
+
+
+def chunk_digest(parameters: np.ndarray, ok: np.ndarray, obs: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for label, arr in [("parameters", parameters), ("ok", ok), *sorted(obs.items())]:
+        digest.update(f"{label}:{arr.dtype.str}:{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+def write_chunk(
+    store: Path,
+    index: int,
+    start: int,
+    parameters: np.ndarray,
+    ok: np.ndarray,
+    obs: dict[str, np.ndarray],
+    failures: list[dict[str, Any]],
+) -> bool:
+    """Write one chunk atomically; ``False`` when it already existed (nothing written)."""
+    zarr = zarr_module()
+    final = chunk_path(store, index)
+    if (final / "zarr.json").is_file():
+        return False
+    tmp = store / ".incomplete" / f"{chunk_name(index)}-{uuid.uuid4().hex}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        n = parameters.shape[0]
+        arrays = {"parameters": parameters, "ok": ok, **{f"obs/{k}": v for k, v in obs.items()}}
+        for name, arr in arrays.items():
+            out = group.create_array(
+                name, shape=arr.shape, dtype=arr.dtype, chunks=arr.shape, compressors=None
+            )
+            out[...] = arr
+        group.attrs["chunk"] = {
+            "index": index,
+            "start": start,
+            "n": n,
+            "failures": failures,
+            "digest": chunk_digest(parameters, ok, obs),
+        }
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if (final / "zarr.json").is_file():  # another writer finished it first
+                return False
+            raise
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ChunkReader:
+    """Read the arrays and attributes of finished chunks."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self._zarr = zarr_module()
+
+    def attrs(self, index: int) -> dict[str, Any]:
+        meta = json.loads((chunk_path(self.store, index) / "zarr.json").read_text())
+        return meta["attributes"]["chunk"]
+
+    def array(self, index: int, name: str) -> np.ndarray:
+        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
+        return np.asarray(group[name][...])
+
+    def blocks(self, index: int) -> dict[str, tuple[int, str]]:
+        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
+        if "obs" not in group:
+            return {}
+        obs = group["obs"]
+        return {name: (int(arr.shape[1]), str(arr.dtype)) for name, arr in obs.arrays()}
