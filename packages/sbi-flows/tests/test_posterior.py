@@ -318,7 +318,9 @@ def test_log_prob_single_and_batched(problem, fitted):
     with pytest.raises(ShapeError, match="parameters"):
         post.log_prob(enc, np.zeros((4, 3)))
     with pytest.raises(ShapeError, match="embedding"):
-        post.log_prob(np.zeros(5), draws)
+        post.log_prob(EncodedObservation(np.zeros(5)), draws)
+    with pytest.raises(ConfigError, match="never taken as an embedding"):
+        post.log_prob(np.zeros(post.embedding_dim), draws)
 
 
 # ---------------------------------------------------------------- families and spaces

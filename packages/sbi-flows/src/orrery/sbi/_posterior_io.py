@@ -44,6 +44,7 @@ class FlowPosteriorPersistence:
                 "preprocessing_metadata": self.preprocessing_metadata,
                 "dataset_manifest": self.dataset_manifest,
                 "dataset_fingerprint": self.dataset_fingerprint,
+                "support_bounded": self.support_bounded,
                 "training_history": self.training_history,
                 **dict(artifact_metadata or {}),
             }
@@ -74,6 +75,7 @@ class FlowPosteriorPersistence:
         self.preprocessing_metadata = metadata.get("preprocessing_metadata")
         self.dataset_manifest = metadata.get("dataset_manifest")
         self.dataset_fingerprint = metadata.get("dataset_fingerprint")
+        self.support_bounded = bool(metadata.get("support_bounded", False))
         self.training_history = metadata.get("training_history")
         self.model = self._build_model()
 

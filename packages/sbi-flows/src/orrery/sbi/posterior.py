@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -13,7 +13,6 @@ import numpy as np
 
 from orrery.interface import (
     ConfigError,
-    NotFittedError,
     ShapeError,
     as_int_seed,
     check_choice,
@@ -25,17 +24,17 @@ from . import _model
 from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._build import compiled_build
+from ._fit_report import warn_after_fit
 from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
+from ._inference import PosteriorInference
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
+from ._precision import in_float32
 from ._regularizers import regularized_loss
-from ._sharding import shard_batch
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
-from .observations import EncodedObservation, ObservationBlock, blocks_by_name
 from .persistence import PersistentPosteriorEstimator
-from .samples import PosteriorSamples, clamp_nonfinite
 from .spaces import PARAMETER_SPACES, ParameterSpace
 from .training._streaming import SplitStream
 
@@ -58,7 +57,9 @@ _THRESHOLD_METRICS = {
 }
 
 
-class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEstimator):
+class ConditionalFlowPosterior(
+    PosteriorInference, FlowPosteriorPersistence, PersistentPosteriorEstimator
+):
     """Amortized posterior ``q(theta | x)``: observation encoders and a conditional flow.
 
     ``fit(dataset)`` trains encoder and flow together by maximum likelihood of the
@@ -264,6 +265,7 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         self.preprocessing_metadata: dict[str, dict[str, Any]] | None = None
         self.dataset_manifest: dict[str, Any] | None = None
         self.dataset_fingerprint: str | None = None
+        self.support_bounded = False
         self.training_history: dict[str, list[float]] | None = None
         self._flow_shift = np.zeros(parameter_dim)
         self._flow_scale = np.ones(parameter_dim)
@@ -348,6 +350,11 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         names = getattr(dataset, "parameter_names", None)
         self.parameter_names = list(names) if names else self.parameter_names
         bounds = getattr(dataset, "parameter_bounds", None)
+        # Bounds given by the user are the prior's support; bounds derived from the
+        # data's range (with a margin) are only a coordinate box.
+        self.support_bounded = bounds is not None and (
+            getattr(dataset, "bounds_source", "given") == "given"
+        )
         if bounds is None:
             lo, hi = theta.min(0), theta.max(0)
             pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
@@ -412,6 +419,7 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
             progress=True,
         )
 
+    @in_float32
     def fit(
         self,
         dataset: Any,
@@ -525,6 +533,7 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
         )
         self.model = unwrap_aux(model)
         self.training_history = {k: list(v) for k, v in artifacts.history.items()}
+        warn_after_fit(artifacts, self.model, artifacts.trainer_metadata["n_train"])
         if self.verbose_diagnostics:
             write_final_plots(
                 model,
@@ -593,173 +602,6 @@ class ConditionalFlowPosterior(FlowPosteriorPersistence, PersistentPosteriorEsti
                 f"the ELBO objective needs parameter_space='cube', got {parameter_space!r}"
             )
         return make_elbo_loss(log_likelihood_fn, check_positive_int(num_samples, "num_samples"))
-
-    # ------------------------------------------------------------------ inference
-    def _require_fitted(self) -> _model.PosteriorModel:
-        if self.model is None:
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first"
-            )
-        return self.model
-
-    def _normalise_blocks(self, blocks: Any) -> dict[str, dict[str, np.ndarray]]:
-        by_name = blocks_by_name(blocks)
-        schema = self.observation_schema
-        missing = [n for n in schema if n not in by_name]
-        extra = [n for n in by_name if n not in schema]
-        if missing or extra:
-            raise ConfigError(
-                f"blocks: expected the blocks {sorted(schema)} the posterior was trained on, "
-                f"missing {missing}, unexpected {extra}"
-            )
-        out = {}
-        for name, spec in schema.items():
-            block = by_name[name]
-            if block.modality != spec["modality"]:
-                raise ConfigError(
-                    f"block {name!r}: expected modality {spec['modality']!r}, "
-                    f"got {block.modality!r}"
-                )
-            if block.size != spec["size"]:
-                raise ShapeError(
-                    f"block {name!r}: expected {spec['size']} values, got {block.size}"
-                )
-            if spec["has_uncertainties"] and block.uncertainties is None:
-                raise ConfigError(f"block {name!r}: the posterior was trained with uncertainties")
-            if not spec["has_uncertainties"] and block.uncertainties is not None:
-                raise ConfigError(
-                    f"block {name!r}: the posterior was trained without uncertainties; drop them"
-                )
-            prep = (self.preprocessing_metadata or {}).get(name)
-            mean = np.asarray(prep["value_mean"]) if prep else 0.0
-            scale = np.asarray(prep["value_scale"]) if prep else 1.0
-            entry = {"values": ((block.values - mean) / scale).astype(np.float32)}
-            if spec["has_uncertainties"]:
-                entry["uncertainties"] = (block.uncertainties / scale).astype(np.float32)
-            out[name] = entry
-        return out
-
-    def encode_observation(self, blocks: Sequence[ObservationBlock]) -> EncodedObservation:
-        """Encode one observation (its blocks) into the posterior's context vector."""
-        return self.batch_encode_observation([blocks])[0]
-
-    def batch_encode_observation(
-        self, blocks_list: Sequence[Sequence[ObservationBlock]]
-    ) -> list[EncodedObservation]:
-        """Encode many observations in one vmapped pass; one :class:`EncodedObservation` each."""
-        model = self._require_fitted()
-        if len(blocks_list) == 0:
-            return []
-        normalised = [self._normalise_blocks(b) for b in blocks_list]
-        stacked = jax.tree.map(lambda *xs: np.stack(xs), *normalised)
-        emb = np.asarray(_model.embed_batch(model, stacked))
-        meta = {
-            "block_names": list(self.observation_schema),
-            "modalities": [s["modality"] for s in self.observation_schema.values()],
-        }
-        return [EncodedObservation(e, dict(meta)) for e in emb]
-
-    def _embedding_of(self, observation: Any) -> np.ndarray:
-        if isinstance(observation, EncodedObservation):
-            emb = observation.embedding
-        elif isinstance(observation, (ObservationBlock, list, tuple)) and (
-            isinstance(observation, ObservationBlock)
-            or all(isinstance(b, ObservationBlock) for b in observation)
-        ):
-            emb = self.encode_observation(observation).embedding
-        else:
-            emb = np.asarray(observation)
-        emb = check_finite(np.asarray(emb, np.float32), "observation embedding")
-        if emb.shape != (self.embedding_dim,):
-            raise ShapeError(
-                f"observation: expected an embedding of shape ({self.embedding_dim},), "
-                f"got {emb.shape}"
-            )
-        return emb
-
-    def sample_posterior(
-        self,
-        observation: EncodedObservation | Sequence[ObservationBlock],
-        n_samples: int,
-        seed: int | None = None,
-    ) -> PosteriorSamples:
-        """Draw ``n_samples`` from the posterior of one observation.
-
-        Args:
-            observation: an :class:`EncodedObservation` (or the observation's blocks).
-            n_samples: number of draws.
-            seed: seed of the draws (default: the posterior's ``seed``).
-
-        Returns:
-            :class:`PosteriorSamples` in ``parameter_space``; non-finite draws are
-            clamped to large finite values and counted in ``num_nonfinite``.
-        """
-        model = self._require_fitted()
-        n = check_positive_int(n_samples, "n_samples")
-        seed = self.seed if seed is None else as_int_seed(seed)
-        emb = self._embedding_of(observation)
-        draws = _model.sample_space(model, jr.key(seed), jnp.asarray(emb), n)
-        arr, n_bad = clamp_nonfinite(np.asarray(draws), self.space)
-        return PosteriorSamples(arr, list(self.parameter_names), self.space, n_bad, seed)
-
-    def batch_sample_posterior(
-        self, embeddings: Any, n_samples: int, base_seed: int = 0, *, devices: Any = None
-    ) -> np.ndarray:
-        """Draw ``n_samples`` for each of a batch of embeddings in one jitted vmapped call.
-
-        Args:
-            embeddings: ``(batch, embedding_dim)`` stacked embeddings (or a list of
-                :class:`EncodedObservation`).
-            n_samples: draws per observation.
-            base_seed: observation ``i`` uses the ``i``-th key split from it.
-            devices: ``None`` (default placement), ``"all"`` or a sequence of
-                ``jax.Device``: the batch axis is split over a 1-D mesh of these
-                devices (the model is replicated); results equal one device's.
-
-        Returns:
-            ``(batch, n_samples, parameter_dim)`` in ``parameter_space``, non-finite
-            values clamped.
-        """
-        model = self._require_fitted()
-        n = check_positive_int(n_samples, "n_samples")
-        if (
-            isinstance(embeddings, (list, tuple))
-            and embeddings
-            and isinstance(embeddings[0], EncodedObservation)
-        ):
-            embeddings = np.stack([e.embedding for e in embeddings])
-        emb = check_finite(np.asarray(embeddings, np.float32), "embeddings")
-        if emb.ndim != 2 or emb.shape[1] != self.embedding_dim:
-            raise ShapeError(
-                f"embeddings: expected shape (batch, {self.embedding_dim}), got {emb.shape}"
-            )
-        keys = jr.split(jr.key(as_int_seed(base_seed)), emb.shape[0])
-        emb = jnp.asarray(emb)
-        if devices is not None:
-            model, (keys, emb), size = shard_batch(devices, model, keys, emb)
-            draws = _model.batch_sample_space(model, keys, emb, n)[:size]
-        else:
-            draws = _model.batch_sample_space(model, keys, emb, n)
-        return clamp_nonfinite(np.asarray(draws), self.space)[0]
-
-    def log_prob(self, observation: Any, parameters: Any) -> Any:
-        """Posterior log-density of one ``(d,)`` or many ``(m, d)`` parameter vectors.
-
-        Parameters are in ``parameter_space`` and the density is with respect to
-        that space's coordinates. Returns a float or an ``(m,)`` array.
-        """
-        model = self._require_fitted()
-        emb = self._embedding_of(observation)
-        theta = np.asarray(parameters, np.float32)
-        single = theta.ndim == 1
-        theta = np.atleast_2d(theta)
-        if theta.ndim != 2 or theta.shape[1] != self.parameter_dim:
-            raise ShapeError(
-                f"parameters: expected shape ({self.parameter_dim},) or (m, {self.parameter_dim}),"
-                f" got {np.shape(parameters)}"
-            )
-        out = np.asarray(_model.log_prob_space(model, jnp.asarray(emb), jnp.asarray(theta)))
-        return float(out[0]) if single else out
 
 
 class ConditionalSplineFlowPosterior(ConditionalFlowPosterior):

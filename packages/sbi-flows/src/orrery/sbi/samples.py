@@ -44,6 +44,11 @@ class PosteriorSamples:
         space: the :class:`~orrery.sbi.spaces.ParameterSpace` the samples live in.
         num_nonfinite: how many draws had a non-finite value (clamped to finite ones).
         seed: the seed the draws came from.
+        acceptance_rate: share of the proposed draws that lay inside the prior's
+            support; below 1 only when draws outside a bounded prior's box were
+            rejected and redrawn (``parameter_space="physical"``), 1.0 otherwise.
+        num_outside_support: how many of the returned draws lie outside the support
+            (0 unless rejection was turned off with ``reject_outside_support=False``).
     """
 
     samples: np.ndarray
@@ -51,6 +56,8 @@ class PosteriorSamples:
     space: ParameterSpace
     num_nonfinite: int = 0
     seed: int | None = None
+    acceptance_rate: float = 1.0
+    num_outside_support: int = 0
 
     @property
     def parameter_space(self) -> str:
