@@ -35,7 +35,7 @@ def _best_of(fn, repeats: int) -> float:
 def _cases(n: int):
     yield "NN 2-8x2-1 (reference, P=105)", NeuralNetwork(2, 1, width=8, depth=2), torch.rand(n, 2)
     yield "NN 1-16-1 (defaults)", NeuralNetwork(1, 1), torch.rand(n, 1)
-    yield "PCE d=3 p=6", PolynomialChaosExpansion(3, 6), torch.rand(n, 3) * 2 - 1
+    yield "PCE d=3 p=6", PolynomialChaosExpansion(3, degree=6), torch.rand(n, 3) * 2 - 1
     experts = [NeuralNetwork(2, 1, width=8) for _ in range(4)]
     moe = MixtureOfExperts(experts, GatingNetwork(2, 4, width=8))
     yield "MoE 4x(2-8-1) + gate", moe, torch.rand(n, 2)

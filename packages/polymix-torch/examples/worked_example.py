@@ -47,7 +47,8 @@ def regression_coverage(
     surrogate = NeuralNetwork(
         num_inputs=1, num_outputs=1, width=16, depth=1, activation=torch.nn.Tanh
     )
-    group = IIDGaussianGroup("weights", surrogate.num_params(), init_scale=0.5)
+    # start narrow (pypolymix's default std 0.607 needs far more than 1000 steps here)
+    group = IIDGaussianGroup("weights", surrogate.num_params(), init_scale=0.5, init_std=1e-2)
     model = StochasticModel(surrogate, [group])
     log_noise = torch.nn.Parameter(torch.tensor(-1.0))
     optimiser = torch.optim.Adam([*model.parameters(), log_noise], lr=1e-2)
@@ -126,9 +127,9 @@ def ishigami_sobol_posterior(
     mean = cov @ basis.T @ y / noise**2
     group = GaussianGroup("coefficients", p, prior=prior).to(torch.float64)
     tril = torch.linalg.cholesky(cov)
+    group.set_scale_tril(tril)
     with torch.no_grad():
         group.mean.copy_(mean)
-        group.raw_scale_tril.copy_(torch.tril(tril, -1) + torch.diag(tril.diagonal().log()))
         torch.manual_seed(seed)
         samples = group.sample_parameters(num_samples)
     return pce.sobol_indices(samples)

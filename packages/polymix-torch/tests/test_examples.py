@@ -41,6 +41,6 @@ def test_ishigami_sobol_per_posterior_sample(example):
     # treat jittered least-squares coefficients as posterior samples: one set of indices each
     sobol = example.ishigami_sobol(degree=6, num_points=600, seed=1)
     assert sobol.first_order.shape == (1, 3)
-    pce = example.PolynomialChaosExpansion(3, 6)
+    pce = example.PolynomialChaosExpansion(3, degree=6)
     coef = torch.randn(4, pce.num_params(), dtype=torch.float64)
     assert pce.sobol_indices(coef).total.shape == (4, 1, 3)

@@ -29,8 +29,8 @@ def _perturb(group: ParameterGroup, scale: float = 0.3) -> ParameterGroup:
         for name, p in group.named_parameters():
             if name.startswith("log_"):
                 p.copy_(math.log(0.6) + scale * torch.randn_like(p))
-            elif name == "raw_scale_tril":
-                p.copy_(torch.tril(scale * torch.randn_like(p)))
+            elif name == "raw_tril":
+                p.copy_(scale * torch.randn_like(p))
             else:
                 p.copy_(scale * 2 * torch.randn_like(p))
     return group
@@ -51,7 +51,9 @@ GROUPS = {
     "iid": lambda **kw: IIDGaussianGroup("g", 5, **kw),
     "gaussian": lambda **kw: GaussianGroup("g", 5, **kw),
     "lowrank": lambda **kw: LowRankGaussianGroup("g", 5, rank=2, **kw),
-    "langevin": lambda **kw: LangevinGroup("g", 5, NeuralNetwork(5, 5, width=4), num_steps=3, **kw),
+    "langevin": lambda **kw: LangevinGroup(
+        "g", 5, NeuralNetwork(5, 5, width=4), num_diffusion_steps=3, **kw
+    ),
 }
 
 
@@ -86,8 +88,10 @@ def test_group_argument_validation():
         IIDGaussianGroup("w", 0)
     with pytest.raises(ConfigError, match="prior"):
         IIDGaussianGroup("w", 3, prior=td.Normal(0.0, 1.0))
-    with pytest.raises(ConfigError, match="init_std"):
-        GaussianGroup("w", 3, init_std=0.0)
+    with pytest.raises(ConfigError, match="init_scale_diag"):
+        GaussianGroup("w", 3, init_scale_diag=0.0)
+    with pytest.raises(ConfigError, match="kl_estimator"):
+        GaussianGroup("w", 3, kl_estimator="mc")
     with pytest.raises(ConfigError, match=r"rank: expected an integer in \[1, 4\], got 5"):
         LowRankGaussianGroup("w", 4, rank=5)
     with pytest.raises(ConfigError, match="rank"):
@@ -103,8 +107,8 @@ def test_deterministic_group_repeats_point_and_uses_neg_log_prior():
     theta = group.sample_parameters(2)
     assert theta.shape == (2, 3)
     torch.testing.assert_close(theta[0], theta[1])
-    torch.testing.assert_close(theta[0], group.value.detach())
-    want = -td.Normal(0.0, 2.0).log_prob(group.value).sum()
+    torch.testing.assert_close(theta[0], group.params.detach())
+    want = -td.Normal(0.0, 2.0).log_prob(group.params).sum()
     torch.testing.assert_close(group.distribution_loss(), want)
     with pytest.raises(NoVariationalDistributionError, match="point estimate"):
         group.variational_distribution()
@@ -133,7 +137,7 @@ def test_iid_group_std_and_sample_moments():
 def test_gaussian_group_factor_is_valid_and_samples_match_covariance():
     group = _perturb(GaussianGroup("w", 3))
     with torch.no_grad():
-        group.raw_scale_tril[0, 0] = -2.0  # negative raw diagonal must still give a valid factor
+        group.raw_tril[0] = -2.0  # negative raw diagonal must still give a valid factor
         tril = group.scale_tril
         assert torch.equal(tril, torch.tril(tril)) and torch.all(torch.diagonal(tril) > 0)
         assert group.variational_distribution().rsample().shape == (3,)
@@ -177,6 +181,11 @@ CASES = {
         lambda p: LowRankGaussianGroup("w", 5, rank=2, prior=p),
         lambda: IIDGaussianPrior(0.0, 1.0),
     ),
+    "gauss|laplace": (lambda p: GaussianGroup("w", 4, prior=p), lambda: LaplacePrior(0.2, 0.8)),
+    "lowrank|laplace": (
+        lambda p: LowRankGaussianGroup("w", 5, rank=2, prior=p),
+        lambda: LaplacePrior(torch.linspace(-0.5, 0.5, 5), 0.6),
+    ),
     "lowrank|gauss": (
         lambda p: LowRankGaussianGroup("w", 3, rank=1, prior=p),
         lambda: GaussianPrior(torch.zeros(3), covariance_matrix=torch.eye(3) + 0.2),
@@ -196,9 +205,9 @@ def test_analytic_kl_matches_monte_carlo(case):
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "lowrank"])
-def test_monte_carlo_kl_without_closed_form(kind):
+def test_upstream_monte_carlo_kl_on_request(kind):
     prior = LaplacePrior(0.2, 0.8)
-    group = GROUPS[kind](prior=prior, kl_samples=20_000)
+    group = GROUPS[kind](prior=prior, kl_num_mc_samples=20_000, kl_estimator="upstream")
     group = _perturb(group.to(F64))
     assert not group.analytic_kl
     mc, se = _mc_kl(group)
@@ -214,15 +223,19 @@ def test_monte_carlo_kl_without_closed_form(kind):
 
 
 def test_langevin_validates_score_model_and_has_no_explicit_q():
-    with pytest.raises(ConfigError, match="num_inputs == num_outputs == num_params = 3"):
+    with pytest.raises(ConfigError, match="score_model: expected num_inputs=3"):
         LangevinGroup("c", 3, NeuralNetwork(3, 2))
+    with pytest.raises(ConfigError, match="exactly one"):
+        LangevinGroup("c", 3)
+    with pytest.raises(ConfigError, match="energy_model: expected num_inputs=3"):
+        LangevinGroup("c", 3, energy_model=NeuralNetwork(3, 3))
     with pytest.raises(ConfigError, match="score_model"):
         LangevinGroup("c", 3, NeuralNetwork(2, 3))
     with pytest.raises(ConfigError, match="step_size"):
         LangevinGroup("c", 3, NeuralNetwork(3, 3), step_size=-1.0)
-    with pytest.raises(ConfigError, match="num_steps"):
-        LangevinGroup("c", 3, NeuralNetwork(3, 3), num_steps=0)
-    group = LangevinGroup("c", 3, NeuralNetwork(3, 3), num_particles=5, num_steps=2)
+    with pytest.raises(ConfigError, match="num_diffusion_steps"):
+        LangevinGroup("c", 3, NeuralNetwork(3, 3), num_diffusion_steps=0)
+    group = LangevinGroup("c", 3, NeuralNetwork(3, 3), num_particles=5, num_diffusion_steps=2)
     assert group.sample_parameters().shape == (5, 3)
     assert group.sample_parameters(num_samples=8).shape == (8, 3)
     with pytest.raises(NoVariationalDistributionError, match="implicit"):
@@ -231,13 +244,14 @@ def test_langevin_validates_score_model_and_has_no_explicit_q():
 
 def test_langevin_loss_is_cross_entropy_of_latest_particles():
     prior = IIDGaussianPrior(0.0, 2.0)
-    group = LangevinGroup("c", 2, NeuralNetwork(2, 2, width=4), prior=prior, num_steps=2)
+    score = NeuralNetwork(2, 2, width=4)
+    group = LangevinGroup("c", 2, score, prior=prior, num_diffusion_steps=2)
     theta = group.sample_parameters(6)
     want = -td.Normal(0.0, 2.0).log_prob(theta).sum(-1).mean()
     torch.testing.assert_close(group.distribution_loss(), want)
-    # particles are used once; the next loss draws fresh ones
-    assert group._particles is None
-    assert torch.isfinite(group.distribution_loss())
+    # as in pypolymix, a second loss reuses the cached particles
+    assert group._last_samples is theta
+    torch.testing.assert_close(group.distribution_loss(), want)
 
 
 def test_langevin_particles_approach_gaussian_target():
@@ -246,17 +260,35 @@ def test_langevin_particles_approach_gaussian_target():
     prec = torch.linalg.inv(cov)
     # a linear score model (depth 0) set to the exact score -Σ⁻¹(θ - μ)
     score = NeuralNetwork(num_inputs=2, num_outputs=2, depth=0)
-    group = LangevinGroup("c", 2, score, step_size=0.01, num_steps=800, num_particles=4000)
+    group = LangevinGroup(
+        "c", 2, score, step_size=0.01, num_diffusion_steps=800, num_particles=4000
+    )
     group = group.to(F64)
     with torch.no_grad():
-        group.score_params.copy_(torch.cat([(-prec).reshape(-1), prec @ mu]))
+        group.surrogate_params.copy_(torch.cat([(-prec).reshape(-1), prec @ mu]))
         theta = group.sample_parameters()
     torch.testing.assert_close(theta.mean(0), mu, atol=0.06, rtol=0)
     torch.testing.assert_close(torch.cov(theta.T), cov, atol=0.07, rtol=0)
 
 
 def test_langevin_trains_its_score_model_through_the_chain():
-    group = LangevinGroup("c", 3, PolynomialChaosExpansion(3, 1, num_outputs=3), num_steps=4)
+    pce = PolynomialChaosExpansion(3, num_outputs=3, degree=1)
+    group = LangevinGroup("c", 3, pce, num_diffusion_steps=4)
     theta = group.sample_parameters(10)
     (theta.square().sum() + group.distribution_loss()).backward()
-    assert group.score_params.grad is not None and group.score_params.grad.abs().sum() > 0
+    grad = group.surrogate_params.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_langevin_energy_mode_score_is_the_energy_gradient():
+    # a linear energy E(θ) = w·θ + b has the constant score w
+    energy = NeuralNetwork(num_inputs=2, num_outputs=1, depth=0)
+    group = LangevinGroup("c", 2, energy_model=energy, num_diffusion_steps=3)
+    assert group.mode == "energy" and group.score_model is None
+    with torch.no_grad():
+        group.surrogate_params.copy_(torch.tensor([0.5, -2.0, 0.3]))
+    theta = torch.randn(4, 2)
+    torch.testing.assert_close(group._score(theta), torch.tensor([[0.5, -2.0]]).expand(4, 2))
+    samples = group.sample_parameters(5)
+    (samples.sum() + group.distribution_loss()).backward()
+    assert group.surrogate_params.grad is not None

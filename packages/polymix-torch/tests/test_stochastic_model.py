@@ -42,7 +42,7 @@ def test_sample_parameters_concatenates_groups_in_order():
     model = _mixed_model()
     theta = model.sample_parameters(3)
     last = model.parameter_groups[3]
-    torch.testing.assert_close(theta[:, 96:], last.value.detach().expand(3, -1))
+    torch.testing.assert_close(theta[:, 96:], last.params.detach().expand(3, -1))
     torch.manual_seed(5)
     theta = model.sample_parameters(2)
     torch.manual_seed(5)
@@ -56,7 +56,7 @@ def test_forward_equals_surrogate_on_sampled_parameters():
     torch.manual_seed(3)
     y = model(x, num_samples=4)
     torch.manual_seed(3)
-    torch.testing.assert_close(y, model.surrogate(x, model.sample_parameters(4)))
+    torch.testing.assert_close(y, model.surrogate_model(x, model.sample_parameters(4)))
 
 
 def test_distribution_loss_is_sum_over_groups():
@@ -124,7 +124,7 @@ def test_training_reduces_the_loss():
     torch.manual_seed(0)
     x = torch.linspace(-1, 1, 32).unsqueeze(-1)
     y = x**2
-    model = StochasticModel(PolynomialChaosExpansion(1, 2), [IIDGaussianGroup("c", 3)])
+    model = StochasticModel(PolynomialChaosExpansion(1, degree=2), [IIDGaussianGroup("c", 3)])
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
 
     def loss_fn():
@@ -139,13 +139,13 @@ def test_training_reduces_the_loss():
 
 
 def test_langevin_group_inside_stochastic_model():
-    surrogate = PolynomialChaosExpansion(1, 2)
-    group = LangevinGroup("c", 3, NeuralNetwork(3, 3, width=4), num_steps=3)
+    surrogate = PolynomialChaosExpansion(1, degree=2)
+    group = LangevinGroup("c", 3, NeuralNetwork(3, 3, width=4), num_diffusion_steps=3)
     model = StochasticModel(surrogate, [group])
     y = model(torch.zeros(4, 1), num_samples=5)
     assert y.shape == (5, 4, 1)
     (y.sum() + model.distribution_loss()).backward()
-    assert group.score_params.grad is not None
+    assert group.surrogate_params.grad is not None
 
 
 @pytest.mark.gpu

@@ -16,7 +16,7 @@ from orrery.polymix import (
 
 def _linear_model() -> StochasticModel:
     # y = c0 + c1 * x with c ~ N(mean, std²): predictive mean/std are known exactly
-    model = StochasticModel(PolynomialChaosExpansion(1, 1), [IIDGaussianGroup("c", 2)])
+    model = StochasticModel(PolynomialChaosExpansion(1, degree=1), [IIDGaussianGroup("c", 2)])
     group = model.parameter_groups[0]
     with torch.no_grad():
         group.mean.copy_(torch.tensor([1.0, 2.0]))
@@ -82,9 +82,12 @@ def test_to_draws_names_shapes_and_values():
     assert draws.names == ["hidden", "out"]
     assert draws["hidden"].shape == (1, 500, 4) and draws["out"].shape == (1, 500, 3)
     assert draws["hidden"].dtype == np.float64
-    np.testing.assert_allclose(draws["out"][0, 0], model.parameter_groups[1].value.detach().numpy())
+    np.testing.assert_allclose(
+        draws["out"][0, 0], model.parameter_groups[1].params.detach().numpy()
+    )
     group = model.parameter_groups[0]
-    np.testing.assert_allclose(draws.mean()["hidden"], group.mean.detach().numpy(), atol=0.01)
+    # std 0.607 (pypolymix's start), 500 draws: standard error 0.027
+    np.testing.assert_allclose(draws.mean()["hidden"], group.mean.detach().numpy(), atol=0.15)
     matrix, names = draws.to_matrix()
     assert matrix.shape == (500, 7) and names[:2] == ["hidden[0]", "hidden[1]"]
     again = to_draws(model, num_samples=500, seed=0)

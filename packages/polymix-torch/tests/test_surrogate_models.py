@@ -93,7 +93,7 @@ def test_base_class_is_abstract():
 
 def test_total_order_indices_grouped_by_degree():
     alpha = total_order_indices(2, 2)
-    assert alpha.tolist() == [[0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2]]
+    assert alpha.tolist() == [[0, 0], [0, 1], [1, 0], [0, 2], [1, 1], [2, 0]]
     for d, p in [(1, 5), (3, 4), (4, 3)]:
         a = total_order_indices(d, p)
         assert a.shape == (math.comb(d + p, p), d)
@@ -141,15 +141,15 @@ def test_pce_shapes_counts_and_layout():
     y = pce(x, params)
     assert y.shape == (4, 6, 2)
     basis = pce.basis(x)
-    # output o uses parameters [o * num_terms, (o + 1) * num_terms)
-    torch.testing.assert_close(y[:, :, 1], params[:, 35:] @ basis.T)
+    # term t of output o is parameter t * num_outputs + o (pypolymix's layout)
+    torch.testing.assert_close(y[:, :, 1], params[:, 1::2] @ basis.T)
 
 
 def test_pce_reproduces_a_known_polynomial():
-    # f(x, y) = 1 + 2 P1(x) + 3 P1(x) P1(y) - P2(y)
+    # f(x, y) = 1 + 2 P1(x) + 3 P1(x) P1(y) - P2(y); terms 00, 01, 10, 02, 11, 20
     pce = PolynomialChaosExpansion(num_inputs=2, degree=2)
     c = torch.zeros(6)
-    c[0], c[1], c[4], c[5] = 1.0, 2.0, 3.0, -1.0
+    c[0], c[2], c[4], c[3] = 1.0, 2.0, 3.0, -1.0
     x = torch.rand(7, 2) * 2 - 1
     want = 1 + 2 * x[:, 0] + 3 * x[:, 0] * x[:, 1] - (3 * x[:, 1] ** 2 - 1) / 2
     torch.testing.assert_close(pce(x, c[None])[0, :, 0], want)
@@ -168,9 +168,9 @@ def test_pce_float64_and_gradients_wrt_x():
 
 def test_sobol_indices_of_additive_and_interaction_terms():
     pce = PolynomialChaosExpansion(num_inputs=2, degree=2)
-    # y = P1(x1) + P1(x1) P1(x2): variances 1/3 and 1/9
+    # y = P1(x1) + P1(x1) P1(x2): variances 1/3 and 1/9; terms 00, 01, 10, 02, 11, 20
     c = torch.zeros(6, dtype=torch.float64)
-    c[1], c[4] = 1.0, 1.0
+    c[2], c[4] = 1.0, 1.0
     si = pce.sobol_indices(c)
     var = 1 / 3 + 1 / 9
     torch.testing.assert_close(si.variance, torch.tensor([var], dtype=torch.float64))
@@ -213,7 +213,7 @@ def _moe_by_loop(moe: MixtureOfExperts, x, params):
     for e in moe.experts:
         outs.append(e(x, params[:, offset : offset + e.num_params()]))
         offset += e.num_params()
-    weights = moe.gating(x, params[:, offset:])
+    weights = moe.gating_network(x, params[:, offset:])
     return (weights.unsqueeze(-1) * torch.stack(outs, dim=2)).sum(2)
 
 
@@ -227,7 +227,10 @@ def test_mixture_of_experts_matches_loop_over_experts():
     y = moe(x, params)
     assert y.shape == (4, 5, 2)
     torch.testing.assert_close(y, _moe_by_loop(moe, x, params))
-    assert moe.get_expert_outputs(x, params).shape == (4, 5, 3, 2)
+    expert_out = moe.get_expert_outputs(x, params)
+    assert expert_out.shape == (4, 3, 5, 2)  # (S, E, N, out) as in pypolymix
+    start, end = moe.param_slices[1]
+    torch.testing.assert_close(expert_out[:, 1], experts[1](x, params[:, start:end]))
     assert moe.get_gating_weights(x, params).shape == (4, 5, 3)
 
 
@@ -261,6 +264,6 @@ def test_mixture_float64_gradcheck():
 @pytest.mark.gpu
 def test_surrogates_run_on_cuda():
     dev = torch.device("cuda")
-    pce = PolynomialChaosExpansion(2, 3).to(dev, torch.float64)
+    pce = PolynomialChaosExpansion(2, degree=3).to(dev, torch.float64)
     x = torch.rand(4, 2, device=dev, dtype=torch.float64)
     assert pce(x, torch.randn(3, pce.num_params(), device=dev, dtype=torch.float64)).is_cuda

@@ -1,12 +1,13 @@
 """PyTorch stochastic surrogate models with variational parameter groups.
 
-Three composable layers:
+A drop-in re-implementation of pypolymix 0.1.9 (same constructors, module
+paths, parameter layouts and `state_dict` keys). Three composable layers:
 
-- :mod:`~orrery.polymix.surrogate_models`: deterministic maps ``(x, params) -> y``
+- `orrery.polymix.surrogate_models`: deterministic maps `(x, params) -> y`
   evaluated for a whole batch of parameter samples at once;
-- :mod:`~orrery.polymix.parameter_groups`: variational families (with
-  :mod:`~orrery.polymix.priors`) over blocks of those parameters;
-- :class:`StochasticModel`: a surrogate fed by concatenated group samples.
+- `orrery.polymix.parameter_groups`: variational families (with
+  `orrery.polymix.priors`) over blocks of those parameters;
+- `StochasticModel`: a surrogate fed by concatenated group samples.
 
 Example:
     >>> import torch
@@ -46,6 +47,7 @@ from .surrogate_models import (
     PolynomialChaosExpansion,
     SobolIndices,
     SurrogateModel,
+    legendre_polynomial_p,
 )
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "StochasticModel",
     "SurrogateModel",
     "__version__",
+    "legendre_polynomial_p",
     "load",
     "parameter_groups",
     "predictive_summary",

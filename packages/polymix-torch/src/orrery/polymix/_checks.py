@@ -6,13 +6,38 @@ the forward path (no device synchronisation).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from orrery.interface import ConfigError, ShapeError, check_positive_int
 
-__all__ = ["as_float_tensor", "check_inputs", "check_name", "check_params", "check_samples"]
+__all__ = [
+    "as_float_tensor",
+    "check_inputs",
+    "check_name",
+    "check_params",
+    "check_positive_float",
+    "check_samples",
+    "check_tensor",
+]
+
+
+def check_positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number ``> 0`` (or ``>= 0`` with ``allow_zero``), as ``float``."""
+    ok_type = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name}: expected a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_tensor(value: Any, name: str) -> torch.Tensor:
+    """``value`` must already be a ``torch.Tensor`` (no silent conversion)."""
+    if not isinstance(value, torch.Tensor):
+        raise ShapeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
 
 
 def check_name(name: Any, what: str = "name") -> str:

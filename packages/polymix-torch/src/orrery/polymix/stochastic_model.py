@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, cast
 
 import torch
@@ -20,13 +20,14 @@ __all__ = ["StochasticModel"]
 class StochasticModel(nn.Module):
     """A surrogate whose parameters are drawn from variational parameter groups.
 
-    The groups' samples are concatenated in order, so group ``k`` covers the
-    surrogate parameters that follow those of groups ``0 … k-1``; their sizes
-    must add up to ``surrogate.num_params()``.
+    The groups' samples are concatenated in order, so group `k` covers the
+    surrogate parameters that follow those of groups `0 … k-1`; their sizes
+    must add up to `surrogate_model.num_params()`.
 
     Args:
-        surrogate: the deterministic model ``(x, params) -> y``.
-        parameter_groups: the groups, in parameter order, with distinct names.
+        surrogate_model: the deterministic model `(x, params) -> y`.
+        parameter_groups: the groups, in parameter order, with distinct names;
+            a single group need not be wrapped in a list.
 
     Raises:
         ConfigError: when the sizes do not add up or names repeat.
@@ -40,15 +41,28 @@ class StochasticModel(nn.Module):
         torch.Size([4, 32, 1])
     """
 
-    def __init__(self, surrogate: SurrogateModel, parameter_groups: Sequence[ParameterGroup]):
+    def __init__(
+        self,
+        surrogate_model: SurrogateModel,
+        parameter_groups: ParameterGroup | Iterable[ParameterGroup],
+    ):
         super().__init__()
+        surrogate = surrogate_model
         if not isinstance(surrogate, SurrogateModel):
             raise ConfigError(
-                f"surrogate: expected a SurrogateModel, got {type(surrogate).__name__}"
+                f"surrogate_model: expected a SurrogateModel, got {type(surrogate).__name__}"
             )
-        groups = list(parameter_groups)
+        if isinstance(parameter_groups, ParameterGroup):
+            parameter_groups = [parameter_groups]
+        try:
+            groups = list(parameter_groups)
+        except TypeError:
+            groups = []
         if not groups or not all(isinstance(g, ParameterGroup) for g in groups):
-            raise ConfigError("parameter_groups: expected a non-empty sequence of ParameterGroup")
+            raise ConfigError(
+                "parameter_groups: expected a ParameterGroup or a non-empty list of them, got "
+                f"{parameter_groups!r}"
+            )
         names = [g.name for g in groups]
         if len(set(names)) != len(names):
             raise ConfigError(f"parameter_groups: group names must be distinct, got {names}")
@@ -56,11 +70,16 @@ class StochasticModel(nn.Module):
         if total != surrogate.num_params():
             sizes = " + ".join(f"{g.name}={g.num_params}" for g in groups)
             raise ConfigError(
-                f"parameter_groups: sizes {sizes} = {total} do not match the surrogate's "
+                f"parameter_groups: sizes {sizes} = {total} do not match the surrogate_model's "
                 f"num_params() = {surrogate.num_params()}"
             )
-        self.surrogate = surrogate
+        self.surrogate_model = surrogate
         self.parameter_groups = nn.ModuleList(groups)
+
+    @property
+    def surrogate(self) -> SurrogateModel:
+        """The surrogate (short name of `surrogate_model`)."""
+        return self.surrogate_model
 
     @property
     def groups(self) -> list[ParameterGroup]:
@@ -69,11 +88,11 @@ class StochasticModel(nn.Module):
 
     @property
     def num_inputs(self) -> int:
-        return self.surrogate.num_inputs
+        return self.surrogate_model.num_inputs
 
     @property
     def num_outputs(self) -> int:
-        return self.surrogate.num_outputs
+        return self.surrogate_model.num_outputs
 
     def num_params(self) -> int:
         """Total number of surrogate parameters managed by the groups."""
@@ -109,7 +128,7 @@ class StochasticModel(nn.Module):
         x = check_inputs(as_float_tensor(x, "x", like=ref), self.num_inputs)
         params = self.sample_parameters(num_samples)
         check_same_dtype(x, params)
-        return self.surrogate(x, params)
+        return self.surrogate_model(x, params)
 
     def group_slices(self) -> dict[str, slice]:
         """Where each group's block sits in the concatenated parameter vector."""

@@ -7,7 +7,7 @@ from torch import nn
 
 from orrery.interface import check_positive_int
 
-from .._checks import check_inputs, check_params, check_same_dtype
+from .._checks import check_inputs, check_params, check_same_dtype, check_tensor
 
 __all__ = ["SurrogateModel"]
 
@@ -20,18 +20,30 @@ class SurrogateModel(nn.Module):
     at once.
 
     Args:
-        num_inputs: width of ``x``.
-        num_outputs: width of the output.
+        num_inputs: width of `x` (optional, as in pypolymix, where a subclass
+            sets it itself; the built-in surrogates always set it).
+        num_outputs: width of the output (optional, likewise).
 
-    Subclasses implement :meth:`num_params` and :meth:`forward` with
-    ``x: (N, num_inputs)``, ``params: (S, num_params())`` and output
-    ``(S, N, num_outputs)``.
+    Subclasses implement `num_params` and `forward` with
+    `x: (N, num_inputs)`, `params: (S, num_params())` and output
+    `(S, N, num_outputs)`.
+
+    Example:
+        >>> class Identity(SurrogateModel):
+        ...     def forward(self, x, params):
+        ...         return x.unsqueeze(0).expand(params.shape[0], -1, -1)
+        ...     def num_params(self) -> int:
+        ...         return 0
+        >>> Identity()(torch.ones(3, 2), torch.zeros(4, 0)).shape
+        torch.Size([4, 3, 2])
     """
 
-    def __init__(self, num_inputs: int, num_outputs: int):
+    def __init__(self, num_inputs: int | None = None, num_outputs: int | None = None):
         super().__init__()
-        self.num_inputs = check_positive_int(num_inputs, "num_inputs")
-        self.num_outputs = check_positive_int(num_outputs, "num_outputs")
+        if num_inputs is not None:
+            self.num_inputs = check_positive_int(num_inputs, "num_inputs")
+        if num_outputs is not None:
+            self.num_outputs = check_positive_int(num_outputs, "num_outputs")
 
     def num_params(self) -> int:
         """Return the number of scalar parameters one evaluation consumes."""
@@ -50,10 +62,12 @@ class SurrogateModel(nn.Module):
         raise NotImplementedError
 
     def _check(self, x: torch.Tensor, params: torch.Tensor) -> None:
+        check_tensor(x, "x")
+        check_tensor(params, "params")
         check_inputs(x, self.num_inputs)
         check_params(params, self.num_params())
         check_same_dtype(x, params)
 
     def _config(self) -> dict:
-        """JSON-safe constructor arguments (used by :func:`orrery.polymix.save`)."""
+        """JSON-safe constructor arguments (used by `orrery.polymix.save`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved")

@@ -10,7 +10,7 @@ from torch import nn
 from orrery.interface import ConfigError
 
 from .base import SurrogateModel
-from .neural_network import NeuralNetwork
+from .neural_network import ACTIVATIONS, NeuralNetwork
 
 __all__ = ["GatingNetwork", "MixtureOfExperts"]
 
@@ -62,7 +62,7 @@ class GatingNetwork(SurrogateModel):
     @classmethod
     def _from_config(cls, config: dict) -> GatingNetwork:
         config = dict(config)
-        config["activation"] = getattr(nn, config["activation"])
+        config["activation"] = ACTIVATIONS[config["activation"]]
         return cls(**config)
 
 
@@ -78,14 +78,20 @@ def _same_architecture(experts: Sequence[SurrogateModel]) -> bool:
 class MixtureOfExperts(SurrogateModel):
     """``y(x) = Σ_e g_e(x) f_e(x)`` with a softmax gate ``g`` and experts ``f_e``.
 
-    Parameters are laid out ``[expert 0, expert 1, …, gate]``. When all experts
-    share one architecture (the usual case) they are evaluated in a single
-    batched call by stacking their parameter slices along the sample axis;
-    heterogeneous experts are evaluated one after the other.
+    Parameters are laid out `[expert 0, expert 1, …, gate]` (`param_slices`
+    holds the `(start, end)` of each, gate last, as in pypolymix). When all
+    experts share one architecture (the usual case) they are evaluated in a
+    single batched call by stacking their parameter slices along the sample
+    axis; heterogeneous experts are evaluated one after the other.
 
     Args:
-        experts: surrogates with equal ``num_inputs`` and ``num_outputs``.
-        gating: a :class:`GatingNetwork` with ``num_experts == len(experts)``.
+        experts: surrogates with equal `num_inputs` and `num_outputs`.
+        gating_network: a surrogate returning the mixture weights, usually a
+            `GatingNetwork`, with `num_outputs == len(experts)`.
+
+    Raises:
+        ConfigError: when the experts, or the gate and the experts, disagree
+            in sizes (checked here rather than at the first forward pass).
 
     Example:
         >>> experts = [NeuralNetwork(num_inputs=1, num_outputs=1, width=4) for _ in range(2)]
@@ -94,12 +100,23 @@ class MixtureOfExperts(SurrogateModel):
         torch.Size([3, 5, 1])
     """
 
-    def __init__(self, experts: Sequence[SurrogateModel], gating: GatingNetwork):
-        experts = list(experts)
+    def __init__(self, experts: Sequence[SurrogateModel], gating_network: SurrogateModel):
+        gating = gating_network
+        try:
+            if isinstance(experts, SurrogateModel):
+                raise TypeError
+            experts = list(experts)
+        except TypeError:
+            raise ConfigError(
+                f"experts: expected a list of SurrogateModel, got {type(experts).__name__}"
+            ) from None
         if not experts or not all(isinstance(e, SurrogateModel) for e in experts):
             raise ConfigError("experts: expected a non-empty sequence of SurrogateModel instances")
         if not isinstance(gating, SurrogateModel):
-            raise ConfigError(f"gating: expected a GatingNetwork, got {type(gating).__name__}")
+            raise ConfigError(
+                f"gating_network: expected a SurrogateModel such as GatingNetwork, got "
+                f"{type(gating).__name__}"
+            )
         first = experts[0]
         for k, e in enumerate(experts):
             if (e.num_inputs, e.num_outputs) != (first.num_inputs, first.num_outputs):
@@ -109,20 +126,30 @@ class MixtureOfExperts(SurrogateModel):
                 )
         if gating.num_inputs != first.num_inputs:
             raise ConfigError(
-                f"gating: expected num_inputs={first.num_inputs} like the experts, got "
+                f"gating_network: expected num_inputs={first.num_inputs} like the experts, got "
                 f"{gating.num_inputs}"
             )
         if gating.num_outputs != len(experts):
             raise ConfigError(
-                f"gating: expected num_experts={len(experts)} (one weight per expert), got "
+                f"gating_network: expected num_experts={len(experts)} (one weight per expert), got "
                 f"{gating.num_outputs}"
             )
         super().__init__(first.num_inputs, first.num_outputs)
         self.experts = nn.ModuleList(experts)
-        self.gating = gating
+        self.gating_network = gating
         self.num_experts = len(experts)
         self._expert_sizes = [e.num_params() for e in experts]
         self._stacked = _same_architecture(experts)
+        self.param_slices: list[tuple[int, int]] = []
+        start = 0
+        for size in [*self._expert_sizes, gating.num_params()]:
+            self.param_slices.append((start, start + size))
+            start += size
+
+    @property
+    def gating(self) -> SurrogateModel:
+        """The gating network (short name of `gating_network`)."""
+        return self.gating_network
 
     def num_params(self) -> int:
         """Total parameter count: every expert plus the gate."""
@@ -132,7 +159,8 @@ class MixtureOfExperts(SurrogateModel):
         """Evaluate every expert with its slice of ``params``.
 
         Returns:
-            ``(S, N, num_experts, num_outputs)``.
+            `(S, num_experts, N, num_outputs)`, as in pypolymix (so
+            `[:, e]` is expert `e`).
         """
         self._check(x, params)
         s, n_e = params.shape[0], self.num_experts
@@ -140,17 +168,18 @@ class MixtureOfExperts(SurrogateModel):
             p_e = self._expert_sizes[0]
             flat = params[:, : n_e * p_e].reshape(s * n_e, p_e)
             out = self.experts[0](x, flat)  # (S * E, N, out)
-            return out.reshape(s, n_e, x.shape[0], self.num_outputs).transpose(1, 2)
+            return out.reshape(s, n_e, x.shape[0], self.num_outputs)
         chunks = torch.split(params[:, : sum(self._expert_sizes)], self._expert_sizes, dim=1)
-        return torch.stack([e(x, p) for e, p in zip(self.experts, chunks, strict=True)], dim=2)
+        return torch.stack([e(x, p) for e, p in zip(self.experts, chunks, strict=True)], dim=1)
 
     def get_gating_weights(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Mixture weights ``(S, N, num_experts)`` from the gate's slice of ``params``."""
         self._check(x, params)
-        return self.gating(x, params[:, sum(self._expert_sizes) :])
+        return self.gating_network(x, params[:, sum(self._expert_sizes) :])
 
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Evaluate experts and gate and mix: ``(S, N, num_outputs)``."""
-        weights = self.get_gating_weights(x, params)
+        weights = self.get_gating_weights(x, params)  # (S, N, E)
         # a broadcast multiply-and-sum: einsum would lower this to S*N tiny matmuls
-        return (weights.unsqueeze(-1) * self.get_expert_outputs(x, params)).sum(dim=2)
+        experts = self.get_expert_outputs(x, params)  # (S, E, N, out)
+        return (weights.transpose(1, 2).unsqueeze(-1) * experts).sum(dim=1)

@@ -6,13 +6,44 @@ import itertools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from orrery.interface import ConfigError, check_positive_int
 
 from .base import SurrogateModel
 
-__all__ = ["NeuralNetwork"]
+__all__ = ["ACTIVATIONS", "NeuralNetwork"]
+
+#: The activations that `save` can describe and `load` rebuilds, by name: an
+#: explicit allow-list (a name read from a file never reaches `getattr`).
+ACTIVATIONS: dict[str, type[nn.Module] | Callable] = {
+    **{
+        c.__name__: c
+        for c in (
+            nn.ReLU,
+            nn.Tanh,
+            nn.Sigmoid,
+            nn.GELU,
+            nn.SiLU,
+            nn.ELU,
+            nn.Softplus,
+            nn.LeakyReLU,
+            nn.Identity,
+            nn.Mish,
+            nn.SELU,
+            nn.CELU,
+            nn.Hardtanh,
+            nn.Softsign,
+            nn.Tanhshrink,
+        )
+    },
+    **{f"torch.{f.__name__}": f for f in (torch.relu, torch.tanh, torch.sigmoid)},
+    **{
+        f"torch.nn.functional.{f.__name__}": f
+        for f in (F.relu, F.tanh, F.sigmoid, F.gelu, F.silu, F.elu, F.softplus, F.leaky_relu)
+    },
+}
 
 
 def _activation(activation: type[nn.Module] | nn.Module | Callable) -> Callable:
@@ -21,6 +52,19 @@ def _activation(activation: type[nn.Module] | nn.Module | Callable) -> Callable:
     if callable(activation):
         return activation
     raise ConfigError(f"activation: expected an nn.Module class or a callable, got {activation!r}")
+
+
+def _activation_name(spec: object, act: Callable) -> str | None:
+    """The allow-list name of an activation, or `None` when it cannot be saved."""
+    if isinstance(spec, type) and issubclass(spec, nn.Module):
+        name = spec.__name__
+    elif isinstance(spec, nn.Module) and not spec.extra_repr():
+        name = type(spec).__name__  # an instance without arguments, e.g. nn.Tanh()
+    else:
+        return next((k for k, v in ACTIVATIONS.items() if v is spec), None)
+    if ACTIVATIONS.get(name) is not type(act) or list(act.parameters()):  # type: ignore[union-attr]
+        return None
+    return name
 
 
 class NeuralNetwork(SurrogateModel):
@@ -36,8 +80,10 @@ class NeuralNetwork(SurrogateModel):
         num_outputs: output width.
         width: hidden width.
         depth: number of hidden layers (>= 0).
-        activation: an ``nn.Module`` class (instantiated without arguments), a
-            module instance, or any element-wise callable.
+        activation: an `nn.Module` class (instantiated without arguments), a
+            module instance, or any element-wise callable such as pypolymix's
+            default `torch.nn.functional.relu` (the same function as our
+            default `nn.ReLU`). Those in `ACTIVATIONS` can be saved.
 
     Example:
         >>> surrogate = NeuralNetwork(num_inputs=2, num_outputs=1, width=8, depth=2)
@@ -50,7 +96,7 @@ class NeuralNetwork(SurrogateModel):
     def __init__(
         self,
         num_inputs: int,
-        num_outputs: int,
+        num_outputs: int = 1,
         width: int = 16,
         depth: int = 1,
         activation: type[nn.Module] | nn.Module | Callable = nn.ReLU,
@@ -65,6 +111,16 @@ class NeuralNetwork(SurrogateModel):
         sizes = [self.num_inputs] + [self.width] * self.depth + [self.num_outputs]
         self.layer_sizes: list[tuple[int, int]] = list(itertools.pairwise(sizes))
         self._num_params = sum(i * o + o for i, o in self.layer_sizes)
+        # pypolymix's bookkeeping: (weight shape, bias shape) per layer and flat slices
+        self.layer_shapes: list[tuple[int, ...]] = []
+        for i, o in self.layer_sizes:
+            self.layer_shapes += [(i, o), (o,)]
+        self.param_slices: list[tuple[int, int, tuple[int, ...]]] = []
+        start = 0
+        for shape in self.layer_shapes:
+            size = shape[0] * shape[1] if len(shape) == 2 else shape[0]
+            self.param_slices.append((start, start + size, shape))
+            start += size
 
     def num_params(self) -> int:
         """Return ``sum(in * out + out)`` over the layers."""
@@ -98,21 +154,12 @@ class NeuralNetwork(SurrogateModel):
         return h
 
     def _config(self) -> dict:
-        spec = self.activation_spec
-        if isinstance(spec, type) and issubclass(spec, nn.Module):
-            name = spec.__name__
-        elif isinstance(spec, nn.Module) and not spec.extra_repr():
-            name = type(spec).__name__  # an instance without arguments, e.g. nn.Tanh()
-        else:
-            name = None
-        if (
-            name is None
-            or getattr(nn, name, None) is not type(self.activation)
-            or list(self.activation.parameters())
-        ):
+        name = _activation_name(self.activation_spec, self.activation)
+        if name is None:
             raise ConfigError(
-                "NeuralNetwork: only torch.nn activation classes without arguments can be "
-                f"saved, got {spec!r}"
+                "NeuralNetwork: only the activations in "
+                f"orrery.polymix.surrogate_models.ACTIVATIONS can be saved, got "
+                f"{self.activation_spec!r}"
             )
         return {
             "num_inputs": self.num_inputs,
@@ -125,5 +172,5 @@ class NeuralNetwork(SurrogateModel):
     @classmethod
     def _from_config(cls, config: dict) -> NeuralNetwork:
         config = dict(config)
-        config["activation"] = getattr(nn, config["activation"])
+        config["activation"] = ACTIVATIONS[config["activation"]]
         return cls(**config)

@@ -2,40 +2,67 @@
 
 from __future__ import annotations
 
-import itertools
 from math import comb
 from typing import NamedTuple
 
 import torch
 
-from orrery.interface import ShapeError, check_positive_int
+from orrery.interface import ConfigError, ShapeError, check_positive_int
 
-from .._checks import check_inputs
+from .._checks import check_inputs, check_tensor
 from .base import SurrogateModel
 
 __all__ = [
     "PolynomialChaosExpansion",
     "SobolIndices",
+    "legendre_polynomial_p",
     "legendre_polynomials",
     "total_order_indices",
 ]
 
 
-def total_order_indices(num_inputs: int, degree: int) -> torch.Tensor:
-    """Multi-indices ``α`` with ``|α| <= degree``, grouped by total degree.
+def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
+    """All tuples of `parts` non-negative integers summing to `total`, ascending lexicographic.
 
-    Within one total degree the indices are in descending lexicographic order,
-    so for two inputs and degree 2: ``00, 10, 01, 20, 11, 02``.
+    Iterative (no recursion depth limit on `parts`): from a tuple, the next one
+    moves one unit from the tail into the entry just before its last non-zero
+    entry and puts the rest of the tail on the last entry.
+    """
+    a = [0] * (parts - 1) + [total]
+    out = [tuple(a)]
+    while True:
+        last = max((i for i in range(parts) if a[i]), default=0)
+        if last == 0:
+            return out
+        a[last - 1] += 1
+        rest = total - sum(a[:last])
+        a[last:] = [0] * (parts - last)
+        a[-1] = rest
+        out.append(tuple(a))
+
+
+def total_order_indices(num_inputs: int, degree: int) -> torch.Tensor:
+    """Multi-indices `α` with `|α| <= degree`, in pypolymix's order.
+
+    Grouped by total degree; within one total degree in ascending
+    lexicographic order, so for two inputs and degree 2:
+    `00, 01, 10, 02, 11, 20`. Built directly (cost proportional to the
+    number of terms), not by filtering all `(degree + 1) ** num_inputs` tuples.
+
+    Args:
+        num_inputs: number of inputs (>= 1).
+        degree: maximum total degree (>= 0).
 
     Returns:
-        ``(num_terms, num_inputs)`` integer tensor.
+        `(num_terms, num_inputs)` integer tensor.
+
+    Example:
+        >>> total_order_indices(2, 1).tolist()
+        [[0, 0], [0, 1], [1, 0]]
     """
-    rows: list[tuple[int, ...]] = []
-    for total in range(degree + 1):
-        level = [
-            a for a in itertools.product(range(total + 1), repeat=num_inputs) if sum(a) == total
-        ]
-        rows.extend(sorted(level, reverse=True))
+    num_inputs = check_positive_int(num_inputs, "num_inputs")
+    degree = check_positive_int(degree, "degree", minimum=0)
+    rows = [a for total in range(degree + 1) for a in _compositions(total, num_inputs)]
     return torch.tensor(rows, dtype=torch.long).reshape(len(rows), num_inputs)
 
 
@@ -60,6 +87,29 @@ def legendre_polynomials(x: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(polys, dim=-1)
 
 
+def legendre_polynomial_p(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The Legendre polynomial `P_n` at `x` (pypolymix's helper).
+
+    Computed by the three-term recurrence in `x`'s dtype, differentiable.
+
+    Args:
+        x: any shape.
+        n: the degree (>= 0).
+
+    Returns:
+        Same shape as `x`.
+
+    Raises:
+        ConfigError: when `n` is not an integer >= 0 (also a `ValueError`).
+
+    Example:
+        >>> legendre_polynomial_p(torch.tensor([0.5]), 2)
+        tensor([-0.1250])
+    """
+    n = check_positive_int(n, "n", minimum=0)
+    return legendre_polynomials(check_tensor(x, "x"), n)[..., n]
+
+
 class SobolIndices(NamedTuple):
     """Variance-based sensitivity indices derived from PCE coefficients.
 
@@ -79,16 +129,18 @@ class SobolIndices(NamedTuple):
 class PolynomialChaosExpansion(SurrogateModel):
     """Polynomial chaos expansion on the total-order Legendre basis.
 
-    Inputs are expected on ``[-1, 1]`` (the Legendre polynomials are orthogonal
-    for the uniform measure there). The basis holds ``C(num_inputs + degree,
-    degree)`` terms grouped by total degree (see :func:`total_order_indices`);
-    the parameter vector holds the coefficients output by output: parameter
-    ``o * num_terms + t`` multiplies term ``t`` of output ``o``.
+    Inputs are expected on `[-1, 1]` (the Legendre polynomials are orthogonal
+    for the uniform measure there). The basis holds `C(num_inputs + degree,
+    degree)` terms in pypolymix's order (see `total_order_indices`; stored in
+    the `multi_indices` buffer, which is in the `state_dict` as upstream), and
+    the parameter vector is laid out as upstream's `(num_terms, num_outputs)`
+    matrix flattened row by row: parameter `t * num_outputs + o` multiplies
+    term `t` of output `o`.
 
     Args:
         num_inputs: input dimension.
-        degree: maximum total degree (>= 0).
         num_outputs: number of outputs.
+        degree: maximum total degree (>= 0).
 
     Example:
         >>> surrogate = PolynomialChaosExpansion(num_inputs=1, degree=2)
@@ -100,11 +152,26 @@ class PolynomialChaosExpansion(SurrogateModel):
 
     multi_indices: torch.Tensor
 
-    def __init__(self, num_inputs: int, degree: int, num_outputs: int = 1):
+    def __init__(self, num_inputs: int, num_outputs: int = 1, degree: int = 3):
         super().__init__(num_inputs, num_outputs)
         self.degree = check_positive_int(degree, "degree", minimum=0)
         alpha = total_order_indices(self.num_inputs, self.degree)
-        self.register_buffer("multi_indices", alpha, persistent=False)
+        self.register_buffer("multi_indices", alpha)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the index set is fixed by (num_inputs, degree): refuse one that is not ours
+        key = prefix + "multi_indices"
+        given = state_dict.get(key)
+        if isinstance(given, torch.Tensor) and not (
+            given.shape == self.multi_indices.shape
+            and bool(torch.equal(given.to("cpu", torch.long), self.multi_indices.cpu()))
+        ):
+            raise ConfigError(
+                f"{key}: the state dict's multi-indices {tuple(given.shape)} are not those of a "
+                f"PolynomialChaosExpansion(num_inputs={self.num_inputs}, degree={self.degree}) "
+                f"{tuple(self.multi_indices.shape)}; the coefficients would mean something else"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_terms(self) -> int:
@@ -149,8 +216,8 @@ class PolynomialChaosExpansion(SurrogateModel):
             ``(S, N, num_outputs)`` outputs.
         """
         self._check(x, params)
-        coef = params.reshape(params.shape[0], self.num_outputs, self.num_terms)
-        return torch.einsum("nt,sot->sno", self.basis(x), coef)
+        coef = params.reshape(params.shape[0], self.num_terms, self.num_outputs)
+        return torch.matmul(self.basis(x), coef)
 
     def sobol_indices(self, coefficients: torch.Tensor) -> SobolIndices:
         """First-order and total Sobol indices of the expansion.
@@ -171,13 +238,13 @@ class PolynomialChaosExpansion(SurrogateModel):
         Raises:
             ShapeError: when the last axis is not ``num_params()`` long.
         """
-        c = coefficients
+        c = check_tensor(coefficients, "coefficients")
         if c.ndim not in (1, 2) or c.shape[-1] != self.num_params():
             raise ShapeError(
                 f"coefficients: expected shape ({self.num_params()},) or (S, {self.num_params()}), "
                 f"got {tuple(c.shape)}"
             )
-        c = c.reshape(*c.shape[:-1], self.num_outputs, self.num_terms)
+        c = c.reshape(*c.shape[:-1], self.num_terms, self.num_outputs).transpose(-1, -2)
         part = c[..., 1:] ** 2 * self.norms(c.dtype)[1:]  # (..., out, T-1)
         variance = part.sum(-1)
         involved = (self.multi_indices[1:] > 0).to(c.dtype)  # (T-1, d)
@@ -190,8 +257,8 @@ class PolynomialChaosExpansion(SurrogateModel):
     def _config(self) -> dict:
         return {
             "num_inputs": self.num_inputs,
-            "degree": self.degree,
             "num_outputs": self.num_outputs,
+            "degree": self.degree,
         }
 
     @classmethod

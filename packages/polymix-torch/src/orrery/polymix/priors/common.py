@@ -1,11 +1,4 @@
-"""Priors over blocks of surrogate parameters.
-
-A prior is a small :class:`torch.nn.Module` whose hyper-parameters are buffers,
-so it follows ``.to(device, dtype)`` together with the parameter group that
-owns it and can be shared between groups. :meth:`Prior.distribution` builds a
-:class:`torch.distributions.Distribution` with event shape ``(num_params,)``
-on demand.
-"""
+"""The priors shipped with the package: IID Gaussian, full Gaussian, IID Laplace."""
 
 from __future__ import annotations
 
@@ -13,11 +6,12 @@ from typing import Any
 
 import torch
 import torch.distributions as td
-from torch import nn
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
-__all__ = ["GaussianPrior", "IIDGaussianPrior", "LaplacePrior", "Prior"]
+from .base import Prior
+
+__all__ = ["GaussianPrior", "IIDGaussianPrior", "LaplacePrior"]
 
 
 def _buffer(value: Any, name: str) -> torch.Tensor:
@@ -28,6 +22,11 @@ def _buffer(value: Any, name: str) -> torch.Tensor:
         return torch.as_tensor(value, dtype=torch.get_default_dtype())
     except (TypeError, ValueError, RuntimeError) as err:
         raise ConfigError(f"{name}: expected a float or a tensor, got {value!r}") from err
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueDomainError(f"{name}: expected finite values, got {t.tolist()!r}")
 
 
 def _check_positive(t: torch.Tensor, name: str) -> None:
@@ -62,34 +61,6 @@ def _independent(family, loc, scale, event_shape, device, dtype, what: str) -> t
     return td.Independent(family(loc, scale, validate_args=False), 1)
 
 
-class Prior(nn.Module):
-    """Base class: a factory of prior distributions over a parameter vector.
-
-    Subclasses implement :meth:`distribution`.
-    """
-
-    def distribution(
-        self,
-        event_shape: torch.Size | tuple[int, ...] | int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> td.Distribution:
-        """Return the prior as a distribution with event shape ``event_shape``.
-
-        Args:
-            event_shape: ``(num_params,)`` of the group the prior applies to.
-            device: where the distribution lives (``None``: the buffers' device).
-            dtype: its floating dtype (``None``: the buffers' dtype).
-
-        Returns:
-            A :class:`torch.distributions.Distribution` with that event shape.
-        """
-        raise NotImplementedError
-
-    def _shapes(self) -> dict[str, list[int]]:
-        return {k: list(v.shape) for k, v in self.named_buffers(recurse=False)}
-
-
 class IIDGaussianPrior(Prior):
     """Independent Gaussian prior ``N(mean, std²)`` on every parameter.
 
@@ -109,9 +80,10 @@ class IIDGaussianPrior(Prior):
     def __init__(self, mean: float | torch.Tensor = 0.0, std: float | torch.Tensor = 1.0):
         super().__init__()
         mean_t, std_t = _buffer(mean, "mean"), _buffer(std, "std")
+        _check_finite(mean_t, "mean")
         _check_positive(std_t, "std")
-        self.register_buffer("mean", mean_t)
-        self.register_buffer("std", std_t)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
 
     def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
         """Return ``Independent(Normal(mean, std), 1)`` broadcast to ``event_shape``."""
@@ -138,9 +110,10 @@ class LaplacePrior(Prior):
     def __init__(self, loc: float | torch.Tensor = 0.0, scale: float | torch.Tensor = 1.0):
         super().__init__()
         loc_t, scale_t = _buffer(loc, "loc"), _buffer(scale, "scale")
+        _check_finite(loc_t, "loc")
         _check_positive(scale_t, "scale")
-        self.register_buffer("loc", loc_t)
-        self.register_buffer("scale", scale_t)
+        self.register_buffer("loc", loc_t, persistent=False)
+        self.register_buffer("scale", scale_t, persistent=False)
 
     def distribution(self, event_shape, device=None, dtype=None) -> td.Distribution:
         """Return ``Independent(Laplace(loc, scale), 1)`` broadcast to ``event_shape``."""
@@ -188,6 +161,7 @@ class GaussianPrior(Prior):
         mean_t = _buffer(mean, "mean")
         if mean_t.ndim != 1:
             raise ShapeError(f"mean: expected shape (P,), got {tuple(mean_t.shape)}")
+        _check_finite(mean_t, "mean")
         p = mean_t.shape[0]
         given = "covariance_matrix" if covariance_matrix is not None else "scale_tril"
         mat = _buffer(covariance_matrix if covariance_matrix is not None else scale_tril, given)
@@ -209,8 +183,8 @@ class GaussianPrior(Prior):
             if not bool((diag > 0).all()):
                 raise ValueDomainError("scale_tril: expected a strictly positive diagonal")
             tril = mat
-        self.register_buffer("mean", mean_t)
-        self.register_buffer("scale_tril", tril)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("scale_tril", tril, persistent=False)
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
