@@ -12,7 +12,10 @@ BOOTSTRAP_PYTHON ?= python3
 export PATH := $(UV_TOOLS_DIR)/bin:$(PATH)
 UV ?= uv
 PYTEST_FLAGS ?= -q -m "not slow"
-PKG_TEST = $(UV) run --isolated --locked --package $(1) --all-extras --group dev pytest packages/$(1)/tests $(PYTEST_FLAGS)
+# A package's own tests, the examples of its README (Sybil, see conftest.py) and its docstring
+# examples (pytest --doctest-modules; flags in pyproject.toml), with only that package installed.
+PKG_TEST = $(UV) run --isolated --locked --package $(1) --all-extras --group dev pytest \
+	packages/$(1)/tests packages/$(1)/README.md packages/$(1)/src --doctest-modules $(PYTEST_FLAGS)
 
 .PHONY: help ensure-uv sync lock fmt lint typecheck test test-integration check namespace-check \
 	isolation-check build bench docs demo bump $(addprefix test-,$(PACKAGES))
@@ -49,8 +52,8 @@ test: sync lint namespace-check ## Everything CI runs: lint, each package alone,
 $(addprefix test-,$(PACKAGES)): test-%: ensure-uv ## (see help)
 	$(call PKG_TEST,$*)
 
-test-integration: sync ## Cross-package pipelines (tests-integration/)
-	$(UV) run --locked pytest tests-integration $(PYTEST_FLAGS)
+test-integration: sync ## Cross-package pipelines (tests-integration/), README.md and docs/ examples
+	$(UV) run --locked pytest tests-integration README.md docs $(PYTEST_FLAGS)
 
 namespace-check: ensure-uv ## No orrery/__init__.py in any source tree
 	$(UV) run --locked --no-sync python tools/check_namespace.py --sources
