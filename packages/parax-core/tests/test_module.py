@@ -165,7 +165,7 @@ def test_param_groups():
     assert [x.name for x in m.param_groups()] == ["ab"]
     m2 = m.with_param_groups(ParameterGroup(["a"], name="only_a"))  # atomic replacement
     names = [x.param_names for x in m2.param_groups()]
-    assert names == [("a",), ("b",)]
+    assert names == [["a"], ["b"]]
     assert [x.name for x in m2.param_groups(explicit_only=True)] == ["only_a"]
     assert m.with_no_param_groups().param_groups(explicit_only=True) == []
     with pytest.raises(ConfigError):
@@ -182,11 +182,11 @@ def test_groups_prefixed_and_demoted():
 
     outer = Outer(Lin(1.0, 2.0, name="in"), 3.0)
     outer = outer.with_param_groups(ParameterGroup(["in_a", "in_b"], name="g"))
-    assert outer.param_groups(explicit_only=True)[0].param_names == ("in_a", "in_b")
+    assert outer.param_groups(explicit_only=True)[0].param_names == ["in_a", "in_b"]
     demoted = outer.with_demoted_param_groups()
     assert demoted._param_groups == ()
-    assert demoted.inner._param_groups[0].param_names == ("a", "b")
-    assert demoted.param_groups(explicit_only=True)[0].param_names == ("in_a", "in_b")
+    assert demoted.inner._param_groups[0].param_names == ["a", "b"]
+    assert demoted.param_groups(explicit_only=True)[0].param_names == ["in_a", "in_b"]
     parent = demoted.with_param_groups(ParameterGroup(["in_a", "d"], name="p"))
     groups = parent.param_groups(explicit_only=True)
     assert [x.name for x in groups] == ["p"]  # parent claim drops the child group

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ValueDomainError
+from orrery.interface import ShapeError, ValueDomainError
 
 from ._util import fast_set
-from .parameter import Parameter
+from .parameter import Parameter, _check_in_bounds
 
 # Below this many parameters the per-parameter path is cheaper than compiling.
 BATCH_THRESHOLD = 64
@@ -44,6 +44,12 @@ def _convert(flat, transforms, shapes, dtypes, latent):
 
 def set_values(params: list[Parameter], flat: np.ndarray, latent: bool) -> list[Parameter]:
     """New parameters holding consecutive slices of the concrete 1-D array `flat`."""
+    if not latent:
+        start = 0
+        for p in params:
+            if p.metadata.bounds is not None:
+                _check_in_bounds(flat[start : start + p.size].reshape(p.shape), p.metadata)
+            start += p.size
     transforms = [p.metadata.transform for p in params]
     latents = [p.latent for p in params]
     shapes = tuple(x.shape for x in latents)
@@ -58,7 +64,7 @@ def set_values(params: list[Parameter], flat: np.ndarray, latent: bool) -> list[
             f"parameter {p.metadata.name!r}: a value is outside the domain of its transform "
             f"{type(p.metadata.transform).__name__} (inverse gave NaN; bounds={bounds})"
         )
-    return [fast_set(p, latent=lat) for p, lat in zip(params, lats, strict=True)]
+    return [fast_set(p, latent_value=lat) for p, lat in zip(params, lats, strict=True)]
 
 
 def concrete(values: list[Any]) -> bool:
@@ -73,7 +79,7 @@ def ravel_values(params: list[Parameter], values: list[Any]) -> np.ndarray:
             try:
                 arr = np.broadcast_to(arr, p.shape)
             except ValueError:
-                raise ValueError(
+                raise ShapeError(
                     f"parameter {p.metadata.name!r}: value shape {arr.shape} does not match "
                     f"parameter shape {p.shape}"
                 ) from None

@@ -20,7 +20,7 @@ import numpy as np
 from orrery.interface import ArtifactError
 
 from ._registry import class_ref, function_ref, lookup_class, lookup_function
-from .metadata import Info
+from .metadata import Info, NameList
 
 try:  # equinox's placeholder for unset wrapper attributes (kept for exact pytree structure)
     from equinox._module._flatten import MISSING as _EQX_MISSING
@@ -81,6 +81,8 @@ class Encoder:
             return {"__t": "info", "items": self.items(obj, where)}
         if type(obj) is dict:
             return {"__t": "dict", "items": self.items(obj, where)}
+        if type(obj) is NameList:
+            return {"__t": "names", "items": [self.enc(v, where) for v in obj]}
         if type(obj) in (list, tuple):
             return {
                 "__t": type(obj).__name__,
@@ -211,6 +213,11 @@ class Decoder:
                 except TypeError:
                     raise ArtifactError(f"{where}: unhashable dict key") from None
             return Info(d) if t == "info" else d
+        if t == "names":
+            raw = _need(node, "items", list, where)
+            if not all(isinstance(v, str) for v in raw):
+                raise ArtifactError(f"{where}: names must be strings")
+            return NameList(raw)
         if t in ("list", "tuple"):
             raw = _need(node, "items", list, where)
             items = [self.dec(v, f"{where}[{i}]") for i, v in enumerate(raw)]

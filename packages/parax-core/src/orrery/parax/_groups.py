@@ -7,8 +7,10 @@ from typing import Any
 import jax.numpy as jnp
 from distreqx.distributions import Uniform
 
-from orrery.interface import check_choice
+from orrery.interface import ValueDomainError, check_choice
 
+from ._errors import ConfigTypeError
+from ._modtools import set_at_path
 from ._naming import SEP, ParamIndex, named_submodules, unknown_names_error
 from ._util import fast_set
 from .group import ParameterGroup
@@ -67,7 +69,7 @@ def with_param_groups(module: Any, new: Any) -> Any:
     new = [new] if isinstance(new, ParameterGroup) else list(new)
     for g in new:
         if not isinstance(g, ParameterGroup):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"param_groups: expected ParameterGroup objects, got {type(g).__name__}"
             )
     known = module.flat_param_names(include_fixed=True)
@@ -82,16 +84,12 @@ def with_param_groups(module: Any, new: Any) -> Any:
 
 def without_groups(module: Any) -> Any:
     module = fast_set(module, _param_groups=())
-    from ._modtools import set_at_path
-
     for _, path, sub in first_level(module):
         module = set_at_path(module, path, without_groups(sub))
     return module
 
 
 def demoted(module: Any) -> Any:
-    from ._modtools import set_at_path
-
     children = [(n, p, s) for n, p, s in first_level(module) if n]
     keep, moved = [], {}
     for g in module._param_groups:
@@ -117,23 +115,20 @@ def demoted(module: Any) -> Any:
 
 def mapped_distributions(module, mapper, dist_filter, map_others, param_groups_mode):
     def apply(d):
-        if d is None:
-            return None
-        if dist_filter is None or dist_filter(d):
+        if dist_filter is None:
+            return mapper(d)  # no filter: every distribution, None included
+        if d is not None and dist_filter(d):
             return mapper(d)
         return map_others(d) if map_others is not None else d
 
     if not param_groups_mode:
         return module.with_mapped_params(
-            lambda p: p if p.distribution is None else p.with_distribution(apply(p.distribution)),
-            include_fixed=True,
+            lambda p: p.with_distribution(apply(p.distribution)), include_fixed=True
         )
     return _map_group_dists(module, apply)
 
 
 def _map_group_dists(module: Any, apply) -> Any:
-    from ._modtools import set_at_path
-
     groups = tuple(g.with_distribution(apply(g.distribution)) for g in module._param_groups)
     module = fast_set(module, _param_groups=groups)
     for _, path, sub in first_level(module):
@@ -145,14 +140,25 @@ def uniform_distributions(
     module, percentage, param_filter, respect_bounds, remove_groups, zero_values, kwargs
 ):
     check_choice(zero_values, ["keep"], "zero_values")
+    if isinstance(percentage, bool) or not isinstance(percentage, (int, float)):
+        raise ConfigTypeError(f"percentage: expected a number, got {type(percentage).__name__}")
+    if not 0 < percentage < float("inf"):
+        raise ValueDomainError(f"percentage: expected a finite number > 0, got {percentage!r}")
     if remove_groups:
         module = without_groups(module)
-    kwargs.setdefault("include_fixed", True)
+    kwargs.setdefault("include_fixed", False)
 
     def make(p):
         v = p.value
-        if bool(jnp.all(v == 0)):
-            return p
+        zero = v == 0
+        if bool(jnp.all(zero)):
+            return p  # zero_values="keep": distribution and bounds stay as they are
+        if bool(jnp.any(zero)):
+            raise ValueDomainError(
+                f"parameter {p.name!r}: some elements are 0, where value * (1 ± percentage) "
+                "is empty; with zero_values='keep' give all-zero or non-zero parameters "
+                "(select the others with param_filter)"
+            )
         a, b = v * (1.0 - percentage), v * (1.0 + percentage)
         lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
         if respect_bounds and p.bounds is not None:

@@ -11,6 +11,7 @@ from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 
 from orrery.interface import ConfigError
 
+from ._errors import ConfigKeyError, ConfigTypeError
 from ._naming import ParamIndex, is_module, named_submodules, unknown_names_error
 from ._util import fast_set
 from .parameter import Parameter
@@ -24,7 +25,7 @@ def get_key(obj: Any, key: Any) -> Any:
         return obj[key.key]
     if isinstance(key, SequenceKey):
         return obj[key.idx]
-    raise TypeError(f"cannot follow path key {key!r}")
+    raise ConfigTypeError(f"cannot follow path key {key!r}")
 
 
 def set_key(obj: Any, key: Any, value: Any) -> Any:
@@ -39,7 +40,7 @@ def set_key(obj: Any, key: Any, value: Any) -> Any:
         items = list(obj)
         items[key.idx] = value
         return type(obj)(items) if isinstance(obj, tuple) else items
-    raise TypeError(f"cannot follow path key {key!r}")
+    raise ConfigTypeError(f"cannot follow path key {key!r}")
 
 
 def set_at_path(obj: Any, path: Sequence[Any], value: Any) -> Any:
@@ -89,7 +90,7 @@ def filter_indices(idx: ParamIndex, param_filter: Any, prefixes: bool, ignore_un
                 unknown.append(item)
             chosen.update(hits)
         else:
-            raise TypeError(f"param_filter: unsupported item {item!r}")
+            raise ConfigTypeError(f"param_filter: unsupported item {item!r}")
     if unknown and not ignore_unknown:
         raise unknown_names_error(unknown, idx.names)
     return sorted(chosen)
@@ -199,7 +200,9 @@ def with_attrs(module: Any, args: tuple, kwargs: dict) -> Any:
     elif len(args) == 1 and isinstance(args[0], Mapping):
         updates.update(args[0])
     elif args:
-        raise TypeError("with_attrs: pass (path, value), a {path: value} dict and/or keywords")
+        raise ConfigTypeError(
+            "with_attrs: pass (path, value), a {path: value} dict and/or keywords"
+        )
     updates.update(kwargs)
     for path, value in updates.items():
         module = _set_dotted(module, _dotted(path), value)
@@ -213,7 +216,9 @@ def with_submodules(module: Any, args: tuple, kwargs: dict) -> Any:
     elif len(args) == 1 and isinstance(args[0], Mapping):
         updates.update(args[0])
     elif args:
-        raise TypeError("with_submodules: pass (name, module), a {name: module} dict or keywords")
+        raise ConfigTypeError(
+            "with_submodules: pass (name, module), a {name: module} dict or keywords"
+        )
     updates.update(kwargs)
     subs = {n: p for n, p, _ in named_submodules(module)}
     unknown = [n for n in updates if n not in subs]
@@ -259,3 +264,58 @@ def merged(module: Any, modules: Any) -> Any:
         if groups:
             module = module.with_param_groups(groups)
     return module
+
+
+def lookup(module: Any, path: str) -> Any:
+    """``module[path]``: a parameter by (flat) name, else an attribute by dotted path."""
+    if not isinstance(path, str):
+        raise ConfigTypeError(f"path: expected a str, got {type(path).__name__}")
+    named = module.named_params(include_fixed=True)
+    if path in named:
+        return named[path]
+    flat = module.named_flat_params(include_fixed=True)
+    if path in flat:
+        return flat[path]
+    obj = module
+    for part in path.split("."):
+        if isinstance(obj, Mapping) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, (list, tuple)) and part.lstrip("-").isdigit():
+            try:
+                obj = obj[int(part)]
+            except IndexError:
+                obj = dataclasses.MISSING
+        elif part and not part.startswith("__") and hasattr(obj, part):
+            obj = getattr(obj, part)
+        else:
+            obj = dataclasses.MISSING
+        if obj is dataclasses.MISSING:
+            known = list(named) + [n for n in flat if n not in named]
+            raise ConfigKeyError(
+                f"path: {path!r} is neither a parameter name nor an attribute path; "
+                + str(unknown_names_error([path], known))
+            )
+    return obj
+
+
+def saveable(obj: Any) -> Any:
+    """Copy with every field declared ``field(save=False)`` reset, as `load` rebuilds it."""
+    if isinstance(obj, (list, tuple)):
+        items = [saveable(v) for v in obj]
+        return type(obj)(items) if isinstance(obj, tuple) else items
+    if type(obj) is dict:
+        return {k: saveable(v) for k, v in obj.items()}
+    if not is_module(obj):
+        return obj
+    changes = {}
+    for f in dataclasses.fields(obj):
+        if not f.metadata.get("parax_save", True):
+            if f.default is not dataclasses.MISSING:
+                changes[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                changes[f.name] = f.default_factory()
+            else:
+                changes[f.name] = None
+        else:
+            changes[f.name] = saveable(getattr(obj, f.name))
+    return fast_set(obj, **changes)

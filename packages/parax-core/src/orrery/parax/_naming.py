@@ -119,7 +119,9 @@ class ParamIndex:
         self.names = names
         if len(set(names)) != len(names):
             dup = sorted(n for n, c in Counter(names).items() if c > 1)
-            raise ValueError(f"duplicate parameter names {dup}; give the parameters distinct names")
+            raise ConfigError(
+                f"duplicate parameter names {dup}; give the parameters distinct names"
+            )
 
     def params(self) -> list[Parameter]:
         return [self.leaves[p] for p in self.positions]

@@ -19,6 +19,8 @@ import numpy as np
 
 from orrery.interface import ShapeError
 
+from ._errors import ConfigTypeError
+
 
 def _has_jax_array(x: Any) -> bool:
     # JAX arrays and tracers define ``__jax_array__ = None``; only real converters count.
@@ -141,7 +143,7 @@ def wrap_callable(fn: Any, name: str) -> Any:
     ``jax.jit`` cannot trace, so they are wrapped in a leafless `StaticFn`.
     """
     if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__}: {fn!r}")
+        raise ConfigTypeError(f"{name} must be callable, got {type(fn).__name__}: {fn!r}")
     if is_pytree_leaf(fn):
         return StaticFn(fn)
     return fn
@@ -181,7 +183,7 @@ class FrozenArray:
 def freeze_array(x: Any, name: str) -> FrozenArray:
     """Make a concrete (non-traced) array hashable."""
     if isinstance(x, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete array, not a traced value")
+        raise ConfigTypeError(f"{name} must be a concrete array, not a traced value")
     arr = np.asarray(x)
     return FrozenArray(tuple(arr.ravel().tolist()), tuple(arr.shape), str(arr.dtype))
 
@@ -197,7 +199,7 @@ def freeze_index(idx: Any, name: str = "indices") -> Any:
     try:
         hash(idx)
     except TypeError:
-        raise TypeError(
+        raise ConfigTypeError(
             f"{name} must be an int, slice, None, Ellipsis, str key, array or a tuple of "
             f"these; got unhashable {type(idx).__name__}"
         ) from None

@@ -17,6 +17,8 @@ from distreqx.bijectors import (
 )
 from jaxtyping import Array
 
+from ._errors import ConfigTypeError
+
 __all__ = ["Exp", "Interval", "Inverse", "Softplus"]
 
 
@@ -118,7 +120,7 @@ class Inverse(_AbstractElementwise, strict=True):
 
     def __init__(self, bijector: AbstractBijector) -> None:
         if not isinstance(bijector, AbstractBijector):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"bijector: expected a distreqx AbstractBijector, got {type(bijector).__name__}"
             )
         self.bijector = bijector

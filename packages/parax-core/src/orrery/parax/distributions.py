@@ -15,6 +15,10 @@ from distreqx.distributions import (
 )
 from jaxtyping import Array, Key
 
+from orrery.interface import ConfigError
+
+from ._errors import ConfigTypeError
+
 __all__ = ["Joint", "sample"]
 
 
@@ -61,7 +65,7 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
         dists = dict(distributions)
         for k, d in dists.items():
             if not isinstance(d, AbstractDistribution):
-                raise TypeError(
+                raise ConfigTypeError(
                     f"distributions[{k!r}]: expected a distreqx distribution, "
                     f"got {type(d).__name__}"
                 )
@@ -127,7 +131,7 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
         if not isinstance(other_dist, Joint) or set(other_dist.distributions) != set(
             self.distributions
         ):
-            raise ValueError("kl_divergence: other_dist must be a Joint with the same names")
+            raise ConfigError("kl_divergence: other_dist must be a Joint with the same names")
         return _sum(
             {
                 k: d.kl_divergence(other_dist.distributions[k], **kwargs)

@@ -8,20 +8,28 @@ import equinox as eqx
 from distreqx.bijectors import AbstractBijector, Chain
 from distreqx.distributions import AbstractDistribution
 
+from orrery.interface import ConfigError
+
+from ._errors import ConfigTypeError
 from ._util import fast_set
-from .metadata import Info
+from .metadata import Info, NameList
 
 __all__ = ["ParameterGroup"]
 
 
-def _names(names: str | Sequence[str]) -> tuple[str, ...]:
+def _names(names: str | Sequence[str]) -> NameList:
     if isinstance(names, str):
-        return (names,)
-    out = tuple(names)
+        return NameList([names])
+    try:
+        out = NameList(names)
+    except TypeError:
+        raise ConfigTypeError(
+            f"param_names: expected a sequence of str, got {type(names).__name__}"
+        ) from None
     if not all(isinstance(n, str) for n in out):
-        raise TypeError(f"param_names: expected a sequence of str, got {names!r}")
+        raise ConfigTypeError(f"param_names: expected a sequence of str, got {names!r}")
     if len(set(out)) != len(out):
-        raise ValueError(f"param_names: duplicate names in {list(out)}")
+        raise ConfigError(f"param_names: duplicate names in {list(out)}")
     return out
 
 
@@ -37,7 +45,7 @@ class ParameterGroup(eqx.Module):
         info: arbitrary metadata (static).
     """
 
-    param_names: tuple[str, ...] = eqx.field(static=True, converter=_names)
+    param_names: list[str] = eqx.field(static=True, converter=_names)
     name: str | None = eqx.field(default=None, static=True)
     distribution: AbstractDistribution | None = None
     transform: AbstractBijector | None = None
@@ -46,7 +54,7 @@ class ParameterGroup(eqx.Module):
     def __check_init__(self):
         d = self.distribution
         if d is not None and not isinstance(d, AbstractDistribution):
-            raise TypeError(f"distribution: expected a distreqx distribution, got {type(d)}")
+            raise ConfigTypeError(f"distribution: expected a distreqx distribution, got {type(d)}")
 
     @property
     def num_params(self) -> int:
@@ -56,7 +64,7 @@ class ParameterGroup(eqx.Module):
     def with_distribution(self, distribution: AbstractDistribution | None) -> ParameterGroup:
         """A copy with a new joint distribution."""
         if distribution is not None and not isinstance(distribution, AbstractDistribution):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"distribution: expected a distreqx distribution, got {type(distribution).__name__}"
             )
         return fast_set(self, distribution=distribution)
@@ -64,7 +72,7 @@ class ParameterGroup(eqx.Module):
     def transformed(self, transform: AbstractBijector) -> ParameterGroup:
         """A copy whose group bijector is ``transform ∘ existing``."""
         if not isinstance(transform, AbstractBijector):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"transform: expected a distreqx AbstractBijector, got {type(transform).__name__}"
             )
         new = transform if self.transform is None else Chain([transform, self.transform])

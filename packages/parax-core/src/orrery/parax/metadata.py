@@ -9,6 +9,7 @@ from distreqx.bijectors import AbstractBijector
 from distreqx.distributions import AbstractDistribution
 from jaxtyping import Array
 
+from ._errors import ConfigKeyError, ConfigTypeError
 from ._util import fast_getattribute
 
 __all__ = ["ParameterMetadata"]
@@ -21,15 +22,22 @@ class Info(dict):
         return hash(tuple(sorted(map(str, self.keys()))))
 
 
+class NameList(list):
+    """A list of names that can live in a static field (hashable by content)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
+
+
 def as_name(name: Any) -> str | tuple[str, ...] | None:
     """Store names hashably: a str, a tuple of str (for vector parameters) or None."""
     if name is None or isinstance(name, str):
         return name
     if isinstance(name, (list, tuple)):
         if not all(isinstance(n, str) for n in name):
-            raise TypeError(f"name: expected a str or a list of str, got {name!r}")
+            raise ConfigTypeError(f"name: expected a str or a list of str, got {name!r}")
         return tuple(name)
-    raise TypeError(f"name: expected a str or a list of str, got {type(name).__name__}")
+    raise ConfigTypeError(f"name: expected a str or a list of str, got {type(name).__name__}")
 
 
 class ParameterMetadata(eqx.Module):
@@ -52,3 +60,16 @@ class ParameterMetadata(eqx.Module):
     info: dict = eqx.field(default_factory=Info, static=True, converter=Info)
 
     __getattribute__ = fast_getattribute
+
+    def __getitem__(self, key: str) -> Any:
+        """``meta[key]`` is ``meta.info[key]`` (user metadata)."""
+        try:
+            return self.info[key]
+        except KeyError:
+            raise ConfigKeyError(
+                f"key: {key!r} is not in the parameter's info (keys: {sorted(self.info)})"
+            ) from None
+
+    def __contains__(self, key: object) -> bool:
+        """``key in meta`` tests the user metadata in `info`."""
+        return key in self.info

@@ -19,13 +19,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ShapeError
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
 from . import _batch, _groups, _modtools
 from ._field import field
-from ._naming import ParamIndex, is_module, unknown_names_error
+from ._naming import (
+    ParamIndex,
+    is_module,
+    join,
+    named_submodules,
+    path_segments,
+    unknown_names_error,
+)
 from ._util import fast_set, plain_method_names
 from .parameter import Parameter, flat_element
+from .sampling import draws_from, func_samples, sampled
+from .uncertainty import func_jacobian, func_sensitivity, summary
 
 __all__ = ["Module", "to_parameter"]
 
@@ -106,14 +115,60 @@ class Module(eqx.Module):
         if transparent is not None:
             cls.__parax_transparent__ = bool(transparent)
 
+    # ``m[path]`` is a lookup by name; keep the legacy iteration protocol away from it.
+    __iter__ = None
+
+    def __getitem__(self, path: str) -> Any:
+        """A parameter by name or flat name, else an attribute by dotted path.
+
+        Args:
+            path: a parameter name (``"slope"``, ``"head_w"``), a flat name of a vector
+                parameter (``"w_1"``), or a dotted attribute path (``"head.w"``).
+
+        Returns:
+            The `Parameter` (a scalar one for a flat name) or the attribute.
+
+        Raises:
+            ConfigError: an unknown name, listing close matches (also a `KeyError`).
+
+        Example:
+            >>> class Line(Module):
+            ...     slope: Parameter
+            >>> float(Line(slope=2.0)["slope"].value)
+            2.0
+        """
+        return _modtools.lookup(self, path)
+
+    @property
+    def saveable(self) -> Module:
+        """A copy as `orrery.parax.load` would rebuild it: ``field(save=False)`` fields reset."""
+        return _modtools.saveable(self)
+
+    def validate_params(self, include_fixed: bool = True) -> Module:
+        """Check every parameter's value; return the module unchanged if all are valid.
+
+        A value is valid when it is finite, inside its bounds and inside the support of its
+        distribution (a finite log-density).
+
+        Args:
+            include_fixed: check fixed parameters too.
+
+        Returns:
+            `self`.
+
+        Raises:
+            ValueDomainError: naming the first parameter with an invalid value.
+        """
+        for name, p in self.iter_params(include_fixed=include_fixed):
+            _validate_param(name, p)
+        return self
+
     # -- traversal ------------------------------------------------------------------------
     def _index(self) -> ParamIndex:
         return ParamIndex(self)
 
     def path_to_param_name(self, path: Sequence[Any]) -> str:
         """Fully qualified name of the parameter at a jax key `path`."""
-        from ._naming import join, path_segments
-
         segs, last = path_segments(self, tuple(path))
         leaf = self
         for key in path:
@@ -164,7 +219,7 @@ class Module(eqx.Module):
         names = [n for n, _ in items]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"duplicate flattened parameter names {dup}; rename the parameters")
+            raise ConfigError(f"duplicate flattened parameter names {dup}; rename the parameters")
         yield from items
 
     def children(self) -> list[Module]:
@@ -173,8 +228,6 @@ class Module(eqx.Module):
 
     def submodules(self) -> list[Module]:
         """All nested parax submodules, depth first, excluding self."""
-        from ._naming import named_submodules
-
         return [m for _, _, m in named_submodules(self)]
 
     def copy(self) -> Module:
@@ -496,42 +549,56 @@ class Module(eqx.Module):
     # -- sampling and uncertainty ---------------------------------------------------------------
     def sampled(self, key: jax.Array | None = None, **kwargs: Any):
         """A copy with free parameters drawn from their (and their groups') distributions."""
-        from .sampling import sampled
-
         return sampled(self, key, **kwargs)
 
     def func_samples(self, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000):
         """``func(sample, args)`` over `num_samples` sampled modules (vmapped)."""
-        from .sampling import func_samples
-
         return func_samples(self, func, args, key=key, num_samples=num_samples)
 
     def func_jacobian(self, func: Callable, args: Any) -> dict[str, jax.Array]:
         """d func(module, args) / d physical flat parameter, by flat name."""
-        from .uncertainty import func_jacobian
-
         return func_jacobian(self, func, args)
 
     def func_sensitivity(self, func: Callable, args: Any, kind: str = "relative", norm: Any = None):
         """Relative, semi-relative or absolute sensitivities of `func` (see uncertainty)."""
-        from .uncertainty import func_sensitivity
-
         return func_sensitivity(self, func, args, kind, norm)
 
     def summary(self, covariance: Any = None) -> str:
         """A text table: name, value, stderr, fixed, bounds, distribution."""
-        from .uncertainty import summary
-
         return summary(self, covariance)
 
     def to_draws(self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any):
         """Samples of the free parameters as `orrery.interface.Draws` (flat names)."""
-        from .sampling import draws_from
-
         return draws_from(self, key=key, num_samples=num_samples, **kwargs)
 
 
 _DIRECT_METHODS = plain_method_names(Module) - {"__call__"}
+
+
+def _validate_param(name: str, p: Parameter) -> None:
+    v = np.asarray(p.value)
+    if not np.isfinite(v).all():
+        raise ValueDomainError(f"parameter {name!r}: value {v.tolist()} is not finite")
+    if p.bounds is not None:
+        b = np.asarray(p.bounds)
+        if ((v < b[..., 0]) | (v > b[..., 1])).any():
+            raise ValueDomainError(
+                f"parameter {name!r}: value {v.tolist()} is outside its bounds {b.tolist()}"
+            )
+    d = p.distribution
+    if d is not None:
+        try:
+            lp = np.asarray(d.log_prob(p.value))
+        except Exception as err:  # a distribution that cannot score this value
+            raise ValueDomainError(
+                f"parameter {name!r}: its distribution {type(d).__name__} cannot score "
+                f"value {v.tolist()} ({err})"
+            ) from err
+        if not np.isfinite(lp).all():
+            raise ValueDomainError(
+                f"parameter {name!r}: value {v.tolist()} is outside the support of its "
+                f"distribution {type(d).__name__} (log_prob {lp.tolist()})"
+            )
 
 
 def _value_of(p: Parameter, scaled: bool, latent: bool) -> jax.Array:
@@ -612,8 +679,6 @@ def _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) 
             if k not in out and len(flat_updates.get(k, {})) < idx.leaves[idx.positions[k]].size
         ]
         if missing:
-            from orrery.interface import ConfigError
-
             raise ConfigError(f"with_params: missing values for parameter(s) {missing}")
     return out
 

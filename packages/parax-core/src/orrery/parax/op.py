@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import operator as _pyop
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,23 +34,29 @@ import numpy as np
 
 from orrery.interface import ShapeError, ValueDomainError, close_matches
 
+from ._errors import ConfigAttributeError, ConfigTypeError
 from ._field import field
 from ._op_tree import (
-    BINARY_FNS,
-    UNARY_FNS,
     FrozenArray,
     as_value,
     freeze_array,
-    freeze_index,
     is_value_leaf,
-    thaw_index,
     tree_binary,
     tree_unary,
     unwrap_callable,
     wrap_callable,
 )
-from .module import Module
-from .operator import Operator, OpInputs, OpOutputs
+from .operator import (
+    Binary,
+    Index,
+    Leafwise,
+    Map,
+    Operator,
+    OpInputs,
+    OpOutputs,
+    evaluate,
+    set_base_fields,
+)
 
 __all__ = [
     "Binary",
@@ -65,6 +70,7 @@ __all__ = [
     "Map",
     "Mask",
     "Method",
+    "Negate",
     "OffDiagonal",
     "Reduce",
     "Stack",
@@ -73,43 +79,9 @@ __all__ = [
 ]
 
 
-def _evaluate(node: Any, args: tuple, kwargs: dict) -> Any:
-    """Call ``node`` if it is an operator; otherwise it is a constant."""
-    if isinstance(node, Operator):
-        return node(*args, **kwargs)
-    return node
-
-
-def _set_base_fields(obj: Module, kwargs: dict[str, Any], cls_name: str) -> None:
-    """Initialise the fields of the base `Module`: defaults, or ``name=`` and the like.
-
-    Operators have their own ``__init__``, so the base fields must be set here for
-    instances to flatten (and compare, and reload) like dataclass-built ones.
-    """
-    base = [f for f in dataclasses.fields(Module) if f.init]
-    public = sorted(f.name for f in base if not f.name.startswith("_"))
-    for key in kwargs:
-        if key not in public:
-            hint = close_matches(key, public)
-            raise TypeError(
-                f"{cls_name}() got an unexpected keyword argument {key!r}"
-                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
-            )
-    for f in base:
-        if f.name in kwargs:
-            value = kwargs[f.name]
-        elif f.default is not dataclasses.MISSING:
-            value = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            value = f.default_factory()
-        else:
-            continue
-        object.__setattr__(obj, f.name, value)
-
-
 def _static_int(value: Any, name: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+        raise ConfigTypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
     if minimum is not None and value < minimum:
         raise ValueDomainError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
@@ -126,45 +98,6 @@ def _static_axis(axis: Any, name: str = "axis") -> int | tuple[int, ...] | None:
 # ============================================================================ elementary
 
 
-class Leafwise(Module):
-    """A named elementwise function applied leaf by leaf to pytree values.
-
-    This is the ``fn`` that `Operator`'s Python operators put into `Binary` and
-    `Map`. A single value is broadcast over every leaf of a pytree operand. It
-    is stored by name, so composed graphs stay hashable and serialisable.
-
-    Args:
-        kind: one of ``add sub mul truediv floordiv mod pow matmul lt le gt ge eq
-            ne and or xor`` (two operands) or ``neg pos abs invert`` (one operand).
-
-    Example:
-        >>> Leafwise("add")({"a": 1.0, "b": 2.0}, 10.0)
-        {'a': 11.0, 'b': 12.0}
-    """
-
-    kind: str = field(static=True)
-
-    def __init__(self, kind: str):
-        known = sorted([*BINARY_FNS, *UNARY_FNS])
-        if kind not in known:
-            hint = close_matches(str(kind), known)
-            raise ValueDomainError(
-                f"Leafwise kind must be one of {known}, got {kind!r}"
-                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
-            )
-        self.kind = kind
-        _set_base_fields(self, {}, "Leafwise")
-
-    def __call__(self, *values: Any) -> Any:
-        if self.kind in UNARY_FNS:
-            if len(values) != 1:
-                raise TypeError(f"Leafwise({self.kind!r}) takes 1 value, got {len(values)}")
-            return tree_unary(UNARY_FNS[self.kind], values[0])
-        if len(values) != 2:
-            raise TypeError(f"Leafwise({self.kind!r}) takes 2 values, got {len(values)}")
-        return tree_binary(BINARY_FNS[self.kind], values[0], values[1], what=self.kind)
-
-
 class Constant(Operator[OpInputs, OpOutputs]):
     """Ignores its inputs and returns a fixed value (any pytree).
 
@@ -177,7 +110,7 @@ class Constant(Operator[OpInputs, OpOutputs]):
 
     def __init__(self, value: Any, **kwargs: Any):
         self.value = value
-        _set_base_fields(self, kwargs, "Constant")
+        set_base_fields(self, kwargs, "Constant")
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
         return self.value
@@ -201,7 +134,7 @@ class Lambda(Operator[OpInputs, OpOutputs]):
 
     def __init__(self, fn: Callable[OpInputs, OpOutputs], **kwargs: Any):
         self.fn = wrap_callable(fn, "Lambda fn")
-        _set_base_fields(self, kwargs, "Lambda")
+        set_base_fields(self, kwargs, "Lambda")
 
     @property
     def function(self) -> Callable:
@@ -210,60 +143,6 @@ class Lambda(Operator[OpInputs, OpOutputs]):
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
         return self.fn(*args, **kwargs)
-
-
-class Binary(Operator[OpInputs, OpOutputs]):
-    """Combines the outputs of two operators with ``fn(left_value, right_value)``.
-
-    Args:
-        left: an operator, or a constant value.
-        right: an operator, or a constant value.
-        fn: a callable of two values. For leafwise arithmetic with scalar
-            broadcasting over pytrees use `Leafwise` (what ``+``, ``*``, … build).
-
-    Example:
-        >>> f = Binary(Lambda(lambda x: x), 3.0, jnp.maximum)
-        >>> f(jnp.array([1.0, 5.0]))
-        Array([3., 5.], dtype=float32)
-    """
-
-    left: Any
-    right: Any
-    fn: Callable
-
-    def __init__(self, left: Any, right: Any, fn: Callable[[Any, Any], Any], **kwargs: Any):
-        self.left = left
-        self.right = right
-        self.fn = wrap_callable(fn, "Binary fn")
-        _set_base_fields(self, kwargs, "Binary")
-
-    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        return self.fn(_evaluate(self.left, args, kwargs), _evaluate(self.right, args, kwargs))
-
-
-class Map(Operator[OpInputs, OpOutputs]):
-    """Applies ``fn`` to the whole output of another operator.
-
-    Args:
-        operator: an operator (or a constant value).
-        fn: a callable of one value, given the full output (a pytree is passed
-            as is; use ``Leafwise`` or ``jax.tree.map`` inside ``fn`` to go leafwise).
-
-    Example:
-        >>> Map(Lambda(lambda x: x), jnp.sqrt)(4.0)
-        Array(2., dtype=float32, weak_type=True)
-    """
-
-    operator: Any = field(transparent=True)
-    fn: Callable
-
-    def __init__(self, operator: Any, fn: Callable[[Any], Any], **kwargs: Any):
-        self.operator = operator
-        self.fn = wrap_callable(fn, "Map fn")
-        _set_base_fields(self, kwargs, "Map")
-
-    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        return self.fn(_evaluate(self.operator, args, kwargs))
 
 
 class Method(Operator[OpInputs, OpOutputs]):
@@ -282,11 +161,11 @@ class Method(Operator[OpInputs, OpOutputs]):
         if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
             raise ValueDomainError(f"Method path must be a non-empty dotted name, got {path!r}")
         self.path = path
-        _set_base_fields(self, kwargs, "Method")
+        set_base_fields(self, kwargs, "Method")
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
         if not args:
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Method({self.path!r}) needs the object as its first positional argument"
             )
         obj = args[0]
@@ -295,13 +174,13 @@ class Method(Operator[OpInputs, OpOutputs]):
             if not hasattr(target, part):
                 names = [n for n in dir(target) if not n.startswith("_")]
                 hint = close_matches(part, names)
-                raise AttributeError(
+                raise ConfigAttributeError(
                     f"Method({self.path!r}): {type(target).__name__} has no attribute {part!r}"
                     + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
                 )
             target = getattr(target, part)
         if not callable(target):
-            raise TypeError(f"Method({self.path!r}): attribute is not callable ({target!r})")
+            raise ConfigTypeError(f"Method({self.path!r}): attribute is not callable ({target!r})")
         return target(*args[1:], **kwargs)
 
 
@@ -330,26 +209,26 @@ class Where(Operator[OpInputs, OpOutputs]):
         self.condition = condition
         self.true_branch = true_branch
         self.false_branch = false_branch
-        _set_base_fields(self, kwargs, "Where")
+        set_base_fields(self, kwargs, "Where")
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        cond = as_value(_evaluate(self.condition, args, kwargs))
+        cond = as_value(evaluate(self.condition, args, kwargs))
         if not is_value_leaf(cond):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Where condition must be a single boolean scalar or array, "
                 f"got a pytree {jax.tree.structure(cond)}"
             )
         cond = jnp.asarray(cond)
         if cond.ndim > 0:
-            on_true = _evaluate(self.true_branch, args, kwargs)
-            on_false = _evaluate(self.false_branch, args, kwargs)
+            on_true = evaluate(self.true_branch, args, kwargs)
+            on_false = evaluate(self.false_branch, args, kwargs)
             return tree_binary(lambda t, f: jnp.where(cond, t, f), on_true, on_false, "Where")
 
         def run_true() -> Any:
-            return _evaluate(self.true_branch, args, kwargs)
+            return evaluate(self.true_branch, args, kwargs)
 
         def run_false() -> Any:
-            return _evaluate(self.false_branch, args, kwargs)
+            return evaluate(self.false_branch, args, kwargs)
 
         # lax.cond needs identical output types: work them out abstractly first.
         shape_t, shape_f = jax.eval_shape(run_true), jax.eval_shape(run_false)
@@ -380,31 +259,6 @@ class Where(Operator[OpInputs, OpOutputs]):
 # ============================================================================ array ops
 
 
-class Index(Operator[OpInputs, OpOutputs]):
-    """Indexes the output of an operator: ``operator(*a)[indices]``.
-
-    The index is applied to the whole output, so it can also pick an entry of
-    a dict or tuple output (``Index(op, "s21")``).
-
-    Args:
-        operator: the operator (or constant) to index.
-        indices: an int, slice, ``None``, ``...``, key, integer/boolean array,
-            or a tuple of these. It is stored as static (hashable) data, so it
-            must be concrete.
-    """
-
-    operator: Any = field(transparent=True)
-    indices: Any = field(static=True)
-
-    def __init__(self, operator: Any, indices: Any, **kwargs: Any):
-        self.operator = operator
-        self.indices = freeze_index(indices)
-        _set_base_fields(self, kwargs, "Index")
-
-    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        return as_value(_evaluate(self.operator, args, kwargs))[thaw_index(self.indices)]
-
-
 class Mask(Operator[OpInputs, OpOutputs]):
     """Selects masked entries of each item along the leading axis.
 
@@ -423,12 +277,12 @@ class Mask(Operator[OpInputs, OpOutputs]):
     def __init__(self, operator: Any, mask: Any, **kwargs: Any):
         arr = np.asarray(mask)
         if arr.dtype != np.bool_:
-            raise TypeError(f"Mask mask must be a boolean array, got dtype {arr.dtype}")
+            raise ConfigTypeError(f"Mask mask must be a boolean array, got dtype {arr.dtype}")
         if arr.ndim == 0:
             raise ShapeError("Mask mask must have at least one dimension, got a scalar")
         self.operator = operator
         self.mask = freeze_array(arr, "mask")
-        _set_base_fields(self, kwargs, type(self).__name__)
+        set_base_fields(self, kwargs, type(self).__name__)
 
     def _apply(self, x: Any) -> Any:
         mask = self.mask.thaw()
@@ -442,7 +296,7 @@ class Mask(Operator[OpInputs, OpOutputs]):
         return x[(slice(None), *np.nonzero(mask))]
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        return tree_unary(self._apply, _evaluate(self.operator, args, kwargs))
+        return tree_unary(self._apply, evaluate(self.operator, args, kwargs))
 
 
 class OffDiagonal(Mask):
@@ -481,7 +335,7 @@ class Diagonal(Operator[OpInputs, OpOutputs]):
 
     def __init__(self, operator: Any, **kwargs: Any):
         self.operator = operator
-        _set_base_fields(self, kwargs, "Diagonal")
+        set_base_fields(self, kwargs, "Diagonal")
 
     @staticmethod
     def _apply(x: Any) -> Any:
@@ -491,7 +345,7 @@ class Diagonal(Operator[OpInputs, OpOutputs]):
         return jnp.diagonal(x, axis1=-2, axis2=-1)
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        return tree_unary(self._apply, _evaluate(self.operator, args, kwargs))
+        return tree_unary(self._apply, evaluate(self.operator, args, kwargs))
 
 
 class Reduce(Operator[OpInputs, OpOutputs]):
@@ -519,18 +373,71 @@ class Reduce(Operator[OpInputs, OpOutputs]):
         self.operator = operator
         self.fn = wrap_callable(fn, "Reduce fn")
         self.axis = _static_axis(axis)
-        _set_base_fields(self, kwargs, type(self).__name__)
+        set_base_fields(self, kwargs, type(self).__name__)
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        out = _evaluate(self.operator, args, kwargs)
+        out = evaluate(self.operator, args, kwargs)
         return tree_unary(lambda x: self.fn(jnp.asarray(x), axis=self.axis), out)
 
 
 class Sum(Reduce):
-    """Sum of an operator's output over ``axis`` (all axes by default); see `Reduce`."""
+    """Sum of one operator's output over ``axis``, or the elementwise sum of several operators.
 
-    def __init__(self, operator: Any, axis: int | tuple[int, ...] | None = None, **kwargs: Any):
+    ``Sum(op, axis=-1)`` reduces (all axes by default; see `Reduce`).
+    ``Sum([op1, op2, 3.0])`` adds the outputs of the operators (and constants) elementwise,
+    the parax 0.4.11 form; `axis` must then be left out.
+
+    Args:
+        operator: an operator (or constant) to reduce, or a list or tuple of them to add.
+        axis: the axes to sum over in the one-operator form.
+
+    Raises:
+        ValueDomainError: an empty list. ConfigError: `axis` with a list of operators.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = Lambda(lambda v: v)
+        >>> Sum([x, 2 * x, 1.0])(jnp.array([1.0, 2.0]))
+        Array([4., 7.], dtype=float32)
+        >>> Sum(x)(jnp.array([1.0, 2.0]))
+        Array(3., dtype=float32)
+    """
+
+    def __init__(
+        self,
+        operator: Any,
+        axis: int | tuple[int, ...] | None = None,
+        **kwargs: Any,
+    ):
+        if isinstance(operator, (list, tuple)):
+            items = list(operator)
+            if not items:
+                raise ValueDomainError("operator: Sum needs at least one operator, got []")
+            if axis is not None:
+                raise ConfigTypeError(
+                    "axis: Sum of a list of operators adds them elementwise; axis is only for "
+                    "the one-operator (reduction) form"
+                )
+            total = items[0]
+            for item in items[1:]:
+                total = Binary(Leafwise("add"), total, item)
+            operator, axis = total, ()
         super().__init__(operator, jnp.sum, axis, **kwargs)
+
+
+class Negate(Map):
+    """The negated output of an operator, leaf by leaf: ``Negate(op)(*a) == -op(*a)``.
+
+    Args:
+        operator: an operator (or constant).
+
+    Example:
+        >>> Negate(Lambda(lambda v: v))(2.0)
+        -2.0
+    """
+
+    def __init__(self, operator: Any, **kwargs: Any):
+        super().__init__(Leafwise("neg"), operator, **kwargs)
 
 
 class Stack(Operator[OpInputs, OpOutputs]):
@@ -550,17 +457,17 @@ class Stack(Operator[OpInputs, OpOutputs]):
 
     def __init__(self, operators: Sequence[Any], axis: int = -1, **kwargs: Any):
         if isinstance(operators, Operator) or not isinstance(operators, Sequence):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Stack operators must be a sequence of operators, got {type(operators).__name__}"
             )
         if len(operators) == 0:
             raise ValueDomainError("Stack needs at least one operator, got an empty sequence")
         self.operators = tuple(operators)
         self.axis = _static_int(axis, "axis")
-        _set_base_fields(self, kwargs, "Stack")
+        set_base_fields(self, kwargs, "Stack")
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        outs = [_evaluate(o, args, kwargs) for o in self.operators]
+        outs = [evaluate(o, args, kwargs) for o in self.operators]
         trees = [o for o in outs if not is_value_leaf(o)]
 
         def stack(*xs: Any) -> Any:
@@ -631,19 +538,19 @@ class Derivative(Operator[OpInputs, OpOutputs]):
         self.axis = _static_int(axis, "axis")
         self.order = _static_int(order, "order", minimum=1)
         self.arg_index = arg_index
-        _set_base_fields(self, kwargs, type(self).__name__)
+        set_base_fields(self, kwargs, type(self).__name__)
 
     def _spacing(self, args: tuple, kwargs: dict) -> Any:
         name = type(self).__name__
         if isinstance(self.arg_index, str):
             if self.arg_index not in kwargs:
-                raise TypeError(f"{name}: keyword argument {self.arg_index!r} was not given")
+                raise ConfigTypeError(f"{name}: keyword argument {self.arg_index!r} was not given")
             obj = kwargs[self.arg_index]
         else:
             try:
                 obj = args[self.arg_index]
             except IndexError:
-                raise TypeError(
+                raise ConfigTypeError(
                     f"{name}: arg_index={self.arg_index} but only {len(args)} positional "
                     "argument(s) were given"
                 ) from None
@@ -652,7 +559,7 @@ class Derivative(Operator[OpInputs, OpOutputs]):
         try:
             return _pyop.attrgetter(self.step_attr)(obj)
         except AttributeError:
-            raise AttributeError(
+            raise ConfigAttributeError(
                 f"{name}: argument {self.arg_index!r} ({type(obj).__name__}) has no attribute "
                 f"{self.step_attr!r} to take the spacing from"
             ) from None
@@ -676,18 +583,18 @@ class Derivative(Operator[OpInputs, OpOutputs]):
         return x
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
-        out = _evaluate(self.operator, args, kwargs)
+        out = evaluate(self.operator, args, kwargs)
         spacing = self._spacing(args, kwargs)
         return tree_unary(lambda x: self._apply(x, spacing), out)
 
 
 class Flatness(Derivative):
-    """First derivative along ``axis``: how far an output is from flat.
+    """Derivative along ``axis``: how far an output is from flat.
 
     This returns the derivative itself (same shape as the output), not a scalar
     penalty; zero means flat. Build the penalty you want from it, e.g.
-    ``Reduce(Flatness(gain, "f") ** 2, jnp.mean)``. Arguments as in `Derivative`,
-    with ``order`` fixed to 1.
+    ``Reduce(Flatness(gain, "f") ** 2, jnp.mean)``. Arguments as in `Derivative`;
+    ``order`` defaults to 1 (first derivative), as in parax 0.4.
     """
 
     def __init__(
@@ -695,7 +602,8 @@ class Flatness(Derivative):
         operator: Any,
         step_attr: str,
         axis: int = 0,
+        order: int = 1,
         arg_index: int | str = 1,
         **kwargs: Any,
     ):
-        super().__init__(operator, step_attr, axis=axis, order=1, arg_index=arg_index, **kwargs)
+        super().__init__(operator, step_attr, axis=axis, order=order, arg_index=arg_index, **kwargs)

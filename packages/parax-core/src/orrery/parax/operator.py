@@ -1,31 +1,48 @@
-"""`Operator`: a composable callable whose algebra is the algebra of its outputs."""
+"""`Operator`: a composable callable whose algebra is the algebra of its outputs.
+
+This module holds `Operator` and the elementary nodes its Python operators build
+(`Leafwise`, `Binary`, `Map`, `Index`): ``f + g`` is a `Binary`, ``-f`` a `Map`, ``f[i]``
+an `Index`, so they live with the class whose operators create them. `orrery.parax.op`
+re-exports them next to the other built-in operators.
+"""
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar
 
+import equinox as eqx
+
+from orrery.interface import ValueDomainError, close_matches
+
+from ._errors import ConfigTypeError
+from ._field import field
+from ._op_tree import (
+    BINARY_FNS,
+    UNARY_FNS,
+    as_value,
+    freeze_index,
+    thaw_index,
+    tree_binary,
+    tree_unary,
+    wrap_callable,
+)
 from .module import Module
-
-if TYPE_CHECKING:
-    from .op import Binary, Map
 
 OpInputs = ParamSpec("OpInputs")
 OpOutputs = TypeVar("OpOutputs")
 
-__all__ = ["OpInputs", "OpOutputs", "Operator"]
+__all__ = ["Binary", "Index", "Leafwise", "Map", "OpInputs", "OpOutputs", "Operator"]
 
 
 def _binary(left: Any, right: Any, kind: str) -> Binary:
-    from .op import Binary, Leafwise
-
-    return Binary(left, right, Leafwise(kind))
+    return Binary(Leafwise(kind), left, right)
 
 
 def _unary(operand: Any, kind: str) -> Map:
-    from .op import Leafwise, Map
-
-    return Map(operand, Leafwise(kind))
+    return Map(Leafwise(kind), operand)
 
 
 class Operator(Module, Generic[OpInputs, OpOutputs]):
@@ -120,8 +137,6 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
 
     def __getitem__(self, indices: Any) -> Operator:
         """``op[indices]`` is ``op.Index(op, indices)``: index the output."""
-        from .op import Index
-
         return Index(self, indices)
 
     # ------------------------------------------------------------------ unary
@@ -176,3 +191,202 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
 
     def __rxor__(self, other: Any) -> Operator:
         return _binary(other, self, "xor")
+
+
+# ============================================================== elementary nodes
+
+
+def evaluate(node: Any, args: tuple, kwargs: dict) -> Any:
+    """Call ``node`` if it is an operator; otherwise it is a constant."""
+    if isinstance(node, Operator):
+        return node(*args, **kwargs)
+    return node
+
+
+def set_base_fields(obj: Module, kwargs: dict[str, Any], cls_name: str) -> None:
+    """Initialise the fields of the base `Module`: defaults, or ``name=`` and the like.
+
+    Operators have their own ``__init__``, so the base fields must be set here for
+    instances to flatten (and compare, and reload) like dataclass-built ones.
+    """
+    base = [f for f in dataclasses.fields(Module) if f.init]
+    public = sorted(f.name for f in base if not f.name.startswith("_"))
+    for key in kwargs:
+        if key not in public:
+            hint = close_matches(key, public)
+            raise ConfigTypeError(
+                f"{cls_name}() got an unexpected keyword argument {key!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+            )
+    for f in base:
+        if f.name in kwargs:
+            value = kwargs[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        object.__setattr__(obj, f.name, value)
+
+
+class Leafwise(Module):
+    """A named elementwise function applied leaf by leaf to pytree values.
+
+    This is the ``fn`` that `Operator`'s Python operators put into `Binary` and
+    `Map`. A single value is broadcast over every leaf of a pytree operand. It
+    is stored by name, so composed graphs stay hashable and serialisable.
+
+    Args:
+        kind: one of ``add sub mul truediv floordiv mod pow matmul lt le gt ge eq
+            ne and or xor`` (two operands) or ``neg pos abs invert`` (one operand).
+
+    Example:
+        >>> Leafwise("add")({"a": 1.0, "b": 2.0}, 10.0)
+        {'a': 11.0, 'b': 12.0}
+    """
+
+    kind: str = field(static=True)
+
+    def __init__(self, kind: str):
+        known = sorted([*BINARY_FNS, *UNARY_FNS])
+        if kind not in known:
+            hint = close_matches(str(kind), known)
+            raise ValueDomainError(
+                f"Leafwise kind must be one of {known}, got {kind!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+            )
+        self.kind = kind
+        set_base_fields(self, {}, "Leafwise")
+
+    def __call__(self, *values: Any) -> Any:
+        if self.kind in UNARY_FNS:
+            if len(values) != 1:
+                raise ConfigTypeError(f"Leafwise({self.kind!r}) takes 1 value, got {len(values)}")
+            return tree_unary(UNARY_FNS[self.kind], values[0])
+        if len(values) != 2:
+            raise ConfigTypeError(f"Leafwise({self.kind!r}) takes 2 values, got {len(values)}")
+        return tree_binary(BINARY_FNS[self.kind], values[0], values[1], what=self.kind)
+
+
+class _Identity(Operator):
+    """Returns its first argument (used in examples)."""
+
+    def __call__(self, x: Any) -> Any:
+        return x
+
+
+def _check_fn(fn: Any, cls_name: str) -> None:
+    if isinstance(fn, Operator) or not callable(fn):
+        raise ConfigTypeError(
+            f"{cls_name}: fn (the first argument) must be a plain callable such as "
+            f"jnp.subtract, got {type(fn).__name__}; the order is {cls_name}(fn, ...) as in "
+            "parax 0.4 (orrery.parax 0.1 took the callable last)"
+        )
+
+
+def _check_operand(x: Any, cls_name: str, arg: str) -> None:
+    if callable(x) and not isinstance(x, (Operator, eqx.Module)):
+        raise ConfigTypeError(
+            f"{cls_name}: {arg} must be an operator or a constant, got the callable "
+            f"{getattr(x, '__name__', type(x).__name__)}; the callable comes first: "
+            f"{cls_name}(fn, ...) as in parax 0.4 (orrery.parax 0.1 took it last)"
+        )
+
+
+class Binary(Operator[OpInputs, OpOutputs]):
+    """Combines the outputs of two operators with ``fn(left_value, right_value)``.
+
+    Args:
+        fn: a callable of two values. For leafwise arithmetic with scalar
+            broadcasting over pytrees use `Leafwise` (what ``+``, ``*``, … build).
+        left: an operator, or a constant value.
+        right: an operator, or a constant value.
+
+    Raises:
+        ConfigError: `fn` is an operator or not callable, or an operand is a plain
+            callable (the argument order of orrery.parax 0.1); also a `TypeError`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Binary(jnp.subtract, 2.0, 3.0)()
+        Array(-1., dtype=float32, weak_type=True)
+        >>> f = Binary(jnp.maximum, _Identity(), 3.0)
+        >>> f(jnp.array([1.0, 5.0]))
+        Array([3., 5.], dtype=float32)
+    """
+
+    fn: Callable
+    left: Any
+    right: Any
+
+    def __init__(self, fn: Callable[[Any, Any], Any], left: Any, right: Any, **kwargs: Any):
+        _check_fn(fn, "Binary")
+        _check_operand(left, "Binary", "left")
+        _check_operand(right, "Binary", "right")
+        self.fn = wrap_callable(fn, "Binary fn")
+        self.left = left
+        self.right = right
+        set_base_fields(self, kwargs, "Binary")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.fn(evaluate(self.left, args, kwargs), evaluate(self.right, args, kwargs))
+
+
+class Map(Operator[OpInputs, OpOutputs]):
+    """Applies ``fn`` to the whole output of another operator.
+
+    Args:
+        fn: a callable of one value, given the full output (a pytree is passed
+            as is; use `Leafwise` or ``jax.tree.map`` inside ``fn`` to go leafwise).
+        operator: an operator (or a constant value).
+
+    Raises:
+        ConfigError: `fn` is an operator or not callable, or `operator` is a plain
+            callable (the argument order of orrery.parax 0.1); also a `TypeError`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Map(jnp.negative, 2.0)()
+        Array(-2., dtype=float32, weak_type=True)
+        >>> Map(jnp.sqrt, _Identity())(4.0)
+        Array(2., dtype=float32, weak_type=True)
+    """
+
+    fn: Callable
+    operator: Any = field(transparent=True)
+
+    def __init__(self, fn: Callable[[Any], Any], operator: Any, **kwargs: Any):
+        _check_fn(fn, type(self).__name__)
+        _check_operand(operator, type(self).__name__, "operator")
+        self.fn = wrap_callable(fn, "Map fn")
+        self.operator = operator
+        set_base_fields(self, kwargs, type(self).__name__)
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return self.fn(evaluate(self.operator, args, kwargs))
+
+
+class Index(Operator[OpInputs, OpOutputs]):
+    """Indexes the output of an operator: ``operator(*a)[indices]``.
+
+    The index is applied to the whole output, so it can also pick an entry of
+    a dict or tuple output (``Index(op, "s21")``).
+
+    Args:
+        operator: the operator (or constant) to index.
+        indices: an int, slice, ``None``, ``...``, key, integer/boolean array,
+            or a tuple of these. It is stored as static (hashable) data, so it
+            must be concrete.
+    """
+
+    operator: Any = field(transparent=True)
+    indices: Any = field(static=True)
+
+    def __init__(self, operator: Any, indices: Any, **kwargs: Any):
+        self.operator = operator
+        self.indices = freeze_index(indices)
+        set_base_fields(self, kwargs, "Index")
+
+    def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
+        return as_value(evaluate(self.operator, args, kwargs))[thaw_index(self.indices)]

@@ -15,13 +15,22 @@ from distreqx.bijectors import AbstractBijector, Chain
 from distreqx.distributions import AbstractDistribution, Transformed
 from jaxtyping import Array
 
-from orrery.interface import ConfigError, ValueDomainError, close_matches
+from orrery.interface import ConfigError, ShapeError, ValueDomainError, close_matches
 
 from ._codec import describe_plain, rebuild_plain
+from ._errors import ConfigTypeError
 from ._util import as_float_array, fast_set, is_concrete, plain_method_names
-from .metadata import Info, ParameterMetadata
+from .bijectors import Inverse
+from .metadata import Info, ParameterMetadata, as_name
 
-__all__ = ["Parameter"]
+__all__ = [
+    "Parameter",
+    "as_param",
+    "is_fixed_param",
+    "is_free_param",
+    "is_param",
+    "is_valid_param",
+]
 
 _CORE = ("name", "distribution", "transform", "bounds", "scale", "info")
 # Keywords people plausibly mean as a core field; they must raise rather than go to `info`.
@@ -43,7 +52,7 @@ _ALIASES = {
 
 def _check_type(value: Any, cls: type, arg: str) -> None:
     if value is not None and not isinstance(value, cls):
-        raise TypeError(
+        raise ConfigTypeError(
             f"{arg}: expected a distreqx {cls.__name__} or None, got {type(value).__name__}"
         )
 
@@ -51,27 +60,61 @@ def _check_type(value: Any, cls: type, arg: str) -> None:
 def _prepare_bounds(bounds: Any, shape: tuple[int, ...]) -> Array | None:
     if bounds is None:
         return None
-    b = as_float_array(bounds)
+    try:
+        b = as_float_array(bounds)
+    except TypeError:
+        raise ConfigTypeError(
+            f"bounds: expected an array of (low, high) pairs, got {type(bounds).__name__}"
+        ) from None
     if b.shape[-1:] != (2,):
         if b.ndim >= 1 and b.shape[0] == 2:
             b = jnp.moveaxis(b, 0, -1)  # accept (low, high) given as two arrays
         else:
-            raise ValueError(f"bounds: expected shape (..., 2) of (low, high), got {b.shape}")
-    return jnp.broadcast_to(b, (*shape, 2))
+            raise ShapeError(f"bounds: expected shape (..., 2) of (low, high), got {b.shape}")
+    try:
+        b = jnp.broadcast_to(b, (*shape, 2))
+    except ValueError:
+        raise ShapeError(
+            f"bounds: shape {b.shape} does not broadcast to the parameter shape {(*shape, 2)}"
+        ) from None
+    if is_concrete(b):
+        arr = np.asarray(b)
+        if np.isnan(arr).any():
+            raise ValueDomainError(f"bounds: NaN in bounds {arr.tolist()}")
+        if (arr[..., 0] > arr[..., 1]).any():
+            raise ValueDomainError(f"bounds: need low <= high, got {arr.tolist()}")
+    return b
+
+
+def _check_in_bounds(value: Array, meta: ParameterMetadata) -> None:
+    """Refuse a concrete physical value outside the declared bounds (NaN included)."""
+    if not is_concrete(value):
+        return
+    v = np.asarray(value)
+    if np.isnan(v).any():
+        raise ValueDomainError(f"value: parameter {meta.name!r} got NaN in {v.tolist()}")
+    if meta.bounds is None or not is_concrete(meta.bounds):
+        return
+    b = np.asarray(meta.bounds)
+    if ((v < b[..., 0]) | (v > b[..., 1])).any():
+        raise ValueDomainError(
+            f"value: parameter {meta.name!r} value {v.tolist()} is outside its bounds {b.tolist()}"
+        )
 
 
 def _physical_to_latent(value: Array, meta: ParameterMetadata) -> Array:
+    _check_in_bounds(value, meta)
     if meta.transform is None:
         return value
     latent = meta.transform.inverse(value)
     if is_concrete(latent) and is_concrete(value):
-        bad = np.isnan(np.asarray(latent)) & ~np.isnan(np.asarray(value))
+        bad = ~np.isfinite(np.asarray(latent)) & np.isfinite(np.asarray(value))
         if bad.any():
             bounds = None if meta.bounds is None else np.asarray(meta.bounds).tolist()
             raise ValueDomainError(
-                f"parameter {meta.name!r}: value {np.asarray(value).tolist()} is outside the "
-                f"domain of its transform {type(meta.transform).__name__} "
-                f"(inverse gave NaN; bounds={bounds})"
+                f"value: parameter {meta.name!r} value {np.asarray(value).tolist()} is outside "
+                f"the domain of its transform {type(meta.transform).__name__} "
+                f"(inverse gave {np.asarray(latent).tolist()}; bounds={bounds})"
             )
     return latent
 
@@ -81,29 +124,53 @@ def _defers(other: Any) -> bool:
     return isinstance(other, eqx.Module) and not hasattr(other, "__jax_array__")
 
 
+def _split_kwargs(kwargs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """Core keywords by field name; other keywords go to `info`, near-misses raise."""
+    core: dict[str, Any] = {}
+    for key, val in kwargs.items():
+        if key in _CORE:
+            core[key] = val
+        elif key in _ALIASES or close_matches(key, _CORE):
+            hint = _ALIASES.get(key) or close_matches(key, _CORE)[0]
+            raise ConfigError(
+                f"Parameter got keyword {key!r}; did you mean {hint!r}? "
+                f"(core keywords: {', '.join(_CORE)}; put custom metadata in info={{...}})"
+            )
+        else:
+            info[key] = val
+    return core
+
+
 class Parameter(eqx.Module):
     """A named, optionally constrained and distribution-carrying array.
 
-    The stored `latent` array lives in unconstrained space; `value` maps it through
-    `transform` (physical, unscaled); using the parameter as an array gives
+    The stored `latent_value` array lives in unconstrained space; `value` maps it
+    through `transform` (physical, unscaled); using the parameter as an array gives
     ``value * scale``. A physical `value` given to the constructor is mapped through
-    the inverse of `transform`.
+    the inverse of `transform`; ``latent_value=`` sets the latent array directly.
 
     Args:
         value: physical value (scalar or array). Defaults to the distribution mean, else 0.
         fixed: whether `partition` treats it as constant.
         metadata: a `ParameterMetadata` to start from.
         n: vectorise a scalar value, bounds and names to length `n`.
-        **kwargs: `name`, `distribution`, `transform`, `bounds`, `scale`, `info`; any other
-            keyword goes into `info` (misspelt core keywords raise `ConfigError`).
+        **kwargs: ``latent_value`` (alias ``latent``), ``name``, ``distribution``,
+            ``transform``, ``bounds``, ``scale``, ``info``; any other keyword goes into
+            `info` (misspelt core keywords raise `ConfigError`).
+
+    Raises:
+        ConfigError: a misspelt core keyword, or both `value` and `latent_value`.
+        ValueDomainError: a value outside its bounds or the domain of its transform.
+        ShapeError: `bounds`, names or `n` that do not match the value's shape.
 
     Example:
+        >>> from orrery.parax.bijectors import Exp
         >>> p = Parameter(2.0, name="k", transform=Exp())
-        >>> float(p.value), float(p.latent)  # doctest: +SKIP
-        (2.0, 0.693...)
+        >>> round(float(p.value), 4), round(float(p.latent_value), 4)
+        (2.0, 0.6931)
     """
 
-    latent: Array
+    latent_value: Array
     fixed: bool = eqx.field(static=True)
     metadata: ParameterMetadata
 
@@ -115,55 +182,71 @@ class Parameter(eqx.Module):
         n: int | None = None,
         **kwargs: Any,
     ):
-        core: dict[str, Any] = {}
+        latent = _pop_latent(kwargs)
+        if latent is not None and value is not None:
+            raise ConfigError(
+                "Parameter: give either value (physical) or latent_value (latent), not both"
+            )
+        if metadata is not None and not isinstance(metadata, ParameterMetadata):
+            raise ConfigTypeError(
+                f"metadata: expected ParameterMetadata, got {type(metadata).__name__}"
+            )
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"n: expected a positive int or None, got {n!r}")
         info = dict(metadata.info) if metadata is not None else {}
-        for key, val in kwargs.items():
-            if key in _CORE:
-                core[key] = val
-            elif key in _ALIASES or close_matches(key, _CORE):
-                hint = _ALIASES.get(key) or close_matches(key, _CORE)[0]
-                raise ConfigError(
-                    f"Parameter got keyword {key!r}; did you mean {hint!r}? "
-                    f"(core keywords: {', '.join(_CORE)}; put custom metadata in info={{...}})"
-                )
-            else:
-                info[key] = val
-        info.update(core.pop("info", None) or {})
+        core = _split_kwargs(kwargs, info)
+        user_info = core.pop("info", None)
+        if user_info is not None and not isinstance(user_info, dict):
+            raise ConfigTypeError(f"info: expected a dict, got {type(user_info).__name__}")
+        info.update(user_info or {})
         base = metadata if metadata is not None else ParameterMetadata()
-        if not isinstance(base, ParameterMetadata):
-            raise TypeError(f"metadata: expected ParameterMetadata, got {type(base).__name__}")
         dist = core.get("distribution", base.distribution)
         transform = core.get("transform", base.transform)
         _check_type(dist, AbstractDistribution, "distribution")
         _check_type(transform, AbstractBijector, "transform")
         name = core.get("name", base.name)
+        scale = core.get("scale", base.scale)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)):
+            raise ConfigTypeError(f"scale: expected a number, got {type(scale).__name__}")
+        if not math.isfinite(float(scale)):
+            raise ValueDomainError(f"scale: expected a finite number, got {scale!r}")
 
-        if value is None:
-            value = 0.0
-            if dist is not None:
-                try:
-                    value = dist.mean()
-                except Exception:  # distributions without a mean fall back to 0
-                    value = 0.0
-        value = as_float_array(value)
-        if n is not None:
-            if value.ndim == 0:
-                value = jnp.full((n,), value)
-            elif value.shape[0] != n:
-                raise ValueError(f"value: expected leading length n={n}, got shape {value.shape}")
-            if isinstance(name, (list, tuple)) and len(name) == 1:
-                name = [f"{name[0]}_{i}" for i in range(n)]
-        bounds = core.get("bounds", base.bounds)
+        if latent is not None:
+            latent = _as_array(latent, "latent_value")
+            if metadata is not None and transform is not base.transform:
+                # dataclasses.replace(p, transform=...): the physical value is kept.
+                old = latent if base.transform is None else base.transform.forward(latent)
+                value, latent = old, None
+            elif n is not None:
+                latent = _vectorise(latent, n, "latent_value")
+        if latent is None:
+            if value is None:
+                value = 0.0
+                if dist is not None:
+                    try:
+                        value = dist.mean()
+                    except Exception:  # distributions without a mean fall back to 0
+                        value = 0.0
+            value = _as_array(value, "value")
+            if n is not None:
+                value = _vectorise(value, n, "value")
+        shape = tuple((latent if latent is not None else value).shape)
+        if n is not None and isinstance(name, (list, tuple)) and len(name) == 1:
+            name = [f"{name[0]}_{i}" for i in range(n)]
         meta = ParameterMetadata(
             name=name,
             distribution=dist,
             transform=transform,
-            bounds=_prepare_bounds(bounds, value.shape),
-            scale=core.get("scale", base.scale),
+            bounds=_prepare_bounds(core.get("bounds", base.bounds), shape),
+            scale=scale,
             info=Info(info),
         )
-        _check_names(meta.name, value.shape)
-        self.latent = _physical_to_latent(value, meta)
+        _check_names(meta.name, shape)
+        if latent is None:
+            latent = _physical_to_latent(value, meta)
+        elif metadata is None or "bounds" in core:
+            _check_in_bounds(latent if transform is None else transform.forward(latent), meta)
+        self.latent_value = latent
         self.fixed = bool(fixed)
         self.metadata = meta
 
@@ -178,10 +261,15 @@ class Parameter(eqx.Module):
 
     # -- properties -----------------------------------------------------------------------
     @property
+    def latent(self) -> Array:
+        """Alias of `latent_value` (the unconstrained array)."""
+        return self.latent_value
+
+    @property
     def value(self) -> Array:
         """Physical, unscaled value (`transform(latent)`)."""
         t = self.metadata.transform
-        return self.latent if t is None else t.forward(self.latent)
+        return self.latent_value if t is None else t.forward(self.latent_value)
 
     @property
     def bounds(self) -> Array | None:
@@ -199,8 +287,6 @@ class Parameter(eqx.Module):
         d, t = self.metadata.distribution, self.metadata.transform
         if d is None or t is None:
             return d
-        from .bijectors import Inverse
-
         return Transformed(d, Inverse(t))
 
     @property
@@ -222,11 +308,11 @@ class Parameter(eqx.Module):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.latent.shape)
+        return tuple(self.latent_value.shape)
 
     @property
     def size(self) -> int:
-        return math.prod(self.latent.shape)
+        return math.prod(self.latent_value.shape)
 
     # -- array behaviour ----------------------------------------------------------------------
     def __jax_array__(self, dtype=None) -> Array:
@@ -239,9 +325,28 @@ class Parameter(eqx.Module):
         return np.asarray(self.__jax_array__(), dtype=dtype)
 
     def __len__(self) -> int:
-        if not self.shape:
-            raise TypeError("len() of a scalar Parameter")
-        return self.shape[0]
+        """1 for a scalar parameter (as upstream parax), else the leading length."""
+        return 1 if not self.shape else self.shape[0]
+
+    def _scalar(self, kind: type) -> Any:
+        if self.size != 1:
+            raise ShapeError(
+                f"parameter {self.metadata.name!r}: {kind.__name__}() needs a size-1 "
+                f"parameter, got shape {self.shape}"
+            )
+        return kind(np.asarray(self.__jax_array__()).reshape(()))
+
+    def __float__(self) -> float:
+        return self._scalar(float)
+
+    def __int__(self) -> int:
+        return self._scalar(int)
+
+    def __bool__(self) -> bool:
+        return self._scalar(bool)
+
+    def __complex__(self) -> complex:
+        return self._scalar(complex)
 
     def __getitem__(self, idx):
         return self.__jax_array__()[idx]
@@ -286,8 +391,42 @@ class Parameter(eqx.Module):
     def __rpow__(self, other):
         return jnp.power(other, self.__jax_array__())
 
+    def __matmul__(self, other):
+        if _defers(other):
+            return NotImplemented
+        return jnp.matmul(self.__jax_array__(), other)
+
+    def __rmatmul__(self, other):
+        return jnp.matmul(other, self.__jax_array__())
+
+    def __lt__(self, other):
+        if _defers(other):
+            return NotImplemented
+        return jnp.less(self.__jax_array__(), other)
+
+    def __le__(self, other):
+        if _defers(other):
+            return NotImplemented
+        return jnp.less_equal(self.__jax_array__(), other)
+
+    def __gt__(self, other):
+        if _defers(other):
+            return NotImplemented
+        return jnp.greater(self.__jax_array__(), other)
+
+    def __ge__(self, other):
+        if _defers(other):
+            return NotImplemented
+        return jnp.greater_equal(self.__jax_array__(), other)
+
     def __neg__(self):
         return jnp.negative(self.__jax_array__())
+
+    def __pos__(self):
+        return self.__jax_array__()
+
+    def __abs__(self):
+        return jnp.abs(self.__jax_array__())
 
     # -- copies -------------------------------------------------------------------------------
     def as_fixed(self) -> Parameter:
@@ -316,17 +455,20 @@ class Parameter(eqx.Module):
             try:
                 value = jnp.broadcast_to(value, self.shape)
             except ValueError:
-                raise ValueError(
+                raise ShapeError(
                     f"parameter {self.metadata.name!r}: value shape {value.shape} does not "
                     f"match parameter shape {self.shape}"
                 ) from None
-        new = value if latent else _physical_to_latent(value, self.metadata)
-        return fast_set(self, latent=new)
+        if latent:
+            t = self.metadata.transform
+            _check_in_bounds(value if t is None else t.forward(value), self.metadata)
+            new = value
+        else:
+            new = _physical_to_latent(value, self.metadata)
+        return fast_set(self, latent_value=new)
 
     def with_name(self, name: str | Sequence[str] | None) -> Parameter:
         """A copy with a new name (a str, or a list of str matching the size)."""
-        from .metadata import as_name
-
         name = as_name(name)
         _check_names(name, self.shape)
         return self._with_meta(name=name)
@@ -341,11 +483,13 @@ class Parameter(eqx.Module):
         _check_type(transform, AbstractBijector, "transform")
         value = self.value
         meta = fast_set(self.metadata, transform=transform)
-        return fast_set(self, metadata=meta, latent=_physical_to_latent(value, meta))
+        return fast_set(self, metadata=meta, latent_value=_physical_to_latent(value, meta))
 
     def with_bounds(self, bounds: Any) -> Parameter:
         """A copy with new physical bounds."""
-        return self._with_meta(bounds=_prepare_bounds(bounds, self.shape))
+        new = self._with_meta(bounds=_prepare_bounds(bounds, self.shape))
+        _check_in_bounds(new.value, new.metadata)
+        return new
 
     def transformed(self, transform: AbstractBijector) -> Parameter:
         """Push the physical space through one more bijector.
@@ -354,7 +498,7 @@ class Parameter(eqx.Module):
         distribution its push-forward and the bounds are mapped (and re-sorted).
         """
         if not isinstance(transform, AbstractBijector):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"transform: expected a distreqx AbstractBijector, got {type(transform).__name__}"
             )
         meta = self.metadata
@@ -373,7 +517,7 @@ class Parameter(eqx.Module):
         becomes ``v_0, v_1, ...``.
 
         Raises:
-            ValueError: if a list of names does not match the size.
+            ShapeError: if a list of names does not match the size (a ValueError).
         """
         if self.shape == ():
             return [self]
@@ -419,18 +563,91 @@ class Parameter(eqx.Module):
 _DIRECT_METHODS = plain_method_names(Parameter)
 
 
+def _pop_latent(kwargs: dict[str, Any]) -> Any:
+    if "latent_value" in kwargs and "latent" in kwargs:
+        raise ConfigError("Parameter: give latent_value or its alias latent, not both")
+    if "latent" in kwargs:
+        return kwargs.pop("latent")
+    return kwargs.pop("latent_value", None)
+
+
+def _as_array(value: Any, arg: str) -> Array:
+    try:
+        return as_float_array(value)
+    except TypeError:
+        raise ConfigTypeError(
+            f"{arg}: expected a number or an array, got {type(value).__name__}"
+        ) from None
+
+
+def _vectorise(value: Array, n: int, arg: str) -> Array:
+    if value.ndim == 0:
+        return jnp.full((n,), value)
+    if value.shape[0] != n:
+        raise ShapeError(f"{arg}: expected leading length n={n}, got shape {value.shape}")
+    return value
+
+
+def is_param(x: Any) -> bool:
+    """True for `Parameter` instances.
+
+    Example:
+        >>> is_param(Parameter(1.0)), is_param(1.0)
+        (True, False)
+    """
+    return isinstance(x, Parameter)
+
+
+def is_valid_param(x: Any) -> bool:
+    """True for a `Parameter` that holds a latent array (not a `partition` placeholder)."""
+    return isinstance(x, Parameter) and x.latent_value is not None
+
+
+def is_free_param(x: Any) -> bool:
+    """True for a valid `Parameter` that is not fixed."""
+    return is_valid_param(x) and not x.fixed
+
+
+def is_fixed_param(x: Any) -> bool:
+    """True for a valid `Parameter` that is fixed."""
+    return is_valid_param(x) and x.fixed
+
+
+def as_param(x: Any, **kwargs: Any) -> Any:
+    """`x` as a `Parameter`: parameters pass through, lists and dicts are converted itemwise.
+
+    Args:
+        x: a `Parameter`, a value, or a list or dict of them.
+        **kwargs: passed to `Parameter` for converted values (``fixed=True`` included).
+
+    Returns:
+        A `Parameter`, or a list or dict of them.
+
+    Example:
+        >>> as_param([1.0, Parameter(2.0, name="b")], fixed=True)[0].fixed
+        True
+    """
+    if isinstance(x, Parameter):
+        return x
+    if isinstance(x, list):
+        return [as_param(v, **kwargs) for v in x]
+    if isinstance(x, dict):
+        return {k: as_param(v, **kwargs) for k, v in x.items()}
+    return Parameter(x, **kwargs)
+
+
 def _check_names(name: Any, shape: tuple[int, ...]) -> None:
     if isinstance(name, tuple):
         size = int(np.prod(shape, dtype=int))
         if len(name) != size:
-            raise ValueError(f"name: got {len(name)} names for a parameter of size {size}")
+            raise ShapeError(f"name: got {len(name)} names for a parameter of size {size}")
 
 
 def flat_names_of(name: Any, size: int, separator: str = "_") -> list[str | None]:
     """Per-element names of a parameter of `size` elements."""
     if isinstance(name, (tuple, list)):
         if len(name) != size:
-            raise ValueError(f"name: got {len(name)} names for a parameter of size {size}")
+            raise ShapeError(f"name: got {len(name)} names for a parameter of size {size}")
         return list(name)
     if name is None:
         return [None] * size
@@ -462,4 +679,4 @@ def flat_element(p: Parameter, i: int, name: str | None) -> Parameter:
         transform=_slice_tree(meta.transform, shape, i),
         bounds=bounds,
     )
-    return fast_set(p, latent=jnp.reshape(p.latent, (-1,))[i], metadata=new_meta)
+    return fast_set(p, latent_value=jnp.reshape(p.latent_value, (-1,))[i], metadata=new_meta)

@@ -63,7 +63,7 @@ def partition(
                 sta.append(None)
             else:
                 dyn.append(fast_set(leaf, metadata=_none_like(leaf.metadata)))
-                sta.append(fast_set(leaf, latent=None))
+                sta.append(fast_set(leaf, latent_value=None))
         elif include_arrays and _is_float_array(leaf):
             dyn.append(leaf)
             sta.append(None)

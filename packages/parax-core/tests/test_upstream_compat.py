@@ -1,0 +1,225 @@
+"""Code written for parax 0.4 runs on orrery.parax and gives parax's numbers (issue 13).
+
+One test per behaviour, written with upstream-style calls only (``import ... as parax``,
+callable-first operators, ``latent_value``, top-level factories); expected numbers are
+worked out by hand in the comments.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from distreqx.distributions import Normal as DNormal
+
+import orrery.parax as parax
+from orrery.interface import ConfigError
+from orrery.parax import Fixed, Free, Normal, Uniform, op
+from orrery.parax.bijectors import Exp
+
+
+class Line(parax.Module):
+    slope: parax.Parameter
+    offset: parax.Parameter
+
+    def __call__(self, x):
+        return self.slope * x + self.offset
+
+
+class Outer(parax.Module):
+    inner: Line
+    w: parax.Parameter
+
+
+def _const(v):
+    return op.Constant(jnp.asarray(v))
+
+
+# -- silent wrong results -----------------------------------------------------------------
+
+
+def test_binary_takes_the_callable_first():
+    assert float(op.Binary(jnp.subtract, 2.0, 3.0)()) == -1.0  # 2 - 3
+    assert float(op.Binary(jnp.subtract, _const(2.0), _const(3.0))()) == -1.0
+
+
+def test_map_takes_the_callable_first():
+    assert float(op.Map(jnp.negative, _const(2.0))()) == -2.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: op.Binary(_const(2.0), _const(3.0), jnp.subtract),  # old orrery order
+        lambda: op.Binary(2.0, 3.0, jnp.subtract),
+        lambda: op.Map(_const(2.0), jnp.negative),
+        lambda: op.Map(2.0, jnp.negative),
+    ],
+)
+def test_the_old_orrery_order_raises_instead_of_computing(make):
+    with pytest.raises(ConfigError, match="fn"):
+        make()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": "cap2"},
+        {"fixed": True},
+        {"transform": Exp()},
+        {"distribution": DNormal(jnp.asarray(1.0), jnp.asarray(2.0))},
+        {"bounds": (0.0, 5.0)},
+        {"scale": 3.0},
+        {"info": {"units": "F"}},
+    ],
+)
+def test_dataclasses_replace_keeps_the_value(change):
+    p = parax.Parameter(value=1.0, name="cap")
+    q = dataclasses.replace(p, **change)
+    assert float(q.value) == 1.0
+    assert "latent" not in q.info and "latent_value" not in q.info
+    for key, val in change.items():
+        if key in ("name", "fixed", "scale"):
+            assert getattr(q, key) == val
+
+
+def test_dataclasses_replace_with_a_transform_keeps_the_value_exactly():
+    p = parax.Parameter(value=1.0, name="cap", transform=Exp())
+    q = dataclasses.replace(p, name="cap2")
+    assert q.latent_value is p.latent_value  # not even recomputed
+    assert float(dataclasses.replace(p, transform=None).value) == pytest.approx(1.0)
+
+
+def test_latent_value_keyword_is_the_latent_field():
+    p = parax.Parameter(latent_value=jnp.log(2.0), transform=Exp())
+    assert float(p.value) == pytest.approx(2.0)  # exp(log 2)
+    assert p.info == {}
+    assert float(p.latent_value) == pytest.approx(np.log(2.0))
+    assert p.latent is p.latent_value  # orrery's older name stays as an alias
+
+
+def test_field_keywords_are_never_swallowed_into_info():
+    p = parax.Parameter(1.0, units="m", name="x", scale=2.0)
+    assert p.info == {"units": "m"}  # unknown keywords still go to info, as upstream
+    assert p.name == "x" and p.scale == 2.0
+    with pytest.raises(ConfigError):
+        parax.Parameter(1.0, latent_value=0.0)  # both spellings of the value
+
+
+# -- names and behaviours -----------------------------------------------------------------
+
+
+def test_top_level_exports():
+    for name in (
+        "Uniform RelativeUniform CenteredUniform Normal RelativeNormal Fixed Free OpInputs "
+        "OpOutputs is_param is_valid_param is_free_param is_fixed_param as_param"
+    ).split():
+        assert name in parax.__all__ and hasattr(parax, name), name
+    assert Fixed(3.0).fixed and not Free(3.0).fixed
+    assert float(parax.CenteredUniform(2.0, 1.0).value) == 2.0
+    assert float(parax.RelativeUniform(10.0, 0.1).bounds[1]) == pytest.approx(11.0)
+    assert float(parax.RelativeNormal(10.0, 0.1).distribution.stddev()) == pytest.approx(1.0)
+
+
+def test_param_predicates_and_as_param():
+    free, fixed = parax.Parameter(1.0), parax.Parameter(1.0, fixed=True)
+    assert parax.is_param(free) and not parax.is_param(1.0)
+    assert parax.is_free_param(free) and not parax.is_free_param(fixed)
+    assert parax.is_fixed_param(fixed) and not parax.is_fixed_param(free)
+    _, static = parax.partition({"p": free})
+    assert parax.is_param(static["p"]) and not parax.is_valid_param(static["p"])
+    out = parax.as_param({"a": 1.0, "b": [2.0, free]}, fixed=True)
+    assert out["a"].fixed and out["b"][0].fixed and out["b"][1] is free
+
+
+def test_parameter_behaves_like_an_array():
+    p, v = parax.Parameter(2.5), parax.Parameter([1.0, 2.0, 3.0])
+    assert float(p) == 2.5 and int(p) == 2 and bool(p) is True
+    assert len(p) == 1 and len(v) == 3  # 1 for a scalar, as upstream's docstring says
+    np.testing.assert_array_equal(np.asarray(v), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(jnp.asarray(v), [1.0, 2.0, 3.0])
+    assert float(v[1]) == 2.0
+    np.testing.assert_array_equal(v < 2.0, [True, False, False])
+    np.testing.assert_array_equal(v >= 2.0, [False, True, True])
+    assert float(v @ v) == 14.0  # 1 + 4 + 9
+    np.testing.assert_array_equal(-v, [-1.0, -2.0, -3.0])
+    np.testing.assert_array_equal(v**2, [1.0, 4.0, 9.0])
+    np.testing.assert_array_equal(2.0**v, [2.0, 4.0, 8.0])
+
+
+def test_with_mapped_distributions_without_filter_maps_every_parameter():
+    line = Line(slope=Normal(2.0, 1.0), offset=0.5)  # offset has no distribution
+    seen = []
+
+    def mapper(d):
+        seen.append(d)
+        return DNormal(jnp.asarray(0.0), jnp.asarray(1.0))
+
+    out = line.with_mapped_distributions(mapper)
+    assert len(seen) == 2 and seen[1] is None
+    assert isinstance(out.offset.distribution, DNormal)
+
+
+def test_with_uniform_distributions_defaults_to_free_parameters():
+    line = Line(slope=2.0, offset=Fixed(4.0))
+    out = line.with_uniform_distributions(0.1)
+    lo, hi = float(out.slope.distribution.low), float(out.slope.distribution.high)
+    assert (lo, hi) == pytest.approx((1.8, 2.2))  # 2 * (1 ± 0.1)
+    assert out.offset.distribution is None  # fixed: untouched unless include_fixed=True
+    both = line.with_uniform_distributions(0.5, include_fixed=True)
+    assert float(both.offset.distribution.high) == pytest.approx(6.0)  # 4 * 1.5
+
+
+def test_with_uniform_distributions_keeps_all_zero_parameters_as_they_are():
+    line = Line(slope=Normal(0.0, 1.0), offset=0.0)
+    out = line.with_uniform_distributions(0.1)
+    assert out.slope.distribution is line.slope.distribution
+    assert out.offset.distribution is None
+
+
+def test_getitem_takes_a_string_path():
+    m = Outer(inner=Line(slope=2.0, offset=1.0), w=[1.0, 2.0])
+    assert float(m["inner_slope"].value) == 2.0
+    assert float(m["w_1"].value) == 2.0  # flat name of a vector parameter
+    assert m["inner"] is m.inner and float(m["inner.offset"].value) == 1.0
+    with pytest.raises(ConfigError, match="inner_slope"):
+        m["inner_slop"]
+
+
+def test_saveable_and_validate_params():
+    line = Line(slope=Uniform(0.0, 4.0, value=2.0), offset=1.0)
+    assert line.saveable.param_names() == ["slope", "offset"]
+    assert line.validate_params() is line
+    outside = parax.Parameter(latent_value=9.0, distribution=line.slope.distribution)
+    bad = Line(slope=outside, offset=1.0)  # 9 is outside the support [0, 4]
+    with pytest.raises(ValueError, match="slope"):
+        bad.validate_params()
+
+
+def test_parameter_metadata_item_access_reads_info():
+    p = parax.Parameter(1.0, units="m/s")
+    assert p.metadata["units"] == "m/s"
+    assert "units" in p.metadata and "other" not in p.metadata
+
+
+def test_flatness_accepts_order():
+    y = jnp.array([0.0, 1.0, 4.0, 9.0, 16.0])  # x**2 on x = 0..4
+    grid = {"f": jnp.arange(5.0)}
+    first = op.Flatness(op.Lambda(lambda a, g: a), "f")
+    second = op.Flatness(op.Lambda(lambda a, g: a), "f", order=2)
+    assert float(first(y, grid)[2]) == 4.0  # central difference (9 - 1) / 2
+    assert float(second(y, grid)[2]) == 2.0  # gradient of [1, 2, 4, 6, 7] at 2: (6 - 2) / 2
+
+
+def test_negate_and_both_forms_of_sum():
+    x = op.Lambda(lambda v: v)
+    v = jnp.array([1.0, 2.0])
+    np.testing.assert_array_equal(op.Negate(x)(v), [-1.0, -2.0])
+    np.testing.assert_array_equal(op.Sum([x, x, 1.0])(v), [3.0, 5.0])  # 2v + 1
+    assert float(op.Sum(x)(v)) == 3.0  # the reduction form
+
+
+def test_parameter_group_param_names_is_a_list():
+    g = parax.ParameterGroup(("a", "b"), name="g")
+    assert isinstance(g.param_names, list) and g.param_names == ["a", "b"]
+    assert hash(g)  # still usable as static data
