@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positiv
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._optim import make_optimizer, make_schedule
+from ._progress import EpochProgress
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
 
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
@@ -276,8 +278,17 @@ class SBITrainer:
         base_key = jax.random.key(self.seed)
         opt_key = (self.config_key(), steps_per_epoch)
         make_epoch = make_stream_epoch if streaming else _make_train_epoch
+        train_cache_key = (
+            "train",
+            streaming,
+            static,
+            opt_key,
+            loss_fn,
+            batch_transform,
+            batch_size,
+        )
         train_epoch = _cached(
-            ("train", streaming, static, opt_key, loss_fn, batch_transform, batch_size),
+            train_cache_key,
             lambda: make_epoch(static, optimizer, loss_fn, batch_transform, batch_size),
         )
         val_fn = val_loss_fn or loss_fn
@@ -304,7 +315,13 @@ class SBITrainer:
         best = {"params": params, "epoch": 0, "loss": math.inf, "stable": False}
         monitor_best, since_improved, stopped_early, start_epoch = math.inf, 0, False, 0
         resumed_from = None
-        run_facts = {"n_train": n_train, "batch_size": batch_size, "horizon_epochs": horizon}
+        run_facts = {
+            "n_train": n_train,
+            "batch_size": batch_size,
+            "horizon_epochs": horizon,
+            "seed": self.seed,
+            "data_fingerprint": _fingerprint(train_data),
+        }
 
         if self.resume_from_checkpoint:
             like = {"params": params, "opt": opt_state, "best": params}
@@ -313,9 +330,13 @@ class SBITrainer:
                 arrays, state = loaded
                 for name, value in run_facts.items():
                     if state["run"].get(name) != value:
+                        what = "different training data" if name == "data_fingerprint" else ""
                         raise ConfigError(
                             f"cannot resume: checkpoint was written with {name}="
                             f"{state['run'].get(name)!r}, this run has {value!r}"
+                            + (f" ({what} of the same size)" if what else "")
+                            + "; resume with the same data, seed and batch settings, or "
+                            "start afresh in another checkpoint_directory"
                         )
                 params, opt_state = arrays["params"], arrays["opt"]
                 history = {k: list(v) for k, v in state["history"].items()}
@@ -331,11 +352,21 @@ class SBITrainer:
                 start_epoch = resumed_from = state["epoch"]
 
         epochs = range(start_epoch, self.num_epochs) if not stopped_early else range(0)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.num_epochs, initial=start_epoch, desc="training", unit="epoch")
+        bar = EpochProgress(self.num_epochs, start_epoch, enabled=self.progress)
+        compile_s = 0.0
+        if len(epochs) and not streaming:
+            # Compile before the first epoch, as its own stage; a repeat fit of the
+            # same architecture and data shapes reuses the compiled step.
+            bar.compiling("the training step")
+            t0 = time.perf_counter()
+            first_key = jax.random.fold_in(base_key, start_epoch)
+            train_epoch, reused = _compiled(
+                train_cache_key, train_epoch, (params, opt_state, train_data, first_key)
+            )
+            if has_val:
+                evaluate(params, val_data, val_key, n_val)  # compiles the validation pass
+            compile_s = time.perf_counter() - t0
+            bar.compiled(reused)
         try:
             for epoch in epochs:
                 key = jax.random.fold_in(base_key, epoch)
@@ -404,14 +435,17 @@ class SBITrainer:
                             "rng_key_data": np.asarray(jax.random.key_data(base_key)).tolist(),
                         },
                     )
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(train=f"{float(train_loss):.4g}", val=f"{val_loss:.4g}")
+                bar.epoch(float(train_loss), val_loss)
                 if stopped_early:
                     break
         finally:
-            if bar is not None:
-                bar.close()
+            note = None
+            if stopped_early and history["train_loss"]:
+                note = (
+                    f"early stopping after epoch {len(history['train_loss'])}: no improvement "
+                    f"for {since_improved} epochs; kept epoch {best['epoch']}"
+                )
+            bar.close(note)
 
         epochs_run = len(history["train_loss"])
         kept_params, kept_epoch = best["params"], best["epoch"]
@@ -442,6 +476,8 @@ class SBITrainer:
                 "kept_epoch_stable": bool(best["stable"]) if thresholds else None,
                 "stability_thresholds": thresholds or None,
                 "wall_time_s": time.perf_counter() - start_time,
+                "compile_time_s": compile_s,
+                "data_fingerprint": run_facts["data_fingerprint"],
             }
         )
         return model_out, TrainingArtifacts(history, validation_metrics, metadata)
@@ -466,6 +502,33 @@ def _cached(key: tuple, build: Callable[[], Any]) -> Any:
             _JIT_CACHE.pop(next(iter(_JIT_CACHE)))
         _JIT_CACHE[key] = build()
     return _JIT_CACHE[key]
+
+
+def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
+    """``fn`` compiled ahead of time for ``args``' shapes; cached; ``(compiled, reused)``."""
+    leaves, treedef = jax.tree.flatten(args)
+    full = ("aot", key, treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves))
+    try:
+        hash(full)
+    except TypeError:
+        return fn.lower(*args).compile(), False
+    if full in _JIT_CACHE:
+        return _JIT_CACHE[full], True
+    compiled = fn.lower(*args).compile()
+    _cached(full, lambda: compiled)
+    return compiled, False
+
+
+def _fingerprint(data: Any) -> str | None:
+    """SHA-256 of the training arrays (a streamed split: its dataset's fingerprint)."""
+    if isinstance(data, SplitStream):
+        return getattr(data.dataset, "fingerprint", None)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(data):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
 
 
 def _strong(tree: Any) -> Any:
