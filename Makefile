@@ -45,9 +45,10 @@ lint: sync ## ruff check, ruff format --check, import-linter contracts
 typecheck: sync ## pyright over every package's sources
 	$(UV) run --locked pyright
 
-test: sync lint namespace-check ## Everything CI runs: lint, each package alone, integration
+test: sync lint namespace-check ## Everything CI runs: lint, each package alone, integration, docs
 	@for p in $(PACKAGES); do echo "=== $$p (isolated) ==="; $(call PKG_TEST,$$p); done
 	$(MAKE) --no-print-directory test-integration
+	$(MAKE) --no-print-directory docs
 
 $(addprefix test-,$(PACKAGES)): test-%: ensure-uv ## (see help)
 	$(call PKG_TEST,$*)
@@ -69,8 +70,9 @@ build: ensure-uv ## Build the six wheels and sdists into dist/
 bench: sync ## Run every package's benchmarks (ratios against in-run baselines)
 	$(UV) run --locked python tools/run_benchmarks.py
 
-docs: ensure-uv ## Build the documentation site strictly into site/
+docs: ensure-uv ## Build the documentation site strictly into site/, then check it (tools/check_docs.py)
 	NO_MKDOCS_2_WARNING=1 $(UV) run --locked --all-packages --all-extras --group docs mkdocs build --strict
+	$(UV) run --locked --no-sync python tools/check_docs.py --site site
 
 demo: sync ## Run the stellar pipeline end to end (report + plots in demo-output/)
 	$(UV) run --locked python docs/examples/stellar_pipeline.py $(DEMO_ARGS)
