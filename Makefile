@@ -37,10 +37,11 @@ fmt: sync ## Format and auto-fix
 	$(UV) run --locked ruff format .
 	$(UV) run --locked ruff check --fix .
 
-lint: sync ## ruff check, ruff format --check, import-linter contracts
+lint: sync ## ruff check, ruff format --check, import-linter contracts, declared dependencies
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked lint-imports
+	$(UV) run --locked --no-sync python tools/check_dependencies.py
 
 typecheck: sync ## pyright over every package's sources
 	$(UV) run --locked pyright
