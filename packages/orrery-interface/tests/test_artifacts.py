@@ -109,8 +109,9 @@ def test_missing_and_corrupt_artifacts_are_explained(tmp_path):
 
 def test_pickled_arrays_are_never_loaded(tmp_path):
     p = _save(tmp_path / "m")
-    np.savez(p / "arrays.npz", evil=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ArtifactError, match="unreadable"):
+    evil = np.array([{"a": 1}], dtype=object)
+    np.savez(p / "arrays.npz", w=evil, idx=np.arange(4, dtype=np.int32))
+    with pytest.raises(ArtifactError, match="never unpickled"):
         load_artifact(p)
 
 
@@ -157,8 +158,12 @@ def test_process_killed_before_rename_leaves_previous_readable(tmp_path):
     assert visible == ["m"]
 
 
-def test_crash_between_renames_is_recovered(tmp_path, monkeypatch):
-    """Old artifact moved aside, new one not yet in place: loading finds the old one."""
+def test_crash_between_renames_is_never_resurrected(tmp_path, monkeypatch):
+    """Old artifact moved aside, new one not yet in place: the target is missing.
+
+    Loading says so (and where the backup is) instead of returning data the user
+    may have deleted on purpose; the next save removes the backup.
+    """
     _save(tmp_path / "m", value=1.0)
     real_rename = os.rename
     calls = []
@@ -174,7 +179,9 @@ def test_crash_between_renames_is_recovered(tmp_path, monkeypatch):
         _save(tmp_path / "m", value=2.0)
     monkeypatch.setattr(art_mod.os, "rename", real_rename)
     assert not (tmp_path / "m").exists()
-    assert load_artifact(tmp_path / "m").config["value"] == 1.0
-    # A later successful save replaces it cleanly.
+    with pytest.raises(ArtifactError, match=r"no artifact at .*orrery-old-.*not loaded"):
+        load_artifact(tmp_path / "m")
+    # A later successful save replaces it cleanly and removes the backup.
     _save(tmp_path / "m", value=3.0)
     assert load_artifact(tmp_path / "m").config["value"] == 3.0
+    assert os.listdir(tmp_path) == ["m"]

@@ -13,7 +13,14 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from . import validation
 from ._summary import Summary
-from .artifacts import SCHEMA_VERSION, Artifact, check_json_safe, load_artifact, save_artifact
+from .artifacts import (
+    DEFAULT_MAX_BYTES,
+    SCHEMA_VERSION,
+    Artifact,
+    check_json_safe,
+    load_artifact,
+    save_artifact,
+)
 from .draws import Draws, element_names, parse_element_name
 from .errors import (
     ArtifactError,
@@ -46,6 +53,7 @@ from .validation import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "SCHEMA_VERSION",
     "Artifact",
     "ArtifactError",

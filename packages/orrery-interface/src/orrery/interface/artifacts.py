@@ -2,15 +2,24 @@
 
 An artifact is a directory holding two files:
 
-- ``metadata.json``: schema version, kind, producer (distribution and
-  version), a JSON-safe ``config`` and free-form user ``metadata``;
-- ``arrays.npz``: named NumPy arrays, read back with ``allow_pickle=False``.
+- `metadata.json`: schema version, kind, producer (distribution and
+  version), a JSON-safe `config`, free-form user `metadata`, and a manifest
+  of the arrays (dtype, shape and sha256 checksum of each);
+- `arrays.npz`: named NumPy arrays in an ordinary, uncompressed npz file.
 
 Writes are atomic: everything goes into a temporary sibling directory, files
 and directory are fsynced, and only then is the directory renamed into place.
 Replacing an existing artifact moves the old one aside first and deletes it
-only after the new one is in place, and :func:`load_artifact` recovers the old
-one if a crash happened between those two renames. Nothing is ever unpickled.
+only after the new one is in place. One save at a time holds a lock per
+target; a second, concurrent save to the same path fails with `ArtifactError`.
+Temporary and backup directories left by a killed save are removed by the next
+save to the same path; loading never reads them, so deleted data never comes
+back.
+
+Loading trusts nothing in the files: every array header is checked against the
+zip member's real size and the total against a byte budget (`max_bytes`)
+before memory is allocated, every array against its recorded checksum, and
+object dtypes are refused, so nothing is ever unpickled or imported.
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from ._npz import manifest_entry, read_npz, write_npz
+from ._savelock import backup_prefix, debris, save_lock, temp_prefix
 from .errors import ArtifactError
 
 __all__ = [
     "ARRAYS_FILE",
+    "DEFAULT_MAX_BYTES",
     "METADATA_FILE",
     "SCHEMA_VERSION",
     "Artifact",
@@ -42,21 +54,45 @@ __all__ = [
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
 ARRAYS_FILE = "arrays.npz"
-_BACKUP_TAG = ".orrery-old-"
-_TEMP_TAG = ".orrery-tmp-"
+DEFAULT_MAX_BYTES = 4 * 2**30
+"""Default budget of `load_artifact`: 4 GiB of array data, decompressed."""
+
+_REQUIRED = object()
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """What :func:`load_artifact` returns.
+    """What `load_artifact` returns.
+
+    Loaders should read arrays with `array` and config entries with
+    `config_value`: both check what they return and raise `ArtifactError`
+    naming the file and the entry when it is missing or of the wrong kind.
 
     Attributes:
-        kind: what was saved, e.g. ``"orrery.lux.Cannon"``.
+        kind: what was saved, e.g. `"orrery.lux.Cannon"`.
         config: the JSON-safe configuration needed to rebuild the object.
         arrays: the named arrays.
         metadata: free-form JSON-safe user metadata.
         schema_version: the artifact schema version that wrote it.
-        producer: ``{"distribution": ..., "version": ...}`` of the writer.
+        producer: `{"distribution": ..., "version": ...}` of the writer.
+        path: the directory it was read from (`None` when built in memory).
+
+    Example:
+        >>> import numpy as np
+        >>> a = Artifact(kind="demo", config={"opt": {"lr": 0.1}},
+        ...              arrays={"w": np.zeros((2, 3))})
+        >>> a.array("w", kind="f", shape=(None, 3)).shape
+        (2, 3)
+        >>> a.config_value("opt.lr", float)
+        0.1
+        >>> a.array("w", kind="iu")
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ArtifactError: arrays.npz: array 'w' has dtype float64 ...
     """
 
     kind: str
@@ -65,6 +101,114 @@ class Artifact:
     metadata: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     producer: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def _label(self, file: str) -> str:
+        return str(self.path / file) if self.path is not None else file
+
+    def array(
+        self, name: str, *, kind: str = "f", shape: tuple[int | str | None, ...] | None = None
+    ) -> np.ndarray:
+        """Return the named array after checking its dtype kind and shape.
+
+        Args:
+            name: the array's name.
+            kind: the allowed NumPy dtype kinds, one character each (`dtype.kind`
+                letters: `"f"` float, `"c"` complex, `"i"`/`"u"` signed/unsigned
+                integer, `"b"` bool, `"U"` str), e.g. `"fc"` or `"iu"`.
+            shape: the expected shape, one entry per axis: an int, `None` for
+                any size, or a str naming a size that must be equal on every
+                axis carrying the same str. `None` (the default) accepts any
+                shape.
+
+        Returns:
+            The array.
+
+        Raises:
+            ArtifactError: naming `arrays.npz` and the array when it is missing,
+                its dtype kind is not allowed or its shape differs.
+        """
+        where = f"{self._label('arrays.npz')}: array {name!r}"
+        if name not in self.arrays:
+            have = ", ".join(repr(k) for k in sorted(self.arrays)) or "none"
+            raise ArtifactError(f"{where} is missing (the artifact holds: {have})")
+        arr = np.asarray(self.arrays[name])
+        if arr.dtype.kind not in kind:
+            raise ArtifactError(
+                f"{where} has dtype {arr.dtype} (kind {arr.dtype.kind!r}), expected dtype "
+                f"kind {kind!r}"
+            )
+        if shape is not None and not _shape_matches(arr.shape, tuple(shape)):
+            want = tuple("*" if s is None else s for s in shape)
+            raise ArtifactError(f"{where} has shape {arr.shape}, expected {want}")
+        return arr
+
+    def config_value(
+        self,
+        key: str,
+        types: type | tuple[type | None, ...] | None,
+        *,
+        default: Any = _REQUIRED,
+    ) -> Any:
+        """Return a config entry after checking its type.
+
+        Args:
+            key: the entry; a dotted path such as `"optimizer.lr"` reads nested
+                dicts.
+            types: the allowed type or tuple of types (`None` stands for
+                `type(None)`). `bool` is not accepted as `int` unless listed;
+                an `int` is accepted where `float` is allowed and returned as a
+                float.
+            default: returned when the entry is missing; without it a missing
+                entry is an error. A present entry of the wrong type is always
+                an error.
+
+        Returns:
+            The value.
+
+        Raises:
+            ArtifactError: naming `metadata.json` and the key when the entry is
+                missing (and no default is given) or has the wrong type.
+        """
+        allowed = tuple(
+            type(None) if t is None else t
+            for t in (types if isinstance(types, tuple) else (types,))
+        )
+        where = f"{self._label(METADATA_FILE)}: config key {key!r}"
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is not _REQUIRED:
+                    return default
+                raise ArtifactError(f"{where} is missing")
+            node = node[part]
+        if isinstance(node, bool) and bool not in allowed:
+            ok = False
+        elif isinstance(node, int) and not isinstance(node, bool) and float in allowed:
+            return node if int in allowed else float(node)
+        else:
+            ok = isinstance(node, allowed)
+        if not ok:
+            raise ArtifactError(
+                f"{where} has type {type(node).__name__} ({node!r}), expected "
+                f"{_type_names(allowed)}"
+            )
+        return node
+
+
+def _shape_matches(shape: tuple[int, ...], want: tuple[int | str | None, ...]) -> bool:
+    if len(shape) != len(want):
+        return False
+    bound: dict[str, int] = {}
+    for size, w in zip(shape, want, strict=True):
+        if w is None:
+            continue
+        if isinstance(w, str):
+            if bound.setdefault(w, size) != size:
+                return False
+        elif size != w:
+            return False
+    return True
 
 
 def check_json_safe(value: Any, name: str = "config") -> Any:
@@ -143,20 +287,26 @@ def save_artifact(
 ) -> Path:
     """Write an artifact directory atomically.
 
+    The dtype, shape and sha256 checksum of every array are recorded in
+    `metadata.json` and verified by `load_artifact`. Temporary and backup
+    directories left by an earlier, killed save to the same path are removed.
+
     Args:
         path: the artifact directory to create or replace.
-        kind: what is saved (checked again by :func:`load_artifact`).
+        kind: what is saved (checked again by `load_artifact`).
         config: JSON-safe configuration.
         arrays: named arrays (no object dtype).
         metadata: optional JSON-safe user metadata.
-        producer: optional ``{"distribution": ..., "version": ...}``.
+        producer: optional `{"distribution": ..., "version": ...}`.
 
     Returns:
         The artifact path.
 
     Raises:
-        ArtifactError: for a non JSON-safe config or metadata, object arrays, or
-            a path that exists and is not a directory.
+        ArtifactError: for a non JSON-safe config or metadata, object arrays, a
+            path that exists and is not a directory, or when another save to
+            the same path is in progress (that one wins; this one writes
+            nothing).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -171,54 +321,76 @@ def save_artifact(
         raise ArtifactError(f"kind: expected a non-empty str, got {kind!r}")
     if target.exists() and not target.is_dir():
         raise ArtifactError(f"path: {str(target)!r} exists and is not an artifact directory")
+    clean = _clean_arrays(arrays)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "producer": check_json_safe(dict(producer or {}), "producer"),
         "config": check_json_safe(dict(config), "config"),
         "metadata": check_json_safe(dict(metadata or {}), "metadata"),
+        "arrays": {key: manifest_entry(arr) for key, arr in clean.items()},
     }
-    clean = _clean_arrays(arrays)
     text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=True).encode()
 
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}{_TEMP_TAG}"))
-    try:
-        _write_file(tmp / ARRAYS_FILE, lambda fh: np.savez(fh, **clean))
-        _write_file(tmp / METADATA_FILE, lambda fh: fh.write(text))
-        _fsync_dir(tmp)
-        _commit(tmp, target, parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    target = parent / target.name
+    with save_lock(target):
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=temp_prefix(target)))
+        try:
+            _write_file(tmp / ARRAYS_FILE, lambda fh: write_npz(fh, clean))
+            _write_file(tmp / METADATA_FILE, lambda fh: fh.write(text))
+            _fsync_dir(tmp)
+            _commit(tmp, target, parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return Path(path)
 
 
 def _commit(tmp: Path, target: Path, parent: Path) -> None:
-    """Move ``tmp`` into place, keeping any old artifact until the new one is there."""
+    """Move `tmp` into place, keeping any old artifact until the new one is there."""
     if not target.exists():
         os.rename(tmp, target)
         _fsync_dir(parent)
         return
-    backup = parent / f".{target.name}{_BACKUP_TAG}{uuid.uuid4().hex}"
+    backup = parent / f"{backup_prefix(target)}{uuid.uuid4().hex}"
     os.rename(target, backup)
     os.rename(tmp, target)
     _fsync_dir(parent)
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _recover(target: Path) -> Path | None:
-    """Return a complete backup left by a crash between the two renames, if any."""
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        return None
-    candidates = sorted(
-        (p for p in parent.glob(f".{target.name}{_BACKUP_TAG}*") if (p / METADATA_FILE).is_file()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    return candidates[0] if candidates else None
+def _missing(target: Path) -> ArtifactError:
+    msg = f"path: no artifact at {str(target)!r}"
+    backups = [p for p in debris(target) if p.name.startswith(backup_prefix(target))]
+    if backups:
+        msg += (
+            f" (an interrupted save left the previous version in {str(backups[-1])!r}; it is "
+            "not loaded automatically: rename it to restore it, or save again to discard it)"
+        )
+    return ArtifactError(msg)
+
+
+def _read_metadata(meta_path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{meta_path} is not valid JSON ({err})") from err
+    if not isinstance(doc, dict) or not {"schema_version", "kind", "config"} <= doc.keys():
+        raise ArtifactError(f"{meta_path} lacks schema_version, kind or config")
+    for key, typ in (("kind", str), ("config", dict), ("metadata", dict), ("producer", dict)):
+        if key in doc and not isinstance(doc[key], typ):
+            raise ArtifactError(
+                f"{meta_path}: {key} has type {type(doc[key]).__name__}, expected {typ.__name__}"
+            )
+    manifest = doc.get("arrays")
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) for v in manifest.values()):
+        raise ArtifactError(
+            f"{meta_path} has no valid array manifest ('arrays': dtype, shape and checksum of "
+            "each array); it was not written by this version of save_artifact or was edited"
+        )
+    return doc
 
 
 def load_artifact(
@@ -226,44 +398,43 @@ def load_artifact(
     *,
     kind: str | None = None,
     schema_version: int | None = SCHEMA_VERSION,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> Artifact:
-    """Read an artifact written by :func:`save_artifact`.
+    """Read and verify an artifact written by `save_artifact`.
+
+    Nothing is imported, unpickled or allocated on the word of the files:
+    array headers are checked against the real member sizes and the total
+    against `max_bytes` before any array is read, and each array against the
+    checksum recorded when it was saved.
 
     Args:
         path: the artifact directory.
         kind: when given, the kind the artifact must have.
-        schema_version: the schema version the reader understands (``None``
+        schema_version: the schema version the reader understands (`None`
             accepts any).
+        max_bytes: the most bytes of array data to decompress (default
+            `DEFAULT_MAX_BYTES`, 4 GiB); `None` lifts the limit, for
+            trusted files only.
 
     Returns:
-        The :class:`Artifact`.
+        The [Artifact][orrery.interface.Artifact], with `path` set.
 
     Raises:
-        ArtifactError: when the directory or a file is missing or corrupt, or
-            the kind or schema version differ; the message says which.
+        ArtifactError: when the directory or a file is missing, corrupt,
+            truncated, larger than `max_bytes`, or does not match its
+            checksums, or the kind or schema version differ; the message
+            names the file and says what is wrong.
     """
     target = Path(path)
     if not target.exists():
-        backup = _recover(target)
-        if backup is None:
-            raise ArtifactError(f"path: no artifact at {str(target)!r}")
-        target = backup
+        raise _missing(target)
     if not target.is_dir():
         raise ArtifactError(f"path: {str(target)!r} is not an artifact directory")
     meta_path, arrays_path = target / METADATA_FILE, target / ARRAYS_FILE
     for p in (meta_path, arrays_path):
         if not p.is_file():
             raise ArtifactError(f"artifact {str(target)!r} is incomplete: {p.name} is missing")
-    try:
-        doc = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        raise ArtifactError(
-            f"artifact {str(target)!r}: {METADATA_FILE} is not valid JSON ({err})"
-        ) from err
-    if not isinstance(doc, dict) or not {"schema_version", "kind", "config"} <= doc.keys():
-        raise ArtifactError(
-            f"artifact {str(target)!r}: {METADATA_FILE} lacks schema_version, kind or config"
-        )
+    doc = _read_metadata(meta_path)
     found = doc["schema_version"]
     if schema_version is not None and found != schema_version:
         raise ArtifactError(
@@ -274,13 +445,7 @@ def load_artifact(
         raise ArtifactError(
             f"artifact {str(target)!r} holds kind {doc['kind']!r}, expected {kind!r}"
         )
-    try:
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise ArtifactError(
-            f"artifact {str(target)!r}: {ARRAYS_FILE} is unreadable ({err})"
-        ) from err
+    arrays = read_npz(arrays_path, str(arrays_path), doc["arrays"], max_bytes)
     return Artifact(
         kind=doc["kind"],
         config=doc["config"],
@@ -288,4 +453,5 @@ def load_artifact(
         metadata=doc.get("metadata", {}),
         schema_version=found,
         producer=doc.get("producer", {}),
+        path=target,
     )

@@ -96,18 +96,43 @@ def check_ndim(array: Any, ndim: int | Iterable[int], name: str) -> np.ndarray |
 
 
 def check_finite(array: Any, name: str) -> np.ndarray:
-    """Check that every value of ``array`` is finite (no NaN, no inf).
+    """Check that every value of `array` is a finite number (no NaN, no inf).
+
+    Float and complex arrays are checked; bool and integer arrays are finite by
+    construction and returned as they are. Strings and object arrays (numbers
+    read from a CSV as text, lists mixing numbers and `None`) are converted to
+    float64 and then checked, so `"nan"` is caught; anything that is not a
+    number (and datetimes, bytes or structured dtypes) is rejected.
 
     The check runs on the host with NumPy; call it at the public boundary, never
     inside jitted code.
 
+    Args:
+        array: anything `numpy.asarray` accepts.
+        name: the argument's name, used in the message.
+
+    Returns:
+        The array, converted to float64 when it held strings or objects.
+
     Raises:
         ValueDomainError: naming the argument, how many values are bad and the
-            first bad index.
+            first bad index, or which value is not a number.
+
+    Example:
+        >>> check_finite(np.array(["1.5", "2"]), "labels")
+        array([1.5, 2. ])
+        >>> check_finite(np.array(["1.5", "nan"]), "labels")
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ValueDomainError: labels: expected finite values, got 1 ...
     """
     arr = np.asarray(array)
-    if arr.dtype.kind not in "fc":
+    if arr.dtype.kind in "biu":
         return arr
+    if arr.dtype.kind in "OUS":
+        arr = _to_float(arr, name)
+    elif arr.dtype.kind not in "fc":
+        raise ValueDomainError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
     bad = ~np.isfinite(arr)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -116,6 +141,23 @@ def check_finite(array: Any, name: str) -> np.ndarray:
             f"(first at index {first}: {arr[first]!r})"
         )
     return arr
+
+
+def _to_float(arr: np.ndarray, name: str) -> np.ndarray:
+    """Convert a str/bytes/object array to float64 or say which entry is not a number."""
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        pass
+    for index in np.ndindex(arr.shape):
+        value = arr[index]
+        try:
+            float(value.decode() if isinstance(value, bytes) else value)
+        except (TypeError, ValueError):
+            raise ValueDomainError(
+                f"{name}: expected numbers, got {value!r} at index {index} (dtype {arr.dtype})"
+            ) from None
+    raise ValueDomainError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
 
 
 def check_nonnegative(array: Any, name: str) -> np.ndarray:
