@@ -137,3 +137,22 @@ def test_to_draws_and_batched_draws():
     assert batched.n_draws == 50 and batched.names == draws.names
     with pytest.raises(ConfigError):
         draws_from(m)
+
+
+def test_covariance_is_the_same_whatever_bijector_and_equals_ols():
+    # The README's data: y = 2x + 1 on 20 points, Gaussian nll with sigma = 1, at the optimum.
+    x = jnp.linspace(0.0, 1.0, 20)
+    y = 2.0 * x + 1.0
+
+    def nll(m, args):
+        return 0.5 * jnp.sum((args[1] - m(args[0])) ** 2)
+
+    design = np.stack([np.asarray(x), np.ones(20)], axis=1)
+    ols = np.sqrt(np.linalg.inv(design.T @ design)[0, 0])
+    assert ols == pytest.approx(0.7368, abs=1e-4)  # 1 / sqrt(sum((x - mean x)^2))
+    plain = covariance(Line(2.0, 1.0), nll, (x, y), at_optimum=True)
+    exp = covariance(Line(Parameter(2.0, transform=Exp()), 1.0), nll, (x, y), at_optimum=True)
+    interval = Line(Parameter(2.0, transform=Interval(0.0, 5.0)), 1.0)
+    bounded = covariance(interval, nll, (x, y), at_optimum=True)
+    for cov in (plain, exp, bounded):
+        assert float(jnp.sqrt(cov[0, 0])) == pytest.approx(ols, rel=1e-4)

@@ -18,7 +18,7 @@ import numpy as np
 from orrery.interface import ShapeError, ValueDomainError
 
 from ._util import fast_set
-from .parameter import Parameter, _check_in_bounds
+from .parameter import Parameter, check_in_bounds
 
 # Below this many parameters the per-parameter path is cheaper than compiling.
 BATCH_THRESHOLD = 64
@@ -48,7 +48,7 @@ def set_values(params: list[Parameter], flat: np.ndarray, latent: bool) -> list[
         start = 0
         for p in params:
             if p.metadata.bounds is not None:
-                _check_in_bounds(flat[start : start + p.size].reshape(p.shape), p.metadata)
+                check_in_bounds(flat[start : start + p.size].reshape(p.shape), p.metadata)
             start += p.size
     transforms = [p.metadata.transform for p in params]
     latents = [p.latent for p in params]

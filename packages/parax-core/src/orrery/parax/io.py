@@ -20,11 +20,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import jax
 import numpy as np
 
-from orrery.interface import ArtifactError, load_artifact, save_artifact
+from orrery.interface import ArtifactError, ValueDomainError, load_artifact, save_artifact
 
 from ._codec import Decoder, Encoder
+from .parameter import check_in_bounds, is_param
 
 __all__ = ["load", "save"]
 
@@ -89,9 +91,13 @@ def load(source: str | os.PathLike | BinaryIO) -> Any:
 
 
 def _decode(art: Any) -> Any:
-    where = str(getattr(art, "path", "artifact"))
-    if not isinstance(art.config, dict) or "tree" not in art.config:
+    where = str(getattr(art, "path", None) or "artifact")
+    if hasattr(art, "config_value"):
+        root = art.config_value("tree", (dict, list, str, int, float, bool, None))
+    elif not isinstance(art.config, dict) or "tree" not in art.config:  # pragma: no cover
         raise ArtifactError(f"{where}: metadata.json config lacks 'tree'")
+    else:  # pragma: no cover - older orrery-interface
+        root = art.config["tree"]
 
     def get_array(key: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
         if hasattr(art, "array"):
@@ -106,4 +112,18 @@ def _decode(art: Any) -> Any:
             )
         return arr
 
-    return Decoder(get_array).dec(art.config["tree"], "tree")
+    tree = Decoder(get_array).dec(root, "tree")
+    _check_parameters(tree, where)
+    return tree
+
+
+def _check_parameters(tree: Any, where: str) -> None:
+    """Every loaded parameter must hold a finite value inside its bounds."""
+    params = [x for x in jax.tree_util.tree_leaves(tree, is_leaf=is_param) if is_param(x)]
+    for p in params:
+        if p.latent_value is None:
+            continue
+        try:
+            check_in_bounds(p.value, p.metadata)
+        except ValueDomainError as err:
+            raise ArtifactError(f"{where}: a saved parameter is invalid: {err}") from None

@@ -86,7 +86,7 @@ def _prepare_bounds(bounds: Any, shape: tuple[int, ...]) -> Array | None:
     return b
 
 
-def _check_in_bounds(value: Array, meta: ParameterMetadata) -> None:
+def check_in_bounds(value: Array, meta: ParameterMetadata) -> None:
     """Refuse a concrete physical value outside the declared bounds (NaN included)."""
     if not is_concrete(value):
         return
@@ -103,7 +103,7 @@ def _check_in_bounds(value: Array, meta: ParameterMetadata) -> None:
 
 
 def _physical_to_latent(value: Array, meta: ParameterMetadata) -> Array:
-    _check_in_bounds(value, meta)
+    check_in_bounds(value, meta)
     if meta.transform is None:
         return value
     latent = meta.transform.inverse(value)
@@ -245,7 +245,7 @@ class Parameter(eqx.Module):
         if latent is None:
             latent = _physical_to_latent(value, meta)
         elif metadata is None or "bounds" in core:
-            _check_in_bounds(latent if transform is None else transform.forward(latent), meta)
+            check_in_bounds(latent if transform is None else transform.forward(latent), meta)
         self.latent_value = latent
         self.fixed = bool(fixed)
         self.metadata = meta
@@ -461,7 +461,7 @@ class Parameter(eqx.Module):
                 ) from None
         if latent:
             t = self.metadata.transform
-            _check_in_bounds(value if t is None else t.forward(value), self.metadata)
+            check_in_bounds(value if t is None else t.forward(value), self.metadata)
             new = value
         else:
             new = _physical_to_latent(value, self.metadata)
@@ -488,7 +488,7 @@ class Parameter(eqx.Module):
     def with_bounds(self, bounds: Any) -> Parameter:
         """A copy with new physical bounds."""
         new = self._with_meta(bounds=_prepare_bounds(bounds, self.shape))
-        _check_in_bounds(new.value, new.metadata)
+        check_in_bounds(new.value, new.metadata)
         return new
 
     def transformed(self, transform: AbstractBijector) -> Parameter:

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from distreqx.distributions import Normal as _Normal
 from distreqx.distributions import Uniform as _Uniform
 
-from orrery.interface import ValueDomainError
+from orrery.interface import ShapeError, ValueDomainError
 
-from ._util import as_float_array
+from ._errors import ConfigTypeError
+from ._util import as_float_array, is_concrete
 from .parameter import Parameter
 
 __all__ = [
@@ -31,54 +33,123 @@ __all__ = [
 Number = float | Sequence[float] | Any
 
 
-def _pair(a: Number, b: Number) -> tuple[Any, Any]:
-    a, b = as_float_array(a), as_float_array(b)
-    return jnp.broadcast_arrays(a, b)
+def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Any, Any]:
+    out = []
+    for value, name in zip((a, b), names, strict=True):
+        try:
+            arr = as_float_array(value)
+        except TypeError:
+            raise ConfigTypeError(
+                f"{name}: expected a number or a sequence of numbers, got {type(value).__name__}"
+            ) from None
+        if is_concrete(arr) and not np.isfinite(np.asarray(arr)).all():
+            raise ValueDomainError(
+                f"{name}: expected finite numbers, got {np.asarray(arr).tolist()}"
+            )
+        out.append(arr)
+    try:
+        return tuple(jnp.broadcast_arrays(*out))
+    except ValueError:
+        raise ShapeError(
+            f"{names[0]}, {names[1]}: shapes {out[0].shape} and {out[1].shape} do not broadcast"
+        ) from None
+
+
+def _require(cond: Any, message: str) -> None:
+    if is_concrete(cond) and not bool(jnp.all(cond)):
+        raise ValueDomainError(message)
 
 
 def Uniform(low: Number, high: Number, value: Any = None, **kwargs: Any) -> Parameter:
     """A parameter with a uniform distribution on ``[low, high]`` and those bounds.
 
     Args:
-        low, high: bounds (scalars or sequences).
-        value: initial value; the midpoint by default.
+        low: lower bounds (a number or a sequence for a vector parameter).
+        high: upper bounds, finite and greater than `low`.
+        value: initial value inside the bounds; the midpoint by default.
         **kwargs: forwarded to `Parameter`.
+
+    Returns:
+        The `Parameter`.
+
+    Raises:
+        ValueDomainError: non-finite bounds, ``high <= low``, or a value outside them.
+
+    Example:
+        >>> p = Uniform(0.0, 4.0)
+        >>> float(p.value), p.bounds.tolist()
+        (2.0, [0.0, 4.0])
     """
-    lo, hi = _pair(low, high)
-    if bool(jnp.any(hi <= lo)):
-        raise ValueDomainError(f"Uniform: need high > low, got low={lo}, high={hi}")
+    lo, hi = _pair(low, high, ("low", "high"))
+    _require(
+        hi > lo,
+        f"high: need high > low, got low={np.asarray(lo).tolist()}, high={np.asarray(hi).tolist()}",
+    )
     kwargs.setdefault("bounds", jnp.stack([lo, hi], axis=-1))
     value = (lo + hi) / 2 if value is None else value
     return Parameter(value, distribution=_Uniform(lo, hi), **kwargs)
 
 
 def Normal(mean: Number, std: Number, value: Any = None, **kwargs: Any) -> Parameter:
-    """A parameter with a normal distribution (value defaults to the mean)."""
-    mu, sd = _pair(mean, std)
-    if bool(jnp.any(sd <= 0)):
-        raise ValueDomainError(f"Normal: std must be positive, got {sd}")
+    """A parameter with a normal distribution (value defaults to the mean).
+
+    Args:
+        mean: the mean (a number or a sequence for a vector parameter).
+        std: the standard deviation, finite and positive.
+        value: initial value; the mean by default.
+        **kwargs: forwarded to `Parameter`.
+
+    Returns:
+        The `Parameter`.
+
+    Raises:
+        ValueDomainError: a non-finite mean or std, or ``std <= 0``.
+
+    Example:
+        >>> float(Normal(1.0, 0.5).value)
+        1.0
+    """
+    mu, sd = _pair(mean, std, ("mean", "std"))
+    _require(sd > 0, f"std: must be positive, got {np.asarray(sd).tolist()}")
     return Parameter(mu if value is None else value, distribution=_Normal(mu, sd), **kwargs)
 
 
 def CenteredUniform(mean: Number, half_width: Number, *args: Any, **kwargs: Any) -> Parameter:
-    """Uniform on ``[mean - half_width, mean + half_width]``, value at the mean."""
-    mu, hw = _pair(mean, half_width)
+    """Uniform on ``[mean - half_width, mean + half_width]``, value at the mean.
+
+    Raises:
+        ValueDomainError: non-finite arguments or ``half_width <= 0``.
+    """
+    mu, hw = _pair(mean, half_width, ("mean", "half_width"))
+    _require(hw > 0, f"half_width: must be positive, got {np.asarray(hw).tolist()}")
     return Uniform(mu - hw, mu + hw, *args, **kwargs)
 
 
 def RelativeUniform(
     mean: Number, deviation_fraction: Number, *args: Any, **kwargs: Any
 ) -> Parameter:
-    """Uniform on ``mean * (1 ± deviation_fraction)`` (sorted for negative means)."""
-    mu, f = _pair(mean, deviation_fraction)
+    """Uniform on ``mean * (1 ± deviation_fraction)`` (sorted for negative means).
+
+    Raises:
+        ValueDomainError: non-finite arguments, ``deviation_fraction <= 0`` or a zero mean.
+    """
+    mu, f = _pair(mean, deviation_fraction, ("mean", "deviation_fraction"))
+    _require(f > 0, f"deviation_fraction: must be positive, got {np.asarray(f).tolist()}")
+    _require(mu != 0, "mean: a relative width needs a non-zero mean, got 0")
     a, b = mu * (1 - f), mu * (1 + f)
     kwargs.setdefault("value", mu)
     return Uniform(jnp.minimum(a, b), jnp.maximum(a, b), *args, **kwargs)
 
 
 def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Parameter:
-    """Normal with ``std = |mean| * std_fraction``."""
-    mu, f = _pair(mean, std_fraction)
+    """Normal with ``std = |mean| * std_fraction``.
+
+    Raises:
+        ValueDomainError: non-finite arguments, ``std_fraction <= 0`` or a zero mean.
+    """
+    mu, f = _pair(mean, std_fraction, ("mean", "std_fraction"))
+    _require(f > 0, f"std_fraction: must be positive, got {np.asarray(f).tolist()}")
+    _require(mu != 0, "mean: a relative std needs a non-zero mean, got 0")
     return Normal(mu, jnp.abs(mu) * f, **kwargs)
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from orrery.interface import ShapeError, check_choice
+from orrery.interface import ShapeError, ValueDomainError, check_choice
 
-from .tree import combine, partition
+from ._errors import ConfigTypeError
 
 __all__ = ["covariance", "func_jacobian", "func_sensitivity", "summary"]
 
@@ -65,29 +65,94 @@ def func_sensitivity(
     return jnp.linalg.norm(stacked.reshape(stacked.shape[0], -1), ord=norm, axis=0).reshape(y.shape)
 
 
-def covariance(module: Any, loss_fn: Callable, args: Any) -> jax.Array:
+def covariance(
+    module: Any,
+    loss_fn: Callable,
+    args: Any,
+    *,
+    at_optimum: bool = False,
+    tolerance: float = 1e-2,
+) -> jax.Array:
     """Physical-space covariance of the free flat parameters at an optimum.
 
     ``loss_fn(module, args)`` must be a negative log-likelihood (for Gaussian residuals,
-    ``0.5 * sum(((y - model) / sigma) ** 2)``). The Hessian is taken in latent space and
-    mapped to physical space with the transform Jacobian ``J``:
-    ``cov = J H⁻¹ Jᵀ``. Order follows `Module.flat_param_names`.
+    ``0.5 * sum(((y - model) / sigma) ** 2)``). The Hessian ``H`` is taken with respect to
+    the physical (unscaled) flat values, so the result does not depend on the bijectors
+    the parameters use: ``cov = H⁻¹``. Order follows `Module.flat_param_names`.
+
+    The Laplace approximation only holds at a minimum. The Newton step ``H⁻¹ g`` from the
+    gradient ``g`` says how far the minimum is; when some parameter is more than
+    `tolerance` of its standard error away, a `UserWarning` is issued (or, with
+    ``at_optimum=True``, a `ValueDomainError` raised).
+
+    Args:
+        module: the module, at the optimum of `loss_fn`.
+        loss_fn: ``loss_fn(module, args) -> scalar`` negative log-likelihood.
+        args: passed to `loss_fn`.
+        at_optimum: raise instead of warning when the point is not a minimum.
+        tolerance: largest accepted distance to the minimum, in standard errors.
 
     Returns:
         Array of shape ``(num_flat_params, num_flat_params)``.
+
+    Raises:
+        ShapeError: the module has no free parameters.
+        ValueDomainError: the loss or its derivatives are not finite, the Hessian is not
+            positive definite (no minimum there, or parameters that the loss cannot tell
+            apart), or the point is not a minimum and `at_optimum` is set.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from orrery.parax import Module, Parameter
+        >>> class Mean(Module):
+        ...     mu: Parameter
+        >>> y = jnp.array([1.0, 2.0, 3.0, 4.0])
+        >>> nll = lambda m, y: 0.5 * jnp.sum((y - m.mu) ** 2)
+        >>> cov = covariance(Mean(mu=2.5), nll, y)
+        >>> round(float(cov[0, 0]), 4)  # sigma^2 / n
+        0.25
     """
-    dyn, static = partition(module)
-    z0, unravel = ravel_pytree(dyn)
-    if z0.size == 0:
-        raise ShapeError("covariance: the module has no free parameters")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+        raise ConfigTypeError(f"tolerance: expected a number, got {type(tolerance).__name__}")
+    if not tolerance > 0:
+        raise ValueDomainError(f"tolerance: expected a positive number, got {tolerance!r}")
+    names = module.flat_param_names()
+    x0 = module.flat_param_values()
+    if x0.size == 0:
+        raise ShapeError("module: covariance needs at least one free parameter, got none")
 
-    def loss(z):
-        return loss_fn(combine(unravel(z), static), args)
+    def loss(x):
+        return jnp.asarray(loss_fn(module.with_params(x), args)).reshape(())
 
-    hess = jax.hessian(loss)(z0)
-    cov_latent = jnp.linalg.inv(hess)
-    jac = jax.jacfwd(lambda z: combine(unravel(z), static).flat_param_values())(z0)
-    return jac @ cov_latent @ jac.T
+    grad = np.asarray(jax.grad(loss)(x0), dtype=float)
+    hess = np.asarray(jax.hessian(loss)(x0), dtype=float)
+    if not (np.isfinite(grad).all() and np.isfinite(hess).all()):
+        raise ValueDomainError(
+            "loss_fn: its gradient or Hessian at the point is not finite; no covariance"
+        )
+    hess = 0.5 * (hess + hess.T)
+    eig = np.linalg.eigvalsh(hess)
+    if eig.min() <= eig.max() * 1e-12 or eig.max() <= 0:
+        raise ValueDomainError(
+            "loss_fn: the Hessian at the point is not positive definite (eigenvalues "
+            f"{eig.tolist()}), so the covariance would have negative or infinite variances; "
+            "optimise first, or fix parameters the data cannot constrain"
+        )
+    cov = np.linalg.inv(hess)
+    cov = 0.5 * (cov + cov.T)
+    stderr = np.sqrt(np.diag(cov))
+    away = np.abs(cov @ grad) / stderr
+    if away.max() > tolerance:
+        worst = int(np.argmax(away))
+        msg = (
+            f"covariance: the point is not a minimum of loss_fn (gradient {grad.tolist()}); "
+            f"a Newton step would move {names[worst]!r} by {away[worst]:.3g} standard errors, "
+            "so the covariance is not the one at the optimum; optimise first"
+        )
+        if at_optimum:
+            raise ValueDomainError(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    return jnp.asarray(cov, dtype=x0.dtype)
 
 
 def _fmt(x: Any) -> str:
@@ -122,7 +187,12 @@ def summary(module: Any, covariance: Any = None) -> str:
             raise ShapeError(
                 f"covariance: expected shape {(len(free_names), len(free_names))}, got {cov.shape}"
             )
-        stderr = dict(zip(free_names, np.sqrt(np.clip(np.diag(cov), 0, None)), strict=True))
+        var = np.diag(cov)
+        if not (np.isfinite(var).all() and (var >= 0).all()):
+            raise ValueDomainError(
+                f"covariance: variances must be finite and non-negative, got {var.tolist()}"
+            )
+        stderr = dict(zip(free_names, np.sqrt(var), strict=True))
     rows = [("name", "value", "stderr", "fixed", "bounds", "distribution")]
     for name, p in module.named_flat_params(include_fixed=True).items():
         bounds = "-" if p.bounds is None else "[" + ", ".join(_fmt(b) for b in p.bounds) + "]"
