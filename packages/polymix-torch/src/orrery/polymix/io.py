@@ -14,7 +14,6 @@ different model.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -183,8 +182,10 @@ class _Plan:
             raise self.fail(key, f"is {value!r}, expected one of {', '.join(map(repr, options))}")
         return value
 
-    def array(self, name: str, shape: tuple[int, ...], kind: str = "f") -> np.ndarray:
+    def array(self, name: str, shape: tuple[int | None, ...], kind: str = "f") -> np.ndarray:
         arr = self.art.array(name, kind=kind, shape=shape)
+        if kind == "f" and not np.isfinite(arr).all():
+            raise ArtifactError(f"{self.art.path}: array {name!r} holds non-finite values")
         self.arrays[name] = arr
         return arr
 
@@ -229,11 +230,10 @@ class _Plan:
         width = self.int(f"{args}.width")
         depth_nn = self.int(f"{args}.depth", minimum=0)
         activation = self.choice(f"{args}.activation", sm.ACTIVATIONS)
-        sizes = [n_in] + [width] * depth_nn + [n_out] if depth_nn else [n_in, n_out]
-        if depth_nn > 1:  # the hidden-to-hidden layers, without building a long list
+        if depth_nn == 0:
+            num = (n_in + 1) * n_out
+        else:  # arithmetic only: a file's depth must not size a Python list
             num = (n_in + 1) * width + (depth_nn - 1) * (width + 1) * width + (width + 1) * n_out
-        else:
-            num = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
         spec = {
             "num_inputs": n_in,
             out_key: n_out,
@@ -366,8 +366,14 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None)
     Raises:
         ArtifactError: naming the file and the entry when the artifact is
             missing, of another kind, or its configuration or arrays do not
-            describe a valid model.
+            describe a valid model (also for non-finite parameter values).
+        ConfigError: when `device` is not a torch device.
     """
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ConfigError(f"device: expected a torch device, got {device!r}") from err
     art = load_artifact(path, kind=ARTIFACT_KIND)
     plan = _Plan(art, path)
     surrogate, _, _, surrogate_params = plan.surrogate("surrogate", "surrogate_model.")

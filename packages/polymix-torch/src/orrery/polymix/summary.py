@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from orrery.interface import ConfigError, Draws, ShapeError, as_int_seed
+from orrery.interface import ConfigError, Draws, ShapeError, ValueDomainError, as_int_seed
 
 from ._checks import as_float_tensor, check_inputs, check_samples
 from .stochastic_model import StochasticModel
@@ -47,9 +47,19 @@ def _seeded(seed: Any, device: torch.device):
         yield
 
 
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts to exactly `target` (without torch's lazy fx import)."""
+    if len(shape) > len(target):
+        return False
+    return all(a in (1, b) for a, b in zip(reversed(shape), reversed(target), strict=False))
+
+
 def _levels(quantiles: Sequence[float], ref: torch.Tensor) -> torch.Tensor:
-    q = torch.as_tensor(list(quantiles), dtype=ref.dtype, device=ref.device).reshape(-1)
-    if q.numel() == 0 or bool(((q < 0) | (q > 1)).any()):
+    try:
+        q = torch.as_tensor(list(quantiles), dtype=ref.dtype, device=ref.device).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"quantiles: expected a sequence of floats, got {quantiles!r}") from err
+    if q.numel() == 0 or not bool(((q >= 0) & (q <= 1)).all()):
         raise ConfigError(f"quantiles: expected levels in [0, 1], got {list(quantiles)!r}")
     return q
 
@@ -96,14 +106,17 @@ def predictive_summary(
     with torch.no_grad(), _seeded(seed, x.device):
         y = model(x, num_samples=s)
         if noise_std is not None:
-            sigma = torch.as_tensor(noise_std, dtype=y.dtype, device=y.device)
-            if bool((sigma < 0).any()):
-                raise ConfigError("noise_std: expected non-negative values")
             try:
-                ok = torch.broadcast_shapes(sigma.shape, y.shape[1:]) == y.shape[1:]
-            except RuntimeError:
-                ok = False
-            if not ok:
+                sigma = torch.as_tensor(noise_std, dtype=y.dtype, device=y.device)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise ConfigError(
+                    f"noise_std: expected a float or a tensor, got {noise_std!r}"
+                ) from err
+            if not bool(((sigma >= 0) & torch.isfinite(sigma)).all()):
+                raise ValueDomainError(
+                    f"noise_std: expected finite non-negative values, got {noise_std!r}"
+                )
+            if not _broadcasts_to(tuple(sigma.shape), tuple(y.shape[1:])):
                 raise ShapeError(
                     f"noise_std: expected a float or a shape broadcastable to "
                     f"{tuple(y.shape[1:])}, got {tuple(sigma.shape)}"
