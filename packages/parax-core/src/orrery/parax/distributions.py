@@ -27,10 +27,19 @@ def sample(
 ) -> Any:
     """Draw ``sample_shape`` independent samples (vmapped over split keys).
 
+    Args:
+        distribution: a distreqx distribution.
+        key: a JAX PRNG key.
+        sample_shape: the leading shape of the result (an int or a tuple; ``()`` for one).
+
+    Returns:
+        The samples, shaped ``(*sample_shape, *event_shape)`` (a pytree for `Joint`).
+
     Example:
-        >>> sample(distreqx.distributions.Normal(jnp.asarray(0.0), jnp.asarray(1.0)),
-        ...        jax.random.key(0), (100,)).shape  # doctest: +SKIP
-        (100,)
+        >>> import jax, jax.numpy as jnp
+        >>> from distreqx.distributions import Normal
+        >>> sample(Normal(jnp.asarray(0.0), jnp.asarray(1.0)), jax.random.key(0), (100, 2)).shape
+        (100, 2)
     """
     shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
     n = math.prod(shape)
@@ -53,10 +62,19 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
     Args:
         distributions: mapping of names to distreqx distributions.
 
+    Raises:
+        ConfigError: a component that is not a distreqx distribution (also a `TypeError`).
+
     Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from distreqx.distributions import Normal, Uniform
         >>> joint = Joint({"a": Normal(jnp.asarray(0.0), jnp.asarray(1.0)),
         ...                "b": Uniform(jnp.asarray(0.0), jnp.asarray(2.0))})
-        >>> draws = joint.sample_n(jax.random.key(0), 500)  # {"a": (500,), "b": (500,)}
+        >>> draws = joint.sample_n(jax.random.key(0), 500)
+        >>> {k: v.shape for k, v in draws.items()}
+        {'a': (500,), 'b': (500,)}
+        >>> round(float(joint.log_prob({"a": 0.0, "b": 1.0})), 4)  # log N(0) + log(1/2)
+        -1.6121
     """
 
     distributions: dict[str, AbstractDistribution]
