@@ -38,7 +38,7 @@ import numpy as np
 
 from ._npz import manifest_entry, read_npz, write_npz
 from ._savelock import backup_prefix, debris, save_lock, temp_prefix
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 
 __all__ = [
     "ARRAYS_FILE",
@@ -247,6 +247,12 @@ def check_json_safe(value: Any, name: str = "config") -> Any:
     raise ArtifactError(f"{name} has type {type(value).__name__}, which is not JSON-safe{hint}")
 
 
+def _as_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ArtifactError(f"path: expected a non-empty str or os.PathLike, got {path!r}")
+    return Path(path)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -316,11 +322,17 @@ def save_artifact(
         >>> load_artifact(p, kind="demo").config
         {'k': 3}
     """
-    target = Path(path)
+    target = _as_path(path)
     if not isinstance(kind, str) or not kind:
         raise ArtifactError(f"kind: expected a non-empty str, got {kind!r}")
     if target.exists() and not target.is_dir():
         raise ArtifactError(f"path: {str(target)!r} exists and is not an artifact directory")
+    for name, value in (("config", config), ("arrays", arrays)):
+        if not isinstance(value, Mapping):
+            raise ArtifactError(f"{name}: expected a mapping, got {type(value).__name__}")
+    for name, value in (("metadata", metadata), ("producer", producer)):
+        if value is not None and not isinstance(value, Mapping):
+            raise ArtifactError(f"{name}: expected a mapping or None, got {type(value).__name__}")
     clean = _clean_arrays(arrays)
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -425,7 +437,11 @@ def load_artifact(
             checksums, or the kind or schema version differ; the message
             names the file and says what is wrong.
     """
-    target = Path(path)
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0
+    ):
+        raise ConfigError(f"max_bytes: expected a non-negative int or None, got {max_bytes!r}")
+    target = _as_path(path)
     if not target.exists():
         raise _missing(target)
     if not target.is_dir():

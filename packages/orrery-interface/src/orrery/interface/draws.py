@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -40,14 +41,41 @@ _ARTIFACT_KIND = "orrery.interface.Draws"
 
 
 def element_names(name: str, shape: tuple[int, ...]) -> list[str]:
-    """Per-element names of a variable in C order: ``w[0]``, ``w[0,1]``; a scalar keeps its name."""
+    """Per-element names of a variable in C order: `w[0]`, `w[0,1]`; a scalar keeps its name.
+
+    Raises:
+        ConfigError: when `name` is not a non-empty str.
+        ShapeError: when `shape` is not a tuple of non-negative ints.
+
+    Example:
+        >>> element_names("w", (2,))
+        ['w[0]', 'w[1]']
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"name: expected a non-empty str, got {name!r}")
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise ShapeError(f"shape: expected a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"shape: expected non-negative sizes, got {shape}")
     if not shape:
         return [name]
     return [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
 
 
 def parse_element_name(label: str) -> tuple[str, tuple[int, ...]]:
-    """Split ``"w[1,2]"`` into ``("w", (1, 2))``; a plain name gives ``(name, ())``."""
+    """Split `"w[1,2]"` into `("w", (1, 2))`; a plain name gives `(name, ())`.
+
+    Raises:
+        ConfigError: when `label` is not a str.
+
+    Example:
+        >>> parse_element_name("w[1,2]")
+        ('w', (1, 2))
+    """
+    if not isinstance(label, str):
+        raise ConfigError(f"label: expected a str, got {label!r}")
     match = _INDEXED.match(label)
     if match is None:
         return label, ()
@@ -62,6 +90,16 @@ def _check_name(name: Any) -> str:
             f"names: {name!r} ends in an index like '[0]', which is reserved for element names"
         )
     return name
+
+
+def _check_quantiles(q: Any, name: str) -> np.ndarray:
+    try:
+        qs = np.asarray(q, dtype=float)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected quantiles in [0, 1], got {q!r}") from None
+    if np.any((qs < 0) | (qs > 1)) or not np.all(np.isfinite(qs)):
+        raise ConfigError(f"{name}: expected quantiles in [0, 1], got {q!r}")
+    return qs
 
 
 class Draws:
@@ -86,8 +124,10 @@ class Draws:
         for name, value in samples.items():
             _check_name(name)
             arr = np.asarray(value)
-            if arr.dtype.hasobject:
-                raise ShapeError(f"samples[{name!r}]: expected a numeric array, got dtype object")
+            if arr.dtype.kind not in "biufc":
+                raise ShapeError(
+                    f"samples[{name!r}]: expected a numeric array, got dtype {arr.dtype}"
+                )
             if arr.ndim < 2:
                 raise ShapeError(
                     f"samples[{name!r}]: expected shape (chain, draw, *shape), got {arr.shape}"
@@ -129,6 +169,12 @@ class Draws:
                 major, as :meth:`to_matrix` writes them). Default 1.
         """
         m = np.asarray(matrix)
+        if isinstance(names, str):
+            raise ConfigError(f"names: expected a sequence of str, got the str {names!r}")
+        if n_chains is not None and (
+            isinstance(n_chains, bool) or not isinstance(n_chains, (int, np.integer))
+        ):
+            raise ConfigError(f"n_chains: expected an int or None, got {n_chains!r}")
         if m.ndim == 2:
             chains = 1 if n_chains is None else int(n_chains)
             if chains < 1 or m.shape[0] % chains:
@@ -222,7 +268,15 @@ class Draws:
         return {k: v.reshape((-1, *v.shape[2:])) for k, v in self._data.items()}
 
     def subset(self, names: Sequence[str]) -> Draws:
-        """The draws of the given variables only."""
+        """The draws of the given variables only.
+
+        Raises:
+            ConfigError: naming the variables that do not exist.
+        """
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self._data]
+        if unknown:
+            raise ConfigError(f"names: no variable(s) {unknown}; have {self.names}")
         return Draws({n: self[n] for n in names})
 
     def to_matrix(self, *, keep_chains: bool = False) -> tuple[np.ndarray, list[str]]:
@@ -252,17 +306,18 @@ class Draws:
 
     def std(self, ddof: int = 1) -> dict[str, np.ndarray]:
         """Standard deviations over chains and draws."""
+        if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
+            raise ConfigError(f"ddof: expected a non-negative int, got {ddof!r}")
         return {k: v.std(axis=(0, 1), ddof=ddof) for k, v in self._data.items()}
 
     def quantile(self, q: float | Sequence[float]) -> dict[str, np.ndarray]:
         """Quantiles over chains and draws; a sequence of ``q`` adds a leading axis."""
-        qs = np.asarray(q, dtype=float)
-        if np.any((qs < 0) | (qs > 1)) or not np.all(np.isfinite(qs)):
-            raise ConfigError(f"q: expected quantiles in [0, 1], got {q!r}")
+        qs = _check_quantiles(q, "q")
         return {k: np.quantile(v, qs, axis=(0, 1)) for k, v in self._data.items()}
 
     def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> Summary:
         """Per-element table: mean, sd, the quantiles and, with chains > 1, R-hat and ESS."""
+        _check_quantiles(quantiles, "quantiles")
         matrix, names = self.to_matrix(keep_chains=True)
         flat = matrix.reshape(-1, matrix.shape[-1]).astype(np.float64)
         columns: dict[str, np.ndarray] = {
@@ -285,6 +340,9 @@ class Draws:
         items = list(items)
         if not items:
             raise ConfigError("items: expected at least one Draws")
+        for i, other in enumerate(items):
+            if not isinstance(other, Draws):
+                raise ConfigError(f"items[{i}]: expected Draws, got {type(other).__name__}")
         first = items[0]
         for i, other in enumerate(items[1:], start=1):
             if other.shapes != first.shapes:
@@ -320,9 +378,14 @@ class Draws:
 
     @classmethod
     def load(cls, path: Any) -> Draws:
-        """Read draws written by :meth:`save`."""
+        """Read draws written by `save`.
+
+        Raises:
+            ArtifactError: when the artifact is missing, corrupt or incomplete.
+        """
         art = load_artifact(path, kind=_ARTIFACT_KIND)
-        return cls({n: art.arrays[f"var/{i}"] for i, n in enumerate(art.config["names"])})
+        names = art.config_value("names", list)
+        return cls({str(n): art.array(f"var/{i}", kind="biufc") for i, n in enumerate(names)})
 
     def __repr__(self) -> str:
         vars_ = ", ".join(

@@ -58,6 +58,8 @@ def check_shape(array: Any, expected: Sequence[int | str | None], name: str) -> 
     Raises:
         ShapeError: when the number of axes or a size differs.
     """
+    if isinstance(expected, (str, bytes)) or not isinstance(expected, Sequence):
+        raise ConfigError(f"expected: expected a sequence of int, str or None, got {expected!r}")
     arr = array if hasattr(array, "shape") else np.asarray(array)
     shape = tuple(arr.shape)
     if len(shape) != len(expected):
@@ -86,6 +88,8 @@ def check_ndim(array: Any, ndim: int | Iterable[int], name: str) -> np.ndarray |
     """Check the number of dimensions of ``array`` (one value or several allowed ones)."""
     arr = array if hasattr(array, "shape") else np.asarray(array)
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if not allowed or not all(isinstance(a, int) and not isinstance(a, bool) for a in allowed):
+        raise ConfigError(f"ndim: expected an int or ints, got {ndim!r}")
     if arr.ndim not in allowed:
         want = " or ".join(str(a) for a in allowed)
         raise ShapeError(

@@ -1,0 +1,101 @@
+"""Bad input at every public function of orrery.interface: an OrreryError naming the argument."""
+
+import numpy as np
+import pytest
+
+from orrery import interface as oi
+from orrery.interface import (
+    ArtifactError,
+    ConfigError,
+    Draws,
+    MissingDependencyError,
+    ShapeError,
+    ValueDomainError,
+)
+
+D = Draws({"a": np.zeros((2, 5))})
+
+CASES = [
+    # validation helpers
+    (lambda: oi.check_shape(np.zeros(3), None, "x"), ConfigError, "expected"),
+    (lambda: oi.check_shape(np.zeros(3), "ab", "x"), ConfigError, "expected"),
+    (lambda: oi.check_ndim(np.zeros(3), "a", "x"), ConfigError, "ndim"),
+    (lambda: oi.check_ndim(np.zeros(3), 2, "x"), ShapeError, "^x: expected 2"),
+    (lambda: oi.check_finite([1.0, np.inf], "x"), ValueDomainError, r"^x: .*index \(1,\)"),
+    (lambda: oi.check_finite(np.array(["1", "nan"]), "y"), ValueDomainError, "^y: expected fin"),
+    (lambda: oi.check_finite(np.array(["1", "a"]), "y"), ValueDomainError, "^y: expected num"),
+    (lambda: oi.check_finite(np.array([1.0, None]), "y"), ValueDomainError, "^y: expected"),
+    (lambda: oi.check_finite(np.array([1j], dtype=object), "y"), ValueDomainError, "^y:"),
+    (lambda: oi.check_finite(np.zeros(2, "M8[D]"), "t"), ValueDomainError, "dtype datetime"),
+    (lambda: oi.check_nonnegative(np.array(["-1"]), "s"), ValueDomainError, "^s: expected non"),
+    (lambda: oi.check_positive_int(1.5, "n"), ConfigError, "^n: expected an integer"),
+    (lambda: oi.check_positive_int(True, "n"), ConfigError, "^n: expected an integer"),
+    (lambda: oi.check_choice("adma", ["adam"], "opt"), ConfigError, "did you mean 'adam'"),
+    (lambda: oi.require("no_such_mod_xyz", extra="e", feature="f"), MissingDependencyError, "e"),
+    # seeds
+    (lambda: oi.as_numpy_rng(-1), ConfigError, "^seed"),
+    (lambda: oi.as_numpy_rng(1.5), ConfigError, "^seed"),
+    (lambda: oi.as_int_seed("7"), ConfigError, "^seed"),
+    # element names
+    (lambda: oi.element_names(3, (2,)), ConfigError, "^name"),
+    (lambda: oi.element_names("w", (-1,)), ShapeError, "^shape"),
+    (lambda: oi.element_names("w", ("a",)), ShapeError, "^shape"),
+    (lambda: oi.parse_element_name(3), ConfigError, "^label"),
+    # Draws
+    (lambda: Draws(None), ConfigError, "^samples"),
+    (lambda: Draws({"a": np.array([["x"] * 5] * 2)}), ShapeError, r"samples\['a'\].*dtype <U1"),
+    (lambda: Draws({"a": np.zeros(5)}), ShapeError, r"^samples\['a'\]"),
+    (lambda: Draws({1: np.zeros((2, 5))}), ConfigError, "^names"),
+    (lambda: Draws.from_matrix(np.zeros((4, 2)), "ab"), ConfigError, "^names"),
+    (lambda: Draws.from_matrix(np.zeros((4, 2)), ["a", "b"], n_chains="2"), ConfigError, "n_ch"),
+    (lambda: Draws.from_matrix(np.zeros((4, 2)), ["a", "b"], n_chains=3), ShapeError, "n_ch"),
+    (lambda: D.subset(["zz"]), ConfigError, r"^names: no variable\(s\) \['zz'\]"),
+    (lambda: D.quantile("x"), ConfigError, "^q: expected quantiles"),
+    (lambda: D.quantile(np.nan), ConfigError, "^q: expected quantiles"),
+    (lambda: D.summary(quantiles=(2.0,)), ConfigError, "^quantiles: expected"),
+    (lambda: D.std(ddof="x"), ConfigError, "^ddof"),
+    (lambda: Draws.concat([D, 1]), ConfigError, r"^items\[1\]: expected Draws"),
+    (lambda: Draws.concat([], dim="chain"), ConfigError, "^items"),
+    (lambda: Draws.concat([D], dim="x"), ConfigError, "^dim"),
+    # artifacts
+    (lambda: oi.save_artifact(None, kind="k", config={}, arrays={}), ArtifactError, "^path"),
+    (lambda: oi.save_artifact("x", kind=3, config={}, arrays={}), ArtifactError, "^kind"),
+    (lambda: oi.save_artifact("x", kind="k", config=None, arrays={}), ArtifactError, "^config"),
+    (lambda: oi.save_artifact("x", kind="k", config={}, arrays=[1]), ArtifactError, "^arrays"),
+    (
+        lambda: oi.save_artifact("x", kind="k", config={}, arrays={}, metadata=[1]),
+        ArtifactError,
+        "^metadata",
+    ),
+    (lambda: oi.save_artifact("x", kind="k", config={}, arrays={"": 1}), ArtifactError, "keys"),
+    (lambda: oi.load_artifact(None), ArtifactError, "^path"),
+    (lambda: oi.load_artifact("x", max_bytes=-1), ConfigError, "^max_bytes"),
+    (lambda: oi.load_artifact("x", max_bytes=1.5), ConfigError, "^max_bytes"),
+    (lambda: oi.check_json_safe({"a": {1j}}), ArtifactError, r"config\['a'\]"),
+    (lambda: oi.check_json_safe(np.complex64(1j), "x"), ArtifactError, "^x is a complex"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), CASES)
+def test_bad_input_raises_a_named_orrery_error(call, error, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert type(info.value) is error
+
+
+def test_check_finite_converts_numeric_strings_and_leaves_integers_alone():
+    out = oi.check_finite(np.array(["1.5", " 2 "]), "labels")
+    assert out.dtype == np.float64 and out.tolist() == [1.5, 2.0]
+    ints = np.arange(3, dtype=np.int16)
+    assert oi.check_finite(ints, "n") is ints
+    assert oi.check_finite(np.array([True]), "b").dtype == bool
+    assert oi.check_finite(np.array([1, 2.5], dtype=object), "o").dtype == np.float64
+
+
+def test_draws_load_refuses_an_incomplete_artifact(tmp_path):
+    D.save(tmp_path / "d")
+    meta = tmp_path / "d" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"names"', '"nomen"'))
+    with pytest.raises(ArtifactError, match=r"metadata\.json: config key 'names' is missing"):
+        Draws.load(tmp_path / "d")
