@@ -89,11 +89,18 @@ def predictive_summary(
             global torch RNG is left untouched); ``None`` uses the global RNG.
 
     Returns:
-        :class:`PredictiveSummary`.
+        `PredictiveSummary`.
 
     Example:
-        >>> s = predictive_summary(model, x, num_samples=100, quantiles=(0.05, 0.95))
+        >>> import torch
+        >>> from orrery.polymix import IIDGaussianGroup, NeuralNetwork, StochasticModel
+        >>> net = NeuralNetwork(num_inputs=1, width=4)
+        >>> model = StochasticModel(net, IIDGaussianGroup("w", net.num_params()))
+        >>> x = torch.linspace(-1, 1, 5)[:, None]
+        >>> s = predictive_summary(model, x, num_samples=100, quantiles=(0.05, 0.95), seed=0)
         >>> lower, upper = s.quantiles
+        >>> lower.shape, bool((lower <= upper).all())
+        (torch.Size([5, 1]), True)
     """
     if not isinstance(model, StochasticModel):
         raise ConfigError(f"model: expected a StochasticModel, got {type(model).__name__}")
@@ -132,7 +139,7 @@ def predictive_summary(
 
 
 def to_draws(model: StochasticModel, num_samples: int = 1000, seed: Any = None) -> Draws:
-    """Sample the parameter groups and return them as :class:`orrery.interface.Draws`.
+    """Sample the parameter groups and return them as `orrery.interface.Draws`.
 
     Each group becomes one variable named after the group, with shape
     ``(1, num_samples, group.num_params)`` (one chain), as float64 NumPy
@@ -144,7 +151,7 @@ def to_draws(model: StochasticModel, num_samples: int = 1000, seed: Any = None) 
         seed: int or ``numpy.random.Generator`` (``None``: global torch RNG).
 
     Returns:
-        :class:`~orrery.interface.Draws` with one variable per group.
+        `Draws` with one variable per group.
     """
     if not isinstance(model, StochasticModel):
         raise ConfigError(f"model: expected a StochasticModel, got {type(model).__name__}")

@@ -12,7 +12,7 @@ __all__ = ["Prior"]
 class Prior(nn.Module):
     """Base class: a factory of prior distributions over a parameter vector.
 
-    Subclasses implement :meth:`distribution`.
+    Subclasses implement `distribution`.
     """
 
     def distribution(
@@ -29,7 +29,7 @@ class Prior(nn.Module):
             dtype: its floating dtype (``None``: the buffers' dtype).
 
         Returns:
-            A :class:`torch.distributions.Distribution` with that event shape.
+            A `torch.distributions.Distribution` with that event shape.
         """
         raise NotImplementedError
 

@@ -16,14 +16,14 @@ __all__ = ["GatingNetwork", "MixtureOfExperts"]
 
 
 class GatingNetwork(SurrogateModel):
-    """A :class:`NeuralNetwork` followed by a softmax over experts.
+    """A `NeuralNetwork` followed by a softmax over experts.
 
     Args:
         num_inputs: input width.
         num_experts: number of experts (the output width).
         width: hidden width.
         depth: number of hidden layers.
-        activation: hidden activation, as for :class:`NeuralNetwork`.
+        activation: hidden activation, as for `NeuralNetwork`.
 
     Example:
         >>> gating = GatingNetwork(num_inputs=1, num_experts=3, width=8)

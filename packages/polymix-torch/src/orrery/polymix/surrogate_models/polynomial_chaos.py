@@ -233,7 +233,7 @@ class PolynomialChaosExpansion(SurrogateModel):
                 ``(S, num_params())`` for a batch (e.g. posterior samples).
 
         Returns:
-            :class:`SobolIndices` whose leading axis is ``S`` when a batch was given.
+            `SobolIndices` whose leading axis is ``S`` when a batch was given.
 
         Raises:
             ShapeError: when the last axis is not ``num_params()`` long.
