@@ -18,7 +18,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from . import diagnostics, encoders, spaces, training
+from . import encoders, spaces, training
 from .campaign import simulate
 from .dataset import PosteriorBatch, SimulationDataset
 from .observations import MODALITIES, EncodedObservation, ObservationBlock
@@ -58,3 +58,14 @@ __all__ = [
     "spaces",
     "training",
 ]
+
+
+def __getattr__(name: str):
+    """Load `orrery.sbi.diagnostics` on first use (it pulls in SciPy; plots pull matplotlib)."""
+    if name == "diagnostics":
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.diagnostics")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,10 +15,14 @@ and optionally, for densities, ``log_prob_batch(observations, parameters (n, S, 
 -> (n, S)`` or ``log_prob(observation, parameters (S, dim)) -> (S,)``.
 
 Samples, densities and the true parameters handed to a diagnostic must live in the
-same coordinates: for ``ConditionalFlowPosterior`` that is its configured
-``parameter_space`` (what ``batch_sample_posterior`` and ``log_prob`` use), so map
-physical truths into that space first, or wrap the posterior in a small object
-whose ``sample_batch`` returns physical draws (and then omit ``log_prob``).
+same coordinates. A `ConditionalFlowPosterior` offers ``sample_batch`` and
+``log_prob_batch`` in **physical units** (its ``diagnostics_space``), whatever its
+``parameter_space``: give it the true parameters as simulated and the observations
+as you have them (a list of observations, each a list of `ObservationBlock`s or an
+`EncodedObservation`, or an ``(n, k)`` array of raw values for a one-block
+posterior); the diagnostics map them internally and report ``space="physical"``.
+For any other posterior the results are in the coordinates its samples use
+(``space="as given"``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def _unstack(observations: Any) -> Sequence[Any]:
     if isinstance(observations, Sequence) and not isinstance(observations, str):
         return observations
     return [observations[i] for i in range(len(observations))]
+
+
+def result_space(posterior: Any) -> str:
+    """The space a diagnostic's truths, draws and densities are in (see the module docstring)."""
+    space = getattr(posterior, "diagnostics_space", None)
+    return space if isinstance(space, str) else "as given"
 
 
 def num_observations(observations: Any) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from jaxtyping import ArrayLike
 
@@ -13,6 +15,8 @@ from orrery.interface import (
     check_positive_int,
     require,
 )
+
+from ._protocol import draw_samples
 
 
 def c2st(
@@ -98,3 +102,41 @@ def c2st(
         classifier, data, target, cv=folds, scoring="accuracy", n_jobs=n_jobs
     )
     return float(np.mean(scores))
+
+
+def posterior_c2st(
+    posterior: Any,
+    observation: Any,
+    reference_samples: ArrayLike,
+    *,
+    num_samples: int | None = None,
+    seed: int = 0,
+    n_folds: int = 5,
+    n_jobs: int | None = None,
+) -> float:
+    """C2ST between a posterior's draws for one observation and reference samples.
+
+    The posterior is sampled through the diagnostics protocol (``sample_batch``
+    first): for a `ConditionalFlowPosterior` the draws are in physical units and
+    inside a bounded prior's support, so ``reference_samples`` are physical too,
+    whatever the posterior's ``parameter_space``. ``observation`` is as the user
+    has it: a list of `ObservationBlock`s, an `EncodedObservation`, or a one-block
+    posterior's raw values.
+
+    Args:
+        posterior: see ``orrery.sbi.diagnostics._protocol``.
+        observation: one observation.
+        reference_samples: ``(m, dim)`` samples of the reference posterior.
+        num_samples: posterior draws (default ``m``).
+        seed: seed of the draws and of the classifier.
+        n_folds: cross-validation folds.
+        n_jobs: as in `c2st`.
+
+    Returns:
+        The C2ST accuracy (0.5: indistinguishable).
+    """
+    ref = np.asarray(reference_samples, dtype=np.float64)
+    check_ndim(ref, 2, "reference_samples")
+    n = len(ref) if num_samples is None else check_positive_int(num_samples, "num_samples")
+    draws = draw_samples(posterior, [observation], n, as_int_seed(seed))[0]
+    return c2st(ref, draws, seed=seed, n_folds=n_folds, n_jobs=n_jobs)

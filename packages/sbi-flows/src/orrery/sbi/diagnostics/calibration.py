@@ -1,10 +1,13 @@
 """Calibration checks of amortized posteriors: SBC ranks, HPD coverage and TARP.
 
 All functions take a posterior satisfying the small duck-typed protocol described
-in :mod:`orrery.sbi.diagnostics._protocol` (``sample_batch``,
+in ``orrery.sbi.diagnostics._protocol`` (``sample_batch``,
 ``batch_sample_posterior`` or ``sample_posterior``; optionally ``log_prob_batch``
 or ``log_prob``), true parameters ``(n, dim)`` drawn from the prior and the
-observations simulated from them.
+observations simulated from them. For a `ConditionalFlowPosterior` the true
+parameters are in physical units (as simulated) and the observations are lists of
+`ObservationBlock`s, `EncodedObservation`s or a one-block posterior's raw values,
+whatever the posterior's ``parameter_space``; results say so (``space="physical"``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from jaxtyping import ArrayLike
-from scipy import stats
 
 from orrery.interface import (
     ShapeError,
@@ -24,7 +26,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from ._protocol import draw_samples, has_log_prob, log_probs
+from ._protocol import draw_samples, has_log_prob, log_probs, result_space
 
 
 def _parameters(parameters: ArrayLike, n_obs: int | None = None) -> np.ndarray:
@@ -70,7 +72,8 @@ def sbc_ranks(
         seed: sampling seed.
 
     Returns:
-        Integer ranks ``(n, dim)`` in ``[0, S]``.
+        Integer ranks ``(n, dim)`` in ``[0, S]``. Ranks do not depend on the space
+        (the maps between spaces are increasing in every coordinate).
     """
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=1)
     theta = _parameters(parameters, len(observations))
@@ -116,6 +119,8 @@ def sbc_check(
         [np.bincount(bin_of_rank[r[:, j]], minlength=bins) for j in range(r.shape[1])]
     )
     chi2 = np.sum((observed - expected) ** 2 / expected, axis=1)
+    from scipy import stats
+
     chi2_p = stats.chi2.sf(chi2, df=bins - 1)
     u = (r + 0.5) / (s + 1)
     ks = [stats.kstest(u[:, j], "uniform") for j in range(r.shape[1])]
@@ -138,7 +143,10 @@ class CoverageResult(NamedTuple):
         stderr: binomial standard error of ``coverage``.
         credibility: per observation, the smallest level whose region contains
             the true parameter (uniform for a calibrated posterior).
-        method: ``"log_prob"`` or ``"gaussian"`` (see :func:`expected_coverage`).
+        method: ``"log_prob"`` or ``"gaussian"`` (see `expected_coverage`).
+        space: the coordinates the regions were built in: ``"physical"`` for a
+            `ConditionalFlowPosterior` (physical truths, physical densities),
+            ``"as given"`` for other posteriors.
     """
 
     levels: np.ndarray
@@ -146,6 +154,7 @@ class CoverageResult(NamedTuple):
     stderr: np.ndarray
     credibility: np.ndarray
     method: str
+    space: str = "as given"
 
 
 def expected_coverage(
@@ -203,7 +212,7 @@ def expected_coverage(
         credibility = _gaussian_credibility(samples, theta)
     coverage = np.mean(credibility[:, None] < lv[None, :], axis=0)
     stderr = np.sqrt(coverage * (1 - coverage) / len(theta))
-    return CoverageResult(lv, coverage, stderr, credibility, method)
+    return CoverageResult(lv, coverage, stderr, credibility, method, result_space(posterior))
 
 
 def _gaussian_credibility(samples: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -231,6 +240,8 @@ class TarpResult(NamedTuple):
             against U(0, 1).
         f: per observation, the fraction of draws closer to the reference point than
             the true parameter.
+        space: the coordinates distances were measured in (``"physical"`` for a
+            `ConditionalFlowPosterior`, ``"as given"`` otherwise).
     """
 
     alpha: np.ndarray
@@ -238,6 +249,7 @@ class TarpResult(NamedTuple):
     atc: float
     ks_pvalue: float
     f: np.ndarray
+    space: str = "as given"
 
 
 def tarp(
@@ -298,5 +310,7 @@ def tarp(
     ecp = np.mean(f[:, None] < alpha[None, :], axis=0)
     ecp[-1] = 1.0  # every draw set lies within the full ball
     atc = float(np.trapezoid(ecp - alpha, alpha))
+    from scipy import stats
+
     ks_pvalue = float(stats.kstest(f, "uniform").pvalue)
-    return TarpResult(alpha, ecp, atc, ks_pvalue, f)
+    return TarpResult(alpha, ecp, atc, ks_pvalue, f, result_space(posterior))

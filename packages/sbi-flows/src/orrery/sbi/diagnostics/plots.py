@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from jaxtyping import ArrayLike
-from scipy import stats
 
 from orrery.interface import ShapeError, check_positive_int, require
 
@@ -96,6 +95,8 @@ def plot_sbc_ranks(
         raise ShapeError(f"parameter_names must have {dim} entries; got {len(names)}")
     fig = _figure("diagnostics.plot_sbc_ranks", figsize=(3 * dim, 2.6), layout="constrained")
     axes = fig.subplots(1, dim, squeeze=False)[0]
+    from scipy import stats
+
     lo, hi = stats.binom.ppf([0.005, 0.995], n, 1.0 / num_bins)
     edges = np.linspace(-0.5, s + 0.5, num_bins + 1)
     for j, ax in enumerate(axes):
