@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from distreqx.bijectors import (
     AbstractBijector,
     AbstractForwardInverseBijector,
@@ -16,6 +17,8 @@ from distreqx.bijectors import (
     AbstractInvLogDetJacBijector,
 )
 from jaxtyping import Array
+
+from orrery.interface import ValueDomainError
 
 from ._errors import ConfigTypeError
 
@@ -83,6 +86,14 @@ class Interval(_AbstractElementwise, strict=True):
     Args:
         low: lower bound (scalar or array, broadcast against the input).
         high: upper bound, ``high > low``.
+
+    Raises:
+        ValueDomainError: non-finite bounds or ``high <= low``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(Interval(0.0, 4.0).forward(jnp.asarray(0.0)))
+        2.0
     """
 
     low: Array
@@ -93,6 +104,12 @@ class Interval(_AbstractElementwise, strict=True):
     def __init__(self, low: Array | float, high: Array | float) -> None:
         self.low = jnp.asarray(low)
         self.high = jnp.asarray(high)
+        if not isinstance(self.low, jax.core.Tracer) and not isinstance(self.high, jax.core.Tracer):
+            lo, hi = np.asarray(self.low), np.asarray(self.high)
+            if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+                raise ValueDomainError(f"low, high: expected finite bounds, got {lo}, {hi}")
+            if not (hi > lo).all():
+                raise ValueDomainError(f"high: need high > low, got low={lo}, high={hi}")
         self._is_constant_jacobian = False
         self._is_constant_log_det = False
 
@@ -112,7 +129,19 @@ class Interval(_AbstractElementwise, strict=True):
 
 
 class Inverse(_AbstractElementwise, strict=True):
-    """The inverse of another bijector: ``forward`` is ``bijector.inverse`` and vice versa."""
+    """The inverse of another bijector: ``forward`` is ``bijector.inverse`` and vice versa.
+
+    Args:
+        bijector: the distreqx bijector to invert.
+
+    Raises:
+        ConfigError: not a distreqx bijector (also a `TypeError`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(Inverse(Exp()).forward(jnp.asarray(1.0))), 4)  # log(1)
+        0.0
+    """
 
     bijector: AbstractBijector
     _is_constant_jacobian: bool

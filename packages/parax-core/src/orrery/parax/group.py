@@ -62,7 +62,17 @@ class ParameterGroup(eqx.Module):
         return len(self.param_names)
 
     def with_distribution(self, distribution: AbstractDistribution | None) -> ParameterGroup:
-        """A copy with a new joint distribution."""
+        """A copy with a new joint distribution.
+
+        Args:
+            distribution: a distreqx distribution with event shape ``(num_params,)``, or None.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ConfigError: not a distreqx distribution (also a `TypeError`).
+        """
         if distribution is not None and not isinstance(distribution, AbstractDistribution):
             raise ConfigTypeError(
                 f"distribution: expected a distreqx distribution, got {type(distribution).__name__}"
@@ -70,7 +80,17 @@ class ParameterGroup(eqx.Module):
         return fast_set(self, distribution=distribution)
 
     def transformed(self, transform: AbstractBijector) -> ParameterGroup:
-        """A copy whose group bijector is ``transform ∘ existing``."""
+        """A copy whose group bijector is ``transform ∘ existing``.
+
+        Args:
+            transform: a distreqx bijector.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ConfigError: not a distreqx bijector (also a `TypeError`).
+        """
         if not isinstance(transform, AbstractBijector):
             raise ConfigTypeError(
                 f"transform: expected a distreqx AbstractBijector, got {type(transform).__name__}"
@@ -79,4 +99,12 @@ class ParameterGroup(eqx.Module):
         return fast_set(self, transform=new)
 
     def with_param_names(self, names: Sequence[str]) -> ParameterGroup:
+        """A copy naming other parameters.
+
+        Args:
+            names: the flat parameter names.
+
+        Returns:
+            The updated copy.
+        """
         return fast_set(self, param_names=_names(names))

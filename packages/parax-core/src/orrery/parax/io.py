@@ -70,9 +70,29 @@ def save(target: str | os.PathLike | BinaryIO, tree: Any) -> None:
 def load(source: str | os.PathLike | BinaryIO) -> Any:
     """Load a pytree written by `save` (exact round trip).
 
+    Nothing is imported while loading: every class and function reference must be on the
+    allow-list (see `orrery.parax.register_loadable`), and every entry and array is
+    checked before anything is built.
+
+    Args:
+        source: the artifact directory, or a readable binary file object holding the zip
+            written by `save`.
+
+    Returns:
+        The pytree.
+
     Raises:
-        ArtifactError: if the artifact is not a parax tree or names a class/function
-            that may not be rebuilt.
+        ArtifactError: the artifact is not a parax tree, is incomplete or tampered with,
+            names a class or function that is not on the allow-list, or holds a parameter
+            outside its bounds.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from orrery.parax import Parameter, save
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "p"
+        >>> save(path, {"k": Parameter(2.0, name="k")})
+        >>> float(load(path)["k"].value)
+        2.0
     """
     if isinstance(source, (str, os.PathLike)):
         art = load_artifact(source, kind=KIND)

@@ -168,7 +168,15 @@ class Module(eqx.Module):
         return ParamIndex(self)
 
     def path_to_param_name(self, path: Sequence[Any]) -> str:
-        """Fully qualified name of the parameter at a jax key `path`."""
+        """Fully qualified name of the parameter at a jax key path.
+
+        Args:
+            path: a key path from ``jax.tree_util.tree_flatten_with_path`` that leads to a
+                `Parameter` (or into one).
+
+        Returns:
+            The parameter's name, as in `param_names`.
+        """
         segs, last = path_segments(self, tuple(path))
         leaf = self
         for key in path:
@@ -202,7 +210,20 @@ class Module(eqx.Module):
         flatten: bool = False,
         submodules: Any = None,
     ):
-        """Yield ``(name, Parameter)`` pairs in flattening order (flat ones if `flatten`)."""
+        """Yield ``(name, Parameter)`` pairs in flattening order.
+
+        Args:
+            param_filter: a name, names, `Parameter` object(s) or a predicate on names.
+            include_fixed: include fixed parameters.
+            flatten: split vector parameters into scalar ones named ``name_i``.
+            submodules: restrict to parameters inside these submodules (objects or names).
+
+        Yields:
+            ``(name, Parameter)`` pairs.
+
+        Raises:
+            ConfigError: unknown names (listing close matches), or duplicate flat names.
+        """
         idx = self._index()
         ks = self._select(idx, param_filter, include_fixed=include_fixed, submodules=submodules)
         if not flatten:
@@ -252,30 +273,85 @@ class Module(eqx.Module):
     def named_param_values(
         self, *args: Any, scaled: bool = False, latent: bool = False, **kwargs: Any
     ) -> dict[str, jax.Array]:
-        """Physical values by name (``scaled=True`` multiplies by scale; ``latent=True``)."""
+        """Physical (unscaled) values by name.
+
+        Args:
+            *args: passed to `named_params` (e.g. a `param_filter`).
+            scaled: multiply each value by its parameter's `scale`.
+            latent: return the latent (unconstrained) arrays instead.
+            **kwargs: passed to `named_params` (``include_fixed``, ``submodules``).
+
+        Returns:
+            ``{name: array}`` in flattening order.
+        """
         return {n: _value_of(p, scaled, latent) for n, p in self.iter_params(*args, **kwargs)}
 
     def param_names(self, *args: Any, **kwargs: Any) -> list[str]:
-        """Parameter names (see `named_params`)."""
+        """Parameter names in flattening order.
+
+        Args:
+            *args: passed to `named_params`.
+            **kwargs: passed to `named_params`.
+
+        Returns:
+            The names (free parameters only unless ``include_fixed=True``).
+        """
         return list(self.named_params(*args, **kwargs))
 
     def param(self, name: str, *args: Any, **kwargs: Any) -> Parameter:
-        """One parameter by name (fixed ones included)."""
+        """One parameter by name (fixed ones included).
+
+        Args:
+            name: the parameter's name.
+            *args: passed to `named_params`.
+            **kwargs: passed to `named_params`.
+
+        Returns:
+            The `Parameter`.
+
+        Raises:
+            ConfigError: an unknown name, listing close matches.
+        """
         kwargs.setdefault("include_fixed", True)
         found = self.named_params([name], *args, **kwargs)
         return found[name]
 
     def params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
-        """Parameters as a list (see `named_params`)."""
+        """Parameters as a list, in flattening order.
+
+        Args:
+            *args: passed to `named_params`.
+            **kwargs: passed to `named_params`.
+
+        Returns:
+            The `Parameter` objects.
+        """
         return list(self.named_params(*args, **kwargs).values())
 
     def param_value(self, name: str, *args: Any, **kwargs: Any) -> jax.Array:
-        """One physical parameter value by name."""
+        """One physical parameter value by name (fixed ones included).
+
+        Args:
+            name: the parameter's name.
+            *args: passed to `named_param_values`.
+            **kwargs: passed to `named_param_values`.
+
+        Returns:
+            The physical (unscaled) value.
+        """
         kwargs.setdefault("include_fixed", True)
         return self.named_param_values([name], *args, **kwargs)[name]
 
     def param_values(self, *args: Any, **kwargs: Any) -> list[jax.Array]:
-        """Physical parameter values as a list."""
+        """Physical parameter values as a list, in flattening order.
+
+        Args:
+            *args: passed to `named_param_values`.
+            **kwargs: passed to `named_param_values`.
+
+        Returns:
+            The physical (unscaled) values.
+        """
         return list(self.named_param_values(*args, **kwargs).values())
 
     def named_flat_params(
@@ -285,7 +361,16 @@ class Module(eqx.Module):
         *,
         param_filter: Any = None,
     ) -> dict[str, Parameter]:
-        """Scalar parameters by flat name (vector parameters split into ``name_i``)."""
+        """Scalar parameters by flat name (vector parameters split into ``name_i``).
+
+        Args:
+            include_fixed: include fixed parameters.
+            submodules: restrict to parameters inside these submodules.
+            param_filter: a name, names, `Parameter` object(s) or a predicate on names.
+
+        Returns:
+            ``{flat name: scalar Parameter}``.
+        """
         return dict(
             self.iter_params(
                 param_filter, include_fixed=include_fixed, flatten=True, submodules=submodules
@@ -295,7 +380,17 @@ class Module(eqx.Module):
     def named_flat_param_values(
         self, scaled: bool = False, return_floats: bool = False, *, latent: bool = False, **kw: Any
     ) -> dict[str, Any]:
-        """Scalar physical values by flat name (Python floats with ``return_floats``)."""
+        """Scalar physical values by flat name.
+
+        Args:
+            scaled: multiply each value by its parameter's `scale`.
+            return_floats: return Python floats instead of 0-d arrays.
+            latent: return latent values instead.
+            **kw: ``param_filter``, ``include_fixed``, ``submodules``.
+
+        Returns:
+            ``{flat name: value}``.
+        """
         out = {}
         for name, p in self.iter_params(kw.pop("param_filter", None), flatten=True, **kw):
             v = _value_of(p, scaled, latent)
@@ -303,11 +398,27 @@ class Module(eqx.Module):
         return out
 
     def flat_param_names(self, *args: Any, **kwargs: Any) -> list[str]:
-        """Flat parameter names (see `named_flat_params`)."""
+        """Flat parameter names (vector parameters split into ``name_i``).
+
+        Args:
+            *args: passed to `named_flat_params`.
+            **kwargs: passed to `named_flat_params`.
+
+        Returns:
+            The flat names, in the order of `flat_param_values`.
+        """
         return list(self.named_flat_params(*args, **kwargs))
 
     def flat_params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
-        """Flat (scalar) parameters as a list."""
+        """Flat (scalar) parameters as a list.
+
+        Args:
+            *args: passed to `named_flat_params`.
+            **kwargs: passed to `named_flat_params`.
+
+        Returns:
+            The scalar `Parameter` objects.
+        """
         return list(self.named_flat_params(*args, **kwargs).values())
 
     def flat_param_values(
@@ -319,7 +430,18 @@ class Module(eqx.Module):
         latent: bool = False,
         param_filter: Any = None,
     ) -> jax.Array:
-        """All selected physical values raveled into one 1-D array (flat-name order)."""
+        """All selected physical values raveled into one 1-D array (flat-name order).
+
+        Args:
+            include_fixed: include fixed parameters.
+            submodules: restrict to parameters inside these submodules.
+            scaled: multiply each value by its parameter's `scale`.
+            latent: return latent values instead.
+            param_filter: a name, names, `Parameter` object(s) or a predicate on names.
+
+        Returns:
+            A 1-D array, the inverse of `with_params` given an array.
+        """
         vals = [
             jnp.ravel(_value_of(p, scaled, latent))
             for _, p in self.iter_params(
@@ -365,8 +487,20 @@ class Module(eqx.Module):
             latent: values are latent rather than physical.
             **param_kwargs: more ``name=value`` updates.
 
+        Returns:
+            The updated copy.
+
         Raises:
-            ConfigError: unknown or missing names. ShapeError: array of the wrong size.
+            ConfigError: unknown or missing names.
+            ShapeError: an array of the wrong size.
+            ValueDomainError: a value outside its bounds or its transform's domain.
+
+        Example:
+            >>> class Line(Module):
+            ...     slope: Parameter
+            ...     offset: Parameter
+            >>> Line(slope=2.0, offset=1.0).with_params({"slope": 3.0}).param_values()
+            [Array(3., dtype=float32), Array(1., dtype=float32)]
         """
         idx = self._index()
         eligible = [k for k, p in enumerate(idx.params()) if include_fixed or not p.fixed]
@@ -393,7 +527,19 @@ class Module(eqx.Module):
         include_fixed: bool = False,
         ignore_unknown: bool = False,
     ):
-        """A copy with `mapper` applied to the selected parameters, `map_others` to the rest."""
+        """A copy with `mapper` applied to the selected parameters.
+
+        Args:
+            mapper: ``Parameter -> Parameter`` for the selected parameters.
+            param_filter: a name, names, `Parameter` object(s) or a predicate; None selects all.
+            map_others: ``Parameter -> Parameter`` for the parameters not selected.
+            prefixes: names in `param_filter` also select every name they prefix.
+            include_fixed: select fixed parameters too.
+            ignore_unknown: skip unknown names instead of raising.
+
+        Returns:
+            The updated copy.
+        """
         idx = self._index()
         chosen = set(
             self._select(
@@ -414,11 +560,29 @@ class Module(eqx.Module):
         return idx.rebuild(new)
 
     def with_transformed_params(self, bijector: Any, param_filter: Any = None, **kwargs: Any):
-        """Apply `Parameter.transformed(bijector)` to the selected parameters."""
+        """Apply `Parameter.transformed` with `bijector` to the selected parameters.
+
+        Args:
+            bijector: the distreqx bijector to push the physical space through.
+            param_filter: the parameters to transform; None selects all.
+            **kwargs: passed to `with_mapped_params`.
+
+        Returns:
+            The updated copy.
+        """
         return self.with_mapped_params(lambda p: p.transformed(bijector), param_filter, **kwargs)
 
     def with_fixed_params(self, param_filter: Any, free_others: bool = False, **kwargs: Any):
-        """Fix the selected parameters (and free the others with `free_others`)."""
+        """Fix the selected parameters.
+
+        Args:
+            param_filter: the parameters to fix.
+            free_others: free every other parameter.
+            **kwargs: passed to `with_mapped_params`.
+
+        Returns:
+            The updated copy.
+        """
         kwargs.setdefault("include_fixed", True)
         others = (lambda p: p.as_free()) if free_others else None
         return self.with_mapped_params(
@@ -426,7 +590,16 @@ class Module(eqx.Module):
         )
 
     def with_free_params(self, param_filter: Any, *, fix_others: bool = False, **kwargs: Any):
-        """Free the selected parameters (and fix the others with `fix_others`)."""
+        """Free the selected parameters.
+
+        Args:
+            param_filter: the parameters to free.
+            fix_others: fix every other parameter.
+            **kwargs: passed to `with_mapped_params`.
+
+        Returns:
+            The updated copy.
+        """
         kwargs.setdefault("include_fixed", True)
         others = (lambda p: p.as_fixed()) if fix_others else None
         return self.with_mapped_params(
@@ -434,15 +607,37 @@ class Module(eqx.Module):
         )
 
     def with_free_params_only(self, param_filter: Any, **kwargs: Any):
-        """Free only the selected parameters; fix all others."""
+        """Free only the selected parameters; fix all others.
+
+        Args:
+            param_filter: the parameters to free.
+            **kwargs: passed to `with_free_params`.
+
+        Returns:
+            The updated copy.
+        """
         return self.with_free_params(param_filter, fix_others=True, **kwargs)
 
     def with_all_params_fixed(self, **kwargs: Any):
-        """Fix every parameter."""
+        """Fix every parameter.
+
+        Args:
+            **kwargs: accepted for parax compatibility; unused.
+
+        Returns:
+            The updated copy.
+        """
         return self.with_mapped_params(lambda p: p.as_fixed(), None, include_fixed=True)
 
     def with_all_params_free(self, **kwargs: Any):
-        """Free every parameter."""
+        """Free every parameter.
+
+        Args:
+            **kwargs: accepted for parax compatibility; unused.
+
+        Returns:
+            The updated copy.
+        """
         return self.with_mapped_params(lambda p: p.as_free(), None, include_fixed=True)
 
     # -- parameter groups ---------------------------------------------------------------------
@@ -452,11 +647,28 @@ class Module(eqx.Module):
         Groups declared higher up win: a parameter claimed by a parent group is removed from
         submodule groups. Without `explicit_only`, every ungrouped flat parameter gets a
         singleton group carrying its own distribution.
+
+        Args:
+            include_fixed: keep groups that contain fixed parameters.
+            explicit_only: only the groups added with `with_param_groups`.
+
+        Returns:
+            The `ParameterGroup` objects.
         """
         return _groups.param_groups(self, include_fixed, explicit_only)
 
     def with_param_groups(self, param_groups: Any):
-        """Add group(s); an existing group sharing any parameter is dropped whole."""
+        """Add group(s); an existing group sharing any parameter is dropped whole.
+
+        Args:
+            param_groups: a `ParameterGroup` or a sequence of them, naming flat parameters.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ConfigError: a group names an unknown flat parameter.
+        """
         return _groups.with_param_groups(self, param_groups)
 
     def with_demoted_param_groups(self):
@@ -476,7 +688,18 @@ class Module(eqx.Module):
         map_others: Callable[[Any], Any] | None = None,
         param_groups: bool = False,
     ):
-        """Map parameter distributions (or, with ``param_groups=True``, group distributions)."""
+        """Map parameter distributions (or, with ``param_groups=True``, group distributions).
+
+        Args:
+            mapper: ``distribution -> distribution``. Without `dist_filter` it is called for
+                every parameter, with None for those without a distribution.
+            dist_filter: a predicate on (non-None) distributions selecting those to map.
+            map_others: applied to the distributions `dist_filter` rejects.
+            param_groups: map the distributions of explicit parameter groups instead.
+
+        Returns:
+            The updated copy.
+        """
         return _groups.mapped_distributions(self, mapper, dist_filter, map_others, param_groups)
 
     def with_uniform_distributions(
@@ -489,7 +712,23 @@ class Module(eqx.Module):
         zero_values: str = "keep",
         **kwargs: Any,
     ):
-        """Uniform distributions ``value * (1 ± percentage)`` on the selected parameters."""
+        """Uniform distributions ``value * (1 ± percentage)`` on the selected parameters.
+
+        Args:
+            percentage: the fractional half-width (0.1 gives ±10%), positive.
+            param_filter: the parameters to change; None selects every free parameter.
+            respect_bounds: clip the uniform ranges to the parameters' bounds.
+            remove_param_groups: drop every parameter group first, recursively.
+            zero_values: ``"keep"``: all-zero parameters keep their distribution and bounds.
+            **kwargs: passed to `with_mapped_params` (e.g. ``include_fixed=True``).
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ValueDomainError: a non-positive `percentage`, or a vector parameter with some
+                (not all) zero elements.
+        """
         return _groups.uniform_distributions(
             self, percentage, param_filter, respect_bounds, remove_param_groups, zero_values, kwargs
         )
@@ -497,78 +736,221 @@ class Module(eqx.Module):
     # -- fields and submodules ----------------------------------------------------------------
     @classmethod
     def with_defaults(cls, *args: Any, **kwargs: Any) -> type:
-        """A subclass of this type whose constructor defaults to the given arguments."""
+        """A subclass of this type whose constructor defaults to the given arguments.
+
+        Args:
+            *args: positional defaults.
+            **kwargs: keyword defaults.
+
+        Returns:
+            The new class.
+        """
         return _modtools.with_defaults(cls, args, kwargs)
 
     def merged(self, modules: Any):
-        """Take the free parameters and explicit groups of other module(s) into this one."""
+        """Take the free parameters and explicit groups of other module(s) into this one.
+
+        Args:
+            modules: a module or a sequence of modules with parameters of the same names.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.merged(self, modules)
 
     def with_modules(self, modules: Any):
-        """Alias of `merged`."""
+        """Alias of `merged`.
+
+        Args:
+            modules: a module or a sequence of modules.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.merged(self, modules)
 
     def with_fields(self, *args: Mapping[str, Any], **kwargs: Any):
-        """A copy with fields replaced (converters applied)."""
+        """A copy with fields replaced (converters applied).
+
+        Args:
+            *args: mappings of field names to values.
+            **kwargs: field names and values.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.with_fields(self, *args, **kwargs)
 
     def with_name(self, name: str | None):
-        """A copy with a different name."""
+        """A copy with a different name.
+
+        Args:
+            name: the new name, or None.
+
+        Returns:
+            The updated copy.
+        """
         return fast_set(self, name=name)
 
     def with_attrs(self, *args: Any, **kwargs: Any):
-        """A copy with attributes replaced by dotted path: ``m.with_attrs('a.b', 3)``,
-        ``m.with_attrs({'a.b': 3})`` or ``m.with_attrs(name='x')``."""
+        """A copy with attributes replaced by dotted path.
+
+        Args:
+            *args: ``(path, value)`` or a ``{path: value}`` mapping, e.g. ``("a.b", 3)``.
+            **kwargs: top-level attributes, e.g. ``name="x"``.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.with_attrs(self, args, kwargs)
 
     def with_submodules(self, *args: Any, **kwargs: Any):
-        """Replace submodules addressed by their parameter-style names."""
+        """Replace submodules addressed by their parameter-style names.
+
+        Args:
+            *args: ``(name, module)`` or a ``{name: module}`` mapping.
+            **kwargs: names and modules.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.with_submodules(self, args, kwargs)
 
     def with_submodule_fields(self, submodule: str | Sequence[str], *args: Any, **kwargs: Any):
-        """Field replacements on a nested submodule addressed by dotted attribute path."""
+        """Field replacements on a nested submodule addressed by dotted attribute path.
+
+        Args:
+            submodule: the dotted path (or its parts) of the submodule.
+            *args: mappings of field names to values.
+            **kwargs: field names and values.
+
+        Returns:
+            The updated copy.
+        """
         return _modtools.with_submodule_fields(self, submodule, args, kwargs)
 
     def with_free_submodules(
         self, submodules: Any, fix_others: bool = False, include_fixed: bool = True
     ):
-        """Free every parameter inside the given submodules."""
+        """Free every parameter inside the given submodules.
+
+        Args:
+            submodules: submodule objects or names.
+            fix_others: fix every other parameter.
+            include_fixed: also free parameters that are fixed now.
+
+        Returns:
+            The updated copy.
+        """
         names = self.param_names(include_fixed=include_fixed, submodules=submodules)
         return self.with_free_params(names, fix_others=fix_others)
 
     def with_free_submodules_only(self, *args: Any, include_fixed: bool = False, **kwargs: Any):
-        """Free only the parameters of the given submodules; fix everything else."""
+        """Free only the parameters of the given submodules; fix everything else.
+
+        Args:
+            *args: passed to `with_free_submodules`.
+            include_fixed: also free parameters that are fixed now.
+            **kwargs: passed to `with_free_submodules`.
+
+        Returns:
+            The updated copy.
+        """
         kwargs.setdefault("fix_others", True)
         return self.with_free_submodules(*args, include_fixed=include_fixed, **kwargs)
 
     def with_fixed_submodules(self, submodules: Any):
-        """Fix every parameter inside the given submodules."""
+        """Fix every parameter inside the given submodules.
+
+        Args:
+            submodules: submodule objects or names.
+
+        Returns:
+            The updated copy.
+        """
         names = self.param_names(include_fixed=True, submodules=submodules)
         return self.with_fixed_params(names)
 
     # -- sampling and uncertainty ---------------------------------------------------------------
     def sampled(self, key: jax.Array | None = None, **kwargs: Any):
-        """A copy with free parameters drawn from their (and their groups') distributions."""
+        """A copy with free parameters drawn from their (and their groups') distributions.
+
+        Args:
+            key: a JAX PRNG key (a fixed default key when None).
+            **kwargs: passed to `orrery.parax.sampled`.
+
+        Returns:
+            The sampled copy.
+        """
         return sampled(self, key, **kwargs)
 
     def func_samples(self, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000):
-        """``func(sample, args)`` over `num_samples` sampled modules (vmapped)."""
+        """``func(sample, args)`` over `num_samples` sampled modules (vmapped).
+
+        Args:
+            func: ``func(module, args) -> pytree``.
+            args: passed to `func`.
+            key: a JAX PRNG key.
+            num_samples: how many samples.
+
+        Returns:
+            The outputs stacked along a leading axis of length `num_samples`.
+        """
         return func_samples(self, func, args, key=key, num_samples=num_samples)
 
     def func_jacobian(self, func: Callable, args: Any) -> dict[str, jax.Array]:
-        """d func(module, args) / d physical flat parameter, by flat name."""
+        """Derivatives of ``func(module, args)`` with respect to each free flat parameter.
+
+        Args:
+            func: ``func(module, args) -> array``.
+            args: passed to `func`.
+
+        Returns:
+            ``{flat name: derivative}`` with respect to physical values.
+        """
         return func_jacobian(self, func, args)
 
     def func_sensitivity(self, func: Callable, args: Any, kind: str = "relative", norm: Any = None):
-        """Relative, semi-relative or absolute sensitivities of `func` (see uncertainty)."""
+        """Sensitivities of ``func(module, args)`` to each free flat parameter.
+
+        Args:
+            func: ``func(module, args) -> array``.
+            args: passed to `func`.
+            kind: ``"relative"``, ``"semi-relative"`` or ``"absolute"``.
+            norm: combine the per-parameter sensitivities with this vector norm.
+
+        Returns:
+            ``{flat name: array}``, or one array when `norm` is given.
+        """
         return func_sensitivity(self, func, args, kind, norm)
 
     def summary(self, covariance: Any = None) -> str:
-        """A text table: name, value, stderr, fixed, bounds, distribution."""
+        """A text table: name, value, stderr, fixed, bounds, distribution.
+
+        Args:
+            covariance: the covariance of the free flat parameters (from
+                `orrery.parax.covariance`) for the stderr column.
+
+        Returns:
+            The table.
+
+        Raises:
+            ShapeError: a covariance of the wrong shape.
+            ValueDomainError: negative or non-finite variances.
+        """
         return summary(self, covariance)
 
     def to_draws(self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any):
-        """Samples of the free parameters as `orrery.interface.Draws` (flat names)."""
+        """Samples of the free parameters as `orrery.interface.Draws` (flat names).
+
+        Args:
+            key: a JAX PRNG key.
+            num_samples: how many samples.
+            **kwargs: passed to `orrery.parax.draws_from`.
+
+        Returns:
+            The draws.
+        """
         return draws_from(self, key=key, num_samples=num_samples, **kwargs)
 
 

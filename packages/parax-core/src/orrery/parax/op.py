@@ -593,8 +593,16 @@ class Flatness(Derivative):
 
     This returns the derivative itself (same shape as the output), not a scalar
     penalty; zero means flat. Build the penalty you want from it, e.g.
-    ``Reduce(Flatness(gain, "f") ** 2, jnp.mean)``. Arguments as in `Derivative`;
-    ``order`` defaults to 1 (first derivative), as in parax 0.4.
+    ``Reduce(Flatness(gain, "f") ** 2, jnp.mean)``.
+
+    Args:
+        operator: the operator (or constant) to differentiate.
+        step_attr: attribute holding the step or the coordinates, as in `Derivative`.
+        axis: the axis to differentiate along.
+        order: how many times to differentiate; 1 (the first derivative) by default,
+            as in parax 0.4.
+        arg_index: which positional (int) or keyword (str) argument holds the coordinates.
+        **kwargs: other fields of the base module (e.g. ``name``).
     """
 
     def __init__(

@@ -166,11 +166,25 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
         return _binary(self, other, "ge")
 
     def eq(self, other: Any) -> Operator:
-        """Pointwise ``==`` of the outputs, as an operator (``==`` itself is structural)."""
+        """Pointwise ``==`` of the outputs, as an operator (``==`` itself is structural).
+
+        Args:
+            other: an operator or a constant.
+
+        Returns:
+            The comparison operator.
+        """
         return _binary(self, other, "eq")
 
     def ne(self, other: Any) -> Operator:
-        """Pointwise ``!=`` of the outputs, as an operator (``!=`` itself is structural)."""
+        """Pointwise ``!=`` of the outputs, as an operator (``!=`` itself is structural).
+
+        Args:
+            other: an operator or a constant.
+
+        Returns:
+            The comparison operator.
+        """
         return _binary(self, other, "ne")
 
     # ------------------------------------------------------------------ logic

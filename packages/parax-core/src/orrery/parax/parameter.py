@@ -447,10 +447,22 @@ class Parameter(eqx.Module):
     def with_value(self, value: Any, *, latent: bool = False) -> Parameter:
         """A copy with a new physical (or, with ``latent=True``, latent) value.
 
+        Args:
+            value: the new value, broadcastable to the parameter's shape.
+            latent: `value` is the latent (unconstrained) array.
+
+        Returns:
+            The updated copy.
+
         Raises:
-            ValueDomainError: if the inverse transform of `value` is NaN.
+            ShapeError: a value that does not broadcast to the parameter's shape.
+            ValueDomainError: a value outside the bounds or the transform's domain.
+
+        Example:
+            >>> float(Parameter(1.0).with_value(3.0).value)
+            3.0
         """
-        value = as_float_array(value)
+        value = _as_array(value, "value")
         if value.shape != self.shape:
             try:
                 value = jnp.broadcast_to(value, self.shape)
@@ -468,25 +480,67 @@ class Parameter(eqx.Module):
         return fast_set(self, latent_value=new)
 
     def with_name(self, name: str | Sequence[str] | None) -> Parameter:
-        """A copy with a new name (a str, or a list of str matching the size)."""
+        """A copy with a new name.
+
+        Args:
+            name: a str, a list of str matching the size, or None.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ShapeError: a list of names of the wrong length.
+        """
         name = as_name(name)
         _check_names(name, self.shape)
         return self._with_meta(name=name)
 
     def with_distribution(self, distribution: AbstractDistribution | None) -> Parameter:
-        """A copy with a new physical-space distribution."""
+        """A copy with a new physical-space distribution.
+
+        Args:
+            distribution: a distreqx distribution of the physical value, or None.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ConfigError: not a distreqx distribution (also a `TypeError`).
+        """
         _check_type(distribution, AbstractDistribution, "distribution")
         return self._with_meta(distribution=distribution)
 
     def with_transform(self, transform: AbstractBijector | None) -> Parameter:
-        """A copy with a new transform; the physical value is kept (the latent is recomputed)."""
+        """A copy with a new transform; the physical value is kept (the latent is recomputed).
+
+        Args:
+            transform: a distreqx bijector from latent to physical space, or None.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ConfigError: not a distreqx bijector (also a `TypeError`).
+            ValueDomainError: the value is outside the new transform's domain.
+        """
         _check_type(transform, AbstractBijector, "transform")
         value = self.value
         meta = fast_set(self.metadata, transform=transform)
         return fast_set(self, metadata=meta, latent_value=_physical_to_latent(value, meta))
 
     def with_bounds(self, bounds: Any) -> Parameter:
-        """A copy with new physical bounds."""
+        """A copy with new physical bounds.
+
+        Args:
+            bounds: ``(low, high)`` pairs broadcastable to ``(*shape, 2)``, or None.
+
+        Returns:
+            The updated copy.
+
+        Raises:
+            ShapeError: bounds of the wrong shape.
+            ValueDomainError: NaN or inverted bounds, or the value outside the new bounds.
+        """
         new = self._with_meta(bounds=_prepare_bounds(bounds, self.shape))
         check_in_bounds(new.value, new.metadata)
         return new
@@ -496,6 +550,15 @@ class Parameter(eqx.Module):
 
         The latent value is kept; the transform becomes ``transform ∘ old``, the
         distribution its push-forward and the bounds are mapped (and re-sorted).
+
+        Args:
+            transform: a distreqx bijector applied to the physical value.
+
+        Returns:
+            The transformed copy.
+
+        Raises:
+            ConfigError: not a distreqx bijector (also a `TypeError`).
         """
         if not isinstance(transform, AbstractBijector):
             raise ConfigTypeError(
@@ -515,6 +578,12 @@ class Parameter(eqx.Module):
 
         Names: a list of names of matching size is used as given, a str name ``v``
         becomes ``v_0, v_1, ...``.
+
+        Args:
+            separator: joins a str name and the element index.
+
+        Returns:
+            The scalar parameters.
 
         Raises:
             ShapeError: if a list of names does not match the size (a ValueError).
@@ -548,7 +617,20 @@ class Parameter(eqx.Module):
 
     @classmethod
     def from_json(cls, s: str) -> Parameter:
-        """Rebuild a parameter written by `to_json`."""
+        """Rebuild a parameter written by `to_json`.
+
+        Args:
+            s: the JSON text.
+
+        Returns:
+            The `Parameter`.
+
+        Example:
+            >>> p = Parameter(2.0, name="k", units="s")
+            >>> q = Parameter.from_json(p.to_json())
+            >>> float(q.value), q.name, q.info
+            (2.0, 'k', {'units': 's'})
+        """
         d = json.loads(s)
         kwargs: dict[str, Any] = {}
         for key in ("name", "bounds", "scale", "info"):
@@ -591,6 +673,12 @@ def _vectorise(value: Array, n: int, arg: str) -> Array:
 def is_param(x: Any) -> bool:
     """True for `Parameter` instances.
 
+    Args:
+        x: any object.
+
+    Returns:
+        Whether `x` is a `Parameter`.
+
     Example:
         >>> is_param(Parameter(1.0)), is_param(1.0)
         (True, False)
@@ -599,17 +687,38 @@ def is_param(x: Any) -> bool:
 
 
 def is_valid_param(x: Any) -> bool:
-    """True for a `Parameter` that holds a latent array (not a `partition` placeholder)."""
+    """True for a `Parameter` that holds a latent array (not a `partition` placeholder).
+
+    Args:
+        x: any object.
+
+    Returns:
+        Whether it is one.
+    """
     return isinstance(x, Parameter) and x.latent_value is not None
 
 
 def is_free_param(x: Any) -> bool:
-    """True for a valid `Parameter` that is not fixed."""
+    """True for a valid `Parameter` that is not fixed.
+
+    Args:
+        x: any object.
+
+    Returns:
+        Whether it is one.
+    """
     return is_valid_param(x) and not x.fixed
 
 
 def is_fixed_param(x: Any) -> bool:
-    """True for a valid `Parameter` that is fixed."""
+    """True for a valid `Parameter` that is fixed.
+
+    Args:
+        x: any object.
+
+    Returns:
+        Whether it is one.
+    """
     return is_valid_param(x) and x.fixed
 
 

@@ -117,6 +117,15 @@ def Normal(mean: Number, std: Number, value: Any = None, **kwargs: Any) -> Param
 def CenteredUniform(mean: Number, half_width: Number, *args: Any, **kwargs: Any) -> Parameter:
     """Uniform on ``[mean - half_width, mean + half_width]``, value at the mean.
 
+    Args:
+        mean: the centre (a number or a sequence for a vector parameter).
+        half_width: the half-width, positive.
+        *args: passed to `Uniform` (the value).
+        **kwargs: passed to `Parameter`.
+
+    Returns:
+        The `Parameter`.
+
     Raises:
         ValueDomainError: non-finite arguments or ``half_width <= 0``.
     """
@@ -129,6 +138,15 @@ def RelativeUniform(
     mean: Number, deviation_fraction: Number, *args: Any, **kwargs: Any
 ) -> Parameter:
     """Uniform on ``mean * (1 ± deviation_fraction)`` (sorted for negative means).
+
+    Args:
+        mean: the centre, non-zero (a number or a sequence for a vector parameter).
+        deviation_fraction: the relative half-width, positive (0.1 gives ±10%).
+        *args: passed to `Uniform` (the value).
+        **kwargs: passed to `Parameter`.
+
+    Returns:
+        The `Parameter`, valued at `mean`.
 
     Raises:
         ValueDomainError: non-finite arguments, ``deviation_fraction <= 0`` or a zero mean.
@@ -144,6 +162,14 @@ def RelativeUniform(
 def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Parameter:
     """Normal with ``std = |mean| * std_fraction``.
 
+    Args:
+        mean: the mean, non-zero (a number or a sequence for a vector parameter).
+        std_fraction: the standard deviation as a fraction of ``|mean|``, positive.
+        **kwargs: passed to `Normal`.
+
+    Returns:
+        The `Parameter`, valued at `mean`.
+
     Raises:
         ValueDomainError: non-finite arguments, ``std_fraction <= 0`` or a zero mean.
     """
@@ -154,10 +180,35 @@ def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Paramet
 
 
 def Fixed(value: Any, **kwargs: Any) -> Parameter:
-    """A fixed parameter."""
+    """A fixed parameter (`partition` keeps it out of the trainable half).
+
+    Args:
+        value: the physical value.
+        **kwargs: passed to `Parameter`.
+
+    Returns:
+        The `Parameter`.
+
+    Example:
+        >>> Fixed(3.0).fixed
+        True
+    """
     return Parameter(value, fixed=True, **kwargs)
 
 
 def Free(value: Any, n: int | None = None, **kwargs: Any) -> Parameter:
-    """A free parameter (``n`` repeats a scalar value into a vector)."""
+    """A free parameter.
+
+    Args:
+        value: the physical value.
+        n: repeat a scalar value into a vector of length `n`.
+        **kwargs: passed to `Parameter`.
+
+    Returns:
+        The `Parameter`.
+
+    Example:
+        >>> Free(1.0, n=3).shape
+        (3,)
+    """
     return Parameter(value, fixed=False, n=n, **kwargs)

@@ -67,6 +67,13 @@ def func_samples(
 ) -> jax.Array:
     """Evaluate ``func(sample, args)`` on `num_samples` sampled modules.
 
+    Args:
+        module: the module whose free parameters are sampled.
+        func: ``func(module, args) -> pytree``.
+        args: passed to `func`.
+        key: a JAX PRNG key.
+        num_samples: how many samples (a positive int).
+
     Returns:
         Array of shape ``(num_samples, *func_output_shape)`` (pytrees stack leafwise).
     """

@@ -17,7 +17,14 @@ T = TypeVar("T")
 
 
 def is_parameter(x: Any) -> bool:
-    """True for `Parameter` instances (use as ``is_leaf`` in tree utilities)."""
+    """True for `Parameter` instances (use as ``is_leaf`` in tree utilities).
+
+    Args:
+        x: any object.
+
+    Returns:
+        Whether `x` is a `Parameter`.
+    """
     return isinstance(x, Parameter)
 
 
@@ -74,5 +81,18 @@ def partition(
 
 
 def combine(*trees: Any) -> Any:
-    """Inverse of `partition` (same as `equinox.combine`)."""
+    """Inverse of `partition` (same as `equinox.combine`).
+
+    Args:
+        *trees: the halves returned by `partition` (or more trees of the same structure).
+
+    Returns:
+        The recombined pytree.
+
+    Example:
+        >>> from orrery.parax import Parameter
+        >>> dyn, static = partition({"a": Parameter(1.0), "b": Parameter(2.0, fixed=True)})
+        >>> float(combine(dyn, static)["a"].value)
+        1.0
+    """
     return eqx.combine(*trees)

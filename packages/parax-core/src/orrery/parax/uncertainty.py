@@ -23,8 +23,21 @@ def func_jacobian(module: Any, func: Callable, args: Any) -> dict[str, jax.Array
 
     Derivatives are with respect to the *physical* (unscaled) values.
 
+    Args:
+        module: the module.
+        func: ``func(module, args) -> array``.
+        args: passed to `func`.
+
     Returns:
         ``{flat name: array shaped like func's output}``.
+
+    Example:
+        >>> from orrery.parax import Module, Parameter
+        >>> class Line(Module):
+        ...     slope: Parameter
+        >>> jac = func_jacobian(Line(slope=2.0), lambda m, x: m.slope * x, 3.0)
+        >>> float(jac["slope"])
+        3.0
     """
     names = module.flat_param_names()
     x0 = module.flat_param_values()
@@ -39,6 +52,9 @@ def func_sensitivity(
     """Sensitivity of ``func(module, args)`` to each free flat parameter.
 
     Args:
+        module: the module.
+        func: ``func(module, args) -> array``.
+        args: passed to `func`.
         kind: ``'relative'`` ((dy/dθ)·θ/y), ``'semi-relative'`` ((dy/dθ)·θ) or
             ``'absolute'`` (dy/dθ).
         norm: if given (e.g. 2 or ``jnp.inf``), combine the per-parameter sensitivities
