@@ -40,7 +40,7 @@ from .observations import EncodedObservation, ObservationBlock, blocks_by_name
 from .samples import PosteriorSamples, clamp_nonfinite
 
 #: A warning is issued when fewer than this share of proposed draws lie in the support.
-ACCEPTANCE_WARNING_THRESHOLD = 0.5
+ACCEPTANCE_WARNING_THRESHOLD = 0.2
 #: Rejection gives up (with an error) after this many rounds of ``n_samples`` proposals.
 MAX_REJECTION_ROUNDS = 100
 
