@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from orrery.interface import ArtifactError, save_artifact
-from orrery.parax import load
+from orrery.parax import Parameter, load
 
 PAYLOAD = """import pathlib
 pathlib.Path({marker!r}).write_text("pwned")
@@ -63,3 +63,14 @@ def test_planted_payload_is_never_imported(planted, node):
         load(target)
     assert not marker.exists()
     assert "payload" not in sys.modules
+
+
+def test_parameter_from_json_uses_the_same_allow_list(planted):
+    _, marker = planted
+    doc = '{"value": 1.0, "transform": {"__t": "module", "cls": "payload:Evil", "fields": {}}}'
+    with pytest.raises(ArtifactError, match="allow-list"):
+        Parameter.from_json(doc)
+    doc = '{"value": 1.0, "transform": {"__t": "func", "ref": "os:system"}}'
+    with pytest.raises(ArtifactError, match="allow-list"):
+        Parameter.from_json(doc)
+    assert not marker.exists() and "payload" not in sys.modules
