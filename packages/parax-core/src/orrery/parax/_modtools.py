@@ -12,6 +12,7 @@ from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 from orrery.interface import ConfigError
 
 from ._errors import ConfigKeyError, ConfigTypeError
+from ._flat import flat_element
 from ._naming import ParamIndex, is_module, named_submodules, unknown_names_error
 from ._util import fast_set
 from .parameter import Parameter
@@ -319,3 +320,67 @@ def saveable(obj: Any) -> Any:
         else:
             changes[f.name] = saveable(getattr(obj, f.name))
     return fast_set(obj, **changes)
+
+
+def select(
+    module: Any,
+    idx: ParamIndex,
+    param_filter: Any = None,
+    *,
+    include_fixed: bool = False,
+    submodules: Any = None,
+    prefixes: bool = False,
+    ignore_unknown: bool = False,
+) -> list[int]:
+    ks = filter_indices(idx, param_filter, prefixes, ignore_unknown)
+    if not include_fixed:
+        ks = [k for k in ks if not idx.leaves[idx.positions[k]].fixed]
+    if submodules is not None:
+        allowed = submodule_positions(module, submodules)
+        ks = [k for k in ks if idx.positions[k] in allowed]
+    return ks
+
+
+def iter_params(module, param_filter, include_fixed, flatten, submodules):
+    """``(name, Parameter)`` pairs of `Module.iter_params`."""
+    idx = module._index()
+    ks = select(module, idx, param_filter, include_fixed=include_fixed, submodules=submodules)
+    if not flatten:
+        for k in ks:
+            yield idx.names[k], idx.leaves[idx.positions[k]]
+        return
+    items = []
+    for k in ks:
+        p = idx.leaves[idx.positions[k]]
+        if p.shape == ():
+            items.append((idx.names[k], p))
+        else:
+            items.extend((n, flat_element(p, i, n)) for i, n in enumerate(idx.flat_names(k)))
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"duplicate flattened parameter names {dup}; rename the parameters")
+    yield from items
+
+
+def mapped_params(module, mapper, param_filter, map_others, prefixes, include_fixed, ignore):
+    """The copy of `Module.with_mapped_params`."""
+    idx = module._index()
+    chosen = set(
+        select(
+            module,
+            idx,
+            param_filter,
+            include_fixed=include_fixed,
+            prefixes=prefixes,
+            ignore_unknown=ignore,
+        )
+    )
+    new = {}
+    for k in range(len(idx.positions)):
+        p = idx.leaves[idx.positions[k]]
+        if k in chosen:
+            new[k] = mapper(p)
+        elif map_others is not None:
+            new[k] = map_others(p)
+    return idx.rebuild(new)

@@ -18,7 +18,8 @@ from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 
 from orrery.interface import ConfigError, close_matches
 
-from .parameter import Parameter, flat_names_of
+from ._flat import flat_names_of
+from .parameter import Parameter
 from .tree import is_parameter
 
 SEP = "_"

@@ -9,19 +9,15 @@ view where it is offered.
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from orrery.interface import ConfigError, ShapeError, ValueDomainError
-
-from . import _batch, _groups, _modtools
+from . import _groups, _modtools
+from ._converters import inject_converters, to_parameter
 from ._field import field
 from ._naming import (
     ParamIndex,
@@ -29,46 +25,14 @@ from ._naming import (
     join,
     named_submodules,
     path_segments,
-    unknown_names_error,
 )
+from ._updates import validate_param, value_of, with_params
 from ._util import fast_set, plain_method_names
-from .parameter import Parameter, flat_element
+from .parameter import Parameter
 from .sampling import draws_from, func_samples, sampled
 from .uncertainty import func_jacobian, func_sensitivity, summary
 
 __all__ = ["Module", "to_parameter"]
-
-
-def to_parameter(x: Any) -> Any:
-    """Converter used for fields annotated `Parameter`: wrap anything else in one."""
-    if x is None or isinstance(x, Parameter):
-        return x
-    return Parameter(x)
-
-
-def _is_param_annotation(ann: Any) -> bool:
-    if ann is Parameter:
-        return True
-    if isinstance(ann, str):
-        a = ann.replace(" ", "")
-        return a.split(".")[-1] in ("Parameter", "Parameter|None", "Optional[Parameter]")
-    return False
-
-
-def _inject_converters(cls: type) -> None:
-    for fname, ann in inspect.get_annotations(cls).items():
-        if not _is_param_annotation(ann):
-            continue
-        current = cls.__dict__.get(fname, dataclasses.MISSING)
-        if isinstance(current, dataclasses.Field):
-            if "converter" not in current.metadata:
-                md = dict(current.metadata)
-                md["converter"] = to_parameter
-                current.metadata = md  # type: ignore[misc]
-        elif current is dataclasses.MISSING:
-            setattr(cls, fname, eqx.field(converter=to_parameter))
-        else:
-            setattr(cls, fname, eqx.field(default=to_parameter(current), converter=to_parameter))
 
 
 class Module(eqx.Module):
@@ -110,7 +74,7 @@ class Module(eqx.Module):
         return eqx.Module.__getattribute__(self, name)
 
     def __init_subclass__(cls, transparent: bool | None = None, **kwargs: Any):
-        _inject_converters(cls)
+        inject_converters(cls)
         super().__init_subclass__(**kwargs)
         if transparent is not None:
             cls.__parax_transparent__ = bool(transparent)
@@ -160,7 +124,7 @@ class Module(eqx.Module):
             ValueDomainError: naming the first parameter with an invalid value.
         """
         for name, p in self.iter_params(include_fixed=include_fixed):
-            _validate_param(name, p)
+            validate_param(name, p)
         return self
 
     # -- traversal ------------------------------------------------------------------------
@@ -184,24 +148,6 @@ class Module(eqx.Module):
         own = leaf.metadata.name if isinstance(leaf, Parameter) else None
         return join(segs, own if isinstance(own, str) else last)
 
-    def _select(
-        self,
-        idx: ParamIndex,
-        param_filter: Any = None,
-        *,
-        include_fixed: bool = False,
-        submodules: Any = None,
-        prefixes: bool = False,
-        ignore_unknown: bool = False,
-    ) -> list[int]:
-        ks = _modtools.filter_indices(idx, param_filter, prefixes, ignore_unknown)
-        if not include_fixed:
-            ks = [k for k in ks if not idx.leaves[idx.positions[k]].fixed]
-        if submodules is not None:
-            allowed = _modtools.submodule_positions(self, submodules)
-            ks = [k for k in ks if idx.positions[k] in allowed]
-        return ks
-
     def iter_params(
         self,
         param_filter: Any = None,
@@ -224,24 +170,7 @@ class Module(eqx.Module):
         Raises:
             ConfigError: unknown names (listing close matches), or duplicate flat names.
         """
-        idx = self._index()
-        ks = self._select(idx, param_filter, include_fixed=include_fixed, submodules=submodules)
-        if not flatten:
-            for k in ks:
-                yield idx.names[k], idx.leaves[idx.positions[k]]
-            return
-        items = []
-        for k in ks:
-            p = idx.leaves[idx.positions[k]]
-            if p.shape == ():
-                items.append((idx.names[k], p))
-            else:
-                items.extend((n, flat_element(p, i, n)) for i, n in enumerate(idx.flat_names(k)))
-        names = [n for n, _ in items]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ConfigError(f"duplicate flattened parameter names {dup}; rename the parameters")
-        yield from items
+        yield from _modtools.iter_params(self, param_filter, include_fixed, flatten, submodules)
 
     def children(self) -> list[Module]:
         """The immediate parax submodules."""
@@ -276,22 +205,16 @@ class Module(eqx.Module):
         """Physical (unscaled) values by name.
 
         Args:
-            *args: passed to `named_params` (e.g. a `param_filter`).
             scaled: multiply each value by its parameter's `scale`.
             latent: return the latent (unconstrained) arrays instead.
-            **kwargs: passed to `named_params` (``include_fixed``, ``submodules``).
 
         Returns:
             ``{name: array}`` in flattening order.
         """
-        return {n: _value_of(p, scaled, latent) for n, p in self.iter_params(*args, **kwargs)}
+        return {n: value_of(p, scaled, latent) for n, p in self.iter_params(*args, **kwargs)}
 
     def param_names(self, *args: Any, **kwargs: Any) -> list[str]:
         """Parameter names in flattening order.
-
-        Args:
-            *args: passed to `named_params`.
-            **kwargs: passed to `named_params`.
 
         Returns:
             The names (free parameters only unless ``include_fixed=True``).
@@ -303,8 +226,6 @@ class Module(eqx.Module):
 
         Args:
             name: the parameter's name.
-            *args: passed to `named_params`.
-            **kwargs: passed to `named_params`.
 
         Returns:
             The `Parameter`.
@@ -319,10 +240,6 @@ class Module(eqx.Module):
     def params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
         """Parameters as a list, in flattening order.
 
-        Args:
-            *args: passed to `named_params`.
-            **kwargs: passed to `named_params`.
-
         Returns:
             The `Parameter` objects.
         """
@@ -333,8 +250,6 @@ class Module(eqx.Module):
 
         Args:
             name: the parameter's name.
-            *args: passed to `named_param_values`.
-            **kwargs: passed to `named_param_values`.
 
         Returns:
             The physical (unscaled) value.
@@ -344,10 +259,6 @@ class Module(eqx.Module):
 
     def param_values(self, *args: Any, **kwargs: Any) -> list[jax.Array]:
         """Physical parameter values as a list, in flattening order.
-
-        Args:
-            *args: passed to `named_param_values`.
-            **kwargs: passed to `named_param_values`.
 
         Returns:
             The physical (unscaled) values.
@@ -393,16 +304,12 @@ class Module(eqx.Module):
         """
         out = {}
         for name, p in self.iter_params(kw.pop("param_filter", None), flatten=True, **kw):
-            v = _value_of(p, scaled, latent)
+            v = value_of(p, scaled, latent)
             out[name] = float(v) if return_floats else v
         return out
 
     def flat_param_names(self, *args: Any, **kwargs: Any) -> list[str]:
         """Flat parameter names (vector parameters split into ``name_i``).
-
-        Args:
-            *args: passed to `named_flat_params`.
-            **kwargs: passed to `named_flat_params`.
 
         Returns:
             The flat names, in the order of `flat_param_values`.
@@ -411,10 +318,6 @@ class Module(eqx.Module):
 
     def flat_params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
         """Flat (scalar) parameters as a list.
-
-        Args:
-            *args: passed to `named_flat_params`.
-            **kwargs: passed to `named_flat_params`.
 
         Returns:
             The scalar `Parameter` objects.
@@ -443,7 +346,7 @@ class Module(eqx.Module):
             A 1-D array, the inverse of `with_params` given an array.
         """
         vals = [
-            jnp.ravel(_value_of(p, scaled, latent))
+            jnp.ravel(value_of(p, scaled, latent))
             for _, p in self.iter_params(
                 param_filter, include_fixed=include_fixed, submodules=submodules
             )
@@ -487,8 +390,6 @@ class Module(eqx.Module):
             latent: values are latent rather than physical.
             **param_kwargs: more ``name=value`` updates.
 
-        Returns:
-            The updated copy.
 
         Raises:
             ConfigError: unknown or missing names.
@@ -502,20 +403,16 @@ class Module(eqx.Module):
             >>> Line(slope=2.0, offset=1.0).with_params({"slope": 3.0}).param_values()
             [Array(3., dtype=float32), Array(1., dtype=float32)]
         """
-        idx = self._index()
-        eligible = [k for k, p in enumerate(idx.params()) if include_fixed or not p.fixed]
-        new: dict[int, Parameter] = {}
-        if params is not None and not isinstance(params, Mapping):
-            new = _from_array(idx, eligible, params, latent)
-        else:
-            updates = dict(params or {})
-            updates.update(param_kwargs)
-            new = _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing)
-        if fix_others:
-            for k in range(len(idx.positions)):
-                if k not in new:
-                    new[k] = idx.leaves[idx.positions[k]].as_fixed()
-        return idx.rebuild(new)
+        return with_params(
+            self,
+            params,
+            check_missing,
+            check_unknown,
+            fix_others,
+            include_fixed,
+            latent,
+            param_kwargs,
+        )
 
     def with_mapped_params(
         self,
@@ -536,28 +433,10 @@ class Module(eqx.Module):
             prefixes: names in `param_filter` also select every name they prefix.
             include_fixed: select fixed parameters too.
             ignore_unknown: skip unknown names instead of raising.
-
-        Returns:
-            The updated copy.
         """
-        idx = self._index()
-        chosen = set(
-            self._select(
-                idx,
-                param_filter,
-                include_fixed=include_fixed,
-                prefixes=prefixes,
-                ignore_unknown=ignore_unknown,
-            )
+        return _modtools.mapped_params(
+            self, mapper, param_filter, map_others, prefixes, include_fixed, ignore_unknown
         )
-        new = {}
-        for k in range(len(idx.positions)):
-            p = idx.leaves[idx.positions[k]]
-            if k in chosen:
-                new[k] = mapper(p)
-            elif map_others is not None:
-                new[k] = map_others(p)
-        return idx.rebuild(new)
 
     def with_transformed_params(self, bijector: Any, param_filter: Any = None, **kwargs: Any):
         """Apply `Parameter.transformed` with `bijector` to the selected parameters.
@@ -565,10 +444,6 @@ class Module(eqx.Module):
         Args:
             bijector: the distreqx bijector to push the physical space through.
             param_filter: the parameters to transform; None selects all.
-            **kwargs: passed to `with_mapped_params`.
-
-        Returns:
-            The updated copy.
         """
         return self.with_mapped_params(lambda p: p.transformed(bijector), param_filter, **kwargs)
 
@@ -578,10 +453,6 @@ class Module(eqx.Module):
         Args:
             param_filter: the parameters to fix.
             free_others: free every other parameter.
-            **kwargs: passed to `with_mapped_params`.
-
-        Returns:
-            The updated copy.
         """
         kwargs.setdefault("include_fixed", True)
         others = (lambda p: p.as_free()) if free_others else None
@@ -595,10 +466,6 @@ class Module(eqx.Module):
         Args:
             param_filter: the parameters to free.
             fix_others: fix every other parameter.
-            **kwargs: passed to `with_mapped_params`.
-
-        Returns:
-            The updated copy.
         """
         kwargs.setdefault("include_fixed", True)
         others = (lambda p: p.as_fixed()) if fix_others else None
@@ -611,33 +478,15 @@ class Module(eqx.Module):
 
         Args:
             param_filter: the parameters to free.
-            **kwargs: passed to `with_free_params`.
-
-        Returns:
-            The updated copy.
         """
         return self.with_free_params(param_filter, fix_others=True, **kwargs)
 
     def with_all_params_fixed(self, **kwargs: Any):
-        """Fix every parameter.
-
-        Args:
-            **kwargs: accepted for parax compatibility; unused.
-
-        Returns:
-            The updated copy.
-        """
+        """Fix every parameter."""
         return self.with_mapped_params(lambda p: p.as_fixed(), None, include_fixed=True)
 
     def with_all_params_free(self, **kwargs: Any):
-        """Free every parameter.
-
-        Args:
-            **kwargs: accepted for parax compatibility; unused.
-
-        Returns:
-            The updated copy.
-        """
+        """Free every parameter."""
         return self.with_mapped_params(lambda p: p.as_free(), None, include_fixed=True)
 
     # -- parameter groups ---------------------------------------------------------------------
@@ -663,8 +512,6 @@ class Module(eqx.Module):
         Args:
             param_groups: a `ParameterGroup` or a sequence of them, naming flat parameters.
 
-        Returns:
-            The updated copy.
 
         Raises:
             ConfigError: a group names an unknown flat parameter.
@@ -696,9 +543,6 @@ class Module(eqx.Module):
             dist_filter: a predicate on (non-None) distributions selecting those to map.
             map_others: applied to the distributions `dist_filter` rejects.
             param_groups: map the distributions of explicit parameter groups instead.
-
-        Returns:
-            The updated copy.
         """
         return _groups.mapped_distributions(self, mapper, dist_filter, map_others, param_groups)
 
@@ -720,10 +564,7 @@ class Module(eqx.Module):
             respect_bounds: clip the uniform ranges to the parameters' bounds.
             remove_param_groups: drop every parameter group first, recursively.
             zero_values: ``"keep"``: all-zero parameters keep their distribution and bounds.
-            **kwargs: passed to `with_mapped_params` (e.g. ``include_fixed=True``).
 
-        Returns:
-            The updated copy.
 
         Raises:
             ValueDomainError: a non-positive `percentage`, or a vector parameter with some
@@ -738,10 +579,6 @@ class Module(eqx.Module):
     def with_defaults(cls, *args: Any, **kwargs: Any) -> type:
         """A subclass of this type whose constructor defaults to the given arguments.
 
-        Args:
-            *args: positional defaults.
-            **kwargs: keyword defaults.
-
         Returns:
             The new class.
         """
@@ -752,9 +589,6 @@ class Module(eqx.Module):
 
         Args:
             modules: a module or a sequence of modules with parameters of the same names.
-
-        Returns:
-            The updated copy.
         """
         return _modtools.merged(self, modules)
 
@@ -763,22 +597,11 @@ class Module(eqx.Module):
 
         Args:
             modules: a module or a sequence of modules.
-
-        Returns:
-            The updated copy.
         """
         return _modtools.merged(self, modules)
 
     def with_fields(self, *args: Mapping[str, Any], **kwargs: Any):
-        """A copy with fields replaced (converters applied).
-
-        Args:
-            *args: mappings of field names to values.
-            **kwargs: field names and values.
-
-        Returns:
-            The updated copy.
-        """
+        """A copy with fields replaced (converters applied)."""
         return _modtools.with_fields(self, *args, **kwargs)
 
     def with_name(self, name: str | None):
@@ -786,34 +609,15 @@ class Module(eqx.Module):
 
         Args:
             name: the new name, or None.
-
-        Returns:
-            The updated copy.
         """
         return fast_set(self, name=name)
 
     def with_attrs(self, *args: Any, **kwargs: Any):
-        """A copy with attributes replaced by dotted path.
-
-        Args:
-            *args: ``(path, value)`` or a ``{path: value}`` mapping, e.g. ``("a.b", 3)``.
-            **kwargs: top-level attributes, e.g. ``name="x"``.
-
-        Returns:
-            The updated copy.
-        """
+        """A copy with attributes replaced by dotted path."""
         return _modtools.with_attrs(self, args, kwargs)
 
     def with_submodules(self, *args: Any, **kwargs: Any):
-        """Replace submodules addressed by their parameter-style names.
-
-        Args:
-            *args: ``(name, module)`` or a ``{name: module}`` mapping.
-            **kwargs: names and modules.
-
-        Returns:
-            The updated copy.
-        """
+        """Replace submodules addressed by their parameter-style names."""
         return _modtools.with_submodules(self, args, kwargs)
 
     def with_submodule_fields(self, submodule: str | Sequence[str], *args: Any, **kwargs: Any):
@@ -823,9 +627,6 @@ class Module(eqx.Module):
             submodule: the dotted path (or its parts) of the submodule.
             *args: mappings of field names to values.
             **kwargs: field names and values.
-
-        Returns:
-            The updated copy.
         """
         return _modtools.with_submodule_fields(self, submodule, args, kwargs)
 
@@ -838,9 +639,6 @@ class Module(eqx.Module):
             submodules: submodule objects or names.
             fix_others: fix every other parameter.
             include_fixed: also free parameters that are fixed now.
-
-        Returns:
-            The updated copy.
         """
         names = self.param_names(include_fixed=include_fixed, submodules=submodules)
         return self.with_free_params(names, fix_others=fix_others)
@@ -849,12 +647,7 @@ class Module(eqx.Module):
         """Free only the parameters of the given submodules; fix everything else.
 
         Args:
-            *args: passed to `with_free_submodules`.
             include_fixed: also free parameters that are fixed now.
-            **kwargs: passed to `with_free_submodules`.
-
-        Returns:
-            The updated copy.
         """
         kwargs.setdefault("fix_others", True)
         return self.with_free_submodules(*args, include_fixed=include_fixed, **kwargs)
@@ -864,63 +657,42 @@ class Module(eqx.Module):
 
         Args:
             submodules: submodule objects or names.
-
-        Returns:
-            The updated copy.
         """
         names = self.param_names(include_fixed=True, submodules=submodules)
         return self.with_fixed_params(names)
 
     # -- sampling and uncertainty ---------------------------------------------------------------
     def sampled(self, key: jax.Array | None = None, **kwargs: Any):
-        """A copy with free parameters drawn from their (and their groups') distributions.
+        """`orrery.parax.sampled` of this module: free parameters drawn from their priors.
 
         Args:
             key: a JAX PRNG key (a fixed default key when None).
-            **kwargs: passed to `orrery.parax.sampled`.
-
-        Returns:
-            The sampled copy.
         """
         return sampled(self, key, **kwargs)
 
     def func_samples(self, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000):
-        """``func(sample, args)`` over `num_samples` sampled modules (vmapped).
+        """`orrery.parax.func_samples` of this module: ``func(sample, args)``, vmapped.
 
         Args:
-            func: ``func(module, args) -> pytree``.
-            args: passed to `func`.
-            key: a JAX PRNG key.
-            num_samples: how many samples.
-
-        Returns:
-            The outputs stacked along a leading axis of length `num_samples`.
+            func: ``func(module, args) -> pytree``; `args` is passed to it.
+            key: a JAX PRNG key; `num_samples` sets how many samples.
         """
         return func_samples(self, func, args, key=key, num_samples=num_samples)
 
     def func_jacobian(self, func: Callable, args: Any) -> dict[str, jax.Array]:
-        """Derivatives of ``func(module, args)`` with respect to each free flat parameter.
+        """`orrery.parax.func_jacobian` of this module: ``{flat name: d func / d value}``.
 
         Args:
-            func: ``func(module, args) -> array``.
-            args: passed to `func`.
-
-        Returns:
-            ``{flat name: derivative}`` with respect to physical values.
+            func: ``func(module, args) -> array``; `args` is passed to it.
         """
         return func_jacobian(self, func, args)
 
     def func_sensitivity(self, func: Callable, args: Any, kind: str = "relative", norm: Any = None):
-        """Sensitivities of ``func(module, args)`` to each free flat parameter.
+        """`orrery.parax.func_sensitivity` of this module.
 
         Args:
-            func: ``func(module, args) -> array``.
-            args: passed to `func`.
-            kind: ``"relative"``, ``"semi-relative"`` or ``"absolute"``.
-            norm: combine the per-parameter sensitivities with this vector norm.
-
-        Returns:
-            ``{flat name: array}``, or one array when `norm` is given.
+            func: ``func(module, args) -> array``; `args` is passed to it.
+            kind: ``"relative"``, ``"semi-relative"`` or ``"absolute"``; `norm` combines them.
         """
         return func_sensitivity(self, func, args, kind, norm)
 
@@ -928,11 +700,7 @@ class Module(eqx.Module):
         """A text table: name, value, stderr, fixed, bounds, distribution.
 
         Args:
-            covariance: the covariance of the free flat parameters (from
-                `orrery.parax.covariance`) for the stderr column.
-
-        Returns:
-            The table.
+            covariance: from `orrery.parax.covariance`, for the stderr column.
 
         Raises:
             ShapeError: a covariance of the wrong shape.
@@ -941,128 +709,15 @@ class Module(eqx.Module):
         return summary(self, covariance)
 
     def to_draws(self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any):
-        """Samples of the free parameters as `orrery.interface.Draws` (flat names).
+        """`orrery.parax.draws_from` of this module: `orrery.interface.Draws` by flat name.
 
         Args:
-            key: a JAX PRNG key.
-            num_samples: how many samples.
-            **kwargs: passed to `orrery.parax.draws_from`.
-
-        Returns:
-            The draws.
+            key: a JAX PRNG key; `num_samples` sets how many samples.
         """
         return draws_from(self, key=key, num_samples=num_samples, **kwargs)
 
 
 _DIRECT_METHODS = plain_method_names(Module) - {"__call__"}
-
-
-def _validate_param(name: str, p: Parameter) -> None:
-    v = np.asarray(p.value)
-    if not np.isfinite(v).all():
-        raise ValueDomainError(f"parameter {name!r}: value {v.tolist()} is not finite")
-    if p.bounds is not None:
-        b = np.asarray(p.bounds)
-        if ((v < b[..., 0]) | (v > b[..., 1])).any():
-            raise ValueDomainError(
-                f"parameter {name!r}: value {v.tolist()} is outside its bounds {b.tolist()}"
-            )
-    d = p.distribution
-    if d is not None:
-        try:
-            lp = np.asarray(d.log_prob(p.value))
-        except Exception as err:  # a distribution that cannot score this value
-            raise ValueDomainError(
-                f"parameter {name!r}: its distribution {type(d).__name__} cannot score "
-                f"value {v.tolist()} ({err})"
-            ) from err
-        if not np.isfinite(lp).all():
-            raise ValueDomainError(
-                f"parameter {name!r}: value {v.tolist()} is outside the support of its "
-                f"distribution {type(d).__name__} (log_prob {lp.tolist()})"
-            )
-
-
-def _value_of(p: Parameter, scaled: bool, latent: bool) -> jax.Array:
-    if latent:
-        return p.latent
-    v = p.value
-    return v * p.scale if scaled and p.scale != 1.0 else v
-
-
-def _from_array(idx: ParamIndex, eligible: list[int], arr: Any, latent: bool) -> dict:
-    params = [idx.leaves[idx.positions[k]] for k in eligible]
-    sizes = [p.size for p in params]
-    total = sum(sizes)
-    shape = tuple(np.shape(arr))
-    if shape != (total,):
-        raise ShapeError(
-            f"params: expected a 1-D array of {total} flat values "
-            f"(one per selected flat parameter), got shape {shape}"
-        )
-    if _batch.concrete([arr]) and len(params) >= _batch.BATCH_THRESHOLD:
-        return dict(zip(eligible, _batch.set_values(params, np.asarray(arr), latent), strict=True))
-    out = {}
-    start = 0
-    for k, p, size in zip(eligible, params, sizes, strict=True):
-        out[k] = p.with_value(jnp.reshape(arr[start : start + size], p.shape), latent=latent)
-        start += size
-    return out
-
-
-def _from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) -> dict:
-    name_to_k = {n: k for k, n in enumerate(idx.names)}
-    out: dict[int, Parameter] = {}
-    flat_updates: dict[int, dict[int, Any]] = {}
-    unknown = []
-    flat_map = None
-    plain: dict[int, Any] = {}
-    for key, val in updates.items():
-        k = name_to_k.get(key)
-        if k is not None:
-            if isinstance(val, Parameter):
-                out[k] = val
-            else:
-                plain[k] = val
-            continue
-        if flat_map is None:
-            flat_map = {
-                n: (k, i)
-                for k in range(len(idx.positions))
-                for i, n in enumerate(idx.flat_names(k))
-            }
-        if key in flat_map:
-            k, i = flat_map[key]
-            flat_updates.setdefault(k, {})[i] = val
-        else:
-            unknown.append(key)
-    if unknown and check_unknown:
-        raise unknown_names_error(unknown, idx.names)
-    if plain:
-        ks = list(plain)
-        params = [idx.leaves[idx.positions[k]] for k in ks]
-        values = list(plain.values())
-        if len(ks) >= _batch.BATCH_THRESHOLD and _batch.concrete(values):
-            flat = _batch.ravel_values(params, values)
-            out.update(zip(ks, _batch.set_values(params, flat, latent), strict=True))
-        else:
-            for k, p, v in zip(ks, params, values, strict=True):
-                out[k] = p.with_value(v, latent=latent)
-    for k, elems in flat_updates.items():
-        p = out.get(k, idx.leaves[idx.positions[k]])
-        cur = jnp.ravel(p.latent if latent else p.value)
-        ids = jnp.asarray(list(elems))
-        cur = cur.at[ids].set(jnp.asarray([jnp.asarray(v) for v in elems.values()]))
-        out[k] = p.with_value(cur.reshape(p.shape), latent=latent)
-    if check_missing:
-        missing = [
-            idx.names[k]
-            for k in eligible
-            if k not in out and len(flat_updates.get(k, {})) < idx.leaves[idx.positions[k]].size
-        ]
-        if missing:
-            raise ConfigError(f"with_params: missing values for parameter(s) {missing}")
-    return out
 
 
 def _is_parax_module(x: Any) -> bool:

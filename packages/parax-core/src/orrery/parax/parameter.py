@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from distreqx.bijectors import AbstractBijector, Chain
@@ -19,6 +18,7 @@ from orrery.interface import ConfigError, ShapeError, ValueDomainError, close_ma
 
 from ._codec import describe_plain, rebuild_plain
 from ._errors import ConfigTypeError
+from ._flat import flat_element, flat_names_of
 from ._util import as_float_array, fast_set, is_concrete, plain_method_names
 from .bijectors import Inverse
 from .metadata import Info, ParameterMetadata, as_name
@@ -750,42 +750,3 @@ def _check_names(name: Any, shape: tuple[int, ...]) -> None:
         size = int(np.prod(shape, dtype=int))
         if len(name) != size:
             raise ShapeError(f"name: got {len(name)} names for a parameter of size {size}")
-
-
-def flat_names_of(name: Any, size: int, separator: str = "_") -> list[str | None]:
-    """Per-element names of a parameter of `size` elements."""
-    if isinstance(name, (tuple, list)):
-        if len(name) != size:
-            raise ShapeError(f"name: got {len(name)} names for a parameter of size {size}")
-        return list(name)
-    if name is None:
-        return [None] * size
-    return [f"{name}{separator}{i}" for i in range(size)]
-
-
-def _slice_tree(tree: Any, shape: tuple[int, ...], i: int) -> Any:
-    """Take element `i` of every array leaf shaped like the parameter (others are shared)."""
-    if tree is None:
-        return None
-
-    def take(leaf):
-        if hasattr(leaf, "shape") and tuple(leaf.shape) == shape:
-            return jnp.reshape(leaf, (-1,))[i]
-        return leaf
-
-    return jax.tree_util.tree_map(take, tree)
-
-
-def flat_element(p: Parameter, i: int, name: str | None) -> Parameter:
-    """Scalar parameter for flat element `i` of `p`."""
-    meta = p.metadata
-    shape = p.shape
-    bounds = None if meta.bounds is None else jnp.reshape(meta.bounds, (-1, 2))[i]
-    new_meta = fast_set(
-        meta,
-        name=name,
-        distribution=_slice_tree(meta.distribution, shape, i),
-        transform=_slice_tree(meta.transform, shape, i),
-        bounds=bounds,
-    )
-    return fast_set(p, latent_value=jnp.reshape(p.latent_value, (-1,))[i], metadata=new_meta)
