@@ -7,6 +7,7 @@ fields ``"parameters"``, ``"obs:<block>"`` and ``"unc:<block>"``, in row order.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,14 +42,18 @@ class StoreSource:
         self.parameter_dim = len(self.config["parameter_names"])
         self.blocks = {k: int(v["size"]) for k, v in self.config["blocks"].items()}
         self.uncertainty_blocks: dict[str, int] = {}
-        self.max_rows_per_read = int(self.config["chunk_size"])
-        self._masked: tuple[tuple[int, str], np.ndarray] | None = None
+        widths = self.parameter_dim + 1 + sum(self.blocks.values())
+        #: bytes of one chunk of every array in memory (as float64)
+        self.chunk_bytes = 8 * widths * int(self.config["chunk_size"])
+        self._masked: dict[str, tuple[int, np.ndarray]] = {}  # field -> current chunk
 
     def _rows(self, chunk: int, name: str) -> np.ndarray:
-        if self._masked is None or self._masked[0] != (chunk, name):
-            self._masked = None  # release the previous chunk before reading the next
-            self._masked = ((chunk, name), self._reader.array(chunk, name)[self._ok[chunk]])
-        return self._masked[1]
+        held = self._masked.get(name)
+        if held is None or held[0] != chunk:
+            self._masked.pop(name, None)  # release the previous chunk before reading the next
+            held = (chunk, self._reader.array(chunk, name)[self._ok[chunk]])
+            self._masked[name] = held
+        return held[1]
 
     def read(self, field: str, start: int, stop: int) -> np.ndarray:
         name = "parameters" if field == "parameters" else f"obs/{field.split(':', 1)[1]}"
@@ -69,7 +74,12 @@ class StoreSource:
 
 
 class NpySource:
-    """Training arrays given as .npy files, opened memory-mapped (never read whole)."""
+    """Training arrays given as .npy files, opened memory-mapped (never read whole).
+
+    After each read the mapped pages are released from the process
+    (``madvise(MADV_DONTNEED)``; they stay in the page cache), so reading the whole
+    file does not grow the resident set.
+    """
 
     def __init__(
         self,
@@ -111,7 +121,6 @@ class NpySource:
         self.uncertainty_blocks = {
             str(k): int(self._arrays[f"unc:{k}"].shape[1]) for k in (uncertainties or {})
         }
-        self.max_rows_per_read = None
 
     @staticmethod
     def _open(file: Any, name: str) -> np.ndarray:
@@ -128,4 +137,12 @@ class NpySource:
         return arr
 
     def read(self, field: str, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self._arrays[field][start:stop], dtype=np.float64)
+        arr = self._arrays[field]
+        out = np.array(arr[start:stop], dtype=np.float64)
+        base = arr
+        while base is not None and not isinstance(base, np.memmap):
+            base = base.base
+        handle = getattr(base, "_mmap", None)
+        if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)
+        return out

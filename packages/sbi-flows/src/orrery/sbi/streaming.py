@@ -43,9 +43,11 @@ from .dataset import (
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "StreamingSimulationDataset"]
 
-# A window of float32 rows may exist this many times at once (prefetched, current,
-# shuffled copy, device copy, cached splits): the window is sized so all fit the budget.
-_WINDOW_COPIES = 8
+# A window of float32 rows may exist this many times at once (being read, prefetched,
+# current, shuffled copy, device copy, float64 read temporaries): the window is sized
+# so that all of them fit the budget. Reads go in pieces of a quarter window.
+_WINDOW_COPIES = 12
+_PIECES_PER_WINDOW = 4
 
 
 class _Moments:
@@ -126,8 +128,16 @@ class StreamingSimulationDataset:
                 )
         widths = d + sum(source.blocks.values()) + sum(source.uncertainty_blocks.values())
         self._row_bytes = 4 * widths
-        self.window_rows = max(1, self.memory_budget // (_WINDOW_COPIES * self._row_bytes))
-        self._piece = self.window_rows
+        # a store reads whole chunks: the raw chunk and its successful rows are resident
+        reserved = 2 * getattr(source, "chunk_bytes", 0)
+        if self.memory_budget < 2 * reserved:
+            raise ConfigError(
+                f"memory_budget: {self.memory_budget} bytes is too small for this store, whose "
+                f"chunks take {reserved // 2} bytes each: give at least {2 * reserved}"
+            )
+        usable = self.memory_budget - reserved
+        self.window_rows = max(1, usable // (_WINDOW_COPIES * self._row_bytes))
+        self._piece = max(1, self.window_rows // _PIECES_PER_WINDOW)
         self.observation_schema = {
             name: {
                 "modality": self.modalities[name],

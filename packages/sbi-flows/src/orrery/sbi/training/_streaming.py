@@ -75,30 +75,37 @@ class SplitStream:
             for a, b, perm in plan:
                 yield jax.tree.map(lambda x, p=perm: x[p], self.load(a, b))
 
+        # Groups of a fixed number of batches (the last one shorter), so the jitted
+        # steps compile for at most two group shapes, whatever the window order.
+        per_group = max(1, window // batch_size)
         carry, emitted = None, 0
         for data in prefetch(load):
             if carry is not None:
                 data = jax.tree.map(lambda a, b: np.concatenate([a, b]), carry, data)
-            m = jax.tree.leaves(data)[0].shape[0]
-            g = min(m // batch_size, n_batches - emitted)
-            if g:
+            while emitted < n_batches:
+                m = jax.tree.leaves(data)[0].shape[0]
+                g = min(per_group, n_batches - emitted)
+                if m < g * batch_size:
+                    break
                 used = g * batch_size
                 yield jax.tree.map(
                     lambda a, u=used, g=g: a[:u].reshape(g, batch_size, *a.shape[1:]), data
                 )
                 emitted += g
-            rest = m - g * batch_size
-            carry = jax.tree.map(lambda a, u=g * batch_size: a[u:], data) if rest else None
+                data = jax.tree.map(lambda a, u=used: a[u:], data)
+            carry = jax.tree.map(np.array, data)  # a copy: do not keep the whole buffer
             if emitted == n_batches:
                 return
 
     def sequential(self, multiple: int) -> Iterator[Any]:
-        """The split in order, in pieces whose sizes are multiples of ``multiple``."""
+        """The split in order, in pieces of one window (a multiple of ``multiple`` if larger)."""
         data = self.resident()
         if data is not None:
             yield data
             return
-        piece = max(multiple, self.window_rows - self.window_rows % multiple)
+        piece = self.window_rows
+        if piece >= multiple:
+            piece -= piece % multiple
 
         def load() -> Iterator[Any]:
             for a in range(0, self.n_rows, piece):
@@ -128,13 +135,15 @@ def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             params = optax.apply_updates(params, updates)
             return (params, opt_state), loss
 
+        keys = jax.random.wrap_key_data(keys)
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, keys))
         return params, opt_state, losses
 
     def epoch(params, opt_state, stream: SplitStream, key):
         n_batches = stream.n_rows // batch_size
         perm_key, step_key = jax.random.split(key)
-        step_keys = jax.random.split(step_key, n_batches)
+        # raw key data on the host: slicing it per group compiles nothing
+        step_keys = np.asarray(jax.random.key_data(jax.random.split(step_key, n_batches)))
         losses, done = [], 0
         for group in stream.epoch_groups(perm_key, batch_size, n_batches):
             g = jax.tree.leaves(group)[0].shape[0]

@@ -1,0 +1,224 @@
+"""Training sets read from disk: a campaign store and memory-mapped .npy files."""
+
+import concurrent.futures as cf
+import json
+import subprocess
+import sys
+import textwrap
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, simulate
+
+pytest.importorskip("zarr")
+
+BOX = [[0.0, 1.0], [-1.0, 1.0]]
+TINY = dict(
+    embedding_dim=8,
+    hidden_dim=16,
+    num_coupling_layers=2,
+    conditioner_depth=1,
+    photometry_embedding_dim=4,
+    stable_inverse_forward_max_abs_error_threshold=None,
+    stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+    stable_cube_edge_hit_rate_threshold=None,
+)
+
+
+def toy_simulator(theta):
+    return {
+        "auxiliary": np.sin(3 * theta[:, :1] + np.linspace(0, 1, 6)) + theta[:, 1:],
+        "photometry": theta**2,
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "campaign"
+    return simulate(
+        toy_simulator, BOX, 300, path, chunk_size=64, seed=1, executor=cf.ThreadPoolExecutor(2)
+    )
+
+
+def memory_twin(store, **kwargs):
+    from orrery.sbi._row_sources import StoreSource
+
+    src = StoreSource(store)
+    theta = src.read("parameters", 0, src.n_rows)
+    obs = {k: src.read(f"obs:{k}", 0, src.n_rows) for k in src.blocks}
+    return SimulationDataset.from_arrays(theta, obs, bounds=BOX, **kwargs), theta, obs
+
+
+def test_store_dataset_has_the_in_memory_metadata(store):
+    streamed = SimulationDataset.from_store(store, validation_fraction=0.2, seed=5)
+    mem, _, _ = memory_twin(store, validation_fraction=0.2, seed=5)
+    assert streamed.fingerprint == mem.fingerprint
+    extra = {"excluded_failed", "source"}
+    assert {k: v for k, v in streamed.manifest.items() if k not in extra} == mem.manifest
+    assert streamed.manifest["excluded_failed"] == 0
+    assert streamed.preprocessing_metadata == mem.preprocessing_metadata
+    assert streamed.observation_schema == mem.observation_schema
+    np.testing.assert_array_equal(streamed.validation_indices, mem.validation_indices)
+    # one window: the same shuffled batches as in memory
+    a = list(streamed.iter_batches("train", 50, seed=3))
+    b = list(mem.iter_batches("train", 50, seed=3))
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        jax.tree.map(np.testing.assert_array_equal, x, y)
+
+
+def test_small_windows_visit_every_row_once(store):
+    mem, _, _ = memory_twin(store)
+    streamed = SimulationDataset.from_store(store, memory_budget=2 * 8 * 11 * 64 + 12 * 4 * 10 * 40)
+    assert streamed.window_rows == 40
+    seen = np.concatenate([b.parameters for b in streamed.iter_batches("train", 32, seed=0)])
+    expected = mem.split_arrays("train").parameters
+    assert seen.shape == expected.shape
+    assert not np.array_equal(seen, expected)  # shuffled
+    np.testing.assert_array_equal(np.unique(seen, axis=0), np.unique(expected, axis=0))
+    ordered = list(streamed.iter_batches("validation", 7, shuffle=False))
+    got = jax.tree.map(lambda *xs: np.concatenate(xs), *ordered)
+    jax.tree.map(np.testing.assert_array_equal, got, mem.split_arrays("validation"))
+
+
+def test_npy_reader_matches_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(size=(120, 3))
+    x = (theta @ rng.normal(size=(3, 8))).astype(np.float32)
+    err = np.full_like(x, 0.1)
+    np.save(tmp_path / "theta.npy", theta)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "err.npy", err)
+    streamed = SimulationDataset.from_npy(
+        tmp_path / "theta.npy",
+        {"spectrum": tmp_path / "x.npy"},
+        uncertainties={"spectrum": tmp_path / "err.npy"},
+        memory_budget=12 * 4 * 19 * 25,
+    )
+    mem = SimulationDataset.from_arrays(theta, {"spectrum": x}, uncertainties={"spectrum": err})
+    assert streamed.window_rows == 25
+    assert streamed.fingerprint == mem.fingerprint
+    assert streamed.parameter_bounds.tolist() == mem.parameter_bounds.tolist()
+    assert streamed.bounds_source == "derived"
+    for k, v in mem.preprocessing_metadata.items():
+        np.testing.assert_allclose(
+            streamed.preprocessing_metadata[k]["value_mean"], v["value_mean"]
+        )
+        np.testing.assert_allclose(
+            streamed.preprocessing_metadata[k]["value_scale"], v["value_scale"]
+        )
+    ordered = list(streamed.iter_batches("train", 16, shuffle=False))
+    got = jax.tree.map(lambda *xs: np.concatenate(xs), *ordered)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+        got,
+        mem.split_arrays("train"),
+    )
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match=r"observations\['spectrum'\]: contains NaN"):
+        SimulationDataset.from_npy(tmp_path / "theta.npy", {"spectrum": tmp_path / "bad.npy"})
+
+
+def test_training_from_store_equals_training_from_memory(store, tmp_path):
+    streamed = SimulationDataset.from_store(store, seed=2)
+    mem, _, _ = memory_twin(store, seed=2)
+    kwargs = dict(**TINY, num_epochs=2, batch_size=64, seed=0, parameter_space="physical")
+    a = ConditionalFlowPosterior(2, **kwargs)
+    hist_a = a.fit(mem).history
+    b = ConditionalFlowPosterior(2, **kwargs)
+    hist_b = b.fit(streamed).history
+    np.testing.assert_allclose(hist_b["train_loss"], hist_a["train_loss"], rtol=1e-6)
+    np.testing.assert_allclose(hist_b["val_loss"], hist_a["val_loss"], rtol=1e-6)
+    leaves_a = jax.tree.leaves(eqx.filter(a.model, eqx.is_inexact_array))
+    leaves_b = jax.tree.leaves(eqx.filter(b.model, eqx.is_inexact_array))
+    assert len(leaves_a) == len(leaves_b) > 0
+    for u, v in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    meta_a = json.loads((tmp_path / "a" / "metadata.json").read_text())
+    meta_b = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert json.dumps(meta_a["config"]["dataset_fingerprint"]) == json.dumps(
+        meta_b["config"]["dataset_fingerprint"]
+    )
+
+
+_RSS_SCRIPT = """
+import concurrent.futures as cf, json, sys, threading, time
+import numpy as np
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, simulate
+from orrery.sbi.training import _streaming
+
+K = 1000
+
+def sim(theta):
+    grid = np.linspace(0.0, 1.0, K)
+    return {"auxiliary": (np.sin(7 * grid * theta[:, :1]) + theta[:, 1:]).astype(np.float32)}
+
+def rss():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+# The first epoch compiles (XLA's memory does not depend on the data): the baseline
+# is taken when the second epoch starts; the peak is watched until the fit ends.
+epochs, peak, stop = [], [0], threading.Event()
+original = _streaming.SplitStream.epoch_groups
+
+def epoch_groups(self, *args):
+    epochs.append(rss())
+    if len(epochs) == 2:
+        peak[0] = epochs[1]
+    return original(self, *args)
+
+_streaming.SplitStream.epoch_groups = epoch_groups
+
+def watch():
+    while not stop.is_set():
+        if len(epochs) >= 2:
+            peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+
+path, budget, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+simulate(sim, [[0.0, 1.0], [0.0, 1.0]], n, path, chunk_size=250,
+         executor=cf.ThreadPoolExecutor(1))
+ds = SimulationDataset.from_store(path, memory_budget=budget)
+tiny = dict(embedding_dim=8, hidden_dim=16, num_coupling_layers=2, conditioner_depth=1,
+            num_epochs=3, batch_size=64, seed=0,
+            stable_inverse_forward_max_abs_error_threshold=None,
+            stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+            stable_cube_edge_hit_rate_threshold=None)
+watcher = threading.Thread(target=watch)
+watcher.start()
+try:
+    ConditionalFlowPosterior(2, **tiny).fit(ds)
+finally:
+    stop.set()
+    watcher.join()
+growth = max(peak[0], rss()) - epochs[1]
+print(json.dumps({"growth": growth, "data": n * K * 4, "window": ds.window_rows,
+                  "epochs": len(epochs)}))
+"""
+
+
+def test_fit_from_store_keeps_memory_within_budget(tmp_path):
+    budget, n = 16 * 2**20, 20000
+    script = tmp_path / "rss.py"
+    script.write_text(textwrap.dedent(_RSS_SCRIPT))
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "big"), str(budget), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["data"] >= 4 * budget
+    assert result["window"] < n and result["epochs"] == 3
+    assert result["growth"] <= budget, result
