@@ -14,6 +14,7 @@ Two estimators:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.distributions as td
@@ -46,7 +47,7 @@ def _is_independent(d: td.Distribution, base: type) -> bool:
 def to_multivariate_normal(d: td.Distribution) -> td.Distribution:
     """Rewrite ``Independent(Normal, 1)`` as an equivalent diagonal ``MultivariateNormal``."""
     if _is_independent(d, td.Normal):
-        base = d.base_dist
+        base = cast(td.Normal, cast(td.Independent, d).base_dist)
         return td.MultivariateNormal(
             base.loc, scale_tril=torch.diag_embed(base.scale), validate_args=False
         )
@@ -69,7 +70,8 @@ def gaussian_laplace_kl(q: td.Distribution, p: td.Distribution) -> torch.Tensor 
         return None
     if q.event_shape != p.event_shape:
         return None
-    loc, scale = p.base_dist.loc, p.base_dist.scale
+    laplace = cast(td.Laplace, cast(td.Independent, p).base_dist)
+    loc, scale = laplace.loc, laplace.scale
     mu = q.mean - loc
     sigma = q.variance.sqrt()
     folded = sigma * math.sqrt(2.0 / math.pi) * torch.exp(

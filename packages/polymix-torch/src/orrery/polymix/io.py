@@ -244,7 +244,7 @@ class _Plan:
         return {"class": cls, "args": spec}, n_in, n_out, num
 
     # groups and priors --------------------------------------------------------------
-    def prior(self, key: str, prefix: str, p: int) -> dict[str, np.ndarray]:
+    def prior(self, key: str, prefix: str, p: int) -> dict[str, Any]:
         cls = self.choice(f"{key}.class", _PRIORS)
         out = {}
         for name in _PRIOR_BUFFERS[cls]:
