@@ -316,3 +316,32 @@ def test_mixture_and_langevin_configs_are_checked(tmp_path):
     steps = copy.deepcopy(config)
     steps["groups"]["0"]["args"]["step_size"] = -0.1
     _refused(tmp_path, steps, arrays, "step_size")
+
+
+def test_loading_never_imports_a_module_named_in_the_file(tmp_path, monkeypatch):
+    config, arrays = _saved(tmp_path)
+    plant = tmp_path / "planted"
+    plant.mkdir()
+    marker = tmp_path / "payload-ran"
+    (plant / "payload.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nclass Evil: pass\n"
+    )
+    monkeypatch.syspath_prepend(str(plant))
+    for key, value in [
+        ("surrogate.class", "payload.Evil"),
+        ("groups.0.class", "payload"),
+        ("groups.1.prior.class", "payload.Evil"),
+    ]:
+        bad = copy.deepcopy(config)
+        node = bad
+        *head, last = key.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+        _refused(tmp_path, bad, arrays, "class")
+    net_config, net_arrays = _saved(
+        tmp_path / "net", StochasticModel(NeuralNetwork(1, 1, width=2), IIDGaussianGroup("w", 7))
+    )
+    net_config["surrogate"]["args"]["activation"] = "payload.Evil"
+    _refused(tmp_path, net_config, net_arrays, "activation")
+    assert not marker.exists()

@@ -466,3 +466,20 @@ def test_reference_examples_run_as_written(name):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     result = runner.run(test)
     assert result.failed == 0, name
+
+
+def test_user_surrogate_written_for_upstream_runs():
+    from orrery.polymix.surrogate_models.base import SurrogateModel
+
+    class Line(SurrogateModel):  # no __init__, no num_inputs: as pypolymix allows
+        def forward(self, x, params):
+            return params[:, None, :1] + params[:, None, 1:] * x.unsqueeze(0)
+
+        def num_params(self) -> int:
+            return 2
+
+    model = StochasticModel(Line(), DeterministicGroup("ab", 2))
+    with torch.no_grad():
+        model.parameter_groups[0].params.copy_(torch.tensor([1.0, 2.0]))
+    y = model(torch.tensor([[0.0], [1.0]]), num_samples=3)
+    torch.testing.assert_close(y, torch.tensor([[[1.0], [3.0]]] * 3))

@@ -125,7 +125,10 @@ class StochasticModel(nn.Module):
             ``(S, N, num_outputs)``.
         """
         ref = next(self.parameters())
-        x = check_inputs(as_float_tensor(x, "x", like=ref), self.num_inputs)
+        x = as_float_tensor(x, "x", like=ref)
+        num_inputs = getattr(self.surrogate_model, "num_inputs", None)
+        if num_inputs is not None:  # a user's own surrogate need not declare it (as upstream)
+            x = check_inputs(x, num_inputs)
         params = self.sample_parameters(num_samples)
         check_same_dtype(x, params)
         return self.surrogate_model(x, params)
