@@ -44,15 +44,18 @@ def _convert(flat, transforms, shapes, dtypes, latent):
 
 def set_values(params: list[Parameter], flat: np.ndarray, latent: bool) -> list[Parameter]:
     """New parameters holding consecutive slices of the concrete 1-D array `flat`."""
-    if not latent:
-        start = 0
-        for p in params:
-            if p.metadata.bounds is not None:
-                check_in_bounds(flat[start : start + p.size].reshape(p.shape), p.metadata)
-            start += p.size
-    transforms = [p.metadata.transform for p in params]
-    latents = [p.latent for p in params]
+    metas = [p.metadata for p in params]
+    transforms = [m.transform for m in metas]
+    latents = [p.latent_value for p in params]
     shapes = tuple(x.shape for x in latents)
+    bounded = [] if latent else [i for i, m in enumerate(metas) if m.bounds is not None]
+    if bounded:  # one device-to-host transfer for all bounds, then a NumPy check each
+        offsets = np.cumsum([0, *(math.prod(shape) for shape in shapes)])
+        host = jax.device_get([metas[i].bounds for i in bounded])
+        for i, b in zip(bounded, host, strict=True):
+            v = np.asarray(flat[offsets[i] : offsets[i + 1]]).reshape(shapes[i])
+            if np.isnan(v).any() or (v < b[..., 0]).any() or (v > b[..., 1]).any():
+                check_in_bounds(v, metas[i])  # raises, naming the parameter
     dtypes = tuple(x.dtype for x in latents)
     lats, bad = _convert(jnp.asarray(flat), transforms, shapes, dtypes, latent)
     bad = np.zeros(0, bool) if bad is None else np.asarray(bad)
