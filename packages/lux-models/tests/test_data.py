@@ -55,7 +55,7 @@ def test_lux_data_length_check_slicing_and_unprocess():
     pp = d.preprocess()
     np.testing.assert_allclose(pp["label"].data[:, 0], (np.arange(6.0) - 10) / 2)
     out = d.unprocess({"label": pp["label"].data, "flux": np.zeros((6, 3))})
-    np.testing.assert_allclose(out["label"][:, 0], np.arange(6.0))
+    np.testing.assert_allclose(out["label"].data[:, 0], np.arange(6.0))
     with pytest.raises(KeyError, match="outputs"):
         d["nope"]
 

@@ -148,7 +148,10 @@ def test_non_linear_block_cannot_use_least_squares():
     m.register_output("x", FunctionTransform(1, lambda z, c: z * c))
     with pytest.raises(ConfigError, match="not linear"):
         optimize_iterative(
-            m, LuxData(x=np.zeros((3, 1))), blocks=[ParameterBlock("x", "x:data")], progress=False
+            m,
+            LuxData(x=np.zeros((3, 1))),
+            blocks=[ParameterBlock("x", "x:data", optimizer="least_squares")],
+            progress=False,
         )
     with pytest.raises(ConfigError, match="unknown parameter group"):
         optimize_iterative(m, LuxData(x=np.zeros((3, 1))), blocks=["nope"], progress=False)

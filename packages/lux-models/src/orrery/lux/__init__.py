@@ -8,8 +8,16 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 from . import datasets, plot, transforms
+from ._errors import ConfigTypeError
 from .cannon import Cannon, LabelInference
-from .data import LuxData, OutputData, ShiftScalePreprocessor
+from .data import (
+    AbstractPreprocessor,
+    LuxData,
+    NullPreprocessor,
+    OutputData,
+    PolluxData,
+    ShiftScalePreprocessor,
+)
 from .lux import Lux, LuxModel
 from .optimize import IterativeOptimizationResult, ParameterBlock, optimize_iterative
 from .transforms import (
@@ -17,6 +25,7 @@ from .transforms import (
     AbstractTransform,
     AdditiveOffsetTransform,
     AffineTransform,
+    ConcatenateTransform,
     EquinoxNNTransform,
     FunctionTransform,
     LinearTransform,
@@ -31,11 +40,14 @@ from .transforms import (
 )
 
 __all__ = [
+    "AbstractPreprocessor",
     "AbstractSingleTransform",
     "AbstractTransform",
     "AdditiveOffsetTransform",
     "AffineTransform",
     "Cannon",
+    "ConcatenateTransform",
+    "ConfigTypeError",
     "EquinoxNNTransform",
     "FunctionTransform",
     "IterativeOptimizationResult",
@@ -45,11 +57,13 @@ __all__ = [
     "LuxData",
     "LuxModel",
     "NoOpTransform",
+    "NullPreprocessor",
     "OffsetTransform",
     "OutputData",
     "ParamPriorsT",
     "ParamShapesT",
     "ParameterBlock",
+    "PolluxData",
     "PolyFeatureTransform",
     "QuadraticTransform",
     "ShapeSpec",

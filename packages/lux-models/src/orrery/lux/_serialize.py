@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from orrery.interface import ArtifactError, load_artifact, save_artifact
+from orrery.interface import ArtifactError, ConfigError, load_artifact, save_artifact
 
 from . import transforms as T
 
@@ -34,17 +36,39 @@ def _prior_config(prior: dist.Distribution) -> dict[str, Any]:
     return {"dist": name, "params": params}
 
 
-def _prior_from_config(cfg: dict[str, Any]) -> dist.Distribution:
-    cls = getattr(dist, cfg["dist"], None)
-    if cls is None:
-        raise ArtifactError(f"unknown distribution {cfg['dist']!r} in the artifact")
-    return cls(**{k: v if np.ndim(v) == 0 else np.asarray(v) for k, v in cfg["params"].items()})
+# Loading resolves distribution names only from this allow-list, fixed in code:
+# the Distribution classes numpyro.distributions exports. Nothing named by the
+# file is looked up anywhere else.
+_ALLOWED_DISTS = frozenset(
+    name
+    for name in getattr(dist, "__all__", ())
+    if isinstance(getattr(dist, name, None), type)
+    and issubclass(getattr(dist, name), dist.Distribution)
+)
+
+
+def _prior_from_config(cfg: Any) -> dist.Distribution:
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("dist"), str):
+        raise ArtifactError(f"metadata.json: a prior entry is malformed: {cfg!r:.80}")
+    name = cfg["dist"]
+    if name not in _ALLOWED_DISTS:
+        raise ArtifactError(f"metadata.json: unknown distribution {name!r} in the artifact")
+    params = cfg.get("params")
+    if not isinstance(params, dict):
+        raise ArtifactError(f"metadata.json: prior {name!r} has no parameter dict")
+    try:
+        values = {
+            str(k): v if np.ndim(v) == 0 else np.asarray(v, dtype=float) for k, v in params.items()
+        }
+        return getattr(dist, name)(**values)
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"metadata.json: prior {name!r} cannot be rebuilt ({err})") from err
 
 
 def transform_config(t: T.AbstractTransform) -> dict[str, Any]:
     """A JSON-safe description of a transform (raises for user functions)."""
     name = type(t).__name__
-    if isinstance(t, T.TransformSequence):
+    if isinstance(t, (T.TransformSequence, T.ConcatenateTransform)):
         return {"type": name, "transforms": [transform_config(s) for s in t.transforms]}
     if isinstance(t, T.PolyFeatureTransform):
         return {
@@ -79,8 +103,9 @@ def transform_config(t: T.AbstractTransform) -> dict[str, Any]:
 
 def transform_from_config(cfg: dict[str, Any]) -> T.AbstractTransform:
     kind = cfg.get("type")
-    if kind == "TransformSequence":
-        return T.TransformSequence(tuple(transform_from_config(c) for c in cfg["transforms"]))
+    if kind in ("TransformSequence", "ConcatenateTransform"):
+        cls = T.TransformSequence if kind == "TransformSequence" else T.ConcatenateTransform
+        return cls(tuple(transform_from_config(c) for c in cfg["transforms"]))
     if kind == "PolyFeatureTransform":
         return T.PolyFeatureTransform(cfg["output_size"], cfg["degree"], cfg["include_bias"])
     if kind == "AdditiveOffsetTransform":
@@ -108,10 +133,20 @@ def save_lux(model, path, params, metadata):
         }
         for name, (dt, et) in model.outputs.items()
     ]
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
+    recorded: dict[str, Any] = {}
     if params is not None:
         flat = model.pack_numpyro_pars(params, ignore_missing=True)
-        arrays = {f"p:{k}": np.asarray(v) for k, v in flat.items()}
+        missing = [k for k in _required_names(model) if k not in flat]
+        if missing:
+            raise ConfigError(
+                f"params: missing {missing}; save the complete parameters (an artifact without "
+                "them could not be loaded back)"
+            )
+        for k, v in flat.items():
+            arr = np.asarray(jnp.asarray(v))  # the dtype JAX computes with (float64 only under x64)
+            arrays[f"p:{k}"] = arr
+            recorded[k] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
     return save_artifact(
         path,
         kind=_KIND,
@@ -119,6 +154,7 @@ def save_lux(model, path, params, metadata):
             "latent_size": model.latent_size,
             "outputs": outputs,
             "has_params": params is not None,
+            "params": recorded,
         },
         arrays=arrays,
         metadata=metadata,
@@ -126,21 +162,92 @@ def save_lux(model, path, params, metadata):
     )
 
 
+def _required_names(model) -> list[str]:
+    """Every parameter a saved model must carry (the latents are optional)."""
+    return [k for k in model.names_flat if k != "latents"]
+
+
+def _expected_shapes(model, n: int | None) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes the model implies (those that need an unknown `n` are left out)."""
+    out = {}
+    for name, (dt, et) in model.outputs.items():
+        for prefix, t, size in ((f"{name}:", dt, model.latent_size), (f"{name}:err:", et, None)):
+            if t is None:
+                continue
+            if size is None:
+                size = dt.output_size_for(model.latent_size)
+            try:
+                priors = t.get_expanded_priors(size, n)
+            except ConfigError:
+                continue
+            for p, prior in priors.items():
+                out[prefix + p] = tuple(prior.batch_shape) + tuple(prior.event_shape)
+    if n is not None:
+        out["latents"] = (n, model.latent_size)
+    return out
+
+
 def load_lux(cls, path):
     art = load_artifact(path, kind=_KIND)
+    latent_size = art.config_value("latent_size", int)
+    outputs = art.config_value("outputs", list)
+    has_params = art.config_value("has_params", bool)
     try:
-        model = cls(int(art.config["latent_size"]))
-        for out in art.config["outputs"]:
+        model = cls(latent_size)
+    except ConfigError as err:
+        raise ArtifactError(f"metadata.json: config key 'latent_size': {err}") from err
+    for i, out in enumerate(outputs):
+        where = f"metadata.json: config key 'outputs[{i}]'"
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise ArtifactError(f"{where}: expected a dict with a 'name'")
+        try:
             err = out["err"]
             model.register_output(
                 out["name"],
                 transform_from_config(out["data"]),
                 None if err is None else transform_from_config(err),
             )
-    except (KeyError, TypeError) as err:
-        raise ArtifactError(f"path: the Lux artifact is incomplete ({err})") from err
-    params = None
-    if art.config.get("has_params"):
-        flat = {k[2:]: jnp.asarray(v) for k, v in art.arrays.items() if k.startswith("p:")}
-        params = model.unpack_numpyro_pars(flat, ignore_missing=True)
-    return model, params
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ArtifactError(f"{where}: the output cannot be rebuilt ({exc!r})") from exc
+    if not has_params:
+        return model, None
+    recorded = art.config_value("params", dict, default=None)
+    if recorded is None:  # written before the parameter table existed
+        recorded = {
+            k[2:]: {"shape": list(np.shape(v))} for k, v in art.arrays.items() if k.startswith("p:")
+        }
+    unknown = [k for k in recorded if k not in model.names_flat]
+    missing = [k for k in _required_names(model) if k not in recorded]
+    if missing or unknown:
+        raise ArtifactError(
+            f"{art._label('arrays.npz')}: the saved parameters do not match the model "
+            f"(missing: {missing}; unknown: {unknown}); refusing to load a broken model"
+        )
+    arrays = {}
+    for k, info in recorded.items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise ArtifactError(f"metadata.json: config key 'params.{k}.shape' is malformed")
+        arrays[k] = art.array(f"p:{k}", kind="f", shape=tuple(shape))
+    n = arrays["latents"].shape[0] if "latents" in arrays else None
+    for k, shape in _expected_shapes(model, n).items():
+        if k in arrays and arrays[k].shape != shape:
+            raise ArtifactError(
+                f"{art._label('arrays.npz')}: array 'p:{k}' has shape {arrays[k].shape}, the "
+                f"model needs {shape}"
+            )
+    wide = sorted(k for k, v in arrays.items() if v.dtype == np.float64)
+    if wide and not jax.config.jax_enable_x64:
+        warnings.warn(
+            f"{art._label('arrays.npz')}: parameters {wide} were saved in float64 but "
+            "jax_enable_x64 is off, so they load as float32; enable x64 before loading to keep "
+            "float64",
+            UserWarning,
+            stacklevel=3,
+        )
+    flat = {k: jnp.asarray(v) for k, v in arrays.items()}
+    return model, model.unpack_numpyro_pars(flat, ignore_missing="latents" not in flat)

@@ -8,6 +8,7 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
@@ -15,21 +16,54 @@ from jaxtyping import Array, Float
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta, AutoGuide
 
-from orrery.interface import ConfigError, ShapeError
+from orrery.interface import ConfigError, ShapeError, ValueDomainError, check_positive_int
 
+from ._errors import ConfigTypeError
 from .data import LuxData, OutputData
 from .transforms import AbstractTransform, check_output_shape
 
-__all__ = ["Lux", "LuxModel", "as_lux_data"]
+__all__ = ["Lux", "LuxModel", "as_lux_data", "effective_err"]
 
 
 def as_lux_data(data: Any) -> LuxData:
-    """Accept a :class:`LuxData` or a mapping of names to OutputData / arrays."""
+    """Accept a `LuxData` or a mapping of names to `OutputData` or arrays."""
     if isinstance(data, LuxData):
         return data
     if isinstance(data, Mapping):
         return LuxData(**dict(data))
-    raise ConfigError(f"data: expected LuxData or a mapping of outputs, got {type(data).__name__}")
+    raise ConfigTypeError(
+        f"data: expected LuxData or a mapping of outputs, got {type(data).__name__}"
+    )
+
+
+def effective_err(od: OutputData, err_transform: AbstractTransform | None, err_pars) -> Array:
+    """The likelihood's standard deviation of one output.
+
+    With an `err_transform` it is `err_transform(err)`, where a missing
+    `err` is 0 (no measurement error, as upstream) and masked entries (inf)
+    enter as 0. Without one it is the observed `err`; data without `err`
+    get unit weights (upstream would put a zero standard deviation there).
+    """
+    if err_transform is None:
+        return od.err if od.has_err else jnp.ones_like(od.data)
+    err = jnp.where(jnp.isfinite(od.err), od.err, 0.0)
+    return err_transform.apply(err, **err_pars)
+
+
+def _check_errors(model: Lux, data: LuxData, names) -> None:
+    """Refuse, before numpyro runs, an output whose likelihood would have zero width."""
+    for name in model._names(names):
+        if name not in data:
+            raise ConfigError(f"data: no output named {name!r}; data has {list(data)}")
+        od = data[name]
+        if model.outputs[name][1] is None and od.has_err:
+            zero = np.asarray(od.mask & (od.err == 0))
+            if zero.any():
+                raise ValueDomainError(
+                    f"data[{name!r}].err: {int(zero.sum())} value(s) have err = 0 and output "
+                    f"{name!r} has no err_transform, so the likelihood is undefined there; give "
+                    "positive errors, inf to ignore a value, or register an err_transform"
+                )
 
 
 def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution:
@@ -54,15 +88,21 @@ def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution
 class Lux(eqx.Module):
     """A generative latent-variable model with several outputs.
 
-    Every object ``n`` has a latent vector ``z_n`` (``latent_size``); each
-    registered output is ``y = data_transform(z) + noise`` with the noise
-    standard deviation ``err_transform(err)`` (the observed ``err`` when no
-    error transform is given).
+    Every object `n` has a latent vector `z_n` (`latent_size`); each
+    registered output is `y = data_transform(z) + noise` with the noise
+    standard deviation `err_transform(err)` (the observed `err` when no
+    error transform is given; see `effective_err`).
 
-    numpyro site names: ``latents``; ``<out>:<param>`` (``<out>:<i>:<param>``
-    inside a :class:`TransformSequence`); ``<out>:err:<param>``; observed
-    ``obs:<out>``. Parameters are handed around nested:
-    ``{"flux": {"data": {...} or (...), "err": {...}}, "latents": array}``.
+    numpyro site names: `latents`; `<out>:<param>` (`<out>:<i>:<param>`
+    inside a `TransformSequence`); `<out>:err:<param>`; observed
+    `obs:<out>`. Parameters are handed around nested:
+    `{"flux": {"data": {...} or (...), "err": {...}}, "latents": array}`.
+
+    Args:
+        latent_size: the size of every object's latent vector.
+
+    Raises:
+        ConfigError: when `latent_size` is not a positive int.
 
     Example:
         >>> import jax, numpy as np
@@ -93,19 +133,29 @@ class Lux(eqx.Module):
     ) -> None:
         """Register an output ``name`` predicted by ``data_transform`` from the latents.
 
+        Args:
+            name: the output's name (the key of its data in `LuxData`).
+            data_transform: maps latents to the output.
+            err_transform: optional; maps the observed `err` (0 when the data
+                have none) to the likelihood's standard deviation.
+
         Raises:
-            ValueError: when ``name`` contains ``':'`` (reserved for site names)
-                or is already registered.
+            ConfigError: (a `ValueError`) when `name` is empty, contains `':'`
+                (reserved for site names) or is already registered.
+            ConfigTypeError: (a `TypeError`) when `name` is not a str or a
+                transform is not a transform.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name: expected a non-empty str, got {name!r}")
+        if not isinstance(name, str):
+            raise ConfigTypeError(f"name: expected a str, got {type(name).__name__}")
+        if not name:
+            raise ConfigError("name: expected a non-empty str")
         if ":" in name:
-            raise ValueError(f"output name {name!r}: ':' is reserved for numpyro site names")
-        if name in ("latents",) or name in self.outputs:
-            raise ValueError(f"output name {name!r} is already in use")
+            raise ConfigError(f"name: {name!r} contains ':', which is reserved for site names")
+        if name in ("latents", "obs") or name in self.outputs:
+            raise ConfigError(f"name: {name!r} is already in use")
         for arg, t in (("data_transform", data_transform), ("err_transform", err_transform)):
-            if t is not None and not isinstance(t, AbstractTransform):
-                raise ConfigError(f"{arg}: expected a transform, got {type(t).__name__}")
+            if (t is not None or arg == "data_transform") and not isinstance(t, AbstractTransform):
+                raise ConfigTypeError(f"{arg}: expected a transform, got {type(t).__name__}")
         self.outputs[name] = (data_transform, err_transform)
 
     def _names(self, names) -> list[str]:
@@ -143,14 +193,13 @@ class Lux(eqx.Module):
             }
             pred = dt.apply(latents, **dflat)
             check_output_shape(name, pred, od.size)
-            err = od.err if od.err is not None else jnp.ones_like(od.data)
             eflat = {}
             if et is not None:
                 eflat = {
                     p: numpyro.sample(f"{name}:err:{p}", prior)
                     for p, prior in et.get_expanded_priors(od.size, n).items()
                 }
-                err = et.apply(jnp.where(jnp.isfinite(err), err, 0.0), **eflat)
+            err = effective_err(od, et, eflat)
             mask = od.mask
             y = jnp.where(mask, od.data, 0.0)
             sd = jnp.where(mask, err, 1.0)
@@ -224,19 +273,36 @@ class Lux(eqx.Module):
             num_steps: SVI steps.
             rng_key: JAX key.
             optimizer: a numpyro optimizer or an optax transformation; default
-                ``numpyro.optim.Adam(step_size=1e-2)``.
-            latents_prior, custom_model, fixed_pars, names: see
-                :meth:`default_numpyro_model`.
-            svi_run_kwargs: extra keywords for ``SVI.run`` (default
-                ``progress_bar=False``).
-            guide: None (``AutoDelta``), a guide class (instantiated with the
+                `numpyro.optim.Adam(step_size=1e-2)`.
+            latents_prior: see `default_numpyro_model`.
+            custom_model: see `default_numpyro_model`.
+            fixed_pars: see `default_numpyro_model`.
+            names: see `default_numpyro_model`.
+            svi_run_kwargs: extra keywords for `SVI.run` (default
+                `progress_bar=False`).
+            guide: None (`AutoDelta`), a guide class (instantiated with the
                 model) or a ready guide instance (used as is).
 
         Returns:
-            ``(params, svi_result)``: ``params`` nested (guide medians, with
-            ``fixed_pars`` merged in), ``svi_result`` from numpyro.
+            `(params, svi_result)`: `params` nested (guide medians, with
+            `fixed_pars` merged in), `svi_result` from numpyro.
+
+        Raises:
+            ConfigTypeError: (a `TypeError`) for a `guide` that is none of the above.
+            ConfigError: for `num_steps` < 1 or data without a registered output.
+            ValueDomainError: for zero `err` on an output without `err_transform`.
         """
+        if not (
+            guide is None
+            or isinstance(guide, AutoGuide)
+            or (isinstance(guide, type) and issubclass(guide, AutoGuide))
+        ):
+            raise ConfigTypeError(
+                f"guide must be None, an AutoGuide subclass or an AutoGuide instance, got {guide!r}"
+            )
+        check_positive_int(num_steps, "num_steps")
         data = as_lux_data(data)
+        _check_errors(self, data, names)
         if optimizer is None:
             optimizer = numpyro.optim.Adam(step_size=1e-2)
         elif isinstance(optimizer, optax.GradientTransformation):
@@ -278,7 +344,7 @@ class Lux(eqx.Module):
         progress: bool = True,
         record_history: bool = False,
     ):
-        """Block coordinate descent; see :func:`orrery.lux.optimize_iterative`."""
+        """Block coordinate descent; see [optimize_iterative][orrery.lux.optimize_iterative]."""
         from .optimize import optimize_iterative
 
         return optimize_iterative(
@@ -302,23 +368,48 @@ class Lux(eqx.Module):
         pars: dict[str, Any],
         names: list[str] | str | None = None,
     ) -> dict[str, Array]:
-        """Predict outputs ``{name: (n, output_size)}`` from latents and nested parameters."""
+        """Predict outputs `{name: (n, output_size)}` from latents and parameters.
+
+        Args:
+            latents: `(n, latent_size)`.
+            pars: nested as `optimize` returns them, `{name: {"data": ...,
+                "err": ...}}`; `"data"` may be a dict, a tuple or list of dicts
+                (sequences) or a dict in the flat `"0:A"` / `"base:A"` form.
+                Flat numpyro names (`{"flux:A": ...}`) are accepted too.
+            names: the outputs to predict (default all).
+
+        Returns:
+            The predictions.
+
+        Raises:
+            ShapeError: for latents of the wrong shape.
+            ConfigError: when an output's parameters are missing.
+
+        Example:
+            >>> import numpy as np
+            >>> from orrery.lux import Lux, LinearTransform
+            >>> m = Lux(latent_size=2)
+            >>> m.register_output("flux", LinearTransform(output_size=3))
+            >>> out = m.predict_outputs(np.ones((4, 2)), {"flux": {"data": {"A": np.ones((3, 2))}}})
+            >>> out["flux"].shape
+            (4, 3)
+        """
         latents = jnp.asarray(latents)
         if latents.ndim != 2 or latents.shape[1] != self.latent_size:
             raise ShapeError(
                 f"latents: expected shape (n, {self.latent_size}), got {tuple(latents.shape)}"
             )
+        if not isinstance(pars, Mapping):
+            raise ConfigTypeError(f"pars: expected a dict of parameters, got {type(pars).__name__}")
+        if any(":" in str(k) for k in pars) and not any(k in self.outputs for k in pars):
+            pars = self.unpack_numpyro_pars(dict(pars), ignore_missing=True)
         out = {}
         for name in self._names(names):
             dt, _ = self.outputs[name]
             if name not in pars:
                 raise ConfigError(f"pars: no parameters for output {name!r}")
             p = pars[name]
-            if (
-                isinstance(p, Mapping)
-                and ("data" in p or "err" in p)
-                and ("data" not in dt.param_names() and "err" not in dt.param_names())
-            ):
+            if isinstance(p, Mapping) and set(p) <= {"data", "err"} and p:
                 dp = p.get("data", {})
             else:
                 warnings.warn(
@@ -329,6 +420,42 @@ class Lux(eqx.Module):
                 )
                 dp = p
             out[name] = dt.apply(latents, **dt.pack_pars(dp))
+        return out
+
+    @property
+    def names_flat(self) -> tuple[str, ...]:
+        """The numpyro site names of every parameter: `latents`, `<out>:<p>`, `<out>:err:<p>`.
+
+        Example:
+            >>> from orrery.lux import Lux, AffineTransform
+            >>> m = Lux(latent_size=2)
+            >>> m.register_output("flux", AffineTransform(output_size=3))
+            >>> m.names_flat
+            ('latents', 'flux:A', 'flux:b')
+        """
+        names = ["latents"]
+        for name, (dt, et) in self.outputs.items():
+            names += [f"{name}:{p}" for p in dt.param_names()]
+            if et is not None:
+                names += [f"{name}:err:{p}" for p in et.param_names()]
+        return tuple(names)
+
+    @property
+    def names_nested(self) -> dict[str, Any]:
+        """Parameter names in the nested layout: `{out: {"data": (...), "err": (...)}}`.
+
+        Example:
+            >>> from orrery.lux import Lux, AffineTransform
+            >>> m = Lux(latent_size=2)
+            >>> m.register_output("flux", AffineTransform(output_size=3))
+            >>> m.names_nested
+            {'flux': {'data': ('A', 'b'), 'err': ()}, 'latents': 'latents'}
+        """
+        out: dict[str, Any] = {
+            name: {"data": dt.param_names(), "err": et.param_names() if et is not None else ()}
+            for name, (dt, et) in self.outputs.items()
+        }
+        out["latents"] = "latents"
         return out
 
     def pack_numpyro_pars(self, pars: dict[str, Any], ignore_missing: bool = False):
@@ -390,14 +517,18 @@ class Lux(eqx.Module):
 
     @classmethod
     def load(cls, path) -> tuple[Lux, dict[str, Any] | None]:
-        """Load ``(model, params)`` written by :meth:`save`."""
+        """Load `(model, params)` written by `save`.
+
+        Raises:
+            ArtifactError: for a missing, corrupt or incomplete artifact.
+        """
         from ._serialize import load_lux
 
         return load_lux(cls, path)
 
 
 class LuxModel(Lux):
-    """Deprecated alias of :class:`Lux`."""
+    """Deprecated alias of `Lux`."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         warnings.warn("LuxModel is deprecated; use Lux", DeprecationWarning, stacklevel=2)

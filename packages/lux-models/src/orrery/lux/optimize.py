@@ -1,4 +1,4 @@
-"""Block coordinate descent for :class:`~orrery.lux.Lux` models.
+"""Block coordinate descent for `Lux` models.
 
 Each cycle visits parameter blocks in turn, holding every other parameter
 exactly fixed. Blocks that are linear in their parameters (the latents when
@@ -19,16 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import log_density
+from numpyro.optim import _NumPyroOptim
 from tqdm.auto import tqdm
 
 from orrery.interface import ConfigError, check_positive_int
 
 from ._cannon_fit import normal_equations
-from .lux import Lux, _latents_prior, as_lux_data
+from ._errors import ConfigTypeError
+from .lux import Lux, _check_errors, _latents_prior, as_lux_data, effective_err
 from .transforms import (
     TransformSequence,
     _affine_transform,
@@ -43,28 +46,38 @@ _LINEAR_FUNCS = (_linear_transform, _affine_transform, _offset_transform)
 
 @dataclass(frozen=True)
 class ParameterBlock:
-    """One group of parameters optimised together in :func:`optimize_iterative`.
+    """One group of parameters optimised together in `optimize_iterative`.
+
+    Fields in upstream's order.
 
     Args:
         name: a label for progress and history.
-        params: ``"latents"``, ``"<output>:data"`` or ``"<output>:err"``
-            (``"<output>"`` alone means its data parameters).
-        optimizer: ``"least_squares"`` (exact; linear blocks only) or None (SVI).
+        params: `"latents"`, `"<output>:data"` or `"<output>:err"`
+            (`"<output>"` alone means its data parameters).
+        optimizer: `"least_squares"` (exact; linear blocks only); None (SVI
+            with `numpyro.optim.Adam`, as upstream); a numpyro optimizer or
+            optax transformation instance; or an optimizer class or factory
+            (e.g. `numpyro.optim.Adam`, `optax.adam`) called with
+            `optimizer_kwargs`.
+        optimizer_kwargs: keywords for the optimizer (for None: `Adam`, default
+            `{"step_size": 1e-3}`).
         num_steps: SVI steps per visit.
-        optimizer_kwargs: keywords for ``numpyro.optim.Adam`` (default
-            ``{"step_size": 1e-3}``).
+
+    Example:
+        >>> ParameterBlock("latents", "latents", optimizer="least_squares").num_steps
+        1000
     """
 
     name: str
     params: str
-    optimizer: str | None = "least_squares"
-    num_steps: int = 1000
+    optimizer: Any = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_steps: int = 1000
 
 
 @dataclass
 class IterativeOptimizationResult:
-    """What :func:`optimize_iterative` returns.
+    """What `optimize_iterative` returns.
 
     Attributes:
         params: nested parameters (fixed ones included).
@@ -82,7 +95,8 @@ class IterativeOptimizationResult:
 
 
 def _is_linear(t) -> bool:
-    return getattr(t, "transform", None) in _LINEAR_FUNCS
+    # vmap=False offsets are per object (upstream's recipe), not a shared linear map
+    return getattr(t, "transform", None) in _LINEAR_FUNCS and getattr(t, "vmap", True)
 
 
 def _linear_head(t):
@@ -97,8 +111,10 @@ def _linear_head(t):
         return (lambda z: z), t, ""
     if isinstance(t, TransformSequence):
         *pre, head = t.transforms
-        if getattr(head, "transform", None) in (_linear_transform, _affine_transform) and not any(
-            p.param_names() for p in pre
+        if (
+            getattr(head, "transform", None) in (_linear_transform, _affine_transform)
+            and head.vmap
+            and not any(p.param_names() for p in pre)
         ):
 
             def prefix(z):
@@ -139,8 +155,16 @@ def _normal_ridge(prior, shape):
     while isinstance(base, (dist.ExpandedDistribution, dist.Independent)):
         base = base.base_dist
     if isinstance(base, dist.Normal):
-        scale = jnp.broadcast_to(jnp.asarray(base.scale, float), shape)
-        return 1.0 / scale**2, jnp.broadcast_to(jnp.asarray(base.loc, float), shape)
+        full = tuple(prior.batch_shape) + tuple(prior.event_shape)
+
+        def fit(x):
+            x = jnp.asarray(x, float)
+            try:
+                return jnp.broadcast_to(x, shape)
+            except ValueError:  # e.g. a (size, 1) bias prior for a (size,) block
+                return jnp.reshape(jnp.broadcast_to(x, full), shape)
+
+        return 1.0 / fit(base.scale) ** 2, fit(base.loc)
     return jnp.zeros(shape), jnp.zeros(shape)
 
 
@@ -163,14 +187,11 @@ class _State:
         return float(self._loss(flat))
 
     def output_arrays(self, name, flat):
-        """Observed values (NaN -> 0) and weights ``mask / err_eff²`` of one output."""
+        """Observed values (NaN -> 0) and weights `mask / err_eff²` of one output."""
         od = self.data[name]
         _, et = self.model.outputs[name]
-        err = od.err if od.err is not None else jnp.ones_like(od.data)
-        err = jnp.where(jnp.isfinite(err), err, 0.0)
-        if et is not None:
-            epars = {p: flat[f"{name}:err:{p}"] for p in et.param_names()}
-            err = et.apply(err, **epars)
+        epars = {} if et is None else {p: flat[f"{name}:err:{p}"] for p in et.param_names()}
+        err = effective_err(od, et, epars)
         mask = od.mask
         w = jnp.where(mask, 1.0 / jnp.where(mask, err, 1.0) ** 2, 0.0)
         return jnp.where(mask, od.data, 0.0), w
@@ -179,10 +200,11 @@ class _State:
         dt, _ = self.model.outputs[name]
         size = dt.output_size
         if dt.transform is _offset_transform:
-            return jnp.eye(size), flat[f"{name}:b"]
+            return jnp.eye(size), jnp.reshape(flat[f"{name}:b"], (size,))
         a = flat[f"{name}:A"]
-        b = flat[f"{name}:b"] if dt.transform is _affine_transform else jnp.zeros(size)
-        return a, b
+        if dt.transform is _affine_transform:
+            return a, jnp.reshape(flat[f"{name}:b"], (size,))
+        return a, jnp.zeros(size)
 
 
 def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
@@ -201,7 +223,7 @@ def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
     elif "A" not in free:
         target = y - z @ flat[key("A")].T
     elif head.transform is _affine_transform and "b" not in free:
-        target = y - flat[key("b")][None, :]
+        target = y - jnp.reshape(flat[key("b")], (1, size))
     else:
         target = y
     cols, ridges, means = [], [], []
@@ -227,8 +249,8 @@ def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
     if "A" in free:
         new[key("A")] = theta[:, : z.shape[1]]
         k = z.shape[1]
-    if "b" in free:
-        new[key("b")] = theta[:, k]
+    if "b" in free:  # keep the parameter's own shape ((size,) or upstream's (size, 1))
+        new[key("b")] = jnp.reshape(theta[:, k], jnp.shape(flat[key("b")]))
     return new
 
 
@@ -252,13 +274,33 @@ def _solve_latent_block(state: _State, flat: dict) -> dict:
     return {**flat, "latents": _solve_latents(mats, offs, ws, ys, ridge, mean)}
 
 
+def _svi_optimizer(block: ParameterBlock):
+    """The numpyro optimizer of an SVI block (see `ParameterBlock.optimizer`)."""
+    opt = block.optimizer
+    kwargs = dict(block.optimizer_kwargs or {})
+    if opt is None:
+        return numpyro.optim.Adam(**{"step_size": 1e-3, **kwargs})
+    if isinstance(opt, type) or (
+        callable(opt) and not isinstance(opt, (_NumPyroOptim, optax.GradientTransformation))
+    ):
+        opt = opt(**kwargs)
+    if isinstance(opt, optax.GradientTransformation):
+        return numpyro.optim.optax_to_numpyro(opt)
+    if isinstance(opt, _NumPyroOptim):
+        return opt
+    raise ConfigTypeError(
+        f"ParameterBlock {block.name!r}: optimizer must be 'least_squares', None, a numpyro "
+        f"optimizer or optax transformation, or a class/factory of one; got {block.optimizer!r}"
+    )
+
+
 def _svi_block(state: _State, block: ParameterBlock, sites: list[str], flat, key) -> dict:
     held = {k: v for k, v in flat.items() if k not in sites}
     guide = AutoDelta(
         state.model.default_numpyro_model,
         init_loc_fn=init_to_value(values={k: flat[k] for k in sites}),
     )
-    opt = numpyro.optim.Adam(**{"step_size": 1e-3, **(block.optimizer_kwargs or {})})
+    opt = _svi_optimizer(block)
     svi = SVI(state.model.default_numpyro_model, guide, opt, Trace_ELBO())
     res = svi.run(
         key,
@@ -306,11 +348,14 @@ def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
             _block_sites(model, b)
             out.append(ParameterBlock(b, b, "least_squares" if _linear_ok(model, b) else None))
         elif isinstance(b, ParameterBlock):
-            if b.optimizer not in ("least_squares", None):
+            check_positive_int(b.num_steps, f"ParameterBlock {b.name!r}: num_steps")
+            if isinstance(b.optimizer, str) and b.optimizer != "least_squares":
                 raise ConfigError(
-                    f"ParameterBlock {b.name!r}: optimizer must be 'least_squares' or None, "
-                    f"got {b.optimizer!r}"
+                    f"ParameterBlock {b.name!r}: the only optimizer given by name is "
+                    f"'least_squares', got {b.optimizer!r}"
                 )
+            if b.optimizer != "least_squares":
+                _svi_optimizer(b)  # fail now, not after the first blocks ran
             if b.optimizer == "least_squares" and not _linear_ok(model, b.params):
                 raise ConfigError(
                     f"ParameterBlock {b.name!r}: {b.params!r} is not linear in its parameters "
@@ -318,7 +363,7 @@ def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
                 )
             out.append(b)
         else:
-            raise ConfigError(f"blocks: expected str or ParameterBlock, got {type(b).__name__}")
+            raise ConfigTypeError(f"blocks: expected str or ParameterBlock, got {type(b).__name__}")
     for b in out:
         _block_sites(model, b.params)
     return out
@@ -356,12 +401,12 @@ def optimize_iterative(
     progress: bool = True,
     record_history: bool = False,
 ) -> IterativeOptimizationResult:
-    """Optimise a :class:`Lux` model by cycling over parameter blocks.
+    """Optimise a `Lux` model by cycling over parameter blocks.
 
     Args:
         model: the model.
-        data: :class:`LuxData` (or a mapping of outputs).
-        blocks: :class:`ParameterBlock` list, or strings (``"latents"``,
+        data: `LuxData` (or a mapping of outputs).
+        blocks: `ParameterBlock` list, or strings (``"latents"``,
             ``"flux"``, ``"flux:err"``) whose optimizer is inferred; default:
             the latents, then every output's data (then err) parameters.
         fixed_pars: nested parameters held exactly fixed throughout.
@@ -374,10 +419,16 @@ def optimize_iterative(
         record_history: keep the loss after every block.
 
     Returns:
-        :class:`IterativeOptimizationResult` with nested ``params`` (fixed included).
+        `IterativeOptimizationResult` with nested `params` (fixed included).
+
+    Raises:
+        ConfigError: for an unknown block, a least-squares block that is not
+            linear, or `max_cycles` < 1.
+        ValueDomainError: for zero `err` on an output without `err_transform`.
     """
     check_positive_int(max_cycles, "max_cycles")
     data = as_lux_data(data)
+    _check_errors(model, data, None)
     key = jax.random.key(0) if rng_key is None else rng_key
     resolved = _resolve_blocks(model, blocks)
     fixed_flat = model._flat_fixed(fixed_pars)

@@ -3,8 +3,7 @@
 A transform knows its parameters (names, priors and shapes) and how to apply
 itself to a batch of latents. Parameter names come from the signature of the
 transform function (everything after the latent argument); shapes may use the
-named dimensions of :class:`ShapeSpec`; a missing prior defaults to
-``Normal(0, 1)``.
+named dimensions of `ShapeSpec`; a missing prior defaults to `Normal(0, 1)`.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ __all__ = [
     "AbstractTransform",
     "AdditiveOffsetTransform",
     "AffineTransform",
+    "ConcatenateTransform",
     "EquinoxNNTransform",
     "FunctionTransform",
     "LinearTransform",
@@ -92,14 +92,14 @@ def _default_prior() -> dist.Distribution:
 
 
 def _expand(prior: dist.Distribution, shape: tuple[int, ...]) -> dist.Distribution:
-    """Broadcast a prior to ``shape`` and make the whole array one event."""
-    base = prior
-    extra = len(base.event_shape)
-    batch_target = shape[: len(shape) - extra] if extra else shape
-    if tuple(base.batch_shape) != tuple(batch_target):
-        base = base.expand(batch_target)
-    n_event = len(batch_target)
-    return base.to_event(n_event) if n_event else base
+    """`prior.expand(...)` to a parameter of `shape` (batch shape = the parameter's shape).
+
+    As upstream: elementwise `log_prob`, and the user's prior stays reachable
+    (returned as is when it already has the shape, else as `.base_dist`).
+    """
+    extra = len(prior.event_shape)
+    batch = tuple(shape[: len(shape) - extra]) if extra else tuple(shape)
+    return prior.expand(batch)
 
 
 def _warn_deprecated(old: str, new: str) -> None:
@@ -159,12 +159,8 @@ class AbstractTransform(eqx.Module):
 
 
 def _check_flat(transform, flat: Mapping[str, Any], ignore_missing: bool) -> dict[str, Any]:
+    """Upstream's identity packing: extra entries pass through, missing ones raise."""
     names = transform.param_names()
-    unknown = [k for k in flat if k not in names]
-    if unknown:
-        raise ConfigError(
-            f"{type(transform).__name__}: unknown parameter(s) {unknown}; expected {list(names)}"
-        )
     missing = [k for k in names if k not in flat]
     if missing and not ignore_missing:
         raise ConfigError(f"{type(transform).__name__}: missing parameter(s) {missing}")
@@ -178,7 +174,7 @@ class AbstractSingleTransform(AbstractTransform):
         output_size: size of the output vector.
         transform: the function; its arguments after the first name the parameters.
         priors: prior per parameter (default ``Normal(0, 1)``).
-        shapes: shape per parameter (:class:`ShapeSpec` or a tuple; default the
+        shapes: shape per parameter (`ShapeSpec` or a tuple; default the
             prior's own shape).
         vmap: True (default): ``transform`` is written for one object and the
             parameters are shared; False: it receives the whole batch (use this
@@ -262,23 +258,32 @@ class AbstractSingleTransform(AbstractTransform):
         return out
 
     def apply(self, latents: Float[Array, "n latents"], **pars: Any) -> Float[Array, "n out"]:
-        """Apply to a batch ``(n, latent_size)`` -> ``(n, output_size)``."""
+        """Apply to a batch `(n, latent_size)` -> `(n, output_size)`.
+
+        The function is called positionally, `transform(z, p1, p2, ...)`, in
+        the order of its parameter names (as upstream), so positional-only
+        callables and `jax.vmap`-wrapped functions work. Extra entries in
+        `pars` are ignored.
+
+        Raises:
+            ConfigError: when a parameter is missing.
+        """
         missing = [n for n in self._priors if n not in pars]
         if missing:
             raise ConfigError(f"{type(self).__name__}.apply: missing parameter(s) {missing}")
-        kw = {n: pars[n] for n in self._priors}
+        args = [pars[n] for n in self._priors]
         latents = jnp.asarray(latents)
         if self.vmap:
-            return jax.vmap(lambda z: self.transform(z, **kw))(latents)
-        return self.transform(latents, **kw)
+            return jax.vmap(lambda z: self.transform(z, *args))(latents)
+        return self.transform(latents, *args)
 
     def pack_pars(self, nested_pars: Any, ignore_missing: bool = False) -> dict[str, Any]:
-        """Identity for single transforms (checks the names)."""
+        """Identity for single transforms (missing names raise unless `ignore_missing`)."""
         return _check_flat(self, dict(nested_pars or {}), ignore_missing)
 
     def unpack_pars(self, flat_pars: Mapping[str, Any], ignore_missing: bool = False) -> Any:
-        """Identity for single transforms (checks the names)."""
-        return _check_flat(self, flat_pars, ignore_missing)
+        """Identity for single transforms (missing names raise unless `ignore_missing`)."""
+        return _check_flat(self, dict(flat_pars or {}), ignore_missing)
 
 
 def _signature_params(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -289,20 +294,34 @@ def _signature_params(fn: Callable[..., Any]) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------- built-in maps
+def _bias(b, z):
+    """The bias as it adds to `z`.
+
+    For one object (the vmapped case) upstream's `(output_size, 1)` column
+    is the vector `(output_size,)`. For a whole batch (`vmap=False`) the rows
+    of `b` belong to the objects, as in upstream's per-object recipe
+    `OffsetTransform(output_size=n_objects, vmap=False)`.
+    """
+    b = jnp.asarray(b)
+    if jnp.ndim(z) <= 1:
+        return b[:, 0] if b.ndim == 2 and b.shape[-1] == 1 else b
+    return b[:, None] if b.ndim == 1 else b
+
+
 def _linear_transform(z, A):
     return A @ z
 
 
 def _affine_transform(z, A, b):
-    return A @ z + b
+    return A @ z + _bias(b, z)
 
 
 def _quadratic_transform(z, Q, A, b):
-    return jnp.einsum("oij,i,j->o", Q, z, z) + A @ z + b
+    return jnp.einsum("oij,i,j->o", Q, z, z) + A @ z + _bias(b, z)
 
 
 def _offset_transform(z, b):
-    return z + b
+    return z + _bias(b, z)
 
 
 def _noop_transform(z):
@@ -310,8 +329,8 @@ def _noop_transform(z):
 
 
 _A = ShapeSpec(("output_size", "latent_size"))
-# The bias is a plain vector: a (output_size, 1) column would broadcast A @ z + b
-# to an (output_size, output_size) matrix.
+# The bias is a plain vector by default; upstream's (output_size, 1) column is
+# accepted too (see `_bias`).
 _B = ShapeSpec(("output_size",))
 
 
@@ -473,6 +492,15 @@ class PolyFeatureTransform(AbstractTransform):
     def output_size_for(self, latent_size: int) -> int:
         return n_poly_features(int(latent_size), self.degree, self.include_bias)
 
+    def get_output_size(self, input_size: int) -> int:
+        """The number of features for `input_size` inputs (upstream's name).
+
+        Example:
+            >>> PolyFeatureTransform(degree=2).get_output_size(3)
+            10
+        """
+        return self.output_size_for(input_size)
+
     def apply(self, latents, **_pars):
         return poly_features(jnp.asarray(latents), self.degree, self.include_bias)
 
@@ -551,26 +579,65 @@ class TransformSequence(AbstractTransform):
         return out
 
     def pack_pars(self, nested_pars, ignore_missing=False):
-        """``({"A": a}, {"b": b})`` -> ``{"0:A": a, "1:b": b}``."""
-        nested = tuple(nested_pars or ())
-        if len(nested) != len(self.transforms) and not ignore_missing:
+        """Nested `({"A": a}, {"b": b})` (or a list) -> flat `{"0:A": a, "1:b": b}`.
+
+        Also accepted, as upstream tolerates them: a dict already in the flat
+        `"i:name"` form; trailing empty entries; and a shorter list with one
+        dict per transform that has parameters (e.g. `[{"A": a}]` for
+        `PolyFeature -> Linear`), which is matched to those transforms in order.
+
+        Raises:
+            ConfigError: for a missing entry (unless `ignore_missing`) or a
+                non-empty entry beyond the last transform.
+        """
+        if isinstance(nested_pars, Mapping):
+            flat = dict(nested_pars)
+            self.unpack_pars(flat, ignore_missing)  # checks the names
+            return flat
+        nested = list(nested_pars or ())
+        n_t = len(self.transforms)
+        extra = [i for i, p in enumerate(nested[n_t:], start=n_t) if p]
+        if extra:
             raise ConfigError(
-                f"TransformSequence: expected {len(self.transforms)} parameter dicts, "
-                f"got {len(nested)}"
+                f"nested_pars: entries {extra} are beyond the {n_t} transforms of the sequence"
             )
+        nested = nested[:n_t]
+        with_pars = [i for i, t in enumerate(self.transforms) if t.param_names()]
+        if len(nested) < n_t and len(nested) == len(with_pars) and nested:
+            aligned: list[Any] = [{} for _ in self.transforms]
+            for i, p in zip(with_pars, nested, strict=True):
+                aligned[i] = p
+            nested = aligned
+        elif len(nested) < n_t:
+            if not ignore_missing and any(
+                self.transforms[i].param_names() for i in range(len(nested), n_t)
+            ):
+                raise ConfigError(
+                    f"nested_pars: expected {n_t} parameter dicts (one per transform), "
+                    f"got {len(nested)}"
+                )
+            nested = nested + [{}] * (n_t - len(nested))
         flat = {}
-        for i, (t, p) in enumerate(zip(self.transforms, nested, strict=False)):
+        for i, (t, p) in enumerate(zip(self.transforms, nested, strict=True)):
             for name, val in t.pack_pars(p or {}, ignore_missing).items():
                 flat[f"{i}:{name}"] = val
         return flat
 
     def unpack_pars(self, flat_pars, ignore_missing=False):
-        """``{"0:A": a, "1:b": b}`` -> ``({"A": a}, {"b": b})``."""
+        """Flat `{"0:A": a, "1:b": b}` -> nested `({"A": a}, {"b": b})`.
+
+        Raises:
+            ConfigError: for a name that is not `"i:name"` with `i` a transform
+                index, or a missing parameter (unless `ignore_missing`).
+        """
         groups: list[dict[str, Any]] = [{} for _ in self.transforms]
-        for key, val in flat_pars.items():
+        for key, val in dict(flat_pars or {}).items():
             idx, _, name = str(key).partition(":")
             if not idx.isdigit() or int(idx) >= len(self.transforms) or not name:
-                raise ConfigError(f"TransformSequence: bad parameter name {key!r}")
+                raise ConfigError(
+                    f"flat_pars: bad parameter name {key!r}; expected '<index>:<name>' with "
+                    f"index < {len(self.transforms)}"
+                )
             groups[int(idx)][name] = val
         return tuple(
             t.unpack_pars(g, ignore_missing) for t, g in zip(self.transforms, groups, strict=True)
@@ -609,7 +676,7 @@ class AdditiveOffsetTransform(AbstractTransform):
 
     def get_expanded_priors(self, latent_size, data_size=None):
         if data_size is None:
-            raise ValueError("AdditiveOffsetTransform needs data_size (one offset per object)")
+            raise ConfigError("data_size: AdditiveOffsetTransform needs it (one offset per object)")
         out = {
             f"base:{k}": v
             for k, v in self.base_transform.get_expanded_priors(latent_size, data_size).items()
@@ -628,12 +695,14 @@ class AdditiveOffsetTransform(AbstractTransform):
         return y + jnp.asarray(params["offset"])[:, None]
 
     def pack_pars(self, nested_pars, ignore_missing=False):
+        """`{"base": ..., "offset": o}` (or flat `{"base:A": ..., "offset": o}`) -> flat."""
         nested = dict(nested_pars or {})
+        base = nested.get("base", {})
+        flat_base = {k[5:]: v for k, v in nested.items() if str(k).startswith("base:")}
+        if flat_base:
+            base = self.base_transform.unpack_pars(flat_base, ignore_missing)
         flat = {
-            f"base:{k}": v
-            for k, v in self.base_transform.pack_pars(
-                nested.get("base", {}), ignore_missing
-            ).items()
+            f"base:{k}": v for k, v in self.base_transform.pack_pars(base, ignore_missing).items()
         }
         if "offset" in nested:
             flat["offset"] = nested["offset"]
@@ -651,65 +720,6 @@ class AdditiveOffsetTransform(AbstractTransform):
         return out
 
 
-class EquinoxNNTransform(AbstractTransform):
-    """An Equinox network whose array leaves are model parameters.
-
-    Args:
-        output_size: output dimension.
-        nn_factory: ``(in_size, out_size, key) -> eqx.Module``.
-        weight_prior: prior of every leaf whose path does not end in ``bias``.
-        bias_prior: prior of leaves whose path ends in ``bias``.
-
-    Parameter names are the leaf paths, e.g. ``"layers.0.weight"``.
-    """
-
-    nn_factory: Callable[..., Any] = eqx.field(static=True)
-    weight_prior: dist.Distribution = eqx.field(static=True)
-    bias_prior: dist.Distribution = eqx.field(static=True)
-
-    def __init__(self, output_size, nn_factory, weight_prior=None, bias_prior=None):
-        if not callable(nn_factory):
-            raise ConfigError("nn_factory: expected a callable (in_size, out_size, key)")
-        self.output_size = int(output_size)
-        self.nn_factory = nn_factory
-        self.weight_prior = weight_prior if weight_prior is not None else _default_prior()
-        self.bias_prior = bias_prior if bias_prior is not None else _default_prior()
-
-    def _template(self, latent_size):
-        net = self.nn_factory(int(latent_size), self.output_size, jax.random.key(0))
-        params, static = eqx.partition(net, eqx.is_inexact_array)
-        leaves = jax.tree_util.tree_leaves_with_path(params)
-        names = [_path_name(path) for path, _ in leaves]
-        return params, static, names, [leaf for _, leaf in leaves]
-
-    def get_expanded_priors(self, latent_size, data_size=None):
-        _, _, names, leaves = self._template(latent_size)
-        return {
-            n: _expand(self.bias_prior if n.endswith("bias") else self.weight_prior, leaf.shape)
-            for n, leaf in zip(names, leaves, strict=True)
-        }
-
-    def apply(self, latents, **params):
-        latents = jnp.asarray(latents)
-        tmpl, static, names, _ = self._template(latents.shape[-1])
-        missing = [n for n in names if n not in params]
-        if missing:
-            raise ConfigError(f"EquinoxNNTransform.apply: missing parameter(s) {missing[:3]}")
-        treedef = jax.tree_util.tree_structure(tmpl)
-        net = eqx.combine(jax.tree_util.tree_unflatten(treedef, [params[n] for n in names]), static)
-        return jax.vmap(net)(latents)
-
-
-def _path_name(path) -> str:
-    parts = []
-    for key in path:
-        for attr in ("name", "key", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-    return ".".join(parts)
-
-
 def check_output_shape(name: str, pred, expected: int) -> None:
     """Raise a clear error when a transform's output has the wrong size."""
     if pred.ndim != 2 or pred.shape[1] != expected:
@@ -717,3 +727,8 @@ def check_output_shape(name: str, pred, expected: int) -> None:
             f"output {name!r}: the transform produced shape {tuple(pred.shape)}, "
             f"expected (n, {expected})"
         )
+
+
+# Defined in their own modules (they build on the classes above); public here.
+from ._concat import ConcatenateTransform  # noqa: E402
+from ._nn import EquinoxNNTransform  # noqa: E402

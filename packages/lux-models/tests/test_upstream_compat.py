@@ -1,0 +1,321 @@
+"""pollux code on orrery.lux: one test per upstream behaviour, written as a pollux user calls it.
+
+Expected numbers come from closed forms or are worked out by hand in the comments.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro.infer.util import log_density
+
+import orrery.lux as plx
+from orrery.lux import (
+    AbstractPreprocessor,
+    AdditiveOffsetTransform,
+    AffineTransform,
+    ConcatenateTransform,
+    FunctionTransform,
+    LinearTransform,
+    Lux,
+    LuxData,
+    NoOpTransform,
+    NullPreprocessor,
+    OffsetTransform,
+    OutputData,
+    ParameterBlock,
+    PolluxData,
+    PolyFeatureTransform,
+    ShapeSpec,
+    ShiftScalePreprocessor,
+    TransformSequence,
+)
+from orrery.lux._poly import poly_features
+
+RNG = np.random.default_rng(0)
+
+
+def _obs_log_prob(data):
+    """log p of the observation for fixed parameters (prediction 0, s = 0.1)."""
+    m = Lux(latent_size=1)
+    m.register_output(
+        "y",
+        LinearTransform(output_size=1),
+        err_transform=FunctionTransform(
+            output_size=1,
+            transform=lambda err, s: jnp.sqrt(err**2 + s**2),
+            priors={"s": dist.HalfNormal(1.0)},
+        ),
+    )
+    pars = {"latents": jnp.zeros((1, 1)), "y:A": jnp.zeros((1, 1)), "y:err:s": jnp.asarray(0.1)}
+    _, tr = log_density(m.default_numpyro_model, (data,), {}, pars)
+    site = tr["obs:y"]
+    return float(site["fn"].log_prob(site["value"]))
+
+
+# ------------------------------------------------------------------ silent wrong results
+def test_missing_err_is_zero_measurement_error():
+    od = OutputData(np.array([[0.3]]))
+    assert float(od.err[0, 0]) == 0.0
+    # sqrt(0² + 0.1²) = 0.1, not sqrt(1² + 0.1²) = 1.005
+    assert _obs_log_prob(PolluxData(y=od)) == pytest.approx(
+        float(dist.Normal(0, 0.1).log_prob(0.3))
+    )
+    sd = np.sqrt(0.2**2 + 0.1**2)
+    assert _obs_log_prob(PolluxData(y=OutputData([[0.3]], err=0.2))) == pytest.approx(
+        float(dist.Normal(0, sd).log_prob(0.3))
+    )
+
+
+def test_err_transform_recovers_intrinsic_scatter_without_err():
+    """End to end: the fitted s matches an injected scatter of 0.05 within 10%."""
+    n, p = 200, 8
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(n, 1))
+    a = rng.normal(size=(p, 1))
+    b = rng.normal(size=p)
+    y = z @ a.T + b + rng.normal(0, 0.05, size=(n, p))
+    m = Lux(latent_size=1)
+    m.register_output(
+        "flux",
+        AffineTransform(output_size=p),
+        err_transform=FunctionTransform(
+            output_size=p,
+            transform=lambda err, s: jnp.sqrt(err**2 + s**2),
+            priors={"s": dist.HalfNormal(1.0)},
+        ),
+    )
+    # the latents are known (labels), so the MAP scatter is not biased by fitting them
+    params, _ = m.optimize(
+        PolluxData(flux=OutputData(y)),
+        num_steps=1500,
+        rng_key=jax.random.PRNGKey(0),
+        optimizer=numpyro.optim.Adam(0.05),
+        fixed_pars={"latents": jnp.asarray(z)},
+    )
+    s = float(params["flux"]["err"]["s"])
+    assert s == pytest.approx(0.05, rel=0.10)
+
+
+def test_output_data_processed_flag():
+    pre = ShiftScalePreprocessor(loc=10.0, scale=2.0)
+    od = OutputData(np.array([12.0, 14.0]), err=1.0, preprocessor=pre)
+    assert od.processed is False
+    once = od.preprocess()
+    # (12 - 10) / 2 = 1, (14 - 10) / 2 = 2; err 1 / 2 = 0.5
+    assert once.processed and once.data[:, 0].tolist() == [1.0, 2.0]
+    assert once.err[:, 0].tolist() == [0.5, 0.5]
+    assert once.preprocess() is once  # a no-op, not a second transform
+    with pytest.raises(ValueError, match="not processed"):
+        od.unprocess()
+    back = once.unprocess()
+    assert back.processed is False and back.data[:, 0].tolist() == [12.0, 14.0]
+    assert od.data[:, 0].tolist() == [12.0, 14.0]  # the original is untouched
+
+
+def test_len_of_data_is_number_of_objects():
+    d = PolluxData(flux=np.ones((7, 3)), label=np.ones((7, 2)))
+    assert len(d) == 7 and len(d[2:5]) == 3
+    assert list(d.keys()) == ["flux", "label"] and len(d.keys()) == 2
+
+
+# ------------------------------------------------------------------ behaviours
+def test_apply_calls_the_function_positionally():
+    def f(z, A, /):  # positional-only, as upstream allows
+        return A @ z
+
+    a = jnp.arange(6.0).reshape(3, 2)
+    z = jnp.ones((4, 2))
+    t = FunctionTransform(
+        output_size=3, transform=f, shapes={"A": ShapeSpec(("output_size", "latent_size"))}
+    )
+    np.testing.assert_allclose(t.apply(z, A=a), z @ a.T)
+
+    def g(z, A):
+        return A @ z
+
+    # upstream's idiom: vmap the function yourself and switch off the automatic vmap
+    tv = FunctionTransform(
+        output_size=3,
+        transform=jax.vmap(g, in_axes=(0, None)),
+        shapes={"A": ShapeSpec(("output_size", "latent_size"))},
+        vmap=False,
+    )
+    # row 0 of z @ A.T with A = [[0, 1], [2, 3], [4, 5]] and z = [1, 1]: [1, 5, 9]
+    assert tv.apply(z, A=a)[0].tolist() == [1.0, 5.0, 9.0]
+
+
+def test_expanded_priors_are_prior_expand():
+    user = dist.Normal(0.5, 2.0)
+    t = LinearTransform(output_size=3, priors={"A": user})
+    pri = t.get_expanded_priors(latent_size=2)["A"]
+    assert pri.batch_shape == (3, 2) and pri.event_shape == ()
+    assert pri.base_dist is user
+    x = jnp.ones((3, 2))
+    assert pri.log_prob(x).shape == (3, 2)  # elementwise
+    # the numpyro log density is unchanged: the sum of the elementwise terms
+    m = Lux(latent_size=2)
+    m.register_output("y", LinearTransform(output_size=3, priors={"A": user}))
+    data = LuxData(y=OutputData(np.zeros((1, 3)), err=1.0))
+    pars = {"latents": jnp.zeros((1, 2)), "y:A": x}
+    lp, _ = log_density(m.default_numpyro_model, (data,), {}, pars)
+    expected = (
+        dist.Normal(0.5, 2.0).log_prob(1.0) * 6
+        + dist.Normal(0.0, 1.0).log_prob(0.0) * 2
+        + dist.Normal(0.0, 1.0).log_prob(0.0) * 3
+    )
+    assert float(lp) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_bias_in_upstream_column_shape():
+    col = ShapeSpec(("output_size", "one"))
+    t = AffineTransform(output_size=3, shapes={"b": col})
+    assert t.get_expanded_priors(2)["b"].batch_shape == (3, 1)
+    a = jnp.ones((3, 2))
+    b = jnp.array([[1.0], [2.0], [3.0]])
+    z = jnp.array([[1.0, 1.0], [0.0, 0.0]])
+    # A z + b = [2 + 1, 2 + 2, 2 + 3] and [1, 2, 3]
+    np.testing.assert_allclose(t.apply(z, A=a, b=b), [[3, 4, 5], [1, 2, 3]])
+    np.testing.assert_allclose(
+        OffsetTransform(output_size=3).apply(z[:, :1] * 0 + jnp.zeros((2, 3)), b=b),
+        [[1, 2, 3], [1, 2, 3]],
+    )
+
+
+def test_per_object_offset_recipe():
+    n = 4
+    z = jnp.arange(8.0).reshape(n, 2)
+    off = jnp.array([10.0, 20.0, 30.0, 40.0])
+    for shapes in (None, {"b": ShapeSpec(("output_size", "one"))}):
+        t = OffsetTransform(output_size=n, vmap=False, shapes=shapes)
+        b = off if shapes is None else off[:, None]
+        # every object's row is shifted by its own offset
+        np.testing.assert_allclose(t.apply(z, b=b), z + off[:, None])
+    m = Lux(latent_size=2)
+    m.register_output("x", OffsetTransform(output_size=n, vmap=False))
+    out = m.predict_outputs(z, {"x": {"data": {"b": off}}})
+    np.testing.assert_allclose(out["x"], z + off[:, None])
+
+
+def test_parameter_block_upstream_fields_and_svi_default():
+    blk = ParameterBlock("b", "x:data", None, {"step_size": 0.05}, 7)
+    assert (blk.optimizer, blk.optimizer_kwargs, blk.num_steps) == (None, {"step_size": 0.05}, 7)
+    assert ParameterBlock("latents", "latents").optimizer is None
+
+    # y = c z with z fixed; MAP of c under Normal(0, 10): Σzy/σ² / (Σz²/σ² + 1/100)
+    z = np.linspace(-1, 1, 11)[:, None]
+    y = 2.0 * z
+    m = Lux(latent_size=1)
+    m.register_output(
+        "x", FunctionTransform(1, lambda z, c: c * z, priors={"c": dist.Normal(0.0, 10.0)})
+    )
+    data = PolluxData(x=OutputData(y, err=0.1))
+    sz = float(np.sum(z * z)) / 0.01
+    expected = 2.0 * sz / (sz + 0.01)
+    for opt, kw in (
+        (None, {"step_size": 0.05}),
+        (numpyro.optim.Adam, {"step_size": 0.05}),
+        (optax.adam(0.05), {}),
+    ):
+        res = m.optimize_iterative(
+            data,
+            blocks=[ParameterBlock("c", "x:data", opt, kw, 600)],
+            fixed_pars={"latents": jnp.asarray(z)},
+            initial_params={"x": {"data": {"c": jnp.asarray(0.0)}}},
+            max_cycles=1,
+            progress=False,
+        )
+        assert float(res.params["x"]["data"]["c"]) == pytest.approx(expected, abs=2e-3)
+
+
+def test_predict_outputs_accepts_flat_and_list_forms():
+    a = jnp.asarray(RNG.normal(size=(3, 6)))
+    seq = TransformSequence((PolyFeatureTransform(degree=2), LinearTransform(output_size=3)))
+    m = Lux(latent_size=2)
+    m.register_output("flux", seq)
+    z = jnp.asarray(RNG.normal(size=(5, 2)))
+    want = poly_features(z, 2) @ a.T
+    for data in ({"1:A": a}, ({}, {"A": a}), [{}, {"A": a}], [{"A": a}]):
+        np.testing.assert_allclose(m.predict_outputs(z, {"flux": {"data": data}})["flux"], want)
+    np.testing.assert_allclose(m.predict_outputs(z, {"flux:1:A": a})["flux"], want)
+
+    base = LinearTransform(output_size=3)
+    m2 = Lux(latent_size=2)
+    m2.register_output("phot", AdditiveOffsetTransform(base, dist.Normal(11.0, 3.0)))
+    a2 = jnp.ones((3, 2))
+    off = jnp.arange(5.0)
+    got = m2.predict_outputs(z, {"phot": {"data": {"base:A": a2, "offset": off}}})["phot"]
+    np.testing.assert_allclose(got, z @ a2.T + off[:, None], rtol=1e-6)
+
+
+def test_pack_unpack_tolerance():
+    a = jnp.ones((3, 6))
+    seq = TransformSequence((PolyFeatureTransform(degree=2), LinearTransform(output_size=3)))
+    assert set(seq.pack_pars(({}, {"A": a}, {}))) == {"1:A"}  # a trailing empty entry
+    assert seq.pack_pars(({},), ignore_missing=True) == {}  # missing, allowed
+    with pytest.raises(ValueError, match="missing"):
+        seq.pack_pars(({},))
+    assert seq.unpack_pars({}, ignore_missing=True) == ({}, {})
+    with pytest.raises(ValueError, match="missing"):
+        seq.unpack_pars({})
+    single = LinearTransform(output_size=3)
+    assert single.pack_pars({"A": a, "note": 1})["note"] == 1  # identity, as upstream
+    m = Lux(latent_size=2)
+    m.register_output("flux", seq)
+    assert set(m.pack_numpyro_pars({"flux": {"data": [{"A": a}]}, "latents": 0})) == {
+        "flux:1:A",
+        "latents",
+    }
+
+
+def test_invalid_guide_is_a_type_error_before_any_work():
+    m = Lux(latent_size=1)
+    m.register_output("x", LinearTransform(output_size=1))
+    with pytest.raises(TypeError, match="guide must be"):
+        m.optimize(LuxData(x=np.zeros((2, 1))), 10, jax.random.PRNGKey(0), guide="AutoDelta")
+
+
+def test_upstream_names():
+    assert PolluxData is LuxData and plx.LuxModel is not None
+    x = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    p = ShiftScalePreprocessor.from_data(x, axis=0)
+    # mean 3, population std sqrt(2)
+    assert float(p.loc[0]) == 3.0 and float(p.scale[0]) == pytest.approx(np.sqrt(2.0))
+    q = ShiftScalePreprocessor.from_data_percentiles(
+        x, loc_percentile=50, scale_percentiles=(25, 75)
+    )
+    # median 3; quartiles 2 and 4 -> half span 1
+    assert float(q.loc[0]) == 3.0 and float(q.scale[0]) == 1.0
+    assert isinstance(p, AbstractPreprocessor) and isinstance(
+        NullPreprocessor(), AbstractPreprocessor
+    )
+    assert PolyFeatureTransform(degree=2).get_output_size(3) == 10  # C(5, 2)
+
+    d = PolluxData(label=OutputData(x, preprocessor=q))
+    pp = d.preprocess()
+    assert pp["label"].processed
+    back = pp.unprocess()
+    assert isinstance(back, LuxData) and back["label"].data[:, 0].tolist() == [1, 2, 3, 4, 5]
+    pred = d.unprocess({"label": jnp.zeros((2, 1)), "other": jnp.ones((2, 1))}, ignore_missing=True)
+    assert list(pred) == ["label"] and pred["label"].data[:, 0].tolist() == [3.0, 3.0]
+
+    m = Lux(latent_size=2)
+    m.register_output("flux", AffineTransform(output_size=3))
+    assert m.names_flat == ("latents", "flux:A", "flux:b")
+    assert m.names_nested["flux"] == {"data": ("A", "b"), "err": ()}
+
+
+def test_concatenate_transform():
+    t = ConcatenateTransform((LinearTransform(output_size=2), NoOpTransform()))
+    a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+    z = jnp.array([[1.0, 3.0]])
+    # [A z, z] = [1, 6, 1, 3]
+    assert t.apply(z, **{"0:A": a}).tolist() == [[1.0, 6.0, 1.0, 3.0]]
+    assert t.pack_pars(({"A": a}, {})) == {"0:A": a}
+    m = Lux(latent_size=2)
+    m.register_output("both", t)
+    assert m.names_flat == ("latents", "both:0:A")
+    assert m.predict_outputs(z, {"both": {"data": ({"A": a}, {})}})["both"].shape == (1, 4)
