@@ -97,7 +97,14 @@ class PosteriorInference:
                 raise ConfigError(
                     f"block {name!r}: the posterior was trained without uncertainties; drop them"
                 )
-            prep = (self.preprocessing_metadata or {}).get(name)
+            prep = None
+            if self.preprocessing_metadata is not None:
+                prep = self.preprocessing_metadata.get(name)
+                if prep is None:  # never skip a block's normalisation silently
+                    raise ConfigError(
+                        f"block {name!r}: the posterior has no preprocessing entry for it; "
+                        "its normalisation is unknown"
+                    )
             mean = np.asarray(prep["value_mean"]) if prep else 0.0
             scale = np.asarray(prep["value_scale"]) if prep else 1.0
             entry = {"values": ((block.values - mean) / scale).astype(np.float32)}

@@ -15,6 +15,7 @@ import numpy as np
 
 from orrery.interface import NotFittedError
 
+from ._posterior_checks import check_posterior_metadata
 from .persistence import deserialise_module, serialise_module
 from .spaces import ParameterSpace
 
@@ -23,9 +24,15 @@ class FlowPosteriorPersistence:
     """Mixin of :class:`~orrery.sbi.ConditionalFlowPosterior` holding its persistence hooks."""
 
     def _build_estimator_config(self) -> dict[str, Any]:
-        """Constructor arguments plus the resolved backend choices."""
+        """Constructor arguments plus the resolved backend choices.
+
+        The checkpoint directory of the training run is not recorded (an absolute
+        path of the machine that trained it; a loaded posterior does not resume).
+        """
+        constructor = {k: v for k, v in self._config.items() if k != "task_metadata"}
+        constructor.update(checkpoint_directory=None, resume_from_checkpoint=False)
         return {
-            "constructor": {k: v for k, v in self._config.items() if k != "task_metadata"},
+            "constructor": constructor,
             "effective_flow_family": self.effective_flow_family,
             "resolved_encoder_hidden_dim": self.resolved_encoder_hidden_dim,
             "backend": "flowjax+equinox",
@@ -64,9 +71,38 @@ class FlowPosteriorPersistence:
         kwargs["task_metadata"] = metadata.get("task_metadata")
         return cls(**kwargs)
 
+    @classmethod
+    def checked_artifact_metadata(cls, artifact: Any) -> dict[str, Any]:
+        """Every config entry a saved posterior needs, type- and size-checked.
+
+        Raises:
+            ArtifactError: naming ``metadata.json`` and the entry that is missing,
+                of the wrong type, or inconsistent with the others.
+        """
+        return check_posterior_metadata(cls, artifact)
+
+    def _expected_state_bytes(self) -> tuple[int, int]:
+        """Bytes of the model's weights and its number of leaves, from shapes only.
+
+        Encoder and flow are traced abstractly (nothing is allocated); the two
+        coordinate arrays (shift, scale) add ``2 * parameter_dim`` float32 values.
+        """
+        import equinox as eqx
+        import jax
+
+        shapes = eqx.filter_eval_shape(self._build_networks, jax.random.key(0))
+        leaves = jax.tree.leaves(shapes)
+        arrays = [x for x in leaves if hasattr(x, "shape") and hasattr(x, "dtype")]
+        total = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in arrays)
+        return total + 8 * self.parameter_dim, len(leaves) + 2
+
     def hydrate_loaded_metadata(self, metadata: Mapping[str, Any]) -> None:
         """Restore dataset-derived state (names, space, schema, preprocessing, manifest)
-        and build the model skeleton that :meth:`load_backend_state` fills."""
+        and build the model skeleton that `load_backend_state` fills."""
+        self._restore_metadata(metadata)
+        self.model = self._build_model()
+
+    def _restore_metadata(self, metadata: Mapping[str, Any]) -> None:
         self.parameter_names = list(metadata["parameter_names"])
         self.space = ParameterSpace.from_config(metadata["parameter_space"])
         self._flow_shift = np.asarray(metadata["flow_shift"], np.float64)
@@ -77,7 +113,6 @@ class FlowPosteriorPersistence:
         self.dataset_fingerprint = metadata.get("dataset_fingerprint")
         self.support_bounded = bool(metadata.get("support_bounded", False))
         self.training_history = metadata.get("training_history")
-        self.model = self._build_model()
 
     def _backend_state_bytes(self) -> bytes:
         return serialise_module(self._require_fitted())

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from orrery.interface import ArtifactError, load_artifact, save_artifact
+from orrery.interface import ArtifactError, OrreryError, load_artifact, save_artifact
 
 __all__ = ["POSTERIOR_SCHEMA_VERSION", "PersistentPosteriorEstimator"]
 
@@ -26,6 +26,8 @@ POSTERIOR_SCHEMA_VERSION = 1
 ARTIFACT_KIND = "orrery.sbi.PosteriorEstimator"
 BACKEND_STATE_FILE = "backend_state.eqx"
 _REGISTRY: dict[str, type[PersistentPosteriorEstimator]] = {}
+#: Upper bound of the ``.npy`` header that ``equinox.tree_serialise_leaves`` writes per array.
+_NPY_HEADER_BYTES = 256
 
 
 def _package_version() -> str:
@@ -52,6 +54,17 @@ class PersistentPosteriorEstimator:
         _REGISTRY[cls.__name__] = cls
 
     # -- to implement -----------------------------------------------------------------
+    @classmethod
+    def checked_artifact_metadata(cls, artifact: Any) -> dict[str, Any]:
+        """The artifact's config after checking every entry the estimator needs."""
+        raise NotImplementedError
+
+    def _restore_metadata(self, metadata: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _expected_state_bytes(self) -> tuple[int, int]:
+        raise NotImplementedError
+
     def _build_estimator_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -121,25 +134,44 @@ class PersistentPosteriorEstimator:
                 version this package cannot read (the message names both versions).
         """
         artifact = load_artifact(path, kind=ARTIFACT_KIND)
-        config = artifact.config
-        found = config.get("posterior_schema_version")
+        found = artifact.config_value("posterior_schema_version", int, default=None)
         if found != POSTERIOR_SCHEMA_VERSION:
             raise ArtifactError(
                 f"artifact {str(path)!r} was saved with posterior schema version {found} "
-                f"(sbi-flows {config.get('package_version', '?')}); this sbi-flows "
+                f"(sbi-flows {artifact.config.get('package_version', '?')}); this sbi-flows "
                 f"{_package_version()} reads posterior schema version {POSTERIOR_SCHEMA_VERSION}"
             )
-        name = config.get("estimator_class")
+        name = artifact.config_value("estimator_class", str)
         klass = _REGISTRY.get(name)
         if klass is None or not issubclass(klass, cls):
             raise ArtifactError(
                 f"artifact {str(path)!r} holds a {name!r}, which is not a {cls.__name__}"
             )
-        estimator = klass.from_serialized_metadata(config)
-        estimator.hydrate_loaded_metadata(config)
-        if "backend_state" not in artifact.arrays:
-            raise ArtifactError(f"artifact {str(path)!r} has no backend_state array")
-        estimator._load_backend_state_bytes(artifact.arrays["backend_state"].tobytes())
+        # Everything is checked before anything is built or allocated.
+        config = klass.checked_artifact_metadata(artifact)
+        state = artifact.array("backend_state", kind="u", shape=(None,))
+        if state.dtype != np.uint8:
+            raise ArtifactError(
+                f"{artifact.path / 'arrays.npz'}: array 'backend_state' has dtype {state.dtype}, "
+                "expected uint8"
+            )
+        try:
+            estimator = klass.from_serialized_metadata(config)
+        except OrreryError as err:
+            raise ArtifactError(
+                f"{artifact.path / 'metadata.json'}: the saved constructor arguments are "
+                f"invalid ({err})"
+            ) from err
+        estimator._restore_metadata(config)
+        expected, n_arrays = estimator._expected_state_bytes()
+        if not expected <= state.size <= expected + _NPY_HEADER_BYTES * n_arrays:
+            raise ArtifactError(
+                f"{artifact.path / 'arrays.npz'}: array 'backend_state' holds {state.size} "
+                f"bytes; the configured model needs {expected} bytes of weights in "
+                f"{n_arrays} arrays"
+            )
+        estimator.model = estimator._build_model()
+        estimator._load_backend_state_bytes(state.tobytes())
         return estimator
 
 
