@@ -16,7 +16,7 @@ from orrery.ensemble import (
     ensemble_predictive,
     ensemble_vi,
 )
-from orrery.interface import ConfigError
+from orrery.interface import ConfigError, ValueDomainError
 
 SIGMA, TAU = 0.5, 2.0
 KEY = jax.random.PRNGKey(11)
@@ -171,8 +171,10 @@ def test_optimizer_detection_and_validation():
     assert callable(wrapped.init_fn) and callable(wrapped.get_params)
     with pytest.raises(ConfigError, match="optimizer"):
         as_numpyro_optimizer("adam")
-    with pytest.raises(ConfigError, match="kl_weight"):
+    with pytest.raises(ValueDomainError, match="kl_weight"):
         EnsembleVI(model, guide, numpyro_adam, kl_weight=-1.0)
+    with pytest.raises(ConfigError, match="kl_weight"):
+        EnsembleVI(model, guide, numpyro_adam, kl_weight="1")
     with pytest.raises(ConfigError, match="num_epochs"):
         EnsembleVI(model, guide, numpyro_adam, ensemble_size=2).run(KEY, 0, None, None)
 

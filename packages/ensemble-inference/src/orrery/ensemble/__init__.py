@@ -2,14 +2,14 @@
 
 Three layers:
 
-* functional primitives — :func:`ensemble_init`, :func:`ensemble_loss`, :func:`ensemble_step`;
-* numpyro-like runners with ``init`` / ``update`` / ``run`` — :class:`EnsembleMAP`,
-  :class:`EnsembleVI`;
-* one-call sugar — :func:`ensemble_map`, :func:`ensemble_vi`, :func:`ensemble_predict`;
+* functional primitives — `ensemble_init`, `ensemble_loss`, `ensemble_step`;
+* numpyro-like runners with ``init`` / ``update`` / ``run`` — `EnsembleMAP`,
+  `EnsembleVI`;
+* one-call sugar — `ensemble_map`, `ensemble_vi`, `ensemble_predict`;
 
-plus summaries (:func:`predictive_summary`, :func:`to_draws`,
-:func:`ensemble_predictive`) and the containers :class:`EnsembleState` and
-:class:`EnsembleResult`.
+plus summaries (`predictive_summary`, `to_draws`,
+`ensemble_predictive`) and the containers `EnsembleState` and
+`EnsembleResult`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

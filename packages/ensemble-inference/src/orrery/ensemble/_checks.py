@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ConfigError, ShapeError, as_int_seed, check_choice
+from orrery.interface import (
+    ConfigError,
+    ShapeError,
+    ValueDomainError,
+    as_int_seed,
+    check_choice,
+    check_finite,
+)
 
 NONFINITE_MODES = ("raise", "skip", "ignore")
 
@@ -48,7 +55,7 @@ def check_member_count(value: Any) -> int:
 
 def check_data(x: Any, y: Any) -> tuple[Any, jax.Array]:
     """Convert ``x`` (an array or a pytree of arrays) and ``y`` and check their lengths match."""
-    y = jnp.asarray(y)
+    y = _as_array(y, "y")
     if y.ndim < 1:
         raise ShapeError(
             f"y: expected at least one dimension (one row per data point), got shape {y.shape}"
@@ -56,14 +63,82 @@ def check_data(x: Any, y: Any) -> tuple[Any, jax.Array]:
     n = y.shape[0]
     if n < 1:
         raise ShapeError("y: expected at least one data point, got 0 rows")
-    x = jax.tree.map(jnp.asarray, x)
-    leaves = jax.tree.leaves(x)
+    x = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: _as_array(leaf, f"x{jax.tree_util.keystr(path)}"), x
+    )
+    leaves = jax.tree.leaves_with_path(x)
     if not leaves:
         raise ShapeError("x: expected an array (or a pytree of arrays), got an empty tree")
-    for leaf in leaves:
+    for path, leaf in leaves:
         if leaf.ndim < 1 or leaf.shape[0] != n:
             raise ShapeError(
-                f"x: expected {n} rows (one per row of y), got an array of shape {leaf.shape}; "
-                "x and y must have the same length"
+                f"x{jax.tree_util.keystr(path)}: expected {n} rows (one per row of y), got an "
+                f"array of shape {leaf.shape}; x and y must have the same length"
             )
+    check_all_finite(x, "x")
+    check_all_finite(y, "y")
     return x, y
+
+
+def _as_array(value: Any, name: str) -> jax.Array:
+    if isinstance(value, jax.Array):
+        return value
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biufc":
+        arr = check_finite(arr, name)  # converts numeric strings, names what is not a number
+    try:
+        return jnp.asarray(arr)
+    except TypeError as err:
+        raise ValueDomainError(f"{name}: expected a numeric array, got dtype {arr.dtype}") from err
+
+
+def check_all_finite(tree: Any, name: str) -> None:
+    """Raise `ValueDomainError` naming the leaf when a float leaf of `tree` holds NaN or inf.
+
+    Non-array leaves (None, Python flags) and integer arrays are left alone. The
+    test runs where the data lives; only a failing leaf is copied to the host
+    for the message.
+    """
+    for path, leaf in jax.tree.leaves_with_path(tree):
+        if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            continue
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            check_finite(np.asarray(leaf), f"{name}{jax.tree_util.keystr(path)}")
+
+
+def concrete_float(value: Any) -> float | None:
+    """`value` as a Python float when it is a concrete real scalar, else None (traced, arrays)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == ():
+        if jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating):
+            return float(value)
+    return None
+
+
+def check_weight(value: Any, name: str) -> float:
+    """A finite, non-negative real number (a Python, NumPy or 0-d array scalar) as a float."""
+    weight = concrete_float(value)
+    if weight is None:
+        raise ConfigError(f"{name}: expected a real number >= 0, got {value!r}")
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueDomainError(f"{name}: expected a finite number >= 0, got {weight}")
+    return weight
+
+
+def check_learning_rate(value: Any) -> Any:
+    """A finite positive learning rate, or a callable schedule (returned unchanged)."""
+    if callable(value):
+        return value
+    rate = concrete_float(value)
+    if rate is None:
+        raise ConfigError(f"learning_rate: expected a positive number or a schedule, got {value!r}")
+    if not np.isfinite(rate) or rate <= 0:
+        raise ValueDomainError(f"learning_rate: expected a finite number > 0, got {rate}")
+    return rate

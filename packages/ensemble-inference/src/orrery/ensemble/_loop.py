@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +16,71 @@ from orrery.interface import ValueDomainError
 
 # With a progress bar the run is cut into about this many equal scans (two compilations at most).
 _PROGRESS_CHUNKS = 20
+
+# A member that skipped more than this fraction of a run's steps is named in a warning.
+SKIP_WARN_FRACTION = 0.05
+
+
+def resolve_progress(progress: bool | None) -> bool:
+    """`None` means: show progress when stderr is a terminal."""
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except ValueError:  # a closed stream
+            return False
+    if not isinstance(progress, bool):
+        from orrery.interface import ConfigError
+
+        raise ConfigError(f"progress: expected True, False or None, got {progress!r}")
+    return progress
+
+
+class _Report:
+    """Progress in two stages, compilation (with the first scan) and then the steps.
+
+    On a terminal: a tqdm bar per stage. Elsewhere (a log file, CI): one plain
+    line per stage on stderr.
+    """
+
+    def __init__(self, desc: str, num_steps: int, members: int | None):
+        self.desc, self.num_steps = desc, num_steps
+        self.tty = resolve_progress(None)
+        self.bar = None
+        self.t0 = time.perf_counter()
+        who = f"{members} members, " if members else ""
+        self._line(f"{desc}: compiling ({who}{num_steps} steps) ...")
+
+    def _line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def first_chunk_done(self, length: int) -> None:
+        elapsed = time.perf_counter() - self.t0
+        msg = f"{self.desc}: compiled and ran the first {length} steps in {elapsed:.1f} s"
+        if self.tty:
+            from tqdm.auto import tqdm
+
+            self._line(msg)
+            self.bar = tqdm(total=self.num_steps, initial=length, desc=self.desc, unit="step")
+        self.t1 = time.perf_counter()
+        self.first = length
+        self.first_msg = msg
+
+    def update(self, length: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(length)
+            self.bar.set_postfix(loss=f"{loss:.4g}")
+
+    def close(self, done: bool) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if not done or not hasattr(self, "t1"):
+            return
+        rest = self.num_steps - self.first
+        steps = time.perf_counter() - self.t1
+        if self.tty:
+            return
+        self._line(f"{self.first_msg}; the other {rest} steps took {steps:.1f} s")
 
 
 def chunk_lengths(num_steps: int, progress: bool) -> list[int]:
@@ -33,38 +101,68 @@ def drive(
     progress: bool,
     on_nonfinite: str,
     desc: str,
+    members: int | None = None,
 ) -> tuple[Any, Any, Any]:
     """Run ``run_chunk(state, start, length) -> (state, losses, ok)`` chunk by chunk.
 
     Returns the final state, the losses ``(E, num_steps)`` and the per-member
     count of non-finite steps. Under ``on_nonfinite="raise"`` it stops at the
-    first chunk that saw one and raises :class:`ValueDomainError`.
+    first chunk that saw one and raises `ValueDomainError`.
     """
+    progress = resolve_progress(progress)
     lengths = chunk_lengths(num_steps, progress)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, desc=desc, unit="step")
+    report = _Report(desc, num_steps, members) if progress else None
     losses, bad = [], []
     step = start_step
+    done = False
     try:
-        for length in lengths:
+        for i, length in enumerate(lengths):
             state, chunk_losses, chunk_ok = run_chunk(state, step, length)
             losses.append(chunk_losses)
             bad.append(~chunk_ok)
             if on_nonfinite == "raise":
                 _raise_on_nonfinite(chunk_ok, step)
             step += length
-            if bar is not None:
-                bar.update(length)
-                bar.set_postfix(loss=f"{float(jnp.nanmean(chunk_losses[:, -1])):.4g}")
+            if report is not None:
+                if i == 0:
+                    jax.block_until_ready(chunk_losses)
+                    report.first_chunk_done(length)
+                else:
+                    loss = float(jnp.nanmean(chunk_losses[:, -1]))
+                    report.update(length, loss)
+        done = True
     finally:
-        if bar is not None:
-            bar.close()
+        if report is not None:
+            report.close(done)
     all_losses = losses[0] if len(losses) == 1 else jnp.concatenate(losses, axis=1)
     all_bad = bad[0] if len(bad) == 1 else jnp.concatenate(bad, axis=1)
-    return state, all_losses, all_bad.sum(axis=1, dtype=jnp.int32)
+    counts = all_bad.sum(axis=1, dtype=jnp.int32)
+    warn_skips(counts, num_steps, on_nonfinite, desc)
+    return state, all_losses, counts
+
+
+def warn_skips(counts: Any, num_steps: int, on_nonfinite: str, desc: str) -> None:
+    """Warn, naming the members, when more than `SKIP_WARN_FRACTION` of their steps were bad."""
+    counts = np.asarray(counts)
+    members = np.nonzero(counts > SKIP_WARN_FRACTION * num_steps)[0].tolist()
+    if not members:
+        return
+    worst = int(counts.max())
+    if on_nonfinite == "skip":
+        effect = (
+            "those steps were skipped, so these members may still sit at (or near) their "
+            "initial values"
+        )
+    else:
+        effect = "those steps were applied, so these members' parameters may be NaN or inf"
+    warnings.warn(
+        f"{desc}: member(s) {members} had a non-finite loss or gradient in more than "
+        f"{SKIP_WARN_FRACTION:.0%} of the {num_steps} steps (up to {worst}); {effect}. "
+        "Check the data, the prior_weight and the learning rate (result.skipped_steps "
+        "has the counts).",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _raise_on_nonfinite(ok: Any, start_step: int) -> None:

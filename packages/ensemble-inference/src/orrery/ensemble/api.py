@@ -12,6 +12,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from orrery.interface import ShapeError
 
+from ._checks import check_all_finite, check_learning_rate
 from ._sharding import put_members, put_replicated, resolve_shardings
 from .map import EnsembleMAP
 from .primitives import LogJoint
@@ -42,7 +43,7 @@ def ensemble_map(
     on_nonfinite: str = "skip",
     devices: Any = None,
     init_state: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> EnsembleResult:
     """Fit an ensemble of MAP (``prior_weight=1``) or MLE (``0``) members in one call.
 
@@ -61,24 +62,38 @@ def ensemble_map(
         learning_rate: learning rate of the default ``optax.adam``.
         prior_weight: ``1`` for MAP, ``0`` for MLE.
         optimizer: an ``optax.GradientTransformation`` replacing the default Adam.
-        on_nonfinite: ``"skip"``, ``"ignore"`` or ``"raise"`` (see :class:`EnsembleMAP`).
+        on_nonfinite: ``"skip"``, ``"ignore"`` or ``"raise"`` (see `EnsembleMAP`).
         devices: ``None``, ``"all"`` or devices to split the members over.
         init_state: continue from an earlier state or result.
         progress: show a tqdm progress bar.
 
     Returns:
-        An :class:`EnsembleResult`, which unpacks as ``params_stacked, losses``
+        An `EnsembleResult`, which unpacks as ``params_stacked, losses``
         with losses ``(E, num_epochs)``.
 
     Example:
-        >>> params, losses = ensemble_map(log_joint, init_fn, ensemble_size=16,
-        ...                               num_epochs=2000, data=(x, y), seed=0)
+        >>> import jax, jax.numpy as jnp
+        >>> x = jnp.linspace(-1.0, 1.0, 20)
+        >>> y = 2.0 * x + 0.5
+        >>> def log_joint(p, x, y):
+        ...     loglik = -0.5 * jnp.sum((y - p["a"] * x - p["b"]) ** 2) / 0.1**2
+        ...     return loglik, -0.5 * (p["a"] ** 2 + p["b"] ** 2)
+        >>> def init_fn(key):
+        ...     return {"a": jax.random.normal(key), "b": jnp.zeros(())}
+        >>> params, losses = ensemble_map(log_joint, init_fn, ensemble_size=4, num_epochs=500,
+        ...                               data=(x, y), seed=0, learning_rate=0.05)
+        >>> params["a"].shape, losses.shape
+        ((4,), (4, 500))
+        >>> bool(jnp.allclose(params["a"], 2.0, atol=0.05))
+        True
     """
     x, y = _split_data(data)
+    if optimizer is None:
+        optimizer = optax.adam(check_learning_rate(learning_rate))
     runner = EnsembleMAP(
         log_joint,
         init_fn,
-        optax.adam(learning_rate) if optimizer is None else optimizer,
+        optimizer,
         ensemble_size=ensemble_size,
         prior_weight=prior_weight,
         on_nonfinite=on_nonfinite,
@@ -104,7 +119,7 @@ def ensemble_vi(
     on_nonfinite: str = "skip",
     devices: Any = None,
     init_state: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> EnsembleResult:
     """Fit an ensemble of numpyro SVI members in one call.
 
@@ -125,13 +140,15 @@ def ensemble_vi(
         progress: show a tqdm progress bar.
 
     Returns:
-        An :class:`EnsembleResult` that unpacks as ``guide_params_stacked, losses``.
+        An `EnsembleResult` that unpacks as ``guide_params_stacked, losses``.
     """
     x, y = _split_data(data)
+    check_all_finite(x, "x")
+    check_all_finite(y, "y")
     if optimizer is None:
         from numpyro.optim import Adam
 
-        optimizer = Adam(learning_rate)
+        optimizer = Adam(check_learning_rate(learning_rate))
     runner = EnsembleVI(
         model_fn,
         guide_fn,

@@ -1,16 +1,15 @@
-r"""The tempered ELBO used by :class:`~orrery.ensemble.EnsembleVI` when ``kl_weight != 1``.
+r"""The tempered ELBO used by [`EnsembleVI`][orrery.ensemble.EnsembleVI] when ``kl_weight != 1``.
 
-For a guide :math:`q_\phi` and a model :math:`p(y, \theta)` it maximises
+For a guide `q` and a model `p(y, θ)` it maximises
 
-.. math::
-    \mathbb{E}_{q_\phi}[\log p(y\mid\theta)] - \beta\,\mathrm{KL}(q_\phi\,\|\,p(\theta)),
+    E_q[log p(y | θ)] - β KL(q || p(θ)),
 
-i.e. a posterior whose likelihood is raised to the power :math:`1/\beta`.
+i.e. a posterior whose likelihood is raised to the power `1/β`.
 
 The KL term is computed site by site: analytically (as
 ``numpyro.infer.TraceMeanField_ELBO`` does) when numpyro registers a
 ``kl_divergence`` for the pair of guide and prior distributions, and by the
-one-sample Monte Carlo estimate :math:`\log q(\theta) - \log p(\theta)` at the
+one-sample Monte Carlo estimate `log q(θ) - log p(θ)` at the
 guide's draw otherwise. The analytic form requires a mean-field-compatible
 guide (a site's prior may depend only on upstream latents, as in
 ``TraceMeanField_ELBO``); ``analytic_kl=False`` forces Monte Carlo everywhere.
@@ -26,6 +25,8 @@ import jax.numpy as jnp
 from numpyro.distributions.kl import kl_divergence
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer import ELBO
+
+from orrery.interface import ConfigError
 
 __all__ = ["TemperedELBO"]
 
@@ -99,6 +100,12 @@ class TemperedELBO(ELBO):
                     continue
                 if site["is_observed"]:
                     log_lik = log_lik + _scaled_log_prob(site)
+                elif name not in guide_trace:
+                    raise ConfigError(
+                        f"kl_weight={self.kl_weight}: the model's latent site {name!r} is not "
+                        "in the guide, so its KL term is undefined; add it to the guide (or "
+                        "observe it), or use kl_weight=1 (Trace_ELBO)"
+                    )
                 else:
                     kl = kl + _site_kl(guide_trace[name], site, self.analytic_kl)
             for name, site in guide_trace.items():

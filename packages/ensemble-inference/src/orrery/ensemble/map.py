@@ -1,4 +1,4 @@
-"""Layer 2: :class:`EnsembleMAP`, an ``init`` / ``update`` / ``run`` runner for MAP/MLE."""
+"""Layer 2: `EnsembleMAP`, an ``init`` / ``update`` / ``run`` runner for MAP/MLE."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 from orrery.interface import ConfigError, check_positive_int
 
 from . import _loop
-from ._checks import as_key, check_data, check_member_count, check_on_nonfinite
+from ._checks import as_key, check_data, check_member_count, check_on_nonfinite, check_weight
 from ._sharding import (
     MemberShardings,
     constrain_members,
@@ -36,11 +36,15 @@ def batch_indices(
     return jr.permutation(jr.fold_in(key, step), n)[:batch_size]
 
 
+def _prior_weight(value: Any) -> float:
+    return check_weight(value, "prior_weight")
+
+
 class EnsembleMAP(eqx.Module):
     r"""An ensemble of MAP (or MLE) fits with numpyro's ``init`` / ``update`` / ``run`` surface.
 
     Member ``e`` minimises the tempered negative log posterior
-    :math:`-(N/|B|)\sum_{i\in B}\log p(y_i\mid x_i,\theta_e) - w\,\log p(\theta_e)`
+    `-(N/|B|) Σ_{i in B} log p(y_i | x_i, θ_e) - w log p(θ_e)`
     with ``w = prior_weight``.
 
     Args:
@@ -52,24 +56,34 @@ class EnsembleMAP(eqx.Module):
         on_nonfinite: what a member whose loss or gradient is NaN/inf does:
             ``"skip"`` keeps its previous state for that step, ``"ignore"``
             applies the step anyway, ``"raise"`` stops ``run`` with
-            :class:`~orrery.interface.ValueDomainError`.
+            [`ValueDomainError`][orrery.interface.ValueDomainError].
         devices: ``None`` (default placement), ``"all"`` or a sequence of
             ``jax.Device``: the member axis is split over a 1-D mesh of them
             and the data replicated. ``ensemble_size`` must be a multiple of
             the device count.
 
     Example:
-        >>> runner = EnsembleMAP(log_joint, init_fn, optax.adam(5e-3), ensemble_size=8)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> x = jnp.linspace(-1.0, 1.0, 32)
+        >>> y = 2.0 * x
+        >>> def log_joint(p, x, y):
+        ...     return -0.5 * jnp.sum((y - p["a"] * x) ** 2), -0.5 * p["a"] ** 2
+        >>> runner = EnsembleMAP(log_joint, lambda k: {"a": jax.random.normal(k)},
+        ...                      optax.adam(0.05), ensemble_size=8)
         >>> state = runner.init(jax.random.key(0))
-        >>> state, losses = runner.update(state, x, y)      # one step, losses (8,)
-        >>> params, losses = runner.run(jax.random.key(0), 1000, x, y, batch_size=64)
+        >>> state, losses = runner.update(state, x, y)  # one step for every member
+        >>> losses.shape
+        (8,)
+        >>> params, losses = runner.run(jax.random.key(0), 100, x, y, batch_size=16)
+        >>> params["a"].shape, losses.shape
+        ((8,), (8, 100))
     """
 
     log_joint: LogJoint
     init_fn: Callable[[PRNGKeyArray], PyTree]
     optimizer: Any
     ensemble_size: int = eqx.field(static=True, default=16)
-    prior_weight: float = eqx.field(static=True, default=1.0)
+    prior_weight: float = eqx.field(static=True, default=1.0, converter=_prior_weight)
     on_nonfinite: str = eqx.field(static=True, default="skip")
     devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
 
@@ -108,7 +122,7 @@ class EnsembleMAP(eqx.Module):
         """One optimizer step for every member (mirrors ``numpyro.infer.SVI.update``).
 
         Args:
-            state: the current :class:`EnsembleState`.
+            state: the current `EnsembleState`.
             x_batch: inputs of this step.
             y_batch: targets of this step.
             scale: weight of the log likelihood, ``N / |B|`` for a minibatch.
@@ -130,7 +144,7 @@ class EnsembleMAP(eqx.Module):
         *,
         batch_size: int | None = None,
         init_state: EnsembleState | EnsembleResult | None = None,
-        progress: bool = False,
+        progress: bool | None = False,
     ) -> EnsembleResult:
         """Fit every member for ``num_epochs`` optimizer steps (mirrors ``SVI.run``).
 
@@ -147,14 +161,14 @@ class EnsembleMAP(eqx.Module):
             x: inputs, an array (or pytree of arrays) with ``n`` rows.
             y: targets with ``n`` rows.
             batch_size: minibatch size; ``None`` for full batch.
-            init_state: continue from this :class:`EnsembleState` or
-                :class:`EnsembleResult` instead of initialising. A result also
+            init_state: continue from this `EnsembleState` or
+                `EnsembleResult` instead of initialising. A result also
                 carries the step count, so that two runs of ``T1`` and ``T2``
                 steps with the same ``seed`` equal one run of ``T1 + T2``.
             progress: show a tqdm progress bar (the scan is then chunked).
 
         Returns:
-            An :class:`EnsembleResult`; ``params, losses = result`` unpacks the
+            An `EnsembleResult`; ``params, losses = result`` unpacks the
             final parameters and the ``(E, num_epochs)`` loss history.
         """
         num_epochs = check_positive_int(num_epochs, "num_epochs")
@@ -197,6 +211,7 @@ class EnsembleMAP(eqx.Module):
             progress=progress,
             on_nonfinite=self.on_nonfinite,
             desc="EnsembleMAP",
+            members=self.ensemble_size,
         )
         skipped = _loop.previous_skips(init_state, self.ensemble_size) + bad
         return EnsembleResult(state.params, losses, skipped, state, start + num_epochs)

@@ -1,12 +1,13 @@
 """Layer 1: pure functions to initialise and advance an ensemble.
 
 Every member is an independent fit; its array leaves sit on a leading ``(E,)``
-axis and all members advance together under :func:`equinox.filter_vmap`.
+axis and all members advance together under `equinox.filter_vmap`.
 Write your own training loop with these when the runners are not enough.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from ._checks import check_member_count
+from orrery.interface import ConfigError, ValueDomainError
+
+from ._checks import check_member_count, concrete_float
 from .state import EnsembleState
 
 __all__ = ["ensemble_init", "ensemble_loss", "ensemble_step"]
@@ -41,7 +45,7 @@ def ensemble_init(
         seed: a PRNG key, split into ``E`` member keys.
 
     Returns:
-        An :class:`EnsembleState` whose array leaves have a leading ``(E,)`` axis.
+        An `EnsembleState` whose array leaves have a leading ``(E,)`` axis.
 
     Example:
         >>> import jax, optax
@@ -58,7 +62,25 @@ def ensemble_init(
         return params, optimizer.init(eqx.filter(params, eqx.is_inexact_array))
 
     params, opt_state = eqx.filter_vmap(one)(keys)
+    _warn_number_leaves(params)
     return EnsembleState(params, opt_state)
+
+
+def _warn_number_leaves(params: PyTree) -> None:
+    """Warn about Python numbers among the parameters: they are constants, never optimised."""
+    found = [
+        f"params{jax.tree_util.keystr(path)} = {leaf!r}"
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        if isinstance(leaf, (int, float, complex)) and not isinstance(leaf, bool)
+    ]
+    if found:
+        warnings.warn(
+            f"init_fn returned Python number leaves ({', '.join(found)}); they are shared "
+            "constants and will not be optimised. Return arrays to fit them, e.g. "
+            "jnp.asarray(0.0) or jnp.zeros(()) instead of 0.0.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def ensemble_loss(
@@ -78,20 +100,48 @@ def ensemble_loss(
 
     Returns:
         ``loss_fn(params, x_batch, y_batch) -> (loss, grads)``, an
-        :func:`equinox.filter_value_and_grad` (gradients for inexact arrays only).
+        `equinox.filter_value_and_grad` (gradients for inexact arrays only).
     """
-    # A traced weight cannot be tested against zero, so only concrete zeros skip the prior.
-    skip_prior = isinstance(prior_weight, (int, float)) and prior_weight == 0
+    # A traced weight cannot be tested against zero, so only concrete zeros skip the prior;
+    # NumPy scalars and 0-d arrays count as concrete (np.float32(0.0) skips it like 0.0).
+    weight = concrete_float(prior_weight)
+    if weight is not None:
+        if not np.isfinite(weight):
+            raise ValueDomainError(f"prior_weight: expected a finite number, got {weight}")
+        prior_weight = weight
+    skip_prior = weight == 0
 
     @eqx.filter_value_and_grad
     def loss_fn(params, x_batch, y_batch):
-        loglik, logprior = log_joint(params, x_batch, y_batch)
+        loglik, logprior = _check_log_joint_output(log_joint(params, x_batch, y_batch))
         loss = -scale * loglik
         if not skip_prior:
             loss = loss - prior_weight * logprior
         return loss
 
     return loss_fn
+
+
+def _check_log_joint_output(out: Any) -> tuple[Any, Any]:
+    """The `(log_likelihood, log_prior)` pair, checked while tracing (so checked once)."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        what = f"a {type(out).__name__}"
+        if hasattr(out, "shape"):
+            what = f"a single array of shape {tuple(out.shape)}"
+        elif isinstance(out, (tuple, list)):
+            what += f" of length {len(out)}"
+        raise ConfigError(
+            f"log_joint: expected it to return a pair (log_likelihood, log_prior) of scalars, "
+            f"got {what}; return (loglik, 0.0) when there is no prior"
+        )
+    for name, value in zip(("log_likelihood", "log_prior"), out, strict=True):
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != ():
+            raise ConfigError(
+                f"log_joint: the {name} it returns must be a scalar, got shape {shape}; "
+                "sum over data points (and parameters) inside log_joint"
+            )
+    return out[0], out[1]
 
 
 def _all_finite(tree: PyTree) -> Bool[Array, ""]:
@@ -153,12 +203,12 @@ def ensemble_step(
     """Advance every member by one optimizer step on the same batch.
 
     Args:
-        state: the current :class:`EnsembleState`.
+        state: the current `EnsembleState`.
         x_batch: inputs shared by all members.
         y_batch: targets shared by all members.
         log_joint: ``(params, x, y) -> (loglik, logprior)``.
         optimizer: the same ``optax.GradientTransformation`` given to
-            :func:`ensemble_init` (a stateful schedule must be the same instance).
+            `ensemble_init` (a stateful schedule must be the same instance).
         prior_weight: weight of the log prior (``0`` for MLE).
         scale: weight of the log likelihood (``N / |B|`` for minibatches).
 

@@ -1,4 +1,4 @@
-"""The containers of an ensemble fit: :class:`EnsembleState` and :class:`EnsembleResult`."""
+"""The containers of an ensemble fit: `EnsembleState` and `EnsembleResult`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class EnsembleResult(_ResultFields):
 
     Attributes:
         params: final parameters, array leaves stacked on ``(E,)``. For
-            :class:`~orrery.ensemble.EnsembleVI` these are the constrained guide
+            [`EnsembleVI`][orrery.ensemble.EnsembleVI] these are the constrained guide
             parameters.
         losses: per-member loss at every step of this run, ``(E, num_epochs)``,
             each measured before that step's update.
@@ -49,7 +49,7 @@ class EnsembleResult(_ResultFields):
             update was not finite (``(E,)`` integers). Under
             ``on_nonfinite="skip"`` those steps were not applied; under
             ``"ignore"`` they were. Counts accumulate across continued runs.
-        state: the final optimizer state (an :class:`EnsembleState` for MAP,
+        state: the final optimizer state (an `EnsembleState` for MAP,
             a stacked ``numpyro.infer.svi.SVIState`` for VI); pass the result
             as ``init_state`` to continue training.
         num_steps: the total number of optimizer steps taken since

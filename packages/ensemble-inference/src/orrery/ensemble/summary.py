@@ -41,15 +41,18 @@ def predictive_summary(
     """Mean, standard deviation and quantiles of ``predictions`` over the member axis (axis 0).
 
     Args:
-        predictions: an ``(E, ...)`` array, e.g. from :func:`ensemble_predict`.
+        predictions: an ``(E, ...)`` array, e.g. from `ensemble_predict`.
         quantiles: levels in ``[0, 1]``.
 
     Returns:
-        A :class:`PredictiveSummary`.
+        A `PredictiveSummary`.
 
     Example:
-        >>> s = predictive_summary(ensemble_predict(params, predict_fn, x_new))
-        >>> lower, median, upper = s.quantiles
+        >>> import jax.numpy as jnp
+        >>> preds = jnp.stack([jnp.full(3, float(e)) for e in range(5)])  # 5 members
+        >>> s = predictive_summary(preds, quantiles=(0.25, 0.5, 0.75))
+        >>> s.mean.tolist(), s.quantiles[:, 0].tolist()
+        ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])
     """
     preds = jnp.asarray(predictions)
     if preds.ndim < 1 or preds.shape[0] < 1:
@@ -75,7 +78,7 @@ def _path_name(path: tuple[Any, ...]) -> str:
 
 
 def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draws:
-    """Turn stacked member parameters into :class:`~orrery.interface.Draws`, one chain per member.
+    """Turn stacked member parameters into [`Draws`][orrery.interface.Draws], one chain per member.
 
     Every array leaf ``(E, *shape)`` becomes a variable of shape ``(E, 1,
     *shape)`` (E chains of one draw). Names come from the pytree paths, joined
@@ -86,7 +89,7 @@ def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draw
         names: one name per array leaf (in ``jax.tree.leaves`` order) to use instead.
 
     Returns:
-        A :class:`~orrery.interface.Draws`.
+        A [`Draws`][orrery.interface.Draws].
     """
     flat = [
         (path, leaf)
@@ -135,7 +138,7 @@ def ensemble_predictive(
         model_fn: the numpyro model.
         guide_fn: the guide the parameters belong to.
         params_stacked: constrained guide parameters, leaves ``(E, ...)`` (the
-            ``params`` of :class:`EnsembleVI` / :func:`ensemble_vi`).
+            ``params`` of `EnsembleVI` / `ensemble_vi`).
         *args: model arguments (e.g. ``x_new`` and ``None`` for ``y``).
         num_samples: draws per member.
         seed: a PRNG key or an int seed.

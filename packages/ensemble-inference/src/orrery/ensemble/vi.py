@@ -1,4 +1,4 @@
-"""Layer 2: :class:`EnsembleVI`, numpyro SVI vmapped over ensemble members."""
+"""Layer 2: `EnsembleVI`, numpyro SVI vmapped over ensemble members."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from orrery.interface import ConfigError, check_positive_int
 
 from . import _loop
-from ._checks import as_key, check_member_count, check_on_nonfinite
+from ._checks import (
+    as_key,
+    check_all_finite,
+    check_member_count,
+    check_on_nonfinite,
+    check_weight,
+)
 from ._sharding import (
     MemberShardings,
     constrain_members,
@@ -84,13 +90,17 @@ def _member_init_guide(guide: Any) -> Any:
     return fresh
 
 
+def _kl_weight(value: Any) -> float:
+    return check_weight(value, "kl_weight")
+
+
 class EnsembleVI(eqx.Module):
     r"""An ensemble of numpyro SVI fits, one per member, advanced together under ``vmap``.
 
     Member ``e`` maximises the tempered ELBO
-    :math:`\mathbb{E}_{q_e}[\log p(y\mid x,\theta)] - \beta\,\mathrm{KL}(q_e\,\|\,p)`
+    `E_{q_e}[log p(y | x, θ)] - β KL(q_e || p)`
     with ``β = kl_weight``: ``Trace_ELBO(num_particles)`` when ``β == 1``,
-    otherwise :class:`~orrery.ensemble.TemperedELBO` (closed-form KL where
+    otherwise [`TemperedELBO`][orrery.ensemble.TemperedELBO] (closed-form KL where
     numpyro registers one, Monte Carlo otherwise).
 
     Args:
@@ -105,19 +115,28 @@ class EnsembleVI(eqx.Module):
             or new parameters are not finite; its random key still advances),
             ``"ignore"`` or ``"raise"``.
         devices: ``None``, ``"all"`` or a sequence of ``jax.Device`` to split
-            the members over (see :class:`~orrery.ensemble.EnsembleMAP`).
+            the members over (see [`EnsembleMAP`][orrery.ensemble.EnsembleMAP]).
 
     Example:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> def model(x, y=None):
+        ...     w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(w * x, 0.5), obs=y)
+        >>> def guide(x, y=None):
+        ...     loc = numpyro.param("w_loc", 0.0)
+        ...     numpyro.sample("w", dist.Normal(loc, 0.1))
+        >>> x = jnp.linspace(-1.0, 1.0, 16)
         >>> vi = EnsembleVI(model, guide, numpyro.optim.Adam(1e-2), ensemble_size=8)
-        >>> result = vi.run(jax.random.key(0), 2000, x, y)
-        >>> result.params["w_loc"].shape        # (8, ...)
+        >>> result = vi.run(jax.random.key(0), 50, x, 2.0 * x)
+        >>> result.params["w_loc"].shape, result.losses.shape
+        ((8,), (8, 50))
     """
 
     model_fn: Callable[..., Any]
     guide_fn: Callable[..., Any]
     optimizer: Any
     ensemble_size: int = eqx.field(static=True, default=16)
-    kl_weight: float = eqx.field(static=True, default=1.0)
+    kl_weight: float = eqx.field(static=True, default=1.0, converter=_kl_weight)
     num_particles: int = eqx.field(static=True, default=1)
     on_nonfinite: str = eqx.field(static=True, default="skip")
     devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
@@ -126,8 +145,6 @@ class EnsembleVI(eqx.Module):
         check_member_count(self.ensemble_size)
         check_positive_int(self.num_particles, "num_particles")
         check_on_nonfinite(self.on_nonfinite)
-        if not isinstance(self.kl_weight, (int, float)) or not self.kl_weight >= 0:
-            raise ConfigError(f"kl_weight: expected a number >= 0, got {self.kl_weight!r}")
         for name in ("model_fn", "guide_fn"):
             if not callable(getattr(self, name)):
                 raise ConfigError(f"{name}: expected a callable numpyro model/guide")
@@ -188,7 +205,7 @@ class EnsembleVI(eqx.Module):
         num_epochs: int,
         *args: Any,
         init_state: Any = None,
-        progress: bool = False,
+        progress: bool | None = False,
         **kwargs: Any,
     ) -> EnsembleResult:
         """Fit every member for ``num_epochs`` SVI steps (vmapped ``SVI.run``).
@@ -201,16 +218,18 @@ class EnsembleVI(eqx.Module):
             num_epochs: the number of SVI steps.
             *args: positional arguments of the model and guide (e.g. ``x, y``).
             init_state: continue from a stacked ``SVIState`` or an
-                :class:`EnsembleResult` (its ``state``); the random keys live in
+                `EnsembleResult` (its ``state``); the random keys live in
                 the state, so a split run equals one long run.
             progress: show a tqdm bar (the scan is then chunked).
             **kwargs: keyword arguments of the model and guide.
 
         Returns:
-            An :class:`EnsembleResult` with the constrained guide parameters and
+            An `EnsembleResult` with the constrained guide parameters and
             losses ``(E, num_epochs)``.
         """
         num_epochs = check_positive_int(num_epochs, "num_epochs")
+        check_all_finite(args, "args")
+        check_all_finite(kwargs, "kwargs")
         shardings = self.shardings
         start = 0
         if init_state is None:
@@ -241,6 +260,7 @@ class EnsembleVI(eqx.Module):
             progress=progress,
             on_nonfinite=self.on_nonfinite,
             desc="EnsembleVI",
+            members=self.ensemble_size,
         )
         skipped = _loop.previous_skips(init_state, self.ensemble_size) + bad
         return EnsembleResult(

@@ -1,0 +1,195 @@
+"""Bad input at the public boundary: a named OrreryError up front, or a warning naming members."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+
+from orrery.ensemble import EnsembleMAP, EnsembleVI, ensemble_loss, ensemble_map, ensemble_vi
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
+
+KEY = jax.random.PRNGKey(3)
+
+
+def _fit(linear, **kw):
+    log_joint = kw.pop("log_joint", linear.log_joint)
+    args = dict(ensemble_size=2, num_epochs=4, data=linear.data, seed=0, progress=False)
+    args.update(kw)
+    return ensemble_map(log_joint, linear.init, **args)
+
+
+def _poisoned(a, index, value=np.nan):
+    a = np.array(a)
+    a[index] = value
+    return a
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"prior_weight": np.nan}, ValueDomainError, "^prior_weight: expected a finite"),
+        ({"prior_weight": -1.0}, ValueDomainError, "^prior_weight"),
+        ({"prior_weight": "1"}, ConfigError, "^prior_weight"),
+        ({"learning_rate": np.nan}, ValueDomainError, "^learning_rate: expected a finite"),
+        ({"learning_rate": 0.0}, ValueDomainError, "^learning_rate"),
+        ({"learning_rate": "fast"}, ConfigError, "^learning_rate"),
+        ({"progress": "yes"}, ConfigError, "^progress"),
+        ({"ensemble_size": 0}, ConfigError, "^ensemble_size"),
+        ({"num_epochs": 0}, ConfigError, "^num_epochs"),
+        ({"data": (np.zeros((3, 2)),)}, ShapeError, "^data"),
+    ],
+)
+def test_bad_options_raise_before_any_step(linear, kw, error, match):
+    with pytest.raises(error, match=match) as info:
+        _fit(linear, **kw)
+    assert type(info.value) is error
+
+
+def test_nonfinite_data_is_refused_naming_the_argument(linear):
+    x, y = linear.data
+    with pytest.raises(ValueDomainError, match=r"^y: expected finite values, got 1 .*\(3,\)"):
+        _fit(linear, data=(x, _poisoned(y, 3)))
+    with pytest.raises(ValueDomainError, match=r"^x: expected finite values.*\(5, 1\)"):
+        _fit(linear, data=(_poisoned(x, (5, 1), np.inf), y))
+    with pytest.raises(ValueDomainError, match=r"^x\['a'\]: expected finite"):
+        runner = EnsembleMAP(linear.log_joint, linear.init, linear.adam, ensemble_size=2)
+        runner.run(KEY, 2, {"a": _poisoned(x, 0)}, y)
+    with pytest.raises(ValueDomainError, match=r"^y: expected finite values.*\(39,\)"):
+        _fit(linear, data=(x, [*np.asarray(y).astype(str).tolist()[:-1], "nan"]))
+
+
+def test_zero_prior_weight_as_numpy_scalar_or_0d_array_skips_the_prior(linear):
+    x, y = linear.data
+
+    def no_prior(params, x, y):  # the placeholder prior would poison the loss if it were used
+        return linear.log_joint(params, x, y)[0], -jnp.inf
+
+    ref = _fit(linear, log_joint=no_prior, prior_weight=0.0)
+    assert np.isfinite(np.asarray(ref.losses)).all()
+    res = _fit(linear, log_joint=no_prior, prior_weight=np.float32(0.0))
+    assert res.skipped_steps.tolist() == [0, 0]
+    np.testing.assert_array_equal(res.losses, ref.losses)
+    for zero in (np.float32(0.0), np.array(0.0), jnp.asarray(0.0), 0):
+        loss, _ = ensemble_loss(no_prior, prior_weight=zero)(
+            {"w": jnp.zeros(2)}, jnp.asarray(x), jnp.asarray(y)
+        )
+        assert np.isfinite(float(loss))
+
+
+def test_members_skipping_many_steps_are_named_in_a_warning(linear):
+    def nan_for_member_1(params, x, y):
+        ll, lp = linear.log_joint(params, x, y)
+        return ll + jnp.where(params["id"] == 1.0, jnp.nan, 0.0), lp
+
+    def init(key):
+        return {"w": jax.random.normal(key, (2,)), "id": jnp.zeros(())}
+
+    runner = EnsembleMAP(nan_for_member_1, init, linear.adam, ensemble_size=3)
+    state = runner.init(KEY)
+    state = state._replace(params={**state.params, "id": jnp.array([0.0, 1.0, 0.0])})
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[1\] had a non-finite .* 4 steps"):
+        res = runner.run(KEY, 4, *linear.data, init_state=state)
+    assert res.skipped_steps.tolist() == [0, 4, 0]
+
+
+def test_log_joint_that_is_not_a_pair_is_a_config_error(linear):
+    def one_number(params, x, y):
+        return sum(linear.log_joint(params, x, y))
+
+    def per_point(params, x, y):
+        return -0.5 * (y - x @ params["w"]) ** 2, 0.0
+
+    with pytest.raises(
+        ConfigError, match=r"^log_joint: expected it to return a pair .*single array of shape \(\)"
+    ):
+        _fit(linear, log_joint=one_number)
+    with pytest.raises(ConfigError, match=r"log_likelihood it returns must be a scalar.*\(40,\)"):
+        _fit(linear, log_joint=per_point)
+    with pytest.raises(ConfigError, match=r"got a tuple of length 3"):
+        _fit(linear, log_joint=lambda p, x, y: (0.0, 0.0, 0.0))
+
+
+def test_python_number_leaves_of_init_fn_are_named_in_a_warning(linear):
+    def init(key):
+        return {"w": jax.random.normal(key, (2,)), "bias": 0.5}
+
+    def log_joint(params, x, y):
+        return linear.log_joint(params, x, y)[0] + 0.0 * params["bias"], 0.0
+
+    with pytest.warns(UserWarning, match=r"params\['bias'\] = 0\.5.*jnp\.asarray\(0\.0\)"):
+        ensemble_map(
+            log_joint, init, ensemble_size=2, num_epochs=2, data=linear.data, seed=1, progress=False
+        )
+
+
+def test_progress_auto_is_off_without_a_terminal_and_plain_lines_with_it(linear, capsys):
+    _fit(linear, progress=None)  # pytest's stderr is not a terminal
+    assert capsys.readouterr().err == ""
+    _fit(linear, num_epochs=40, progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert "compiling (2 members, 40 steps)" in lines[0]
+    assert "compiled and ran the first" in lines[1] and "steps took" in lines[1]
+
+
+def _model(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0.0, 2.0).expand([2]).to_event(1))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(x @ w, s), obs=y)
+
+
+def _guide_without_s(x, y=None):
+    loc = numpyro.param("loc", jnp.zeros(2))
+    numpyro.sample("w", dist.Normal(loc, 0.3).to_event(1))
+
+
+def test_tempered_vi_names_a_latent_the_guide_does_not_cover(linear):
+    with pytest.raises(ConfigError, match=r"latent site 's' is not in the guide"):
+        ensemble_vi(
+            _model,
+            _guide_without_s,
+            ensemble_size=2,
+            num_epochs=2,
+            data=linear.data,
+            seed=0,
+            kl_weight=0.5,
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"kl_weight": np.nan}, ValueDomainError, "^kl_weight"),
+        ({"kl_weight": np.float32(-1)}, ValueDomainError, "^kl_weight"),
+        ({"learning_rate": np.nan}, ValueDomainError, "^learning_rate"),
+    ],
+)
+def test_vi_bad_options(linear, kw, error, match):
+    with pytest.raises(error, match=match):
+        ensemble_vi(
+            _model, _guide_without_s, ensemble_size=2, num_epochs=2, data=linear.data, seed=0, **kw
+        )
+
+
+def test_vi_nonfinite_data_is_refused(linear):
+    x, y = linear.data
+    with pytest.raises(ValueDomainError, match=r"^y: expected finite"):
+        ensemble_vi(
+            _model,
+            _guide_without_s,
+            ensemble_size=2,
+            num_epochs=2,
+            data=(x, _poisoned(y, 0)),
+            seed=0,
+        )
+    vi = EnsembleVI(_model, _guide_without_s, optax.adam(0.1), ensemble_size=2)
+    with pytest.raises(ValueDomainError, match=r"^args\[0\]: expected finite"):
+        vi.run(KEY, 2, _poisoned(x, 0), y)
+    assert (
+        EnsembleVI(_model, _guide_without_s, optax.adam(0.1), kl_weight=np.float32(0.5)).kl_weight
+        == 0.5
+    )
