@@ -1,6 +1,6 @@
 """Named samples that every orrery package can produce and consume.
 
-:class:`Draws` holds ``{name: array[chain, draw, *shape]}`` as NumPy arrays.
+`Draws` holds ``{name: array[chain, draw, *shape]}`` as NumPy arrays.
 "Chains" are MCMC chains or ensemble members; "draws" are samples within one.
 It converts losslessly to and from a flat matrix with one column per scalar
 element (``w[0]``, ``w[1,2]`` …), which is what a torch model or a plotting
@@ -158,7 +158,7 @@ class Draws:
     ) -> Draws:
         """Build from a ``(draw, dim)`` or ``(chain, draw, dim)`` matrix and per-column names.
 
-        Column names are element names as :meth:`to_matrix` writes them
+        Column names are element names as `to_matrix` writes them
         (``mu``, ``w[0]``, ``w[1,2]``), in any order; each variable's shape is
         the largest index plus one and every element must be present once.
 
@@ -166,7 +166,7 @@ class Draws:
             matrix: the samples.
             names: one name per column.
             n_chains: split a 2-D matrix into this many equal chains (chain
-                major, as :meth:`to_matrix` writes them). Default 1.
+                major, as `to_matrix` writes them). Default 1.
         """
         m = np.asarray(matrix)
         if isinstance(names, str):
@@ -287,7 +287,7 @@ class Draws:
                 ``(chain * draw, dim)``.
 
         Returns:
-            ``(matrix, names)``; see :meth:`from_matrix` for the way back.
+            ``(matrix, names)``; see `from_matrix` for the way back.
         """
         cols, names = [], []
         for name, arr in self._data.items():
@@ -364,7 +364,7 @@ class Draws:
             return az.from_dict({"posterior": data})
 
     def save(self, path: Any, *, metadata: Mapping[str, Any] | None = None) -> Any:
-        """Write as an :mod:`orrery.interface.artifacts` artifact."""
+        """Write as an `orrery.interface.artifacts` artifact."""
         from . import __version__
 
         return save_artifact(

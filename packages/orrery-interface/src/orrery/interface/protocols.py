@@ -1,6 +1,6 @@
 """Structural types shared by every orrery package.
 
-They are :func:`typing.runtime_checkable` protocols: a class conforms by having
+They are `typing.runtime_checkable` protocols: a class conforms by having
 the methods, no inheritance needed, and ``isinstance(obj, Density)`` checks
 that the methods exist (not their signatures).
 """
@@ -88,5 +88,5 @@ class Persistable(Protocol):
 
     @classmethod
     def load(cls, path: Any) -> Any:
-        """Read an object written by :meth:`save`."""
+        """Read an object written by `save`."""
         ...

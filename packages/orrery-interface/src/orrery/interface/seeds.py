@@ -21,7 +21,7 @@ _INT_SEED_BOUND = 2**31 - 1
 
 
 def as_numpy_rng(seed: SeedLike) -> np.random.Generator:
-    """Return a :class:`numpy.random.Generator` for ``seed``.
+    """Return a `numpy.random.Generator` for ``seed``.
 
     A generator is returned as is (so the caller's stream advances); an integer
     seeds a new one; ``None`` draws fresh entropy from the operating system.

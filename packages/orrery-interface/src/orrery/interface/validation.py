@@ -1,6 +1,6 @@
 """Validation helpers whose messages name the argument, the expected and the actual.
 
-They work on anything :func:`numpy.asarray` accepts and return the array, so a
+They work on anything `numpy.asarray` accepts and return the array, so a
 public function can validate and convert in one line::
 
     >>> import numpy as np
@@ -46,7 +46,7 @@ def check_shape(array: Any, expected: Sequence[int | str | None], name: str) -> 
 
     Args:
         array: anything with a ``shape`` (returned as is) or array-like
-            (converted with :func:`numpy.asarray`).
+            (converted with `numpy.asarray`).
         expected: one entry per axis: an ``int`` size, ``None`` for any size,
             or a string that names a size which must be equal on every axis
             that carries the same string.
