@@ -1,4 +1,4 @@
-r"""The tempered ELBO used by [`EnsembleVI`][orrery.ensemble.EnsembleVI] when ``kl_weight != 1``.
+r"""The tempered ELBO used by `EnsembleVI` when ``kl_weight != 1``.
 
 For a guide `q` and a model `p(y, θ)` it maximises
 

@@ -56,7 +56,7 @@ class EnsembleMAP(eqx.Module):
         on_nonfinite: what a member whose loss or gradient is NaN/inf does:
             ``"skip"`` keeps its previous state for that step, ``"ignore"``
             applies the step anyway, ``"raise"`` stops ``run`` with
-            [`ValueDomainError`][orrery.interface.ValueDomainError].
+            `ValueDomainError`.
         devices: ``None`` (default placement), ``"all"`` or a sequence of
             ``jax.Device``: the member axis is split over a 1-D mesh of them
             and the data replicated. ``ensemble_size`` must be a multiple of

@@ -41,7 +41,7 @@ class EnsembleResult(_ResultFields):
 
     Attributes:
         params: final parameters, array leaves stacked on ``(E,)``. For
-            [`EnsembleVI`][orrery.ensemble.EnsembleVI] these are the constrained guide
+            `EnsembleVI` these are the constrained guide
             parameters.
         losses: per-member loss at every step of this run, ``(E, num_epochs)``,
             each measured before that step's update.

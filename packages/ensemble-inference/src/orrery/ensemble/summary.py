@@ -78,7 +78,7 @@ def _path_name(path: tuple[Any, ...]) -> str:
 
 
 def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draws:
-    """Turn stacked member parameters into [`Draws`][orrery.interface.Draws], one chain per member.
+    """Turn stacked member parameters into `Draws`, one chain per member.
 
     Every array leaf ``(E, *shape)`` becomes a variable of shape ``(E, 1,
     *shape)`` (E chains of one draw). Names come from the pytree paths, joined
@@ -89,7 +89,7 @@ def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draw
         names: one name per array leaf (in ``jax.tree.leaves`` order) to use instead.
 
     Returns:
-        A [`Draws`][orrery.interface.Draws].
+        A `Draws`.
     """
     flat = [
         (path, leaf)

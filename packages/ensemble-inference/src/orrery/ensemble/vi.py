@@ -100,7 +100,7 @@ class EnsembleVI(eqx.Module):
     Member ``e`` maximises the tempered ELBO
     `E_{q_e}[log p(y | x, θ)] - β KL(q_e || p)`
     with ``β = kl_weight``: ``Trace_ELBO(num_particles)`` when ``β == 1``,
-    otherwise [`TemperedELBO`][orrery.ensemble.TemperedELBO] (closed-form KL where
+    otherwise `TemperedELBO` (closed-form KL where
     numpyro registers one, Monte Carlo otherwise).
 
     Args:
@@ -115,7 +115,7 @@ class EnsembleVI(eqx.Module):
             or new parameters are not finite; its random key still advances),
             ``"ignore"`` or ``"raise"``.
         devices: ``None``, ``"all"`` or a sequence of ``jax.Device`` to split
-            the members over (see [`EnsembleMAP`][orrery.ensemble.EnsembleMAP]).
+            the members over (see `EnsembleMAP`).
 
     Example:
         >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist

@@ -429,7 +429,7 @@ def load_artifact(
             trusted files only.
 
     Returns:
-        The [Artifact][orrery.interface.Artifact], with `path` set.
+        The `Artifact`, with `path` set.
 
     Raises:
         ArtifactError: when the directory or a file is missing, corrupt,
