@@ -179,7 +179,8 @@ def test_wrong_dtype_kind_shape_and_config_type(tmp_path):
         a.config_value("opt.lr", str)
     with pytest.raises(ArtifactError, match=r"config key 'opt' has type dict"):
         a.config_value("opt", (int, None), default=3)  # a present, wrong entry is never defaulted
-    flags = Artifact(kind="k", config={"n": True, "m": 2}, arrays={})
+    flags = Artifact(kind="k", config={"n": True, "m": 2, "a.b": "dotted"}, arrays={})
+    assert flags.config_value("a.b", str) == "dotted"  # a literal key wins over a path
     with pytest.raises(ArtifactError, match=r"config key 'n' has type bool"):
         flags.config_value("n", int)
     assert flags.config_value("m", float) == 2.0 and isinstance(

@@ -72,6 +72,8 @@ CASES = [
     (lambda: oi.load_artifact("x", max_bytes=-1), ConfigError, "^max_bytes"),
     (lambda: oi.load_artifact("x", max_bytes=1.5), ConfigError, "^max_bytes"),
     (lambda: oi.check_json_safe({"a": {1j}}), ArtifactError, r"config\['a'\]"),
+    (lambda: oi.Artifact("k", {}, {}).config_value(3, int), ConfigError, "^key"),
+    (lambda: oi.Artifact("k", {}, {"w": 1.0}).array("w", kind=None), ConfigError, "^kind"),
     (lambda: oi.check_json_safe(np.complex64(1j), "x"), ArtifactError, "^x is a complex"),
 ]
 

@@ -128,6 +128,10 @@ class Artifact:
             ArtifactError: naming `arrays.npz` and the array when it is missing,
                 its dtype kind is not allowed or its shape differs.
         """
+        if not isinstance(kind, str) or not kind:
+            raise ConfigError(
+                f"kind: expected dtype kind letters such as 'f' or 'iu', got {kind!r}"
+            )
         where = f"{self._label('arrays.npz')}: array {name!r}"
         if name not in self.arrays:
             have = ", ".join(repr(k) for k in sorted(self.arrays)) or "none"
@@ -174,9 +178,11 @@ class Artifact:
             type(None) if t is None else t
             for t in (types if isinstance(types, tuple) else (types,))
         )
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"key: expected a non-empty str, got {key!r}")
         where = f"{self._label(METADATA_FILE)}: config key {key!r}"
         node: Any = self.config
-        for part in key.split("."):
+        for part in [key] if key in self.config else key.split("."):
             if not isinstance(node, Mapping) or part not in node:
                 if default is not _REQUIRED:
                     return default
