@@ -64,7 +64,7 @@ class SyntheticSurvey:
 
     @property
     def flux(self) -> np.ndarray:
-        """Alias of :attr:`spectra`."""
+        """Alias of `spectra`."""
         return self.spectra
 
     @property
@@ -151,7 +151,7 @@ def synthetic_survey(
         seed: ``int``, ``numpy.random.Generator`` or None.
 
     Returns:
-        A :class:`SyntheticSurvey`.
+        A `SyntheticSurvey`.
 
     Example:
         >>> s = synthetic_survey(200, 100, seed=1)

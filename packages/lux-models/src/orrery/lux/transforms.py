@@ -465,7 +465,7 @@ class FunctionTransform(AbstractSingleTransform):
         ...     priors={"A": dist.Normal(0, 1)},
         ...     shapes={"A": ShapeSpec(("output_size", "latent_size"))},
         ... )
-        >>> t.get_expanded_priors(latent_size=2)["A"].event_shape
+        >>> t.get_expanded_priors(latent_size=2)["A"].batch_shape
         (4, 2)
     """
 
