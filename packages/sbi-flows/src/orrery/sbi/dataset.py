@@ -100,7 +100,7 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
 class SimulationDataset:
     """Simulated ``(parameters, observations)`` pairs ready for posterior training.
 
-    Build it with :meth:`from_arrays`. The validation split is drawn once from
+    Build it with `from_arrays`. The validation split is drawn once from
     ``seed``; normalisation statistics (per-feature mean and standard deviation
     of each block's values) come from the training split only.
 
@@ -462,7 +462,7 @@ class SimulationDataset:
         return PosteriorBatch(self.parameters[idx].astype(np.float32), obs)
 
     def split_arrays(self, split: str) -> PosteriorBatch:
-        """The whole split as one :class:`PosteriorBatch` (normalised observations)."""
+        """The whole split as one `PosteriorBatch` (normalised observations)."""
         return self._batch(self._indices(split))
 
     def iter_batches(
@@ -477,7 +477,7 @@ class SimulationDataset:
             shuffle: whether to shuffle the split's order.
 
         Yields:
-            :class:`PosteriorBatch` with physical parameters and normalised observations.
+            `PosteriorBatch` with physical parameters and normalised observations.
         """
         idx = self._indices(split)
         batch_size = check_positive_int(batch_size, "batch_size")
