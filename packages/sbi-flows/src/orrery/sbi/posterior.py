@@ -30,6 +30,7 @@ from ._inference import PosteriorInference
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
 from ._precision import in_float32
+from ._recipe import recommended_config
 from ._regularizers import regularized_loss
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
@@ -269,6 +270,44 @@ class ConditionalFlowPosterior(
         self.training_history: dict[str, list[float]] | None = None
         self._flow_shift = np.zeros(parameter_dim)
         self._flow_scale = np.ones(parameter_dim)
+
+    @classmethod
+    def recommended(
+        cls, parameter_dim: int, num_simulations: int, **overrides: Any
+    ) -> ConditionalFlowPosterior:
+        """A configured, unfitted posterior for users who do not want to tune.
+
+        The general-purpose recipe: a neural spline flow in z-scored physical
+        coordinates (draws outside a bounded prior rejected), width and batch size
+        adapted to ``num_simulations``, a cosine learning-rate schedule over about
+        10,000 optimiser steps and early stopping on the validation loss that
+        restores the best state (see ``orrery.sbi._recipe`` for each choice).
+
+        Args:
+            parameter_dim: number of inferred parameters.
+            num_simulations: simulations the posterior will be trained on.
+            **overrides: any constructor argument, replacing the recipe's value.
+
+        Returns:
+            An unfitted posterior of this class.
+
+        Raises:
+            ConfigError: an override that is not a constructor argument.
+
+        Example:
+            >>> post = ConditionalFlowPosterior.recommended(2, 10_000, seed=1)
+            >>> post.flow_family, post.batch_size, post.early_stopping_patience
+            ('spline', 128, 17)
+        """
+        config = recommended_config(parameter_dim, num_simulations)
+        known = inspect.signature(cls.__init__).parameters
+        unknown = sorted(k for k in overrides if k not in known or k == "parameter_dim")
+        if unknown:
+            raise ConfigError(
+                f"overrides: {unknown} are not constructor arguments of {cls.__name__}"
+            )
+        config.update(overrides)
+        return cls(parameter_dim, **config)
 
     def __repr__(self) -> str:
         state = "fitted" if self.model is not None else "not fitted"
