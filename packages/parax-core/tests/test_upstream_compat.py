@@ -223,3 +223,12 @@ def test_parameter_group_param_names_is_a_list():
     g = parax.ParameterGroup(("a", "b"), name="g")
     assert isinstance(g.param_names, list) and g.param_names == ["a", "b"]
     assert hash(g)  # still usable as static data
+
+
+def test_replace_and_construct_by_latent_value():
+    p = parax.Parameter(2.0, transform=Exp(), bounds=(0.0, 5.0))
+    q = dataclasses.replace(p, latent_value=jnp.log(3.0))
+    assert float(q.value) == pytest.approx(3.0)  # exp(log 3)
+    assert float(parax.Parameter(latent=0.0, transform=Exp()).value) == 1.0  # alias
+    with pytest.raises(ValueError, match="outside its bounds"):
+        dataclasses.replace(p, latent_value=jnp.log(30.0))  # 30 > 5
