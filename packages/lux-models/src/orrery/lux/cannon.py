@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
+from functools import partial
+from itertools import product
 from typing import Any
 
 import equinox as eqx
@@ -14,6 +17,7 @@ from jaxtyping import Array, Bool, Float
 
 from orrery.interface import (
     ArtifactError,
+    ConfigError,
     NotFittedError,
     ShapeError,
     ValueDomainError,
@@ -27,7 +31,7 @@ from orrery.interface import (
 
 from . import _cannon_fit as _fit
 from . import _cannon_infer as _infer
-from ._poly import n_poly_features, poly_features
+from ._poly import _term_indices, n_poly_features, poly_features
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -44,6 +48,10 @@ class LabelInference:
             ``(n_spectra, label_size, label_size)``.
         chi2: χ² at the best fit with variance ``σ² + s²``, ``(n_spectra,)``.
         converged: whether Levenberg–Marquardt met its tolerance, ``(n_spectra,)``.
+            False also flags a spectrum without enough usable pixels (fewer
+            than ``label_size`` pixels with positive weight at pixels the
+            model can use) or with a singular Hessian: its labels are NaN
+            when no pixel is usable, and its uncertainties are infinite.
     """
 
     labels: np.ndarray
@@ -57,6 +65,17 @@ class LabelInference:
         return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=-2, axis2=-1), 0.0, None))
 
 
+def _numeric(x, name):
+    """``x`` as a NumPy array of a numeric dtype, or a clear error (no silent string parsing)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise ValueDomainError(
+            f"{name}: expected a numeric array (float), got dtype {arr.dtype}; "
+            "convert text columns to numbers (and decide what their missing values mean) first"
+        )
+    return arr
+
+
 def _clean_output(output, ivar, n_out, name="output"):
     """Validate on the host, then mask on the device.
 
@@ -64,12 +83,12 @@ def _clean_output(output, ivar, n_out, name="output"):
     bad entries (NaN/inf flux or ivar, ivar <= 0) have flux 0, ivar 0, mask 0.
     """
     dtype = np.dtype(jnp.result_type(float))
-    flux = np.asarray(output, dtype=dtype)
+    flux = _numeric(output, name).astype(dtype, copy=False)
     if flux.shape[-1] != n_out:
         raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
     if ivar is None:
         return _mask_bad(jnp.asarray(flux), jnp.ones(flux.shape, dtype))
-    ivar_arr = np.asarray(ivar, dtype=dtype)
+    ivar_arr = _numeric(ivar, "output_ivar").astype(dtype, copy=False)
     if ivar_arr.shape != flux.shape:
         raise ShapeError(
             f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
@@ -79,15 +98,30 @@ def _clean_output(output, ivar, n_out, name="output"):
     return _mask_bad(jnp.asarray(flux), jnp.asarray(ivar_arr))
 
 
+@partial(jax.jit, static_argnames=("degree", "include_bias"))
+def _scaled_features(labels, offset, scale, degree, include_bias):
+    return poly_features((labels - offset) / scale, degree, include_bias)
+
+
+@jax.jit
+def _finite_rows(coeffs, s2):
+    return jnp.all(jnp.isfinite(coeffs), axis=1) & jnp.isfinite(s2)
+
+
+@jax.jit
+def _covariance(hess, scale):
+    """Label covariance from the Gauss–Newton Hessian, and which Hessians are singular."""
+    eig = jnp.linalg.eigvalsh(hess)
+    tiny = jnp.finfo(hess.dtype).eps * hess.shape[-1] * jnp.max(jnp.abs(eig), axis=-1)
+    singular = ~(eig[:, 0] > tiny) | ~jnp.all(jnp.isfinite(hess), axis=(1, 2))
+    cov = jnp.linalg.pinv(hess, hermitian=True) * scale[None, :, None] * scale[None, None, :]
+    return cov, singular
+
+
 @jax.jit
 def _mask_bad(flux, ivar):
     good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
     return jnp.where(good, flux, 0.0), jnp.where(good, ivar, 0.0), good.astype(flux.dtype)
-
-
-@jax.jit
-def _noise_var(ivar, mask):
-    return jnp.where(mask > 0, 1.0 / jnp.where(mask > 0, ivar, 1.0), 0.0)
 
 
 @jax.jit
@@ -117,6 +151,12 @@ class Cannon(eqx.Module):
         coeffs: fitted coefficients ``(output_size, n_features)`` or None.
         scatter: fitted intrinsic scatter ``s`` per output ``(output_size,)`` or None.
         label_offset, label_scale: the label scaling (identity when None).
+        censoring_mask: True where a feature is forbidden at a pixel, or None.
+        regularization, regularization_type: the penalty used by ``fit``.
+        usable: per output, whether the training data constrained it (seen by at
+            least as many stars as it has free coefficients); outputs that are
+            not usable have zero coefficients, predict NaN and are ignored by
+            ``infer_labels``. None (before ``fit``) means all usable.
 
     Example:
         >>> from orrery.lux import Cannon
@@ -139,6 +179,7 @@ class Cannon(eqx.Module):
     censoring_mask: Bool[Array, "output features"] | None = None
     regularization: float = eqx.field(static=True, default=0.0)
     regularization_type: str = eqx.field(static=True, default="l2")
+    usable: Bool[Array, " output"] | None = None
 
     def __check_init__(self):
         check_positive_int(self.label_size, "label_size")
@@ -152,6 +193,10 @@ class Cannon(eqx.Module):
             raise ShapeError(
                 f"coeffs: expected shape ({self.output_size}, {self.n_features}), "
                 f"got {tuple(self.coeffs.shape)}"
+            )
+        if self.usable is not None and tuple(self.usable.shape) != (self.output_size,):
+            raise ShapeError(
+                f"usable: expected shape ({self.output_size},), got {tuple(self.usable.shape)}"
             )
 
     # ------------------------------------------------------------------ basics
@@ -213,8 +258,10 @@ class Cannon(eqx.Module):
     def predict(self, labels: Float[Array, "n labels"]) -> Float[Array, "n output"]:
         """Predict outputs for physical labels ``(n, label_size)`` -> ``(n, output_size)``.
 
+        Outputs the training data did not constrain (``usable`` False) are NaN.
+
         Raises:
-            NotFittedError: (a ``RuntimeError``) before :meth:`fit`.
+            NotFittedError: (a ``RuntimeError``) before ``fit``.
         """
         self._check_fitted("predict")
         labels = check_ndim(labels, 2, "labels")
@@ -223,7 +270,10 @@ class Cannon(eqx.Module):
                 f"labels: expected {self.label_size} columns (label_size), got {labels.shape[1]}"
             )
         feats = poly_features(self.scale_labels(labels), self.poly_degree, self.include_bias)
-        return feats @ self.coeffs.T
+        pred = feats @ self.coeffs.T
+        if self.usable is not None:
+            pred = jnp.where(self.usable, pred, jnp.nan)
+        return pred
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -243,8 +293,12 @@ class Cannon(eqx.Module):
 
         Alternates, vectorised over pixels, (1) the penalised weighted least
         squares solve for θ with weights ``1 / (σ² + s²)`` and (2) the
-        per-pixel maximum of the marginal likelihood in ``s²``, until the scatter
-        changes by less than ``tol`` (relative) or ``max_iter`` rounds.
+        per-pixel maximum of the marginal likelihood in ``s²``, until the
+        variance ``s² + σ²`` (``σ²`` the pixel's mean measurement variance)
+        changes by less than ``tol`` (relative) or ``max_iter`` rounds. A pixel
+        seen by fewer stars than it has free coefficients is marked unusable
+        (``usable``), with a warning; the fit refuses (``ValueDomainError``)
+        when no pixel is usable or a usable pixel's coefficients are not finite.
 
         Args:
             labels: training labels in physical units, ``(n_stars, label_size)``.
@@ -260,24 +314,44 @@ class Cannon(eqx.Module):
                 forbids that feature at that pixel (its coefficient is fixed to 0).
             fit_scatter: fit the intrinsic scatter (otherwise ``s = 0``).
             max_iter: maximum number of coefficient/scatter alternations.
-            tol: relative tolerance on the scatter between alternations.
+            tol: relative tolerance on `s² + σ²` between alternations.
 
         Returns:
             A new fitted :class:`Cannon`.
         """
         check_choice(regularization_type, ("l2", "l1"), "regularization_type")
-        labels = check_finite(check_ndim(labels, 2, "labels"), "labels").astype(float)
+        labels = np.asarray(_numeric(labels, "labels"), dtype=float)
+        labels = check_finite(check_ndim(labels, 2, "labels"), "labels")
         if labels.shape[1] != self.label_size:
             raise ShapeError(
                 f"labels: expected {self.label_size} columns (label_size), got {labels.shape[1]}"
             )
-        output = check_ndim(output, 2, "output")
+        output = check_ndim(_numeric(output, "output"), 2, "output")
         if output.shape[0] != labels.shape[0]:
             raise ShapeError(
                 f"output: expected {labels.shape[0]} rows (one per labelled star), "
                 f"got {output.shape[0]}"
             )
-        flux, ivar, good = _clean_output(output, output_ivar, self.output_size)
+        dtype = jnp.result_type(float)
+        np_dtype = np.dtype(dtype)
+        if output.shape[1] != self.output_size:
+            raise ShapeError(
+                f"output: expected {self.output_size} columns (output_size), got {output.shape[1]}"
+            )
+        flux = output.astype(np_dtype, copy=False)
+        ivar = None
+        if output_ivar is not None:
+            ivar = _numeric(output_ivar, "output_ivar").astype(np_dtype, copy=False)
+            if ivar.shape != flux.shape:
+                raise ShapeError(
+                    f"output_ivar: expected the shape of output {flux.shape}, got {ivar.shape}"
+                )
+            if np.any(ivar < 0):
+                raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+            if not np.any(ivar > 0):
+                raise ValueDomainError(
+                    "output_ivar: every inverse variance is zero (or NaN); there is no data to fit"
+                )
         if not np.isfinite(regularization) or regularization < 0:
             raise ValueDomainError(f"regularization: expected >= 0, got {regularization}")
         n_stars = labels.shape[0]
@@ -307,37 +381,61 @@ class Cannon(eqx.Module):
                 )
             allowed = ~cm
 
-        dtype = jnp.result_type(float)
-        np_dtype = np.dtype(dtype)
-        feats = poly_features(
-            jnp.asarray(((labels - offset) / scale).astype(np_dtype)),
+        feats = _scaled_features(
+            jnp.asarray(labels, dtype),
+            jnp.asarray(offset, dtype),
+            jnp.asarray(scale, dtype),
             self.poly_degree,
             self.include_bias,
         )
-        y, ivar_j, mask = flux, ivar, good
-        known_noise = output_ivar is not None
-        noise_var = _noise_var(ivar_j, mask)
-        base_w = ivar_j if known_noise else mask
         penalty = np.full(self.n_features, float(regularization))
         if self.include_bias:
             penalty[0] = 0.0
-        penalty = jnp.asarray(penalty, dtype)
-        allowed_j = jnp.asarray(allowed)
 
-        coeffs, s2, _ = _fit.fit_all(
+        coeffs, s2, usable, scatter_ok, _ = _fit.fit_all(
             feats,
-            y,
-            mask,
-            noise_var,
-            base_w,
-            penalty,
-            allowed_j,
-            float(tol),
+            jnp.asarray(flux),
+            None if ivar is None else jnp.asarray(ivar),
+            jnp.asarray(penalty, dtype),
+            jnp.asarray(allowed),
+            jnp.asarray(tol, dtype),
             reg_type=regularization_type,
-            known_noise=known_noise,
+            known_noise=ivar is not None,
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
         )
+        usable_np = np.asarray(usable)
+        finite = np.asarray(_finite_rows(coeffs, s2))
+        n_unusable = int(np.sum(~usable_np))
+        if not np.any(usable_np):
+            raise ValueDomainError(
+                f"output_ivar: no pixel is seen by at least {self.n_features} stars with a "
+                "finite flux and a positive inverse variance (and labels that constrain "
+                "it); there is nothing to fit"
+            )
+        if not np.all(finite[usable_np]):
+            bad = np.flatnonzero(usable_np & ~finite)
+            raise ValueDomainError(
+                f"output: the fit gave non-finite coefficients at {bad.size} pixel(s) "
+                f"(first: {bad[:5].tolist()}); check those pixels' labels and data"
+            )
+        if n_unusable:
+            warnings.warn(
+                f"Cannon.fit: {n_unusable} of {self.output_size} pixels have too little "
+                f"information: seen by fewer stars than the {self.n_features} coefficients "
+                "they need (or by none), or by stars whose labels leave the fit singular; "
+                "they are marked unusable (Cannon.usable), predict NaN and are ignored by "
+                "infer_labels",
+                UserWarning,
+                stacklevel=2,
+            )
+        n_slow = int(np.sum(~np.asarray(scatter_ok) & usable_np))
+        if n_slow:
+            warnings.warn(
+                f"Cannon.fit: the intrinsic scatter of {n_slow} pixel(s) did not converge",
+                UserWarning,
+                stacklevel=2,
+            )
 
         return Cannon(
             self.label_size,
@@ -351,6 +449,7 @@ class Cannon(eqx.Module):
             censoring_mask=None if censoring_mask is None else jnp.asarray(~allowed),
             regularization=float(regularization),
             regularization_type=regularization_type,
+            usable=usable,
         )
 
     # ------------------------------------------------------------------ test step
@@ -403,6 +502,9 @@ class Cannon(eqx.Module):
             weights = good / (1.0 + s2)
         else:
             weights = _test_weights(ivar, good, s2)
+        if self.usable is not None:
+            weights = weights * jnp.asarray(self.usable, dtype)
+        n_used = np.asarray(jnp.sum(weights > 0, axis=1))
         gram, x_lin, h, c, phi_ref = _infer.quadratic_summaries(
             jnp.asarray(self.coeffs, dtype),
             jnp.asarray(flux, dtype),
@@ -441,14 +543,21 @@ class Cannon(eqx.Module):
             float(ftol),
         )
         _, scale = self._offset_scale()
-        cov_scaled = jnp.linalg.pinv(hess, hermitian=True)
-        cov = cov_scaled * scale[None, :, None] * scale[None, None, :]
-        labels = self.unscale_labels(x)
+        cov, singular = _covariance(hess, scale)
+        labels = np.array(self.unscale_labels(x))
+        cov = np.array(cov)
+        chi2 = np.array(chi2)
+        # a spectrum that cannot pin its labels is flagged, never answered with certainty
+        no_data = n_used == 0
+        weak = (n_used < self.label_size) | np.asarray(singular)
+        labels[no_data] = np.nan
+        chi2[no_data] = np.nan
+        cov[weak] = np.where(np.eye(self.label_size, dtype=bool), np.inf, np.nan)
         res = LabelInference(
-            labels=np.asarray(labels),
-            covariance=np.asarray(cov),
-            chi2=np.asarray(chi2),
-            converged=np.asarray(done),
+            labels=labels,
+            covariance=cov,
+            chi2=chi2,
+            converged=np.asarray(done) & ~weak,
         )
         if single:
             res = LabelInference(res.labels[0], res.covariance[0], res.chi2[0], res.converged[0])
@@ -456,10 +565,13 @@ class Cannon(eqx.Module):
 
     # ------------------------------------------------------------------ Lux bridge
     def to_transform_sequence(self):
-        """A ``TransformSequence`` (PolyFeatureTransform -> LinearTransform) for :class:`Lux`.
+        """A ``TransformSequence`` (PolyFeatureTransform -> LinearTransform) for ``Lux``.
 
-        The sequence acts on labels in the Cannon's scaled basis
-        (:meth:`scale_labels`); use those as the Lux latents.
+        With the parameters of ``get_coeffs_as_transform_pars`` the sequence
+        maps labels in physical units (as ``predict`` takes them) to the outputs.
+        Its ``LinearTransform`` can also be fitted afresh by ``Lux``; then the
+        latents are whatever labels the user feeds it (``scale_labels`` gives
+        the Cannon's well-conditioned basis).
         """
         from .transforms import LinearTransform, PolyFeatureTransform, TransformSequence
 
@@ -470,24 +582,78 @@ class Cannon(eqx.Module):
             )
         )
 
-    def get_coeffs_as_transform_pars(self) -> dict[str, Any]:
-        """Coefficients as :meth:`to_transform_sequence` parameters: ``{"data": ({}, {"A": θ})}``.
+    def _raw_label_coeffs(self) -> np.ndarray:
+        """Coefficients for features of raw labels: ``θ_raw = θ T`` with ``φ(scaled) = T φ(raw)``.
 
-        ``A`` has shape ``(output_size, n_features)``, as ``LinearTransform`` expects.
+        Each scaled monomial ``Π_j (x_j - o_j) / s_j`` is expanded exactly (in
+        float64) into monomials of the raw labels, so ``θ_raw · φ(x)`` equals
+        ``θ · φ((x - o) / s)`` as a polynomial.
+        """
+        off, scale = (np.asarray(a, np.float64) for a in self._offset_scale())
+        a, b = 1.0 / scale, -off / scale
+        terms = [()] + [
+            tuple(int(v) for v in row)
+            for idx in _term_indices(self.label_size, self.poly_degree)
+            for row in idx
+        ]
+        index = {t: n for n, t in enumerate(terms)}
+        full = np.zeros((len(terms), len(terms)))
+        for col, term in enumerate(terms):
+            for pick in product((False, True), repeat=len(term)):
+                coef = np.prod([a[j] if p else b[j] for p, j in zip(pick, term, strict=True)])
+                raw = tuple(sorted(j for p, j in zip(pick, term, strict=True) if p))
+                full[col, index[raw]] += coef
+        theta = np.asarray(self.coeffs, np.float64)
+        if self.include_bias:
+            return theta @ full
+        if np.any(full[1:, 0] != 0.0):
+            raise ConfigError(
+                "get_coeffs_as_transform_pars: a Cannon without a bias term cannot express "
+                "its label offset through PolyFeatureTransform -> LinearTransform; fit with "
+                "include_bias=True"
+            )
+        return theta @ full[1:, 1:]
+
+    def get_coeffs_as_transform_pars(self) -> dict[str, Any]:
+        """Coefficients as ``to_transform_sequence`` parameters: ``{"data": [{}, {"A": A}]}``.
+
+        The label scaling is folded into ``A`` (shape ``(output_size,
+        n_features)``, as ``LinearTransform`` expects), so the sequence takes
+        labels in physical units::
+
+            lux.register_output("flux", cannon.to_transform_sequence())
+            lux.predict_outputs(labels, {"flux": cannon.get_coeffs_as_transform_pars()})
+
+        reproduces ``cannon.predict(labels)`` (up to round-off; outputs that are
+        not ``usable``, NaN in ``predict``, come out as 0). ``"data"`` is a list
+        with one dict per transform of the sequence (the feature expansion has no
+        parameters).
+
+        Raises:
+            NotFittedError: (a ``RuntimeError``) before ``fit``.
+            ConfigError: for a Cannon without a bias term and a label offset.
         """
         self._check_fitted("get_coeffs_as_transform_pars")
-        return {"data": ({}, {"A": jnp.asarray(self.coeffs)})}
+        dtype = jnp.asarray(self.coeffs).dtype
+        return {"data": [{}, {"A": jnp.asarray(self._raw_label_coeffs(), dtype)}]}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], metadata: dict | None = None):
-        """Save to an ``orrery.interface`` artifact directory (no pickle)."""
+        """Save to an ``orrery.interface`` artifact directory (no pickle).
+
+        Arrays keep their dtype (a Cannon fitted under ``jax_enable_x64`` is saved
+        in float64).
+        """
         from . import __version__
 
         arrays = {}
-        for name in ("coeffs", "scatter", "label_offset", "label_scale", "censoring_mask"):
+        names = ("coeffs", "scatter", "label_offset", "label_scale", "censoring_mask", "usable")
+        for name in names:
             val = getattr(self, name)
             if val is not None:
                 arrays[name] = np.asarray(val)
+        if self.is_fitted and self.usable is None:
+            arrays["usable"] = np.ones(self.output_size, bool)
         config = {
             "label_size": self.label_size,
             "output_size": self.output_size,
@@ -495,6 +661,8 @@ class Cannon(eqx.Module):
             "include_bias": self.include_bias,
             "regularization": self.regularization,
             "regularization_type": self.regularization_type,
+            "fitted": self.is_fitted,
+            "censored": self.censoring_mask is not None,
         }
         return save_artifact(
             path,
@@ -507,19 +675,76 @@ class Cannon(eqx.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Cannon:
-        """Load a Cannon written by :meth:`save`."""
+        """Load a Cannon written by ``save``.
+
+        Every array a fitted Cannon needs (coefficients, scatter, label scaling,
+        usable mask) must be present with its dtype kind and shape; float arrays
+        keep their saved dtype, and a float64 Cannon loaded while
+        ``jax_enable_x64`` is off warns that it becomes float32.
+
+        Raises:
+            ArtifactError: naming the file and the entry that is missing, of the
+                wrong type or shape, or not finite.
+        """
         art = load_artifact(path, kind=_KIND)
-        cfg = art.config
-        try:
-            kwargs = {k: jnp.asarray(art.arrays[k]) for k in art.arrays}
-            return cls(
-                int(cfg["label_size"]),
-                int(cfg["output_size"]),
-                int(cfg["poly_degree"]),
-                bool(cfg["include_bias"]),
-                regularization=float(cfg.get("regularization", 0.0)),
-                regularization_type=str(cfg.get("regularization_type", "l2")),
-                **kwargs,
+        label_size = art.config_value("label_size", int)
+        output_size = art.config_value("output_size", int)
+        poly_degree = art.config_value("poly_degree", int)
+        include_bias = art.config_value("include_bias", bool)
+        regularization = art.config_value("regularization", float, default=0.0)
+        regularization_type = art.config_value("regularization_type", str, default="l2")
+        fitted = art.config_value("fitted", bool, default="coeffs" in art.arrays)
+        censored = art.config_value("censored", bool, default="censoring_mask" in art.arrays)
+        for key, val in (
+            ("label_size", label_size),
+            ("output_size", output_size),
+            ("poly_degree", poly_degree),
+        ):
+            if val < 1:
+                raise ArtifactError(f"{art.path}/metadata.json: config {key!r} must be >= 1")
+        if regularization_type not in ("l2", "l1") or not np.isfinite(regularization):
+            raise ArtifactError(
+                f"{art.path}/metadata.json: config regularization / regularization_type "
+                f"is invalid ({regularization!r}, {regularization_type!r})"
             )
-        except (KeyError, TypeError) as err:
-            raise ArtifactError(f"path: the Cannon artifact is incomplete ({err})") from err
+        k = n_poly_features(label_size, poly_degree, include_bias)
+        kwargs: dict[str, Any] = {}
+        if fitted:
+            shapes = {
+                "coeffs": (output_size, k),
+                "scatter": (output_size,),
+                "label_offset": (label_size,),
+                "label_scale": (label_size,),
+            }
+            floats = {name: art.array(name, kind="f", shape=sh) for name, sh in shapes.items()}
+            usable = art.array("usable", kind="b", shape=(output_size,))
+            for name, arr in floats.items():
+                if not np.all(np.isfinite(arr)):
+                    raise ArtifactError(f"{art.path}/arrays.npz: array {name!r} is not finite")
+            if np.any(floats["label_scale"] <= 0) or np.any(floats["scatter"] < 0):
+                raise ArtifactError(
+                    f"{art.path}/arrays.npz: label_scale must be > 0 and scatter >= 0"
+                )
+            wide = [n for n, a in floats.items() if a.dtype.itemsize > 4]
+            if wide and not jax.config.jax_enable_x64:
+                warnings.warn(
+                    f"Cannon.load: {art.path} was saved in float64 ({', '.join(wide)}); "
+                    "jax_enable_x64 is off, so it is loaded as float32. Enable x64 before "
+                    "loading to keep float64.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            kwargs = {name: jnp.asarray(arr) for name, arr in floats.items()}
+            kwargs["usable"] = jnp.asarray(usable)
+        if censored:
+            cm = art.array("censoring_mask", kind="b", shape=(output_size, k))
+            kwargs["censoring_mask"] = jnp.asarray(cm)
+        return cls(
+            label_size,
+            output_size,
+            poly_degree,
+            include_bias,
+            regularization=regularization,
+            regularization_type=regularization_type,
+            **kwargs,
+        )
