@@ -8,7 +8,17 @@ import numpyro.distributions as dist
 import optax
 import pytest
 
-from orrery.ensemble import EnsembleMAP, EnsembleVI, ensemble_loss, ensemble_map, ensemble_vi
+from orrery.ensemble import (
+    EnsembleMAP,
+    EnsembleVI,
+    ensemble_init,
+    ensemble_loss,
+    ensemble_map,
+    ensemble_predict,
+    ensemble_step,
+    ensemble_vi,
+    predictive_summary,
+)
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
 KEY = jax.random.PRNGKey(3)
@@ -193,3 +203,38 @@ def test_vi_nonfinite_data_is_refused(linear):
         EnsembleVI(_model, _guide_without_s, optax.adam(0.1), kl_weight=np.float32(0.5)).kl_weight
         == 0.5
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: ensemble_loss(3), ConfigError, "^log_joint: expected a callable"),
+        (
+            lambda: ensemble_step(3, None, None, log_joint=lambda *a: a, optimizer=optax.sgd(1.0)),
+            ConfigError,
+            "^state: expected an EnsembleState",
+        ),
+        (
+            lambda: ensemble_init(lambda k: {}, "adam", ensemble_size=2, seed=0),
+            ConfigError,
+            "^optimizer",
+        ),
+        (lambda: ensemble_predict({"a": jnp.zeros(2)}, 3, None), ConfigError, "^predict_fn"),
+        (
+            lambda: predictive_summary(jnp.zeros((2, 3)), quantiles="x"),
+            ValueDomainError,
+            "^quantiles",
+        ),
+    ],
+)
+def test_layer_one_and_summaries_refuse_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert type(info.value) is error
+
+
+def test_ensemble_init_accepts_an_int_seed():
+    state = ensemble_init(
+        lambda k: {"w": jax.random.normal(k, (2,))}, optax.sgd(0.1), ensemble_size=3, seed=7
+    )
+    assert state.params["w"].shape == (3, 2)

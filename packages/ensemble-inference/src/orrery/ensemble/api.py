@@ -10,7 +10,7 @@ import jax
 import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from orrery.interface import ShapeError
+from orrery.interface import ConfigError, ShapeError
 
 from ._checks import check_all_finite, check_learning_rate
 from ._sharding import put_members, put_replicated, resolve_shardings
@@ -186,6 +186,8 @@ def ensemble_predict(
     Returns:
         Predictions stacked on a leading ``(E,)`` axis.
     """
+    if not callable(predict_fn):
+        raise ConfigError(f"predict_fn: expected a callable, got {type(predict_fn).__name__}")
     if devices is not None:
         sizes = {a.shape[0] for a in jax.tree.leaves(params_stacked) if eqx.is_array(a) and a.ndim}
         if len(sizes) != 1:

@@ -20,7 +20,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, ValueDomainError
 
-from ._checks import check_member_count, concrete_float
+from ._checks import as_key, check_member_count, concrete_float
 from .state import EnsembleState
 
 __all__ = ["ensemble_init", "ensemble_loss", "ensemble_step"]
@@ -55,7 +55,9 @@ def ensemble_init(
         (4, 3)
     """
     ensemble_size = check_member_count(ensemble_size)
-    keys = jr.split(seed, ensemble_size)
+    _check_callable(init_fn, "init_fn")
+    _check_optimizer(optimizer)
+    keys = jr.split(as_key(seed), ensemble_size)
 
     def one(key):
         params = init_fn(key)
@@ -102,6 +104,7 @@ def ensemble_loss(
         ``loss_fn(params, x_batch, y_batch) -> (loss, grads)``, an
         `equinox.filter_value_and_grad` (gradients for inexact arrays only).
     """
+    _check_callable(log_joint, "log_joint")
     # A traced weight cannot be tested against zero, so only concrete zeros skip the prior;
     # NumPy scalars and 0-d arrays count as concrete (np.float32(0.0) skips it like 0.0).
     weight = concrete_float(prior_weight)
@@ -120,6 +123,19 @@ def ensemble_loss(
         return loss
 
     return loss_fn
+
+
+def _check_callable(fn: Any, name: str) -> None:
+    if not callable(fn):
+        raise ConfigError(f"{name}: expected a callable, got {type(fn).__name__}")
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise ConfigError(
+            "optimizer: expected an optax.GradientTransformation (with init and update), "
+            f"got {type(optimizer).__name__}"
+        )
 
 
 def _check_log_joint_output(out: Any) -> tuple[Any, Any]:
@@ -216,6 +232,12 @@ def ensemble_step(
         ``(new_state, losses)``; ``losses`` has shape ``(E,)`` and holds each
         member's loss before the update.
     """
+    if not isinstance(state, EnsembleState):
+        raise ConfigError(
+            f"state: expected an EnsembleState (from ensemble_init), got {type(state).__name__}"
+        )
+    _check_callable(log_joint, "log_joint")
+    _check_optimizer(optimizer)
     new_state, losses, _ = _step(
         state,
         x_batch,

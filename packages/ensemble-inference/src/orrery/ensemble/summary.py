@@ -57,7 +57,10 @@ def predictive_summary(
     preds = jnp.asarray(predictions)
     if preds.ndim < 1 or preds.shape[0] < 1:
         raise ShapeError(f"predictions: expected shape (E, ...) with E >= 1, got {preds.shape}")
-    levels = np.asarray(quantiles, dtype=float).reshape(-1)
+    try:
+        levels = np.asarray(quantiles, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueDomainError(f"quantiles: expected levels in [0, 1], got {quantiles!r}") from None
     if levels.size == 0 or np.any(~np.isfinite(levels)) or np.any((levels < 0) | (levels > 1)):
         raise ValueDomainError(f"quantiles: expected levels in [0, 1], got {list(quantiles)}")
     if not jnp.issubdtype(preds.dtype, jnp.inexact):
