@@ -244,7 +244,7 @@ class Parameter(eqx.Module):
         _check_names(meta.name, shape)
         if latent is None:
             latent = _physical_to_latent(value, meta)
-        elif metadata is None or "bounds" in core:
+        else:
             check_in_bounds(latent if transform is None else transform.forward(latent), meta)
         self.latent_value = latent
         self.fixed = bool(fixed)
