@@ -180,7 +180,7 @@ def test_cannon_bridge_to_lux():
     m = Lux(3)
     m.register_output("flux", c.to_transform_sequence())
     pars = {"flux": c.get_coeffs_as_transform_pars()}
-    pred = m.predict_outputs(s.labels, pars)  # raw labels (issue 14)["flux"]
+    pred = m.predict_outputs(s.labels, pars)["flux"]  # raw labels (issue 14)
     np.testing.assert_allclose(pred, c.predict(s.labels), rtol=1e-4, atol=1e-5)
     # regression: upstream transposed the coefficients into the wrong shape
     assert pars["flux"]["data"][1]["A"].shape == (8, c.n_features)
