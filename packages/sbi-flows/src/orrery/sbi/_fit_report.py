@@ -1,4 +1,8 @@
-"""End-of-fit checks that speak up: under-training and a training set too small for the model."""
+"""End-of-fit checks that speak up: under-training and a training set too small for the model.
+
+The second check is skipped when early stopping on validation data is on (restoring
+the best state is what keeps an over-sized model from over-fitting).
+"""
 
 from __future__ import annotations
 
@@ -68,7 +72,9 @@ def warn_after_fit(artifacts: Any, model: Any, n_train: int) -> list[str]:
             f"(num_epochs, early_stopping_patience) or use {RECIPE}"
         )
     weights = count_weights(model)
-    if n_train * WEIGHTS_PER_SIMULATION_LIMIT < weights:
+    # Early stopping on validation data, restoring the best state, guards against it.
+    guarded = meta.get("early_stopping_patience") is not None and meta.get("n_val", 0) > 0
+    if n_train * WEIGHTS_PER_SIMULATION_LIMIT < weights and not guarded:
         messages.append(
             f"fit: {n_train} training simulations for {weights} trainable weights (more "
             f"than {WEIGHTS_PER_SIMULATION_LIMIT} weights per simulation); over-fitting is "

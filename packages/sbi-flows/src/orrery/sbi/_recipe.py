@@ -2,14 +2,15 @@
 
 Chosen for robustness rather than for one task:
 
-- a neural spline flow (six coupling layers, 16 bins on [-5, 5]) in z-scored
+- a neural spline flow (five coupling layers, 12 bins on [-5, 5]) in z-scored
   physical coordinates: flexible enough for multimodal and curved posteriors,
   and with draws outside a bounded prior rejected (as `sbi` does) no mass is
   lost to the box's edges or stretched by a logit;
-- width adapting to the budget (64 hidden units below 5,000 simulations, 128
-  above), so a small training set does not meet a large network;
+- width adapting to the budget (64 hidden units below 20,000 simulations, 128
+  above) and a 32-wide embedding, so a small training set does not meet a large
+  network and an epoch stays cheap;
 - a cosine learning-rate schedule (peak 1e-3, 2% warm-up, floor 1e-5) over a
-  budget of about 10,000 optimiser steps (30 to 400 epochs), with early stopping
+  budget of about 8,000 optimiser steps (30 to 400 epochs), with early stopping
   on the validation loss (patience an eighth of the epochs, at least 10) that
   restores the best state;
 - no per-epoch closure gates (they cost time and do not change the kept state of
@@ -24,7 +25,7 @@ from typing import Any
 from orrery.interface import check_positive_int
 
 #: Optimiser steps the schedule is sized for.
-TARGET_STEPS = 10_000
+TARGET_STEPS = 8_000
 VALIDATION_FRACTION = 0.1
 
 
@@ -41,25 +42,25 @@ def recommended_config(parameter_dim: int, num_simulations: int) -> dict[str, An
     Example:
         >>> cfg = recommended_config(2, 10_000)
         >>> cfg["batch_size"], cfg["num_epochs"], cfg["early_stopping_patience"]
-        (128, 143, 17)
+        (128, 115, 14)
     """
     check_positive_int(parameter_dim, "parameter_dim")
     n = check_positive_int(num_simulations, "num_simulations")
     batch = 64 if n < 5_000 else 128 if n < 50_000 else 256
     steps_per_epoch = max(1, int(n * (1 - VALIDATION_FRACTION)) // batch)
     epochs = min(400, max(30, math.ceil(TARGET_STEPS / steps_per_epoch)))
-    hidden = 64 if n < 5_000 else 128
+    hidden = 64 if n < 20_000 else 128
     return {
         "parameter_space": "physical",
         "flow_family": "spline",
-        "num_coupling_layers": 6,
+        "num_coupling_layers": 5,
         "hidden_dim": hidden,
         "conditioner_depth": 2,
-        "num_spline_bins": 16,
+        "num_spline_bins": 12,
         "spline_bound": 5.0,
-        "embedding_dim": 64,
-        "photometry_embedding_dim": 64,
-        "spectrum_embedding_dim": 64,
+        "embedding_dim": 32,
+        "photometry_embedding_dim": 32,
+        "spectrum_embedding_dim": 32,
         "encoder_hidden_dim": hidden,
         "learning_rate": 1e-3,
         "batch_size": batch,

@@ -280,7 +280,7 @@ class ConditionalFlowPosterior(
         The general-purpose recipe: a neural spline flow in z-scored physical
         coordinates (draws outside a bounded prior rejected), width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
-        10,000 optimiser steps and early stopping on the validation loss that
+        8,000 optimiser steps and early stopping on the validation loss that
         restores the best state (see ``orrery.sbi._recipe`` for each choice).
 
         Args:
@@ -297,7 +297,7 @@ class ConditionalFlowPosterior(
         Example:
             >>> post = ConditionalFlowPosterior.recommended(2, 10_000, seed=1)
             >>> post.flow_family, post.batch_size, post.early_stopping_patience
-            ('spline', 128, 17)
+            ('spline', 128, 14)
         """
         config = recommended_config(parameter_dim, num_simulations)
         known = inspect.signature(cls.__init__).parameters
@@ -465,6 +465,7 @@ class ConditionalFlowPosterior(
         *,
         elbo_log_likelihood_fn: Callable[[jax.Array, Any], jax.Array] | None = None,
         elbo_num_samples: int = 1,
+        devices: Any = None,
     ) -> Any:
         """Train encoder and flow on a simulation dataset.
 
@@ -476,6 +477,14 @@ class ConditionalFlowPosterior(
                 ``(theta_cube (b, d), observations) -> (b,)`` differentiable
                 log-likelihood of the batch's observations.
             elbo_num_samples: reparameterised draws per observation for the ELBO.
+            devices: ``None`` (one device), ``"all"`` (every device of every
+                process) or a sequence of devices: data-parallel training, each
+                minibatch split over the devices with the model replicated;
+                ``batch_size`` is the global batch and must divide by the device
+                count. The same seed gives the same history and model as one
+                device, up to float round-off. Under ``jax.distributed`` every
+                process calls ``fit`` with the same dataset; each feeds only its
+                own devices' rows, and every process ends with the same model.
 
         Returns:
             ``TrainingArtifacts`` (history with ``train_loss``, ``val_loss``,
@@ -483,7 +492,8 @@ class ConditionalFlowPosterior(
 
         Raises:
             ShapeError: the dataset's parameters do not have ``parameter_dim`` columns.
-            ConfigError: ELBO without a cube space or a log-likelihood function.
+            ConfigError: ELBO without a cube space or a log-likelihood function; bad
+                ``devices`` or a batch size that does not divide by their number.
         """
         if not hasattr(dataset, "iter_batches"):
             raise ConfigError(
@@ -568,6 +578,7 @@ class ConditionalFlowPosterior(
             val_data,
             val_loss_fn=val_loss_fn,
             batch_transform=batch_transform,
+            devices=devices,
             **extra,
         )
         self.model = unwrap_aux(model)
