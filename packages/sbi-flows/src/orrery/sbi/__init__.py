@@ -1,7 +1,7 @@
 """Amortized simulation-based inference with conditional normalizing flows.
 
-Build a :class:`SimulationDataset` from simulated parameters and observations,
-train a :class:`ConditionalFlowPosterior` on it, then encode an observation and
+Build a `SimulationDataset` from simulated parameters and observations,
+train a `ConditionalFlowPosterior` on it, then encode an observation and
 sample its posterior::
 
     dataset = SimulationDataset.from_arrays(theta, x)

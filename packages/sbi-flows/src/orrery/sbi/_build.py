@@ -9,7 +9,7 @@ rounding, a few ULP, in places).
 
 One wrinkle: flowjax stores *closures* over arrays as static fields (the
 ravelled transformer template of ``Coupling`` and ``MaskedAutoregressive``).
-Built under ``jit`` those cells hold tracers. :func:`compiled_build` returns
+Built under ``jit`` those cells hold tracers. `compiled_build` returns
 their values as extra outputs and writes them back into the cells; should any
 tracer remain where it cannot be repaired, it falls back to the eager build.
 """

@@ -44,7 +44,7 @@ class _Coordinates(eqx.Module):
 
 
 class PosteriorModel(eqx.Module):
-    """Encoder plus conditional flow; the object :class:`SBITrainer` trains."""
+    """Encoder plus conditional flow; the object `SBITrainer` trains."""
 
     encoder: ObservationEncoder
     flow: Any

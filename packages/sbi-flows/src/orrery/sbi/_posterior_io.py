@@ -1,6 +1,6 @@
-"""Saving and loading a :class:`~orrery.sbi.ConditionalFlowPosterior` (its persistence hooks).
+"""Saving and loading a `ConditionalFlowPosterior` (its persistence hooks).
 
-The hooks of :class:`~orrery.sbi.persistence.PersistentPosteriorEstimator`
+The hooks of `PersistentPosteriorEstimator`
 implemented for the flow posterior: what configuration and dataset-derived state
 go into the artifact's metadata, and how the equinox weights are (de)serialised.
 """
@@ -21,7 +21,7 @@ from .spaces import ParameterSpace
 
 
 class FlowPosteriorPersistence:
-    """Mixin of :class:`~orrery.sbi.ConditionalFlowPosterior` holding its persistence hooks."""
+    """Mixin of `ConditionalFlowPosterior` holding its persistence hooks."""
 
     def _build_estimator_config(self) -> dict[str, Any]:
         """Constructor arguments plus the resolved backend choices.

@@ -3,7 +3,7 @@
 An estimator is written as one artifact directory: its JSON-safe metadata
 (constructor configuration, dataset manifest and fingerprint, preprocessing,
 ``task_metadata``, schema and package versions) in ``metadata.json`` and its
-model weights, serialised with :func:`equinox.tree_serialise_leaves`, as a
+model weights, serialised with `equinox.tree_serialise_leaves`, as a
 byte array in ``arrays.npz``.
 """
 
@@ -39,12 +39,12 @@ def _package_version() -> str:
 class PersistentPosteriorEstimator:
     """Base class of posterior estimators that can be saved and loaded.
 
-    Subclasses implement :meth:`_build_estimator_config`,
-    :meth:`from_serialized_metadata`, :meth:`hydrate_loaded_metadata` and the
-    byte-level model state (:meth:`_backend_state_bytes`,
-    :meth:`_load_backend_state_bytes`); this class turns them into
-    :meth:`save` / :meth:`load` and the directory-level
-    :meth:`save_backend_state` / :meth:`load_backend_state`.
+    Subclasses implement `_build_estimator_config`,
+    `from_serialized_metadata`, `hydrate_loaded_metadata` and the
+    byte-level model state (`_backend_state_bytes`,
+    `_load_backend_state_bytes`); this class turns them into
+    `save` / `load` and the directory-level
+    `save_backend_state` / `load_backend_state`.
     """
 
     estimator_family: ClassVar[str] = "posterior"
@@ -102,7 +102,7 @@ class PersistentPosteriorEstimator:
         (out / BACKEND_STATE_FILE).write_bytes(self._backend_state_bytes())
 
     def load_backend_state(self, input_path: str | os.PathLike[str]) -> None:
-        """Read the model weights written by :meth:`save_backend_state`."""
+        """Read the model weights written by `save_backend_state`."""
         path = Path(input_path) / BACKEND_STATE_FILE
         if not path.is_file():
             raise ArtifactError(f"input_path: no backend state file {str(path)!r}")
@@ -127,7 +127,7 @@ class PersistentPosteriorEstimator:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PersistentPosteriorEstimator:
-        """Load an estimator saved by :meth:`save`.
+        """Load an estimator saved by `save`.
 
         Raises:
             ArtifactError: missing or corrupt artifact, another kind, or a schema
@@ -185,7 +185,7 @@ def serialise_module(module: Any) -> bytes:
 
 
 def deserialise_module(data: bytes, like: Any) -> Any:
-    """Inverse of :func:`serialise_module`, given a module of the same structure."""
+    """Inverse of `serialise_module`, given a module of the same structure."""
     import equinox as eqx
 
     try:

@@ -65,7 +65,7 @@ class ConditionalFlowPosterior(
 
     ``fit(dataset)`` trains encoder and flow together by maximum likelihood of the
     simulated parameters given their observations (NPE), with
-    :class:`orrery.sbi.training.SBITrainer`. The density is learned in
+    `orrery.sbi.training.SBITrainer`. The density is learned in
     ``parameter_space`` (``"physical"``, ``"cube"`` or ``"unconstrained"``), and
     samples and log-densities are reported in that space.
 
@@ -113,7 +113,7 @@ class ConditionalFlowPosterior(
         checkpoint_directory: where epoch-end checkpoints go (``None``: none).
         checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
         resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
-            All training options are handed to :class:`~orrery.sbi.training.SBITrainer`.
+            All training options are handed to `SBITrainer`.
         parameter_space: ``"physical"``, ``"cube"`` or ``"unconstrained"``.
         flow_family: ``"spline"``, ``"affine"``, ``"autoregressive"`` or
             ``"neural_autoregressive"``.
@@ -470,9 +470,9 @@ class ConditionalFlowPosterior(
         """Train encoder and flow on a simulation dataset.
 
         Args:
-            dataset: a :class:`~orrery.sbi.SimulationDataset` or any reader with
+            dataset: a `SimulationDataset` or any reader with
                 ``iter_batches(split, batch_size, *, seed, shuffle)`` yielding
-                :class:`PosteriorBatch` (and optionally its metadata attributes).
+                `PosteriorBatch` (and optionally its metadata attributes).
             elbo_log_likelihood_fn: for ``training_objective="elbo"``:
                 ``(theta_cube (b, d), observations) -> (b,)`` differentiable
                 log-likelihood of the batch's observations.
@@ -655,18 +655,18 @@ class ConditionalFlowPosterior(
 
 
 class ConditionalSplineFlowPosterior(ConditionalFlowPosterior):
-    """:class:`ConditionalFlowPosterior` with ``flow_family="spline"``."""
+    """`ConditionalFlowPosterior` with ``flow_family="spline"``."""
 
     _forced_flow_family: ClassVar[str | None] = "spline"
 
 
 class ConditionalAutoregressiveFlowPosterior(ConditionalFlowPosterior):
-    """:class:`ConditionalFlowPosterior` with ``flow_family="autoregressive"``."""
+    """`ConditionalFlowPosterior` with ``flow_family="autoregressive"``."""
 
     _forced_flow_family: ClassVar[str | None] = "autoregressive"
 
 
 class ConditionalNeuralAutoregressiveFlowPosterior(ConditionalFlowPosterior):
-    """:class:`ConditionalFlowPosterior` with ``flow_family="neural_autoregressive"``."""
+    """`ConditionalFlowPosterior` with ``flow_family="neural_autoregressive"``."""
 
     _forced_flow_family: ClassVar[str | None] = "neural_autoregressive"

@@ -41,7 +41,7 @@ class PosteriorSamples:
     Attributes:
         samples: ``(n_samples, parameter_dim)`` in the posterior's ``parameter_space``.
         parameter_names: one name per column.
-        space: the :class:`~orrery.sbi.spaces.ParameterSpace` the samples live in.
+        space: the `ParameterSpace` the samples live in.
         num_nonfinite: how many draws had a non-finite value (clamped to finite ones).
         seed: the seed the draws came from.
         acceptance_rate: share of the proposed draws that lay inside the prior's
@@ -80,7 +80,7 @@ class PosteriorSamples:
         return out.astype(self.samples.dtype, copy=False)
 
     def to_draws(self, *, physical: bool = True) -> Draws:
-        """The samples as :class:`orrery.interface.Draws` (one chain).
+        """The samples as `orrery.interface.Draws` (one chain).
 
         Args:
             physical: convert to physical units first (default) or keep the

@@ -6,7 +6,7 @@ A posterior learns its density in one of three coordinate systems:
 - ``"cube"``: ``u = (theta - lower) / (upper - lower)``, the unit hypercube;
 - ``"unconstrained"``: ``v = logit(u)``, the whole real line.
 
-:class:`ParameterSpace` maps between them exactly and gives the log-Jacobians,
+`ParameterSpace` maps between them exactly and gives the log-Jacobians,
 so a density in one space converts to another:
 ``log p_space(s) = log p_physical(theta) - log|d s / d theta|``.
 """
@@ -162,5 +162,5 @@ class ParameterSpace:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ParameterSpace:
-        """Inverse of :meth:`to_config`."""
+        """Inverse of `to_config`."""
         return cls(config["kind"], config.get("lower"), config.get("upper"))

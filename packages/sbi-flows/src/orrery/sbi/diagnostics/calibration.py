@@ -88,7 +88,7 @@ def sbc_check(
     """Per-dimension uniformity tests of SBC ranks.
 
     Args:
-        ranks: ``(n, dim)`` ranks from :func:`sbc_ranks`.
+        ranks: ``(n, dim)`` ranks from `sbc_ranks`.
         num_posterior_samples: ``S`` used for the ranks (ranks lie in ``[0, S]``);
             inferred as the largest rank when omitted (pass it when you know it).
         num_bins: histogram bins for the chi-squared test (default
@@ -189,7 +189,7 @@ def expected_coverage(
         method: ``"auto"``, ``"log_prob"`` or ``"gaussian"``.
 
     Returns:
-        A :class:`CoverageResult`.
+        A `CoverageResult`.
     """
     check_choice(method, ("auto", "log_prob", "gaussian"), "method")
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=2)
@@ -283,7 +283,7 @@ def tarp(
             standard deviation before measuring distances.
 
     Returns:
-        A :class:`TarpResult`.
+        A `TarpResult`.
     """
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=1)
     check_positive_int(num_bins, "num_bins", minimum=1)

@@ -1,6 +1,6 @@
 """Diagnostic figures: coverage curves, SBC rank histograms and corner plots.
 
-Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot
+Figures are built with `matplotlib.figure.Figure` directly (no pyplot
 state), so they work headless; save them with ``fig.savefig(path)``. Needs
 matplotlib (extra ``sbi-flows[plot]``).
 """
@@ -32,8 +32,8 @@ def plot_coverage(
     """Plot empirical against nominal coverage with the diagonal for reference.
 
     Args:
-        result: a :class:`CoverageResult` (drawn with a ±2σ band), a
-            :class:`TarpResult`, or a ``(levels, coverage)`` pair.
+        result: a `CoverageResult` (drawn with a ±2σ band), a
+            `TarpResult`, or a ``(levels, coverage)`` pair.
         ax: matplotlib axes to draw on (a new figure is made when omitted).
         label: legend label of the curve.
 
@@ -72,7 +72,7 @@ def plot_sbc_ranks(
     """Histogram of SBC ranks per dimension with the 99% band of a uniform histogram.
 
     Args:
-        ranks: ``(n, dim)`` ranks from :func:`~orrery.sbi.diagnostics.sbc_ranks`.
+        ranks: ``(n, dim)`` ranks from `sbc_ranks`.
         num_posterior_samples: ``S`` used for the ranks (default: the largest rank).
         num_bins: histogram bins.
         parameter_names: titles of the panels.

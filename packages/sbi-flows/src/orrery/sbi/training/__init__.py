@@ -1,4 +1,4 @@
-"""Training machinery for amortized posteriors: :class:`SBITrainer` and checkpoints."""
+"""Training machinery for amortized posteriors: `SBITrainer` and checkpoints."""
 
 from ._checkpoint import CHECKPOINT_BACKENDS, list_checkpoints, load_latest_checkpoint
 from .trainer import SBITrainer, TrainingArtifacts

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule construction for :class:`SBITrainer`."""
+"""Optimizer and learning-rate schedule construction for `SBITrainer`."""
 
 from __future__ import annotations
 
