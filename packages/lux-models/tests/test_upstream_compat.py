@@ -72,7 +72,7 @@ def test_missing_err_is_zero_measurement_error():
 
 def test_err_transform_recovers_intrinsic_scatter_without_err():
     """End to end: the fitted s matches an injected scatter of 0.05 within 10%."""
-    n, p = 200, 8
+    n, p = 100, 8
     rng = np.random.default_rng(1)
     z = rng.normal(size=(n, 1))
     a = rng.normal(size=(p, 1))
@@ -91,7 +91,7 @@ def test_err_transform_recovers_intrinsic_scatter_without_err():
     # the latents are known (labels), so the MAP scatter is not biased by fitting them
     params, _ = m.optimize(
         PolluxData(flux=OutputData(y)),
-        num_steps=1500,
+        num_steps=1000,
         rng_key=jax.random.PRNGKey(0),
         optimizer=numpyro.optim.Adam(0.05),
         fixed_pars={"latents": jnp.asarray(z)},

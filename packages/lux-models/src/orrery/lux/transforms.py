@@ -186,6 +186,7 @@ class AbstractSingleTransform(AbstractTransform):
     _priors: dict = eqx.field(static=True)
     _shapes: dict = eqx.field(static=True)
     vmap: bool = eqx.field(static=True)
+    _kwonly: tuple = eqx.field(static=True)
 
     def __init__(
         self,
@@ -212,6 +213,7 @@ class AbstractSingleTransform(AbstractTransform):
         self.transform = transform
         self.vmap = bool(vmap)
         names = _signature_params(transform)
+        self._kwonly = _keyword_only(transform)
         pri = {**(_default_priors or {}), **dict(priors or {})}
         shp = {**(_default_shapes or {}), **dict(shapes or {})}
         for k in list(pri) + list(shp):
@@ -271,11 +273,12 @@ class AbstractSingleTransform(AbstractTransform):
         missing = [n for n in self._priors if n not in pars]
         if missing:
             raise ConfigError(f"{type(self).__name__}.apply: missing parameter(s) {missing}")
-        args = [pars[n] for n in self._priors]
+        args = [pars[n] for n in self._priors if n not in self._kwonly]
+        kw = {n: pars[n] for n in self._kwonly}
         latents = jnp.asarray(latents)
         if self.vmap:
-            return jax.vmap(lambda z: self.transform(z, *args))(latents)
-        return self.transform(latents, *args)
+            return jax.vmap(lambda z: self.transform(z, *args, **kw))(latents)
+        return self.transform(latents, *args, **kw)
 
     def pack_pars(self, nested_pars: Any, ignore_missing: bool = False) -> dict[str, Any]:
         """Identity for single transforms (missing names raise unless `ignore_missing`)."""
@@ -284,6 +287,11 @@ class AbstractSingleTransform(AbstractTransform):
     def unpack_pars(self, flat_pars: Mapping[str, Any], ignore_missing: bool = False) -> Any:
         """Identity for single transforms (missing names raise unless `ignore_missing`)."""
         return _check_flat(self, dict(flat_pars or {}), ignore_missing)
+
+
+def _keyword_only(fn: Callable[..., Any]) -> tuple[str, ...]:
+    params = inspect.signature(fn).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
 
 def _signature_params(fn: Callable[..., Any]) -> tuple[str, ...]:
