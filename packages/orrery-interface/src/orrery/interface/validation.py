@@ -85,7 +85,24 @@ def check_shape(array: Any, expected: Sequence[int | str | None], name: str) -> 
 
 
 def check_ndim(array: Any, ndim: int | Iterable[int], name: str) -> np.ndarray | Any:
-    """Check the number of dimensions of ``array`` (one value or several allowed ones)."""
+    """Check the number of dimensions of `array` (one value or several allowed ones).
+
+    Args:
+        array: anything with a `shape`, or array-like.
+        ndim: the allowed number of dimensions, an int or several ints.
+        name: the argument's name, used in the message.
+
+    Returns:
+        The array (converted when it had no `shape`).
+
+    Raises:
+        ShapeError: when the number of dimensions is not allowed.
+        ConfigError: when `ndim` is not an int or ints.
+
+    Example:
+        >>> check_ndim(np.zeros((2, 3)), (1, 2), "x").shape
+        (2, 3)
+    """
     arr = array if hasattr(array, "shape") else np.asarray(array)
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if not allowed or not all(isinstance(a, int) and not isinstance(a, bool) for a in allowed):
@@ -165,7 +182,22 @@ def _to_float(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def check_nonnegative(array: Any, name: str) -> np.ndarray:
-    """Check that every value of ``array`` is finite and ``>= 0``."""
+    """Check that every value of `array` is finite and `>= 0` (see `check_finite`).
+
+    Args:
+        array: anything `numpy.asarray` accepts.
+        name: the argument's name, used in the message.
+
+    Returns:
+        The array (converted to float64 when it held strings or objects).
+
+    Raises:
+        ValueDomainError: naming the argument and the first bad index.
+
+    Example:
+        >>> check_nonnegative([0.0, 2.5], "sigma")
+        array([0. , 2.5])
+    """
     arr = check_finite(array, name)
     neg = arr < 0
     if np.any(neg):
@@ -178,7 +210,23 @@ def check_nonnegative(array: Any, name: str) -> np.ndarray:
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Check that ``value`` is an integer ``>= minimum`` and return it as ``int``."""
+    """Check that `value` is an integer `>= minimum` and return it as `int`.
+
+    Args:
+        value: the value; `bool` is not accepted as an integer.
+        name: the argument's name, used in the message.
+        minimum: the smallest allowed value.
+
+    Returns:
+        The value as a Python `int`.
+
+    Raises:
+        ConfigError: when it is not an integer or is too small.
+
+    Example:
+        >>> check_positive_int(np.int64(3), "num_steps")
+        3
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -187,12 +235,41 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Return up to ``n`` candidates that look like ``word`` (for "did you mean")."""
+    """Return up to `n` candidates that look like `word` (for "did you mean").
+
+    Args:
+        word: the word given.
+        candidates: the valid words.
+        n: the most matches to return.
+
+    Returns:
+        The close matches, best first.
+
+    Example:
+        >>> close_matches("adma", ["adam", "sgd"])
+        ['adam']
+    """
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
 
 
 def check_choice(value: Any, choices: Iterable[Any], name: str) -> Any:
-    """Check that ``value`` is one of ``choices``; suggest close matches when not."""
+    """Check that `value` is one of `choices`; suggest close matches when not.
+
+    Args:
+        value: the value given.
+        choices: the allowed values.
+        name: the argument's name, used in the message.
+
+    Returns:
+        The value.
+
+    Raises:
+        ConfigError: naming the allowed values (and close matches of a str).
+
+    Example:
+        >>> check_choice("skip", ["raise", "skip"], "on_nonfinite")
+        'skip'
+    """
     options = list(choices)
     if value in options:
         return value
