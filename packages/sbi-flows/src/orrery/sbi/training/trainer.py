@@ -1,4 +1,4 @@
-"""Generic minibatch trainer for equinox models: :class:`SBITrainer`."""
+"""Generic minibatch trainer for equinox models: `SBITrainer`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import optax
 from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
+from ._data_parallel import DataParallel, epoch_order, make_data_parallel_epoch
 from ._optim import make_optimizer, make_schedule
 from ._progress import EpochProgress
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
@@ -218,6 +219,7 @@ class SBITrainer:
         epoch_metrics_fn: Callable[[Any], Mapping[str, float]] | None = None,
         batch_transform: Callable[[Any, jax.Array], Any] | None = None,
         stability_thresholds: Mapping[str, float] | None = None,
+        devices: Any = None,
     ) -> tuple[Any, TrainingArtifacts]:
         """Train ``model`` and return ``(kept_model, artifacts)``.
 
@@ -236,10 +238,23 @@ class SBITrainer:
                 ``epoch_metrics_fn``) is above its threshold or non-finite is unstable.
                 Unstable epochs are flagged in ``history["stable"]`` and never kept
                 when a stable epoch exists.
+            devices: ``None`` (one device), ``"all"`` (every device of every process)
+                or a sequence of devices: data-parallel training, each minibatch split
+                over the devices, parameters replicated. ``batch_size`` stays the
+                global batch and must divide by the device count. Under
+                ``jax.distributed`` every process calls ``fit`` with the same data and
+                gathers only its own devices' rows; validation, metrics and the
+                returned model are computed on each process's default device, and
+                only process 0 writes checkpoints (every process resumes from them,
+                so the directory must be shared).
 
         Returns:
             The kept model (lowest validation loss among stable epochs, else the
-            last epoch's model) and a :class:`TrainingArtifacts`.
+            last epoch's model) and a `TrainingArtifacts`.
+
+        Raises:
+            ConfigError: bad ``devices``, a batch that does not divide by the device
+                count, or ``devices`` with a streamed dataset.
         """
         start_time = time.perf_counter()
         thresholds = dict(stability_thresholds or {})
@@ -248,15 +263,24 @@ class SBITrainer:
         # A SplitStream (a split of a streaming dataset) is read window by window.
         streaming = isinstance(train_data, SplitStream)
         has_val = val_data is not None
+        if devices is not None and streaming:
+            raise ConfigError(
+                "devices: data-parallel training reads the training split from memory; "
+                "a streamed (store-backed) dataset is not supported with devices yet"
+            )
         if streaming:
             n_train, n_val = train_data.n_rows, val_data.n_rows if has_val else 0
         else:
             n_train = _n_rows(train_data, "train_data")
             n_val = _n_rows(val_data, "val_data") if has_val else 0
-            train_data = jax.tree.map(jnp.asarray, train_data)
+            # Data-parallel epochs gather each process's rows on the host.
+            train_data = jax.tree.map(
+                np.asarray if devices is not None else jnp.asarray, train_data
+            )
             val_data = jax.tree.map(jnp.asarray, val_data) if has_val else None
         batch_size = min(self.batch_size, n_train)
         steps_per_epoch = n_train // batch_size
+        dp = DataParallel(devices, batch_size) if devices is not None else None
         horizon = self.lr_schedule_total_epochs or self.num_epochs
         schedule = make_schedule(
             learning_rate=self.learning_rate,
@@ -278,9 +302,15 @@ class SBITrainer:
         base_key = jax.random.key(self.seed)
         opt_key = (self.config_key(), steps_per_epoch)
         make_epoch = make_stream_epoch if streaming else _make_train_epoch
+        if dp is not None:
+
+            def make_epoch(*args):
+                return make_data_parallel_epoch(*args, dp)
+
         train_cache_key = (
             "train",
             streaming,
+            None if dp is None else dp.devices,
             static,
             opt_key,
             loss_fn,
@@ -354,7 +384,9 @@ class SBITrainer:
         epochs = range(start_epoch, self.num_epochs) if not stopped_early else range(0)
         bar = EpochProgress(self.num_epochs, start_epoch, enabled=self.progress)
         compile_s = 0.0
-        if len(epochs) and not streaming:
+        if dp is not None:
+            params_dp, opt_dp = dp.replicate(params), dp.replicate(opt_state)
+        if len(epochs) and not streaming and dp is None:
             # Compile before the first epoch, as its own stage; a repeat fit of the
             # same architecture and data shapes reuses the compiled step.
             bar.compiling("the training step")
@@ -370,7 +402,15 @@ class SBITrainer:
         try:
             for epoch in epochs:
                 key = jax.random.fold_in(base_key, epoch)
-                params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
+                if dp is None:
+                    params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
+                else:
+                    order, key_data = epoch_order(key, n_train, batch_size)
+                    batches = dp.epoch_batches(train_data, order)
+                    params_dp, opt_dp, train_loss = train_epoch(
+                        params_dp, opt_dp, batches, dp.replicate(key_data)
+                    )
+                    params = dp.local(params_dp)
                 history["train_loss"].append(float(train_loss))
                 history["learning_rate"].append(float(epoch_lrs[epoch]))
                 val_loss = (
@@ -416,7 +456,9 @@ class SBITrainer:
                     and since_improved >= self.early_stopping_patience
                 ):
                     stopped_early = True
-                if self.checkpoint_directory is not None:
+                if self.checkpoint_directory is not None and dp is not None:
+                    opt_state = dp.local(opt_dp)
+                if self.checkpoint_directory is not None and jax.process_index() == 0:
                     save_checkpoint(
                         self.checkpoint_directory,
                         backend=self.checkpoint_backend,
@@ -435,6 +477,8 @@ class SBITrainer:
                             "rng_key_data": np.asarray(jax.random.key_data(base_key)).tolist(),
                         },
                     )
+                if self.checkpoint_directory is not None and dp is not None:
+                    dp.barrier(f"orrery-sbi-checkpoint-{epoch + 1}")
                 bar.epoch(float(train_loss), val_loss)
                 if stopped_early:
                     break
@@ -478,6 +522,8 @@ class SBITrainer:
                 "wall_time_s": time.perf_counter() - start_time,
                 "compile_time_s": compile_s,
                 "data_fingerprint": run_facts["data_fingerprint"],
+                "devices": None if dp is None else len(dp.devices),
+                "processes": None if dp is None else len({d.process_index for d in dp.devices}),
             }
         )
         return model_out, TrainingArtifacts(history, validation_metrics, metadata)
