@@ -1,225 +1,296 @@
-"""The Cannon: orrery.lux (vectorised JAX) against a per-pixel / per-star SciPy baseline.
+"""The Cannon: orrery.lux against The Cannon 2 itself and the normal-equation floor.
 
-Both sides implement the same maths:
+One synthetic survey (default 2,000 training + 200 test stars × 8,575 pixels × 3
+labels, quadratic, S/N 100, intrinsic scatter 0.01) is fitted by
 
-- training: per pixel, the joint maximum-likelihood coefficients θ and
-  intrinsic scatter s of ``y ~ N(θ·φ(x), σ² + s²)``. orrery.lux alternates exact
-  block updates vectorised over all pixels; the baseline (as thecannon does)
-  runs ``scipy.optimize.minimize`` (L-BFGS-B, analytic gradient, from the
-  weighted least-squares start) pixel by pixel.
-- test step: per star, the labels minimising χ² with variance ``σ² + s²`` from
-  the same starting points (linear-algebra guess, training median, random
-  points). orrery.lux runs vmapped Levenberg–Marquardt on the exact quadratic
-  form; the baseline runs ``scipy.optimize.least_squares(method="lm")`` with an
-  analytic Jacobian, star by star and start by start.
+- The Cannon 2 (PyPI ``annieslasso``, module ``thecannon``), run in an isolated
+  environment with the pins it needs::
 
-The baseline is timed on a subset of pixels / stars and extrapolated linearly
-to the full problem (its cost is exactly linear in pixels and in stars).
+      uv run --isolated --no-project --with annieslasso --with 'numpy<2' \\
+          --with 'astropy<6.1' --with 'scipy<1.14' python <worker>
 
-    uv run python packages/lux-models/benchmarks/cannon.py            # 2000 × 8575 × 3
-    uv run python packages/lux-models/benchmarks/cannon.py --quick
+- ``orrery.lux.Cannon`` in float32 (this process) and under ``jax_enable_x64``
+  (a child process, since x64 is process-wide), cold (first fit, compilation
+  included) and warm (median of the repeats);
+- the floor: one weighted normal-equation solve for all pixels in NumPy
+  (``Wᵀ(F⊗F)``, ``(W∘y)ᵀF`` and a batched solve), float32 and float64.
+
+Every process gets the same thread count (``--threads``, default 2) through
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=... intra_op_parallelism_threads=N``,
+set before NumPy or JAX is imported. The machine's load average is printed with
+the figures.
+
+    uv run python packages/lux-models/benchmarks/cannon.py            # full size
+    uv run python packages/lux-models/benchmarks/cannon.py --quick    # 500 × 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from itertools import combinations_with_replacement
+from pathlib import Path
 
-import jax
+THANNON_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
+
+_CANNON2_WORKER = r"""
+import json, sys, time
 import numpy as np
-import scipy.optimize
+import thecannon as tc
 
-from orrery.lux import Cannon
-from orrery.lux.datasets import synthetic_survey
-
-
-def _features(x: np.ndarray, degree: int = 2) -> np.ndarray:
-    cols = [np.ones(x.shape[0])]
-    for d in range(1, degree + 1):
-        for idx in combinations_with_replacement(range(x.shape[1]), d):
-            cols.append(np.prod(x[:, list(idx)], axis=1))
-    return np.stack(cols, axis=1)
-
-
-def _feature_jacobian(x: np.ndarray, degree: int = 2) -> np.ndarray:
-    """dφ/dx for one label vector ``x`` -> (k, L)."""
-    n_lab = x.shape[0]
-    rows = [np.zeros(n_lab)]
-    for d in range(1, degree + 1):
-        for idx in combinations_with_replacement(range(n_lab), d):
-            g = np.zeros(n_lab)
-            for j in range(n_lab):
-                c = idx.count(j)
-                if c:
-                    rest = list(idx)
-                    rest.remove(j)
-                    g[j] = c * np.prod(x[rest]) if rest else c
-            rows.append(g)
-    return np.array(rows)
-
-
-def baseline_train_pixel(feats, y, ivar):
-    """thecannon-style per-pixel fit: joint (θ, log s) maximum likelihood with SciPy."""
-    good = ivar > 0
-    f, y, ivar = feats[good], y[good], ivar[good]
-    sw = np.sqrt(ivar)
-    theta0, *_ = np.linalg.lstsq(f * sw[:, None], y * sw, rcond=None)
-    var = 1.0 / ivar
-    r0 = y - f @ theta0
-    s0 = np.sqrt(max(np.mean(r0**2 - var), 1e-8))
-
-    def nll(p):
-        theta, log_s = p[:-1], p[-1]
-        s2 = np.exp(2 * log_s)
-        v = var + s2
-        r = y - f @ theta
-        val = 0.5 * np.sum(r * r / v + np.log(v))
-        g_theta = -f.T @ (r / v)
-        g_ls = np.sum(1.0 / v - r * r / v**2) * s2
-        return val, np.append(g_theta, g_ls)
-
-    res = scipy.optimize.minimize(nll, np.append(theta0, np.log(s0)), jac=True, method="L-BFGS-B")
-    return res.x[:-1], np.exp(res.x[-1])
-
-
-def baseline_test_star(coeffs, s2, y, ivar, starts):
-    """Per-star SciPy least squares from every start; the lowest χ² wins."""
-    good = ivar > 0
-    theta, y = coeffs[good], y[good]
-    sw = 1.0 / np.sqrt(1.0 / ivar[good] + s2[good])
-
-    def resid(x):
-        return sw * (y - theta @ _features(x[None, :])[0])
-
-    def jac(x):
-        return -sw[:, None] * (theta @ _feature_jacobian(x))
-
-    best = None
-    for x0 in starts:
-        r = scipy.optimize.least_squares(resid, x0, jac=jac, method="lm")
-        if best is None or r.cost < best.cost:
-            best = r
-    return best.x
-
-
-def _timed(fn):
+d = np.load(sys.argv[1])
+repeats = int(sys.argv[3])
+vec = tc.vectorizer.PolynomialVectorizer(("teff", "logg", "feh"), 2)
+times = []
+for _ in range(repeats):
+    model = tc.CannonModel(d["labels"], d["flux"], d["ivar"], vectorizer=vec)
     t0 = time.perf_counter()
-    out = fn()
-    jax.block_until_ready(out)
-    return out, time.perf_counter() - t0
+    model.train()
+    times.append(time.perf_counter() - t0)
+t0 = time.perf_counter()
+labels, _, _ = model.test(d["test_flux"], d["test_ivar"])
+t_test = time.perf_counter() - t0
+json.dump({"train": times, "test": t_test, "labels": np.asarray(labels).tolist(),
+           "scatter_median": float(np.median(np.sqrt(model.s2)))}, open(sys.argv[2], "w"))
+"""
+
+
+def _thread_env(n: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(n)
+    multi = "true" if n > 1 else "false"
+    env["XLA_FLAGS"] = (
+        f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={n} "
+        + env.get("XLA_FLAGS", "")
+    ).strip()
+    return env
+
+
+def _survey(args):
+    from orrery.lux.datasets import synthetic_survey
+
+    n, t = args.n_stars, args.n_test
+    s = synthetic_survey(n + t, args.n_pixels, snr=100, intrinsic_scatter=0.01, seed=args.seed)
+    return s, slice(0, n), slice(n, n + t)
+
+
+def _orrery_worker(args) -> dict:
+    """Time orrery.lux.Cannon in this process (float32, or x64 with --x64)."""
+    import jax
+
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    import numpy as np
+
+    from orrery.lux import Cannon
+
+    s, tr, te = _survey(args)
+    lab, flux, ivar = s.labels[tr], s.spectra[tr], s.ivar[tr]
+    cannon = Cannon(3, args.n_pixels)
+
+    def fit():
+        t0 = time.perf_counter()
+        out = cannon.fit(lab, flux, ivar)
+        jax.block_until_ready(out.coeffs)
+        return out, time.perf_counter() - t0
+
+    fitted, cold = fit()
+    warm = [fit()[1] for _ in range(args.repeats)]
+    ft, it = s.spectra[te], s.ivar[te]
+    t0 = time.perf_counter()
+    res = fitted.infer_labels(ft, it)
+    test_cold = time.perf_counter() - t0
+    tests = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = fitted.infer_labels(ft, it)
+        tests.append(time.perf_counter() - t0)
+    return {
+        "train_cold": cold,
+        "train": warm,
+        "test_cold": test_cold,
+        "test": tests,
+        "labels": res.labels.tolist(),
+        "converged": float(np.mean(res.converged)),
+        "scatter_median": float(np.median(np.asarray(fitted.scatter))),
+    }
+
+
+def _floor(args) -> dict:
+    import numpy as np
+
+    from orrery.lux._poly import poly_features
+
+    s, tr, _ = _survey(args)
+    lab = s.labels[tr]
+    scaled = (lab - np.median(lab, 0)) / lab.std(0)
+    out = {}
+    for name, dt in (("float32", np.float32), ("float64", np.float64)):
+        feats = np.asarray(poly_features(scaled, 2), dt)
+        w, y = s.ivar[tr].astype(dt), np.nan_to_num(s.spectra[tr]).astype(dt)
+        n, k = feats.shape
+
+        def solve(feats=feats, w=w, y=y, n=n, k=k):
+            outer = (feats[:, :, None] * feats[:, None, :]).reshape(n, k * k)
+            gram = (w.T @ outer).reshape(-1, k, k)
+            rhs = (w * y).T @ feats
+            return np.linalg.solve(gram, rhs[..., None])
+
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            solve()
+            times.append(time.perf_counter() - t0)
+        out[name] = times
+    return out
+
+
+def _child(args, extra: list[str], env) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, __file__, *extra, "--worker-out", str(out)]
+        cmd += _size_args(args)
+        subprocess.run(cmd, check=True, env=env)
+        return json.loads(out.read_text())
+
+
+def _size_args(args) -> list[str]:
+    return [
+        f"--n-stars={args.n_stars}",
+        f"--n-test={args.n_test}",
+        f"--n-pixels={args.n_pixels}",
+        f"--repeats={args.repeats}",
+        f"--seed={args.seed}",
+        f"--threads={args.threads}",
+    ]
+
+
+def _cannon2(args, env) -> dict | None:
+    import numpy as np
+
+    s, tr, te = _survey(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out, worker = Path(tmp) / "d.npz", Path(tmp) / "o.json", Path(tmp) / "w.py"
+        np.savez(
+            data,
+            labels=s.labels[tr],
+            flux=s.spectra[tr],
+            ivar=s.ivar[tr],
+            test_flux=s.spectra[te],
+            test_ivar=s.ivar[te],
+        )
+        worker.write_text(_CANNON2_WORKER)
+        with_ = [a for pin in THANNON_PINS for a in ("--with", pin)]
+        cmd = ["uv", "run", "--isolated", "--no-project", *with_, "python", str(worker)]
+        cmd += [str(data), str(out), str(args.cannon2_repeats)]
+        try:  # its progress bars are captured, and shown only if it fails
+            subprocess.run(cmd, check=True, env=env, cwd=tmp, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            tail = getattr(err, "stderr", "") or ""
+            print(f"The Cannon 2 could not be run ({err}); its rows are left out\n{tail[-2000:]}")
+            return None
+        return json.loads(out.read_text())
+
+
+def _median(x):
+    return sorted(x)[len(x) // 2]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="500 stars × 1000 pixels")
+    ap.add_argument("--quick", action="store_true", help="500 + 100 stars × 1000 pixels")
     ap.add_argument("--n-stars", type=int, default=2000)
+    ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--n-pixels", type=int, default=8575)
-    ap.add_argument("--baseline-pixels", type=int, default=200)
-    ap.add_argument("--baseline-stars", type=int, default=100)
-    ap.add_argument("--n-starts", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--cannon2-repeats", type=int, default=1, help="The Cannon 2 compiles nothing: 1 is warm"
+    )
+    ap.add_argument("--skip-cannon2", action="store_true")
+    ap.add_argument("--worker", choices=("orrery", "floor"), help=argparse.SUPPRESS)
+    ap.add_argument("--x64", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
-        args.n_stars, args.n_pixels = 500, 1000
-        args.baseline_pixels, args.baseline_stars = 50, 10
+        args.n_stars, args.n_test, args.n_pixels = 500, 100, 1000
+    if args.worker:
+        result = _orrery_worker(args) if args.worker == "orrery" else _floor(args)
+        Path(args.worker_out).write_text(json.dumps(result))
+        return
+
+    env = _thread_env(args.threads)
     n, p = args.n_stars, args.n_pixels
     print(
-        f"The Cannon benchmark: {n} training + {n} test stars × {p} pixels × 3 labels, "
-        f"degree 2 (10 features); jax devices: {jax.devices()}"
+        f"The Cannon benchmark: {n} training + {args.n_test} test stars × {p} pixels × 3 "
+        f"labels, degree 2; {args.threads} threads per process; load average before: "
+        f"{os.getloadavg()[0]:.2f}"
     )
-    survey = synthetic_survey(2 * n, p, snr=100, intrinsic_scatter=0.01, seed=args.seed)
-    tr, te = slice(0, n), slice(n, 2 * n)
-    lab, flux, ivar = survey.labels[tr], survey.spectra[tr], survey.ivar[tr]
+    floor = _child(args, ["--worker", "floor"], env)
+    f32 = _child(args, ["--worker", "orrery"], env)
+    f64 = _child(args, ["--worker", "orrery", "--x64"], env)
+    c2 = None if args.skip_cannon2 else _cannon2(args, env)
+    load = os.getloadavg()
 
-    # ---- training
-    cannon = Cannon(3, p)
-    fitted, t_cold = _timed(lambda: cannon.fit(lab, flux, ivar))
-    fitted, t_fit = _timed(lambda: cannon.fit(lab, flux, ivar))
-    feats = _features((lab - np.asarray(fitted.label_offset)) / np.asarray(fitted.label_scale))
-    rng = np.random.default_rng(1)
-    pix = np.sort(rng.choice(p, size=min(args.baseline_pixels, p), replace=False))
-    t0 = time.perf_counter()
-    base = [baseline_train_pixel(feats, flux[:, j], ivar[:, j]) for j in pix]
-    t_base_sub = time.perf_counter() - t0
-    t_base_fit = t_base_sub * p / len(pix)
-    base_theta = np.array([b[0] for b in base])
-    base_s = np.array([b[1] for b in base])
-    ours_theta = np.asarray(fitted.coeffs)[pix]
-    ours_s = np.asarray(fitted.scatter)[pix]
+    import numpy as np
 
-    # ---- test step
-    flux_t, ivar_t = survey.spectra[te], survey.ivar[te]
-    res, t_inf_cold = _timed(lambda: fitted.infer_labels(flux_t, ivar_t, n_starts=args.n_starts))
-    res, t_inf = _timed(lambda: fitted.infer_labels(flux_t, ivar_t, n_starts=args.n_starts))
-    stars = np.arange(min(args.baseline_stars, n))
-    coeffs = np.asarray(fitted.coeffs, float)
-    s2 = np.asarray(fitted.scatter, float) ** 2
-    off, sc = np.asarray(fitted.label_offset, float), np.asarray(fitted.label_scale, float)
-    rand = np.asarray(
-        jax.random.uniform(
-            jax.random.key(0), (max(args.n_starts - 2, 0), 3), minval=-1.0, maxval=1.0
+    s, _, te = _survey(args)
+    truth = s.labels[te]
+
+    def teff_rms(labels):
+        return float(np.sqrt(np.mean((np.asarray(labels)[:, 0] - truth[:, 0]) ** 2)))
+
+    fl32, fl64 = _median(floor["float32"]), _median(floor["float64"])
+    rows = []
+    if c2 is not None:
+        rows.append(
+            (
+                "The Cannon 2 (annieslasso)",
+                _median(c2["train"]),
+                None,
+                c2["test"],
+                teff_rms(c2["labels"]),
+                c2["scatter_median"],
+            )
         )
-    )
-    t0 = time.perf_counter()
-    base_lab = []
-    for i in stars:
-        w = np.where(ivar_t[i] > 0, 1.0 / (1.0 / np.where(ivar_t[i] > 0, ivar_t[i], 1) + s2), 0)
-        yi = np.nan_to_num(flux_t[i])
-        # linear-algebra start: free features by weighted least squares, linear terms
-        free = np.linalg.solve(coeffs.T @ (w[:, None] * coeffs), coeffs.T @ (w * yi))
-        starts = [free[1:4], np.zeros(3), *rand][: args.n_starts]
-        base_lab.append(baseline_test_star(coeffs, s2, yi, ivar_t[i], starts) * sc + off)
-    t_base_sub_inf = time.perf_counter() - t0
-    t_base_inf = t_base_sub_inf * n / len(stars)
-    base_lab = np.array(base_lab)
-
-    # ---- report
-    truth = survey.labels[te]
-    rms = np.sqrt(np.mean((res.labels - truth) ** 2, axis=0))
-    rms_b = np.sqrt(np.mean((base_lab - truth[stars]) ** 2, axis=0))
+    for name, r in (("orrery.lux.Cannon float32", f32), ("orrery.lux.Cannon x64", f64)):
+        rows.append(
+            (
+                name,
+                _median(r["train"]),
+                r["train_cold"],
+                _median(r["test"]),
+                teff_rms(r["labels"]),
+                r["scatter_median"],
+            )
+        )
     print()
-    print(
-        f"{'step':<12}{'orrery.lux':>14}{'(cold, +JIT)':>14}{'SciPy baseline':>16}{'speed-up':>10}"
-    )
-    print(
-        f"{'training':<12}{t_fit:>13.2f}s{t_cold:>13.2f}s{t_base_fit:>15.1f}s"
-        f"{t_base_fit / t_fit:>9.0f}×"
-    )
-    print(
-        f"{'test step':<12}{t_inf:>13.2f}s{t_inf_cold:>13.2f}s{t_base_inf:>15.1f}s"
-        f"{t_base_inf / t_inf:>9.0f}×"
-    )
-    print(
-        f"(baseline timed on {len(pix)} of {p} pixels ({t_base_sub:.1f}s) and {len(stars)} "
-        f"of {n} stars ({t_base_sub_inf:.1f}s), extrapolated linearly; "
-        f"speed-ups use the warm orrery.lux time, cold/warm ratio "
-        f"{t_base_fit / t_cold:.0f}× / {t_base_inf / t_inf_cold:.0f}×)"
-    )
+    head = f"{'':<28}{'train warm':>12}{'cold':>9}{'test step':>11}{'Teff rms':>10}{'med s':>9}"
+    print(head)
+    for name, tw, tc, tt, rms, sc in rows:
+        cold = f"{tc:>8.2f}s" if tc is not None else f"{'-':>9}"
+        print(f"{name:<28}{tw:>11.2f}s{cold}{tt:>10.3f}s{rms:>8.3f} K{sc:>9.5f}")
+    print(f"{'floor (NumPy) float32':<28}{fl32:>11.3f}s")
+    print(f"{'floor (NumPy) float64':<28}{fl64:>11.3f}s")
     print()
-    print("agreement with the baseline on the timed subset:")
-    print(
-        f"  coefficients max |Δθ| = {np.max(np.abs(ours_theta - base_theta)):.2e} "
-        f"(median |θ| {np.median(np.abs(base_theta)):.2e})"
-    )
-    print(
-        f"  scatter median ratio ours/baseline = {np.median(ours_s / base_s):.4f}, "
-        f"injected-scatter recovery (median s / 0.01) = "
-        f"{np.median(np.asarray(fitted.scatter)) / 0.01:.3f}"
-    )
-    print(
-        f"  labels max |Δ| (Teff, logg, [Fe/H]) = "
-        f"{np.max(np.abs(res.labels[stars] - base_lab), axis=0)}"
-    )
-    print("test-step label accuracy against the truth (RMS):")
-    print(
-        f"  orrery.lux  ({n} stars): Teff {rms[0]:.2f} K, logg {rms[1]:.4f}, "
-        f"[Fe/H] {rms[2]:.4f}; converged {res.converged.mean():.1%}"
-    )
-    print(
-        f"  baseline    ({len(stars)} stars): Teff {rms_b[0]:.2f} K, logg {rms_b[1]:.4f}, "
-        f"[Fe/H] {rms_b[2]:.4f}"
-    )
+    print(f"orrery float32 / float32 floor: {_median(f32['train']) / fl32:.1f}×")
+    print(f"orrery x64 / float64 floor:     {_median(f64['train']) / fl64:.1f}×")
+    if c2 is not None:
+        test_ratio = c2["test"] / _median(f32["test"])
+        train_ratio = _median(c2["train"]) / _median(f32["train"])
+        rms_ratio = teff_rms(f32["labels"]) / teff_rms(c2["labels"])
+        print(f"test step, The Cannon 2 / orrery float32: {test_ratio:.0f}×")
+        print(f"training, The Cannon 2 / orrery float32:  {train_ratio:.1f}×")
+        print(f"Teff rms orrery float32 / The Cannon 2:   {rms_ratio:.4f}")
+    print(f"orrery converged: float32 {f32['converged']:.1%}, x64 {f64['converged']:.1%}")
+    print(f"load average (1, 5, 15 min) after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":
