@@ -40,7 +40,7 @@ _KIND = "orrery.lux.Cannon"
 
 @dataclass(frozen=True)
 class LabelInference:
-    """Labels inferred by :meth:`Cannon.infer_labels` (NumPy arrays, physical units).
+    """Labels inferred by `Cannon.infer_labels` (NumPy arrays, physical units).
 
     Attributes:
         labels: best-fit labels, ``(n_spectra, label_size)``.
@@ -317,7 +317,18 @@ class Cannon(eqx.Module):
             tol: relative tolerance on `s² + σ²` between alternations.
 
         Returns:
-            A new fitted :class:`Cannon`.
+            A new fitted `Cannon`; its `usable` marks the outputs the data
+            constrained.
+
+        Raises:
+            ShapeError: for arrays of the wrong shape.
+            ValueDomainError: for non-numeric (e.g. text) labels or outputs,
+                non-finite labels, negative or all-zero inverse variances, no
+                usable pixel, or non-finite fitted coefficients.
+
+        Warns:
+            UserWarning: counting the pixels marked unusable, and pixels whose
+                scatter did not converge.
         """
         check_choice(regularization_type, ("l2", "l1"), "regularization_type")
         labels = np.asarray(_numeric(labels, "labels"), dtype=float)
@@ -485,7 +496,15 @@ class Cannon(eqx.Module):
             seed: seed of the pseudo-random starts.
 
         Returns:
-            :class:`LabelInference` with physical-unit labels and covariances.
+            `LabelInference` with physical-unit labels and covariances. A
+            spectrum without enough usable pixels comes back with
+            ``converged`` False and infinite uncertainties (NaN labels and χ²
+            when no pixel is usable).
+
+        Raises:
+            NotFittedError: (a ``RuntimeError``) before ``fit``.
+            ShapeError: for arrays of the wrong shape.
+            ValueDomainError: for negative inverse variances or text input.
         """
         self._check_fitted("infer_labels")
         check_positive_int(n_starts, "n_starts")
