@@ -1,0 +1,155 @@
+"""Simulation campaigns and training from disk.
+
+1. Campaign scaling: simulations per second of ``simulate`` with a process pool of
+   1 and 2 workers, for a simulator that sleeps 10 ms per simulation (an
+   expensive external code). The pools are started and warmed before timing.
+   Goal: near-linear scaling (2 workers close to 2x).
+2. Training throughput: seconds per epoch of ``ConditionalFlowPosterior.fit`` from
+   memory, from a store that fits one window (read once, then resident) and from
+   the same store with an 8 MiB ``memory_budget`` (every epoch re-read in windows
+   with a background prefetch). An epoch's time (training and validation) is the
+   median interval between the ends of epochs 2, 3, ... of one fit, so compilation
+   (in epoch 1) is left out. Goal: store >= 0.8x the in-memory throughput.
+
+    uv run python packages/sbi-flows/benchmarks/campaign.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing
+import os
+import tempfile
+import time
+import warnings
+
+import jax
+import numpy as np
+
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, simulate
+from orrery.sbi.training import trainer
+
+K = 200  # observation size of the training benchmark
+
+
+def sleepy_simulator(theta):
+    """10 ms per simulation, then a cheap deterministic spectrum."""
+    time.sleep(0.01 * theta.shape[0])
+    return {"auxiliary": np.sin(np.outer(theta[:, 0], np.arange(8))) + theta[:, 1:2]}
+
+
+def _warm(_: int) -> int:
+    import orrery.sbi.campaign  # noqa: F401  (import cost outside the timing)
+
+    return os.getpid()
+
+
+def campaign_rate(workers: int, num: int, root: str) -> float:
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(_warm, range(workers)))
+        start = time.perf_counter()
+        simulate(
+            sleepy_simulator,
+            [[0.0, 1.0], [0.0, 1.0]],
+            num,
+            os.path.join(root, f"w{workers}"),
+            chunk_size=25,
+            executor=pool,
+        )
+        return num / (time.perf_counter() - start)
+
+
+def training_data(n: int, root: str) -> tuple[SimulationDataset, str]:
+    def sim(theta):
+        grid = np.linspace(0.0, 1.0, K)
+        return {"auxiliary": np.sin(5 * grid * theta[:, :1]) + theta[:, 1:2] * grid}
+
+    path = simulate(
+        sim,
+        [[0.0, 1.0], [0.0, 1.0]],
+        n,
+        os.path.join(root, "train"),
+        chunk_size=500,
+        executor=cf.ThreadPoolExecutor(1),
+    )
+    from orrery.sbi._row_sources import StoreSource
+
+    rows = StoreSource(path)
+    theta = rows.read("parameters", 0, rows.n_rows)
+    obs = {"auxiliary": rows.read("obs:auxiliary", 0, rows.n_rows)}
+    return SimulationDataset.from_arrays(theta, obs, bounds=[[0, 1], [0, 1]]), path
+
+
+def _stamped(epoch, stamps):
+    def run(*args):
+        out = jax.block_until_ready(epoch(*args))
+        stamps.append(time.perf_counter())
+        return out
+
+    return run
+
+
+def seconds_per_epoch(dataset, epochs: int) -> float:
+    config = dict(
+        embedding_dim=16,
+        hidden_dim=32,
+        num_coupling_layers=3,
+        batch_size=256,
+        seed=0,
+        stable_inverse_forward_max_abs_error_threshold=None,
+        stable_inverse_forward_logdet_closure_max_abs_error_threshold=None,
+        stable_cube_edge_hit_rate_threshold=None,
+    )
+    stamps: list[float] = []
+    saved = trainer._compiled, trainer.make_stream_epoch
+    # in memory the trainer compiles the epoch ahead of time; a stream's epoch is a function
+    trainer._compiled = lambda *a: (_stamped(saved[0](*a)[0], stamps), False)
+    trainer.make_stream_epoch = lambda *a: _stamped(saved[1](*a), stamps)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "still improving": a short fit
+            ConditionalFlowPosterior(2, num_epochs=1 + epochs, **config).fit(dataset)
+    finally:
+        trainer._compiled, trainer.make_stream_epoch = saved
+    return float(np.median(np.diff(stamps)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--part", choices=["all", "campaign", "training"], default="all")
+    args = parser.parse_args()
+    num_sims = 200 if args.quick else 400
+    n_train = 10_000 if args.quick else 30_000
+    epochs = 2 if args.quick else 4
+    print(f"load average at start: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as root:
+        if args.part in ("all", "campaign"):
+            rates = {w: campaign_rate(w, num_sims, root) for w in (1, 2)}
+            for w, rate in rates.items():
+                print(f"campaign, {w} worker(s): {rate:7.1f} simulations/s")
+            print(f"scaling 2 vs 1 workers: {rates[2] / rates[1]:.2f}x (ideal 2x)")
+        if args.part == "campaign":
+            return
+
+        memory, path = training_data(n_train, root)
+        resident = SimulationDataset.from_store(path)
+        print(f"training set: {n_train} x {K} float64 ({n_train * K * 8 / 2**20:.0f} MiB)")
+        cases = [("memory", memory), ("store (one window)", resident)]
+        for mib in (8, 32):
+            small = SimulationDataset.from_store(path, memory_budget=mib * 2**20)
+            cases.append((f"store ({mib} MiB, {small.window_rows}-row windows)", small))
+        results = {}
+        for label, dataset in cases:
+            results[label] = seconds_per_epoch(dataset, epochs)
+            print(f"{label:>36}: {results[label]:.3f} s/epoch")
+        base = results["memory"]
+        for label, _ in cases[1:]:
+            print(f"throughput {label} / memory: {base / results[label]:.2f}x (goal >= 0.8x)")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
