@@ -11,7 +11,8 @@ labels, quadratic, S/N 100, intrinsic scatter 0.01) is fitted by
 
 - ``orrery.lux.Cannon`` in float32 (this process) and under ``jax_enable_x64``
   (a child process, since x64 is process-wide), cold (first fit, compilation
-  included) and warm (median of the repeats);
+  included) and warm (median of the repeats), given the data in its working
+  dtype (as the floor is);
 - the floor: one weighted normal-equation solve for all pixels in NumPy
   (``Wᵀ(F⊗F)``, ``(W∘y)ᵀF`` and a batched solve), float32 and float64.
 
@@ -91,7 +92,9 @@ def _orrery_worker(args) -> dict:
     from orrery.lux import Cannon
 
     s, tr, te = _survey(args)
-    lab, flux, ivar = s.labels[tr], s.spectra[tr], s.ivar[tr]
+    # data in the working dtype, as the floor gets it (float32, or float64 under x64)
+    dt = np.float64 if args.x64 else np.float32
+    lab, flux, ivar = s.labels[tr], s.spectra[tr].astype(dt), s.ivar[tr].astype(dt)
     cannon = Cannon(3, args.n_pixels)
 
     def fit():
@@ -102,7 +105,7 @@ def _orrery_worker(args) -> dict:
 
     fitted, cold = fit()
     warm = [fit()[1] for _ in range(args.repeats)]
-    ft, it = s.spectra[te], s.ivar[te]
+    ft, it = s.spectra[te].astype(dt), s.ivar[te].astype(dt)
     t0 = time.perf_counter()
     res = fitted.infer_labels(ft, it)
     test_cold = time.perf_counter() - t0

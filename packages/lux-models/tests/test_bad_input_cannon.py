@@ -86,7 +86,7 @@ def test_all_zero_ivar_is_refused(survey):
 
 def test_all_nan_flux_is_refused(survey):
     labels, flux, ivar = _train(survey)
-    with pytest.raises(ValueDomainError, match="no pixel"):
+    with pytest.raises(ValueDomainError, match="no pixel is seen"):
         Cannon(3, P).fit(labels, np.full_like(flux, np.nan), ivar)
 
 

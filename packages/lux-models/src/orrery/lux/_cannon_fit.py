@@ -298,7 +298,8 @@ def fit_all(
 
     Returns:
         coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)``, scatter
-        converged ``(p,)`` and the number of rounds.
+        converged ``(p,)`` and whether any ivar is negative (the caller refuses
+        the fit then; checking here saves a pass over the data).
     """
     dtype = flux.dtype
     if ivar is None:
@@ -309,9 +310,10 @@ def fit_all(
 
     def seen_var(f, i):
         m = seen(f, i)
-        return m, jnp.where(m > 0, 1.0 / jnp.where(m > 0, i, 1.0), 0.0)
+        return m, jnp.where(m > 0, 1.0 / jnp.where(m > 0, i, 1.0), 0.0), (i < 0).astype(dtype)
 
-    count, sum_var = column_sums(seen_var, (flux, ivar), ops=("sum", "sum"))
+    count, sum_var, negative = column_sums(seen_var, (flux, ivar), ops=("sum", "sum", "max"))
+    negative = jnp.any(negative > 0)
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
     usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
@@ -336,7 +338,7 @@ def fit_all(
     s2 = jnp.zeros(p, dtype)
     all_conv = jnp.ones(p, bool)
     if not fit_scatter_:
-        return coeffs, s2, usable, all_conv, jnp.asarray(0)
+        return coeffs, s2, usable, all_conv, negative
     # below this relative change of s the re-solved θ equals the current one to round-off
     still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
 
@@ -370,5 +372,5 @@ def fit_all(
         return (it < max_iter) & (change >= tol)
 
     init = (jnp.asarray(0), coeffs, s2, jnp.asarray(jnp.inf, dtype), all_conv)
-    it, coeffs, s2, _, conv = jax.lax.while_loop(cond, body, init)
-    return coeffs, jnp.where(usable, s2, 0.0), usable, conv, it
+    _, coeffs, s2, _, conv = jax.lax.while_loop(cond, body, init)
+    return coeffs, jnp.where(usable, s2, 0.0), usable, conv, negative

@@ -357,12 +357,6 @@ class Cannon(eqx.Module):
                 raise ShapeError(
                     f"output_ivar: expected the shape of output {flux.shape}, got {ivar.shape}"
                 )
-            if np.any(ivar < 0):
-                raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-            if not np.any(ivar > 0):
-                raise ValueDomainError(
-                    "output_ivar: every inverse variance is zero (or NaN); there is no data to fit"
-                )
         if not np.isfinite(regularization) or regularization < 0:
             raise ValueDomainError(f"regularization: expected >= 0, got {regularization}")
         n_stars = labels.shape[0]
@@ -403,7 +397,7 @@ class Cannon(eqx.Module):
         if self.include_bias:
             penalty[0] = 0.0
 
-        coeffs, s2, usable, scatter_ok, _ = _fit.fit_all(
+        coeffs, s2, usable, scatter_ok, negative = _fit.fit_all(
             feats,
             jnp.asarray(flux),
             None if ivar is None else jnp.asarray(ivar),
@@ -415,14 +409,16 @@ class Cannon(eqx.Module):
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
         )
+        if bool(negative):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         usable_np = np.asarray(usable)
         finite = np.asarray(_finite_rows(coeffs, s2))
         n_unusable = int(np.sum(~usable_np))
         if not np.any(usable_np):
             raise ValueDomainError(
-                f"output_ivar: no pixel is seen by at least {self.n_features} stars with a "
-                "finite flux and a positive inverse variance (and labels that constrain "
-                "it); there is nothing to fit"
+                "output_ivar: every inverse variance is zero (or NaN), or no pixel is seen "
+                f"by at least {self.n_features} stars with a finite flux and a positive "
+                "inverse variance (and labels that constrain it); there is nothing to fit"
             )
         if not np.all(finite[usable_np]):
             bad = np.flatnonzero(usable_np & ~finite)
