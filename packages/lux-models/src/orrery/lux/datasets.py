@@ -142,7 +142,7 @@ def synthetic_survey(
     Args:
         n_stars: number of stars.
         n_pixels: number of pixels.
-        labels: label names from :data:`LABEL_RANGES`, or a mapping
+        labels: label names from `LABEL_RANGES`, or a mapping
             ``name -> (low, high)``.
         snr: signal-to-noise ratio per pixel.
         intrinsic_scatter: injected scatter ``s`` (a float, or one per pixel).

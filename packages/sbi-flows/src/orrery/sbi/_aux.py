@@ -36,7 +36,7 @@ class AuxTrainingModel(eqx.Module):
 
 
 def unwrap(model: Any) -> Any:
-    """The posterior model inside an :class:`AuxTrainingModel` (else ``model``)."""
+    """The posterior model inside an `AuxTrainingModel` (else ``model``)."""
     return model.model if isinstance(model, AuxTrainingModel) else model
 
 

@@ -4,10 +4,10 @@ Every encoder acts on a single observation (vmap for batches). A block enters
 as its normalised values ``(k,)`` and, when it has them, normalised
 uncertainties ``(k,)``, which become a second input channel.
 
-- sequences (``"spectrum"``, ``"time_series"``): :class:`Conv1dEncoder`,
-  :class:`PatchEncoder` or :class:`MLPEncoder` (``spectrum_encoder_type``);
-- ``"photometry"`` and ``"auxiliary"``: :class:`VectorEncoder` (an MLP);
-- :class:`ObservationEncoder` runs the block encoders and a fusion MLP to ``embedding_dim``.
+- sequences (``"spectrum"``, ``"time_series"``): `Conv1dEncoder`,
+  `PatchEncoder` or `MLPEncoder` (``spectrum_encoder_type``);
+- ``"photometry"`` and ``"auxiliary"``: `VectorEncoder` (an MLP);
+- `ObservationEncoder` runs the block encoders and a fusion MLP to ``embedding_dim``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def build_observation_encoder(
         key: initialisation key.
 
     Returns:
-        An :class:`ObservationEncoder`.
+        An `ObservationEncoder`.
 
     Raises:
         ConfigError: unknown encoder type, empty schema, or a spectrum of another length.
