@@ -247,11 +247,6 @@ def fit_scatter(
     return jnp.where(interior, u, 0.0), done
 
 
-@jax.jit
-def residuals(features, coeffs, y, mask):
-    return (y - features @ coeffs.T) * mask
-
-
 def _well_posed(gram, rhs, penalty, allowed):
     """Pixels whose (censored, penalised) normal equations are safely non-singular.
 
