@@ -39,10 +39,10 @@ from jaxtyping import PRNGKeyArray
 
 from orrery.interface import ConfigError, check_choice
 
+from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
+
 __all__ = ["BASE_DISTRIBUTIONS", "FLOW_FAMILIES", "build_flow"]
 
-FLOW_FAMILIES: tuple[str, ...] = ("spline", "affine", "autoregressive", "neural_autoregressive")
-BASE_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "student_t")
 #: Degrees of freedom of the ``"student_t"`` base (heavy tails, finite variance).
 STUDENT_T_DF = 5.0
 

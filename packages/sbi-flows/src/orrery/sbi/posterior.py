@@ -25,7 +25,7 @@ from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._build import compiled_build
 from ._fit_report import warn_after_fit
-from ._flows import BASE_DISTRIBUTIONS, FLOW_FAMILIES, build_flow
+from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from ._inference import PosteriorInference
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
@@ -323,6 +323,8 @@ class ConditionalFlowPosterior(
 
     def _build_flow(self, key: jax.Array) -> Any:
         """The conditional flow over ``parameter_dim`` given an ``embedding_dim`` context."""
+        from ._flows import build_flow  # flowjax's flows load on first build
+
         return build_flow(
             key,
             flow_family=self.flow_family,

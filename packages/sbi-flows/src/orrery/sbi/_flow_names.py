@@ -1,0 +1,4 @@
+"""Names of the flow families and base distributions (no flowjax import: cheap to load)."""
+
+FLOW_FAMILIES: tuple[str, ...] = ("spline", "affine", "autoregressive", "neural_autoregressive")
+BASE_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "student_t")
