@@ -14,6 +14,8 @@ import numpy as np
 
 from orrery.interface import ValueDomainError
 
+from ._sharding import to_host
+
 # With a progress bar the run is cut into about this many equal scans (two compilations at most).
 _PROGRESS_CHUNKS = 20
 
@@ -143,7 +145,7 @@ def drive(
 
 def warn_skips(counts: Any, num_steps: int, on_nonfinite: str, desc: str) -> None:
     """Warn, naming the members, when more than `SKIP_WARN_FRACTION` of their steps were bad."""
-    counts = np.asarray(counts)
+    counts = to_host(counts)
     members = np.nonzero(counts > SKIP_WARN_FRACTION * num_steps)[0].tolist()
     if not members:
         return
@@ -166,7 +168,7 @@ def warn_skips(counts: Any, num_steps: int, on_nonfinite: str, desc: str) -> Non
 
 
 def _raise_on_nonfinite(ok: Any, start_step: int) -> None:
-    ok = np.asarray(ok)
+    ok = to_host(ok)
     if ok.all():
         return
     members, steps = np.nonzero(~ok)

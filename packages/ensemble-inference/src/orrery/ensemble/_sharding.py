@@ -95,7 +95,8 @@ def put_members(tree: Any, shardings: MemberShardings | None) -> Any:
     if shardings is None:
         return tree
     return jax.tree.map(
-        lambda a: jax.device_put(a, shardings.members) if _has_member_axis(a) else a, tree
+        lambda a: jax.device_put(_canonical(a), shardings.members) if _has_member_axis(a) else a,
+        tree,
     )
 
 
@@ -104,5 +105,27 @@ def put_replicated(tree: Any, shardings: MemberShardings | None) -> Any:
     if shardings is None:
         return tree
     return jax.tree.map(
-        lambda a: jax.device_put(a, shardings.replicated) if eqx.is_array(a) else a, tree
+        lambda a: jax.device_put(_canonical(a), shardings.replicated) if eqx.is_array(a) else a,
+        tree,
     )
+
+
+def _canonical(a: Any) -> Any:
+    # A NumPy float64 array under x32: cast on the host first, so that the check
+    # that every process passes the same value compares like with like.
+    if isinstance(a, np.ndarray):
+        return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+    return a
+
+
+def to_host(value: Any) -> np.ndarray:
+    """A NumPy copy of ``value``, gathered from every process when it spans several.
+
+    Under ``jax.distributed`` a member-sharded array holds only this process's
+    members; reading it whole needs a collective, so every process must call this.
+    """
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        from jax.experimental.multihost_utils import process_allgather
+
+        return np.asarray(process_allgather(value, tiled=True))
+    return np.asarray(value)

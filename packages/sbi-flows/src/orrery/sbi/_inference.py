@@ -35,7 +35,7 @@ from orrery.interface import (
 
 from . import _model
 from ._precision import in_float32
-from ._sharding import shard_batch
+from ._sharding import gather, shard_batch
 from .observations import EncodedObservation, ObservationBlock, blocks_by_name
 from .samples import PosteriorSamples, clamp_nonfinite
 
@@ -367,7 +367,7 @@ class PosteriorInference:
             keys = jr.split(key, emb.shape[0])
             if devices is not None:
                 m, (keys_s, emb_s), size = shard_batch(devices, model, keys, emb)
-                return np.asarray(_model.batch_sample_space(m, keys_s, emb_s, n)[:size])
+                return gather(_model.batch_sample_space(m, keys_s, emb_s, n))[:size]
             return np.asarray(_model.batch_sample_space(model, keys, emb, n))
 
         if self._rejects(reject_outside_support):

@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from orrery.interface import ConfigError
@@ -44,5 +45,31 @@ def shard_batch(devices: Any, model: Any, *batched: jax.Array) -> tuple[Any, tup
         )
     split = NamedSharding(mesh, PartitionSpec("batch"))
     arrays, static = eqx.partition(model, eqx.is_array)
-    arrays = jax.device_put(arrays, NamedSharding(mesh, PartitionSpec()))
-    return eqx.combine(arrays, static), jax.device_put(batched, split), n
+    arrays = jax.tree.map(lambda a: _put(a, NamedSharding(mesh, PartitionSpec())), arrays)
+    return eqx.combine(arrays, static), tuple(_put(b, split) for b in batched), n
+
+
+def _put(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+    """``device_put``, also onto devices of other processes (under ``jax.distributed``).
+
+    Every process holds the whole value; each builds only its own devices' shards.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _put(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda i: np.asarray(host[i]))
+
+
+def gather(x: jax.Array) -> np.ndarray:
+    """A NumPy copy of ``x``; under ``jax.distributed`` gathered from every process.
+
+    Every process of the cluster must call this for the same array.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental.multihost_utils import process_allgather
+
+        return np.asarray(process_allgather(x, tiled=True))
+    return np.asarray(x)

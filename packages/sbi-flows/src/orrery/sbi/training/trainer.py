@@ -245,8 +245,8 @@ class SBITrainer:
                 ``jax.distributed`` every process calls ``fit`` with the same data and
                 gathers only its own devices' rows; validation, metrics and the
                 returned model are computed on each process's default device, and
-                only process 0 writes checkpoints (every process resumes from them,
-                so the directory must be shared).
+                only process 0 writes checkpoints (with the equinox backend; every
+                process resumes from them, so the directory must be shared).
 
         Returns:
             The kept model (lowest validation loss among stable epochs, else the
@@ -384,8 +384,13 @@ class SBITrainer:
         epochs = range(start_epoch, self.num_epochs) if not stopped_early else range(0)
         bar = EpochProgress(self.num_epochs, start_epoch, enabled=self.progress)
         compile_s = 0.0
+        ckpt_backend = self.checkpoint_backend
         if dp is not None:
             params_dp, opt_dp = dp.replicate(params), dp.replicate(opt_state)
+            if dp.multi_process:
+                # orbax's save is collective (every process must call it); process 0
+                # alone writes plain equinox files, which every process can read.
+                ckpt_backend = "equinox"
         if len(epochs) and not streaming and dp is None:
             # Compile before the first epoch, as its own stage; a repeat fit of the
             # same architecture and data shapes reuses the compiled step.
@@ -461,7 +466,7 @@ class SBITrainer:
                 if self.checkpoint_directory is not None and jax.process_index() == 0:
                     save_checkpoint(
                         self.checkpoint_directory,
-                        backend=self.checkpoint_backend,
+                        backend=ckpt_backend,
                         epoch=epoch + 1,
                         arrays={"params": params, "opt": opt_state, "best": best["params"]},
                         state={

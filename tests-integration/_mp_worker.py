@@ -1,0 +1,182 @@
+"""One process of a 2-process JAX cluster on 127.0.0.1 (run by test_multiprocess.py).
+
+Usage: ``python _mp_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR [PLATFORM]``.
+
+Every check runs twice in this process: once over all devices of the cluster
+(``devices="all"``: the devices of every process) and once on this process's
+first device alone, the single-process reference. The worker gathers each
+sharded result to every process, compares it with the reference and writes
+the largest differences to ``OUT_DIR/result_<PROCESS_ID>.json``; the test
+checks both files. Any exception exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    pid, nproc, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    platform = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+    import jax
+
+    if platform == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid
+    )
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.experimental.multihost_utils import process_allgather
+
+    assert jax.process_count() == nproc, jax.process_count()
+    local0 = jax.local_devices()[0]
+    result: dict = {
+        "process_index": jax.process_index(),
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+        "diffs": {},
+        "seconds": {},
+    }
+
+    def record(name: str, sharded, single) -> None:
+        worst = 0.0
+        for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single), strict=True):
+            # Sharded results span both processes: gather them; local ones are whole.
+            if isinstance(a, jax.Array) and not a.is_fully_addressable:
+                a = process_allgather(a, tiled=True)
+            a = np.asarray(a)
+            b = np.asarray(b)
+            assert a.shape == b.shape, (name, a.shape, b.shape)
+            worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)))
+        result["diffs"][name] = worst
+
+    def timed(name: str, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        result["seconds"][name] = round(time.perf_counter() - t0, 3)
+        return value
+
+    # --- ensemble: EnsembleMAP, EnsembleVI and ensemble_predict ---------------------
+    import numpyro
+    import numpyro.distributions as dist
+    import optax
+
+    from orrery.ensemble import EnsembleMAP, EnsembleVI, ensemble_predict
+
+    t = jnp.linspace(-1, 1, 32)
+    x = np.asarray(jnp.stack([jnp.ones_like(t), t], 1))
+    y = np.asarray(x @ np.array([0.7, -1.3]) + 0.3 * np.sin(7 * np.asarray(t)))
+
+    def log_joint(p, xb, yb):
+        return -0.5 * jnp.sum((yb - xb @ p["w"]) ** 2), -0.5 * jnp.sum(p["w"] ** 2)
+
+    def init(k):
+        return {"w": jax.random.normal(k, (2,))}
+
+    opt = optax.adam(0.05)
+    key = jax.random.PRNGKey(0)
+    n_members = 2 * jax.device_count()
+    with jax.default_device(local0):
+        map1 = EnsembleMAP(log_joint, init, opt, ensemble_size=n_members).run(
+            key, 20, x, y, batch_size=8
+        )
+    mapn = timed(
+        "ensemble_map",
+        lambda: EnsembleMAP(log_joint, init, opt, ensemble_size=n_members, devices="all").run(
+            key, 20, x, y, batch_size=8
+        ),
+    )
+    record("ensemble_map.params", mapn.params, map1.params)
+    record("ensemble_map.losses", mapn.losses, map1.losses)
+
+    def predict(p, xn):
+        return xn @ p["w"]
+
+    with jax.default_device(local0):
+        pred1 = ensemble_predict(map1.params, predict, x)
+    predn = timed(
+        "ensemble_predict", lambda: ensemble_predict(mapn.params, predict, x, devices="all")
+    )
+    record("ensemble_predict", predn, pred1)
+
+    def model(x, y=None):
+        w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+
+    guide = numpyro.infer.autoguide.AutoNormal(model)
+    with jax.default_device(local0):
+        vi1 = EnsembleVI(model, guide, opt, ensemble_size=n_members).run(key, 10, x, y)
+    vin = timed(
+        "ensemble_vi",
+        lambda: EnsembleVI(model, guide, opt, ensemble_size=n_members, devices="all").run(
+            key, 10, x, y
+        ),
+    )
+    record("ensemble_vi.params", vin.params, vi1.params)
+    record("ensemble_vi.losses", vin.losses, vi1.losses)
+
+    # --- SBI: data-parallel training, resume from process 0's checkpoint, sampling ---
+    import equinox as eqx
+
+    from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-1, 1, size=(300, 2))
+    ds = SimulationDataset.from_arrays(theta, theta + 0.1 * rng.normal(size=theta.shape))
+
+    def posterior(num_epochs: int, **kw):
+        return ConditionalFlowPosterior(
+            2,
+            embedding_dim=4,
+            hidden_dim=8,
+            num_coupling_layers=1,
+            batch_size=32,
+            seed=3,
+            num_epochs=num_epochs,
+            lr_schedule_total_epochs=2,
+            **kw,
+        )
+
+    def arrays(post):
+        return jax.tree.leaves(eqx.filter(post.model, eqx.is_array))
+
+    def history(art):
+        return [np.asarray(art.history[k]) for k in ("train_loss", "val_loss")]
+
+    with jax.default_device(local0):
+        ref = posterior(2)
+        ref_art = ref.fit(ds)
+    dp = posterior(2)
+    dp_art = timed("sbi_fit", lambda: dp.fit(ds, devices="all"))
+    assert dp_art.trainer_metadata["processes"] == nproc, dp_art.trainer_metadata
+    record("sbi_fit.params", arrays(dp), arrays(ref))
+    record("sbi_fit.history", history(dp_art), history(ref_art))
+
+    ckpt = str(out / "checkpoints")
+    posterior(1, checkpoint_directory=ckpt).fit(ds, devices="all")
+    resumed = posterior(2, checkpoint_directory=ckpt, resume_from_checkpoint=True)
+    res_art = resumed.fit(ds, devices="all")
+    assert res_art.trainer_metadata["resumed_from_epoch"] == 1, res_art.trainer_metadata
+    record("sbi_resume.params", arrays(resumed), arrays(ref))
+    record("sbi_resume.history", history(res_art), history(ref_art))
+
+    emb = rng.normal(size=(10, 4)).astype(np.float32)  # 10 rows over 4 devices: padded
+    with jax.default_device(local0):
+        draws1 = ref.batch_sample_posterior(emb, 16, base_seed=5)
+    drawsn = timed(
+        "batch_sample_posterior",
+        lambda: ref.batch_sample_posterior(emb, 16, base_seed=5, devices="all"),
+    )
+    record("batch_sample_posterior", drawsn, draws1)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"result_{pid}.json").write_text(json.dumps(result))
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main()
