@@ -21,12 +21,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from orrery.interface import ConfigError
 
 from .._sharding import resolve_devices
+from ._optim import make_sgd_step
 
 AXIS = "batch"
 
@@ -105,10 +105,7 @@ def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[np.ndarray, np
 def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, _batch_size, dp):
     """One jitted epoch over pre-shuffled ``(steps, batch, ...)`` batches split over ``dp``."""
 
-    def batch_loss(params, batch, key):
-        return loss_fn(eqx.combine(params, static), batch, key)
-
-    grad_fn = jax.value_and_grad(batch_loss)
+    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
     rep = dp.replicated
 
     @jax.jit
@@ -119,15 +116,9 @@ def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, _batch
         step_keys = jax.random.split(step_key, n_batches)
 
         def step(carry, xs):
-            params, opt_state = carry
             batch, k = xs
             batch = jax.lax.with_sharding_constraint(batch, dp.rows)
-            loss_key, aug_key = jax.random.split(k)
-            if batch_transform is not None:
-                batch = batch_transform(batch, aug_key)
-            loss, grads = grad_fn(params, batch, loss_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params, opt_state, loss = sgd_step(*carry, batch, k)
             params = jax.lax.with_sharding_constraint(params, rep)
             return (params, opt_state), loss
 

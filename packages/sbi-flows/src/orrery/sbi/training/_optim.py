@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
+import jax
 import optax
 
 
@@ -52,3 +54,27 @@ def make_optimizer(
     if gradient_clip_norm is None:
         return base
     return optax.chain(optax.clip_by_global_norm(gradient_clip_norm), base)
+
+
+def make_sgd_step(static, optimizer, loss_fn, batch_transform):
+    """One optimiser step on one minibatch, shared by every epoch builder.
+
+    Returns:
+        ``step(params, opt_state, batch, key) -> (params, opt_state, loss)``; the key
+        is split into the loss key and the augmentation key.
+    """
+
+    def batch_loss(params, batch, key):
+        return loss_fn(eqx.combine(params, static), batch, key)
+
+    grad_fn = jax.value_and_grad(batch_loss)
+
+    def step(params, opt_state, batch, key):
+        loss_key, aug_key = jax.random.split(key)
+        if batch_transform is not None:
+            batch = batch_transform(batch, aug_key)
+        loss, grads = grad_fn(params, batch, loss_key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._prefetch import prefetch
+from ._optim import make_sgd_step
 
 
 class SplitStream:
@@ -117,22 +116,12 @@ class SplitStream:
 def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     """``epoch(params, opt_state, stream, key)`` with the keys of the in-memory epoch."""
 
-    def batch_loss(params, batch, key):
-        return loss_fn(eqx.combine(params, static), batch, key)
-
-    grad_fn = jax.value_and_grad(batch_loss)
+    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
 
     @jax.jit
     def steps(params, opt_state, batches, keys):
         def step(carry, xs):
-            params, opt_state = carry
-            batch, k = xs
-            loss_key, aug_key = jax.random.split(k)
-            if batch_transform is not None:
-                batch = batch_transform(batch, aug_key)
-            loss, grads = grad_fn(params, batch, loss_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params, opt_state, loss = sgd_step(*carry, *xs)
             return (params, opt_state), loss
 
         keys = jax.random.wrap_key_data(keys)

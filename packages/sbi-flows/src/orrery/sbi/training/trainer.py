@@ -13,13 +13,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._data_parallel import DataParallel, epoch_order, make_data_parallel_epoch
-from ._optim import make_optimizer, make_schedule
+from ._optim import make_optimizer, make_schedule, make_sgd_step
 from ._progress import EpochProgress
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
 
@@ -589,10 +588,7 @@ def _strong(tree: Any) -> Any:
 def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches."""
 
-    def batch_loss(params, batch, key):
-        return loss_fn(eqx.combine(params, static), batch, key)
-
-    grad_fn = jax.value_and_grad(batch_loss)
+    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
 
     @jax.jit
     def epoch_fn(params, opt_state, data, key):
@@ -604,15 +600,8 @@ def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
         step_keys = jax.random.split(step_key, n_batches)
 
         def step(carry, xs):
-            params, opt_state = carry
             idx, k = xs
-            batch = _take(data, idx)
-            loss_key, aug_key = jax.random.split(k)
-            if batch_transform is not None:
-                batch = batch_transform(batch, aug_key)
-            loss, grads = grad_fn(params, batch, loss_key)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
+            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k)
             return (params, opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
