@@ -7,6 +7,7 @@ from orrery import interface as oi
 from orrery.interface import (
     ArtifactError,
     ConfigError,
+    ConfigTypeError,
     MissingDependencyError,
     NotFittedError,
     OrreryError,
@@ -23,6 +24,8 @@ from orrery.interface import (
         (NotFittedError, RuntimeError),
         (ArtifactError, ValueError),
         (ConfigError, ValueError),
+        (ConfigTypeError, TypeError),
+        (ConfigTypeError, ConfigError),
         (MissingDependencyError, ImportError),
     ],
 )

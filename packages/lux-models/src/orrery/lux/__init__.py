@@ -7,8 +7,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
+from orrery.interface import ConfigTypeError
+
 from . import datasets, plot, transforms
-from ._errors import ConfigTypeError
 from .cannon import Cannon, LabelInference
 from .data import (
     AbstractPreprocessor,

@@ -10,9 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from orrery.interface import ConfigError, ShapeError, ValueDomainError
-
-from ._errors import ConfigTypeError
+from orrery.interface import ConfigError, ConfigTypeError, ShapeError, ValueDomainError
 
 __all__ = [
     "AbstractPreprocessor",

@@ -16,9 +16,14 @@ from jaxtyping import Array, Float
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta, AutoGuide
 
-from orrery.interface import ConfigError, ShapeError, ValueDomainError, check_positive_int
+from orrery.interface import (
+    ConfigError,
+    ConfigTypeError,
+    ShapeError,
+    ValueDomainError,
+    check_positive_int,
+)
 
-from ._errors import ConfigTypeError
 from .data import LuxData, OutputData
 from .transforms import AbstractTransform, check_output_shape
 

@@ -27,10 +27,9 @@ from numpyro.infer.util import log_density
 from numpyro.optim import _NumPyroOptim
 from tqdm.auto import tqdm
 
-from orrery.interface import ConfigError, check_positive_int
+from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
 from ._cannon_fit import normal_equations
-from ._errors import ConfigTypeError
 from .lux import Lux, _check_errors, _latents_prior, as_lux_data, effective_err
 from .transforms import (
     TransformSequence,

@@ -25,6 +25,7 @@ from .draws import Draws, element_names, parse_element_name
 from .errors import (
     ArtifactError,
     ConfigError,
+    ConfigTypeError,
     MissingDependencyError,
     NotFittedError,
     OrreryError,
@@ -59,6 +60,7 @@ __all__ = [
     "ArtifactError",
     "ConditionalDensity",
     "ConfigError",
+    "ConfigTypeError",
     "Density",
     "Draws",
     "Fittable",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ArtifactError",
     "ConfigError",
+    "ConfigTypeError",
     "MissingDependencyError",
     "NotFittedError",
     "OrreryError",
@@ -40,6 +41,14 @@ class ArtifactError(OrreryError, ValueError):
 
 class ConfigError(OrreryError, ValueError):
     """An option, or a combination of options, is not valid."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument of the wrong type: a `ConfigError` that is also a `TypeError`.
+
+    Where an upstream API raised `TypeError`, orrery raises this, so upstream
+    ``except TypeError`` clauses keep working.
+    """
 
 
 class MissingDependencyError(OrreryError, ImportError):

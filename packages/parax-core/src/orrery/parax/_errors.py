@@ -6,13 +6,9 @@ They subclass the `orrery.interface` classes, so ``except ConfigError`` catches 
 
 from __future__ import annotations
 
-from orrery.interface import ConfigError
+from orrery.interface import ConfigError, ConfigTypeError
 
 __all__ = ["ConfigAttributeError", "ConfigKeyError", "ConfigTypeError"]
-
-
-class ConfigTypeError(ConfigError, TypeError):
-    """An argument of the wrong type (a `ConfigError` that is also a `TypeError`)."""
 
 
 class ConfigAttributeError(ConfigError, AttributeError):
