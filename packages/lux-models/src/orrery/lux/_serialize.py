@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -13,6 +11,7 @@ import numpyro.distributions as dist
 from orrery.interface import ArtifactError, ConfigError, load_artifact, save_artifact
 
 from . import transforms as T
+from ._precision import warn_if_narrowed
 
 _KIND = "orrery.lux.Lux"
 _BUILTIN = {
@@ -240,14 +239,8 @@ def load_lux(cls, path):
                 f"{art._label('arrays.npz')}: array 'p:{k}' has shape {arrays[k].shape}, the "
                 f"model needs {shape}"
             )
-    wide = sorted(k for k, v in arrays.items() if v.dtype == np.float64)
-    if wide and not jax.config.jax_enable_x64:
-        warnings.warn(
-            f"{art._label('arrays.npz')}: parameters {wide} were saved in float64 but "
-            "jax_enable_x64 is off, so they load as float32; enable x64 before loading to keep "
-            "float64",
-            UserWarning,
-            stacklevel=3,
-        )
+    warn_if_narrowed(
+        [f"p:{k}" for k, v in arrays.items() if v.dtype == np.float64], art._label("arrays.npz")
+    )
     flat = {k: jnp.asarray(v) for k, v in arrays.items()}
     return model, model.unpack_numpyro_pars(flat, ignore_missing="latents" not in flat)

@@ -32,6 +32,7 @@ from orrery.interface import (
 from . import _cannon_fit as _fit
 from . import _cannon_infer as _infer
 from ._poly import _term_indices, n_poly_features, poly_features
+from ._precision import warn_if_narrowed
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -740,15 +741,11 @@ class Cannon(eqx.Module):
                 raise ArtifactError(
                     f"{art.path}/arrays.npz: label_scale must be > 0 and scatter >= 0"
                 )
-            wide = [n for n, a in floats.items() if a.dtype.itemsize > 4]
-            if wide and not jax.config.jax_enable_x64:
-                warnings.warn(
-                    f"Cannon.load: {art.path} was saved in float64 ({', '.join(wide)}); "
-                    "jax_enable_x64 is off, so it is loaded as float32. Enable x64 before "
-                    "loading to keep float64.",
-                    UserWarning,
-                    stacklevel=2,
-                )
+            warn_if_narrowed(
+                [n for n, a in floats.items() if a.dtype.itemsize > 4],
+                f"Cannon.load: {art.path}",
+                stacklevel=2,
+            )
             kwargs = {name: jnp.asarray(arr) for name, arr in floats.items()}
             kwargs["usable"] = jnp.asarray(usable)
         if censored:
