@@ -86,6 +86,17 @@ def test_report_says_plainly_when_a_method_under_covers(run):
     assert "WARNING: under-coverage" in text and "overconfident teff (0.0%)" in text
 
 
+def test_report_never_calls_over_coverage_calibrated(run):
+    sp, report, _ = run
+    truth = report["truth"]
+    wide = sp.StarLabels(truth, np.ones_like(truth), truth - 1e6, truth + 1e6)
+    table = sp._coverage_table({"wide": wide}, truth, report["label_names"])
+    assert all(row["verdict"] == "over-covers" for row in table["wide"].values())
+    text = sp.format_report({**report, "coverage_table": table, "plots": [], "files": []})
+    assert "Over-coverage (above the binomial band): wide teff (100.0%)" in text
+    assert "inside the binomial band" not in text
+
+
 def test_binomial_band_and_ensemble_size_check(example):
     sp = example("stellar_pipeline")
     lo, hi = sp.binomial_band(300)

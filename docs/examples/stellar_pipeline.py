@@ -604,8 +604,21 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
             "WARNING: under-coverage (outside the binomial band): " + ", ".join(bad) + ". "
             "These intervals are too narrow; do not read them as calibrated."
         )
-    else:
-        lines.append("No method under-covers: every 90% coverage is inside the binomial band.")
+    wide = [
+        f"{method} {name} ({row['coverage_90']:.1%})"
+        for method, labels in table.items()
+        for name, row in labels.items()
+        if row["verdict"] == "over-covers"
+    ]
+    if wide:
+        lines.append(
+            "Over-coverage (above the binomial band): " + ", ".join(wide) + ". "
+            "These intervals are wider than they need to be (conservative)."
+        )
+    if not bad and not wide:
+        lines.append("Every 90% coverage is inside the binomial band.")
+    elif not bad:
+        lines.append("No method under-covers.")
     for path in [*report.get("plots", []), *report.get("files", [])]:
         lines.append(f"wrote {path}")
     return "\n".join(lines)
