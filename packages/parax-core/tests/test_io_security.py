@@ -74,3 +74,22 @@ def test_parameter_from_json_uses_the_same_allow_list(planted):
     with pytest.raises(ArtifactError, match="allow-list"):
         Parameter.from_json(doc)
     assert not marker.exists() and "payload" not in sys.modules
+
+
+def test_look_alike_package_names_are_not_on_the_allow_list(monkeypatch):
+    import dataclasses
+    import types
+
+    from orrery.parax._registry import lookup_class
+
+    @dataclasses.dataclass
+    class Gadget:
+        x: int = 0
+
+    for name in ("distreqx_evil", "orrery.paraxevil"):
+        mod = types.ModuleType(name)
+        Gadget.__module__, Gadget.__qualname__ = name, "Gadget"
+        mod.Gadget = Gadget
+        monkeypatch.setitem(sys.modules, name, mod)
+        assert lookup_class(f"{name}:Gadget") is None
+    assert lookup_class("orrery.parax.parameter:Parameter") is Parameter

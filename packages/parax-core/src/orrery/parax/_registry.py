@@ -34,7 +34,7 @@ __all__ = ["register_loadable"]
 
 T = TypeVar("T")
 
-_PACKAGE_PREFIXES = ("orrery.parax", "distreqx")
+_PACKAGES = ("orrery.parax", "distreqx")
 # Fixed in code: the module objects are those imported above, never looked up by name.
 _FUNCTION_MODULES: dict[str, Any] = {
     "jax.numpy": jnp,
@@ -68,10 +68,15 @@ def ref_of(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
 
 
+def _in_packages(module: str) -> bool:
+    """True for `orrery.parax`, `distreqx` and their submodules (not `distreqx_x`)."""
+    return module in _PACKAGES or module.startswith(tuple(f"{p}." for p in _PACKAGES))
+
+
 def _scan_package_classes() -> None:
     """Register the dataclasses defined in already-imported parax and distreqx modules."""
     for mod_name, mod in list(sys.modules.items()):
-        if mod is None or not mod_name.startswith(_PACKAGE_PREFIXES):
+        if mod is None or not _in_packages(mod_name):
             continue
         for obj in list(vars(mod).values()):
             if (
@@ -108,7 +113,7 @@ def lookup_class(ref: str) -> type | None:
     if ref in _user:
         obj = _user[ref]
         return obj if isinstance(obj, type) else None
-    if ref.startswith(_PACKAGE_PREFIXES):
+    if _in_packages(ref.partition(":")[0]):
         if ref not in _package_classes:
             _scan_package_classes()
         return _package_classes.get(ref)
