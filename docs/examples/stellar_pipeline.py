@@ -593,23 +593,22 @@ def format_report(report: dict[str, Any], *, markdown: bool = False) -> str:
         rows.append([method, *cells])
     lines += _table(head, rows, markdown)
     lines.append("")
-    bad = [
-        f"{method} {name} ({row['coverage_90']:.1%})"
-        for method, labels in table.items()
-        for name, row in labels.items()
-        if row["verdict"] == "under-covers"
-    ]
+
+    def flagged(verdict: str) -> list[str]:
+        return [
+            f"{method} {name} ({row['coverage_90']:.1%})"
+            for method, labels in table.items()
+            for name, row in labels.items()
+            if row["verdict"] == verdict
+        ]
+
+    bad = flagged("under-covers")
     if bad:
         lines.append(
             "WARNING: under-coverage (outside the binomial band): " + ", ".join(bad) + ". "
             "These intervals are too narrow; do not read them as calibrated."
         )
-    wide = [
-        f"{method} {name} ({row['coverage_90']:.1%})"
-        for method, labels in table.items()
-        for name, row in labels.items()
-        if row["verdict"] == "over-covers"
-    ]
+    wide = flagged("over-covers")
     if wide:
         lines.append(
             "Over-coverage (above the binomial band): " + ", ".join(wide) + ". "
