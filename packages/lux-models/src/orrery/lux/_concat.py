@@ -9,12 +9,12 @@ import jax.numpy as jnp
 
 from orrery.interface import ConfigError
 
-from .transforms import AbstractTransform
+from .transforms import AbstractTransform, _IndexedTransforms
 
 __all__ = ["ConcatenateTransform"]
 
 
-class ConcatenateTransform(AbstractTransform):
+class ConcatenateTransform(_IndexedTransforms):
     """Apply several transforms to the same input and concatenate their outputs.
 
     The output is `[t0(z), t1(z), ...]` along the output axis. Parameters are
@@ -38,8 +38,6 @@ class ConcatenateTransform(AbstractTransform):
         ((4, 5), [3.0, 3.0, 1.0, 1.0, 1.0])
     """
 
-    transforms: tuple[AbstractTransform, ...]
-
     def __init__(self, transforms):
         transforms = tuple(transforms)
         if not transforms:
@@ -52,17 +50,6 @@ class ConcatenateTransform(AbstractTransform):
 
     def output_size_for(self, latent_size: int) -> int:
         return sum(t.output_size_for(int(latent_size)) for t in self.transforms)
-
-    @property
-    def priors(self):
-        return tuple(t.priors for t in self.transforms)
-
-    @property
-    def shapes(self):
-        return tuple(t.shapes for t in self.transforms)
-
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(f"{i}:{n}" for i, t in enumerate(self.transforms) for n in t.param_names())
 
     def get_expanded_priors(self, latent_size, data_size=None):
         """Flat priors `"{i}:{name}"`; every transform sees the same input size."""
@@ -96,17 +83,3 @@ class ConcatenateTransform(AbstractTransform):
             for i, (t, p) in enumerate(zip(self.transforms, nested, strict=False))
             for name, val in t.pack_pars(p or {}, ignore_missing).items()
         }
-
-    def unpack_pars(self, flat_pars, ignore_missing=False):
-        """Flat `{"0:A": a}` -> nested `({"A": a}, ...)`."""
-        groups: list[dict[str, Any]] = [{} for _ in self.transforms]
-        for key, val in dict(flat_pars or {}).items():
-            idx, _, name = str(key).partition(":")
-            if not idx.isdigit() or int(idx) >= len(self.transforms) or not name:
-                raise ConfigError(
-                    f"flat_pars: bad parameter name {key!r}; expected '<index>:<name>'"
-                )
-            groups[int(idx)][name] = val
-        return tuple(
-            t.unpack_pars(g, ignore_missing) for t, g in zip(self.transforms, groups, strict=True)
-        )

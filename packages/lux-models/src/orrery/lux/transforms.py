@@ -522,13 +522,52 @@ class PolyFeatureTransform(AbstractTransform):
         return {}
 
 
-class TransformSequence(AbstractTransform):
+class _IndexedTransforms(AbstractTransform):
+    """Several transforms whose parameters are named ``"{i}:{name}"``.
+
+    The nested parameter structure is a tuple with one dict per transform; the
+    subclasses decide how the transforms combine.
+    """
+
+    transforms: tuple[AbstractTransform, ...]
+
+    @property
+    def priors(self):
+        return tuple(t.priors for t in self.transforms)
+
+    @property
+    def shapes(self):
+        return tuple(t.shapes for t in self.transforms)
+
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(f"{i}:{n}" for i, t in enumerate(self.transforms) for n in t.param_names())
+
+    def unpack_pars(self, flat_pars, ignore_missing=False):
+        """Flat `{"0:A": a, "1:b": b}` -> nested `({"A": a}, {"b": b})`.
+
+        Raises:
+            ConfigError: for a name that is not `"i:name"` with `i` a transform
+                index, or a missing parameter (unless `ignore_missing`).
+        """
+        groups: list[dict[str, Any]] = [{} for _ in self.transforms]
+        for key, val in dict(flat_pars or {}).items():
+            idx, _, name = str(key).partition(":")
+            if not idx.isdigit() or int(idx) >= len(self.transforms) or not name:
+                raise ConfigError(
+                    f"flat_pars: bad parameter name {key!r}; expected '<index>:<name>' with "
+                    f"index < {len(self.transforms)}"
+                )
+            groups[int(idx)][name] = val
+        return tuple(
+            t.unpack_pars(g, ignore_missing) for t, g in zip(self.transforms, groups, strict=True)
+        )
+
+
+class TransformSequence(_IndexedTransforms):
     """Transforms applied one after the other; parameters named ``"{i}:{name}"``.
 
     The nested parameter structure is a tuple with one dict per transform.
     """
-
-    transforms: tuple[AbstractTransform, ...]
 
     def __init__(self, transforms):
         transforms = tuple(transforms)
@@ -547,17 +586,6 @@ class TransformSequence(AbstractTransform):
         for t in self.transforms:
             size = t.output_size_for(size)
         return size
-
-    @property
-    def priors(self):
-        return tuple(t.priors for t in self.transforms)
-
-    @property
-    def shapes(self):
-        return tuple(t.shapes for t in self.transforms)
-
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(f"{i}:{n}" for i, t in enumerate(self.transforms) for n in t.param_names())
 
     def get_expanded_priors(self, latent_size, data_size=None):
         """Flat priors ``"{i}:{name}"``; each transform's input is the previous output."""
@@ -630,26 +658,6 @@ class TransformSequence(AbstractTransform):
             for name, val in t.pack_pars(p or {}, ignore_missing).items():
                 flat[f"{i}:{name}"] = val
         return flat
-
-    def unpack_pars(self, flat_pars, ignore_missing=False):
-        """Flat `{"0:A": a, "1:b": b}` -> nested `({"A": a}, {"b": b})`.
-
-        Raises:
-            ConfigError: for a name that is not `"i:name"` with `i` a transform
-                index, or a missing parameter (unless `ignore_missing`).
-        """
-        groups: list[dict[str, Any]] = [{} for _ in self.transforms]
-        for key, val in dict(flat_pars or {}).items():
-            idx, _, name = str(key).partition(":")
-            if not idx.isdigit() or int(idx) >= len(self.transforms) or not name:
-                raise ConfigError(
-                    f"flat_pars: bad parameter name {key!r}; expected '<index>:<name>' with "
-                    f"index < {len(self.transforms)}"
-                )
-            groups[int(idx)][name] = val
-        return tuple(
-            t.unpack_pars(g, ignore_missing) for t, g in zip(self.transforms, groups, strict=True)
-        )
 
 
 class AdditiveOffsetTransform(AbstractTransform):
