@@ -222,3 +222,34 @@ def test_fit_from_store_keeps_memory_within_budget(tmp_path):
     assert result["data"] >= 4 * budget
     assert result["window"] < n and result["epochs"] == 3
     assert result["growth"] <= budget, result
+
+
+def test_epoch_parts_read_only_their_columns_and_make_up_the_batches(store):
+    from orrery.interface import ConfigError
+    from orrery.sbi.training._streaming import SplitStream
+
+    ds = SimulationDataset.from_store(store, memory_budget=2 * 8 * 11 * 64 + 12 * 4 * 10 * 40)
+    stream = SplitStream(ds, "train", lambda batch: batch)
+    key, batch, n_batches = jax.random.key(4), 16, stream.n_rows // 16
+    assert stream.resident() is None and stream.window_rows < stream.n_rows
+    full = list(stream.epoch_groups(key, batch, n_batches))
+    assert sum(g.parameters.shape[0] for g in full) == n_batches
+    assert {g.parameters.shape[0] for g in full} <= {2, 1}  # windows of 32 rows, one shorter
+    seen = np.concatenate([g.parameters.reshape(-1, 2) for g in full])
+    assert np.unique(seen, axis=0).shape[0] == n_batches * batch  # every row at most once
+    parts = [list(stream.epoch_groups(key, batch, n_batches, part=(i, 4))) for i in range(4)]
+    for j, group in enumerate(full):
+        assert parts[0][j].parameters.shape == (group.parameters.shape[0], 4, 2)
+        joined = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *(p[j] for p in parts))
+        jax.tree.map(np.testing.assert_array_equal, joined, group)
+    read = []
+    original = ds.read_positions
+    ds.read_positions = lambda split, positions: (
+        read.append(len(positions)) or original(split, positions)
+    )
+    list(stream.epoch_groups(key, batch, n_batches, part=(1, 4)))
+    assert sum(read) == n_batches * batch // 4  # only this part's rows are read
+    with pytest.raises(ConfigError, match="batch_size"):
+        next(stream.epoch_groups(key, 18, 10, part=(0, 4)))
+    with pytest.raises(ConfigError, match="part"):
+        next(stream.epoch_groups(key, 16, 10, part=(4, 4)))

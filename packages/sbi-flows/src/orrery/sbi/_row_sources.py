@@ -1,8 +1,9 @@
 """Row sources for the streaming dataset: a campaign store and memory-mapped .npy files.
 
 A source exposes ``n_rows``, ``parameter_dim``, ``blocks`` (``{name: size}``),
-``uncertainty_blocks`` and ``read(field, start, stop) -> float64 (m, k)`` for
-fields ``"parameters"``, ``"obs:<block>"`` and ``"unc:<block>"``, in row order.
+``uncertainty_blocks``, ``read(field, start, stop) -> float64 (m, k)`` (rows in
+order) and ``take(field, rows) -> float64 (m, k)`` (given sorted rows only) for
+fields ``"parameters"``, ``"obs:<block>"`` and ``"unc:<block>"``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from . import _store
 
 
 class StoreSource:
-    """The successful rows of a finished campaign store, in campaign order."""
+    """The successful rows of a finished campaign store, in campaign order.
+
+    Chunk arrays written by ``simulate`` are plain little-endian bytes in one Zarr
+    chunk each: they are memory-mapped and only the rows asked for are copied
+    (pages touched, then unmapped). Any other layout (an array whose chunk file
+    Zarr left out because it holds only the fill value, say) is read through Zarr.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().absolute()
@@ -32,10 +39,12 @@ class StoreSource:
                 "finish the missing chunks"
             )
         self._reader = _store.ChunkReader(self.path)
-        self._ok = [
-            self._reader.array(i, "ok").astype(bool) for i in range(self.config["n_chunks"])
+        # positions of the successful rows inside each chunk
+        self._ok_rows = [
+            np.flatnonzero(self._reader.array(i, "ok").astype(bool)).astype(np.int64)
+            for i in range(self.config["n_chunks"])
         ]
-        counts = np.array([int(m.sum()) for m in self._ok], dtype=np.int64)
+        counts = np.array([m.shape[0] for m in self._ok_rows], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.n_rows = int(self._offsets[-1])
         self.n_failed = int(self.config["n_failed"])
@@ -45,32 +54,40 @@ class StoreSource:
         widths = self.parameter_dim + 1 + sum(self.blocks.values())
         #: bytes of one chunk of every array in memory (as float64)
         self.chunk_bytes = 8 * widths * int(self.config["chunk_size"])
-        self._masked: dict[str, tuple[int, np.ndarray]] = {}  # field -> current chunk
 
-    def _rows(self, chunk: int, name: str) -> np.ndarray:
-        held = self._masked.get(name)
-        if held is None or held[0] != chunk:
-            self._masked.pop(name, None)  # release the previous chunk before reading the next
-            held = (chunk, self._reader.array(chunk, name)[self._ok[chunk]])
-            self._masked[name] = held
-        return held[1]
+    def _field(self, field: str) -> tuple[str, int]:
+        if field == "parameters":
+            return "parameters", self.parameter_dim
+        name = field.split(":", 1)[1]
+        return f"obs/{name}", self.blocks[name]
+
+    def _gather(self, name: str, chunk: int, raw: np.ndarray, out: np.ndarray) -> None:
+        """Copy rows ``raw`` (chunk-local, sorted) of one chunk array into ``out``."""
+        mapped = self._reader.mapped(chunk, name)
+        if mapped is None:  # not plain bytes: Zarr reads the chunk, orthogonal selection
+            out[...] = self._reader.rows(chunk, name, raw)
+            return
+        out[...] = mapped[raw]
+        del mapped  # the last reference: unmapped here
+
+    def take(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """The given rows (sorted, in ``[0, n_rows)``) of one field, as float64."""
+        name, width = self._field(field)
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.shape[0], width), dtype=np.float64)
+        if rows.shape[0] == 0:
+            return out
+        chunks = np.searchsorted(self._offsets, rows, side="right") - 1
+        cuts = np.flatnonzero(np.diff(chunks)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rows.shape[0]], strict=True):
+            chunk = int(chunks[lo])
+            raw = self._ok_rows[chunk][rows[lo:hi] - self._offsets[chunk]]
+            self._gather(name, chunk, raw, out[lo:hi])
+        return out
 
     def read(self, field: str, start: int, stop: int) -> np.ndarray:
-        name = "parameters" if field == "parameters" else f"obs/{field.split(':', 1)[1]}"
-        width = self.parameter_dim if field == "parameters" else self.blocks[name[4:]]
-        out = np.empty((stop - start, width), dtype=np.float64)
-        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
-        pos = start
-        chunk = first
-        while pos < stop:
-            lo, hi = self._offsets[chunk], self._offsets[chunk + 1]
-            if hi > lo:
-                take_to = min(stop, hi)
-                arr = self._rows(chunk, name)
-                out[pos - start : take_to - start] = arr[pos - lo : take_to - lo]
-                pos = take_to
-            chunk += 1
-        return out
+        """Rows ``[start, stop)`` of one field, as float64."""
+        return self.take(field, np.arange(start, stop, dtype=np.int64))
 
 
 class NpySource:
@@ -137,8 +154,17 @@ class NpySource:
         return arr
 
     def read(self, field: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of one field, as float64."""
         arr = self._arrays[field]
-        out = np.array(arr[start:stop], dtype=np.float64)
+        return self._release(arr, np.array(arr[start:stop], dtype=np.float64))
+
+    def take(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """The given rows (sorted) of one field, as float64."""
+        return self._release(self._arrays[field], self._arrays[field][np.asarray(rows)])
+
+    @staticmethod
+    def _release(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.asarray(rows, dtype=np.float64)
         base = arr
         while base is not None and not isinstance(base, np.memmap):
             base = base.base

@@ -34,6 +34,13 @@ from orrery.interface import ArtifactError, ConfigError, require
 STORE_FORMAT = "orrery.sbi.campaign"
 STORE_VERSION = 1
 ATTR = "orrery_campaign"
+# Zarr v3 data types read without Zarr from a plain (uncompressed, one-chunk) array.
+_PLAIN_DTYPES = {
+    "bool": "|b1",
+    "int8": "|i1",
+    "uint8": "|u1",
+    **{f"{k}{b}": f"<{k[0]}{b // 8}" for k in ("int", "uint", "float") for b in (16, 32, 64)},
+}
 
 
 def zarr_module() -> Any:
@@ -181,6 +188,50 @@ class ChunkReader:
     def array(self, index: int, name: str) -> np.ndarray:
         group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
         return np.asarray(group[name][...])
+
+    def rows(self, index: int, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (sorted) of one chunk array, through Zarr's orthogonal selection."""
+        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
+        return np.asarray(group[name].get_orthogonal_selection(np.asarray(rows)))
+
+    def mapped(self, index: int, name: str) -> np.ndarray | None:
+        """A chunk array memory-mapped read-only, or ``None`` when its layout is not plain.
+
+        Plain: one Zarr chunk holding the whole array, encoded by the ``bytes`` codec
+        alone (little-endian or one-byte values), as ``write_chunk`` writes it. The
+        file's size is checked against the shape, so a truncated chunk is an error.
+        """
+        folder = chunk_path(self.store, index) / name
+        try:
+            meta = json.loads((folder / "zarr.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"store: cannot read array {str(folder)!r} ({err!r})") from err
+        shape = tuple(meta.get("shape", ()))
+        codecs = meta.get("codecs", [])
+        grid = meta.get("chunk_grid", {})
+        keys = meta.get("chunk_key_encoding", {})
+        plain = (
+            len(codecs) == 1
+            and codecs[0].get("name") == "bytes"
+            and codecs[0].get("configuration", {}).get("endian", "little") == "little"
+            and grid.get("name") == "regular"
+            and tuple(grid.get("configuration", {}).get("chunk_shape", ())) == shape
+            and keys.get("name") == "default"
+            and keys.get("configuration", {}).get("separator", "/") == "/"
+            and not meta.get("storage_transformers")
+            and meta.get("data_type") in _PLAIN_DTYPES
+            and len(shape) >= 1
+        )
+        file = folder.joinpath("c", *["0"] * len(shape))
+        if not plain or not file.is_file() or 0 in shape:
+            return None
+        dtype = np.dtype(_PLAIN_DTYPES[meta["data_type"]])
+        if file.stat().st_size != dtype.itemsize * int(np.prod(shape)):
+            raise ArtifactError(
+                f"store: chunk file {str(file)!r} has {file.stat().st_size} bytes, expected "
+                f"{dtype.itemsize * int(np.prod(shape))} for shape {shape} {dtype}"
+            )
+        return np.memmap(file, dtype=dtype, mode="r", shape=shape)
 
     def blocks(self, index: int) -> dict[str, tuple[int, str]]:
         group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")

@@ -25,6 +25,7 @@ import numpy as np
 
 from orrery.interface import (
     ConfigError,
+    ShapeError,
     ValueDomainError,
     as_numpy_rng,
     check_choice,
@@ -278,8 +279,34 @@ class StreamingSimulationDataset:
 
     def read_rows(self, split: str, start: int, stop: int) -> PosteriorBatch:
         """Positions ``[start, stop)`` of a split, normalised like the in-memory batches."""
-        rows = self._indices(split)[start:stop]
-        m = rows.shape[0]
+        self._indices(split)
+        return self.read_positions(split, np.arange(start, min(stop, self.split_size(split))))
+
+    def read_positions(self, split: str, positions: Any) -> PosteriorBatch:
+        """The given positions of a split, in that order, normalised like `read_rows`.
+
+        Only these rows are read from the source (in pieces of a quarter window).
+
+        Args:
+            split: ``"train"`` or ``"validation"``.
+            positions: 1-D integer positions in ``[0, split_size(split))``.
+
+        Returns:
+            `PosteriorBatch` of ``len(positions)`` rows.
+
+        Raises:
+            ShapeError: ``positions`` is not 1-D.
+            ValueDomainError: a position outside the split.
+        """
+        indices = self._indices(split)
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.ndim != 1:
+            raise ShapeError(f"positions: expected a 1-D array, got shape {positions.shape}")
+        if positions.size and (positions.min() < 0 or positions.max() >= indices.shape[0]):
+            raise ValueDomainError(
+                f"positions: expected values in [0, {indices.shape[0]}) for split {split!r}"
+            )
+        m = positions.shape[0]
         theta = np.empty((m, self._d), dtype=np.float32)
         obs = {
             k: {"values": np.empty((m, size), dtype=np.float32)}
@@ -287,21 +314,17 @@ class StreamingSimulationDataset:
         }
         for k in self._source.uncertainty_blocks:
             obs[k]["uncertainties"] = np.empty_like(obs[k]["values"])
-        if m == 0:
-            return PosteriorBatch(theta, obs)
-        first, last = int(rows[0]), int(rows[-1]) + 1
-        for a in range(first, last, self._piece):
-            b = min(a + self._piece, last)
-            lo, hi = np.searchsorted(rows, [a, b])
-            if lo == hi:
-                continue
-            sel = rows[lo:hi] - a
-            theta[lo:hi] = self._source.read("parameters", a, b)[sel]
+        order = np.argsort(positions, kind="stable")
+        rows = indices[positions[order]]
+        for lo in range(0, m, self._piece):
+            dest = order[lo : lo + self._piece]
+            sel = rows[lo : lo + self._piece]
+            theta[dest] = self._source.take("parameters", sel)
             for k, block in obs.items():
                 mean, scale = self._norm[k]
-                block["values"][lo:hi] = (self._source.read(f"obs:{k}", a, b)[sel] - mean) / scale
+                block["values"][dest] = (self._source.take(f"obs:{k}", sel) - mean) / scale
                 if "uncertainties" in block:
-                    block["uncertainties"][lo:hi] = self._source.read(f"unc:{k}", a, b)[sel] / scale
+                    block["uncertainties"][dest] = self._source.take(f"unc:{k}", sel) / scale
         return PosteriorBatch(theta, obs)
 
     def window_order(self, n: int, window: int, rng: np.random.Generator):

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from orrery.interface import ConfigError
+
 from .._prefetch import prefetch
 from ._optim import make_sgd_step
 
@@ -53,48 +55,61 @@ class SplitStream:
     def head(self, rows: int) -> Any:
         return self.load(0, min(rows, self.n_rows))
 
-    def epoch_groups(self, perm_key: jax.Array, batch_size: int, n_batches: int) -> Iterator:
-        """Stacked groups ``(g, batch_size, ...)`` of the epoch's batches, in order."""
+    def epoch_groups(
+        self,
+        perm_key: jax.Array,
+        batch_size: int,
+        n_batches: int,
+        *,
+        part: tuple[int, int] = (0, 1),
+    ) -> Iterator:
+        """Stacked groups ``(g, batch_size // c, ...)`` of the epoch's batches, in order.
+
+        The epoch plan: when the split fits one window, the in-memory epoch's
+        permutation (its first ``n_batches`` batches). Otherwise windows of a whole
+        number of batches, visited in a random order, each with its rows in a random
+        order; every window is one group of its whole batches (the split's last,
+        shorter window drops its leftover rows, as the in-memory epoch drops the
+        last ``n % batch_size``), so groups have at most two shapes.
+
+        Args:
+            perm_key: key of the epoch's permutation.
+            batch_size: rows per batch.
+            n_batches: batches in the epoch (``n_rows // batch_size``).
+            part: ``(i, c)``: yield only columns ``[i * batch_size // c,
+                (i + 1) * batch_size // c)`` of every batch, reading only those rows
+                (one process's share of a data-parallel step). ``(0, 1)``: all.
+
+        Raises:
+            ConfigError: a bad ``part``, or ``batch_size`` not divisible by ``c``.
+        """
+        cols = _part_columns(part, batch_size)
         data = self.resident()
         if data is not None:
             order = jax.random.permutation(perm_key, self.n_rows)[: n_batches * batch_size]
-            order = order.reshape(n_batches, batch_size)
+            order = order.reshape(n_batches, batch_size)[:, cols]
             yield jax.tree.map(lambda a: a[order], data)
             return
-        window = max(self.window_rows, batch_size)
+        width = cols.stop - cols.start
+        window = max(1, self.window_rows // batch_size) * batch_size
         rng = np.random.default_rng(np.asarray(jax.random.key_data(perm_key)).ravel().tolist())
-        starts = np.arange(0, self.n_rows, window)
-        plan = []
-        for w in rng.permutation(starts.shape[0]):
-            a = int(starts[w])
-            b = min(a + window, self.n_rows)
-            plan.append((a, b, rng.permutation(b - a)))
+        starts = np.arange(0, self.n_rows, window)[rng.permutation(-(-self.n_rows // window))]
 
         def load() -> Iterator[Any]:
-            for a, b, perm in plan:
-                yield jax.tree.map(lambda x, p=perm: x[p], self.load(a, b))
+            # drawn here, window by window: the plan of a huge split is never held whole
+            planned = 0
+            for a in starts.tolist():
+                b = min(a + window, self.n_rows)
+                perm = rng.permutation(b - a)
+                g = min((b - a) // batch_size, n_batches - planned)
+                if g <= 0:
+                    continue
+                planned += g
+                positions = a + perm[: g * batch_size].reshape(g, batch_size)[:, cols].ravel()
+                group = self.transform(self.dataset.read_positions(self.split, positions))
+                yield jax.tree.map(lambda x, g=g: x.reshape(g, width, *x.shape[1:]), group)
 
-        # Groups of a fixed number of batches (the last one shorter), so the jitted
-        # steps compile for at most two group shapes, whatever the window order.
-        per_group = max(1, window // batch_size)
-        carry, emitted = None, 0
-        for data in prefetch(load):
-            if carry is not None:
-                data = jax.tree.map(lambda a, b: np.concatenate([a, b]), carry, data)
-            while emitted < n_batches:
-                m = jax.tree.leaves(data)[0].shape[0]
-                g = min(per_group, n_batches - emitted)
-                if m < g * batch_size:
-                    break
-                used = g * batch_size
-                yield jax.tree.map(
-                    lambda a, u=used, g=g: a[:u].reshape(g, batch_size, *a.shape[1:]), data
-                )
-                emitted += g
-                data = jax.tree.map(lambda a, u=used: a[u:], data)
-            carry = jax.tree.map(np.array, data)  # a copy: do not keep the whole buffer
-            if emitted == n_batches:
-                return
+        yield from prefetch(load)
 
     def sequential(self, multiple: int) -> Iterator[Any]:
         """The split in order, in pieces of one window (a multiple of ``multiple`` if larger)."""
@@ -111,6 +126,22 @@ class SplitStream:
                 yield self.load(a, min(a + piece, self.n_rows))
 
         yield from prefetch(load)
+
+
+def _part_columns(part: Any, batch_size: int) -> slice:
+    """The columns of a batch that part ``(i, c)`` reads."""
+    try:
+        i, c = (int(v) for v in part)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"part: expected a pair (i, c) of ints, got {part!r}") from err
+    if c < 1 or not 0 <= i < c:
+        raise ConfigError(f"part: expected (i, c) with c >= 1 and 0 <= i < c, got {part!r}")
+    if batch_size % c:
+        raise ConfigError(
+            f"batch_size: {batch_size} must be divisible by the number of parts c={c}"
+        )
+    width = batch_size // c
+    return slice(i * width, (i + 1) * width)
 
 
 def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
