@@ -25,9 +25,9 @@ class StoreSource:
     """The successful rows of a finished campaign store, in campaign order.
 
     Chunk arrays written by ``simulate`` are plain little-endian bytes in one Zarr
-    chunk each: they are memory-mapped and only the rows asked for are copied
-    (pages touched, then unmapped). Any other layout (an array whose chunk file
-    Zarr left out because it holds only the fill value, say) is read through Zarr.
+    chunk each: a read takes only the span of rows asked for, in one ``pread``.
+    Any other layout (an array whose chunk file Zarr left out because it holds only
+    the fill value, say) is read through Zarr.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -63,12 +63,8 @@ class StoreSource:
 
     def _gather(self, name: str, chunk: int, raw: np.ndarray, out: np.ndarray) -> None:
         """Copy rows ``raw`` (chunk-local, sorted) of one chunk array into ``out``."""
-        mapped = self._reader.mapped(chunk, name)
-        if mapped is None:  # not plain bytes: Zarr reads the chunk, orthogonal selection
-            out[...] = self._reader.rows(chunk, name, raw)
-            return
-        out[...] = mapped[raw]
-        del mapped  # the last reference: unmapped here
+        first = int(raw[0])
+        out[...] = self._reader.row_range(chunk, name, first, int(raw[-1]) + 1)[raw - first]
 
     def take(self, field: str, rows: np.ndarray) -> np.ndarray:
         """The given rows (sorted, in ``[0, n_rows)``) of one field, as float64."""

@@ -180,6 +180,7 @@ class ChunkReader:
     def __init__(self, store: Path) -> None:
         self.store = store
         self._zarr = zarr_module()
+        self._plain: dict[tuple[int, str], tuple[str, np.dtype, tuple[int, ...]] | None] = {}
 
     def attrs(self, index: int) -> dict[str, Any]:
         meta = json.loads((chunk_path(self.store, index) / "zarr.json").read_text())
@@ -189,18 +190,20 @@ class ChunkReader:
         group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
         return np.asarray(group[name][...])
 
-    def rows(self, index: int, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (sorted) of one chunk array, through Zarr's orthogonal selection."""
-        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
-        return np.asarray(group[name].get_orthogonal_selection(np.asarray(rows)))
-
-    def mapped(self, index: int, name: str) -> np.ndarray | None:
-        """A chunk array memory-mapped read-only, or ``None`` when its layout is not plain.
+    def plain(self, index: int, name: str) -> tuple[str, np.dtype, tuple[int, ...]] | None:
+        """``(file, dtype, shape)`` of a plain chunk array, ``None`` for any other layout.
 
         Plain: one Zarr chunk holding the whole array, encoded by the ``bytes`` codec
-        alone (little-endian or one-byte values), as ``write_chunk`` writes it. The
-        file's size is checked against the shape, so a truncated chunk is an error.
+        alone (little-endian or one-byte values), as ``write_chunk`` writes it; such a
+        file is read directly, without Zarr. The file's size is checked against the
+        shape, so a truncated chunk is an error. Remembered per chunk and array.
         """
+        key = (index, name)
+        if key not in self._plain:
+            self._plain[key] = self._find_plain(index, name)
+        return self._plain[key]
+
+    def _find_plain(self, index: int, name: str) -> tuple[str, np.dtype, tuple[int, ...]] | None:
         folder = chunk_path(self.store, index) / name
         try:
             meta = json.loads((folder / "zarr.json").read_text())
@@ -231,7 +234,25 @@ class ChunkReader:
                 f"store: chunk file {str(file)!r} has {file.stat().st_size} bytes, expected "
                 f"{dtype.itemsize * int(np.prod(shape))} for shape {shape} {dtype}"
             )
-        return np.memmap(file, dtype=dtype, mode="r", shape=shape)
+        return str(file), dtype, shape
+
+    def row_range(self, index: int, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of one chunk array (one ``pread`` for a plain array)."""
+        layout = self.plain(index, name)
+        if layout is None:  # through Zarr, which reads the whole chunk
+            group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
+            return np.asarray(group[name][start:stop])
+        file, dtype, shape = layout
+        row = dtype.itemsize * int(np.prod(shape[1:]))
+        out = np.empty((stop - start, *shape[1:]), dtype=dtype)
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            got = os.preadv(fd, [memoryview(out).cast("B")], start * row)
+        finally:
+            os.close(fd)
+        if got != out.nbytes:
+            raise ArtifactError(f"store: short read of {file!r} (rows {start}:{stop})")
+        return out
 
     def blocks(self, index: int) -> dict[str, tuple[int, str]]:
         group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
