@@ -6,15 +6,18 @@ pixels:
 
 1. coefficients: weighted least squares with weights ``1 / (σ² + s²)`` plus an
    L2 (closed form) or L1 (FISTA proximal gradient) penalty on non-bias terms;
-2. scatter: the maximiser of the per-pixel marginal likelihood in ``s²``, found
-   by a safeguarded Newton iteration in ``log s²`` with a per-pixel convergence
-   test.
+2. scatter: the maximiser of the per-pixel marginal likelihood in ``s²``
+   (`orrery.lux._cannon_scatter.fit_scatter`).
 
-Everything works on the ``(stars, pixels)`` arrays as given: the Gram matrices
-are one matrix product over the ``k(k+1)/2`` distinct feature products, and the
-sums over stars of the scatter step run row block by row block, which keeps the
-work vectorised over pixels in float32 and float64 alike without transposing
-the data.
+The data arrive as ``(stars, pixels)`` flux and inverse variance, already
+cleaned (finite, ``ivar >= 0``; a masked entry has ``ivar = 0``), and are never
+copied: the loop materialises only what a step needs (the weights of a Gram
+matrix, the squared residuals of a scatter fit), each written into a buffer of
+the data's size that later steps reuse. On CPU a fresh buffer of that size
+costs about as much as a pass over the data, so the count of them, not of
+floating-point operations, sets the time. The Gram matrices are one matrix
+product ``(k(k+1)/2, stars) @ (stars, pixels)`` over the distinct feature
+products, the layout BLAS-like kernels run fastest.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-_ROWS = 8  # stars per unrolled block of the column sums
+from ._cannon_scatter import column_sums, fit_scatter
 
 
 @lru_cache(maxsize=16)
@@ -39,20 +42,25 @@ def _pairs(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i, j, pos
 
 
-def _tdot(a, b):
-    """``aᵀ b`` contracting the leading (stars) axis of both, without a transposed copy."""
-    return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+def gram_from_weights(products: Float[Array, "n m"], weights: Float[Array, "n p"], k: int):
+    """Per-pixel ``Fᵀ W F`` ``(p, k, k)`` from the distinct feature products ``(n, k(k+1)/2)``."""
+    _, _, pos = _pairs(k)
+    sums = products.T @ weights  # (m, p): the layout the CPU matmul runs fastest
+    return jnp.take(sums.T, pos.ravel(), axis=1).reshape(-1, k, k)
+
+
+def feature_products(features: Float[Array, "n k"]) -> Float[Array, "n m"]:
+    """The distinct products ``φ_i φ_j`` (``i <= j``) of every star, ``(n, k(k+1)/2)``."""
+    i, j, _ = _pairs(features.shape[1])
+    return jnp.take(features, i, axis=1) * jnp.take(features, j, axis=1)
 
 
 def normal_equations(
     features: Float[Array, "n k"], weights: Float[Array, "n p"], y: Float[Array, "n p"]
 ) -> tuple[Float[Array, "p k k"], Float[Array, "p k"]]:
     """Per-pixel ``Fᵀ W F`` and ``Fᵀ W y``: one product over the distinct feature pairs."""
-    k = features.shape[1]
-    i, j, pos = _pairs(k)
-    products = jnp.take(features, i, axis=1) * jnp.take(features, j, axis=1)
-    gram = jnp.take(_tdot(weights, products), pos.ravel(), axis=1).reshape(-1, k, k)
-    rhs = _tdot(weights * y, features)
+    gram = gram_from_weights(feature_products(features), weights, features.shape[1])
+    rhs = (features.T @ (weights * y)).T
     return gram, rhs
 
 
@@ -116,148 +124,72 @@ def solve_coefficients(
     return solve_from_gram(gram, rhs, penalty_diag, allowed, init, reg_type, l1_iter)
 
 
-def column_sums(row_fn, arrays, *, ops):
-    """Reduce ``row_fn(*rows)`` over the leading (stars) axis of ``arrays``.
-
-    ``row_fn`` maps one row of each array (``(p,)`` vectors) to a tuple of ``(p,)``
-    vectors; ``ops`` gives, per output, ``"sum"`` or ``"max"``. Rows are taken
-    ``_ROWS`` at a time in a loop whose body is unrolled, so every operation is
-    elementwise over pixels (a column reduction of a ``(stars, pixels)`` array is
-    not vectorised by XLA on CPU, in float64 especially).
-    """
-    n = arrays[0].shape[0]
-    combine = {"sum": jnp.add, "max": jnp.maximum}
-
-    def fold(acc, rows):
-        out = row_fn(*rows)
-        return tuple(combine[op](a, o) for op, a, o in zip(ops, acc, out, strict=True))
-
-    first = row_fn(*(a[0] for a in arrays))
-    n_blocks = (n - 1) // _ROWS
-
-    def body(b, acc):
-        start = 1 + b * _ROWS
-        block = [jax.lax.dynamic_slice_in_dim(a, start, _ROWS, 0) for a in arrays]
-        for r in range(_ROWS):
-            acc = fold(acc, [blk[r] for blk in block])
-        return acc
-
-    acc = jax.lax.fori_loop(0, n_blocks, body, first) if n_blocks else first
-    for r in range(1 + n_blocks * _ROWS, n):
-        acc = fold(acc, [a[r] for a in arrays])
-    return acc
-
-
-def _grad_curv(r2, var, u):
-    """Fused ``g = Σ (r² - v) / v²`` and ``h = Σ (v - 2 r²) / v³`` (``v = σ² + u``), per pixel.
-
-    These are twice the first and second derivatives of the log marginal
-    likelihood in ``u = s²``; masked entries carry ``σ² = inf`` and drop out.
-    """
-
-    def row(r2_n, var_n):
-        iv = 1.0 / (var_n + u)
-        a = r2_n * iv * iv
-        return a - iv, iv * (iv - 2.0 * a)
-
-    return column_sums(row, (r2, var), ops=("sum", "sum"))
-
-
-@partial(jax.jit, static_argnames=("n_iter",))
-def fit_scatter(
-    r2: Float[Array, "n p"],
-    var: Float[Array, "n p"],
-    count: Float[Array, " p"],
-    var_scale: Float[Array, " p"],
-    init: Float[Array, " p"] | None = None,
-    n_iter: int = 20,
-    xtol: float = 1e-5,
-) -> tuple[Float[Array, " p"], Bool[Array, " p"]]:
-    """Per-pixel ``s²`` maximising ``-½ Σ_n [log(σ² + s²) + r² / (σ² + s²)]``.
-
-    Args:
-        r2: squared residuals, 0 where masked.
-        var: measurement variances ``σ²``, ``inf`` where masked (so those
-            entries drop out of every sum).
-        count: number of unmasked entries per pixel.
-        var_scale: a typical ``σ²`` per pixel (the mean); steps are measured
-            against ``s² + var_scale``, the variance the likelihood sees.
-        init: a warm start (the previous alternation's ``s²``), or None.
-        n_iter: most Newton/bisection steps.
-        xtol: per-pixel tolerance on the Newton step in ``log s²``.
-
-    The derivative ``g(u)`` is negative for ``u >= max r²``; when ``g(0) <= 0`` the
-    maximum sits on the boundary ``s² = 0``. Otherwise Newton steps, in ``u``
-    (exact where ``g`` is nearly linear, ``s² ≪ σ²``) or else in ``t = log u``
-    (right where ``s² ≫ σ²``), are taken from the moment estimate (or ``init``)
-    and accepted whenever they land inside the bracket ``[lo, hi]`` kept by the
-    signs of ``g``, ends included (a converged point may equal an end); outside
-    it the step is a bisection. Gradient and curvature come from one fused pass
-    over the stars. A pixel stops once its Newton step is below ``xtol``
-    relative to ``s² + var_scale`` and keeps its value while the others continue.
-
-    Returns:
-        ``s²`` per pixel and whether the pixel converged within ``n_iter`` steps.
-    """
-    dtype = r2.dtype
-
-    def first_row(r2_n, var_n):
-        iv = 1.0 / var_n
-        return r2_n - jnp.where(iv > 0, var_n, 0.0), r2_n, iv * (r2_n * iv - 1.0)
-
-    excess, hi0, g0 = column_sums(first_row, (r2, var), ops=("sum", "max", "sum"))
-    interior = g0 > 0
-    hi0 = hi0 + jnp.asarray(1e-30, dtype)
-    moment = excess / jnp.maximum(count, 1.0)
-    u0 = jnp.clip(moment, 0.01 * hi0, 0.99 * hi0)
-    if init is not None:  # warm start from the previous alternation
-        u0 = jnp.where((init > 0) & (init < hi0), init, u0)
-    zero = jnp.zeros_like(hi0)
-
-    def body(carry):
-        it, u, lo, hi, done = carry
-        g, h = _grad_curv(r2, var, u)
-        lo = jnp.where(g > 0, u, lo)
-        hi = jnp.where(g > 0, hi, u)
-        concave = h < 0
-        # Newton in u (exact where g is nearly linear: s² small against σ²) …
-        newton_u = u - g / jnp.where(concave, h, -jnp.inf)
-        # … and in t = log u (dL/dt ∝ g u, d²L/dt² ∝ h u² + g u: right where s² ≫ σ²)
-        gt = g * u
-        ht = h * u * u + gt
-        newton_t = u * jnp.exp(jnp.clip(-gt / jnp.where(ht < 0, ht, -jnp.inf), -4.0, 4.0))
-
-        def ok(x):  # inside the bracket, ends included: a converged point may sit on one
-            return (x >= lo) & (x <= hi) & (x > 0) & jnp.isfinite(x)
-
-        bisect = jnp.where(lo > 0, jnp.sqrt(lo * hi), 0.5 * (lo + hi))
-        use_u, use_t = ok(newton_u) & concave, ok(newton_t) & (ht < 0)
-        u_new = jnp.where(use_u, newton_u, jnp.where(use_t, newton_t, bisect))
-        step = jnp.abs(u_new - u) / jnp.maximum(u_new + var_scale, jnp.finfo(u.dtype).tiny)
-        conv = ((use_u | use_t) & (step < xtol)) | (g == 0)
-        u = jnp.where(done, u, u_new)
-        return it + 1, u, lo, hi, done | conv
-
-    def cond(carry):
-        it, _, _, _, done = carry
-        return (it < n_iter) & ~jnp.all(done)
-
-    init_c = (jnp.asarray(0), u0, zero, hi0, ~interior)
-    _, u, _, _, done = jax.lax.while_loop(cond, body, init_c)
-    return jnp.where(interior, u, 0.0), done
-
-
 def _well_posed(gram, rhs, penalty, allowed):
     """Pixels whose (censored, penalised) normal equations are safely non-singular.
 
     The smallest eigenvalue of the Gram matrix scaled to a unit diagonal must
-    exceed ``10 k ε``; below that the solution is round-off.
+    exceed ``τ = 10 k ε``; below that the solution is round-off. The test is a
+    Cholesky factorisation of the scaled matrix minus ``τ I``, which exists
+    exactly when every eigenvalue exceeds ``τ``; it runs elementwise over
+    pixels (about ``k³/6`` vector operations), far cheaper than eigenvalues.
     """
     gram, _ = _apply_censoring(gram, rhs, allowed)
-    gram = gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty
+    k = gram.shape[-1]
+    gram = gram + jnp.eye(k, dtype=gram.dtype) * penalty
     d = jnp.sqrt(jnp.maximum(jnp.diagonal(gram, axis1=1, axis2=2), jnp.finfo(gram.dtype).tiny))
-    low = jnp.linalg.eigvalsh(gram / d[:, :, None] / d[:, None, :])[:, 0]
-    return low > 10 * gram.shape[-1] * jnp.finfo(gram.dtype).eps
+    a = gram / d[:, :, None] / d[:, None, :]
+    tau = 10 * k * jnp.finfo(gram.dtype).eps
+    low = [[None] * k for _ in range(k)]
+    ok = jnp.all(jnp.isfinite(a), axis=(1, 2))
+    for j in range(k):
+        pivot = a[:, j, j] - tau - sum(low[j][m] * low[j][m] for m in range(j))
+        ok = ok & (pivot > 0)
+        low[j][j] = jnp.sqrt(jnp.maximum(pivot, jnp.finfo(gram.dtype).tiny))
+        for i in range(j + 1, k):
+            dot = sum(low[i][m] * low[j][m] for m in range(j))
+            low[i][j] = (a[:, i, j] - dot) / low[j][j]
+    return ok
+
+
+def _row_scan(f, i):
+    """One star's share of the input scan: seen, ``σ²`` where seen, negative, non-finite."""
+    bad = ~(jnp.isfinite(f) & jnp.isfinite(i))
+    seen = ~bad & (i > 0)
+    var = jnp.where(seen, 1.0 / jnp.where(seen, i, 1.0), 0.0)
+    one = jnp.ones((), f.dtype)
+    return seen * one, var, (i < 0) * one, bad * one
+
+
+@jax.jit
+def scan_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"] | None):
+    """One read-only pass over the training data.
+
+    Returns:
+        per pixel the count of usable entries (finite flux and ivar, ivar > 0)
+        and the sum of their ``σ² = 1 / ivar``; and whether any ivar is
+        negative and whether any entry needs cleaning (`clean_inputs`).
+    """
+    if ivar is None:
+        (count,) = column_sums(lambda f: (jnp.isfinite(f).astype(f.dtype),), (flux,), ops=("sum",))
+        return count, jnp.zeros_like(count), jnp.asarray(False), jnp.asarray(True)
+    count, sum_var, negative, bad = column_sums(
+        _row_scan, (flux, ivar), ops=("sum", "sum", "max", "max")
+    )
+    return count, sum_var, jnp.any(negative > 0), jnp.any(bad > 0)
+
+
+@jax.jit
+def clean_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"] | None):
+    """Flux and ivar with every unusable entry (non-finite flux or ivar) set to 0.
+
+    Without ivar the returned ivar is 1 where the flux is finite and 0 elsewhere
+    (unit weights on the entries that are there).
+    """
+    if ivar is None:
+        good = jnp.isfinite(flux)
+        return jnp.where(good, flux, 0.0), good.astype(flux.dtype)
+    good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
+    return jnp.where(good, flux, 0.0), jnp.where(good, ivar, 0.0)
 
 
 @partial(
@@ -268,6 +200,8 @@ def fit_all(
     features,
     flux,
     ivar,
+    count,
+    sum_var,
     penalty,
     allowed,
     tol,
@@ -277,73 +211,69 @@ def fit_all(
     max_iter: int,
     l1_iter: int = 500,
 ):
-    """The whole training loop, masking included, in one compiled program.
+    """The whole training loop in one compiled program.
 
-    Entries with non-finite flux or ivar, or ivar <= 0, are masked. A pixel is
-    usable when it is seen by at least as many stars as it has free (uncensored)
-    coefficients; unusable pixels get zero coefficients and scatter.
+    ``flux`` and ``ivar`` must be clean (`scan_inputs`, `clean_inputs`): finite,
+    ``ivar >= 0``, an entry with ``ivar = 0`` is masked. Without measurement
+    noise (``known_noise`` False) ``ivar`` is the 0/1 mask. ``count`` and
+    ``sum_var`` come from `scan_inputs`. A pixel is usable when it is seen by
+    at least as many stars as it has free (uncensored) coefficients and its
+    normal equations are well posed; unusable pixels get zero coefficients and
+    scatter.
 
     Coefficients with the base weights, then up to ``max_iter`` rounds of
     (scatter given θ, θ given the new weights) until the largest relative
     change of ``s² + σ²`` (``σ²`` the pixel's mean measurement variance) is
-    below ``tol``. When the scatter has not moved beyond
-    round-off the coefficients already belong to it and the solve is skipped.
-    Without measurement noise the weights are ``1 / s²`` per pixel, so the Gram
+    below ``tol``. When the scatter has not moved beyond round-off the
+    coefficients already belong to it and the solve is skipped. Without
+    measurement noise the weights are ``1 / s²`` per pixel, so the Gram
     matrices of the first solve are rescaled instead of recomputed.
 
     Returns:
-        coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)``, scatter
-        converged ``(p,)`` and whether any ivar is negative (the caller refuses
-        the fit then; checking here saves a pass over the data).
+        coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)`` and scatter
+        converged ``(p,)``.
     """
     dtype = flux.dtype
-    if ivar is None:
-        ivar = jnp.ones_like(flux)
-
-    def seen(f, i):
-        return (jnp.isfinite(f) & jnp.isfinite(i) & (i > 0)).astype(dtype)
-
-    def seen_var(f, i):
-        m = seen(f, i)
-        return m, jnp.where(m > 0, 1.0 / jnp.where(m > 0, i, 1.0), 0.0), (i < 0).astype(dtype)
-
-    count, sum_var, negative = column_sums(seen_var, (flux, ivar), ops=("sum", "sum", "max"))
-    negative = jnp.any(negative > 0)
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
     usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
     n_good = jnp.where(usable, count, 0.0)
-    good = (seen(flux, ivar) > 0) & usable[None, :]
-    mask = good.astype(dtype)
-    y = jnp.where(good, flux, 0.0)
-    iv = jnp.where(good, ivar, 0.0)
-    # measurement variance, inf where masked: masked entries drop out of every scatter sum
-    var = jnp.where(good, 1.0 / jnp.where(good, ivar, 1.0), jnp.inf)
-    # materialise once; otherwise XLA may recompute them inside the loops below
-    good, mask, y, iv, var = jax.lax.optimization_barrier((good, mask, y, iv, var))
     allowed = allowed & usable[:, None]
-    p, k = y.shape[1], features.shape[1]
+    p, k = flux.shape[1], features.shape[1]
+    products = feature_products(features)
+
+    def normal(s2):
+        keep = usable[None, :] & (ivar > 0)
+        w = ivar / (1.0 + ivar * s2[None, :]) if known_noise else ivar
+        w = jnp.where(keep, w, 0.0)
+        return gram_from_weights(products, w, k), (features.T @ (w * flux)).T
+
+    def residuals(theta):  # squared, -1 where masked (fit_scatter's convention)
+        keep = usable[None, :] & (ivar > 0)
+        return jnp.where(keep, jnp.square(flux - features @ theta.T), -1.0)
+
     zeros = jnp.zeros((p, k), dtype)
-    base_gram, base_rhs = normal_equations(features, iv if known_noise else mask, y)
+    s2 = jnp.zeros(p, dtype)
+    base_gram, base_rhs = normal(s2)
     # too little information also means normal equations that the labels leave singular
     usable = usable & _well_posed(base_gram, base_rhs, penalty, allowed)
     allowed = allowed & usable[:, None]
     solve = partial(solve_from_gram, reg_type=reg_type, l1_iter=l1_iter)
     coeffs = solve(base_gram, base_rhs, penalty, allowed, zeros)
-    s2 = jnp.zeros(p, dtype)
     all_conv = jnp.ones(p, bool)
     if not fit_scatter_:
-        return coeffs, s2, usable, all_conv, negative
+        return coeffs, s2, usable, all_conv
     # below this relative change of s the re-solved θ equals the current one to round-off
     still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
 
     def body(state):
         it, theta, s2_old, _, _ = state
-        r2 = jnp.where(good, jnp.square(y - features @ theta.T), 0.0)
+        r2 = residuals(theta)
         if known_noise:
-            s2_new, conv = fit_scatter(r2, var, n_good, var_scale, s2_old)
+            s2_new, conv = fit_scatter(r2, ivar, n_good, var_scale, s2_old)
         else:
-            s2_new = jnp.sum(r2, axis=0) / jnp.maximum(n_good, 1.0)
+            (total,) = column_sums(lambda r: (jnp.maximum(r, 0.0),), (r2,), ops=("sum",))
+            s2_new = total / jnp.maximum(n_good, 1.0)
             conv = all_conv
         # relative change of the variance the likelihood sees, s² + (typical σ²)
         floor = var_scale if known_noise else 0.0
@@ -352,8 +282,7 @@ def fit_all(
 
         def resolve(_):
             if known_noise:
-                w = 1.0 / (var + s2_new[None, :])
-                gram, rhs = normal_equations(features, w, y)
+                gram, rhs = normal(s2_new)
             else:
                 scale = 1.0 / jnp.maximum(s2_new, 1e-30)
                 gram, rhs = base_gram * scale[:, None, None], base_rhs * scale[:, None]
@@ -368,4 +297,4 @@ def fit_all(
 
     init = (jnp.asarray(0), coeffs, s2, jnp.asarray(jnp.inf, dtype), all_conv)
     _, coeffs, s2, _, conv = jax.lax.while_loop(cond, body, init)
-    return coeffs, jnp.where(usable, s2, 0.0), usable, conv, negative
+    return coeffs, jnp.where(usable, s2, 0.0), usable, conv

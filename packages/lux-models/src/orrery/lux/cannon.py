@@ -398,10 +398,19 @@ class Cannon(eqx.Module):
         if self.include_bias:
             penalty[0] = 0.0
 
-        coeffs, s2, usable, scatter_ok, negative = _fit.fit_all(
+        flux_j = jnp.asarray(flux)
+        ivar_j = None if ivar is None else jnp.asarray(ivar)
+        count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
+        if bool(negative):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        if bool(dirty):  # only then a cleaned copy; clean data is used as given
+            flux_j, ivar_j = _fit.clean_inputs(flux_j, ivar_j)
+        coeffs, s2, usable, scatter_ok = _fit.fit_all(
             feats,
-            jnp.asarray(flux),
-            None if ivar is None else jnp.asarray(ivar),
+            flux_j,
+            ivar_j,
+            count,
+            sum_var,
             jnp.asarray(penalty, dtype),
             jnp.asarray(allowed),
             jnp.asarray(tol, dtype),
@@ -410,8 +419,6 @@ class Cannon(eqx.Module):
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
         )
-        if bool(negative):
-            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         usable_np = np.asarray(usable)
         finite = np.asarray(_finite_rows(coeffs, s2))
         n_unusable = int(np.sum(~usable_np))
