@@ -26,3 +26,38 @@ def test_overrides_replace_the_recipe_and_unknown_ones_are_refused():
         ConditionalFlowPosterior.recommended(2, 10_000, num_epoch=7)
     with pytest.raises(ConfigError, match="num_simulations"):
         ConditionalFlowPosterior.recommended(2, 0)
+
+
+def test_a_repeat_fit_of_the_same_architecture_with_another_seed_compiles_nothing(caplog):
+    import logging
+
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from orrery.sbi import ObservationBlock, SimulationDataset
+
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-1, 1, size=(300, 3))
+    ds = SimulationDataset.from_arrays(theta, theta + 0.1 * rng.normal(size=theta.shape))
+    tiny = dict(hidden_dim=8, embedding_dim=4, photometry_embedding_dim=4, num_epochs=2)
+    first = ConditionalFlowPosterior.recommended(3, 300, seed=0, **tiny)
+    first.fit(ds)
+    first.sample_posterior([ObservationBlock("auxiliary", theta[0])], 50, seed=0)
+    caplog.clear()
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        second = ConditionalFlowPosterior.recommended(3, 300, seed=1, **tiny)
+        second.fit(ds)
+        draws = second.sample_posterior([ObservationBlock("auxiliary", theta[0])], 50, seed=0)
+    compiled = [r.getMessage() for r in caplog.records if "XLA compilation" in r.getMessage()]
+    assert compiled == []
+
+    # Another seed is another network (its permutations included), not the first one again.
+    def int_arrays(model):
+        leaves = jax.tree.leaves(eqx.filter(model, eqx.is_array))
+        return [np.asarray(x) for x in leaves if x.dtype.kind == "i"]
+
+    perm, perm2 = int_arrays(first.model), int_arrays(second.model)
+    assert perm and any(not np.array_equal(a, b) for a, b in zip(perm, perm2, strict=True))
+    assert second.training_history["val_loss"] != first.training_history["val_loss"]
+    assert draws.to_physical().shape == (50, 3)

@@ -60,21 +60,57 @@ def make_sgd_step(static, optimizer, loss_fn, batch_transform):
     """One optimiser step on one minibatch, shared by every epoch builder.
 
     Returns:
-        ``step(params, opt_state, batch, key) -> (params, opt_state, loss)``; the key
-        is split into the loss key and the augmentation key.
+        ``step(params, opt_state, batch, key, consts=None) -> (params, opt_state,
+        loss)``; the key is split into the loss key and the augmentation key.
+        ``consts`` holds the model's non-trained arrays (flow permutations) when
+        ``static`` was stripped of them (`split_static`), so that they are inputs of
+        the compiled program rather than constants baked into it.
     """
 
-    def batch_loss(params, batch, key):
-        return loss_fn(eqx.combine(params, static), batch, key)
+    def batch_loss(params, batch, key, consts):
+        return loss_fn(combine_model(params, consts, static), batch, key)
 
     grad_fn = jax.value_and_grad(batch_loss)
 
-    def step(params, opt_state, batch, key):
+    def step(params, opt_state, batch, key, consts=None):
         loss_key, aug_key = jax.random.split(key)
         if batch_transform is not None:
             batch = batch_transform(batch, aug_key)
-        loss, grads = grad_fn(params, batch, loss_key)
+        loss, grads = grad_fn(params, batch, loss_key, consts)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step
+
+
+def split_static(static):
+    """``(consts, bare)``: the arrays left in a model's static half, and the rest.
+
+    ``eqx.partition(model, eqx.is_inexact_array)`` leaves integer arrays (flow
+    permutations) in the static half; closed over by a jitted function they become
+    constants of its program, so two fits that differ only in the seed compile
+    twice. Passed as inputs instead, one compiled program serves every seed.
+    """
+    return eqx.partition(static, eqx.is_array)
+
+
+def combine_model(params, consts, static):
+    """The model from its trained arrays, its non-trained arrays (or ``None``) and the rest."""
+    if consts is None:
+        return eqx.combine(params, static)
+    return eqx.combine(params, consts, static)
+
+
+def static_key(static):
+    """A hashable key of an array-free static half (``None`` when unhashable).
+
+    Equinox modules holding dicts do not hash themselves; their tree structure
+    and non-array leaves do.
+    """
+    leaves, treedef = jax.tree.flatten(static)
+    key = (treedef, tuple(leaves))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -18,7 +19,14 @@ from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positiv
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._data_parallel import DataParallel, epoch_order, make_data_parallel_epoch
-from ._optim import make_optimizer, make_schedule, make_sgd_step
+from ._optim import (
+    combine_model,
+    make_optimizer,
+    make_schedule,
+    make_sgd_step,
+    split_static,
+    static_key,
+)
 from ._progress import EpochProgress
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
 
@@ -296,10 +304,18 @@ class SBITrainer:
         params, static = eqx.partition(model, eqx.is_inexact_array)
         # Strong dtypes from the start, so the first epoch does not compile twice.
         params = _strong(params)
-        # Jitted: eagerly, every parameter shape would compile its own small program.
-        opt_state = jax.jit(lambda p: _strong(optimizer.init(p)))(params)
-        base_key = jax.random.key(self.seed)
+        # The non-trained arrays (flow permutations) are inputs of the compiled
+        # programs, not constants: a repeat fit with another seed reuses them.
+        consts, bare = split_static(static)
+        arch = static_key(bare)
         opt_key = (self.config_key(), steps_per_epoch)
+        # Jitted: eagerly, every parameter shape would compile its own small program.
+        opt_init = _cached(
+            ("opt_init", opt_key), lambda: jax.jit(lambda p: _strong(optimizer.init(p)))
+        )
+        opt_state = opt_init(params)
+        base_key = jax.random.key(self.seed)
+        in_memory = not streaming and devices is None
         make_epoch = make_stream_epoch if streaming else _make_train_epoch
         if dp is not None:
 
@@ -310,7 +326,7 @@ class SBITrainer:
             "train",
             streaming,
             None if dp is None else dp.devices,
-            static,
+            arch if in_memory else static,
             opt_key,
             loss_fn,
             batch_transform,
@@ -318,25 +334,27 @@ class SBITrainer:
         )
         train_epoch = _cached(
             train_cache_key,
-            lambda: make_epoch(static, optimizer, loss_fn, batch_transform, batch_size),
+            lambda: make_epoch(
+                bare if in_memory else static, optimizer, loss_fn, batch_transform, batch_size
+            ),
         )
         val_fn = val_loss_fn or loss_fn
         val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
         # Validation runs in chunks of at least 1024 rows: usually one call, one compile.
         eval_chunk = max(batch_size, _EVAL_CHUNK)
-        evaluate = (
-            _cached(
-                ("eval", static, val_fn, eval_chunk),
-                lambda: _make_evaluate(static, val_fn, eval_chunk),
+        evaluate = None
+        if has_val:
+            eval_fns = _cached(
+                ("eval", arch if arch is not None else static, val_fn, eval_chunk),
+                lambda: _make_evaluate(bare, val_fn, eval_chunk),
             )
-            if has_val
-            else None
-        )
+            evaluate = functools.partial(_evaluate, eval_fns, eval_chunk, consts=consts)
         if streaming and has_val:
             evaluate = make_stream_evaluate(evaluate, eval_chunk)
         epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
+        lr_of = _cached(("schedule", opt_key), lambda: jax.jit(schedule))
         epoch_lrs = np.broadcast_to(
-            np.asarray(jax.jit(schedule)(jnp.asarray(epoch_end_steps)), dtype=np.float64),
+            np.asarray(lr_of(jnp.asarray(epoch_end_steps)), dtype=np.float64),
             epoch_end_steps.shape,
         )
 
@@ -396,9 +414,10 @@ class SBITrainer:
             bar.compiling("the training step")
             t0 = time.perf_counter()
             first_key = jax.random.fold_in(base_key, start_epoch)
-            train_epoch, reused = _compiled(
-                train_cache_key, train_epoch, (params, opt_state, train_data, first_key)
+            compiled, reused = _compiled(
+                train_cache_key, train_epoch, (params, opt_state, train_data, first_key, consts)
             )
+            train_epoch = _with_consts(compiled, consts)
             if has_val:
                 evaluate(params, val_data, val_key, n_val)  # compiles the validation pass
             compile_s = time.perf_counter() - t0
@@ -423,7 +442,7 @@ class SBITrainer:
                 history["val_loss"].append(val_loss)
                 stable = True
                 if epoch_metrics_fn is not None:
-                    metrics = epoch_metrics_fn(eqx.combine(params, static))
+                    metrics = epoch_metrics_fn(combine_model(params, consts, bare))
                     for name, value in metrics.items():
                         history.setdefault(name, []).append(float(value))
                     for name, limit in thresholds.items():
@@ -497,7 +516,7 @@ class SBITrainer:
 
         epochs_run = len(history["train_loss"])
         kept_params, kept_epoch = best["params"], best["epoch"]
-        model_out = eqx.combine(kept_params, static)
+        model_out = combine_model(kept_params, consts, bare)
         validation_metrics: dict[str, Any] = {
             "best_epoch": kept_epoch,
             "best_val_loss": best["loss"] if has_val else math.nan,
@@ -581,6 +600,15 @@ def _fingerprint(data: Any) -> str | None:
     return digest.hexdigest()
 
 
+def _with_consts(compiled: Any, consts: Any) -> Callable:
+    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last."""
+
+    def epoch(params, opt_state, data, key):
+        return compiled(params, opt_state, data, key, consts)
+
+    return epoch
+
+
 def _strong(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
 
@@ -591,7 +619,7 @@ def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
 
     @jax.jit
-    def epoch_fn(params, opt_state, data, key):
+    def epoch_fn(params, opt_state, data, key, consts=None):
         n = jax.tree.leaves(data)[0].shape[0]
         n_batches = n // batch_size
         perm_key, step_key = jax.random.split(key)
@@ -601,7 +629,7 @@ def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
 
         def step(carry, xs):
             idx, k = xs
-            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k)
+            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k, consts)
             return (params, opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
@@ -611,34 +639,39 @@ def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
 
 
 def _make_evaluate(static, loss_fn, batch_size):
-    """Exact mean loss over all rows: scan over full chunks plus one remainder call."""
+    """The jitted halves of `_evaluate`: a scan over full chunks, and one chunk.
 
-    def chunk_loss(params, batch, key):
-        return loss_fn(eqx.combine(params, static), batch, key)
+    Both take the model's non-trained arrays (``consts``) as an input, so they can
+    be cached per architecture and reused by every fit of it.
+    """
+
+    def chunk_loss(params, batch, key, consts):
+        return loss_fn(combine_model(params, consts, static), batch, key)
 
     @jax.jit
-    def full_chunks(params, data, key):
+    def full_chunks(params, data, key, consts):
         n_chunks = jax.tree.leaves(data)[0].shape[0] // batch_size
 
         def body(total, i):
             idx = i * batch_size + jnp.arange(batch_size)
-            return total + chunk_loss(params, _take(data, idx), key), None
+            return total + chunk_loss(params, _take(data, idx), key, consts), None
 
         total, _ = jax.lax.scan(body, jnp.zeros(()), jnp.arange(n_chunks))
         return total
 
-    chunk_jit = jax.jit(chunk_loss)
+    return full_chunks, jax.jit(chunk_loss)
 
-    def evaluate(params, data, key, n):
-        n_chunks = n // batch_size
-        total = 0.0
-        if n_chunks:
-            head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
-            total = full_chunks(params, head, key) * batch_size
-        rem = n - n_chunks * batch_size
-        if rem:
-            tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
-            total = total + chunk_jit(params, tail, key) * rem
-        return total / n
 
-    return evaluate
+def _evaluate(fns, batch_size, params, data, key, n, *, consts):
+    """Exact mean loss over all ``n`` rows: full chunks in one scan, plus the remainder."""
+    full_chunks, chunk_jit = fns
+    n_chunks = n // batch_size
+    total = 0.0
+    if n_chunks:
+        head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
+        total = full_chunks(params, head, key, consts) * batch_size
+    rem = n - n_chunks * batch_size
+    if rem:
+        tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
+        total = total + chunk_jit(params, tail, key, consts) * rem
+    return total / n
