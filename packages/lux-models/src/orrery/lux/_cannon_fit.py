@@ -152,35 +152,35 @@ def _well_posed(gram, rhs, penalty, allowed):
 
 
 def _row_scan(f, i):
-    """One star's share of the input scan: seen, ``σ²`` where seen, negative, non-finite."""
-    bad = ~(jnp.isfinite(f) & jnp.isfinite(i))
-    seen = ~bad & (i > 0)
-    var = jnp.where(seen, 1.0 / jnp.where(seen, i, 1.0), 0.0)
-    one = jnp.ones((), f.dtype)
-    return seen * one, var, (i < 0) * one, bad * one
+    """One star's share of the input scan, in arithmetic only (no selects, see `column_sums`).
+
+    Seen (ivar > 0), ``σ²`` where seen, negative ivar, and ``0·f + 0·i`` (NaN
+    exactly when flux or ivar is not finite).
+    """
+    seen = (i > 0).astype(f.dtype)
+    var = seen / jnp.maximum(i, jnp.finfo(f.dtype).tiny)
+    return seen, var, (i < 0).astype(f.dtype), 0 * f + 0 * i
 
 
 @jax.jit
-def scan_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"] | None):
+def scan_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"]):
     """One read-only pass over the training data.
 
     Returns:
-        per pixel the count of usable entries (finite flux and ivar, ivar > 0)
-        and the sum of their ``σ² = 1 / ivar``; and whether any ivar is
-        negative and whether any entry needs cleaning (`clean_inputs`).
+        per pixel the count of entries with ivar > 0 and the sum of their
+        ``σ² = 1 / ivar`` (meaningful for clean data only); whether any ivar is
+        negative; and whether any flux or ivar is not finite (then
+        `clean_inputs` and scan again).
     """
-    if ivar is None:
-        (count,) = column_sums(lambda f: (jnp.isfinite(f).astype(f.dtype),), (flux,), ops=("sum",))
-        return count, jnp.zeros_like(count), jnp.asarray(False), jnp.asarray(True)
-    count, sum_var, negative, bad = column_sums(
-        _row_scan, (flux, ivar), ops=("sum", "sum", "max", "max")
+    count, sum_var, negative, probe = column_sums(
+        _row_scan, (flux, ivar), ops=("sum", "sum", "sum", "sum")
     )
-    return count, sum_var, jnp.any(negative > 0), jnp.any(bad > 0)
+    return count, sum_var, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(probe))
 
 
 @jax.jit
 def clean_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"] | None):
-    """Flux and ivar with every unusable entry (non-finite flux or ivar) set to 0.
+    """Flux and ivar with every unusable entry (non-finite flux or ivar, ivar <= 0) set to 0.
 
     Without ivar the returned ivar is 1 where the flux is finite and 0 elsewhere
     (unit weights on the entries that are there).
@@ -237,20 +237,19 @@ def fit_all(
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
     usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
-    n_good = jnp.where(usable, count, 0.0)
     allowed = allowed & usable[:, None]
     p, k = flux.shape[1], features.shape[1]
     products = feature_products(features)
 
+    # masked entries have ivar = 0, which zeroes their weight in every sum below;
+    # unusable pixels keep theirs, but their coefficients are censored to 0 and
+    # their scatter is not fitted (count 0), so nothing of them reaches the result
     def normal(s2):
-        keep = usable[None, :] & (ivar > 0)
         w = ivar / (1.0 + ivar * s2[None, :]) if known_noise else ivar
-        w = jnp.where(keep, w, 0.0)
         return gram_from_weights(products, w, k), (features.T @ (w * flux)).T
 
-    def residuals(theta):  # squared, -1 where masked (fit_scatter's convention)
-        keep = usable[None, :] & (ivar > 0)
-        return jnp.where(keep, jnp.square(flux - features @ theta.T), -1.0)
+    def residuals(theta):
+        return jnp.square(flux - features @ theta.T)
 
     zeros = jnp.zeros((p, k), dtype)
     s2 = jnp.zeros(p, dtype)
@@ -258,6 +257,7 @@ def fit_all(
     # too little information also means normal equations that the labels leave singular
     usable = usable & _well_posed(base_gram, base_rhs, penalty, allowed)
     allowed = allowed & usable[:, None]
+    n_good = jnp.where(usable, count, 0.0)
     solve = partial(solve_from_gram, reg_type=reg_type, l1_iter=l1_iter)
     coeffs = solve(base_gram, base_rhs, penalty, allowed, zeros)
     all_conv = jnp.ones(p, bool)
@@ -270,9 +270,9 @@ def fit_all(
         it, theta, s2_old, _, _ = state
         r2 = residuals(theta)
         if known_noise:
-            s2_new, conv = fit_scatter(r2, ivar, n_good, var_scale, s2_old)
+            s2_new, conv = fit_scatter(r2, ivar, n_good, sum_var, s2_old)
         else:
-            (total,) = column_sums(lambda r: (jnp.maximum(r, 0.0),), (r2,), ops=("sum",))
+            (total,) = column_sums(lambda r, m: (r * m,), (r2, ivar), ops=("sum",))
             s2_new = total / jnp.maximum(n_good, 1.0)
             conv = all_conv
         # relative change of the variance the likelihood sees, s² + (typical σ²)

@@ -399,12 +399,17 @@ class Cannon(eqx.Module):
             penalty[0] = 0.0
 
         flux_j = jnp.asarray(flux)
-        ivar_j = None if ivar is None else jnp.asarray(ivar)
-        count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
-        if bool(negative):
-            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-        if bool(dirty):  # only then a cleaned copy; clean data is used as given
-            flux_j, ivar_j = _fit.clean_inputs(flux_j, ivar_j)
+        if ivar is None:  # unit weights on the entries that are there
+            flux_j, ivar_j = _fit.clean_inputs(flux_j, None)
+            count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
+        else:
+            ivar_j = jnp.asarray(ivar)
+            count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
+            if bool(negative):
+                raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+            if bool(dirty):  # only then a cleaned copy; clean data are used as given
+                flux_j, ivar_j = _fit.clean_inputs(flux_j, ivar_j)
+                count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
         coeffs, s2, usable, scatter_ok = _fit.fit_all(
             feats,
             flux_j,
