@@ -15,6 +15,11 @@ from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, simulate
 
 pytest.importorskip("zarr")
 
+from orrery.sbi.streaming import _WINDOW_COPIES as COPIES
+
+# the store's chunk (64 rows x 11 float64 columns) plus 40-row windows of 10 float32 columns
+STORE_BUDGET_40_ROWS = 8 * 11 * 64 + COPIES * 4 * 10 * 40
+
 BOX = [[0.0, 1.0], [-1.0, 1.0]]
 TINY = dict(
     embedding_dim=8,
@@ -72,7 +77,7 @@ def test_store_dataset_has_the_in_memory_metadata(store):
 
 def test_small_windows_visit_every_row_once(store):
     mem, _, _ = memory_twin(store)
-    streamed = SimulationDataset.from_store(store, memory_budget=2 * 8 * 11 * 64 + 12 * 4 * 10 * 40)
+    streamed = SimulationDataset.from_store(store, memory_budget=STORE_BUDGET_40_ROWS)
     assert streamed.window_rows == 40
     seen = np.concatenate([b.parameters for b in streamed.iter_batches("train", 32, seed=0)])
     expected = mem.split_arrays("train").parameters
@@ -96,7 +101,7 @@ def test_npy_reader_matches_memory(tmp_path):
         tmp_path / "theta.npy",
         {"spectrum": tmp_path / "x.npy"},
         uncertainties={"spectrum": tmp_path / "err.npy"},
-        memory_budget=12 * 4 * 19 * 25,
+        memory_budget=COPIES * 4 * 19 * 25,
     )
     mem = SimulationDataset.from_arrays(theta, {"spectrum": x}, uncertainties={"spectrum": err})
     assert streamed.window_rows == 25
@@ -171,11 +176,11 @@ def rss():
 epochs, peak, stop = [], [0], threading.Event()
 original = _streaming.SplitStream.epoch_groups
 
-def epoch_groups(self, *args):
+def epoch_groups(self, *args, **kwargs):
     epochs.append(rss())
     if len(epochs) == 2:
         peak[0] = epochs[1]
-    return original(self, *args)
+    return original(self, *args, **kwargs)
 
 _streaming.SplitStream.epoch_groups = epoch_groups
 
@@ -228,7 +233,7 @@ def test_epoch_parts_read_only_their_columns_and_make_up_the_batches(store):
     from orrery.interface import ConfigError
     from orrery.sbi.training._streaming import SplitStream
 
-    ds = SimulationDataset.from_store(store, memory_budget=2 * 8 * 11 * 64 + 12 * 4 * 10 * 40)
+    ds = SimulationDataset.from_store(store, memory_budget=STORE_BUDGET_40_ROWS)
     stream = SplitStream(ds, "train", lambda batch: batch)
     key, batch, n_batches = jax.random.key(4), 16, stream.n_rows // 16
     assert stream.resident() is None and stream.window_rows < stream.n_rows

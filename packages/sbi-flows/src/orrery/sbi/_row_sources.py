@@ -18,7 +18,7 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, ShapeError
 
-from . import _store
+from . import _host_buffers, _store
 
 
 class StoreSource:
@@ -54,6 +54,7 @@ class StoreSource:
         widths = self.parameter_dim + 1 + sum(self.blocks.values())
         #: bytes of one chunk of every array in memory (as float64)
         self.chunk_bytes = 8 * widths * int(self.config["chunk_size"])
+        self._scratch = _host_buffers.Scratch()
 
     def _field(self, field: str) -> tuple[str, int]:
         if field == "parameters":
@@ -63,14 +64,26 @@ class StoreSource:
 
     def _gather(self, name: str, chunk: int, raw: np.ndarray, out: np.ndarray) -> None:
         """Copy rows ``raw`` (chunk-local, sorted) of one chunk array into ``out``."""
-        first = int(raw[0])
-        out[...] = self._reader.row_range(chunk, name, first, int(raw[-1]) + 1)[raw - first]
+        first, stop = int(raw[0]), int(raw[-1]) + 1
+        layout = self._reader.plain(chunk, name)
+        buffer = None
+        if layout is not None:  # the span is read into a reused buffer
+            buffer = self._scratch.get("span", (stop - first, *layout[2][1:]), layout[1])
+        span = self._reader.row_range(chunk, name, first, stop, out=buffer)
+        if span.dtype == out.dtype:
+            np.take(span, raw - first, axis=0, out=out, mode="clip")  # in range
+        else:
+            out[...] = span[raw - first]
 
-    def take(self, field: str, rows: np.ndarray) -> np.ndarray:
-        """The given rows (sorted, in ``[0, n_rows)``) of one field, as float64."""
+    def take(self, field: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The given rows (sorted, in ``[0, n_rows)``) of one field, as float64.
+
+        ``out``: a float64 ``(len(rows), width)`` array to fill (else a new one).
+        """
         name, width = self._field(field)
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], width), dtype=np.float64)
+        if out is None:
+            out = np.empty((rows.shape[0], width), dtype=np.float64)
         if rows.shape[0] == 0:
             return out
         chunks = np.searchsorted(self._offsets, rows, side="right") - 1
@@ -154,13 +167,16 @@ class NpySource:
         arr = self._arrays[field]
         return self._release(arr, np.array(arr[start:stop], dtype=np.float64))
 
-    def take(self, field: str, rows: np.ndarray) -> np.ndarray:
-        """The given rows (sorted) of one field, as float64."""
-        return self._release(self._arrays[field], self._arrays[field][np.asarray(rows)])
+    def take(self, field: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The given rows (sorted) of one field, as float64 (into ``out`` if given)."""
+        arr = self._arrays[field]
+        if out is None:
+            return self._release(arr, np.asarray(arr[np.asarray(rows)], dtype=np.float64))
+        out[...] = arr[np.asarray(rows)]
+        return self._release(arr, out)
 
     @staticmethod
-    def _release(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out = np.asarray(rows, dtype=np.float64)
+    def _release(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
         base = arr
         while base is not None and not isinstance(base, np.memmap):
             base = base.base

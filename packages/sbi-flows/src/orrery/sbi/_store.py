@@ -236,15 +236,22 @@ class ChunkReader:
             )
         return str(file), dtype, shape
 
-    def row_range(self, index: int, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` of one chunk array (one ``pread`` for a plain array)."""
+    def row_range(
+        self, index: int, name: str, start: int, stop: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Rows ``[start, stop)`` of one chunk array (one ``pread`` for a plain array).
+
+        ``out``: a C-contiguous buffer of the array's dtype to read into (plain
+        arrays only; see `plain`), else a new array is returned.
+        """
         layout = self.plain(index, name)
         if layout is None:  # through Zarr, which reads the whole chunk
             group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
             return np.asarray(group[name][start:stop])
         file, dtype, shape = layout
         row = dtype.itemsize * int(np.prod(shape[1:]))
-        out = np.empty((stop - start, *shape[1:]), dtype=dtype)
+        if out is None:
+            out = np.empty((stop - start, *shape[1:]), dtype)
         fd = os.open(file, os.O_RDONLY)
         try:
             got = os.preadv(fd, [memoryview(out).cast("B")], start * row)

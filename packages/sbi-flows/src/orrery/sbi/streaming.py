@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
+from . import _host_buffers
 from ._prefetch import prefetch
 from .dataset import (
     BOUNDS_MARGIN,
@@ -44,10 +46,11 @@ from .dataset import (
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "StreamingSimulationDataset"]
 
-# A window of float32 rows may exist this many times at once (being read, prefetched,
-# current, shuffled copy, device copy, float64 read temporaries): the window is sized
-# so that all of them fit the budget. Reads go in pieces of a quarter window.
-_WINDOW_COPIES = 12
+# A window of float32 rows may exist this many times at once: the group being read
+# (its rows, and float64 read temporaries of up to a window in pieces of a quarter
+# window), its device copy, one waiting in the prefetch queue and two being trained
+# on (one step group runs while the next is dispatched), plus one of margin.
+_WINDOW_COPIES = 7
 _PIECES_PER_WINDOW = 4
 
 
@@ -129,12 +132,12 @@ class StreamingSimulationDataset:
                 )
         widths = d + sum(source.blocks.values()) + sum(source.uncertainty_blocks.values())
         self._row_bytes = 4 * widths
-        # a store reads whole chunks: the raw chunk and its successful rows are resident
-        reserved = 2 * getattr(source, "chunk_bytes", 0)
+        # a store array not in the plain layout is read a whole chunk at a time (Zarr)
+        reserved = getattr(source, "chunk_bytes", 0)
         if self.memory_budget < 2 * reserved:
             raise ConfigError(
                 f"memory_budget: {self.memory_budget} bytes is too small for this store, whose "
-                f"chunks take {reserved // 2} bytes each: give at least {2 * reserved}"
+                f"chunks take {reserved} bytes each: give at least {2 * reserved}"
             )
         usable = self.memory_budget - reserved
         self.window_rows = max(1, usable // (_WINDOW_COPIES * self._row_bytes))
@@ -147,6 +150,8 @@ class StreamingSimulationDataset:
             }
             for name, size in source.blocks.items()
         }
+        self._scratch = _host_buffers.Scratch()
+        self._read_lock = threading.Lock()
         self._is_train = np.zeros(n, dtype=bool)
         self._is_train[self.train_indices] = True
         self._scan(bounds, source_info)
@@ -309,22 +314,29 @@ class StreamingSimulationDataset:
         m = positions.shape[0]
         theta = np.empty((m, self._d), dtype=np.float32)
         obs = {
-            k: {"values": np.empty((m, size), dtype=np.float32)}
+            k: {"values": _host_buffers.empty((m, size), np.float32)}
             for k, size in self._source.blocks.items()
         }
-        for k in self._source.uncertainty_blocks:
-            obs[k]["uncertainties"] = np.empty_like(obs[k]["values"])
+        for k, size in self._source.uncertainty_blocks.items():
+            obs[k]["uncertainties"] = _host_buffers.empty((m, size), np.float32)
         order = np.argsort(positions, kind="stable")
         rows = indices[positions[order]]
-        for lo in range(0, m, self._piece):
-            dest = order[lo : lo + self._piece]
-            sel = rows[lo : lo + self._piece]
-            theta[dest] = self._source.take("parameters", sel)
-            for k, block in obs.items():
-                mean, scale = self._norm[k]
-                block["values"][dest] = (self._source.take(f"obs:{k}", sel) - mean) / scale
-                if "uncertainties" in block:
-                    block["uncertainties"][dest] = self._source.take(f"unc:{k}", sel) / scale
+        with self._read_lock:  # one reader at a time: they share the work buffers
+            for lo in range(0, m, self._piece):
+                dest = order[lo : lo + self._piece]
+                sel = rows[lo : lo + self._piece]
+                theta[dest] = self._source.take("parameters", sel)
+                for k, block in obs.items():
+                    mean, scale = self._norm[k]
+                    for kind, field in (("values", "obs"), ("uncertainties", "unc")):
+                        if kind not in block:
+                            continue
+                        x = self._scratch.get("rows", (sel.shape[0], mean.shape[0]), np.float64)
+                        self._source.take(f"{field}:{k}", sel, out=x)
+                        if kind == "values":
+                            x -= mean  # in place, the same float64 operations as in memory
+                        x /= scale
+                        block[kind][dest] = x
         return PosteriorBatch(theta, obs)
 
     def window_order(self, n: int, window: int, rng: np.random.Generator):

@@ -62,6 +62,7 @@ class SplitStream:
         n_batches: int,
         *,
         part: tuple[int, int] = (0, 1),
+        place: Callable[[Any], Any] | None = None,
     ) -> Iterator:
         """Stacked groups ``(g, batch_size // c, ...)`` of the epoch's batches, in order.
 
@@ -79,6 +80,9 @@ class SplitStream:
             part: ``(i, c)``: yield only columns ``[i * batch_size // c,
                 (i + 1) * batch_size // c)`` of every batch, reading only those rows
                 (one process's share of a data-parallel step). ``(0, 1)``: all.
+            place: applied to every group in the background thread, e.g.
+                ``jax.device_put`` to overlap the host-to-device copy with the
+                steps. ``None``: groups are host (NumPy) arrays.
 
         Raises:
             ConfigError: a bad ``part``, or ``batch_size`` not divisible by ``c``.
@@ -107,12 +111,16 @@ class SplitStream:
                 planned += g
                 positions = a + perm[: g * batch_size].reshape(g, batch_size)[:, cols].ravel()
                 group = self.transform(self.dataset.read_positions(self.split, positions))
-                yield jax.tree.map(lambda x, g=g: x.reshape(g, width, *x.shape[1:]), group)
+                group = jax.tree.map(lambda x, g=g: x.reshape(g, width, *x.shape[1:]), group)
+                yield group if place is None else place(group)
 
         yield from prefetch(load)
 
     def sequential(self, multiple: int) -> Iterator[Any]:
-        """The split in order, in pieces of one window (a multiple of ``multiple`` if larger)."""
+        """The split in order, in pieces of one window (a multiple of ``multiple`` if larger).
+
+        Pieces are placed on the default device in the background thread.
+        """
         data = self.resident()
         if data is not None:
             yield data
@@ -123,7 +131,7 @@ class SplitStream:
 
         def load() -> Iterator[Any]:
             for a in range(0, self.n_rows, piece):
-                yield self.load(a, min(a + piece, self.n_rows))
+                yield jax.device_put(self.load(a, min(a + piece, self.n_rows)))
 
         yield from prefetch(load)
 
@@ -165,9 +173,15 @@ def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
         # raw key data on the host: slicing it per group compiles nothing
         step_keys = np.asarray(jax.random.key_data(jax.random.split(step_key, n_batches)))
         losses, done = [], 0
-        for group in stream.epoch_groups(perm_key, batch_size, n_batches):
+        groups = stream.epoch_groups(perm_key, batch_size, n_batches, place=jax.device_put)
+        for group in groups:
             g = jax.tree.leaves(group)[0].shape[0]
+            if len(losses) >= 2:
+                # at most two groups in flight: dispatch runs ahead of the steps by one
+                # group, never by the whole epoch (each holds a window of device memory)
+                losses[-2].block_until_ready()
             params, opt_state, part = steps(params, opt_state, group, step_keys[done : done + g])
+            del group
             losses.append(part)
             done += g
         return params, opt_state, jnp.mean(jnp.concatenate(losses))
