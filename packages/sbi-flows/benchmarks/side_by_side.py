@@ -18,90 +18,15 @@ The machine is shared: wall times are noisy, the ratio is what matters.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
-SBI_SCRIPT = textwrap.dedent(
-    """
-    import sys, time
-    import numpy as np
-    import torch
-    from sbi.inference import NPE
-    from sbi.utils import BoxUniform
-
-    data = np.load(sys.argv[1])
-    torch.manual_seed(int(data["seed"]))
-    theta = torch.tensor(data["theta"], dtype=torch.float32)
-    x = torch.tensor(data["x"], dtype=torch.float32)
-    dim = theta.shape[1]
-    if str(data["task"]) == "gaussian_linear":
-        prior = torch.distributions.MultivariateNormal(torch.zeros(dim), 0.1 * torch.eye(dim))
-    else:
-        prior = BoxUniform(-torch.ones(dim), torch.ones(dim))
-    start = time.perf_counter()
-    inference = NPE(prior=prior)
-    estimator = inference.append_simulations(theta, x).train(show_train_summary=False)
-    posterior = inference.build_posterior(estimator)
-    train_s = time.perf_counter() - start
-    n = int(data["num_samples"])
-    samples = [
-        posterior.sample((n,), x=torch.tensor(xo, dtype=torch.float32),
-                         show_progress_bars=False).numpy()
-        for xo in data["x_obs"]
-    ]
-    epochs = len(inference.summary["training_loss"])
-    np.savez(sys.argv[2], samples=np.stack(samples), train_s=train_s, epochs=epochs)
-    """
-)
-
-
-# ----------------------------------------------------------------------------- tasks
-def gaussian_linear(rng: np.random.Generator, n: int, dim: int = 10):
-    """sbibm: prior N(0, 0.1 I), likelihood N(theta, 0.1 I)."""
-    theta = rng.normal(0.0, np.sqrt(0.1), size=(n, dim))
-    return theta, theta + rng.normal(0.0, np.sqrt(0.1), size=(n, dim))
-
-
-def gaussian_linear_reference(rng, x_obs, n):
-    """Closed-form posterior N(x / 2, 0.05 I)."""
-    return x_obs / 2 + rng.normal(0.0, np.sqrt(0.05), size=(n, x_obs.shape[-1]))
-
-
-def _moons_offset(rng, n):
-    a = rng.uniform(-np.pi / 2, np.pi / 2, size=n)
-    r = rng.normal(0.1, 0.01, size=n)
-    return np.stack([r * np.cos(a) + 0.25, r * np.sin(a)], axis=-1)
-
-
-def two_moons(rng: np.random.Generator, n: int):
-    """sbibm: prior U(-1, 1)^2; x = p(a, r) + (-|t1 + t2| / sqrt2, (-t1 + t2) / sqrt2)."""
-    theta = rng.uniform(-1.0, 1.0, size=(n, 2))
-    shift = np.stack(
-        [-np.abs(theta[:, 0] + theta[:, 1]), -theta[:, 0] + theta[:, 1]], axis=-1
-    ) / np.sqrt(2)
-    return theta, _moons_offset(rng, n) + shift
-
-
-def two_moons_reference(rng, x_obs, n):
-    """Exact sampler: invert the simulator for a fresh (a, r) and a random sign branch,
-    rejecting draws outside the prior box (the map is linear, so no Jacobian weight)."""
-    out = np.empty((0, 2))
-    while len(out) < n:
-        m = 2 * (n - len(out)) + 100
-        q = x_obs - _moons_offset(rng, m)  # q = (-|t1 + t2|, t2 - t1) / sqrt2
-        s = -np.sqrt(2) * q[:, 0] * rng.choice([-1.0, 1.0], size=m)
-        d = np.sqrt(2) * q[:, 1]
-        cand = np.stack([(s - d) / 2, (s + d) / 2], axis=-1)
-        ok = (q[:, 0] <= 0) & np.all(np.abs(cand) <= 1, axis=-1)
-        out = np.concatenate([out, cand[ok]])
-    return out[:n]
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tasks import run_sbi, task_data  # shared with general_purpose.py
 
 _NO_STABILITY_GATES = dict(
     stable_inverse_forward_max_abs_error_threshold=None,
@@ -112,8 +37,6 @@ _SCHEDULE = dict(use_cosine_schedule=True, warmup_fraction=0.02, min_learning_ra
 
 TASKS = {
     "gaussian_linear": dict(
-        simulate=gaussian_linear,
-        reference=gaussian_linear_reference,
         bounds=None,
         # A masked autoregressive flow (sbi's default family, 5 layers of 50 units):
         # exact for Gaussians. Small encoder: the posterior mean is linear in x.
@@ -134,8 +57,6 @@ TASKS = {
         ),
     ),
     "two_moons": dict(
-        simulate=two_moons,
-        reference=two_moons_reference,
         bounds=np.array([[-1.0, 1.0], [-1.0, 1.0]]),
         # Thin crescents: a roomy spline flow in physical coordinates (the logit of the
         # prior box stretches them), and a cosine schedule that runs to its floor.
@@ -183,29 +104,9 @@ def run_orrery(task, theta, x, x_obs, num_samples, seed, epochs):
     return np.stack(samples), times[0], len(artifacts.history["train_loss"]), times[1]
 
 
-def run_sbi(task, theta, x, x_obs, num_samples, seed, workdir: Path):
-    data, out, script = workdir / f"{task}_in.npz", workdir / f"{task}_out.npz", workdir / "s.py"
-    script.write_text(SBI_SCRIPT)
-    np.savez(data, theta=theta, x=x, x_obs=x_obs, task=task, seed=seed, num_samples=num_samples)
-    cmd = [
-        "uv",
-        "run",
-        "--isolated",
-        "--no-project",
-        "--python",
-        "3.11",
-        "--with",
-        "sbi==0.27.0",
-        "python",
-        str(script),
-        str(data),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    result = np.load(out)
-    return result["samples"], float(result["train_s"]), int(result["epochs"]), None
+def _sbi(task, theta, x, x_obs, num_samples, seed, workdir: Path):
+    samples, train_s, epochs = run_sbi(task, theta, x, x_obs, num_samples, seed, workdir)
+    return samples, train_s, epochs, None
 
 
 def main(argv=None) -> int:
@@ -235,17 +136,17 @@ def main(argv=None) -> int:
     fits, refs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
-            spec = TASKS[task]
-            # Seeded by the task's place in TASKS: a subset run sees the same data.
-            rng = np.random.default_rng(args.seed + 100 * list(TASKS).index(task))
-            theta, x = spec["simulate"](rng, args.num_simulations)
-            _, x_obs = spec["simulate"](rng, 3)
-            x_obs = x_obs[: args.num_observations]
-            refs[task] = [spec["reference"](rng, xo, args.num_samples) for xo in x_obs]
+            theta, x, x_obs, refs[task] = task_data(
+                task,
+                seed=args.seed,
+                num_simulations=args.num_simulations,
+                num_observations=args.num_observations,
+                num_samples=args.num_samples,
+            )
             common = (task, theta, x, x_obs, args.num_samples, args.seed)
             runners = [("orrery", run_orrery, (*common, args.epochs))]
             if not args.skip_sbi:
-                runners.append(("sbi 0.27", run_sbi, (*common, Path(tmp))))
+                runners.append(("sbi 0.27", _sbi, (*common, Path(tmp))))
             for name, runner, runner_args in runners:
                 try:
                     samples, train_s, epochs, warm_s = runner(*runner_args)
