@@ -6,11 +6,16 @@ the global batch, so XLA inserts the cross-device (and, under
 ``jax.distributed``, cross-process) reduction of the gradients from the sharding
 annotations alone; nothing here sums gradients by hand.
 
-The epoch's shuffle is computed on the host with the same keys as the
-single-device epoch, so one device and many devices follow the same batches
+Both epochs (from memory and from a streamed split) use the keys of the
+single-device epochs, so one device and many devices follow the same batches
 and step keys and differ only by the order of floating-point reductions. Each
-process gathers only the rows of its own devices' shards
-(``jax.make_array_from_callback`` asks for addressable shards only).
+process places only its own devices' columns of every batch
+(``jax.make_array_from_callback`` asks for addressable shards only); from a
+stream it also reads only those rows (``SplitStream.epoch_groups(part=...)``).
+
+The epochs take the model's non-trained arrays (``consts``) as an input, as the
+single-device epoch does, so one compiled program serves every fit of an
+architecture.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ class DataParallel:
                 f"over {len(devs)} devices; use a multiple of {len(devs)}"
             )
         self.devices = devs
+        self.batch_size = batch_size
         self.mesh = Mesh(np.asarray(devs, dtype=object), (AXIS,))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.rows = NamedSharding(self.mesh, PartitionSpec(AXIS))
         self.steps = NamedSharding(self.mesh, PartitionSpec(None, AXIS))
         self.multi_process = any(d.process_index != jax.process_index() for d in devs)
+        self.part, self.offset = _local_part(devs, batch_size)
 
     def replicate(self, tree: Any) -> Any:
         """Copy host (or single-device) arrays onto every device of the mesh."""
@@ -82,12 +89,49 @@ class DataParallel:
 
         return jax.tree.map(put, data)
 
+    def place_columns(self, group: Any) -> Any:
+        """This process's columns ``(g, width, ...)`` of a group -> global ``(g, batch, ...)``.
+
+        ``group`` holds the columns ``[offset, offset + width)`` of every batch
+        (``width = batch_size // part[1]``); each local device takes its slice.
+        """
+
+        def put(leaf: Any) -> jax.Array:
+            host = np.asarray(leaf)
+            shape = (host.shape[0], self.batch_size, *host.shape[2:])
+
+            def shard(index: tuple) -> np.ndarray:
+                cols = index[1]
+                local = slice(cols.start - self.offset, cols.stop - self.offset)
+                return host[(index[0], local, *index[2:])]
+
+            return jax.make_array_from_callback(shape, self.steps, shard)
+
+        return jax.tree.map(put, group)
+
     def barrier(self, name: str) -> None:
         """Wait for every process (no-op in a single process)."""
         if self.multi_process:
             from jax.experimental.multihost_utils import sync_global_devices
 
             sync_global_devices(name)
+
+
+def _local_part(devices: tuple, batch_size: int) -> tuple[tuple[int, int], int]:
+    """``((i, c), offset)``: the share of every batch this process's devices hold.
+
+    The batch axis is cut into ``len(devices)`` equal blocks, one per device in
+    mesh order. When this process's devices hold consecutive blocks forming part
+    ``i`` of ``c`` equal parts, the process reads only that part (columns from
+    ``offset``); otherwise it reads whole batches (``(0, 1)``, offset 0).
+    """
+    n = len(devices)
+    mine = [k for k, d in enumerate(devices) if d.process_index == jax.process_index()]
+    local = len(mine)
+    if local and n % local == 0 and mine == list(range(mine[0], mine[0] + local)):
+        if mine[0] % local == 0:
+            return (mine[0] // local, n // local), mine[0] * (batch_size // n)
+    return (0, 1), 0
 
 
 def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,27 +146,84 @@ def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[np.ndarray, np
     return order.reshape(n_batches, batch_size), np.asarray(jax.random.key_data(key))
 
 
-def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, _batch_size, dp):
-    """One jitted epoch over pre-shuffled ``(steps, batch, ...)`` batches split over ``dp``."""
+def _make_steps(static, optimizer, loss_fn, batch_transform, dp):
+    """Jitted ``steps(params, opt_state, batches, step_key_data, consts)`` over the mesh.
 
+    ``batches`` is ``(g, batch, ...)`` split along the batch axis; the parameters,
+    optimizer state, keys and ``consts`` are replicated. Returns the updated
+    state and the ``g`` losses.
+    """
     sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
-    rep = dp.replicated
 
     @jax.jit
-    def epoch_fn(params, opt_state, batches, key_data):
-        key = jax.random.wrap_key_data(key_data)
-        n_batches = jax.tree.leaves(batches)[0].shape[0]
-        _, step_key = jax.random.split(key)
-        step_keys = jax.random.split(step_key, n_batches)
+    def steps(params, opt_state, batches, key_data, consts):
+        keys = jax.random.wrap_key_data(key_data)
 
         def step(carry, xs):
             batch, k = xs
             batch = jax.lax.with_sharding_constraint(batch, dp.rows)
-            params, opt_state, loss = sgd_step(*carry, batch, k)
-            params = jax.lax.with_sharding_constraint(params, rep)
+            params, opt_state, loss = sgd_step(*carry, batch, k, consts)
+            params = jax.lax.with_sharding_constraint(params, dp.replicated)
             return (params, opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, step_keys))
-        return params, opt_state, jnp.mean(losses)
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, keys))
+        return params, opt_state, losses
 
-    return epoch_fn
+    return steps
+
+
+def _step_keys(key: jax.Array, n_batches: int) -> np.ndarray:
+    """Raw data of the single-device epochs' step keys (on the host)."""
+    _, step_key = jax.random.split(key)
+    return np.asarray(jax.random.key_data(jax.random.split(step_key, n_batches)))
+
+
+def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, batch_size, dp):
+    """``epoch(params, opt_state, data, key, consts)`` over in-memory (host) arrays.
+
+    The mesh-replicated state goes in and out; ``data`` is the whole training
+    split on the host, of which each process places only its devices' rows.
+    """
+    steps = _make_steps(static, optimizer, loss_fn, batch_transform, dp)
+
+    def epoch(params, opt_state, data, key, consts):
+        n = jax.tree.leaves(data)[0].shape[0]
+        order, _ = epoch_order(key, n, batch_size)
+        keys = dp.replicate(_step_keys(key, order.shape[0]))
+        batches = dp.epoch_batches(data, order)
+        params, opt_state, losses = steps(params, opt_state, batches, keys, consts)
+        return params, opt_state, jnp.mean(jnp.asarray(np.asarray(losses)))
+
+    return epoch
+
+
+def make_stream_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, batch_size, dp):
+    """``epoch(params, opt_state, stream, key, consts)`` over a streamed split.
+
+    The epoch plan (windows, permutations) and step keys are the single-device
+    streaming epoch's; each process reads only its part of every batch
+    (`DataParallel.part`) and places it on its own devices.
+    """
+    steps = _make_steps(static, optimizer, loss_fn, batch_transform, dp)
+
+    def epoch(params, opt_state, stream, key, consts):
+        n_batches = stream.n_rows // batch_size
+        perm_key, _ = jax.random.split(key)
+        step_keys = _step_keys(key, n_batches)
+        losses, done = [], 0
+        groups = stream.epoch_groups(perm_key, batch_size, n_batches, part=dp.part)
+        for group in groups:
+            g = jax.tree.leaves(group)[0].shape[0]
+            if len(losses) >= 2:  # at most two groups in flight, as in one device
+                losses[-2].block_until_ready()
+            keys = dp.replicate(step_keys[done : done + g])
+            params, opt_state, part = steps(
+                params, opt_state, dp.place_columns(group), keys, consts
+            )
+            del group
+            losses.append(part)
+            done += g
+        host = np.concatenate([np.asarray(part) for part in losses])
+        return params, opt_state, jnp.mean(jnp.asarray(host))
+
+    return epoch

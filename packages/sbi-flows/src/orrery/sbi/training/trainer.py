@@ -18,7 +18,11 @@ import numpy as np
 from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
 
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
-from ._data_parallel import DataParallel, epoch_order, make_data_parallel_epoch
+from ._data_parallel import (
+    DataParallel,
+    make_data_parallel_epoch,
+    make_stream_data_parallel_epoch,
+)
 from ._optim import (
     combine_model,
     make_optimizer,
@@ -260,8 +264,8 @@ class SBITrainer:
             last epoch's model) and a `TrainingArtifacts`.
 
         Raises:
-            ConfigError: bad ``devices``, a batch that does not divide by the device
-                count, or ``devices`` with a streamed dataset.
+            ConfigError: bad ``devices`` or a batch that does not divide by the
+                device count.
         """
         start_time = time.perf_counter()
         thresholds = dict(stability_thresholds or {})
@@ -270,11 +274,6 @@ class SBITrainer:
         # A SplitStream (a split of a streaming dataset) is read window by window.
         streaming = isinstance(train_data, SplitStream)
         has_val = val_data is not None
-        if devices is not None and streaming:
-            raise ConfigError(
-                "devices: data-parallel training reads the training split from memory; "
-                "a streamed (store-backed) dataset is not supported with devices yet"
-            )
         if streaming:
             n_train, n_val = train_data.n_rows, val_data.n_rows if has_val else 0
         else:
@@ -315,18 +314,20 @@ class SBITrainer:
         )
         opt_state = opt_init(params)
         base_key = jax.random.key(self.seed)
-        in_memory = not streaming and devices is None
+        # Programs taking the non-trained arrays as inputs are cached per architecture.
+        by_arch = (not streaming or dp is not None) and arch is not None
         make_epoch = make_stream_epoch if streaming else _make_train_epoch
         if dp is not None:
+            dp_epoch = make_stream_data_parallel_epoch if streaming else make_data_parallel_epoch
 
             def make_epoch(*args):
-                return make_data_parallel_epoch(*args, dp)
+                return dp_epoch(*args, dp)
 
         train_cache_key = (
             "train",
             streaming,
             None if dp is None else dp.devices,
-            arch if in_memory else static,
+            arch if by_arch else static,
             opt_key,
             loss_fn,
             batch_transform,
@@ -335,7 +336,7 @@ class SBITrainer:
         train_epoch = _cached(
             train_cache_key,
             lambda: make_epoch(
-                bare if in_memory else static, optimizer, loss_fn, batch_transform, batch_size
+                bare if by_arch else static, optimizer, loss_fn, batch_transform, batch_size
             ),
         )
         val_fn = val_loss_fn or loss_fn
@@ -404,6 +405,7 @@ class SBITrainer:
         ckpt_backend = self.checkpoint_backend
         if dp is not None:
             params_dp, opt_dp = dp.replicate(params), dp.replicate(opt_state)
+            consts_dp = dp.replicate(consts)
             if dp.multi_process:
                 # orbax's save is collective (every process must call it); process 0
                 # alone writes plain equinox files, which every process can read.
@@ -428,10 +430,8 @@ class SBITrainer:
                 if dp is None:
                     params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
                 else:
-                    order, key_data = epoch_order(key, n_train, batch_size)
-                    batches = dp.epoch_batches(train_data, order)
                     params_dp, opt_dp, train_loss = train_epoch(
-                        params_dp, opt_dp, batches, dp.replicate(key_data)
+                        params_dp, opt_dp, train_data, key, consts_dp
                     )
                     params = dp.local(params_dp)
                 history["train_loss"].append(float(train_loss))
