@@ -168,3 +168,54 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):
         toy_simulator, BOX, 400, tmp_path / "fresh", chunk_size=5, executor=cf.ThreadPoolExecutor(2)
     )
     assert_same_store(store, fresh)
+
+
+_SIM_MODULE = """
+import os
+import numpy as np
+
+def sim(theta):
+    open(os.path.join(os.environ["PID_DIR"], str(os.getpid())), "w").close()
+    return {
+        "spectrum": np.sin(3 * theta[:, :1] + np.linspace(0, 1, 5)) + theta[:, 1:],
+        "photometry": theta**2,
+    }
+"""
+
+_DEFAULT_DRIVER = """
+import os, sys
+from orrery.sbi import simulate
+import simmod
+
+if __name__ == "__main__":  # the default pool spawns workers that import this file
+    print(os.getpid())
+    simulate(simmod.sim, [[0.0, 1.0], [-1.0, 1.0]], 40, sys.argv[1], chunk_size=20, seed=4)
+"""
+
+
+def test_default_executor_is_a_spawned_process_pool_equal_to_threads(tmp_path):
+    (tmp_path / "simmod.py").write_text(textwrap.dedent(_SIM_MODULE))
+    (tmp_path / "driver.py").write_text(textwrap.dedent(_DEFAULT_DRIVER))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "default")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "PID_DIR": str(pids)},
+    )
+    driver = out.stdout.split()[0]
+    workers = {p.name for p in pids.iterdir()}
+    assert workers and driver not in workers  # chunks ran in other processes
+    threads = simulate(
+        toy_simulator,
+        BOX,
+        40,
+        tmp_path / "threads",
+        chunk_size=20,
+        seed=4,
+        executor=cf.ThreadPoolExecutor(2),
+    )
+    assert_same_store(tmp_path / "default", threads)
