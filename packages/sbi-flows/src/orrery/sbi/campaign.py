@@ -25,6 +25,7 @@ import numpy as np
 from orrery.interface import ConfigError, ShapeError, check_finite, check_positive_int
 
 from . import _store
+from .dataset import resolve_parameter_names
 from .observations import MODALITIES
 
 __all__ = ["simulate"]
@@ -217,14 +218,7 @@ def simulate(
     d = first.shape[1]
     if prior_cfg["parameter_bounds"] is not None and len(prior_cfg["parameter_bounds"]) != d:
         raise ShapeError(f"prior.bounds: expected shape ({d}, 2)")
-    if parameter_names is None:
-        names = [f"theta[{i}]" for i in range(d)]
-    else:
-        names = [str(p) for p in parameter_names]
-        if len(names) != d or len(set(names)) != d:
-            raise ConfigError(
-                f"parameter_names: expected {d} distinct names, got {list(parameter_names)!r}"
-            )
+    names = resolve_parameter_names(parameter_names, d)
     mods = {str(k): str(v) for k, v in (modalities or {}).items()}
     for name, mod in mods.items():
         if mod not in MODALITIES:

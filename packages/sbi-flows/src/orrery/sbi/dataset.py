@@ -97,7 +97,81 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-class SimulationDataset:
+def resolve_parameter_names(parameter_names: Sequence[str] | None, d: int) -> list[str]:
+    """``d`` distinct names (``theta[i]`` by default); ``ConfigError`` otherwise."""
+    if parameter_names is None:
+        return [f"theta[{i}]" for i in range(d)]
+    names = [str(p) for p in parameter_names]
+    if len(names) != d or len(set(names)) != d:
+        raise ConfigError(
+            f"parameter_names: expected {d} distinct names, got {list(parameter_names)!r}"
+        )
+    return names
+
+
+def derived_bounds(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``(d, 2)`` bounds: the data range ``[lo, hi]`` widened by `BOUNDS_MARGIN` each side."""
+    pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+    return np.stack([lo - pad, hi + pad], axis=1)
+
+
+def value_scale(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The normalisation scale: the standard deviation, 1 for a constant feature."""
+    return np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+
+
+class _SplitMetadata:
+    """Split sizes, manifest access and split lookup shared by the dataset readers.
+
+    A subclass sets ``train_indices``, ``validation_indices``, ``manifest`` and the
+    configuration attributes, and defines ``n_simulations``.
+    """
+
+    train_indices: np.ndarray
+    validation_indices: np.ndarray
+    manifest: dict[str, Any]
+
+    @property
+    def n_simulations(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_indices.shape[0])
+
+    @property
+    def n_validation(self) -> int:
+        return int(self.validation_indices.shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the rows and the configuration (split, bounds, names, modalities)."""
+        return self.manifest["fingerprint"]
+
+    def __len__(self) -> int:
+        return self.n_simulations
+
+    def split_size(self, split: str) -> int:
+        """Rows in ``split`` (``"train"`` or ``"validation"``)."""
+        return int(self._indices(split).shape[0])
+
+    def _indices(self, split: str) -> np.ndarray:
+        check_choice(split, SPLITS, "split")
+        return self.train_indices if split == "train" else self.validation_indices
+
+    def _manifest_config(self) -> dict[str, Any]:
+        """The configuration part of the manifest (hashed first into the fingerprint)."""
+        return {
+            "parameter_names": self.parameter_names,  # type: ignore[attr-defined]
+            "parameter_bounds": self.parameter_bounds.tolist(),  # type: ignore[attr-defined]
+            "bounds_source": self.bounds_source,  # type: ignore[attr-defined]
+            "observation_schema": self.observation_schema,  # type: ignore[attr-defined]
+            "validation_fraction": self.validation_fraction,  # type: ignore[attr-defined]
+            "seed": self.seed,  # type: ignore[attr-defined]
+        }
+
+
+class SimulationDataset(_SplitMetadata):
     """Simulated ``(parameters, observations)`` pairs ready for posterior training.
 
     Build it with `from_arrays`. The validation split is drawn once from
@@ -233,19 +307,10 @@ class SimulationDataset:
 
         resolved = resolve_modalities(list(obs), modalities)
 
-        if parameter_names is None:
-            names = [f"theta[{i}]" for i in range(d)]
-        else:
-            names = [str(p) for p in parameter_names]
-            if len(names) != d or len(set(names)) != d:
-                raise ConfigError(
-                    f"parameter_names: expected {d} distinct names, got {list(parameter_names)!r}"
-                )
+        names = resolve_parameter_names(parameter_names, d)
 
         if bounds is None:
-            lo, hi = theta.min(0), theta.max(0)
-            pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-            bnds, source = np.stack([lo - pad, hi + pad], axis=1), "derived"
+            bnds, source = derived_bounds(theta.min(0), theta.max(0)), "derived"
         else:
             bnds = np.asarray(bounds, dtype=np.float64)
             if bnds.shape != (d, 2):
@@ -378,24 +443,8 @@ class SimulationDataset:
         return int(self.parameters.shape[0])
 
     @property
-    def n_train(self) -> int:
-        return int(self.train_indices.shape[0])
-
-    @property
-    def n_validation(self) -> int:
-        return int(self.validation_indices.shape[0])
-
-    @property
     def parameter_dim(self) -> int:
         return int(self.parameters.shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the arrays and the configuration (split, bounds, names, modalities)."""
-        return self.manifest["fingerprint"]
-
-    def __len__(self) -> int:
-        return self.n_simulations
 
     def __repr__(self) -> str:
         return (
@@ -408,8 +457,7 @@ class SimulationDataset:
         for name, arr in self.observations.items():
             train = arr[self.train_indices]
             mean = train.mean(0)
-            scale = train.std(0)
-            scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, 1.0)
+            scale = value_scale(mean, train.std(0))
             out[name] = {
                 "modality": self.modalities[name],
                 "value_mean": mean.tolist(),
@@ -418,14 +466,7 @@ class SimulationDataset:
         return out
 
     def _build_manifest(self) -> dict[str, Any]:
-        config = {
-            "parameter_names": self.parameter_names,
-            "parameter_bounds": self.parameter_bounds.tolist(),
-            "bounds_source": self.bounds_source,
-            "observation_schema": self.observation_schema,
-            "validation_fraction": self.validation_fraction,
-            "seed": self.seed,
-        }
+        config = self._manifest_config()
         digest = hashlib.sha256()
         digest.update(json.dumps(config, sort_keys=True).encode())
         for label, arr in (
@@ -445,10 +486,6 @@ class SimulationDataset:
         }
 
     # ------------------------------------------------------------------ batches
-    def _indices(self, split: str) -> np.ndarray:
-        check_choice(split, SPLITS, "split")
-        return self.train_indices if split == "train" else self.validation_indices
-
     def _batch(self, idx: np.ndarray) -> PosteriorBatch:
         obs = {}
         for name, arr in self.observations.items():

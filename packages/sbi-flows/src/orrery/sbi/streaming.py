@@ -29,19 +29,20 @@ from orrery.interface import (
     ShapeError,
     ValueDomainError,
     as_numpy_rng,
-    check_choice,
     check_positive_int,
 )
 
 from . import _host_buffers
 from ._prefetch import prefetch
 from .dataset import (
-    BOUNDS_MARGIN,
     DEFAULT_MEMORY_BUDGET,
-    SPLITS,
     PosteriorBatch,
+    _SplitMetadata,
+    derived_bounds,
     resolve_modalities,
+    resolve_parameter_names,
     split_indices,
+    value_scale,
 )
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "StreamingSimulationDataset"]
@@ -79,7 +80,7 @@ class _Moments:
         return np.sqrt(self.m2 / self.n)
 
 
-class StreamingSimulationDataset:
+class StreamingSimulationDataset(_SplitMetadata):
     """A simulation dataset read from disk in windows (same interface as `SimulationDataset`).
 
     Do not build it directly: use `SimulationDataset.from_store` or
@@ -122,14 +123,7 @@ class StreamingSimulationDataset:
         self._n = n
         self._d = d
         self.modalities = resolve_modalities(list(source.blocks), modalities)
-        if parameter_names is None:
-            self.parameter_names = [f"theta[{i}]" for i in range(d)]
-        else:
-            self.parameter_names = [str(p) for p in parameter_names]
-            if len(self.parameter_names) != d or len(set(self.parameter_names)) != d:
-                raise ConfigError(
-                    f"parameter_names: expected {d} distinct names, got {parameter_names!r}"
-                )
+        self.parameter_names = resolve_parameter_names(parameter_names, d)
         widths = d + sum(source.blocks.values()) + sum(source.uncertainty_blocks.values())
         self._row_bytes = 4 * widths
         # a store array not in the plain layout is read a whole chunk at a time (Zarr)
@@ -175,8 +169,7 @@ class StreamingSimulationDataset:
             theta_moments.add(theta[self._is_train[a:b]].astype(np.float32).astype(np.float64))
         self._theta_mean, self._theta_std = theta_moments.mean, theta_moments.std()
         if bounds is None:
-            pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-            self.parameter_bounds, self.bounds_source = np.stack([lo - pad, hi + pad], 1), "derived"
+            self.parameter_bounds, self.bounds_source = derived_bounds(lo, hi), "derived"
         else:
             bnds = np.asarray(bounds, dtype=np.float64)
             if bnds.shape != (self._d, 2) or not np.isfinite(bnds).all():
@@ -186,14 +179,7 @@ class StreamingSimulationDataset:
             if np.any(lo < bnds[:, 0]) or np.any(hi > bnds[:, 1]):
                 raise ConfigError("bounds: some parameter values lie outside the bounds")
             self.parameter_bounds, self.bounds_source = bnds, "given"
-        config = {
-            "parameter_names": self.parameter_names,
-            "parameter_bounds": self.parameter_bounds.tolist(),
-            "bounds_source": self.bounds_source,
-            "observation_schema": self.observation_schema,
-            "validation_fraction": self.validation_fraction,
-            "seed": self.seed,
-        }
+        config = self._manifest_config()
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         fields = (
             ["parameters"]
@@ -214,8 +200,7 @@ class StreamingSimulationDataset:
                 if field.startswith("obs:"):
                     moments.add(x[self._is_train[a:b]])
             if field.startswith("obs:"):
-                mean, scale = moments.mean, moments.std()
-                scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, 1.0)
+                mean, scale = moments.mean, value_scale(moments.mean, moments.std())
                 self.preprocessing_metadata[field[4:]] = {
                     "modality": self.modalities[field[4:]],
                     "value_mean": mean.tolist(),
@@ -245,24 +230,8 @@ class StreamingSimulationDataset:
         return self._n
 
     @property
-    def n_train(self) -> int:
-        return int(self.train_indices.shape[0])
-
-    @property
-    def n_validation(self) -> int:
-        return int(self.validation_indices.shape[0])
-
-    @property
     def parameter_dim(self) -> int:
         return self._d
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the rows and the configuration, as for the in-memory dataset."""
-        return self.manifest["fingerprint"]
-
-    def __len__(self) -> int:
-        return self._n
 
     def __repr__(self) -> str:
         return (
@@ -275,13 +244,6 @@ class StreamingSimulationDataset:
         return self._theta_mean.copy(), self._theta_std.copy()
 
     # ------------------------------------------------------------------ reading
-    def split_size(self, split: str) -> int:
-        return self.n_train if self._indices(split) is self.train_indices else self.n_validation
-
-    def _indices(self, split: str) -> np.ndarray:
-        check_choice(split, SPLITS, "split")
-        return self.train_indices if split == "train" else self.validation_indices
-
     def read_rows(self, split: str, start: int, stop: int) -> PosteriorBatch:
         """Positions ``[start, stop)`` of a split, normalised like the in-memory batches."""
         self._indices(split)
