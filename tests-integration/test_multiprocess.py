@@ -1,10 +1,13 @@
 """Every sharded path across 2 processes x 2 CPU devices (one JAX cluster on 127.0.0.1).
 
-Both processes run ``_mp_worker.py``: ``jax.distributed.initialize`` with gloo CPU
-collectives, then ``EnsembleMAP``/``EnsembleVI``/``ensemble_predict``
-(``devices="all"``), a data-parallel ``ConditionalFlowPosterior.fit`` (and a
-resume from process 0's checkpoint) and ``batch_sample_posterior(devices="all")``,
-each compared in-process with the same call on one local device.
+One pair of processes (one cluster start) runs every scenario in
+``_mp_worker.py``: ``jax.distributed.initialize`` with gloo CPU collectives, then
+``EnsembleMAP``/``EnsembleVI``/``ensemble_predict`` (``devices="all"``), a
+data-parallel ``ConditionalFlowPosterior.fit`` from memory (and a resume from
+process 0's checkpoint), the same fit from a campaign store both processes open
+(each reading only its half of every batch) and
+``batch_sample_posterior(devices="all")``, each compared in-process with the same
+call on one local device.
 """
 
 from __future__ import annotations
@@ -66,5 +69,8 @@ def test_two_processes_equal_one_process(tmp_path):
         checked = set(res["diffs"])
         assert {"ensemble_map.params", "ensemble_vi.params", "ensemble_predict"} <= checked
         assert {"sbi_fit.params", "sbi_resume.params", "batch_sample_posterior"} <= checked
+        assert {"sbi_store.params", "sbi_store.history"} <= checked
+        # process i read only columns [16 i, 16 i + 16) of every 32-row batch
+        assert res["store_parts"] == [[i, 2, 16]], res["store_parts"]
         for name, diff in res["diffs"].items():
-            assert diff < TOLERANCE, (i, name, diff)
+            assert diff < TOLERANCE, (i, name, diff, res["seconds"])
