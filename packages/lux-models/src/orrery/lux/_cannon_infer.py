@@ -19,6 +19,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from ._cannon_fit import _pairs
 from ._poly import linear_term_slice, poly_features
 
 
@@ -31,8 +32,9 @@ def quadratic_summaries(coeffs, flux, weights, degree: int, include_bias: bool):
     """Return ``G`` (n,k,k), linear initial guesses (n,L), ``h`` (n,k), ``c`` (n,), ``φ_ref``."""
     n_labels = _n_labels(coeffs.shape[1], degree, include_bias)
     k = coeffs.shape[1]
-    outer = (coeffs[:, :, None] * coeffs[:, None, :]).reshape(-1, k * k)
-    gram = (weights @ outer).reshape(-1, k, k)
+    i, j, pos = _pairs(k)  # the k(k+1)/2 distinct products θ_i θ_j, one matmul
+    distinct = jnp.take(coeffs, i, axis=1) * jnp.take(coeffs, j, axis=1)
+    gram = jnp.take(weights @ distinct, pos.ravel(), axis=1).reshape(-1, k, k)
     rhs = (weights * flux) @ coeffs
     # Linear-algebra initial guess: solve for free "features", read off the linear terms.
     ridge = 1e-6 * jnp.trace(gram, axis1=1, axis2=2)[:, None, None] / k
@@ -121,3 +123,102 @@ def fit_labels(
     best = jnp.argmin(f_rank, axis=1)
     take = lambda a: jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
     return take(x), take(f), take(hess), take(done)
+
+
+@jax.jit
+def covariance(hess, scale):
+    """Label covariance from the Gauss–Newton Hessian, and which Hessians are singular."""
+    eig = jnp.linalg.eigvalsh(hess)
+    tiny = jnp.finfo(hess.dtype).eps * hess.shape[-1] * jnp.max(jnp.abs(eig), axis=-1)
+    singular = ~(eig[:, 0] > tiny) | ~jnp.all(jnp.isfinite(hess), axis=(1, 2))
+    cov = jnp.linalg.pinv(hess, hermitian=True) * scale[None, :, None] * scale[None, None, :]
+    return cov, singular
+
+
+@jax.jit
+def _weights(flux, ivar, s2, usable):
+    """Weights ``1 / (σ² + s²)``, cleaned flux, pixels used per spectrum, any negative ivar.
+
+    The weight is 0 at ignored entries and at pixels that are not usable.
+    """
+    if ivar is None:
+        good = jnp.isfinite(flux)
+        weights = jnp.where(good, 1.0 / (1.0 + s2), 0.0)
+        negative = jnp.asarray(False)
+    else:
+        good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
+        safe = jnp.where(good, ivar, 0.0)
+        weights = safe / (1.0 + safe * s2)
+        negative = jnp.any(ivar < 0)
+    weights = weights * usable.astype(weights.dtype)
+    return weights, jnp.where(good, flux, 0.0), jnp.sum(weights > 0, axis=1), negative
+
+
+@partial(jax.jit, static_argnames=("degree", "include_bias", "n_starts"))
+def _summaries_and_starts(coeffs, weights, flux, first, seed, degree, include_bias, n_starts):
+    """Quadratic-form summaries and the starting points ``(n, n_starts, L)``."""
+    gram, x_lin, h, c, phi_ref = quadratic_summaries(coeffs, flux, weights, degree, include_bias)
+    start = x_lin if first is None else first
+    starts = [start]
+    if n_starts > 1:
+        starts.append(jnp.zeros_like(start))
+    if n_starts > 2:
+        rand = jax.random.uniform(
+            jax.random.key(seed), (n_starts - 2, start.shape[1]), coeffs.dtype, -1.0, 1.0
+        )
+        starts.extend(jnp.broadcast_to(r, start.shape) for r in rand)
+    return gram, h, c, phi_ref, jnp.stack(starts, axis=1)
+
+
+@partial(jax.jit, static_argnames=("degree", "include_bias", "max_iter", "xtol", "ftol"))
+def _solve_all(
+    gram, h, c, phi_ref, starts, offset, scale, degree, include_bias, max_iter, xtol, ftol
+):
+    """Levenberg–Marquardt from every start, the best per spectrum, its covariance."""
+    x, chi2, hess, done = fit_labels(
+        gram, h, c, phi_ref, starts, degree, include_bias, max_iter, xtol, ftol
+    )
+    cov, singular = covariance(hess, scale)
+    return x * scale + offset, cov, chi2, done, singular
+
+
+def infer_all(
+    coeffs,
+    s2,
+    usable,
+    offset,
+    scale,
+    flux,
+    ivar,
+    first,
+    seed,
+    degree: int,
+    include_bias: bool,
+    n_starts: int,
+    max_iter: int,
+    xtol: float,
+    ftol: float,
+):
+    """The whole test step on the device, no host round trip between its parts.
+
+    Three compiled programs run back to back without synchronising: the
+    weights (entries with non-finite flux or ivar, or ivar <= 0, are ignored;
+    ``ivar`` None means unit measurement variance), the quadratic-form
+    summaries with the starts, and the batched Levenberg–Marquardt with the
+    covariances. (One program for all three ran several times slower on CPU:
+    XLA then folds the masking into each consumer of the weights.) ``first``
+    (scaled labels) replaces the linear-algebra start when given.
+
+    Returns:
+        physical labels ``(n, L)``, covariance ``(n, L, L)``, χ² ``(n,)``,
+        converged ``(n,)``, the count of pixels used per spectrum, whether each
+        Hessian is singular, and whether any ivar is negative.
+    """
+    weights, flux, n_used, negative = _weights(flux, ivar, s2, usable)
+    gram, h, c, phi_ref, starts = _summaries_and_starts(
+        coeffs, weights, flux, first, seed, degree, include_bias, n_starts
+    )
+    labels, cov, chi2, done, singular = _solve_all(
+        gram, h, c, phi_ref, starts, offset, scale, degree, include_bias, max_iter, xtol, ftol
+    )
+    return labels, cov, chi2, done, n_used, singular, negative

@@ -77,26 +77,23 @@ def _numeric(x, name):
     return arr
 
 
-def _clean_output(output, ivar, n_out, name="output"):
-    """Validate on the host, then mask on the device.
+def _checked_output(output, ivar, n_out, name="output"):
+    """Spectra (and ivar) as device arrays of the default float dtype, shapes checked.
 
-    Returns device arrays ``(flux, ivar, mask)`` in the default float dtype, where
-    bad entries (NaN/inf flux or ivar, ivar <= 0) have flux 0, ivar 0, mask 0.
+    Bad entries are masked on the device, in the test-step program itself.
     """
     dtype = np.dtype(jnp.result_type(float))
     flux = _numeric(output, name).astype(dtype, copy=False)
     if flux.shape[-1] != n_out:
         raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
     if ivar is None:
-        return _mask_bad(jnp.asarray(flux), jnp.ones(flux.shape, dtype))
+        return jnp.asarray(flux), None
     ivar_arr = _numeric(ivar, "output_ivar").astype(dtype, copy=False)
     if ivar_arr.shape != flux.shape:
         raise ShapeError(
             f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
         )
-    if np.any(ivar_arr < 0):
-        raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-    return _mask_bad(jnp.asarray(flux), jnp.asarray(ivar_arr))
+    return jnp.asarray(flux), jnp.asarray(ivar_arr)
 
 
 @partial(jax.jit, static_argnames=("degree", "include_bias"))
@@ -107,28 +104,6 @@ def _scaled_features(labels, offset, scale, degree, include_bias):
 @jax.jit
 def _finite_rows(coeffs, s2):
     return jnp.all(jnp.isfinite(coeffs), axis=1) & jnp.isfinite(s2)
-
-
-@jax.jit
-def _covariance(hess, scale):
-    """Label covariance from the Gauss–Newton Hessian, and which Hessians are singular."""
-    eig = jnp.linalg.eigvalsh(hess)
-    tiny = jnp.finfo(hess.dtype).eps * hess.shape[-1] * jnp.max(jnp.abs(eig), axis=-1)
-    singular = ~(eig[:, 0] > tiny) | ~jnp.all(jnp.isfinite(hess), axis=(1, 2))
-    cov = jnp.linalg.pinv(hess, hermitian=True) * scale[None, :, None] * scale[None, None, :]
-    return cov, singular
-
-
-@jax.jit
-def _mask_bad(flux, ivar):
-    good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
-    return jnp.where(good, flux, 0.0), jnp.where(good, ivar, 0.0), good.astype(flux.dtype)
-
-
-@jax.jit
-def _test_weights(ivar, mask, s2):
-    var = jnp.where(mask > 0, 1.0 / jnp.where(mask > 0, ivar, 1.0), jnp.inf)
-    return 1.0 / (var + s2)
 
 
 class Cannon(eqx.Module):
@@ -523,25 +498,10 @@ class Cannon(eqx.Module):
             out_arr = np.asarray(out_arr)[None, :]
             if output_ivar is not None:
                 output_ivar = np.asarray(output_ivar)[None, :]
-        flux, ivar, good = _clean_output(out_arr, output_ivar, self.output_size)
         dtype = jnp.result_type(float)
-        s2 = jnp.asarray(self.scatter, dtype) ** 2 if self.scatter is not None else 0.0
-        if output_ivar is None:
-            weights = good / (1.0 + s2)
-        else:
-            weights = _test_weights(ivar, good, s2)
-        if self.usable is not None:
-            weights = weights * jnp.asarray(self.usable, dtype)
-        n_used = np.asarray(jnp.sum(weights > 0, axis=1))
-        gram, x_lin, h, c, phi_ref = _infer.quadratic_summaries(
-            jnp.asarray(self.coeffs, dtype),
-            jnp.asarray(flux, dtype),
-            weights,
-            self.poly_degree,
-            self.include_bias,
-        )
+        flux, ivar = _checked_output(out_arr, output_ivar, self.output_size)
         n = flux.shape[0]
-        first = x_lin
+        first = None
         if initial_labels is not None:
             init = check_ndim(initial_labels, 2, "initial_labels")
             if init.shape != (n, self.label_size):
@@ -549,32 +509,30 @@ class Cannon(eqx.Module):
                     f"initial_labels: expected shape ({n}, {self.label_size}), got {init.shape}"
                 )
             first = self.scale_labels(jnp.asarray(init, dtype))
-        starts = [first]
-        if n_starts > 1:
-            starts.append(jnp.zeros_like(first))
-        if n_starts > 2:
-            rand = jax.random.uniform(
-                jax.random.key(seed), (n_starts - 2, self.label_size), dtype, -1.0, 1.0
-            )
-            starts.extend(jnp.broadcast_to(r, first.shape) for r in rand)
-        starts = jnp.stack(starts, axis=1)
-        x, chi2, hess, done = _infer.fit_labels(
-            gram,
-            h,
-            c,
-            phi_ref,
-            starts,
+        offset, scale = self._offset_scale()
+        s2 = jnp.zeros(self.output_size, dtype) if self.scatter is None else self.scatter**2
+        usable = jnp.ones(self.output_size, bool) if self.usable is None else self.usable
+        labels, cov, chi2, done, n_used, singular, negative = _infer.infer_all(
+            jnp.asarray(self.coeffs, dtype),
+            jnp.asarray(s2, dtype),
+            jnp.asarray(usable),
+            offset,
+            scale,
+            flux,
+            ivar,
+            first,
+            int(seed),
             self.poly_degree,
             self.include_bias,
+            int(n_starts),
             int(max_iter),
             float(xtol),
             float(ftol),
         )
-        _, scale = self._offset_scale()
-        cov, singular = _covariance(hess, scale)
-        labels = np.array(self.unscale_labels(x))
-        cov = np.array(cov)
-        chi2 = np.array(chi2)
+        if bool(negative):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        labels, cov, chi2 = np.array(labels), np.array(cov), np.array(chi2)
+        n_used = np.asarray(n_used)
         # a spectrum that cannot pin its labels is flagged, never answered with certainty
         no_data = n_used == 0
         weak = (n_used < self.label_size) | np.asarray(singular)
