@@ -39,12 +39,14 @@ class StoreSource:
                 "finish the missing chunks"
             )
         self._reader = _store.ChunkReader(self.path)
-        # positions of the successful rows inside each chunk
-        self._ok_rows = [
-            np.flatnonzero(self._reader.array(i, "ok").astype(bool)).astype(np.int64)
-            for i in range(self.config["n_chunks"])
-        ]
-        counts = np.array([m.shape[0] for m in self._ok_rows], dtype=np.int64)
+        # positions of the successful rows inside each chunk (None: every row)
+        self._ok_rows: list[np.ndarray | None] = []
+        counts = []
+        for i in range(self.config["n_chunks"]):
+            ok = self._reader.array(i, "ok").astype(bool)
+            self._ok_rows.append(None if ok.all() else np.flatnonzero(ok).astype(np.int32))
+            counts.append(int(ok.sum()))
+        counts = np.array(counts, dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.n_rows = int(self._offsets[-1])
         self.n_failed = int(self.config["n_failed"])
@@ -90,7 +92,9 @@ class StoreSource:
         cuts = np.flatnonzero(np.diff(chunks)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rows.shape[0]], strict=True):
             chunk = int(chunks[lo])
-            raw = self._ok_rows[chunk][rows[lo:hi] - self._offsets[chunk]]
+            raw = rows[lo:hi] - self._offsets[chunk]
+            if self._ok_rows[chunk] is not None:
+                raw = self._ok_rows[chunk][raw]
             self._gather(name, chunk, raw, out[lo:hi])
         return out
 
