@@ -90,7 +90,7 @@ _STORE_SCRIPT = textwrap.dedent(
 
     _streaming.SplitStream.epoch_groups = spy
     worst = []
-    for budget in (None, 2 * 20_000 + 12 * 4 * 9 * 96):  # one window; windows of 96 rows
+    for budget in (None, 20_000):  # one window; windows of one or two batches
         kw = {} if budget is None else {"memory_budget": budget}
         ds = SimulationDataset.from_store(path, **kw)
         windows = -(-ds.n_train // ds.window_rows)
