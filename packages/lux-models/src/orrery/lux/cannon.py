@@ -16,27 +16,22 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from orrery.interface import (
-    ArtifactError,
     ConfigError,
     NotFittedError,
     ShapeError,
     ValueDomainError,
     check_choice,
-    check_finite,
     check_ndim,
     check_positive_int,
-    load_artifact,
-    save_artifact,
 )
 
 from . import _cannon_fit as _fit
 from . import _cannon_infer as _infer
+from . import _cannon_io as _io
+from . import _cannon_validate as _validate
 from ._poly import _term_indices, n_poly_features, poly_features
-from ._precision import warn_if_narrowed
 
 __all__ = ["Cannon", "LabelInference"]
-
-_KIND = "orrery.lux.Cannon"
 
 
 @dataclass(frozen=True)
@@ -64,36 +59,6 @@ class LabelInference:
     def uncertainties(self) -> np.ndarray:
         """One-sigma label uncertainties, ``sqrt(diag(covariance))``."""
         return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=-2, axis2=-1), 0.0, None))
-
-
-def _numeric(x, name):
-    """``x`` as a NumPy array of a numeric dtype, or a clear error (no silent string parsing)."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "fiub":
-        raise ValueDomainError(
-            f"{name}: expected a numeric array (float), got dtype {arr.dtype}; "
-            "convert text columns to numbers (and decide what their missing values mean) first"
-        )
-    return arr
-
-
-def _checked_output(output, ivar, n_out, name="output"):
-    """Spectra (and ivar) as device arrays of the default float dtype, shapes checked.
-
-    Bad entries are masked on the device, in the test-step program itself.
-    """
-    dtype = np.dtype(jnp.result_type(float))
-    flux = _numeric(output, name).astype(dtype, copy=False)
-    if flux.shape[-1] != n_out:
-        raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
-    if ivar is None:
-        return jnp.asarray(flux), None
-    ivar_arr = _numeric(ivar, "output_ivar").astype(dtype, copy=False)
-    if ivar_arr.shape != flux.shape:
-        raise ShapeError(
-            f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
-        )
-    return jnp.asarray(flux), jnp.asarray(ivar_arr)
 
 
 @partial(jax.jit, static_argnames=("degree", "include_bias"))
@@ -306,62 +271,17 @@ class Cannon(eqx.Module):
             UserWarning: counting the pixels marked unusable, and pixels whose
                 scatter did not converge.
         """
-        check_choice(regularization_type, ("l2", "l1"), "regularization_type")
-        labels = np.asarray(_numeric(labels, "labels"), dtype=float)
-        labels = check_finite(check_ndim(labels, 2, "labels"), "labels")
-        if labels.shape[1] != self.label_size:
-            raise ShapeError(
-                f"labels: expected {self.label_size} columns (label_size), got {labels.shape[1]}"
-            )
-        output = check_ndim(_numeric(output, "output"), 2, "output")
-        if output.shape[0] != labels.shape[0]:
-            raise ShapeError(
-                f"output: expected {labels.shape[0]} rows (one per labelled star), "
-                f"got {output.shape[0]}"
-            )
+        labels, flux, ivar, offset, scale, allowed = _validate.fit_inputs(
+            self,
+            labels,
+            output,
+            output_ivar,
+            regularization,
+            regularization_type,
+            censoring_mask,
+            max_iter,
+        )
         dtype = jnp.result_type(float)
-        np_dtype = np.dtype(dtype)
-        if output.shape[1] != self.output_size:
-            raise ShapeError(
-                f"output: expected {self.output_size} columns (output_size), got {output.shape[1]}"
-            )
-        flux = output.astype(np_dtype, copy=False)
-        ivar = None
-        if output_ivar is not None:
-            ivar = _numeric(output_ivar, "output_ivar").astype(np_dtype, copy=False)
-            if ivar.shape != flux.shape:
-                raise ShapeError(
-                    f"output_ivar: expected the shape of output {flux.shape}, got {ivar.shape}"
-                )
-        if not np.isfinite(regularization) or regularization < 0:
-            raise ValueDomainError(f"regularization: expected >= 0, got {regularization}")
-        n_stars = labels.shape[0]
-        if n_stars < self.n_features and regularization == 0:
-            raise ValueDomainError(
-                f"labels: {n_stars} stars cannot constrain {self.n_features} coefficients "
-                "per pixel without regularization"
-            )
-        check_positive_int(max_iter, "max_iter")
-
-        offset = np.median(labels, axis=0)
-        lo, hi = np.percentile(labels, [2.5, 97.5], axis=0)
-        scale = 0.5 * (hi - lo)
-        if np.any(scale <= 0):
-            bad = int(np.argmax(scale <= 0))
-            raise ValueDomainError(
-                f"labels: column {bad} has zero spread; it cannot be used as a label"
-            )
-        if censoring_mask is None:
-            allowed = np.ones((self.output_size, self.n_features), bool)
-        else:
-            cm = np.asarray(censoring_mask, dtype=bool)
-            if cm.shape != (self.output_size, self.n_features):
-                raise ShapeError(
-                    f"censoring_mask: expected shape ({self.output_size}, {self.n_features}), "
-                    f"got {cm.shape}"
-                )
-            allowed = ~cm
-
         feats = _scaled_features(
             jnp.asarray(labels, dtype),
             jnp.asarray(offset, dtype),
@@ -373,18 +293,7 @@ class Cannon(eqx.Module):
         if self.include_bias:
             penalty[0] = 0.0
 
-        flux_j = jnp.asarray(flux)
-        if ivar is None:  # unit weights on the entries that are there
-            flux_j, ivar_j = _fit.clean_inputs(flux_j, None)
-            count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
-        else:
-            ivar_j = jnp.asarray(ivar)
-            count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
-            if bool(negative):
-                raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-            if bool(dirty):  # only then a cleaned copy; clean data are used as given
-                flux_j, ivar_j = _fit.clean_inputs(flux_j, ivar_j)
-                count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
+        flux_j, ivar_j, count, sum_var = _validate.training_data(flux, ivar)
         coeffs, s2, usable, scatter_ok = _fit.fit_all(
             feats,
             flux_j,
@@ -499,7 +408,7 @@ class Cannon(eqx.Module):
             if output_ivar is not None:
                 output_ivar = np.asarray(output_ivar)[None, :]
         dtype = jnp.result_type(float)
-        flux, ivar = _checked_output(out_arr, output_ivar, self.output_size)
+        flux, ivar = _validate.checked_output(out_arr, output_ivar, self.output_size)
         n = flux.shape[0]
         first = None
         if initial_labels is not None:
@@ -630,34 +539,7 @@ class Cannon(eqx.Module):
         Arrays keep their dtype (a Cannon fitted under ``jax_enable_x64`` is saved
         in float64).
         """
-        from . import __version__
-
-        arrays = {}
-        names = ("coeffs", "scatter", "label_offset", "label_scale", "censoring_mask", "usable")
-        for name in names:
-            val = getattr(self, name)
-            if val is not None:
-                arrays[name] = np.asarray(val)
-        if self.is_fitted and self.usable is None:
-            arrays["usable"] = np.ones(self.output_size, bool)
-        config = {
-            "label_size": self.label_size,
-            "output_size": self.output_size,
-            "poly_degree": self.poly_degree,
-            "include_bias": self.include_bias,
-            "regularization": self.regularization,
-            "regularization_type": self.regularization_type,
-            "fitted": self.is_fitted,
-            "censored": self.censoring_mask is not None,
-        }
-        return save_artifact(
-            path,
-            kind=_KIND,
-            config=config,
-            arrays=arrays,
-            metadata=metadata,
-            producer={"distribution": "lux-models", "version": __version__},
-        )
+        return _io.save_cannon(self, path, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Cannon:
@@ -672,61 +554,4 @@ class Cannon(eqx.Module):
             ArtifactError: naming the file and the entry that is missing, of the
                 wrong type or shape, or not finite.
         """
-        art = load_artifact(path, kind=_KIND)
-        label_size = art.config_value("label_size", int)
-        output_size = art.config_value("output_size", int)
-        poly_degree = art.config_value("poly_degree", int)
-        include_bias = art.config_value("include_bias", bool)
-        regularization = art.config_value("regularization", float, default=0.0)
-        regularization_type = art.config_value("regularization_type", str, default="l2")
-        fitted = art.config_value("fitted", bool, default="coeffs" in art.arrays)
-        censored = art.config_value("censored", bool, default="censoring_mask" in art.arrays)
-        for key, val in (
-            ("label_size", label_size),
-            ("output_size", output_size),
-            ("poly_degree", poly_degree),
-        ):
-            if val < 1:
-                raise ArtifactError(f"{art.path}/metadata.json: config {key!r} must be >= 1")
-        if regularization_type not in ("l2", "l1") or not np.isfinite(regularization):
-            raise ArtifactError(
-                f"{art.path}/metadata.json: config regularization / regularization_type "
-                f"is invalid ({regularization!r}, {regularization_type!r})"
-            )
-        k = n_poly_features(label_size, poly_degree, include_bias)
-        kwargs: dict[str, Any] = {}
-        if fitted:
-            shapes = {
-                "coeffs": (output_size, k),
-                "scatter": (output_size,),
-                "label_offset": (label_size,),
-                "label_scale": (label_size,),
-            }
-            floats = {name: art.array(name, kind="f", shape=sh) for name, sh in shapes.items()}
-            usable = art.array("usable", kind="b", shape=(output_size,))
-            for name, arr in floats.items():
-                if not np.all(np.isfinite(arr)):
-                    raise ArtifactError(f"{art.path}/arrays.npz: array {name!r} is not finite")
-            if np.any(floats["label_scale"] <= 0) or np.any(floats["scatter"] < 0):
-                raise ArtifactError(
-                    f"{art.path}/arrays.npz: label_scale must be > 0 and scatter >= 0"
-                )
-            warn_if_narrowed(
-                [n for n, a in floats.items() if a.dtype.itemsize > 4],
-                f"Cannon.load: {art.path}",
-                stacklevel=2,
-            )
-            kwargs = {name: jnp.asarray(arr) for name, arr in floats.items()}
-            kwargs["usable"] = jnp.asarray(usable)
-        if censored:
-            cm = art.array("censoring_mask", kind="b", shape=(output_size, k))
-            kwargs["censoring_mask"] = jnp.asarray(cm)
-        return cls(
-            label_size,
-            output_size,
-            poly_degree,
-            include_bias,
-            regularization=regularization,
-            regularization_type=regularization_type,
-            **kwargs,
-        )
+        return _io.load_cannon(cls, path)

@@ -1,0 +1,159 @@
+"""Host-side input checks of The Cannon, and the one device scan of its training data.
+
+Shapes, dtypes and argument values are checked on the host, where they cost
+nothing; the data themselves (finite flux and ivar, no negative ivar) are
+checked once, on the device, by the scan the training loop needs anyway.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from orrery.interface import (
+    ShapeError,
+    ValueDomainError,
+    check_choice,
+    check_finite,
+    check_ndim,
+    check_positive_int,
+)
+
+from . import _cannon_fit as _fit
+
+
+def numeric(x, name):
+    """``x`` as a NumPy array of a numeric dtype, or a clear error (no silent string parsing)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise ValueDomainError(
+            f"{name}: expected a numeric array (float), got dtype {arr.dtype}; "
+            "convert text columns to numbers (and decide what their missing values mean) first"
+        )
+    return arr
+
+
+def checked_output(output, ivar, n_out, name="output"):
+    """Spectra (and ivar) as device arrays of the default float dtype, shapes checked.
+
+    Bad entries are masked on the device, in the test-step program itself.
+    """
+    dtype = np.dtype(jnp.result_type(float))
+    flux = numeric(output, name).astype(dtype, copy=False)
+    if flux.shape[-1] != n_out:
+        raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
+    if ivar is None:
+        return jnp.asarray(flux), None
+    ivar_arr = numeric(ivar, "output_ivar").astype(dtype, copy=False)
+    if ivar_arr.shape != flux.shape:
+        raise ShapeError(
+            f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
+        )
+    return jnp.asarray(flux), jnp.asarray(ivar_arr)
+
+
+def fit_inputs(
+    model,
+    labels,
+    output,
+    output_ivar,
+    regularization,
+    regularization_type,
+    censoring_mask,
+    max_iter,
+):
+    """Check the arguments of `Cannon.fit` and derive the label scaling.
+
+    Returns:
+        labels (float64), flux and ivar (NumPy, the default float dtype; ivar
+        may be None), the label offset and scale, and the allowed-term mask
+        ``(output_size, n_features)``.
+
+    Raises:
+        ShapeError: for arrays of the wrong shape.
+        ValueDomainError: for non-numeric or non-finite labels, a label without
+            spread, text outputs, a negative regularization, or too few stars.
+    """
+    check_choice(regularization_type, ("l2", "l1"), "regularization_type")
+    labels = np.asarray(numeric(labels, "labels"), dtype=float)
+    labels = check_finite(check_ndim(labels, 2, "labels"), "labels")
+    if labels.shape[1] != model.label_size:
+        raise ShapeError(
+            f"labels: expected {model.label_size} columns (label_size), got {labels.shape[1]}"
+        )
+    output = check_ndim(numeric(output, "output"), 2, "output")
+    if output.shape[0] != labels.shape[0]:
+        raise ShapeError(
+            f"output: expected {labels.shape[0]} rows (one per labelled star), "
+            f"got {output.shape[0]}"
+        )
+    dtype = jnp.result_type(float)
+    np_dtype = np.dtype(dtype)
+    if output.shape[1] != model.output_size:
+        raise ShapeError(
+            f"output: expected {model.output_size} columns (output_size), got {output.shape[1]}"
+        )
+    flux = output.astype(np_dtype, copy=False)
+    ivar = None
+    if output_ivar is not None:
+        ivar = numeric(output_ivar, "output_ivar").astype(np_dtype, copy=False)
+        if ivar.shape != flux.shape:
+            raise ShapeError(
+                f"output_ivar: expected the shape of output {flux.shape}, got {ivar.shape}"
+            )
+    if not np.isfinite(regularization) or regularization < 0:
+        raise ValueDomainError(f"regularization: expected >= 0, got {regularization}")
+    n_stars = labels.shape[0]
+    if n_stars < model.n_features and regularization == 0:
+        raise ValueDomainError(
+            f"labels: {n_stars} stars cannot constrain {model.n_features} coefficients "
+            "per pixel without regularization"
+        )
+    check_positive_int(max_iter, "max_iter")
+
+    offset = np.median(labels, axis=0)
+    lo, hi = np.percentile(labels, [2.5, 97.5], axis=0)
+    scale = 0.5 * (hi - lo)
+    if np.any(scale <= 0):
+        bad = int(np.argmax(scale <= 0))
+        raise ValueDomainError(
+            f"labels: column {bad} has zero spread; it cannot be used as a label"
+        )
+    if censoring_mask is None:
+        allowed = np.ones((model.output_size, model.n_features), bool)
+    else:
+        cm = np.asarray(censoring_mask, dtype=bool)
+        if cm.shape != (model.output_size, model.n_features):
+            raise ShapeError(
+                f"censoring_mask: expected shape ({model.output_size}, {model.n_features}), "
+                f"got {cm.shape}"
+            )
+        allowed = ~cm
+
+    return labels, flux, ivar, offset, scale, allowed
+
+
+def training_data(flux, ivar):
+    """The training data on the device, scanned once and cleaned only if needed.
+
+    Returns:
+        flux and ivar as device arrays with every unusable entry at ``ivar = 0``
+        (without ivar: 1 where the flux is finite), the count of usable entries
+        per pixel and the sum of their ``σ²``.
+
+    Raises:
+        ValueDomainError: for a negative inverse variance.
+    """
+    flux_j = jnp.asarray(flux)
+    if ivar is None:  # unit weights on the entries that are there
+        flux_j, ivar_j = _fit.clean_inputs(flux_j, None)
+        count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
+    else:
+        ivar_j = jnp.asarray(ivar)
+        count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
+        if bool(negative):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        if bool(dirty):  # only then a cleaned copy; clean data are used as given
+            flux_j, ivar_j = _fit.clean_inputs(flux_j, ivar_j)
+            count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
+    return flux_j, ivar_j, count, sum_var
