@@ -13,13 +13,14 @@ exception exits non-zero.
 
 Sizes are the smallest that still exercise each path: a few optimizer steps,
 tiny flows with the per-epoch stability diagnostics off (they are not a sharded
-path), and every data-parallel fit of one architecture sharing one compiled
-program (the trainer caches it per architecture).
+path), and the data-parallel fit and its resume sharing one configuration, so
+the resume reuses the compiled program (the trainer caches it per architecture).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def main() -> None:
         "local_device_count": jax.local_device_count(),
         "diffs": {},
         "seconds": {},
+        "process_local": {},  # results handed back as global arrays (not gathered)
     }
 
     def record(name: str, sharded, single) -> None:
@@ -55,6 +57,7 @@ def main() -> None:
         for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single), strict=True):
             # Sharded results span both processes: gather them; local ones are whole.
             if isinstance(a, jax.Array) and not a.is_fully_addressable:
+                result["process_local"][name] = True
                 a = process_allgather(a, tiled=True)
             a = np.asarray(a)
             b = np.asarray(b)
@@ -161,22 +164,25 @@ def main() -> None:
     def history(art):
         return [np.asarray(art.history[k]) for k in ("train_loss", "val_loss")]
 
+    ckpt = out / "checkpoints"
     ref = posterior(2)
     ref_art = timed("sbi_fit.single", lambda: local(lambda: ref.fit(ds)))
-    dp = posterior(2)
+    # Checkpointing on (an empty directory: a fresh start); the resume below uses
+    # the same configuration, so it reuses this fit's compiled program.
+    dp = posterior(2, checkpoint_directory=str(ckpt), resume_from_checkpoint=True)
     dp_art = timed("sbi_fit", lambda: dp.fit(ds, devices="all"))
     assert dp_art.trainer_metadata["processes"] == nproc, dp_art.trainer_metadata
+    assert dp_art.trainer_metadata["resumed_from_epoch"] is None, dp_art.trainer_metadata
     record("sbi_fit.params", arrays(dp), arrays(ref))
     record("sbi_fit.history", history(dp_art), history(ref_art))
 
-    # the same architecture: both fits reuse the data-parallel program compiled above
-    ckpt = str(out / "checkpoints")
-    timed(
-        "sbi_resume",
-        lambda: posterior(1, checkpoint_directory=ckpt).fit(ds, devices="all"),
-    )
-    resumed = posterior(2, checkpoint_directory=ckpt, resume_from_checkpoint=True)
-    res_art = timed("sbi_resume.resumed", lambda: resumed.fit(ds, devices="all"))
+    # Process 0 wrote the checkpoints of epochs 1 and 2: drop the last, then every
+    # process resumes from process 0's epoch-1 checkpoint.
+    if pid == 0:
+        shutil.rmtree(sorted(ckpt.glob("checkpoint_*"))[-1])
+    sync_global_devices("orrery-mp-checkpoint-dropped")
+    resumed = posterior(2, checkpoint_directory=str(ckpt), resume_from_checkpoint=True)
+    res_art = timed("sbi_resume", lambda: resumed.fit(ds, devices="all"))
     assert res_art.trainer_metadata["resumed_from_epoch"] == 1, res_art.trainer_metadata
     record("sbi_resume.params", arrays(resumed), arrays(ref))
     record("sbi_resume.history", history(res_art), history(ref_art))

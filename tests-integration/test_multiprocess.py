@@ -72,5 +72,16 @@ def test_two_processes_equal_one_process(tmp_path):
         assert {"sbi_store.params", "sbi_store.history"} <= checked
         # process i read only columns [16 i, 16 i + 16) of every 32-row batch
         assert res["store_parts"] == [[i, 2, 16]], res["store_parts"]
+        # as docs/scaling.md says: SBI results are gathered to every process; the
+        # ensemble runners hand back global arrays whose members live where computed
+        local = set(res["process_local"])
+        assert not any(name.startswith(("sbi_", "batch_")) for name in local), local
+        assert local == {
+            "ensemble_map.params",
+            "ensemble_map.losses",
+            "ensemble_predict",
+            "ensemble_vi.params",
+            "ensemble_vi.losses",
+        }, local
         for name, diff in res["diffs"].items():
             assert diff < TOLERANCE, (i, name, diff, res["seconds"])
