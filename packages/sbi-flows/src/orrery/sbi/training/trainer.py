@@ -667,11 +667,12 @@ def _evaluate(fns, batch_size, params, data, key, n, *, consts):
     full_chunks, chunk_jit = fns
     n_chunks = n // batch_size
     total = 0.0
+    # Host floats: arithmetic on device scalars would compile small programs of its own.
     if n_chunks:
         head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
-        total = full_chunks(params, head, key, consts) * batch_size
+        total = float(full_chunks(params, head, key, consts)) * batch_size
     rem = n - n_chunks * batch_size
     if rem:
         tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
-        total = total + chunk_jit(params, tail, key, consts) * rem
+        total = total + float(chunk_jit(params, tail, key, consts)) * rem
     return total / n
