@@ -7,6 +7,7 @@ checked once, on the device, by the scan the training loop needs anyway.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,6 +21,16 @@ from orrery.interface import (
 )
 
 from . import _cannon_fit as _fit
+
+
+def _to_device(arr: np.ndarray) -> jax.Array:
+    """A NumPy array on the default device, shared rather than copied where JAX can.
+
+    ``jax.device_put`` copies once (``jnp.asarray`` copies a large array about
+    twice as slowly); on the CPU a 64-byte-aligned array is not copied at all.
+    Nothing here writes to the result, so sharing the caller's memory is safe.
+    """
+    return jax.device_put(arr)
 
 
 def numeric(x, name):
@@ -43,13 +54,13 @@ def checked_output(output, ivar, n_out, name="output"):
     if flux.shape[-1] != n_out:
         raise ShapeError(f"{name}: expected {n_out} columns (output_size), got {flux.shape[-1]}")
     if ivar is None:
-        return jnp.asarray(flux), None
+        return _to_device(flux), None
     ivar_arr = numeric(ivar, "output_ivar").astype(dtype, copy=False)
     if ivar_arr.shape != flux.shape:
         raise ShapeError(
             f"output_ivar: expected the shape of {name} {flux.shape}, got {ivar_arr.shape}"
         )
-    return jnp.asarray(flux), jnp.asarray(ivar_arr)
+    return _to_device(flux), _to_device(ivar_arr)
 
 
 def fit_inputs(
@@ -144,12 +155,12 @@ def training_data(flux, ivar):
     Raises:
         ValueDomainError: for a negative inverse variance.
     """
-    flux_j = jnp.asarray(flux)
+    flux_j = _to_device(flux)
     if ivar is None:  # unit weights on the entries that are there
         flux_j, ivar_j = _fit.clean_inputs(flux_j, None)
         count, sum_var, _, _ = _fit.scan_inputs(flux_j, ivar_j)
     else:
-        ivar_j = jnp.asarray(ivar)
+        ivar_j = _to_device(ivar)
         count, sum_var, negative, dirty = _fit.scan_inputs(flux_j, ivar_j)
         if bool(negative):
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
