@@ -106,6 +106,7 @@ def main() -> None:
     mapn = timed("ensemble_map", lambda: ens_map(devices="all"))
     record("ensemble_map.params", mapn.params, map1.params)
     record("ensemble_map.losses", mapn.losses, map1.losses)
+    record("ensemble_map.skipped_steps", mapn.skipped_steps, map1.skipped_steps)
 
     def predict(p, xn):
         return xn @ p["w"]

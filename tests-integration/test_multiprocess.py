@@ -79,6 +79,7 @@ def test_two_processes_equal_one_process(tmp_path):
         assert local == {
             "ensemble_map.params",
             "ensemble_map.losses",
+            "ensemble_map.skipped_steps",
             "ensemble_predict",
             "ensemble_vi.params",
             "ensemble_vi.losses",
