@@ -71,7 +71,9 @@ class SplitStream:
         number of batches, visited in a random order, each with its rows in a random
         order; every window is one group of its whole batches (the split's last,
         shorter window drops its leftover rows, as the in-memory epoch drops the
-        last ``n % batch_size``), so groups have at most two shapes.
+        last ``n % batch_size``). Windows hold a divisor of ``n_batches`` batches
+        when one is at least half of what fits, so all groups have one shape (the
+        jitted steps compile once); otherwise there are two shapes.
 
         Args:
             perm_key: key of the epoch's permutation.
@@ -95,7 +97,7 @@ class SplitStream:
             yield jax.tree.map(lambda a: a[order], data)
             return
         width = cols.stop - cols.start
-        window = max(1, self.window_rows // batch_size) * batch_size
+        window = _group_batches(self.window_rows // batch_size, n_batches) * batch_size
         rng = np.random.default_rng(np.asarray(jax.random.key_data(perm_key)).ravel().tolist())
         starts = np.arange(0, self.n_rows, window)[rng.permutation(-(-self.n_rows // window))]
 
@@ -134,6 +136,16 @@ class SplitStream:
                 yield jax.device_put(self.load(a, min(a + piece, self.n_rows)))
 
         yield from prefetch(load)
+
+
+def _group_batches(most: int, n_batches: int) -> int:
+    """Batches per window: a divisor of ``n_batches`` (one step-group shape) if one is
+    at least half of ``most``, else ``most`` (a shorter last group: a second shape)."""
+    most = max(1, most)
+    for g in range(min(most, n_batches), (most + 1) // 2 - 1, -1):
+        if g > 0 and n_batches % g == 0:
+            return g
+    return most
 
 
 def _part_columns(part: Any, batch_size: int) -> slice:
@@ -184,7 +196,11 @@ def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             del group
             losses.append(part)
             done += g
-        return params, opt_state, jnp.mean(jnp.concatenate(losses))
+        if len(losses) == 1:  # one window: the in-memory epoch's mean
+            return params, opt_state, jnp.mean(losses[0])
+        # concatenated on the host: group shapes come in an order that changes with
+        # every epoch, and a jitted concatenate would compile again for each order
+        return params, opt_state, np.mean(np.concatenate([np.asarray(x) for x in losses]))
 
     return epoch
 
