@@ -1,0 +1,58 @@
+"""The fast paths of the Cannon's training give the same answer as the slow ones."""
+
+import numpy as np
+import pytest
+
+from orrery.lux import Cannon
+from orrery.lux import _cannon_fit as fit_kernels
+from orrery.lux import _cannon_scatter as scatter_kernels
+from orrery.lux.datasets import synthetic_survey
+
+P = 12
+
+
+@pytest.fixture(scope="module")
+def survey():
+    return synthetic_survey(80, P, snr=100, intrinsic_scatter=0.01, seed=4)
+
+
+def test_dirty_data_fit_equals_the_clean_equivalent(survey, x64):
+    """NaN/inf entries (cleaned on the device) weigh exactly as ivar = 0 entries."""
+    flux, ivar = survey.spectra.copy(), survey.ivar.copy()
+    rng = np.random.default_rng(0)
+    bad = rng.random(flux.shape) < 0.05
+    ivar[bad] = 0.0
+    clean = Cannon(3, P).fit(survey.labels, flux, ivar)
+    dirty_flux, dirty_ivar = flux.copy(), ivar.copy()
+    dirty_flux[bad] = np.nan
+    dirty_ivar[bad & (rng.random(flux.shape) < 0.5)] = np.inf
+    dirty = Cannon(3, P).fit(survey.labels, dirty_flux, dirty_ivar)
+    np.testing.assert_allclose(np.asarray(dirty.coeffs), np.asarray(clean.coeffs), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(dirty.scatter), np.asarray(clean.scatter), rtol=1e-12)
+
+
+def test_scan_flags_dirty_and_negative_entries():
+    flux = np.ones((5, 3), np.float32)
+    ivar = np.ones((5, 3), np.float32)
+    count, _, negative, dirty = fit_kernels.scan_inputs(flux, ivar)
+    assert not bool(negative) and not bool(dirty)
+    np.testing.assert_array_equal(np.asarray(count), 5.0)
+    flux[1, 2] = np.nan
+    ivar[3, 0] = -1.0
+    _, _, negative, dirty = fit_kernels.scan_inputs(flux, ivar)
+    assert bool(negative) and bool(dirty)
+
+
+def test_warm_scatter_at_its_answer_converges_in_one_pass(survey, x64):
+    """A round whose scatter has not moved costs one pass over the data."""
+    fitted = Cannon(3, P).fit(survey.labels, survey.spectra, survey.ivar)
+    pred = np.asarray(fitted.predict(survey.labels))
+    r2 = (survey.spectra - pred) ** 2
+    ivar = survey.ivar
+    count = np.sum(ivar > 0, axis=0).astype(float)
+    sum_var = np.sum(np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0), axis=0)
+    cold, ok = scatter_kernels.fit_scatter(r2, ivar, count, sum_var)
+    assert np.all(np.asarray(ok))
+    warm, ok = scatter_kernels.fit_scatter(r2, ivar, count, sum_var, cold, n_iter=1)
+    assert np.all(np.asarray(ok))
+    np.testing.assert_allclose(np.asarray(warm), np.asarray(cold), rtol=1e-6)
