@@ -205,8 +205,8 @@ def infer_all(
     weights (entries with non-finite flux or ivar, or ivar <= 0, are ignored;
     ``ivar`` None means unit measurement variance), the quadratic-form
     summaries with the starts, and the batched Levenberg–Marquardt with the
-    covariances. (One program for all three ran several times slower on CPU:
-    XLA then folds the masking into each consumer of the weights.) ``first``
+    covariances. (One program for all three ran about 4× slower on CPU, 37 ms
+    against 8 ms for the first two parts at 200 × 8575.) ``first``
     (scaled labels) replaces the linear-algebra start when given.
 
     Returns:
