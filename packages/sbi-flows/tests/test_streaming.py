@@ -258,3 +258,22 @@ def test_epoch_parts_read_only_their_columns_and_make_up_the_batches(store):
         next(stream.epoch_groups(key, 18, 10, part=(0, 4)))
     with pytest.raises(ConfigError, match="part"):
         next(stream.epoch_groups(key, 16, 10, part=(4, 4)))
+
+
+def zero_block_simulator(theta):
+    return {"auxiliary": theta.astype(np.float32) * 2.0, "flat": np.zeros((theta.shape[0], 3))}
+
+
+def test_store_arrays_zarr_left_out_are_read_through_zarr(tmp_path):
+    # Zarr writes no chunk file for an all-fill array: such reads go through Zarr
+    path = simulate(
+        zero_block_simulator, BOX, 50, tmp_path / "s", chunk_size=20,
+        executor=cf.ThreadPoolExecutor(1),
+    )  # fmt: skip
+    assert not (tmp_path / "s" / "chunks" / "c00000000" / "obs" / "flat" / "c").exists()
+    streamed = SimulationDataset.from_store(path, memory_budget=STORE_BUDGET_40_ROWS)
+    theta = np.concatenate([b.parameters for b in streamed.iter_batches("train", 8, shuffle=False)])
+    mem, _, obs = memory_twin(path)
+    np.testing.assert_array_equal(obs["flat"], 0.0)
+    assert streamed.fingerprint == mem.fingerprint
+    np.testing.assert_array_equal(theta, mem.split_arrays("train").parameters)
