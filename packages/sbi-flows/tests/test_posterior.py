@@ -531,3 +531,24 @@ def test_noise_injection_only_touches_training_batches(problem, fitted):
         )
         is None
     )
+
+
+def test_weight_decay_leaves_the_flow_coordinates_alone(problem, fitted):
+    ds, _ = problem
+    post, _ = fitted
+    decayed = ConditionalFlowPosterior(
+        2,
+        **TINY,
+        n_wavelengths=N_WAVE,
+        num_epochs=1,
+        batch_size=64,
+        learning_rate=3e-3,
+        weight_decay=0.5,
+        parameter_space="unconstrained",
+        seed=1,
+    )
+    decayed.fit(ds)
+    # the shift and scale are the data's, not parameters: AdamW must not shrink them
+    for name in ("shift", "scale"):
+        want = np.asarray(getattr(post.model.coords, name))
+        np.testing.assert_array_equal(np.asarray(getattr(decayed.model.coords, name)), want)

@@ -7,7 +7,7 @@ constants. ``_Coordinates`` holds those constants and the exact maps.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -45,6 +45,9 @@ class _Coordinates(eqx.Module):
 
 class PosteriorModel(eqx.Module):
     """Encoder plus conditional flow; the object `SBITrainer` trains."""
+
+    #: fixed constants, never changed by the optimiser (see `trainable_spec`)
+    fixed_fields: ClassVar[tuple[str, ...]] = ("coords",)
 
     encoder: ObservationEncoder
     flow: Any

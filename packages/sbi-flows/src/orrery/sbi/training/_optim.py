@@ -89,6 +89,21 @@ def make_sgd_step(static, optimizer, loss_fn, batch_transform):
     return step
 
 
+def trainable_spec(model):
+    """Filter spec of the arrays the optimiser may change.
+
+    Every inexact array, except the subtrees a model names in its class attribute
+    ``fixed_fields`` (fixed constants such as a posterior's coordinate shift and
+    scale): with weight decay they would otherwise shrink towards zero although
+    the loss never asked for it. Those arrays go to the static half, and from
+    there (`split_static`) into the compiled programs as inputs.
+    """
+    spec = jax.tree.map(eqx.is_inexact_array, model)
+    for name in getattr(model, "fixed_fields", ()):
+        spec = eqx.tree_at(lambda m, name=name: getattr(m, name), spec, replace=False)
+    return spec
+
+
 def split_static(static):
     """``(consts, bare)``: the arrays left in a model's static half, and the rest.
 

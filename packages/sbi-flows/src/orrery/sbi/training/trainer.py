@@ -30,6 +30,7 @@ from ._optim import (
     make_sgd_step,
     split_static,
     static_key,
+    trainable_spec,
 )
 from ._progress import EpochProgress
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
@@ -300,7 +301,7 @@ class SBITrainer:
         optimizer = make_optimizer(
             schedule, weight_decay=self.weight_decay, gradient_clip_norm=self.gradient_clip_norm
         )
-        params, static = eqx.partition(model, eqx.is_inexact_array)
+        params, static = eqx.partition(model, trainable_spec(model))
         # Strong dtypes from the start, so the first epoch does not compile twice.
         params = _strong(params)
         # The non-trained arrays (flow permutations) are inputs of the compiled
