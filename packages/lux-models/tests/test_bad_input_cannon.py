@@ -119,15 +119,15 @@ def test_pixel_whose_stars_share_labels_is_unusable(survey):
 
 
 def test_non_finite_coefficients_are_refused(survey, monkeypatch):
-    from orrery.lux import _cannon_fit
+    from orrery.lux import _cannon_train
 
-    real = _cannon_fit.fit_all
+    real = _cannon_train.fit_all
 
     def broken(*args, **kwargs):
         coeffs, *rest = real(*args, **kwargs)
         return (coeffs.at[2, 1].set(np.nan), *rest)
 
-    monkeypatch.setattr(_cannon_fit, "fit_all", broken)
+    monkeypatch.setattr(_cannon_train, "fit_all", broken)
     with pytest.raises(ValueDomainError, match="non-finite coefficients"):
         Cannon(3, P).fit(*_train(survey))
 

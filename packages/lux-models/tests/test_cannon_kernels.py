@@ -31,28 +31,39 @@ def test_dirty_data_fit_equals_the_clean_equivalent(survey, x64):
     np.testing.assert_allclose(np.asarray(dirty.scatter), np.asarray(clean.scatter), rtol=1e-12)
 
 
-def test_scan_flags_dirty_and_negative_entries():
+def test_first_pass_scans_the_inputs_and_flags_dirty_and_negative_entries():
+    feats = np.ones((5, 1), np.float32)
     flux = np.ones((5, 3), np.float32)
     ivar = np.ones((5, 3), np.float32)
-    count, _, negative, dirty = fit_kernels.scan_inputs(flux, ivar)
+    ivar[2, 1] = 4.0
+    ivar[4, 2] = 0.0
+    _, _, count, sum_var, ivar_max, negative, dirty = fit_kernels.weighted_normal(
+        feats, ivar, flux, with_stats=True
+    )
     assert not bool(negative) and not bool(dirty)
-    np.testing.assert_array_equal(np.asarray(count), 5.0)
+    np.testing.assert_array_equal(np.asarray(count), [5.0, 5.0, 4.0])
+    np.testing.assert_allclose(np.asarray(sum_var), [5.0, 4.25, 4.0])
+    np.testing.assert_array_equal(np.asarray(ivar_max), [1.0, 4.0, 1.0])
     flux[1, 2] = np.nan
     ivar[3, 0] = -1.0
-    _, _, negative, dirty = fit_kernels.scan_inputs(flux, ivar)
+    *_, negative, dirty = fit_kernels.weighted_normal(feats, ivar, flux, with_stats=True)
     assert bool(negative) and bool(dirty)
+    flux[1, 2] = 1.0
+    ivar[3, 0] = np.inf
+    *_, negative, dirty = fit_kernels.weighted_normal(feats, ivar, flux, with_stats=True)
+    assert not bool(negative) and bool(dirty)
 
 
 def test_warm_scatter_at_its_answer_converges_in_one_pass(survey, x64):
     """A round whose scatter has not moved costs one pass over the data."""
     fitted = Cannon(3, P).fit(survey.labels, survey.spectra, survey.ivar)
     pred = np.asarray(fitted.predict(survey.labels))
-    r2 = (survey.spectra - pred) ** 2
+    resid = survey.spectra - pred
     ivar = survey.ivar
     count = np.sum(ivar > 0, axis=0).astype(float)
     sum_var = np.sum(np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0), axis=0)
-    cold, ok = scatter_kernels.fit_scatter(r2, ivar, count, sum_var)
+    cold, ok = scatter_kernels.fit_scatter(resid, ivar, count, sum_var)
     assert np.all(np.asarray(ok))
-    warm, ok = scatter_kernels.fit_scatter(r2, ivar, count, sum_var, cold, n_iter=1)
+    warm, ok = scatter_kernels.fit_scatter(resid, ivar, count, sum_var, cold, n_iter=1)
     assert np.all(np.asarray(ok))
     np.testing.assert_allclose(np.asarray(warm), np.asarray(cold), rtol=1e-6)

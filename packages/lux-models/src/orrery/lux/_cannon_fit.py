@@ -1,23 +1,15 @@
-"""Vectorised training kernels of The Cannon (all pixels at once).
+"""Coefficient kernels of The Cannon, vectorised over pixels.
 
 Per pixel ``p`` the model is ``y_np = θ_p · φ(x_n) + noise`` with variance
-``σ²_np + s²_p``. Training alternates two exact sub-steps, each vectorised over
-pixels:
+``σ²_np + s²_p``; the coefficients are weighted least squares with weights
+``1 / (σ² + s²)`` plus an L2 (closed form) or L1 (FISTA proximal gradient)
+penalty on non-bias terms. Here: the normal equations, their solves, the input
+scan and cleaning. The training loop is `orrery.lux._cannon_train`.
 
-1. coefficients: weighted least squares with weights ``1 / (σ² + s²)`` plus an
-   L2 (closed form) or L1 (FISTA proximal gradient) penalty on non-bias terms;
-2. scatter: the maximiser of the per-pixel marginal likelihood in ``s²``
-   (`orrery.lux._cannon_scatter.fit_scatter`).
-
-The data arrive as ``(stars, pixels)`` flux and inverse variance, already
-cleaned (finite, ``ivar >= 0``; a masked entry has ``ivar = 0``), and are never
-copied: the loop materialises only what a step needs (the weights of a Gram
-matrix, the squared residuals of a scatter fit), each written into a buffer of
-the data's size that later steps reuse. On CPU a fresh buffer of that size
-costs about as much as a pass over the data, so the count of them, not of
-floating-point operations, sets the time. The Gram matrices are one matrix
-product ``(k(k+1)/2, stars) @ (stars, pixels)`` over the distinct feature
-products, the layout BLAS-like kernels run fastest.
+The data arrive as ``(stars, pixels)`` flux and inverse variance and are never
+copied: every pass walks the stars in blocks (`orrery.lux._cannon_blocks`) and
+keeps what it forms (weights) in cache. The Gram matrices are sums over the
+distinct feature products ``k(k+1)/2``.
 """
 
 from __future__ import annotations
@@ -29,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from ._cannon_scatter import column_sums, fit_scatter
+from ._cannon_blocks import GRAM_BYTES, block_rows, col_max, col_sum, row_blocks
 
 
 @lru_cache(maxsize=16)
@@ -42,10 +34,9 @@ def _pairs(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i, j, pos
 
 
-def gram_from_weights(products: Float[Array, "n m"], weights: Float[Array, "n p"], k: int):
-    """Per-pixel ``Fᵀ W F`` ``(p, k, k)`` from the distinct feature products ``(n, k(k+1)/2)``."""
+def _unpack_gram(sums, k: int):
+    """``(k(k+1)/2, p)`` sums of the distinct products as ``(p, k, k)`` matrices."""
     _, _, pos = _pairs(k)
-    sums = products.T @ weights  # (m, p): the layout the CPU matmul runs fastest
     return jnp.take(sums.T, pos.ravel(), axis=1).reshape(-1, k, k)
 
 
@@ -55,13 +46,43 @@ def feature_products(features: Float[Array, "n k"]) -> Float[Array, "n m"]:
     return jnp.take(features, i, axis=1) * jnp.take(features, j, axis=1)
 
 
+def weighted_normal(
+    features: Float[Array, "n k"],
+    ivar: Float[Array, "n p"],
+    y: Float[Array, "n p"],
+    s2: Float[Array, " p"] | None = None,
+    products: Float[Array, "n m"] | None = None,
+    with_stats: bool = False,
+):
+    """Per-pixel ``Fᵀ W F`` and ``Fᵀ W y`` with ``W = ivar / (1 + ivar s²)`` (``ivar`` without s2).
+
+    One blocked pass: the weights of a block of stars are formed in cache and
+    summed into both right away. With ``with_stats`` the same pass also returns
+    the input statistics (`_stats_finish`), after the two.
+    """
+    n, p = y.shape
+    k = features.shape[1]
+    products = feature_products(features) if products is None else products
+
+    def body(acc, pb, fb, ib, yb):
+        w = ib if s2 is None else ib / (1.0 + ib * s2)
+        out = (acc[0] + pb.T @ w, acc[1] + fb.T @ (w * yb))
+        return (*out, _stats_fold(acc[2], yb, ib)) if with_stats else out
+
+    init = (jnp.zeros((products.shape[1], p), y.dtype), jnp.zeros((k, p), y.dtype))
+    if with_stats:
+        init = (*init, _stats_init(p, y.dtype))
+    rows = block_rows(n, p, y.dtype.itemsize, GRAM_BYTES)
+    out = row_blocks(body, (products, features, ivar, y), init, rows)
+    gram, rhs = _unpack_gram(out[0], k), out[1].T
+    return (gram, rhs, *_stats_finish(out[2])) if with_stats else (gram, rhs)
+
+
 def normal_equations(
     features: Float[Array, "n k"], weights: Float[Array, "n p"], y: Float[Array, "n p"]
 ) -> tuple[Float[Array, "p k k"], Float[Array, "p k"]]:
-    """Per-pixel ``Fᵀ W F`` and ``Fᵀ W y``: one product over the distinct feature pairs."""
-    gram = gram_from_weights(feature_products(features), weights, features.shape[1])
-    rhs = (features.T @ (weights * y)).T
-    return gram, rhs
+    """Per-pixel ``Fᵀ W F`` and ``Fᵀ W y`` for given weights ``(n, p)``."""
+    return weighted_normal(features, weights, y)
 
 
 def _apply_censoring(gram, rhs, allowed):
@@ -75,6 +96,25 @@ def _apply_censoring(gram, rhs, allowed):
 def _solve_l2(gram, rhs, penalty_diag):
     a = gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag
     return jnp.linalg.solve(a, rhs[..., None])[..., 0]
+
+
+def _l2_matrix(gram, rhs, penalty_diag, allowed):
+    """The censored, penalised matrix whose solve gives θ (L2)."""
+    gram, _ = _apply_censoring(gram, rhs, allowed)
+    return gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag
+
+
+def _refine(matrix, theta, resid_rhs, penalty_diag, allowed):
+    """One preconditioned residual step towards the L2 solution of the current weights.
+
+    ``resid_rhs = Fᵀ W (y - F θ)``; the normal equations' residual is that minus
+    ``Λ θ`` on the free terms, and ``matrix`` (an earlier round's, `_l2_matrix`)
+    stands in for the current one. (LU, not Cholesky: a batched Cholesky
+    solve inside the training loop's ``while_loop`` hung XLA's CPU runtime.)
+    """
+    m = allowed.astype(theta.dtype)
+    resid = (resid_rhs - penalty_diag * theta) * m
+    return theta + jnp.linalg.solve(matrix, resid[..., None])[..., 0] * m
 
 
 def _solve_l1(gram, rhs, penalty_diag, init, n_iter: int):
@@ -151,31 +191,34 @@ def _well_posed(gram, rhs, penalty, allowed):
     return ok
 
 
-def _row_scan(f, i):
-    """One star's share of the input scan, in arithmetic only (no selects, see `column_sums`).
+def _stats_init(p: int, dtype) -> tuple:
+    zero = jnp.zeros(p, dtype)
+    return zero, zero, jnp.full(p, -jnp.inf, dtype), zero, zero
 
-    Seen (ivar > 0), ``σ²`` where seen, negative ivar, and ``0·f + 0·i`` (NaN
-    exactly when flux or ivar is not finite).
+
+def _stats_fold(acc: tuple, fb, ib) -> tuple:
+    """Fold one block of flux and ivar into the input statistics.
+
+    Per pixel the count of entries with ivar > 0, the sum of their ``σ² = 1 /
+    ivar`` and the largest ivar (meaningful for clean data only), the count of
+    negative ivar, and a sum that is NaN exactly when some entry is not finite.
     """
-    seen = (i > 0).astype(f.dtype)
-    var = seen / jnp.maximum(i, jnp.finfo(f.dtype).tiny)
-    return seen, var, (i < 0).astype(f.dtype), 0 * f + 0 * i
-
-
-@jax.jit
-def scan_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"]):
-    """One read-only pass over the training data.
-
-    Returns:
-        per pixel the count of entries with ivar > 0 and the sum of their
-        ``σ² = 1 / ivar`` (meaningful for clean data only); whether any ivar is
-        negative; and whether any flux or ivar is not finite (then
-        `clean_inputs` and scan again).
-    """
-    count, sum_var, negative, probe = column_sums(
-        _row_scan, (flux, ivar), ops=("sum", "sum", "sum", "sum")
+    seen = (ib > 0).astype(fb.dtype)  # arithmetic, not selects: these vectorise
+    tiny = jnp.finfo(fb.dtype).tiny
+    count, sum_var, ivar_max, negative, probe = acc
+    return (
+        count + col_sum(seen),
+        sum_var + col_sum(seen / jnp.maximum(ib, tiny)),
+        jnp.maximum(ivar_max, col_max(ib)),
+        negative + col_sum((ib < 0).astype(fb.dtype)),
+        probe + col_sum(0 * fb + 0 * ib),  # NaN exactly when flux or ivar is not finite
     )
-    return count, sum_var, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(probe))
+
+
+def _stats_finish(acc: tuple) -> tuple:
+    """Count, ``Σ σ²``, max ivar per pixel; any ivar < 0; any entry not finite."""
+    count, sum_var, ivar_max, negative, probe = acc
+    return count, sum_var, ivar_max, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(probe))
 
 
 @jax.jit
@@ -190,115 +233,3 @@ def clean_inputs(flux: Float[Array, "n p"], ivar: Float[Array, "n p"] | None):
         return jnp.where(good, flux, 0.0), good.astype(flux.dtype)
     good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
     return jnp.where(good, flux, 0.0), jnp.where(good, ivar, 0.0)
-
-
-@partial(
-    jax.jit,
-    static_argnames=("reg_type", "known_noise", "fit_scatter_", "max_iter", "l1_iter"),
-)
-def fit_all(
-    features,
-    flux,
-    ivar,
-    count,
-    sum_var,
-    penalty,
-    allowed,
-    tol,
-    reg_type: str,
-    known_noise: bool,
-    fit_scatter_: bool,
-    max_iter: int,
-    l1_iter: int = 500,
-):
-    """The whole training loop in one compiled program.
-
-    ``flux`` and ``ivar`` must be clean (`scan_inputs`, `clean_inputs`): finite,
-    ``ivar >= 0``, an entry with ``ivar = 0`` is masked. Without measurement
-    noise (``known_noise`` False) ``ivar`` is the 0/1 mask. ``count`` and
-    ``sum_var`` come from `scan_inputs`. A pixel is usable when it is seen by
-    at least as many stars as it has free (uncensored) coefficients and its
-    normal equations are well posed; unusable pixels get zero coefficients and
-    scatter.
-
-    Coefficients with the base weights, then up to ``max_iter`` rounds of
-    (scatter given θ, θ given the new weights) until the largest relative
-    change of ``s² + σ²`` (``σ²`` the pixel's mean measurement variance) is
-    below ``tol``. When the scatter has not moved beyond round-off the
-    coefficients already belong to it and the solve is skipped; in the last
-    round (change below ``tol``) it is skipped too, so the coefficients are
-    those solved with a scatter within ``tol`` of the returned one (on the
-    reference problem that moves them by 2e-8 relative, and saves a Gram
-    matrix and solve per fit). Without
-    measurement noise the weights are ``1 / s²`` per pixel, so the Gram
-    matrices of the first solve are rescaled instead of recomputed.
-
-    Returns:
-        coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)`` and scatter
-        converged ``(p,)``.
-    """
-    dtype = flux.dtype
-    var_scale = sum_var / jnp.maximum(count, 1.0)
-    n_free = jnp.sum(allowed, axis=1)
-    usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
-    allowed = allowed & usable[:, None]
-    p, k = flux.shape[1], features.shape[1]
-    products = feature_products(features)
-
-    # masked entries have ivar = 0, which zeroes their weight in every sum below;
-    # unusable pixels keep theirs, but their coefficients are censored to 0 and
-    # their scatter is not fitted (count 0), so nothing of them reaches the result
-    def normal(s2):
-        w = ivar / (1.0 + ivar * s2[None, :]) if known_noise else ivar
-        return gram_from_weights(products, w, k), (features.T @ (w * flux)).T
-
-    def residuals(theta):
-        return jnp.square(flux - features @ theta.T)
-
-    zeros = jnp.zeros((p, k), dtype)
-    s2 = jnp.zeros(p, dtype)
-    base_gram, base_rhs = normal(s2)
-    # too little information also means normal equations that the labels leave singular
-    usable = usable & _well_posed(base_gram, base_rhs, penalty, allowed)
-    allowed = allowed & usable[:, None]
-    n_good = jnp.where(usable, count, 0.0)
-    solve = partial(solve_from_gram, reg_type=reg_type, l1_iter=l1_iter)
-    coeffs = solve(base_gram, base_rhs, penalty, allowed, zeros)
-    all_conv = jnp.ones(p, bool)
-    if not fit_scatter_:
-        return coeffs, s2, usable, all_conv
-    # below this relative change of s the re-solved θ equals the current one to round-off
-    still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
-
-    def body(state):
-        it, theta, s2_old, _, _ = state
-        r2 = residuals(theta)
-        if known_noise:
-            s2_new, conv = fit_scatter(r2, ivar, n_good, sum_var, s2_old)
-        else:
-            (total,) = column_sums(lambda r, m: (r * m,), (r2, ivar), ops=("sum",))
-            s2_new = total / jnp.maximum(n_good, 1.0)
-            conv = all_conv
-        # relative change of the variance the likelihood sees, s² + (typical σ²)
-        floor = var_scale if known_noise else 0.0
-        rel = jnp.abs(s2_new - s2_old) / jnp.maximum(s2_new + floor, jnp.finfo(dtype).tiny)
-        change = jnp.max(jnp.where(usable, rel, 0.0))
-
-        def resolve(_):
-            if known_noise:
-                gram, rhs = normal(s2_new)
-            else:
-                scale = 1.0 / jnp.maximum(s2_new, 1e-30)
-                gram, rhs = base_gram * scale[:, None, None], base_rhs * scale[:, None]
-            return solve(gram, rhs, penalty, allowed, theta)
-
-        theta = jax.lax.cond((change > still) & (change >= tol), resolve, lambda _: theta, None)
-        return it + 1, theta, s2_new, change, conv
-
-    def cond(state):
-        it, _, _, change, _ = state
-        return (it < max_iter) & (change >= tol)
-
-    init = (jnp.asarray(0), coeffs, s2, jnp.asarray(jnp.inf, dtype), all_conv)
-    _, coeffs, s2, _, conv = jax.lax.while_loop(cond, body, init)
-    return coeffs, jnp.where(usable, s2, 0.0), usable, conv

@@ -1,14 +1,15 @@
 """Per-pixel intrinsic scatter of The Cannon: a safeguarded Newton iteration.
 
-Given squared residuals ``r²`` (stars × pixels, ``-1`` where an entry is masked)
-and inverse variances, ``fit_scatter`` finds per pixel the ``s²`` that
-maximises ``-½ Σ_n [log(σ²_n + s²) + r²_n / (σ²_n + s²)]``. Each iteration is
-one read-only pass over the two arrays, summed over stars row block by row
-block so that every operation stays vectorised over pixels (a column reduction
-of a ``(stars, pixels)`` array is not vectorised by XLA on CPU, in float64
-especially). With a warm start the first pass also returns the derivatives at
-the start, so a round of the training loop whose scatter has barely moved costs
-one or two passes.
+Given the flux, the model's prediction (features and coefficients) and the
+inverse variances, ``fit_scatter`` finds per pixel the ``s²`` that maximises
+``-½ Σ_n [log(σ²_n + s²) + r²_n / (σ²_n + s²)]`` with ``r`` the residual. Each
+iteration is one read-only pass over flux and ivar in blocks of stars
+(`orrery.lux._cannon_blocks`): the residuals are formed block by block, never
+stored. With a warm start the first pass also returns the derivatives at the
+start, so a round of the training loop whose scatter has barely moved costs one
+or two passes. On request each pass also accumulates ``Fᵀ W r`` (``W`` the
+weights ``1 / (σ² + s²)`` at the point evaluated), the residual of the normal
+equations that the training loop needs to refine the coefficients.
 """
 
 from __future__ import annotations
@@ -17,73 +18,64 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
-_ROWS = 8  # stars per unrolled block of the column sums
+from ._cannon_blocks import block_rows, col_max, col_sum, row_blocks
 
 
-def column_sums(row_fn, arrays, *, ops):
-    """Reduce ``row_fn(*rows)`` over the leading (stars) axis of ``arrays``.
+def _terms(r2, ivar, u):
+    """Per entry ``(r² - v) / v²`` and ``(v - 2 r²) / v³`` at ``s² = u``, and ``1 / v``.
 
-    ``row_fn`` maps one row of each array (``(p,)`` vectors) to a tuple of ``(p,)``
-    vectors; ``ops`` gives, per output, ``"sum"`` or ``"max"``. Rows are taken
-    ``_ROWS`` at a time in a loop whose body is unrolled, so every operation is
-    elementwise over pixels.
+    ``v = σ² + u``; summed over stars these are ``g`` and ``h``, twice the first
+    and second derivatives of the log marginal likelihood in ``u``. A masked
+    entry has ``ivar = 0`` and adds nothing. Pure arithmetic, no selects (XLA on
+    CPU vectorises a select inside a reduction poorly).
     """
-    n = arrays[0].shape[0]
-    combine = {"sum": jnp.add, "max": jnp.maximum}
-
-    def fold(acc, rows):
-        out = row_fn(*rows)
-        return tuple(combine[op](a, o) for op, a, o in zip(ops, acc, out, strict=True))
-
-    first = row_fn(*(a[0] for a in arrays))
-    n_blocks = (n - 1) // _ROWS
-
-    def body(b, acc):
-        start = 1 + b * _ROWS
-        block = [jax.lax.dynamic_slice_in_dim(a, start, _ROWS, 0) for a in arrays]
-        for r in range(_ROWS):
-            acc = fold(acc, [blk[r] for blk in block])
-        return acc
-
-    acc = jax.lax.fori_loop(0, n_blocks, body, first) if n_blocks else first
-    for r in range(1 + n_blocks * _ROWS, n):
-        acc = fold(acc, [a[r] for a in arrays])
-    return acc
+    w = ivar / (1.0 + ivar * u)  # 1 / (σ² + u), 0 where masked
+    a = r2 * w * w
+    return a - w, w * (w - 2.0 * a), w
 
 
-def _terms(r2_n, ivar_n, u):
-    """One star's share of ``g = Σ (r² - v) / v²`` and ``h = Σ (v - 2 r²) / v³`` at ``s² = u``.
+def _residuals(flux, features, theta):
+    return flux if features is None else flux - features @ theta.T
 
-    ``v = σ² + u``; ``g`` and ``h`` are twice the first and second derivatives of
-    the log marginal likelihood in ``u``. A masked entry has ``ivar = 0`` and
-    adds nothing. Pure arithmetic, no selects: XLA on CPU vectorises a select
-    inside a reduction poorly (it halves the speed of the pass).
+
+def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool):
+    """One blocked pass: ``g(u)``, ``h(u)`` (and ``Fᵀ W(u) r`` with ``with_rhs``).
+
+    With ``first`` it also returns ``Σ r²`` and ``max r²`` over unmasked entries
+    and ``g(0)``, ahead of the others.
     """
-    w = ivar_n / (1.0 + ivar_n * u)  # 1 / (σ² + u), 0 where masked
-    a = r2_n * w * w
-    return a - w, w * (w - 2.0 * a)
+    n, p = flux.shape
+    dtype = flux.dtype
+    k = 1 if features is None else features.shape[1]
+    feats = jnp.zeros((n, 1), dtype) if features is None else features
 
+    def body(acc, fb, yb, ib):
+        r = _residuals(yb, None if features is None else fb, theta)
+        r2 = r * r
+        g, h, w = _terms(r2, ib, u)
+        out = []
+        if first:
+            r2c = r2 * (ib > 0).astype(dtype)
+            out += [col_sum(r2c), col_max(r2c), col_sum(ib * (r2 * ib - 1.0))]
+        out += [col_sum(g), col_sum(h)]
+        if with_rhs:
+            out.append(fb.T @ (w * r))
+        ops = ["sum", "max", "sum"] if first else []
+        ops += ["sum"] * (len(out) - len(ops))
+        return tuple(
+            jnp.maximum(a, o) if op == "max" else a + o
+            for a, o, op in zip(acc, out, ops, strict=True)
+        )
 
-def _grad_curv(r2, ivar, u):
-    """``g`` and ``h`` (see `_terms`) per pixel at ``s² = u``, one pass over the stars."""
-    return column_sums(lambda r, i: _terms(r, i, u), (r2, ivar), ops=("sum", "sum"))
-
-
-def _first_pass(r2, ivar, u):
-    """Moments for the start and bracket, with ``g`` and ``h`` at ``u`` (one pass).
-
-    Returns ``Σ r²``, ``max r²`` (both over unmasked entries), ``g(0)``,
-    ``g(u)`` and ``h(u)`` per pixel.
-    """
-
-    def row(r2_n, ivar_n):
-        r2c = r2_n * (ivar_n > 0).astype(r2_n.dtype)
-        g, h = _terms(r2_n, ivar_n, u)
-        return r2c, r2c, ivar_n * (r2_n * ivar_n - 1.0), g, h
-
-    return column_sums(row, (r2, ivar), ops=("sum", "max", "sum", "sum", "sum"))
+    zero = jnp.zeros(p, dtype)
+    init = [zero, zero, zero] if first else []
+    init += [zero, zero]
+    if with_rhs:
+        init.append(jnp.zeros((k, p), dtype))
+    rows = block_rows(n, p, dtype.itemsize)
+    return row_blocks(body, (feats, flux, ivar), tuple(init), rows)
 
 
 def _newton(u, g, h, lo, hi, done, var_scale, xtol):
@@ -106,23 +98,31 @@ def _newton(u, g, h, lo, hi, done, var_scale, xtol):
     u_new = jnp.where(use_u, newton_u, jnp.where(use_t, newton_t, bisect))
     step = jnp.abs(u_new - u) / jnp.maximum(u_new + var_scale, jnp.finfo(u.dtype).tiny)
     conv = ((use_u | use_t) & (step < xtol)) | (g == 0)
-    return jnp.where(done, u, u_new), lo, hi, done | conv
+    # a Newton step this small leaves the next one near round-off (quadratic convergence)
+    newton_step = jnp.where(use_u | use_t, step, jnp.inf)
+    return jnp.where(done, u, u_new), lo, hi, done | conv, newton_step
 
 
-@partial(jax.jit, static_argnames=("n_iter",))
+@partial(jax.jit, static_argnames=("n_iter", "with_rhs"))
 def fit_scatter(
-    r2: Float[Array, "n p"],
+    flux: Float[Array, "n p"],
     ivar: Float[Array, "n p"],
     count: Float[Array, " p"],
     sum_var: Float[Array, " p"],
     init: Float[Array, " p"] | None = None,
     n_iter: int = 20,
     xtol: float = 1e-5,
-) -> tuple[Float[Array, " p"], Bool[Array, " p"]]:
+    *,
+    features: Float[Array, "n k"] | None = None,
+    theta: Float[Array, "p k"] | None = None,
+    with_rhs: bool = False,
+    handoff: float = 0.0,
+):
     """Per-pixel ``s²`` maximising ``-½ Σ_n [log(σ² + s²) + r² / (σ² + s²)]``.
 
     Args:
-        r2: squared residuals (finite).
+        flux: the data (finite); the residuals are ``flux - features @ thetaᵀ``,
+            or ``flux`` itself when ``features`` is None.
         ivar: inverse measurement variances ``1 / σ²``, 0 where an entry is
             masked (those entries drop out of every sum).
         count: number of unmasked entries per pixel; a pixel with none is
@@ -133,6 +133,16 @@ def fit_scatter(
         init: a warm start (the previous alternation's ``s²``), or None.
         n_iter: most Newton/bisection steps.
         xtol: per-pixel tolerance on the Newton step relative to ``s² + σ²``.
+        features: ``(n, k)`` features of the model, or None.
+        theta: ``(p, k)`` coefficients of the model (with ``features``).
+        handoff: stop once every pixel has converged or its last Newton step
+            (relative, as ``xtol``) is below ``handoff``: the training loop,
+            which warm-starts the next round here, finishes those pixels in
+            its next pass (their ``converged`` is False until then). 0: run to
+            ``xtol``.
+        with_rhs: also return ``Fᵀ W r`` ``(p, k)`` with the weights of the last
+            point evaluated, and that point (within ``xtol`` of the returned
+            ``s²`` where it converged).
 
     The derivative ``g(u)`` is negative for ``u >= max r²``; when ``g(0) <= 0`` the
     maximum sits on the boundary ``s² = 0``. Otherwise Newton steps, in ``u``
@@ -146,11 +156,13 @@ def fit_scatter(
     first step converges costs one pass.
 
     Returns:
-        ``s²`` per pixel and whether the pixel converged within ``n_iter`` steps.
+        ``s²`` per pixel, whether the pixel converged within ``n_iter`` steps,
+        and with ``with_rhs`` ``Fᵀ W r`` and the ``s²`` it was evaluated at.
     """
-    dtype = r2.dtype
+    dtype = flux.dtype
+    passes = partial(_pass, flux, ivar, features, theta, with_rhs=with_rhs)
     probe = jnp.zeros_like(sum_var) if init is None else jnp.maximum(init, 0.0)
-    total, hi0, g0, g, h = _first_pass(r2, ivar, probe)
+    total, hi0, g0, g, h, *rhs = passes(probe, first=True)
     interior = (g0 > 0) & (count > 0)
     hi0 = hi0 + jnp.asarray(1e-30, dtype)
     var_scale = sum_var / jnp.maximum(count, 1.0)
@@ -160,24 +172,31 @@ def fit_scatter(
     done = ~interior
     it = jnp.asarray(0)
     u, lo, hi = u0, zero, hi0
+    step = jnp.full_like(u0, jnp.inf)
     if init is not None:  # warm start: the first step uses the derivatives at init
         valid = (init > 0) & (init < hi0)
-        u1, lo1, hi1, done1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
+        u1, lo1, hi1, done1, step1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
         u = jnp.where(valid, u1, u0)
         lo = jnp.where(valid, lo1, zero)
         hi = jnp.where(valid, hi1, hi0)
         done = jnp.where(valid, done1, done)
+        step = jnp.where(valid, step1, step)
         it = jnp.asarray(1)
 
     def body(carry):
-        it, u, lo, hi, done = carry
-        g, h = _grad_curv(r2, ivar, u)
-        u, lo, hi, done = _newton(u, g, h, lo, hi, done, var_scale, xtol)
-        return it + 1, u, lo, hi, done
+        it, u, lo, hi, done, _, _, _ = carry
+        at = jnp.where(interior, u, 0.0)  # a boundary pixel's answer is 0
+        g, h, *rhs = passes(at, first=False)
+        u, lo, hi, done, step = _newton(u, g, h, lo, hi, done, var_scale, xtol)
+        return it + 1, u, lo, hi, done, step, tuple(rhs), at
 
     def cond(carry):
-        it, _, _, _, done = carry
-        return (it < n_iter) & ~jnp.all(done)
+        it, _, _, _, done, step, _, _ = carry
+        return (it < n_iter) & ~jnp.all(done | (step < handoff))
 
-    _, u, _, _, done = jax.lax.while_loop(cond, body, (it, u, lo, hi, done))
-    return jnp.where(interior, u, 0.0), done
+    carry = (it, u, lo, hi, done, step, tuple(rhs), probe)
+    _, u, _, _, done, _, rhs, at = jax.lax.while_loop(cond, body, carry)
+    s2 = jnp.where(interior, u, 0.0)
+    if with_rhs:
+        return s2, done, rhs[0].T, at
+    return s2, done

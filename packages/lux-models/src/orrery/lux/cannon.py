@@ -28,6 +28,7 @@ from orrery.interface import (
 from . import _cannon_fit as _fit
 from . import _cannon_infer as _infer
 from . import _cannon_io as _io
+from . import _cannon_train as _train
 from . import _cannon_validate as _validate
 from ._poly import _term_indices, n_poly_features, poly_features
 
@@ -293,21 +294,23 @@ class Cannon(eqx.Module):
         if self.include_bias:
             penalty[0] = 0.0
 
-        flux_j, ivar_j, count, sum_var = _validate.training_data(flux, ivar)
-        coeffs, s2, usable, scatter_ok = _fit.fit_all(
+        flux_j, ivar_j = _validate.training_data(flux, ivar)
+        train = partial(
+            _train.fit_all,
             feats,
-            flux_j,
-            ivar_j,
-            count,
-            sum_var,
-            jnp.asarray(penalty, dtype),
-            jnp.asarray(allowed),
-            jnp.asarray(tol, dtype),
+            penalty=jnp.asarray(penalty, dtype),
+            allowed=jnp.asarray(allowed),
+            tol=jnp.asarray(tol, dtype),
             reg_type=regularization_type,
             known_noise=ivar is not None,
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
         )
+        coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
+        if bool(negative):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        if bool(dirty):  # only then a cleaned copy; clean data are used as given
+            coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
         usable_np = np.asarray(usable)
         finite = np.asarray(_finite_rows(coeffs, s2))
         n_unusable = int(np.sum(~usable_np))

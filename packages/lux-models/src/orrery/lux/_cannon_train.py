@@ -1,0 +1,249 @@
+"""The training loop of The Cannon: one compiled program for a whole fit.
+
+Training alternates, vectorised over pixels, the coefficients given the
+weights ``1 / (σ² + s²)`` (`orrery.lux._cannon_fit`) and the intrinsic scatter
+given the coefficients (`orrery.lux._cannon_scatter.fit_scatter`), until the
+scatter settles. Every step is a blocked pass over the data that materialises
+nothing of its size, and after the first round a round whose weights moved by
+less than `REFINE_MAX` (relative) refines the coefficients with an earlier
+round's normal-equation matrix instead of building a new one: one
+preconditioned residual step, whose residual ``Fᵀ W r`` the scatter pass
+accumulates on the way, so such a round reads the data once.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from ._cannon_blocks import block_rows, col_sum, row_blocks
+from ._cannon_fit import (
+    _l2_matrix,
+    _refine,
+    _well_posed,
+    feature_products,
+    solve_from_gram,
+    weighted_normal,
+)
+from ._cannon_scatter import fit_scatter
+
+#: largest relative weight change a round may refine across (else it re-solves)
+REFINE_MAX = 1e-3
+#: Newton steps below this (relative) are finished by the next round's pass, not this one's
+HANDOFF = 1e-2
+
+
+@partial(
+    jax.jit,
+    static_argnames=("reg_type", "known_noise", "fit_scatter_", "max_iter", "l1_iter"),
+)
+def fit_all(
+    features,
+    flux,
+    ivar,
+    penalty,
+    allowed,
+    tol,
+    reg_type: str,
+    known_noise: bool,
+    fit_scatter_: bool,
+    max_iter: int,
+    l1_iter: int = 500,
+):
+    """The whole training loop in one compiled program.
+
+    The first pass over ``flux`` and ``ivar`` builds the base normal equations
+    and scans the inputs (`orrery.lux._cannon_fit._stats_fold`); if any ivar is
+    negative or any entry is not finite, nothing else runs and the flags say
+    so (then `clean_inputs` and call again). Clean data are finite with ``ivar
+    >= 0``; an entry with ``ivar = 0`` is masked. Without measurement noise
+    (``known_noise`` False) ``ivar`` is the 0/1 mask. A pixel is usable when it
+    is seen by at least as many stars as it has free (uncensored) coefficients
+    and its normal equations are well posed; unusable pixels get zero
+    coefficients and scatter.
+
+    Coefficients with the base weights, then up to ``max_iter`` rounds of
+    (scatter given θ, θ given the new weights) until the largest relative
+    change of ``s² + σ²`` (``σ²`` the pixel's mean measurement variance) is
+    below ``tol`` and every pixel's scatter has converged. A round's θ step is
+    exact (a new Gram matrix and solve) unless, with the L2 penalty, every
+    usable pixel's weights moved by at most `REFINE_MAX` relative since the
+    last exact solve: then it is one preconditioned residual step (`_refine`)
+    with that solve's matrix, which shrinks the distance to the exact θ by
+    that factor. The last round (change below ``tol``) takes such a step too
+    where it may, and otherwise keeps θ, solved with a scatter within ``tol``
+    of the returned one. With the L2 penalty a scatter fit hands pixels whose
+    Newton step is already small (`HANDOFF`) to the next round's pass instead
+    of spending a pass of its own on them. Without measurement noise the
+    weights are ``1 / s²`` per pixel, so the Gram matrices of the first solve
+    are rescaled instead of recomputed.
+
+    Returns:
+        coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)``, scatter
+        converged ``(p,)``, whether any ivar is negative and whether any entry
+        is not finite.
+    """
+    products = feature_products(features)
+    base = weighted_normal(features, ivar, flux, None, products, with_stats=True)
+    base_gram, base_rhs, count, sum_var, ivar_max, negative, dirty = base
+    args = (features, products, flux, ivar, base_gram, base_rhs, count, sum_var, ivar_max)
+    run = partial(
+        _train,
+        *args,
+        penalty,
+        allowed,
+        tol,
+        reg_type=reg_type,
+        known_noise=known_noise,
+        fit_scatter_=fit_scatter_,
+        max_iter=max_iter,
+        l1_iter=l1_iter,
+    )
+    p, k = flux.shape[1], features.shape[1]
+    dtype = flux.dtype
+
+    def skip():
+        return jnp.zeros((p, k), dtype), jnp.zeros(p, dtype), jnp.zeros(p, bool), jnp.ones(p, bool)
+
+    out = jax.lax.cond(negative | dirty, skip, run)
+    return (*out, negative, dirty)
+
+
+def _train(
+    features,
+    products,
+    flux,
+    ivar,
+    base_gram,
+    base_rhs,
+    count,
+    sum_var,
+    ivar_max,
+    penalty,
+    allowed,
+    tol,
+    *,
+    reg_type: str,
+    known_noise: bool,
+    fit_scatter_: bool,
+    max_iter: int,
+    l1_iter: int,
+):
+    """`fit_all` after its first pass, on clean data."""
+    dtype = flux.dtype
+    var_scale = sum_var / jnp.maximum(count, 1.0)
+    n_free = jnp.sum(allowed, axis=1)
+    usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
+    allowed = allowed & usable[:, None]
+    n, p = flux.shape
+    rows = block_rows(n, p, dtype.itemsize)
+
+    # masked entries have ivar = 0, which zeroes their weight in every sum below;
+    # unusable pixels keep theirs, but their coefficients are censored to 0 and
+    # their scatter is not fitted (count 0), so nothing of them reaches the result
+    def normal(s2):
+        return weighted_normal(features, ivar, flux, s2, products)
+
+    zeros = jnp.zeros((p, features.shape[1]), dtype)
+    s2 = jnp.zeros(p, dtype)
+    # too little information also means normal equations that the labels leave singular
+    usable = usable & _well_posed(base_gram, base_rhs, penalty, allowed)
+    allowed = allowed & usable[:, None]
+    n_good = jnp.where(usable, count, 0.0)
+    solve = partial(solve_from_gram, reg_type=reg_type, l1_iter=l1_iter)
+    coeffs = solve(base_gram, base_rhs, penalty, allowed, zeros)
+    all_conv = jnp.ones(p, bool)
+    if not fit_scatter_:
+        return coeffs, s2, usable, all_conv
+    # below this relative change of s the re-solved θ equals the current one to round-off
+    still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
+    refinable = known_noise and reg_type == "l2"
+    base_matrix = _l2_matrix(base_gram, base_rhs, penalty, allowed) if refinable else None
+
+    def weight_shift(new, old):
+        """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
+        shift = jnp.abs(new - old) * ivar_max / (1.0 + ivar_max * new)
+        return jnp.max(jnp.where(usable, shift, 0.0))
+
+    def total_r2(theta):
+        def body(acc, fb, yb, mb):
+            r = yb - fb @ theta.T
+            return acc + col_sum(r * r * mb)
+
+        return row_blocks(body, (features, flux, ivar), jnp.zeros(p, dtype), rows)
+
+    def round_(state, first: bool):
+        """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept)."""
+        it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
+        warm = refinable and not first
+        if known_noise:
+            out = fit_scatter(
+                flux,
+                ivar,
+                n_good,
+                sum_var,
+                None if first else s2_old,
+                features=features,
+                theta=theta,
+                with_rhs=warm,
+                handoff=HANDOFF if refinable else 0.0,
+            )
+            s2_new, conv = out[:2]
+        else:
+            s2_new = total_r2(theta) / jnp.maximum(n_good, 1.0)
+            conv = all_conv
+        # relative change of the variance the likelihood sees, s² + (typical σ²)
+        floor = var_scale if known_noise else 0.0
+        rel = jnp.abs(s2_new - s2_old) / jnp.maximum(s2_new + floor, jnp.finfo(dtype).tiny)
+        change = jnp.max(jnp.where(usable, rel, 0.0))
+        moving = (change > still) & (change >= tol)
+
+        def resolve(_):
+            if known_noise:
+                gram, rhs = normal(s2_new)
+            else:
+                scale = 1.0 / jnp.maximum(s2_new, 1e-30)
+                gram, rhs = base_gram * scale[:, None, None], base_rhs * scale[:, None]
+            new = solve(gram, rhs, penalty, allowed, theta)
+            if refinable:
+                return new, s2_new, _l2_matrix(gram, rhs, penalty, allowed), jnp.asarray(True)
+            return new, ref_s2, ref_matrix, exact
+
+        def keep(_):
+            return theta, ref_s2, ref_matrix, exact
+
+        if not warm:
+            theta, ref_s2, ref_matrix, exact = jax.lax.cond(moving, resolve, keep, None)
+            return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+
+        resid_rhs, evaluated_at = out[2], out[3]
+        # the step aims at the weights the residual was summed with: they must be s2_new's
+        near = (weight_shift(s2_new, ref_s2) <= REFINE_MAX) & (
+            weight_shift(evaluated_at, s2_new) <= REFINE_MAX
+        )
+
+        def refine(_):
+            step = _refine(ref_matrix, theta, resid_rhs, penalty, allowed)
+            return step, ref_s2, ref_matrix, jnp.asarray(False)
+
+        # θ solved exactly for these very weights already: the step would be zero
+        done = exact & jnp.all(jnp.where(usable, evaluated_at == ref_s2, True))
+        branch = jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
+        theta, ref_s2, ref_matrix, exact = jax.lax.switch(branch, (keep, refine, resolve), None)
+        return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+
+    def cond(state):
+        it, _, _, change, conv, _, _, _ = state
+        # with hand-off a round may leave pixels one Newton step short: finish them too
+        unfinished = jnp.any(usable & ~conv) if refinable else False
+        return (it < max_iter) & ((change >= tol) | unfinished)
+
+    ref_matrix = base_matrix if refinable else jnp.zeros((), dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
+    init = (jnp.asarray(0), coeffs, s2, inf, all_conv, s2, ref_matrix, jnp.asarray(True))
+    state = round_(init, first=True)  # cold scatter and exact solve, outside the loop
+    state = jax.lax.while_loop(cond, partial(round_, first=False), state)
+    _, coeffs, s2, _, conv, _, _, _ = state
+    return coeffs, jnp.where(usable, s2, 0.0), usable, conv
