@@ -67,3 +67,64 @@ def test_warm_scatter_at_its_answer_converges_in_one_pass(survey, x64):
     warm, ok = scatter_kernels.fit_scatter(resid, ivar, count, sum_var, cold, n_iter=1)
     assert np.all(np.asarray(ok))
     np.testing.assert_allclose(np.asarray(warm), np.asarray(cold), rtol=1e-6)
+
+
+def _fresh_fit(survey, **kw):
+    import jax
+
+    jax.clear_caches()  # the module constants below are read when the program is traced
+    try:
+        return Cannon(3, P).fit(survey.labels, survey.spectra, survey.ivar, **kw)
+    finally:
+        jax.clear_caches()
+
+
+def test_refined_rounds_equal_exact_alternation(survey, x64, monkeypatch):
+    """Refinement steps and scatter hand-off land where exact re-solves every round do."""
+    from orrery.lux import _cannon_train
+
+    fast = _fresh_fit(survey)
+    monkeypatch.setattr(_cannon_train, "REFINE_MAX", -1.0)  # never refine: a Gram pass per round
+    monkeypatch.setattr(_cannon_train, "HANDOFF", 0.0)  # every scatter fit to xtol
+    exact = _fresh_fit(survey)
+    coeffs, want = np.asarray(fast.coeffs), np.asarray(exact.coeffs)
+    # measured 2e-11 (without the refinement step it would be 4e-8)
+    assert np.max(np.abs(coeffs - want)) < 1e-9 * np.max(np.abs(want))
+    np.testing.assert_allclose(np.asarray(fast.scatter), np.asarray(exact.scatter), rtol=1e-6)
+
+
+def test_block_sizes_do_not_change_the_fit(survey, x64, monkeypatch):
+    """Many blocks with a remainder (8 rows each over 80 + 3 stars) give the one-block fit."""
+    from orrery.lux import _cannon_blocks
+
+    data = synthetic_survey(83, P, snr=100, intrinsic_scatter=0.01, seed=5)
+    one_block = _fresh_fit(data)
+    monkeypatch.setattr(_cannon_blocks, "PASS_BYTES", 1)
+    monkeypatch.setattr(_cannon_blocks, "GRAM_BYTES", 1)
+    assert _cannon_blocks.block_rows(83, P, 8) == 8
+    blocked = _fresh_fit(data)
+    for name in ("coeffs", "scatter"):
+        got, want = np.asarray(getattr(blocked, name)), np.asarray(getattr(one_block, name))
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_unaligned_host_arrays_are_copied_aligned_and_aligned_ones_shared():
+    import jax
+
+    from orrery.lux._cannon_validate import _ALIGN, _to_device
+
+    raw = np.arange(4096 + 1, dtype=np.float32)
+    unaligned = raw[1:].reshape(64, 64)  # 4 bytes past a (64-byte aligned) NumPy buffer
+    assert unaligned.ctypes.data % _ALIGN != 0
+    moved = _to_device(unaligned)
+    np.testing.assert_array_equal(np.asarray(moved), unaligned)
+    raw[1] = -1.0  # the caller's later writes do not reach the device copy
+    assert float(moved[0, 0]) == 1.0
+    if jax.devices()[0].platform == "cpu":
+        base = np.empty(4096 + 64, np.float32)
+        start = (-base.ctypes.data) % _ALIGN // 4
+        aligned = base[start : start + 4096].reshape(64, 64)
+        aligned[...] = 1.0
+        assert aligned.ctypes.data % _ALIGN == 0
+        shared = _to_device(aligned)
+        assert np.shares_memory(np.asarray(shared), aligned)

@@ -27,8 +27,12 @@ PASS_BYTES = 1_500_000
 GRAM_BYTES = 2_500_000
 
 
-def block_rows(n_rows: int, n_cols: int, itemsize: int, target: int = PASS_BYTES) -> int:
-    """Rows per block: about ``target`` bytes of an ``(n_rows, n_cols)`` array, at least 8."""
+def block_rows(n_rows: int, n_cols: int, itemsize: int, target: int | None = None) -> int:
+    """Rows per block: about ``target`` bytes (`PASS_BYTES`) of an ``(n_rows, n_cols)`` array.
+
+    At least 8 rows (or all of them), at most all.
+    """
+    target = PASS_BYTES if target is None else target
     return int(max(1, min(n_rows, max(8, target // max(n_cols * itemsize, 1)))))
 
 

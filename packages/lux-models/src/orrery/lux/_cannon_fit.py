@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from ._cannon_blocks import GRAM_BYTES, block_rows, col_max, col_sum, row_blocks
+from . import _cannon_blocks as _blocks
+from ._cannon_blocks import block_rows, col_max, col_sum, row_blocks
 
 
 @lru_cache(maxsize=16)
@@ -72,7 +73,7 @@ def weighted_normal(
     init = (jnp.zeros((products.shape[1], p), y.dtype), jnp.zeros((k, p), y.dtype))
     if with_stats:
         init = (*init, _stats_init(p, y.dtype))
-    rows = block_rows(n, p, y.dtype.itemsize, GRAM_BYTES)
+    rows = block_rows(n, p, y.dtype.itemsize, _blocks.GRAM_BYTES)
     out = row_blocks(body, (products, features, ivar, y), init, rows)
     gram, rhs = _unpack_gram(out[0], k), out[1].T
     return (gram, rhs, *_stats_finish(out[2])) if with_stats else (gram, rhs)
