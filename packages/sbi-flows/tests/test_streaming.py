@@ -277,3 +277,28 @@ def test_store_arrays_zarr_left_out_are_read_through_zarr(tmp_path):
     np.testing.assert_array_equal(obs["flat"], 0.0)
     assert streamed.fingerprint == mem.fingerprint
     np.testing.assert_array_equal(theta, mem.split_arrays("train").parameters)
+
+
+def test_a_repeat_streamed_fit_with_another_seed_compiles_nothing(tmp_path, caplog):
+    import logging
+
+    from orrery.sbi import ConditionalFlowPosterior
+
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-1, 1, size=(300, 3))
+    np.save(tmp_path / "theta.npy", theta)
+    np.save(tmp_path / "x.npy", theta + 0.1 * rng.normal(size=theta.shape))
+    streamed = SimulationDataset.from_npy(
+        tmp_path / "theta.npy", {"auxiliary": tmp_path / "x.npy"}, memory_budget=COPIES * 4 * 6 * 64
+    )
+    assert streamed.streaming and streamed.window_rows < 240  # several windows per epoch
+    tiny = dict(hidden_dim=8, embedding_dim=4, photometry_embedding_dim=4, num_epochs=2)
+    first = ConditionalFlowPosterior.recommended(3, 300, seed=0, **tiny)
+    first.fit(streamed)
+    caplog.clear()
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        second = ConditionalFlowPosterior.recommended(3, 300, seed=1, **tiny)
+        second.fit(streamed)
+    compiled = [r.getMessage() for r in caplog.records if "XLA compilation" in r.getMessage()]
+    assert compiled == []
+    assert second.training_history["train_loss"] != first.training_history["train_loss"]

@@ -165,21 +165,26 @@ def _part_columns(part: Any, batch_size: int) -> slice:
 
 
 def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
-    """``epoch(params, opt_state, stream, key)`` with the keys of the in-memory epoch."""
+    """``epoch(params, opt_state, stream, key, consts=None)`` with the in-memory epoch's keys.
+
+    ``consts`` are the model's non-trained arrays when ``static`` was stripped of
+    them (`split_static`): inputs of the compiled steps, so that one program
+    serves every fit of the architecture.
+    """
 
     sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
 
     @jax.jit
-    def steps(params, opt_state, batches, keys):
+    def steps(params, opt_state, batches, keys, consts):
         def step(carry, xs):
-            params, opt_state, loss = sgd_step(*carry, *xs)
+            params, opt_state, loss = sgd_step(*carry, *xs, consts)
             return (params, opt_state), loss
 
         keys = jax.random.wrap_key_data(keys)
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, keys))
         return params, opt_state, losses
 
-    def epoch(params, opt_state, stream: SplitStream, key):
+    def epoch(params, opt_state, stream: SplitStream, key, consts=None):
         n_batches = stream.n_rows // batch_size
         perm_key, step_key = jax.random.split(key)
         # raw key data on the host: slicing it per group compiles nothing
@@ -192,7 +197,8 @@ def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
                 # at most two groups in flight: dispatch runs ahead of the steps by one
                 # group, never by the whole epoch (each holds a window of device memory)
                 losses[-2].block_until_ready()
-            params, opt_state, part = steps(params, opt_state, group, step_keys[done : done + g])
+            keys = step_keys[done : done + g]
+            params, opt_state, part = steps(params, opt_state, group, keys, consts)
             del group
             losses.append(part)
             done += g

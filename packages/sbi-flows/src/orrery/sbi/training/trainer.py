@@ -316,7 +316,7 @@ class SBITrainer:
         opt_state = opt_init(params)
         base_key = jax.random.key(self.seed)
         # Programs taking the non-trained arrays as inputs are cached per architecture.
-        by_arch = (not streaming or dp is not None) and arch is not None
+        by_arch = arch is not None
         make_epoch = make_stream_epoch if streaming else _make_train_epoch
         if dp is not None:
             dp_epoch = make_stream_data_parallel_epoch if streaming else make_data_parallel_epoch
@@ -340,6 +340,8 @@ class SBITrainer:
                 bare if by_arch else static, optimizer, loss_fn, batch_transform, batch_size
             ),
         )
+        if streaming and dp is None:
+            train_epoch = functools.partial(train_epoch, consts=consts if by_arch else None)
         val_fn = val_loss_fn or loss_fn
         val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
         # Validation runs in chunks of at least 1024 rows: usually one call, one compile.
