@@ -358,3 +358,19 @@ def test_bad_configuration_and_data_raise_clear_errors():
     trainer = SBITrainer(num_epochs=2, progress=False)
     _, artifacts = trainer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0))
     assert all(math.isnan(v) for v in artifacts.history["val_loss"])
+
+
+def test_jit_cache_keeps_the_entries_a_fit_just_used():
+    from orrery.sbi.training import trainer
+
+    saved = dict(trainer._JIT_CACHE)
+    trainer._JIT_CACHE.clear()
+    try:
+        for i in range(trainer._JIT_CACHE_SIZE):
+            trainer._cached(("entry", i), lambda i=i: i)
+        assert trainer._cached(("entry", 0), lambda: "rebuilt") == 0  # a hit, now most recent
+        trainer._cached(("new",), lambda: "new")  # evicts the least recently used: entry 1
+        assert ("entry", 0) in trainer._JIT_CACHE and ("entry", 1) not in trainer._JIT_CACHE
+    finally:
+        trainer._JIT_CACHE.clear()
+        trainer._JIT_CACHE.update(saved)

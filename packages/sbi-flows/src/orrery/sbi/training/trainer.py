@@ -563,13 +563,17 @@ _JIT_CACHE_SIZE = 16
 def _cached(key: tuple, build: Callable[[], Any]) -> Any:
     """Reuse jitted epoch functions across ``fit`` calls with identical statics.
 
-    Models whose static part is unhashable are simply not cached.
+    Least recently used entries go first: a hit moves its entry to the back, so the
+    functions a fit has just used survive the entries that same fit adds. Models
+    whose static part is unhashable are simply not cached.
     """
     try:
         hash(key)
     except TypeError:
         return build()
-    if key not in _JIT_CACHE:
+    if key in _JIT_CACHE:
+        _JIT_CACHE[key] = _JIT_CACHE.pop(key)
+    else:
         if len(_JIT_CACHE) >= _JIT_CACHE_SIZE:
             _JIT_CACHE.pop(next(iter(_JIT_CACHE)))
         _JIT_CACHE[key] = build()
@@ -585,7 +589,7 @@ def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
     except TypeError:
         return fn.lower(*args).compile(), False
     if full in _JIT_CACHE:
-        return _JIT_CACHE[full], True
+        return _cached(full, lambda: None), True
     compiled = fn.lower(*args).compile()
     _cached(full, lambda: compiled)
     return compiled, False
