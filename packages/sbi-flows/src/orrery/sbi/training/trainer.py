@@ -236,7 +236,10 @@ class SBITrainer:
         """Train ``model`` and return ``(kept_model, artifacts)``.
 
         Args:
-            model: an equinox module; its inexact-array leaves are trained.
+            model: an equinox module; its inexact-array leaves are trained, except
+                those under the attributes its class lists in ``fixed_fields``
+                (constants such as a coordinate shift, which weight decay would
+                otherwise shrink).
             loss_fn: ``loss_fn(model, batch, key) -> scalar`` mean loss of a batch (a
                 pytree of arrays with a leading batch axis); must be jit-compatible.
             train_data: pytree of arrays with a common leading axis ``n``.
