@@ -127,7 +127,7 @@ def main() -> None:
         "--budgets", type=int, nargs="+", default=[8, 16, 32], help="memory budgets, MiB"
     )
     args = parser.parse_args()
-    num_sims = 200 if args.quick else 400
+    num_sims = 200 if args.quick else 2000
     n_train = 10_000 if args.quick else 30_000
     epochs = 2 if args.quick else 4
     print(f"load average at start: {os.getloadavg()}")
