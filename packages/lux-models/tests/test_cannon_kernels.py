@@ -120,7 +120,7 @@ def test_unaligned_host_arrays_are_copied_aligned_and_aligned_ones_shared():
     np.testing.assert_array_equal(np.asarray(moved), unaligned)
     raw[1] = -1.0  # the caller's later writes do not reach the device copy
     assert float(moved[0, 0]) == 1.0
-    if jax.devices()[0].platform == "cpu":
+    if jax.default_backend() == "cpu":
         base = np.empty(4096 + 64, np.float32)
         start = (-base.ctypes.data) % _ALIGN // 4
         aligned = base[start : start + 4096].reshape(64, 64)

@@ -94,28 +94,33 @@ def _apply_censoring(gram, rhs, allowed):
     return gram, rhs * m
 
 
+def _batched_solve(a, b):
+    """``a x = b`` for every pixel: ``(p, k, k)`` and ``(p, k)``."""
+    return jnp.linalg.solve(a, b[..., None])[..., 0]
+
+
 def _solve_l2(gram, rhs, penalty_diag):
-    a = gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag
-    return jnp.linalg.solve(a, rhs[..., None])[..., 0]
+    return _batched_solve(gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag, rhs)
 
 
-def _l2_matrix(gram, rhs, penalty_diag, allowed):
-    """The censored, penalised matrix whose solve gives θ (L2)."""
-    gram, _ = _apply_censoring(gram, rhs, allowed)
-    return gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag
+def _l2_system(gram, rhs, penalty_diag, allowed):
+    """θ for the L2 penalty, and the censored, penalised matrix it was solved with."""
+    gram, rhs = _apply_censoring(gram, rhs, allowed)
+    matrix = gram + jnp.eye(gram.shape[-1], dtype=gram.dtype) * penalty_diag
+    return _batched_solve(matrix, rhs) * allowed, matrix
 
 
 def _refine(matrix, theta, resid_rhs, penalty_diag, allowed):
     """One preconditioned residual step towards the L2 solution of the current weights.
 
     ``resid_rhs = Fᵀ W (y - F θ)``; the normal equations' residual is that minus
-    ``Λ θ`` on the free terms, and ``matrix`` (an earlier round's, `_l2_matrix`)
+    ``Λ θ`` on the free terms, and ``matrix`` (an earlier round's, `_l2_system`)
     stands in for the current one. (LU, not Cholesky: a batched Cholesky
     solve inside the training loop's ``while_loop`` hung XLA's CPU runtime.)
     """
     m = allowed.astype(theta.dtype)
     resid = (resid_rhs - penalty_diag * theta) * m
-    return theta + jnp.linalg.solve(matrix, resid[..., None])[..., 0] * m
+    return theta + _batched_solve(matrix, resid) * m
 
 
 def _solve_l1(gram, rhs, penalty_diag, init, n_iter: int):
@@ -140,13 +145,13 @@ def _solve_l1(gram, rhs, penalty_diag, init, n_iter: int):
 
 def solve_from_gram(gram, rhs, penalty_diag, allowed, init, reg_type: str, l1_iter: int = 500):
     """Penalised least squares for every pixel from its Gram matrix and right-hand side."""
+    if reg_type != "l1":
+        return _l2_system(gram, rhs, penalty_diag, allowed)[0]
     gram, rhs = _apply_censoring(gram, rhs, allowed)
-    if reg_type == "l1":
-        ridge = jnp.zeros_like(penalty_diag)
-        # start FISTA from the unpenalised (tiny-ridge) solution, which is usually close
-        start = jnp.where(jnp.any(init != 0.0), init, _solve_l2(gram, rhs, ridge + 1e-8))
-        return _solve_l1(gram, rhs, penalty_diag, start * allowed, l1_iter) * allowed
-    return _solve_l2(gram, rhs, penalty_diag) * allowed
+    ridge = jnp.zeros_like(penalty_diag)
+    # start FISTA from the unpenalised (tiny-ridge) solution, which is usually close
+    start = jnp.where(jnp.any(init != 0.0), init, _solve_l2(gram, rhs, ridge + 1e-8))
+    return _solve_l1(gram, rhs, penalty_diag, start * allowed, l1_iter) * allowed
 
 
 @partial(jax.jit, static_argnames=("reg_type", "l1_iter"))

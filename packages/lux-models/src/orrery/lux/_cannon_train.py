@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from ._cannon_blocks import block_rows, col_sum, row_blocks
 from ._cannon_fit import (
-    _l2_matrix,
+    _l2_system,
     _refine,
     _well_posed,
     feature_products,
@@ -87,11 +87,14 @@ def fit_all(
     """
     products = feature_products(features)
     base = weighted_normal(features, ivar, flux, None, products, with_stats=True)
-    base_gram, base_rhs, count, sum_var, ivar_max, negative, dirty = base
-    args = (features, products, flux, ivar, base_gram, base_rhs, count, sum_var, ivar_max)
+    *base, negative, dirty = base
     run = partial(
         _train,
-        *args,
+        features,
+        products,
+        flux,
+        ivar,
+        tuple(base),
         penalty,
         allowed,
         tol,
@@ -116,11 +119,7 @@ def _train(
     products,
     flux,
     ivar,
-    base_gram,
-    base_rhs,
-    count,
-    sum_var,
-    ivar_max,
+    base,
     penalty,
     allowed,
     tol,
@@ -131,7 +130,13 @@ def _train(
     max_iter: int,
     l1_iter: int,
 ):
-    """`fit_all` after its first pass, on clean data."""
+    """`fit_all` after its first pass, on clean data.
+
+    ``base`` is what that pass returned: the normal equations with the ivar
+    weights, and per pixel the count of entries, the sum of ``σ²`` and the
+    largest ivar.
+    """
+    base_gram, base_rhs, count, sum_var, ivar_max = base
     dtype = flux.dtype
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
@@ -153,14 +158,16 @@ def _train(
     allowed = allowed & usable[:, None]
     n_good = jnp.where(usable, count, 0.0)
     solve = partial(solve_from_gram, reg_type=reg_type, l1_iter=l1_iter)
-    coeffs = solve(base_gram, base_rhs, penalty, allowed, zeros)
+    refinable = fit_scatter_ and known_noise and reg_type == "l2"
+    if refinable:  # the matrix of this solve preconditions later rounds' refinement
+        coeffs, ref_matrix = _l2_system(base_gram, base_rhs, penalty, allowed)
+    else:
+        coeffs, ref_matrix = solve(base_gram, base_rhs, penalty, allowed, zeros), None
     all_conv = jnp.ones(p, bool)
     if not fit_scatter_:
         return coeffs, s2, usable, all_conv
     # below this relative change of s the re-solved θ equals the current one to round-off
     still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
-    refinable = known_noise and reg_type == "l2"
-    base_matrix = _l2_matrix(base_gram, base_rhs, penalty, allowed) if refinable else None
 
     def weight_shift(new, old):
         """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
@@ -206,10 +213,10 @@ def _train(
             else:
                 scale = 1.0 / jnp.maximum(s2_new, 1e-30)
                 gram, rhs = base_gram * scale[:, None, None], base_rhs * scale[:, None]
-            new = solve(gram, rhs, penalty, allowed, theta)
             if refinable:
-                return new, s2_new, _l2_matrix(gram, rhs, penalty, allowed), jnp.asarray(True)
-            return new, ref_s2, ref_matrix, exact
+                new, matrix = _l2_system(gram, rhs, penalty, allowed)
+                return new, s2_new, matrix, jnp.asarray(True)
+            return solve(gram, rhs, penalty, allowed, theta), ref_s2, ref_matrix, exact
 
         def keep(_):
             return theta, ref_s2, ref_matrix, exact
@@ -240,7 +247,7 @@ def _train(
         unfinished = jnp.any(usable & ~conv) if refinable else False
         return (it < max_iter) & ((change >= tol) | unfinished)
 
-    ref_matrix = base_matrix if refinable else jnp.zeros((), dtype)
+    ref_matrix = ref_matrix if refinable else jnp.zeros((), dtype)
     inf = jnp.asarray(jnp.inf, dtype)
     init = (jnp.asarray(0), coeffs, s2, inf, all_conv, s2, ref_matrix, jnp.asarray(True))
     state = round_(init, first=True)  # cold scatter and exact solve, outside the loop

@@ -36,8 +36,7 @@ def _to_device(arr: np.ndarray) -> jax.Array:
     aligned buffer that JAX then shares. Nothing here writes to the result, so
     sharing memory is safe; the copy belongs to this call alone.
     """
-    on_cpu = jax.devices()[0].platform == "cpu"
-    if on_cpu and arr.size and not _aligned(arr):
+    if jax.default_backend() == "cpu" and arr.size and not _aligned(arr):
         buf = np.empty(arr.nbytes + _ALIGN, np.uint8)
         start = (-buf.ctypes.data) % _ALIGN
         out = buf[start : start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
