@@ -67,20 +67,23 @@ def problem():
     return ds, simulate(3, seed=1)
 
 
-@pytest.fixture(scope="module")
-def fitted(problem):
-    ds, _ = problem
-    post = ConditionalFlowPosterior(
-        2,
-        **TINY,
+def line_posterior(**overrides):
+    """The small posterior of the line problem, trained briefly in unconstrained space."""
+    config = dict(
         n_wavelengths=N_WAVE,
         num_epochs=3,
         batch_size=64,
         learning_rate=3e-3,
         parameter_space="unconstrained",
-        task_metadata={"task": "line"},
         seed=1,
     )
+    return ConditionalFlowPosterior(2, **TINY, **{**config, **overrides})
+
+
+@pytest.fixture(scope="module")
+def fitted(problem):
+    ds, _ = problem
+    post = line_posterior(task_metadata={"task": "line"})
     artifacts = post.fit(ds)
     return post, artifacts
 
@@ -536,17 +539,7 @@ def test_noise_injection_only_touches_training_batches(problem, fitted):
 def test_weight_decay_leaves_the_flow_coordinates_alone(problem, fitted):
     ds, _ = problem
     post, _ = fitted
-    decayed = ConditionalFlowPosterior(
-        2,
-        **TINY,
-        n_wavelengths=N_WAVE,
-        num_epochs=1,
-        batch_size=64,
-        learning_rate=3e-3,
-        weight_decay=0.5,
-        parameter_space="unconstrained",
-        seed=1,
-    )
+    decayed = line_posterior(num_epochs=1, weight_decay=0.5)
     decayed.fit(ds)
     # the shift and scale are the data's, not parameters: AdamW must not shrink them
     for name in ("shift", "scale"):

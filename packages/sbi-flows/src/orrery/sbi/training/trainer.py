@@ -591,11 +591,8 @@ def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
         hash(full)
     except TypeError:
         return fn.lower(*args).compile(), False
-    if full in _JIT_CACHE:
-        return _cached(full, lambda: None), True
-    compiled = fn.lower(*args).compile()
-    _cached(full, lambda: compiled)
-    return compiled, False
+    reused = full in _JIT_CACHE
+    return _cached(full, lambda: fn.lower(*args).compile()), reused
 
 
 def _fingerprint(data: Any) -> str | None:
