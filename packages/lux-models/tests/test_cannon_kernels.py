@@ -34,16 +34,18 @@ def test_dirty_data_fit_equals_the_clean_equivalent(survey, x64):
 def test_first_pass_scans_the_inputs_and_flags_dirty_and_negative_entries():
     feats = np.ones((5, 1), np.float32)
     flux = np.ones((5, 3), np.float32)
+    flux[0, 0] = 2.0
     ivar = np.ones((5, 3), np.float32)
     ivar[2, 1] = 4.0
     ivar[4, 2] = 0.0
-    _, _, count, sum_var, ivar_max, negative, dirty = fit_kernels.weighted_normal(
-        feats, ivar, flux, with_stats=True
-    )
+    out = fit_kernels.weighted_normal(feats, ivar, flux, with_stats=True)
+    _, _, count, sum_var, ivar_max, sum_ivar, sum_wyy, negative, dirty = out
     assert not bool(negative) and not bool(dirty)
     np.testing.assert_array_equal(np.asarray(count), [5.0, 5.0, 4.0])
     np.testing.assert_allclose(np.asarray(sum_var), [5.0, 4.25, 4.0])
     np.testing.assert_array_equal(np.asarray(ivar_max), [1.0, 4.0, 1.0])
+    np.testing.assert_allclose(np.asarray(sum_ivar), [5.0, 8.0, 4.0])
+    np.testing.assert_allclose(np.asarray(sum_wyy), [8.0, 8.0, 4.0])
     flux[1, 2] = np.nan
     ivar[3, 0] = -1.0
     *_, negative, dirty = fit_kernels.weighted_normal(feats, ivar, flux, with_stats=True)
@@ -128,3 +130,25 @@ def test_unaligned_host_arrays_are_copied_aligned_and_aligned_ones_shared():
         assert aligned.ctypes.data % _ALIGN == 0
         shared = _to_device(aligned)
         assert np.shares_memory(np.asarray(shared), aligned)
+
+
+def test_gram_of_monomial_features_sums_each_distinct_product_once(x64):
+    """Features that are monomials share products: the Gram pass sums each once,
+    and the matrices equal those summed over every pair."""
+    from orrery.lux._poly import feature_exponents, poly_features
+
+    rng = np.random.default_rng(3)
+    labels = rng.normal(size=(40, 3))
+    feats = np.asarray(poly_features(labels, 2))
+    ivar = rng.uniform(0.5, 2.0, size=(40, 7))
+    flux = rng.normal(size=(40, 7))
+    exponents = feature_exponents(3, 2)
+    layout = fit_kernels.product_layout(feats.shape[1], exponents)
+    assert len(layout[0]) == 35  # monomials of degree <= 4 in 3 labels, not 55 pairs
+    shared, rhs = fit_kernels.weighted_normal(feats, ivar, flux, layout=layout)
+    every, rhs_every = fit_kernels.weighted_normal(feats, ivar, flux)
+    expected = np.einsum("np,nk,nl->pkl", ivar, feats, feats)
+    np.testing.assert_allclose(np.asarray(shared), expected, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(every), expected, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(rhs), np.asarray(rhs_every))
+    assert exponents[:4] == ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1))

@@ -35,15 +35,46 @@ def _pairs(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i, j, pos
 
 
-def _unpack_gram(sums, k: int):
-    """``(k(k+1)/2, p)`` sums of the distinct products as ``(p, k, k)`` matrices."""
-    _, _, pos = _pairs(k)
+@lru_cache(maxsize=16)
+def product_layout(
+    k: int, exponents: tuple[tuple[int, ...], ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The products a Gram pass sums: one pair ``(i, j)`` per distinct product, and ``pos``.
+
+    ``pos[a, b]`` is the place of ``φ_a φ_b`` among them. Without ``exponents``
+    they are the ``k(k+1)/2`` pairs ``i <= j``. Monomial features (``exponents``
+    gives each feature's exponent vector) share products: ``φ_a φ_b`` is the
+    monomial of exponent ``e_a + e_b``, so there are only as many distinct
+    products as monomials of twice the degree (35 instead of 55 for 3 labels
+    at degree 2), and each Gram pass does that much less arithmetic.
+    """
+    if exponents is None:
+        return _pairs(k)
+    if len(exponents) != k:
+        raise ValueError(f"exponents: expected {k} exponent vectors, got {len(exponents)}")
+    i_all, j_all, _ = _pairs(k)
+    index: dict[tuple[int, ...], int] = {}
+    first_i, first_j = [], []
+    pos = np.zeros((k, k), np.int32)
+    for a, b in zip(i_all.tolist(), j_all.tolist(), strict=True):
+        key = tuple(x + y for x, y in zip(exponents[a], exponents[b], strict=True))
+        if key not in index:
+            index[key] = len(first_i)
+            first_i.append(a)
+            first_j.append(b)
+        pos[a, b] = pos[b, a] = index[key]
+    return np.asarray(first_i, np.int32), np.asarray(first_j, np.int32), pos
+
+
+def _unpack_gram(sums, k: int, layout=None):
+    """``(m, p)`` sums of the distinct products as ``(p, k, k)`` matrices."""
+    _, _, pos = _pairs(k) if layout is None else layout
     return jnp.take(sums.T, pos.ravel(), axis=1).reshape(-1, k, k)
 
 
-def feature_products(features: Float[Array, "n k"]) -> Float[Array, "n m"]:
-    """The distinct products ``φ_i φ_j`` (``i <= j``) of every star, ``(n, k(k+1)/2)``."""
-    i, j, _ = _pairs(features.shape[1])
+def feature_products(features: Float[Array, "n k"], layout=None) -> Float[Array, "n m"]:
+    """The distinct products of every star's features, ``(n, m)`` (`product_layout`)."""
+    i, j, _ = _pairs(features.shape[1]) if layout is None else layout
     return jnp.take(features, i, axis=1) * jnp.take(features, j, axis=1)
 
 
@@ -54,16 +85,19 @@ def weighted_normal(
     s2: Float[Array, " p"] | None = None,
     products: Float[Array, "n m"] | None = None,
     with_stats: bool = False,
+    layout=None,
 ):
     """Per-pixel ``Fᵀ W F`` and ``Fᵀ W y`` with ``W = ivar / (1 + ivar s²)`` (``ivar`` without s2).
 
     One blocked pass: the weights of a block of stars are formed in cache and
-    summed into both right away. With ``with_stats`` the same pass also returns
-    the input statistics (`_stats_finish`), after the two.
+    summed into both right away. ``products`` and ``layout`` are
+    `feature_products` and `product_layout` (default: every pair ``i <= j``).
+    With ``with_stats`` the same pass also returns the input statistics
+    (`_stats_finish`), after the two.
     """
     n, p = y.shape
     k = features.shape[1]
-    products = feature_products(features) if products is None else products
+    products = feature_products(features, layout) if products is None else products
 
     def body(acc, pb, fb, ib, yb):
         w = ib if s2 is None else ib / (1.0 + ib * s2)
@@ -75,7 +109,7 @@ def weighted_normal(
         init = (*init, _stats_init(p, y.dtype))
     rows = block_rows(n, p, y.dtype.itemsize, _blocks.GRAM_BYTES)
     out = row_blocks(body, (products, features, ivar, y), init, rows)
-    gram, rhs = _unpack_gram(out[0], k), out[1].T
+    gram, rhs = _unpack_gram(out[0], k, layout), out[1].T
     return (gram, rhs, *_stats_finish(out[2])) if with_stats else (gram, rhs)
 
 
@@ -199,32 +233,36 @@ def _well_posed(gram, rhs, penalty, allowed):
 
 def _stats_init(p: int, dtype) -> tuple:
     zero = jnp.zeros(p, dtype)
-    return zero, zero, jnp.full(p, -jnp.inf, dtype), zero, zero
+    return zero, zero, jnp.full(p, -jnp.inf, dtype), zero, zero, zero
 
 
 def _stats_fold(acc: tuple, fb, ib) -> tuple:
     """Fold one block of flux and ivar into the input statistics.
 
     Per pixel the count of entries with ivar > 0, the sum of their ``σ² = 1 /
-    ivar`` and the largest ivar (meaningful for clean data only), the count of
-    negative ivar, and a sum that is NaN exactly when some entry is not finite.
+    ivar``, the largest ivar, ``Σ ivar`` and ``Σ ivar y²`` (meaningful for clean
+    data only), and the count of negative ivar. The count is NaN exactly when
+    some entry is not finite (each column sum costs a pass over the block, so
+    the two share one).
     """
     seen = (ib > 0).astype(fb.dtype)  # arithmetic, not selects: these vectorise
     tiny = jnp.finfo(fb.dtype).tiny
-    count, sum_var, ivar_max, negative, probe = acc
+    count, sum_var, ivar_max, sum_ivar, sum_wyy, negative = acc
     return (
-        count + col_sum(seen),
+        count + col_sum(seen + 0 * fb + 0 * ib),
         sum_var + col_sum(seen / jnp.maximum(ib, tiny)),
         jnp.maximum(ivar_max, col_max(ib)),
+        sum_ivar + col_sum(ib),
+        sum_wyy + col_sum(ib * fb * fb),
         negative + col_sum((ib < 0).astype(fb.dtype)),
-        probe + col_sum(0 * fb + 0 * ib),  # NaN exactly when flux or ivar is not finite
     )
 
 
 def _stats_finish(acc: tuple) -> tuple:
-    """Count, ``Σ σ²``, max ivar per pixel; any ivar < 0; any entry not finite."""
-    count, sum_var, ivar_max, negative, probe = acc
-    return count, sum_var, ivar_max, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(probe))
+    """Count, ``Σ σ²``, max ivar, ``Σ ivar``, ``Σ ivar y²`` per pixel; any ivar < 0; any
+    entry not finite."""
+    count, *sums, negative = acc
+    return (count, *sums, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(count)))
 
 
 @jax.jit

@@ -24,6 +24,7 @@ from ._cannon_fit import (
     _refine,
     _well_posed,
     feature_products,
+    product_layout,
     solve_from_gram,
     weighted_normal,
 )
@@ -37,7 +38,14 @@ HANDOFF = 1e-2
 
 @partial(
     jax.jit,
-    static_argnames=("reg_type", "known_noise", "fit_scatter_", "max_iter", "l1_iter"),
+    static_argnames=(
+        "reg_type",
+        "known_noise",
+        "fit_scatter_",
+        "max_iter",
+        "l1_iter",
+        "exponents",
+    ),
 )
 def fit_all(
     features,
@@ -51,6 +59,7 @@ def fit_all(
     fit_scatter_: bool,
     max_iter: int,
     l1_iter: int = 500,
+    exponents: tuple[tuple[int, ...], ...] | None = None,
 ):
     """The whole training loop in one compiled program.
 
@@ -80,13 +89,18 @@ def fit_all(
     weights are ``1 / s²`` per pixel, so the Gram matrices of the first solve
     are rescaled instead of recomputed.
 
+    ``exponents``: the features' monomial exponents when they are monomials
+    of the labels (`orrery.lux._poly.feature_exponents`), so that Gram passes
+    sum each distinct product once (`product_layout`).
+
     Returns:
         coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)``, scatter
         converged ``(p,)``, whether any ivar is negative and whether any entry
         is not finite.
     """
-    products = feature_products(features)
-    base = weighted_normal(features, ivar, flux, None, products, with_stats=True)
+    layout = product_layout(features.shape[1], exponents)
+    products = feature_products(features, layout)
+    base = weighted_normal(features, ivar, flux, None, products, with_stats=True, layout=layout)
     *base, negative, dirty = base
     run = partial(
         _train,
@@ -103,6 +117,7 @@ def fit_all(
         fit_scatter_=fit_scatter_,
         max_iter=max_iter,
         l1_iter=l1_iter,
+        layout=layout,
     )
     p, k = flux.shape[1], features.shape[1]
     dtype = flux.dtype
@@ -129,6 +144,7 @@ def _train(
     fit_scatter_: bool,
     max_iter: int,
     l1_iter: int,
+    layout,
 ):
     """`fit_all` after its first pass, on clean data.
 
@@ -136,7 +152,7 @@ def _train(
     weights, and per pixel the count of entries, the sum of ``σ²`` and the
     largest ivar.
     """
-    base_gram, base_rhs, count, sum_var, ivar_max = base
+    base_gram, base_rhs, count, sum_var, ivar_max, sum_ivar, sum_wyy = base
     dtype = flux.dtype
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
@@ -149,7 +165,7 @@ def _train(
     # unusable pixels keep theirs, but their coefficients are censored to 0 and
     # their scatter is not fitted (count 0), so nothing of them reaches the result
     def normal(s2):
-        return weighted_normal(features, ivar, flux, s2, products)
+        return weighted_normal(features, ivar, flux, s2, products, layout=layout)
 
     zeros = jnp.zeros((p, features.shape[1]), dtype)
     s2 = jnp.zeros(p, dtype)
@@ -166,6 +182,14 @@ def _train(
     all_conv = jnp.ones(p, bool)
     if not fit_scatter_:
         return coeffs, s2, usable, all_conv
+    # the first scatter fit starts where the base fit's χ² puts it: E[χ²] ≈ (N - k)(1 + s² ivar)
+    chi2 = (
+        sum_wyy
+        - 2.0 * jnp.sum(coeffs * base_rhs, axis=1)
+        + jnp.einsum("pk,pkl,pl->p", coeffs, base_gram, coeffs)
+    )
+    dof = jnp.maximum(n_good - n_free, 1.0)
+    start = (chi2 - dof) / jnp.maximum(sum_ivar * dof / jnp.maximum(n_good, 1.0), 1e-30)
     # below this relative change of s the re-solved θ equals the current one to round-off
     still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
 
@@ -191,7 +215,7 @@ def _train(
                 ivar,
                 n_good,
                 sum_var,
-                None if first else s2_old,
+                start if first else s2_old,
                 features=features,
                 theta=theta,
                 with_rhs=warm,

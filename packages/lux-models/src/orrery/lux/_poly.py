@@ -43,6 +43,20 @@ def poly_features(
     return jnp.concatenate(cols, axis=-1)
 
 
+@lru_cache(maxsize=64)
+def feature_exponents(
+    label_size: int, degree: int, include_bias: bool = True
+) -> tuple[tuple[int, ...], ...]:
+    """Each feature's exponent vector over the labels, in `poly_features` order.
+
+    Labels ``[a, b]`` at degree 2 give ``((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))``.
+    """
+    out = [(0,) * label_size] if include_bias else []
+    for idx in _term_indices(label_size, degree):
+        out.extend(tuple(int(np.sum(row == j)) for j in range(label_size)) for row in idx)
+    return tuple(out)
+
+
 def term_names(label_names: tuple[str, ...], degree: int, include_bias: bool = True) -> list[str]:
     """Human-readable names of the features, e.g. ``["1", "teff", "teff*logg", ...]``."""
     names = ["1"] if include_bias else []

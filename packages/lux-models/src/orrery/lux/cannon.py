@@ -30,7 +30,7 @@ from . import _cannon_infer as _infer
 from . import _cannon_io as _io
 from . import _cannon_train as _train
 from . import _cannon_validate as _validate
-from ._poly import _term_indices, n_poly_features, poly_features
+from ._poly import _term_indices, feature_exponents, n_poly_features, poly_features
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -305,6 +305,7 @@ class Cannon(eqx.Module):
             known_noise=ivar is not None,
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
+            exponents=feature_exponents(self.label_size, self.poly_degree, self.include_bias),
         )
         coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
         if bool(negative):
