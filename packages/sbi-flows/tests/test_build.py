@@ -41,7 +41,9 @@ def _assert_same(a, b) -> None:
 
 # affine and spline share flowjax's Coupling (closure cells), MAF has its own cells,
 # the BNAF none but XLA-fused weight norms.
-@pytest.mark.parametrize("family", ["affine", "autoregressive", "neural_autoregressive"])
+@pytest.mark.parametrize(
+    "family", ["affine", "autoregressive", "neural_autoregressive", "spline_affine"]
+)
 def test_compiled_build_equals_eager_build(family):
     z = jr.normal(jr.key(1), (4, 3))
     seeds = (0, 1) if family == "affine" else (0,)  # seed 1 reuses the compiled program

@@ -1,5 +1,6 @@
 """Observation encoders on spectra with uncertainties and on photometry."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -64,6 +65,29 @@ def test_block_encoders_have_the_requested_sizes():
     assert enc.blocks["spec"](**one["spec"]).shape == (8,)
     assert enc.blocks["phot"](one["phot"]["values"]).shape == (4,)
     assert enc.block_names == ("spec", "phot")
+
+
+def test_linear_skip_starts_at_zero_and_adds_a_linear_map_of_the_raw_observation():
+    kwargs = dict(
+        embedding_dim=6,
+        spectrum_embedding_dim=8,
+        photometry_embedding_dim=4,
+        encoder_hidden_dim=16,
+        key=jr.key(2),
+    )
+    plain = build_observation_encoder(SCHEMA, **kwargs)
+    skip = build_observation_encoder(SCHEMA, linear_skip=True, **kwargs)
+    assert plain.skip is None and skip.skip.weight.shape == (6, 2 * 40 + 5)
+    obs = _observations(4, seed=1)
+    np.testing.assert_array_equal(jax.vmap(skip)(obs), jax.vmap(plain)(obs))
+    weight = jr.normal(jr.key(3), skip.skip.weight.shape)
+    trained = eqx.tree_at(lambda e: e.skip.weight, skip, weight)
+    raw = jnp.concatenate(
+        [obs["spec"]["values"], obs["spec"]["uncertainties"], obs["phot"]["values"]], axis=1
+    )
+    np.testing.assert_allclose(
+        jax.vmap(trained)(obs) - jax.vmap(plain)(obs), raw @ weight.T, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_wrong_spectrum_length_and_unknown_encoder_are_rejected():

@@ -171,11 +171,22 @@ REFERENCE_DEFAULTS = {
 }
 
 
+#: our keyword-only-by-position additions, after every reference argument, off by default
+EXTENSION_DEFAULTS = {
+    "lr_decay_patience": None,
+    "lr_decay_factor": 0.3,
+    "lr_decay_max": 3,
+    "encoder_linear_skip": False,
+}
+
+
 def test_constructor_has_every_reference_argument_and_default():
     params = inspect.signature(ConditionalFlowPosterior.__init__).parameters
     assert list(params)[1] == "parameter_dim"
     got = {k: p.default for k, p in params.items() if k not in ("self", "parameter_dim")}
-    assert got == REFERENCE_DEFAULTS
+    assert got == {**REFERENCE_DEFAULTS, **EXTENSION_DEFAULTS}
+    # the reference's positional order is kept: the additions come last
+    assert list(got)[: len(REFERENCE_DEFAULTS)] == list(REFERENCE_DEFAULTS)
     post = ConditionalFlowPosterior(3)
     for name, default in REFERENCE_DEFAULTS.items():
         if name != "task_metadata":

@@ -13,7 +13,9 @@ def test_recommended_is_unfitted_and_adapts_to_the_budget():
     assert small.early_stopping_patience and small.use_cosine_schedule
     assert small.hidden_dim < large.hidden_dim and small.batch_size < large.batch_size
     assert small.num_epochs > large.num_epochs
-    assert small.parameter_space == "physical" and small.flow_family == "spline"
+    assert small.parameter_space == "physical" and small.flow_family == "spline_affine"
+    assert small.lr_decay_patience < small.early_stopping_patience
+    assert small.encoder_linear_skip
 
 
 def test_overrides_replace_the_recipe_and_unknown_ones_are_refused():

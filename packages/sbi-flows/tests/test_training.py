@@ -170,6 +170,46 @@ def test_early_stopping_stops_and_restores_the_best_state():
     assert abs(float(fitted.w) - 0.3) < 0.05
 
 
+def test_plateau_decay_restores_the_best_state_and_lowers_the_rate():
+    # As above: validation prefers w = 0.3 while training pulls w towards 1.
+    trainer = SBITrainer(
+        learning_rate=0.05,
+        batch_size=64,
+        num_epochs=200,
+        early_stopping_patience=2,
+        lr_decay_patience=2,
+        lr_decay_factor=0.3,
+        lr_decay_max=2,
+        progress=False,
+    )
+    fitted, artifacts = trainer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0), targets(0.3))
+    lrs = np.asarray(artifacts.history["learning_rate"])
+    val = np.asarray(artifacts.history["val_loss"])
+    rates = sorted(set(np.round(lrs, 8)), reverse=True)
+    np.testing.assert_allclose(rates, [0.05, 0.015, 0.0045], rtol=1e-6)
+    assert np.all(np.diff(lrs) <= 0)  # the factor only falls
+    assert artifacts.trainer_metadata["stopped_early"]
+    for rate in (0.015, 0.0045):
+        first = int(np.argmax(np.isclose(lrs, rate)))
+        # the first epoch after a decay starts from the best state, not the drifted one
+        assert val[first] < val[first - 1]
+        assert val[first] < 0.02**2
+    # the last decay, then early stopping's patience
+    assert len(val) - int(np.argmax(np.isclose(lrs, 0.0045))) == 2 + 1
+    best = int(np.argmin(val))
+    assert artifacts.validation_metrics["best_epoch"] == best + 1
+    assert float((fitted.w - 0.3) ** 2) == pytest.approx(val[best], rel=1e-5)
+    # the decayed rate does reach the updates: steps shrink with it
+    assert abs(float(fitted.w) - 0.3) < 0.01
+
+
+def test_plateau_decay_settings_are_checked():
+    with pytest.raises(ConfigError, match="lr_decay_factor"):
+        SBITrainer(lr_decay_patience=2, lr_decay_factor=1.5)
+    with pytest.raises(ConfigError, match="lr_decay_patience"):
+        SBITrainer(lr_decay_patience=0)
+
+
 def test_min_delta_requires_a_real_improvement():
     trainer = SBITrainer(
         learning_rate=1e-4,

@@ -1,4 +1,4 @@
-"""Conditional flows built from flowjax: four families, two bases, an optional base affine.
+"""Conditional flows built from flowjax: five families, two bases, an optional base affine.
 
 Every flow is a ``flowjax.distributions.Transformed`` whose bijection runs
 ``latent -> parameters`` on ``sample`` and ``parameters -> latent`` on
@@ -21,6 +21,7 @@ from flowjax.bijections import (
     Chain,
     Coupling,
     Invert,
+    MaskedAutoregressive,
     NumericalInverse,
     Permute,
     RationalQuadraticSpline,
@@ -195,6 +196,26 @@ def _coupling_flow(key, base, transformer, *, dim, cond_dim, layers, width, dept
     return Transformed(base, Invert(Scan(stacked)))
 
 
+def _affine_autoregressive(key, dim, cond_dim, width, depth):
+    """One masked autoregressive affine layer given the observation, on the parameter side.
+
+    In front of spline couplings it carries the location and scale (and linear
+    correlations) that depend on the observation, so the splines, which are the
+    identity outside their interval, only shape what is left: a Gaussian or
+    heavy-tailed posterior far from the prior's centre is reached by the affine
+    layer, not squeezed through the splines' tails.
+    """
+    layer = MaskedAutoregressive(
+        key,
+        transformer=_affine_with_min_scale(),
+        dim=dim,
+        cond_dim=cond_dim,
+        nn_width=width,
+        nn_depth=depth,
+    )
+    return Invert(layer)  # log_prob (training) runs the parallel direction
+
+
 def _neural_autoregressive_flow(
     key, base, *, cond_dim, dim, layers, depth, block_dim, min_slope, min_residual, steps
 ):
@@ -254,6 +275,9 @@ def build_flow(
         ``"affine"``: affine coupling layers (RealNVP-style).
         ``"autoregressive"``: masked autoregressive affine layers whose MADE network
         has ``autoregressive_transform_units * dim`` hidden units per layer.
+        ``"spline_affine"``: the ``"spline"`` couplings, then one masked autoregressive
+        affine layer given the condition (on the parameter side), which carries the
+        location, scale and linear correlations, also far outside the splines' interval.
         ``"neural_autoregressive"``: block neural autoregressive layers (block size
         ``autoregressive_transform_units``) with activation ``tanh(x) + min_slope*x``
         and a residual share ``min_residual``; sampling inverts them by element-wise
@@ -264,6 +288,20 @@ def build_flow(
     """
     check_choice(flow_family, FLOW_FAMILIES, "flow_family")
     base = build_base(dim, base_distribution, use_base_affine)
+    if flow_family == "spline_affine":
+        k_spline, k_affine = jr.split(key)
+        splines = _coupling_flow(
+            k_spline,
+            base,
+            RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound),
+            dim=dim,
+            cond_dim=cond_dim,
+            layers=num_layers,
+            width=hidden_dim,
+            depth=depth,
+        )
+        affine = _affine_autoregressive(k_affine, dim, cond_dim, hidden_dim, depth)
+        return Transformed(base, Chain([splines.bijection, affine]))
     if flow_family in ("spline", "affine"):
         transformer = (
             RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound)

@@ -155,18 +155,32 @@ class ObservationEncoder(eqx.Module):
     block_names: tuple[str, ...] = eqx.field(static=True)
     blocks: dict[str, eqx.Module]
     fusion: eqx.nn.MLP
+    skip: eqx.nn.Linear | None
 
-    def __init__(self, blocks: Mapping[str, eqx.Module], fusion: eqx.nn.MLP) -> None:
+    def __init__(
+        self,
+        blocks: Mapping[str, eqx.Module],
+        fusion: eqx.nn.MLP,
+        skip: eqx.nn.Linear | None = None,
+    ) -> None:
         self.block_names = tuple(blocks)
         self.blocks = dict(blocks)
         self.fusion = fusion
+        self.skip = skip
 
     def __call__(self, observation: Mapping[str, Mapping[str, Array]]) -> Float[Array, " e"]:
         parts = []
         for name in self.block_names:
             block = observation[name]
             parts.append(self.blocks[name](block["values"], block.get("uncertainties")))
-        return self.fusion(jnp.concatenate(parts))
+        out = self.fusion(jnp.concatenate(parts))
+        if self.skip is None:
+            return out
+        raw = [
+            _channels(observation[name]["values"], observation[name].get("uncertainties"))
+            for name in self.block_names
+        ]
+        return out + self.skip(jnp.concatenate([r.reshape(-1) for r in raw]))
 
 
 def build_observation_encoder(
@@ -179,6 +193,7 @@ def build_observation_encoder(
     encoder_hidden_dim: int = 128,
     encoder_patch_size: int = 32,
     n_wavelengths: int | None = None,
+    linear_skip: bool = False,
     key: PRNGKeyArray,
 ) -> ObservationEncoder:
     """Build the encoder for an observation schema.
@@ -193,6 +208,10 @@ def build_observation_encoder(
         encoder_hidden_dim: hidden width of the encoders and the fusion MLP.
         encoder_patch_size: patch length of the ``"patch"`` encoder.
         n_wavelengths: when given, every ``"spectrum"`` block must have this many values.
+        linear_skip: add a linear map of the raw observation (every block's values and
+            uncertainties) to the context vector. It starts at zero, so the encoder
+            starts as without it; a context linear in the data is then learned as by
+            linear regression rather than through the MLPs.
         key: initialisation key.
 
     Returns:
@@ -206,7 +225,7 @@ def build_observation_encoder(
         raise ConfigError("observation schema: expected at least one block")
     keys = jr.split(key, len(schema) + 1)
     blocks: dict[str, eqx.Module] = {}
-    total = 0
+    total = raw_total = 0
     for k, (name, spec) in zip(keys[:-1], schema.items(), strict=True):
         size, channels = int(spec["size"]), 2 if spec["has_uncertainties"] else 1
         modality = spec["modality"]
@@ -230,7 +249,12 @@ def build_observation_encoder(
             enc = VectorEncoder(channels, size, out, encoder_hidden_dim, depth=1, key=k)
         blocks[name] = enc
         total += out
+        raw_total += size * channels
     fusion = eqx.nn.MLP(
         total, embedding_dim, encoder_hidden_dim, 1, activation=jax.nn.gelu, key=keys[-1]
     )
-    return ObservationEncoder(blocks, fusion)
+    skip = None
+    if linear_skip:
+        skip = eqx.nn.Linear(raw_total, embedding_dim, use_bias=False, key=keys[-1])
+        skip = eqx.tree_at(lambda lin: lin.weight, skip, jnp.zeros_like(skip.weight))
+    return ObservationEncoder(blocks, fusion, skip)

@@ -110,13 +110,21 @@ class ConditionalFlowPosterior(
         warmup_epochs: warm-up length in epochs (overrides ``warmup_fraction``).
         min_learning_rate: floor of the cosine schedule.
         lr_schedule_total_epochs: schedule horizon (default ``num_epochs``).
+        lr_decay_patience: epochs of a validation plateau after which the best state
+            is restored and the learning rate multiplied by ``lr_decay_factor`` (at
+            most ``lr_decay_max`` times; ``None``: off). Not in the upstream estimator.
+        lr_decay_factor: multiplier of each plateau decay.
+        lr_decay_max: most plateau decays; early stopping counts after the last.
+        encoder_linear_skip: add a zero-initialised linear map of the raw observation
+            to the encoder's context vector (not upstream; changes the state layout).
         checkpoint_directory: where epoch-end checkpoints go (``None``: none).
         checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
         resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
             All training options are handed to `SBITrainer`.
         parameter_space: ``"physical"``, ``"cube"`` or ``"unconstrained"``.
-        flow_family: ``"spline"``, ``"affine"``, ``"autoregressive"`` or
-            ``"neural_autoregressive"``.
+        flow_family: ``"spline"``, ``"affine"``, ``"autoregressive"``,
+            ``"neural_autoregressive"`` or ``"spline_affine"`` (spline couplings, then a
+            masked autoregressive affine layer given the observation; not upstream).
         num_spline_bins: knots of each rational-quadratic spline.
         spline_bound: spline interval ``[-spline_bound, spline_bound]`` (identity outside).
         base_distribution: ``"gaussian"`` or ``"student_t"`` (df = 5).
@@ -214,6 +222,10 @@ class ConditionalFlowPosterior(
         verbose_diagnostics: bool = False,
         diagnostics_output_directory: str | None = None,
         diagnostics_plot_interval: int = 1,
+        lr_decay_patience: int | None = None,
+        lr_decay_factor: float = 0.3,
+        lr_decay_max: int = 3,
+        encoder_linear_skip: bool = False,
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if self._forced_flow_family is not None:
@@ -250,6 +262,13 @@ class ConditionalFlowPosterior(
             raise ConfigError(f"spline_bound: expected a positive value, got {spline_bound}")
         if not config["learning_rate"] > 0:
             raise ConfigError(f"learning_rate: expected a positive value, got {learning_rate}")
+        if config["lr_decay_patience"] is not None:
+            check_positive_int(config["lr_decay_patience"], "lr_decay_patience")
+        check_positive_int(config["lr_decay_max"], "lr_decay_max", minimum=0)
+        if not 0 < config["lr_decay_factor"] < 1:
+            raise ConfigError(
+                f"lr_decay_factor: expected a value in (0, 1), got {config['lr_decay_factor']}"
+            )
         for name in ("embedding_noise_std", "embedding_noise_min_scale", "parameter_noise_floor"):
             if not config[name] >= 0:
                 raise ConfigError(f"{name}: expected a non-negative value, got {config[name]}")
@@ -277,11 +296,13 @@ class ConditionalFlowPosterior(
     ) -> ConditionalFlowPosterior:
         """A configured, unfitted posterior for users who do not want to tune.
 
-        The general-purpose recipe: a neural spline flow in z-scored physical
-        coordinates (draws outside a bounded prior rejected), width and batch size
-        adapted to ``num_simulations``, a cosine learning-rate schedule over about
-        8,000 optimiser steps and early stopping on the validation loss that
-        restores the best state (see ``orrery.sbi._recipe`` for each choice).
+        The general-purpose recipe: neural spline couplings then an affine
+        autoregressive layer (``"spline_affine"``) in z-scored physical coordinates
+        (draws outside a bounded prior rejected), an encoder with a linear skip,
+        width and batch size adapted to ``num_simulations``, a cosine learning-rate
+        schedule over about 8,000 optimiser steps, lowered on validation plateaus,
+        and early stopping that restores the best state (see ``orrery.sbi._recipe``
+        for each choice).
 
         Args:
             parameter_dim: number of inferred parameters.
@@ -297,7 +318,7 @@ class ConditionalFlowPosterior(
         Example:
             >>> post = ConditionalFlowPosterior.recommended(2, 10_000, seed=1)
             >>> post.flow_family, post.batch_size, post.early_stopping_patience
-            ('spline', 128, 14)
+            ('spline_affine', 128, 12)
         """
         config = recommended_config(parameter_dim, num_simulations)
         known = inspect.signature(cls.__init__).parameters
@@ -369,6 +390,7 @@ class ConditionalFlowPosterior(
             encoder_hidden_dim=self.resolved_encoder_hidden_dim,
             encoder_patch_size=self.encoder_patch_size,
             n_wavelengths=self.n_wavelengths,
+            linear_skip=self.encoder_linear_skip,
             key=k_enc,
         )
         return encoder, self._build_flow(k_flow)
@@ -453,6 +475,9 @@ class ConditionalFlowPosterior(
             warmup_epochs=self.warmup_epochs,
             min_learning_rate=self.min_learning_rate,
             lr_schedule_total_epochs=self.lr_schedule_total_epochs,
+            lr_decay_patience=self.lr_decay_patience,
+            lr_decay_factor=self.lr_decay_factor,
+            lr_decay_max=self.lr_decay_max,
             checkpoint_directory=self.checkpoint_directory,
             checkpoint_backend=self.checkpoint_backend,
             resume_from_checkpoint=self.resume_from_checkpoint,

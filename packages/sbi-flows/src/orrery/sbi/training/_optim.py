@@ -6,6 +6,7 @@ import math
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -44,9 +45,17 @@ def make_schedule(
 
 
 def make_optimizer(
-    schedule: optax.Schedule, *, weight_decay: float, gradient_clip_norm: float | None
+    schedule: optax.Schedule,
+    *,
+    weight_decay: float,
+    gradient_clip_norm: float | None,
+    scalable: bool = False,
 ) -> optax.GradientTransformation:
     """Adam (AdamW when ``weight_decay > 0``), preceded by global-norm clipping if set.
+
+    With ``scalable`` the updates are then multiplied by a factor held in the
+    optimiser state (1 at first; `set_lr_factor`), so that the trainer can lower
+    the learning rate on a plateau without recompiling the step.
 
     The update runs on all parameters ravelled into one vector (``optax.flatten``):
     the same arithmetic, but a handful of operations instead of a dozen per
@@ -59,7 +68,17 @@ def make_optimizer(
         base = optax.adam(schedule)
     if gradient_clip_norm is not None:
         base = optax.chain(optax.clip_by_global_norm(gradient_clip_norm), base)
+    if scalable:
+        base = optax.chain(base, optax.inject_hyperparams(optax.scale)(step_size=1.0))
     return optax.flatten(base)
+
+
+def set_lr_factor(opt_state, factor: float):
+    """``opt_state`` of a ``scalable`` optimiser with its learning-rate factor set."""
+    current = optax.tree_utils.tree_get(opt_state, "step_size")
+    return optax.tree_utils.tree_set(
+        opt_state, step_size=jnp.asarray(factor, dtype=jnp.result_type(current))
+    )
 
 
 def make_sgd_step(static, optimizer, loss_fn, batch_transform):

@@ -28,6 +28,7 @@ from ._optim import (
     make_optimizer,
     make_schedule,
     make_sgd_step,
+    set_lr_factor,
     split_static,
     static_key,
     trainable_spec,
@@ -102,6 +103,13 @@ class SBITrainer:
         min_learning_rate: start of the warm-up and floor of the decay.
         lr_schedule_total_epochs: schedule horizon in epochs (default ``num_epochs``);
             keep it fixed to make a resumed run identical to an uninterrupted one.
+        lr_decay_patience: on a plateau of this many epochs without improvement of
+            the monitored loss, restore the best parameters and multiply the learning
+            rate (on top of its schedule) by ``lr_decay_factor``, at most
+            ``lr_decay_max`` times; early stopping counts only once no decay is left.
+            ``None``: no decay on plateaus.
+        lr_decay_factor: the multiplier of each plateau decay, in (0, 1).
+        lr_decay_max: most plateau decays.
         checkpoint_directory: write a checkpoint here at the end of every epoch.
         checkpoint_backend: ``"auto"`` (orbax if importable, else equinox),
             ``"orbax"`` or ``"equinox"``.
@@ -135,6 +143,9 @@ class SBITrainer:
         resume_from_checkpoint: bool = False,
         seed: int = 0,
         progress: bool = True,
+        lr_decay_patience: int | None = None,
+        lr_decay_factor: float = 0.3,
+        lr_decay_max: int = 3,
     ):
         if not (learning_rate > 0 and math.isfinite(learning_rate)):
             raise ConfigError(f"learning_rate must be a positive number; got {learning_rate!r}")
@@ -168,6 +179,11 @@ class SBITrainer:
             )
         if resume_from_checkpoint and checkpoint_directory is None:
             raise ConfigError("resume_from_checkpoint=True needs a checkpoint_directory")
+        if lr_decay_patience is not None:
+            check_positive_int(lr_decay_patience, "lr_decay_patience", minimum=1)
+        if not 0 < lr_decay_factor < 1:
+            raise ConfigError(f"lr_decay_factor must lie in (0, 1); got {lr_decay_factor!r}")
+        check_positive_int(lr_decay_max, "lr_decay_max", minimum=0)
         self.learning_rate = float(learning_rate)
         self.batch_size = int(batch_size)
         self.num_epochs = int(num_epochs)
@@ -185,6 +201,9 @@ class SBITrainer:
         self.resume_from_checkpoint = bool(resume_from_checkpoint)
         self.seed = as_int_seed(seed)
         self.progress = bool(progress)
+        self.lr_decay_patience = lr_decay_patience
+        self.lr_decay_factor = float(lr_decay_factor)
+        self.lr_decay_max = int(lr_decay_max)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-safe dict."""
@@ -205,6 +224,9 @@ class SBITrainer:
             "checkpoint_backend": self.checkpoint_backend,
             "resume_from_checkpoint": self.resume_from_checkpoint,
             "seed": self.seed,
+            "lr_decay_patience": self.lr_decay_patience,
+            "lr_decay_factor": self.lr_decay_factor,
+            "lr_decay_max": self.lr_decay_max,
         }
 
     def config_key(self) -> tuple:
@@ -218,6 +240,7 @@ class SBITrainer:
             self.warmup_epochs,
             self.min_learning_rate,
             self.lr_schedule_total_epochs or self.num_epochs,
+            self.lr_decay_patience is not None,
         )
 
     def fit(
@@ -301,8 +324,12 @@ class SBITrainer:
             warmup_epochs=self.warmup_epochs,
             min_learning_rate=self.min_learning_rate,
         )
+        decays = self.lr_decay_patience is not None
         optimizer = make_optimizer(
-            schedule, weight_decay=self.weight_decay, gradient_clip_norm=self.gradient_clip_norm
+            schedule,
+            weight_decay=self.weight_decay,
+            gradient_clip_norm=self.gradient_clip_norm,
+            scalable=decays,
         )
         params, static = eqx.partition(model, trainable_spec(model))
         # Strong dtypes from the start, so the first epoch does not compile twice.
@@ -368,6 +395,7 @@ class SBITrainer:
         history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": []}
         best = {"params": params, "epoch": 0, "loss": math.inf, "stable": False}
         monitor_best, since_improved, stopped_early, start_epoch = math.inf, 0, False, 0
+        lr_factor, n_decays = 1.0, 0
         resumed_from = None
         run_facts = {
             "n_train": n_train,
@@ -402,6 +430,8 @@ class SBITrainer:
                 }
                 monitor_best = state["monitor_best"]
                 since_improved = state["since_improved"]
+                lr_factor = state.get("lr_factor", 1.0)
+                n_decays = state.get("n_decays", 0)
                 stopped_early = state["stopped_early"]
                 start_epoch = resumed_from = state["epoch"]
 
@@ -441,7 +471,7 @@ class SBITrainer:
                     )
                     params = dp.local(params_dp)
                 history["train_loss"].append(float(train_loss))
-                history["learning_rate"].append(float(epoch_lrs[epoch]))
+                history["learning_rate"].append(float(epoch_lrs[epoch]) * lr_factor)
                 val_loss = (
                     float(evaluate(params, val_data, val_key, n_val)) if has_val else math.nan
                 )
@@ -480,7 +510,18 @@ class SBITrainer:
                     monitor_best, since_improved = candidate, 0
                 else:
                     since_improved += 1
-                if (
+                if decays and n_decays < self.lr_decay_max:
+                    if since_improved >= self.lr_decay_patience:
+                        # a plateau: back to the best state, at a lower rate
+                        lr_factor *= self.lr_decay_factor
+                        n_decays += 1
+                        since_improved = 0
+                        params = best["params"]
+                        opt_state = set_lr_factor(opt_state, lr_factor)
+                        if dp is not None:
+                            params_dp = dp.replicate(params)
+                            opt_dp = dp.replicate(set_lr_factor(dp.local(opt_dp), lr_factor))
+                elif (
                     self.early_stopping_patience is not None
                     and since_improved >= self.early_stopping_patience
                 ):
@@ -501,6 +542,8 @@ class SBITrainer:
                             "monitor_best": monitor_best,
                             "since_improved": since_improved,
                             "stopped_early": stopped_early,
+                            "lr_factor": lr_factor,
+                            "n_decays": n_decays,
                             "run": run_facts,
                             "seed": self.seed,
                             "rng_key_data": np.asarray(jax.random.key_data(base_key)).tolist(),
