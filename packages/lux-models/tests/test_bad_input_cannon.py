@@ -107,6 +107,16 @@ def test_negative_ivar_is_refused(survey):
         Cannon(3, P).fit(labels, flux, ivar)
 
 
+def test_negative_ivar_next_to_a_nan_in_its_pixel_is_refused(survey):
+    """The device scan shares one sum between the count, the finiteness check and the
+    negative check; a NaN hides a negative ivar there, so the host looks again."""
+    labels, flux, ivar = _train(survey)
+    ivar[0, 0] = -1.0
+    flux[1, 0] = np.nan
+    with pytest.raises(ValueDomainError, match="output_ivar"):
+        Cannon(3, P).fit(labels, flux, ivar)
+
+
 def test_pixel_whose_stars_share_labels_is_unusable(survey):
     labels, flux, ivar = _train(survey)
     labels = labels.copy()

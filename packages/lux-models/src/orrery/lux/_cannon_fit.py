@@ -102,7 +102,7 @@ def weighted_normal(
     def body(acc, pb, fb, ib, yb):
         w = ib if s2 is None else ib / (1.0 + ib * s2)
         out = (acc[0] + pb.T @ w, acc[1] + fb.T @ (w * yb))
-        return (*out, _stats_fold(acc[2], yb, ib)) if with_stats else out
+        return (*out, _stats_fold(acc[2], yb, ib, n)) if with_stats else out
 
     init = (jnp.zeros((products.shape[1], p), y.dtype), jnp.zeros((k, p), y.dtype))
     if with_stats:
@@ -233,36 +233,35 @@ def _well_posed(gram, rhs, penalty, allowed):
 
 def _stats_init(p: int, dtype) -> tuple:
     zero = jnp.zeros(p, dtype)
-    return zero, zero, jnp.full(p, -jnp.inf, dtype), zero, zero, zero
+    return zero, jnp.full(p, -jnp.inf, dtype), zero, zero
 
 
-def _stats_fold(acc: tuple, fb, ib) -> tuple:
+def _stats_fold(acc: tuple, fb, ib, n_rows: int) -> tuple:
     """Fold one block of flux and ivar into the input statistics.
 
-    Per pixel the count of entries with ivar > 0, the sum of their ``σ² = 1 /
-    ivar``, the largest ivar, ``Σ ivar`` and ``Σ ivar y²`` (meaningful for clean
-    data only), and the count of negative ivar. The count is NaN exactly when
-    some entry is not finite (each column sum costs a pass over the block, so
-    the two share one).
+    Per pixel a count, the largest ivar, ``Σ ivar`` and ``Σ ivar y²``. The count
+    is that of the entries with ivar > 0 on clean data, negative when some ivar
+    is negative (each such entry takes ``n_rows + 1`` off it) and NaN when some
+    entry is not finite: on a CPU every column sum costs about a read of the
+    block, so the three share one.
     """
     seen = (ib > 0).astype(fb.dtype)  # arithmetic, not selects: these vectorise
-    tiny = jnp.finfo(fb.dtype).tiny
-    count, sum_var, ivar_max, sum_ivar, sum_wyy, negative = acc
+    negative = (ib < 0).astype(fb.dtype)
+    count, ivar_max, sum_ivar, sum_wyy = acc
     return (
-        count + col_sum(seen + 0 * fb + 0 * ib),
-        sum_var + col_sum(seen / jnp.maximum(ib, tiny)),
+        count + col_sum(seen - (n_rows + 1.0) * negative + 0 * fb + 0 * ib),
         jnp.maximum(ivar_max, col_max(ib)),
         sum_ivar + col_sum(ib),
         sum_wyy + col_sum(ib * fb * fb),
-        negative + col_sum((ib < 0).astype(fb.dtype)),
     )
 
 
 def _stats_finish(acc: tuple) -> tuple:
-    """Count, ``Σ σ²``, max ivar, ``Σ ivar``, ``Σ ivar y²`` per pixel; any ivar < 0; any
-    entry not finite."""
-    count, *sums, negative = acc
-    return (count, *sums, jnp.any(negative > 0), ~jnp.all(jnp.isfinite(count)))
+    """Count, max ivar, ``Σ ivar``, ``Σ ivar y²`` per pixel; any ivar < 0; any entry not
+    finite (where an entry is not finite, a negative ivar in the same pixel may go
+    unflagged: the caller checks again before cleaning)."""
+    count, *sums = acc
+    return (count, *sums, jnp.any(count < 0), ~jnp.all(jnp.isfinite(count)))
 
 
 @jax.jit

@@ -75,8 +75,8 @@ def fit_all(
 
     Coefficients with the base weights, then up to ``max_iter`` rounds of
     (scatter given θ, θ given the new weights) until the largest relative
-    change of ``s² + σ²`` (``σ²`` the pixel's mean measurement variance) is
-    below ``tol`` and every pixel's scatter has converged. A round's θ step is
+    change of ``s² + σ²`` (``σ²`` the pixel's harmonic-mean measurement variance)
+    is below ``tol`` and every pixel's scatter has converged. A round's θ step is
     exact (a new Gram matrix and solve) unless, with the L2 penalty, every
     usable pixel's weights moved by at most `REFINE_MAX` relative since the
     last exact solve: then it is one preconditioned residual step (`_refine`)
@@ -149,11 +149,13 @@ def _train(
     """`fit_all` after its first pass, on clean data.
 
     ``base`` is what that pass returned: the normal equations with the ivar
-    weights, and per pixel the count of entries, the sum of ``σ²`` and the
-    largest ivar.
+    weights, and per pixel the count of entries, the largest ivar, ``Σ ivar``
+    and ``Σ ivar y²``.
     """
-    base_gram, base_rhs, count, sum_var, ivar_max, sum_ivar, sum_wyy = base
+    base_gram, base_rhs, count, ivar_max, sum_ivar, sum_wyy = base
     dtype = flux.dtype
+    # a pixel's typical σ² (harmonic mean, count / Σ ivar) scales its tolerances
+    sum_var = count * count / jnp.maximum(sum_ivar, jnp.finfo(dtype).tiny)
     var_scale = sum_var / jnp.maximum(count, 1.0)
     n_free = jnp.sum(allowed, axis=1)
     usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)

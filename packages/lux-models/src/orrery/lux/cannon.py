@@ -308,7 +308,9 @@ class Cannon(eqx.Module):
             exponents=feature_exponents(self.label_size, self.poly_degree, self.include_bias),
         )
         coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
-        if bool(negative):
+        # a negative ivar in a pixel that also holds a non-finite entry is not flagged
+        # by the device scan: look on the host before cleaning (rare data only)
+        if bool(negative) or (bool(dirty) and ivar is not None and np.any(ivar < 0)):
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         if bool(dirty):  # only then a cleaned copy; clean data are used as given
             coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
