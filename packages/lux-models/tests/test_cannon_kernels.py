@@ -151,3 +151,37 @@ def test_gram_of_monomial_features_sums_each_distinct_product_once(x64):
     np.testing.assert_allclose(np.asarray(every), expected, rtol=1e-12)
     np.testing.assert_array_equal(np.asarray(rhs), np.asarray(rhs_every))
     assert exponents[:4] == ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1))
+
+
+def test_scatter_sensitivities_equal_the_derivatives_of_the_likelihood(x64):
+    """The derivatives a warm round returns to predict the next one are exact."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(5)
+    n, p, k = 30, 4, 3
+    feats = np.concatenate([np.ones((n, 1)), rng.normal(size=(n, k - 1))], axis=1)
+    theta = rng.normal(size=(p, k))
+    ivar = rng.uniform(50.0, 200.0, size=(n, p))
+    flux = feats @ theta.T + rng.normal(size=(n, p)) * (1 / np.sqrt(ivar) + 0.05)
+    count, sum_var = np.full(p, float(n)), np.sum(1 / ivar, axis=0)
+    init = np.full(p, 0.002)
+    out = scatter_kernels.fit_scatter(  # one pass: evaluated at init, away from the root
+        flux, ivar, count, sum_var, init, 1, features=feats, theta=theta, with_sensitivity=True
+    )
+    at, g, h, q, wwr = (np.asarray(a) for a in out[2:])
+    np.testing.assert_array_equal(at, init)
+
+    def g_of(u, th):
+        r = flux - feats @ th.T
+        w = ivar / (1.0 + ivar * u)
+        return jnp.sum(r * r * w * w - w, axis=0)
+
+    at_j, th_j = jnp.asarray(at), jnp.asarray(theta)
+    grad_u = jax.jacfwd(g_of, argnums=0)
+    np.testing.assert_allclose(g, g_of(at_j, th_j), rtol=1e-10)
+    np.testing.assert_allclose(h, jnp.diagonal(grad_u(at_j, th_j)), rtol=1e-10)
+    dh = jax.jacfwd(lambda u: jnp.diagonal(grad_u(u, th_j)))(at_j)
+    np.testing.assert_allclose(q, jnp.diagonal(dh), rtol=1e-9)
+    dg_dtheta = jax.jacfwd(g_of, argnums=1)(at_j, th_j)  # (p, p, k): pixel i, θ of pixel j
+    np.testing.assert_allclose(-2.0 * wwr, jnp.einsum("iik->ik", dg_dtheta), rtol=1e-10)

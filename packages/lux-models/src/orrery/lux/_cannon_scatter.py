@@ -22,6 +22,9 @@ from jaxtyping import Array, Float
 
 from ._cannon_blocks import block_rows, col_max, col_sum, row_blocks
 
+#: per-pixel tolerance of the scatter's Newton step, relative to ``s² + σ²``
+XTOL = 1e-5
+
 
 def _terms(r2, ivar, u):
     """Per entry ``(r² - v) / v²`` and ``(v - 2 r²) / v³`` at ``s² = u``, and ``1 / v``.
@@ -40,11 +43,12 @@ def _residuals(flux, features, theta):
     return flux if features is None else flux - features @ theta.T
 
 
-def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool):
+def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_sens: bool):
     """One blocked pass: ``g(u)``, ``h(u)`` (and ``Fᵀ W(u) r`` with ``with_rhs``).
 
     With ``first`` it also returns ``Σ r²`` and ``max r²`` over unmasked entries
-    and ``g(0)``, ahead of the others.
+    and ``g(0)``, ahead of the others. With ``with_sens`` it also returns, last,
+    ``q(u) = dh/du`` and ``Fᵀ W(u)² r`` (``-d/du`` of ``Fᵀ W r``; ``-½ dg/dθ``).
     """
     n, p = flux.shape
     dtype = flux.dtype
@@ -62,6 +66,9 @@ def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool):
         out += [col_sum(g), col_sum(h)]
         if with_rhs:
             out.append(fb.T @ (w * r))
+        if with_sens:
+            ww = w * w
+            out += [col_sum(ww * (6.0 * r2 * ww - 2.0 * w)), fb.T @ (ww * r)]
         ops = ["sum", "max", "sum"] if first else []
         ops += ["sum"] * (len(out) - len(ops))
         return tuple(
@@ -74,6 +81,8 @@ def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool):
     init += [zero, zero]
     if with_rhs:
         init.append(jnp.zeros((k, p), dtype))
+    if with_sens:
+        init += [zero, jnp.zeros((k, p), dtype)]
     rows = block_rows(n, p, dtype.itemsize)
     return row_blocks(body, (feats, flux, ivar), tuple(init), rows)
 
@@ -103,7 +112,7 @@ def _newton(u, g, h, lo, hi, done, var_scale, xtol):
     return jnp.where(done, u, u_new), lo, hi, done | conv, newton_step
 
 
-@partial(jax.jit, static_argnames=("n_iter", "with_rhs"))
+@partial(jax.jit, static_argnames=("n_iter", "with_rhs", "with_sensitivity"))
 def fit_scatter(
     flux: Float[Array, "n p"],
     ivar: Float[Array, "n p"],
@@ -111,12 +120,13 @@ def fit_scatter(
     sum_var: Float[Array, " p"],
     init: Float[Array, " p"] | None = None,
     n_iter: int = 20,
-    xtol: float = 1e-5,
+    xtol: float = XTOL,
     *,
     features: Float[Array, "n k"] | None = None,
     theta: Float[Array, "p k"] | None = None,
     with_rhs: bool = False,
     handoff: float = 0.0,
+    with_sensitivity: bool = False,
 ):
     """Per-pixel ``s²`` maximising ``-½ Σ_n [log(σ² + s²) + r² / (σ² + s²)]``.
 
@@ -143,6 +153,9 @@ def fit_scatter(
         with_rhs: also return ``Fᵀ W r`` ``(p, k)`` with the weights of the last
             point evaluated, and that point (within ``xtol`` of the returned
             ``s²`` where it converged).
+        with_sensitivity: also return, at the last point evaluated, ``g``, ``h``,
+            ``q = dh/du`` and ``Fᵀ W² r`` ``(p, k)``: enough to predict, without a
+            pass, the next Newton step after a small change of ``s²`` and ``θ``.
 
     The derivative ``g(u)`` is negative for ``u >= max r²``; when ``g(0) <= 0`` the
     maximum sits on the boundary ``s² = 0``. Otherwise Newton steps, in ``u``
@@ -157,12 +170,17 @@ def fit_scatter(
 
     Returns:
         ``s²`` per pixel, whether the pixel converged within ``n_iter`` steps,
-        and with ``with_rhs`` ``Fᵀ W r`` and the ``s²`` it was evaluated at.
+        with ``with_rhs`` ``Fᵀ W r`` and the ``s²`` it was evaluated at, and with
+        ``with_sensitivity`` that point (unless already returned) and the four
+        quantities above.
     """
     dtype = flux.dtype
-    passes = partial(_pass, flux, ivar, features, theta, with_rhs=with_rhs)
+    passes = partial(
+        _pass, flux, ivar, features, theta, with_rhs=with_rhs, with_sens=with_sensitivity
+    )
     probe = jnp.zeros_like(sum_var) if init is None else jnp.maximum(init, 0.0)
     total, hi0, g0, g, h, *rhs = passes(probe, first=True)
+    last = (g, h, *rhs)
     interior = (g0 > 0) & (count > 0)
     hi0 = hi0 + jnp.asarray(1e-30, dtype)
     var_scale = sum_var / jnp.maximum(count, 1.0)
@@ -188,15 +206,20 @@ def fit_scatter(
         at = jnp.where(interior, u, 0.0)  # a boundary pixel's answer is 0
         g, h, *rhs = passes(at, first=False)
         u, lo, hi, done, step = _newton(u, g, h, lo, hi, done, var_scale, xtol)
-        return it + 1, u, lo, hi, done, step, tuple(rhs), at
+        return it + 1, u, lo, hi, done, step, (g, h, *rhs), at
 
     def cond(carry):
         it, _, _, _, done, step, _, _ = carry
         return (it < n_iter) & ~jnp.all(done | (step < handoff))
 
-    carry = (it, u, lo, hi, done, step, tuple(rhs), probe)
-    _, u, _, _, done, _, rhs, at = jax.lax.while_loop(cond, body, carry)
+    carry = (it, u, lo, hi, done, step, last, probe)
+    _, u, _, _, done, _, last, at = jax.lax.while_loop(cond, body, carry)
     s2 = jnp.where(interior, u, 0.0)
+    g, h, *extra = last
+    out = (s2, done)
     if with_rhs:
-        return s2, done, rhs[0].T, at
-    return s2, done
+        out += (extra.pop(0).T, at)
+    if with_sensitivity:
+        q, d = extra
+        out += (g, h, q, d.T) if with_rhs else (at, g, h, q, d.T)
+    return out

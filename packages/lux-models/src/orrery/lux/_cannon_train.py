@@ -8,7 +8,15 @@ nothing of its size, and after the first round a round whose weights moved by
 less than `REFINE_MAX` (relative) refines the coefficients with an earlier
 round's normal-equation matrix instead of building a new one: one
 preconditioned residual step, whose residual ``Fᵀ W r`` the scatter pass
-accumulates on the way, so such a round reads the data once.
+accumulates on the way, so such a round reads the data once. The round after
+the first exact solve also sums the derivatives that predict the next round
+(`_predicted_round` in `_train`); when that round would change the scatter by
+less than the tolerance, it is taken from them without reading the data. A
+typical fit so reads the data five times: the base normal equations, two
+scatter passes, the Gram matrix at the new weights, and one more scatter pass.
+
+No pass sits inside a conditional: XLA on the CPU copies a conditional's
+operands, and a copy of the data costs as much as a pass.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from ._cannon_fit import (
     solve_from_gram,
     weighted_normal,
 )
-from ._cannon_scatter import fit_scatter
+from ._cannon_scatter import XTOL, fit_scatter
 
 #: largest relative weight change a round may refine across (else it re-solves)
 REFINE_MAX = 1e-3
@@ -83,7 +91,13 @@ def fit_all(
     with that solve's matrix, which shrinks the distance to the exact θ by
     that factor. The last round (change below ``tol``) takes such a step too
     where it may, and otherwise keeps θ, solved with a scatter within ``tol``
-    of the returned one. With the L2 penalty a scatter fit hands pixels whose
+    of the returned one. The first round always solves exactly. With the L2
+    penalty and measurement noise the second round predicts the third from its
+    pass's derivatives and ends the fit when that round would change the
+    scatter by less than ``tol`` and every pixel's Newton step is within the
+    scatter tolerance (then θ is refined to the second round's scatter and the
+    scatter takes the predicted step); otherwise it is discarded and the
+    rounds go on as described. With the L2 penalty a scatter fit hands pixels whose
     Newton step is already small (`HANDOFF`) to the next round's pass instead
     of spending a pass of its own on them. Without measurement noise the
     weights are ``1 / s²`` per pixel, so the Gram matrices of the first solve
@@ -207,7 +221,7 @@ def _train(
 
         return row_blocks(body, (features, flux, ivar), jnp.zeros(p, dtype), rows)
 
-    def round_(state, first: bool):
+    def round_(state, first: bool, predict: bool = False):
         """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept)."""
         it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
         warm = refinable and not first
@@ -220,8 +234,9 @@ def _train(
                 start if first else s2_old,
                 features=features,
                 theta=theta,
-                with_rhs=warm,
+                with_rhs=warm and not predict,
                 handoff=HANDOFF if refinable else 0.0,
+                with_sensitivity=predict,
             )
             s2_new, conv = out[:2]
         else:
@@ -247,6 +262,17 @@ def _train(
         def keep(_):
             return theta, ref_s2, ref_matrix, exact
 
+        if first:
+            # solved for the new weights even when they barely moved: a conditional
+            # around a pass costs XLA a copy of the data on the CPU, more than the pass
+            theta, ref_s2, ref_matrix, exact = resolve(None)
+            return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+        if predict:
+            settled, final = _predicted_round(theta, s2_new, *out[2:], ref_s2, ref_matrix, exact)
+            # unsettled, the round is as if not taken: the loop's rounds take it again
+            return jax.tree.map(
+                lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state)
+            )
         if not warm:
             theta, ref_s2, ref_matrix, exact = jax.lax.cond(moving, resolve, keep, None)
             return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
@@ -267,6 +293,41 @@ def _train(
         theta, ref_s2, ref_matrix, exact = jax.lax.switch(branch, (keep, refine, resolve), None)
         return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
 
+    def _predicted_round(theta, s2_new, at, g, h, q, wwr, ref_s2, ref_matrix, exact):
+        """The round after this one, predicted from this pass's derivatives, when small.
+
+        This round evaluated the scatter's derivatives at ``at``. Where θ was
+        solved exactly there, to first order in ``Δ = s2_new - at`` the normal
+        equations' residual at ``s2_new`` is ``Λθ - Δ Fᵀ W² r``, and one
+        refinement step with it gives the θ of ``s2_new``. The next round's Newton
+        step at that θ is then predicted from ``g``, ``h``, ``q = dh/du`` and
+        ``dg/dθ = -2 Fᵀ W² r`` (errors of order ``Δ³`` and ``Δθ²``). If the weights
+        moved by at most `REFINE_MAX` and that step is below ``tol`` and the
+        per-pixel tolerance everywhere, the fit is settled without another pass.
+
+        Returns:
+            whether it is settled, and the final round's ``(θ, s², change,
+            converged, ref_s2, matrix, exact)``.
+        """
+        delta = s2_new - at
+        exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
+        can_refine = exact_here & (weight_shift(s2_new, ref_s2) <= REFINE_MAX)
+        resid = penalty * theta - delta[:, None] * wwr
+        new_theta = _refine(ref_matrix, theta, resid, penalty, allowed)
+        g_next = g + h * delta + 0.5 * q * delta * delta
+        g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
+        h_next = h + q * delta
+        inside = s2_new > 0
+        ok = inside & (h_next < 0)
+        step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
+        s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
+        rel = jnp.abs(step) / jnp.maximum(s2_next + var_scale, jnp.finfo(dtype).tiny)
+        rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
+        change = jnp.max(rel)
+        settled = can_refine & (change < tol) & jnp.all(rel < XTOL)
+        final = (new_theta, s2_next, change, all_conv, ref_s2, ref_matrix, jnp.asarray(False))
+        return settled, final
+
     def cond(state):
         it, _, _, change, conv, _, _, _ = state
         # with hand-off a round may leave pixels one Newton step short: finish them too
@@ -277,6 +338,8 @@ def _train(
     inf = jnp.asarray(jnp.inf, dtype)
     init = (jnp.asarray(0), coeffs, s2, inf, all_conv, s2, ref_matrix, jnp.asarray(True))
     state = round_(init, first=True)  # cold scatter and exact solve, outside the loop
+    if refinable and known_noise and max_iter > 1:  # one warm round may settle the next
+        state = round_(state, first=False, predict=True)
     state = jax.lax.while_loop(cond, partial(round_, first=False), state)
     _, coeffs, s2, _, conv, _, _, _ = state
     return coeffs, jnp.where(usable, s2, 0.0), usable, conv
