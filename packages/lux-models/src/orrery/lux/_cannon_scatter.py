@@ -43,12 +43,15 @@ def _residuals(flux, features, theta):
     return flux if features is None else flux - features @ theta.T
 
 
-def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_sens: bool):
+def _pass(
+    flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_sens: bool, total=False
+):
     """One blocked pass: ``g(u)``, ``h(u)`` (and ``Fᵀ W(u) r`` with ``with_rhs``).
 
-    With ``first`` it also returns ``Σ r²`` and ``max r²`` over unmasked entries
-    and ``g(0)``, ahead of the others. With ``with_sens`` it also returns, last,
-    ``q(u) = dh/du`` and ``Fᵀ W(u)² r`` (``-d/du`` of ``Fᵀ W r``; ``-½ dg/dθ``).
+    With ``first`` it also returns ``max r²`` over unmasked entries and ``g(0)``
+    (and, first of all, with ``total`` their ``Σ r²``), ahead of the others. With
+    ``with_sens`` it also returns, last, ``q(u) = dh/du`` and ``Fᵀ W(u)² r``
+    (``-d/du`` of ``Fᵀ W r``; ``-½ dg/dθ``).
     """
     n, p = flux.shape
     dtype = flux.dtype
@@ -62,14 +65,15 @@ def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_s
         out = []
         if first:
             r2c = r2 * (ib > 0).astype(dtype)
-            out += [col_sum(r2c), col_max(r2c), col_sum(ib * (r2 * ib - 1.0))]
+            out += [col_sum(r2c)] if total else []
+            out += [col_max(r2c), col_sum(ib * (r2 * ib - 1.0))]
         out += [col_sum(g), col_sum(h)]
         if with_rhs:
             out.append(fb.T @ (w * r))
         if with_sens:
             ww = w * w
             out += [col_sum(ww * (6.0 * r2 * ww - 2.0 * w)), fb.T @ (ww * r)]
-        ops = ["sum", "max", "sum"] if first else []
+        ops = ((["sum"] if total else []) + ["max", "sum"]) if first else []
         ops += ["sum"] * (len(out) - len(ops))
         return tuple(
             jnp.maximum(a, o) if op == "max" else a + o
@@ -77,7 +81,7 @@ def _pass(flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_s
         )
 
     zero = jnp.zeros(p, dtype)
-    init = [zero, zero, zero] if first else []
+    init = [zero] * (2 + bool(total)) if first else []
     init += [zero, zero]
     if with_rhs:
         init.append(jnp.zeros((k, p), dtype))
@@ -160,7 +164,7 @@ def fit_scatter(
     The derivative ``g(u)`` is negative for ``u >= max r²``; when ``g(0) <= 0`` the
     maximum sits on the boundary ``s² = 0``. Otherwise Newton steps, in ``u``
     (exact where ``g`` is nearly linear, ``s² ≪ σ²``) or else in ``t = log u``
-    (right where ``s² ≫ σ²``), are taken from the moment estimate (or ``init``)
+    (right where ``s² ≫ σ²``), are taken from ``init`` (else the moment estimate)
     and accepted whenever they land inside the bracket ``[lo, hi]`` kept by the
     signs of ``g``, ends included (a converged point may equal an end); outside
     it the step is a bisection. A pixel stops once its Newton step is below
@@ -179,13 +183,16 @@ def fit_scatter(
         _pass, flux, ivar, features, theta, with_rhs=with_rhs, with_sens=with_sensitivity
     )
     probe = jnp.zeros_like(sum_var) if init is None else jnp.maximum(init, 0.0)
-    total, hi0, g0, g, h, *rhs = passes(probe, first=True)
+    out = passes(probe, first=True, total=init is None)
+    total, out = (out[0], out[1:]) if init is None else (None, out)
+    hi0, g0, g, h, *rhs = out
     last = (g, h, *rhs)
     interior = (g0 > 0) & (count > 0)
     hi0 = hi0 + jnp.asarray(1e-30, dtype)
     var_scale = sum_var / jnp.maximum(count, 1.0)
-    moment = (total - sum_var) / jnp.maximum(count, 1.0)
-    u0 = jnp.clip(moment, 0.01 * hi0, 0.99 * hi0)
+    # the start: the moment estimate cold, the start given (where it is not usable) warm
+    guess = probe if init is not None else (total - sum_var) / jnp.maximum(count, 1.0)
+    u0 = jnp.clip(guess, 0.01 * hi0, 0.99 * hi0)
     zero = jnp.zeros_like(hi0)
     done = ~interior
     it = jnp.asarray(0)
