@@ -199,11 +199,11 @@ def _coupling_flow(key, base, transformer, *, dim, cond_dim, layers, width, dept
 def _affine_autoregressive(key, dim, cond_dim, width, depth):
     """One masked autoregressive affine layer given the observation, on the parameter side.
 
-    In front of spline couplings it carries the location and scale (and linear
-    correlations) that depend on the observation, so the splines, which are the
-    identity outside their interval, only shape what is left: a Gaussian or
-    heavy-tailed posterior far from the prior's centre is reached by the affine
-    layer, not squeezed through the splines' tails.
+    After the spline couplings (nearest the parameters) it carries the location
+    and scale (and linear correlations) that depend on the observation, so the
+    splines, which are the identity outside their interval, only shape what is
+    left: a Gaussian or heavy-tailed posterior far from the prior's centre is
+    reached by the affine layer, not squeezed through the splines' tails.
     """
     layer = MaskedAutoregressive(
         key,
@@ -288,28 +288,15 @@ def build_flow(
     """
     check_choice(flow_family, FLOW_FAMILIES, "flow_family")
     base = build_base(dim, base_distribution, use_base_affine)
-    if flow_family == "spline_affine":
-        k_spline, k_affine = jr.split(key)
-        splines = _coupling_flow(
-            k_spline,
-            base,
-            RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound),
-            dim=dim,
-            cond_dim=cond_dim,
-            layers=num_layers,
-            width=hidden_dim,
-            depth=depth,
-        )
-        affine = _affine_autoregressive(k_affine, dim, cond_dim, hidden_dim, depth)
-        return Transformed(base, Chain([splines.bijection, affine]))
-    if flow_family in ("spline", "affine"):
+    if flow_family in ("spline", "affine", "spline_affine"):
         transformer = (
-            RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound)
-            if flow_family == "spline"
-            else _affine_with_min_scale()
+            _affine_with_min_scale()
+            if flow_family == "affine"
+            else RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound)
         )
-        return _coupling_flow(
-            key,
+        k_coupling, k_affine = jr.split(key) if flow_family == "spline_affine" else (key, None)
+        flow = _coupling_flow(
+            k_coupling,
             base,
             transformer,
             dim=dim,
@@ -318,6 +305,10 @@ def build_flow(
             width=hidden_dim,
             depth=depth,
         )
+        if flow_family != "spline_affine":
+            return flow
+        affine = _affine_autoregressive(k_affine, dim, cond_dim, hidden_dim, depth)
+        return Transformed(base, Chain([flow.bijection, affine]))
     if flow_family == "autoregressive":
         return masked_autoregressive_flow(
             key,

@@ -37,6 +37,7 @@ from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .persistence import PersistentPosteriorEstimator
 from .spaces import PARAMETER_SPACES, ParameterSpace
+from .training._optim import check_lr_decay
 from .training._streaming import SplitStream
 
 __all__ = [
@@ -262,13 +263,7 @@ class ConditionalFlowPosterior(
             raise ConfigError(f"spline_bound: expected a positive value, got {spline_bound}")
         if not config["learning_rate"] > 0:
             raise ConfigError(f"learning_rate: expected a positive value, got {learning_rate}")
-        if config["lr_decay_patience"] is not None:
-            check_positive_int(config["lr_decay_patience"], "lr_decay_patience")
-        check_positive_int(config["lr_decay_max"], "lr_decay_max", minimum=0)
-        if not 0 < config["lr_decay_factor"] < 1:
-            raise ConfigError(
-                f"lr_decay_factor: expected a value in (0, 1), got {config['lr_decay_factor']}"
-            )
+        check_lr_decay(lr_decay_patience, lr_decay_factor, lr_decay_max)
         for name in ("embedding_noise_std", "embedding_noise_min_scale", "parameter_noise_floor"):
             if not config[name] >= 0:
                 raise ConfigError(f"{name}: expected a non-negative value, got {config[name]}")

@@ -24,6 +24,7 @@ from ._data_parallel import (
     make_stream_data_parallel_epoch,
 )
 from ._optim import (
+    check_lr_decay,
     combine_model,
     make_optimizer,
     make_schedule,
@@ -179,11 +180,7 @@ class SBITrainer:
             )
         if resume_from_checkpoint and checkpoint_directory is None:
             raise ConfigError("resume_from_checkpoint=True needs a checkpoint_directory")
-        if lr_decay_patience is not None:
-            check_positive_int(lr_decay_patience, "lr_decay_patience", minimum=1)
-        if not 0 < lr_decay_factor < 1:
-            raise ConfigError(f"lr_decay_factor must lie in (0, 1); got {lr_decay_factor!r}")
-        check_positive_int(lr_decay_max, "lr_decay_max", minimum=0)
+        check_lr_decay(lr_decay_patience, lr_decay_factor, lr_decay_max)
         self.learning_rate = float(learning_rate)
         self.batch_size = int(batch_size)
         self.num_epochs = int(num_epochs)
