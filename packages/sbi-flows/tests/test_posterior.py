@@ -177,6 +177,7 @@ EXTENSION_DEFAULTS = {
     "lr_decay_factor": 0.3,
     "lr_decay_max": 3,
     "encoder_linear_skip": False,
+    "linear_gaussian_start": False,
 }
 
 

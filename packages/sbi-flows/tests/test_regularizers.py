@@ -4,10 +4,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import pytest
 
 from orrery.sbi import ConditionalFlowPosterior
-from orrery.sbi._regularizers import regularized_loss, spline_penalties
+from orrery.sbi._regularizers import regularized_loss, spline_parameters, spline_penalties
 
 # Strict targets, so that a degenerate spline is far from them.
 TARGETS = dict(
@@ -101,3 +102,21 @@ def test_a_uniform_spline_has_zero_penalties(data):
     out = spline_penalties(zeroed, batch, **TARGETS)
     for value in out.values():
         assert float(value) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_penalties_see_the_splines_behind_a_linear_gaussian_end(data):
+    post = ConditionalFlowPosterior(
+        2, **CONFIG, encoder_linear_skip=True, linear_gaussian_start=True
+    )
+    post.fit(data)
+    model = post.model
+    batch = jax.tree.map(jnp.asarray, post._as_flow_batch(post._read_split(data, "validation")))
+    emb = jax.vmap(model.embed)(batch.observations)
+    chain = model.flow.bijection
+    inner = eqx.tree_at(lambda f: f.bijection, model.flow, chain.bijections[0])
+    latent = jax.vmap(chain.bijections[-1].inverse)(batch.parameters, emb)
+    got = jax.vmap(lambda z, c: spline_parameters(model.flow, z, c))(batch.parameters, emb)
+    want = jax.vmap(lambda z, c: spline_parameters(inner, z, c))(latent, emb)
+    assert got is not None and got[0].shape == (len(emb), 2, 1, 7)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

@@ -389,6 +389,10 @@ def test_bad_configuration_and_data_raise_clear_errors():
         SBITrainer(learning_rate=-1.0)
     with pytest.raises(ConfigError, match="checkpoint_directory"):
         SBITrainer(resume_from_checkpoint=True)
+    # the floor bounds the cosine schedule only; a constant rate below it is allowed
+    with pytest.raises(ConfigError, match="min_learning_rate"):
+        SBITrainer(learning_rate=1e-8, min_learning_rate=1e-6, use_cosine_schedule=True)
+    SBITrainer(learning_rate=1e-8, min_learning_rate=1e-6)
     with pytest.raises(ValueError, match="checkpoint_backend"):
         SBITrainer(checkpoint_backend="pickle")
     with pytest.raises(ShapeError, match="leading"):

@@ -8,6 +8,7 @@ Every flow is a ``flowjax.distributions.Transformed`` whose bijection runs
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import equinox as eqx
@@ -24,7 +25,6 @@ from flowjax.bijections import (
     MaskedAutoregressive,
     NumericalInverse,
     Permute,
-    RationalQuadraticSpline,
     Scan,
 )
 from flowjax.bijections.block_autoregressive_network import logmatmulexp
@@ -41,6 +41,8 @@ from jaxtyping import PRNGKeyArray
 from orrery.interface import ConfigError, check_choice
 
 from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
+from ._linear_start import ConditionalLinearGaussian
+from ._spline import SplineCoupling
 
 __all__ = ["BASE_DISTRIBUTIONS", "FLOW_FAMILIES", "build_flow"]
 
@@ -163,7 +165,7 @@ def _permute(bijection, dim, key):
     return Chain([bijection, Permute(jr.permutation(key, jnp.arange(dim)))]).merge_chains()
 
 
-def _coupling_flow(key, base, transformer, *, dim, cond_dim, layers, width, depth):
+def _coupling_flow(key, base, make_coupling, *, dim, cond_dim, layers, width, depth):
     """Coupling layers whose permutations swap the halves, so every coordinate is
     transformed at least every second layer.
 
@@ -176,9 +178,8 @@ def _coupling_flow(key, base, transformer, *, dim, cond_dim, layers, width, dept
 
     def make_layer(k):
         k_layer, k_a, k_b = jr.split(k, 3)
-        coupling = Coupling(
+        coupling = make_coupling(
             k_layer,
-            transformer=transformer,
             untransformed_dim=kept,
             dim=dim,
             cond_dim=cond_dim,
@@ -265,6 +266,7 @@ def build_flow(
     neural_autoregressive_min_slope: float = 1e-3,
     neural_autoregressive_min_residual: float = 0.05,
     neural_autoregressive_inverse_bisection_steps: int = 48,
+    linear_gaussian_end: bool = False,
 ) -> Transformed:
     """Build a conditional flow over ``dim`` parameters given a ``cond_dim`` context.
 
@@ -283,22 +285,53 @@ def build_flow(
         and a residual share ``min_residual``; sampling inverts them by element-wise
         bisection with ``inverse_bisection_steps`` halvings.
 
+    With ``linear_gaussian_end`` the family's flow is followed (on the parameter
+    side) by a `ConditionalLinearGaussian` layer, the identity until
+    ``_linear_start.linear_gaussian_start`` sets it.
+
     Returns:
         A ``flowjax`` ``Transformed`` distribution with ``cond_shape == (cond_dim,)``.
     """
+    family_args = {k: v for k, v in locals().items() if k != "linear_gaussian_end"}
+    flow = _build_family_flow(**family_args)
+    if not linear_gaussian_end:
+        return flow
+    end = ConditionalLinearGaussian(dim, cond_dim)
+    return Transformed(flow.base_dist, Chain([flow.bijection, end]))
+
+
+def _build_family_flow(
+    key,
+    *,
+    flow_family,
+    dim,
+    cond_dim,
+    num_layers,
+    hidden_dim,
+    depth,
+    base_distribution,
+    use_base_affine,
+    num_spline_bins,
+    spline_bound,
+    autoregressive_transform_units,
+    neural_autoregressive_min_slope,
+    neural_autoregressive_min_residual,
+    neural_autoregressive_inverse_bisection_steps,
+) -> Transformed:
     check_choice(flow_family, FLOW_FAMILIES, "flow_family")
     base = build_base(dim, base_distribution, use_base_affine)
     if flow_family in ("spline", "affine", "spline_affine"):
-        transformer = (
-            _affine_with_min_scale()
-            if flow_family == "affine"
-            else RationalQuadraticSpline(knots=num_spline_bins, interval=spline_bound)
-        )
+        if flow_family == "affine":
+            make_coupling = functools.partial(Coupling, transformer=_affine_with_min_scale())
+        else:
+            make_coupling = functools.partial(
+                SplineCoupling, knots=num_spline_bins, interval=spline_bound
+            )
         k_coupling, k_affine = jr.split(key) if flow_family == "spline_affine" else (key, None)
         flow = _coupling_flow(
             k_coupling,
             base,
-            transformer,
+            make_coupling,
             dim=dim,
             cond_dim=cond_dim,
             layers=num_layers,

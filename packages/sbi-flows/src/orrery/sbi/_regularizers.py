@@ -22,15 +22,18 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from flowjax.bijections import Chain, Coupling, Invert, Scan
+from flowjax.bijections import Chain, Invert, Scan
 from flowjax.distributions import unwrap  # paramax.unwrap, re-exported by flowjax
 from jaxtyping import Array
 
+from ._linear_start import ConditionalLinearGaussian
+from ._spline import SplineCoupling, spline_knots
 
-def _coupling_of(layer: Any) -> Coupling | None:
-    if isinstance(layer, Coupling):
+
+def _coupling_of(layer: Any) -> SplineCoupling | None:
+    if isinstance(layer, SplineCoupling):
         return layer
-    if isinstance(layer, Chain) and isinstance(layer.bijections[0], Coupling):
+    if isinstance(layer, Chain) and isinstance(layer.bijections[0], SplineCoupling):
         return layer.bijections[0]
     return None
 
@@ -50,6 +53,10 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
     """
     flow = unwrap(flow)
     bij = flow.bijection
+    if isinstance(bij, Chain) and isinstance(bij.bijections[-1], ConditionalLinearGaussian):
+        z = bij.bijections[-1].inverse(z, condition)  # the splines see the end layer's input
+        inner = bij.bijections[:-1]
+        bij = inner[0] if len(inner) == 1 else Chain(inner)
     if not (isinstance(bij, Invert) and isinstance(bij.bijection, Scan)):
         return None
     stacked = bij.bijection.bijection
@@ -61,17 +68,8 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
     def step(x, layer_params):
         layer = eqx.combine(layer_params, static)
         cpl = _coupling_of(layer)
-        x_cond = x[: cpl.untransformed_dim]
-        spline = cpl._flat_params_to_transformer(
-            cpl.conditioner(jnp.concatenate((x_cond, condition)))
-        )
-        spline = unwrap(spline)
-        spline = getattr(spline, "bijection", spline)  # flowjax vmaps it over coordinates
-        out = (
-            jnp.diff(spline.x_pos, axis=-1),
-            jnp.diff(spline.y_pos, axis=-1),
-            spline.derivatives,
-        )
+        x_pos, y_pos, derivs = spline_knots(cpl.spline_parameters(x, condition), cpl.bound)
+        out = (jnp.diff(x_pos, axis=-1), jnp.diff(y_pos, axis=-1), derivs)
         return layer.transform(x, condition), out
 
     _, out = jax.lax.scan(step, z, params)

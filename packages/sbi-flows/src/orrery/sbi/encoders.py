@@ -176,11 +176,15 @@ class ObservationEncoder(eqx.Module):
         out = self.fusion(jnp.concatenate(parts))
         if self.skip is None:
             return out
+        return out + self.skip(self.raw_features(observation))
+
+    def raw_features(self, observation: Mapping[str, Mapping[str, Array]]) -> Float[Array, " m"]:
+        """The raw observation as one vector: each block's values, then its uncertainties."""
         raw = [
             _channels(observation[name]["values"], observation[name].get("uncertainties"))
             for name in self.block_names
         ]
-        return out + self.skip(jnp.concatenate([r.reshape(-1) for r in raw]))
+        return jnp.concatenate([r.reshape(-1) for r in raw])
 
 
 def build_observation_encoder(

@@ -59,6 +59,25 @@ _THRESHOLD_METRICS = {
 }
 
 
+def _check_linear_start(config: Mapping[str, Any]) -> None:
+    """What ``linear_gaussian_start=True`` needs from the rest of the configuration."""
+    if not config["encoder_linear_skip"]:
+        raise ConfigError(
+            "linear_gaussian_start=True needs encoder_linear_skip=True (the regression "
+            "is carried by the encoder's linear skip)"
+        )
+    if config["embedding_dim"] < config["parameter_dim"]:
+        raise ConfigError(
+            f"linear_gaussian_start=True needs embedding_dim >= parameter_dim, got "
+            f"embedding_dim={config['embedding_dim']} < parameter_dim={config['parameter_dim']}"
+        )
+    if config["flow_family"] == "neural_autoregressive":
+        raise ConfigError(
+            "linear_gaussian_start=True: flow_family='neural_autoregressive' cannot start "
+            "as the identity; use 'spline', 'affine', 'autoregressive' or 'spline_affine'"
+        )
+
+
 class ConditionalFlowPosterior(
     PosteriorInference, FlowPosteriorPersistence, PersistentPosteriorEstimator
 ):
@@ -118,6 +137,11 @@ class ConditionalFlowPosterior(
         lr_decay_max: most plateau decays; early stopping counts after the last.
         encoder_linear_skip: add a zero-initialised linear map of the raw observation
             to the encoder's context vector (not upstream; changes the state layout).
+        linear_gaussian_start: end the flow in a conditional linear-Gaussian layer and
+            start `fit` from the ridge-regression posterior ``N(A r + b, Σ)`` of the raw
+            observation ``r`` (conditioners start as the identity; see
+            ``orrery.sbi._linear_start``). Needs ``encoder_linear_skip``, ``embedding_dim >=
+            parameter_dim`` and a family other than ``"neural_autoregressive"``. Not upstream.
         checkpoint_directory: where epoch-end checkpoints go (``None``: none).
         checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
         resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
@@ -227,6 +251,7 @@ class ConditionalFlowPosterior(
         lr_decay_factor: float = 0.3,
         lr_decay_max: int = 3,
         encoder_linear_skip: bool = False,
+        linear_gaussian_start: bool = False,
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if self._forced_flow_family is not None:
@@ -264,6 +289,8 @@ class ConditionalFlowPosterior(
         if not config["learning_rate"] > 0:
             raise ConfigError(f"learning_rate: expected a positive value, got {learning_rate}")
         check_lr_decay(lr_decay_patience, lr_decay_factor, lr_decay_max)
+        if linear_gaussian_start:
+            _check_linear_start(config)
         for name in ("embedding_noise_std", "embedding_noise_min_scale", "parameter_noise_floor"):
             if not config[name] >= 0:
                 raise ConfigError(f"{name}: expected a non-negative value, got {config[name]}")
@@ -291,13 +318,14 @@ class ConditionalFlowPosterior(
     ) -> ConditionalFlowPosterior:
         """A configured, unfitted posterior for users who do not want to tune.
 
-        The general-purpose recipe: neural spline couplings then an affine
-        autoregressive layer (``"spline_affine"``) in z-scored physical coordinates
-        (draws outside a bounded prior rejected), an encoder with a linear skip,
-        width and batch size adapted to ``num_simulations``, a cosine learning-rate
-        schedule over about 8,000 optimiser steps, lowered on validation plateaus,
-        and early stopping that restores the best state (see ``orrery.sbi._recipe``
-        for each choice).
+        The general-purpose recipe: training starts from the ridge-regression
+        (linear-Gaussian) posterior of the raw observation (``linear_gaussian_start``),
+        neural spline couplings then an affine autoregressive layer
+        (``"spline_affine"``) in z-scored physical coordinates (draws outside a
+        bounded prior rejected), an encoder with a linear skip, width and batch size
+        adapted to ``num_simulations``, a cosine learning-rate schedule over about
+        8,000 optimiser steps, lowered on validation plateaus, and early stopping
+        that restores the best state (see ``orrery.sbi._recipe`` for each choice).
 
         Args:
             parameter_dim: number of inferred parameters.
@@ -313,7 +341,7 @@ class ConditionalFlowPosterior(
         Example:
             >>> post = ConditionalFlowPosterior.recommended(2, 10_000, seed=1)
             >>> post.flow_family, post.batch_size, post.early_stopping_patience
-            ('spline_affine', 128, 12)
+            ('spline_affine', 256, 12)
         """
         config = recommended_config(parameter_dim, num_simulations)
         known = inspect.signature(cls.__init__).parameters
@@ -359,6 +387,7 @@ class ConditionalFlowPosterior(
             neural_autoregressive_inverse_bisection_steps=(
                 self.neural_autoregressive_inverse_bisection_steps
             ),
+            linear_gaussian_end=self.linear_gaussian_start,
         )
 
     def _build_model(self) -> _model.PosteriorModel:
@@ -550,6 +579,13 @@ class ConditionalFlowPosterior(
             if val_z is not None:
                 val_data = SplitStream(dataset, "validation", self._as_flow_batch)
         model = self._build_model()
+        start_info = None
+        if self.linear_gaussian_start:
+            from ._linear_start import linear_gaussian_start
+
+            model, start_info = linear_gaussian_start(
+                model, train_z.parameters, train_z.observations, seed=self.seed
+            )
         loss_fn, val_loss_fn = _model.npe_loss, None
         if self.training_objective == "elbo":
             num = check_positive_int(elbo_num_samples, "elbo_num_samples")
@@ -604,6 +640,8 @@ class ConditionalFlowPosterior(
             **extra,
         )
         self.model = unwrap_aux(model)
+        if start_info is not None:
+            artifacts.trainer_metadata["linear_gaussian_start"] = start_info
         self.training_history = {k: list(v) for k, v in artifacts.history.items()}
         warn_after_fit(artifacts, self.model, artifacts.trainer_metadata["n_train"])
         if self.verbose_diagnostics:

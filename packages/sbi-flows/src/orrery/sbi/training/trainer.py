@@ -168,7 +168,11 @@ class SBITrainer:
             raise ConfigError(f"warmup_fraction must lie in [0, 1); got {warmup_fraction!r}")
         if warmup_epochs is not None and warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs must be >= 0 or None; got {warmup_epochs!r}")
-        if not 0.0 <= min_learning_rate <= learning_rate:
+        # the floor only shapes the cosine schedule; a constant rate may lie below it
+        if not (
+            0.0 <= min_learning_rate
+            and (min_learning_rate <= learning_rate or not use_cosine_schedule)
+        ):
             raise ConfigError(
                 f"min_learning_rate must lie in [0, learning_rate={learning_rate}]; "
                 f"got {min_learning_rate!r}"
