@@ -153,6 +153,20 @@ def test_training_from_store_equals_training_from_memory(store, tmp_path):
     )
 
 
+def test_a_streamed_fit_starts_from_the_regression_on_all_its_rows(store):
+    streamed = SimulationDataset.from_store(store, seed=2)
+    mem, _, _ = memory_twin(store, seed=2)
+    kwargs = dict(**TINY, num_epochs=1, batch_size=64, seed=0, parameter_space="physical")
+    kwargs.update(encoder_linear_skip=True, linear_gaussian_start=True)
+    a = ConditionalFlowPosterior(2, **kwargs).fit(mem)
+    b = ConditionalFlowPosterior(2, **kwargs).fit(streamed)
+    start_a = a.trainer_metadata["linear_gaussian_start"]
+    start_b = b.trainer_metadata["linear_gaussian_start"]
+    assert start_b["rows"] == start_a["rows"] == streamed.split_size("train")
+    np.testing.assert_allclose(start_b["explained_variance"], start_a["explained_variance"])
+    np.testing.assert_allclose(b.history["val_loss"], a.history["val_loss"], rtol=1e-5)
+
+
 _RSS_SCRIPT = """
 import concurrent.futures as cf, json, sys, threading, time
 import numpy as np

@@ -27,6 +27,8 @@ from ._build import compiled_build
 from ._fit_report import warn_after_fit
 from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from ._inference import PosteriorInference
+from ._linear_start import MAX_ROWS as START_ROWS
+from ._linear_start import linear_gaussian_start
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
 from ._precision import in_float32
@@ -581,10 +583,12 @@ class ConditionalFlowPosterior(
         model = self._build_model()
         start_info = None
         if self.linear_gaussian_start:
-            from ._linear_start import linear_gaussian_start
-
+            rows = train_z
+            if getattr(dataset, "streaming", False):  # train_z holds only the first rows
+                n = dataset.split_size("train")
+                rows = self._as_flow_batch(dataset.read_rows("train", 0, min(n, START_ROWS)))
             model, start_info = linear_gaussian_start(
-                model, train_z.parameters, train_z.observations, seed=self.seed
+                model, rows.parameters, rows.observations, seed=self.seed
             )
         loss_fn, val_loss_fn = _model.npe_loss, None
         if self.training_objective == "elbo":
