@@ -64,6 +64,11 @@ def test_ridge_leave_one_out_residuals_equal_refits_without_each_row():
         xm, ym = xk.mean(0), yk.mean(0)
         c = np.linalg.solve((xk - xm).T @ (xk - xm) + penalty * np.eye(4), (xk - xm).T @ (yk - ym))
         np.testing.assert_allclose(loo[i], y[i] - (ym + (x[i] - xm) @ c), rtol=1e-8, atol=1e-10)
+    # constant features: no coefficients, the residuals are the centred targets
+    coef0, intercept0, loo0, _ = ridge_leave_one_out(np.ones((25, 3)), y)
+    np.testing.assert_array_equal(coef0, 0.0)
+    np.testing.assert_allclose(intercept0, y.mean(0))
+    np.testing.assert_allclose(loo0, (y - y.mean(0)) * 25 / 24)
     # noiseless data: the regression is recovered
     truth = rng.normal(size=(4, 2))
     coef, intercept, loo, _ = ridge_leave_one_out(x, x @ truth - 1.0)

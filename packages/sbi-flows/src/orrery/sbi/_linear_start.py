@@ -109,7 +109,7 @@ def ridge_leave_one_out(
     eig = np.clip(eig, 0.0, None)
     proj = xc @ vec
     xty = vec.T @ (xc.T @ yc)
-    unit = max(float(eig.mean()), np.finfo(np.float64).tiny)
+    unit = float(eig.mean()) or 1.0  # constant features: any penalty gives zero coefficients
     best = None
     for alpha in RIDGE_GRID:
         inv = 1.0 / (eig + alpha * unit)
