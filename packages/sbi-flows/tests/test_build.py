@@ -13,7 +13,7 @@ import pytest
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, _build
 
 
-def _prepared(family: str, seed: int) -> ConditionalFlowPosterior:
+def _prepared(family: str, seed: int, **settings) -> ConditionalFlowPosterior:
     rng = np.random.default_rng(0)
     theta = rng.normal(size=(64, 3))
     data = SimulationDataset.from_arrays(theta, theta + rng.normal(size=(64, 3)), seed=0)
@@ -25,6 +25,7 @@ def _prepared(family: str, seed: int) -> ConditionalFlowPosterior:
         autoregressive_transform_units=2,
         flow_family=family,
         seed=seed,
+        **settings,
     )
     posterior._adopt_dataset_metadata(data, data.split_arrays("train"))
     return posterior
@@ -87,3 +88,20 @@ def test_seeds_differ_and_unrepairable_leaks_fall_back():
     assert not isinstance(out.kept[0], jax.core.Tracer)
     np.testing.assert_array_equal(out.kept[0], 2 * out.weight)
     assert ("leaky-test",) not in _build._BUILDERS
+
+
+def test_training_settings_share_the_build_program_and_architecture_settings_do_not():
+    _prepared("affine", 0)._build_model()
+    before = set(_build._BUILDERS)
+    training = dict(num_epochs=9, learning_rate=3e-4, batch_size=7, lr_decay_patience=2)
+    model = _prepared("affine", 0, **training)._build_model()
+    assert set(_build._BUILDERS) == before
+    _assert_same(model.flow, _prepared("affine", 0)._build_model().flow)
+    for architecture in (
+        dict(conditioner_depth=1),
+        dict(encoder_linear_skip=True),
+        dict(n_wavelengths=5),
+    ):
+        _prepared("affine", 0, **architecture)._build_model()
+        assert len(set(_build._BUILDERS) - before) == 1, architecture
+        before = set(_build._BUILDERS)

@@ -367,12 +367,9 @@ class ConditionalFlowPosterior(
     def resolved_encoder_hidden_dim(self) -> int:
         return self.encoder_hidden_dim or self.hidden_dim
 
-    def _build_flow(self, key: jax.Array) -> Any:
-        """The conditional flow over ``parameter_dim`` given an ``embedding_dim`` context."""
-        from ._flows import build_flow  # flowjax's flows load on first build
-
-        return build_flow(
-            key,
+    def _flow_kwargs(self) -> dict[str, Any]:
+        """Every argument of ``build_flow`` but the key."""
+        return dict(
             flow_family=self.flow_family,
             dim=self.parameter_dim,
             cond_dim=self.embedding_dim,
@@ -392,10 +389,29 @@ class ConditionalFlowPosterior(
             linear_gaussian_end=self.linear_gaussian_start,
         )
 
+    def _encoder_kwargs(self) -> dict[str, Any]:
+        """Every argument of ``build_observation_encoder`` but the schema and the key."""
+        return dict(
+            embedding_dim=self.embedding_dim,
+            spectrum_encoder_type=self.spectrum_encoder_type,
+            spectrum_embedding_dim=self.spectrum_embedding_dim,
+            photometry_embedding_dim=self.photometry_embedding_dim,
+            encoder_hidden_dim=self.resolved_encoder_hidden_dim,
+            encoder_patch_size=self.encoder_patch_size,
+            n_wavelengths=self.n_wavelengths,
+            linear_skip=self.encoder_linear_skip,
+        )
+
     def _build_model(self) -> _model.PosteriorModel:
+        # The key is made of exactly what `_build_networks` passes on, so a fit that
+        # changes only training settings reuses the program, and no build input is missed.
         schema = tuple((k, tuple(sorted(v.items()))) for k, v in self.observation_schema.items())
-        config = {k: v for k, v in self._config.items() if k != "seed"}
-        architecture = (type(self).__name__, repr(sorted(config.items())), schema)
+        architecture = (
+            type(self).__name__,
+            repr(sorted(self._flow_kwargs().items())),
+            repr(sorted(self._encoder_kwargs().items())),
+            schema,
+        )
         encoder, flow = compiled_build(self._build_networks, jr.key(self.seed), architecture)
         coords = _model._Coordinates(
             self.parameter_space,
@@ -406,20 +422,13 @@ class ConditionalFlowPosterior(
 
     def _build_networks(self, key: jax.Array) -> tuple[Any, Any]:
         """Encoder and flow from a key; a function of the architecture config only."""
+        from ._flows import build_flow  # flowjax's flows load on first build
+
         k_enc, k_flow = jr.split(key)
         encoder = build_observation_encoder(
-            self.observation_schema,
-            embedding_dim=self.embedding_dim,
-            spectrum_encoder_type=self.spectrum_encoder_type,
-            spectrum_embedding_dim=self.spectrum_embedding_dim,
-            photometry_embedding_dim=self.photometry_embedding_dim,
-            encoder_hidden_dim=self.resolved_encoder_hidden_dim,
-            encoder_patch_size=self.encoder_patch_size,
-            n_wavelengths=self.n_wavelengths,
-            linear_skip=self.encoder_linear_skip,
-            key=k_enc,
+            self.observation_schema, key=k_enc, **self._encoder_kwargs()
         )
-        return encoder, self._build_flow(k_flow)
+        return encoder, build_flow(k_flow, **self._flow_kwargs())
 
     # ------------------------------------------------------------------ training
     def _read_split(self, dataset: Any, split: str) -> PosteriorBatch | None:
