@@ -151,16 +151,16 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert art2.history["learning_rate"][-1] == pytest.approx(expected, rel=1e-5)
 
 
-def test_early_stopping_stops_and_restores_the_best_state():
-    # Training pulls w from 0 to 1; validation prefers w = 0.3, so it worsens past 0.3.
+def _fit_past_the_validation_optimum(**settings):
+    """Training pulls w from 0 to 1; validation prefers w = 0.3, so it worsens past 0.3."""
     trainer = SBITrainer(
-        learning_rate=0.05,
-        batch_size=64,
-        num_epochs=200,
-        early_stopping_patience=3,
-        progress=False,
+        learning_rate=0.05, batch_size=64, num_epochs=200, progress=False, **settings
     )
-    fitted, artifacts = trainer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0), targets(0.3))
+    return trainer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0), targets(0.3))
+
+
+def test_early_stopping_stops_and_restores_the_best_state():
+    fitted, artifacts = _fit_past_the_validation_optimum(early_stopping_patience=3)
     val = artifacts.history["val_loss"]
     best = int(np.argmin(val))
     assert artifacts.trainer_metadata["stopped_early"]
@@ -171,18 +171,9 @@ def test_early_stopping_stops_and_restores_the_best_state():
 
 
 def test_plateau_decay_restores_the_best_state_and_lowers_the_rate():
-    # As above: validation prefers w = 0.3 while training pulls w towards 1.
-    trainer = SBITrainer(
-        learning_rate=0.05,
-        batch_size=64,
-        num_epochs=200,
-        early_stopping_patience=2,
-        lr_decay_patience=2,
-        lr_decay_factor=0.3,
-        lr_decay_max=2,
-        progress=False,
+    fitted, artifacts = _fit_past_the_validation_optimum(
+        early_stopping_patience=2, lr_decay_patience=2, lr_decay_factor=0.3, lr_decay_max=2
     )
-    fitted, artifacts = trainer.fit(Scalar(jnp.array(0.0)), scalar_loss, targets(1.0), targets(0.3))
     lrs = np.asarray(artifacts.history["learning_rate"])
     val = np.asarray(artifacts.history["val_loss"])
     rates = sorted(set(np.round(lrs, 8)), reverse=True)

@@ -54,9 +54,9 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
     flow = unwrap(flow)
     bij = flow.bijection
     if isinstance(bij, Chain) and isinstance(bij.bijections[-1], ConditionalLinearGaussian):
-        z = bij.bijections[-1].inverse(z, condition)  # the splines see the end layer's input
-        inner = bij.bijections[:-1]
-        bij = inner[0] if len(inner) == 1 else Chain(inner)
+        # build_flow's Chain([family flow, end]): the splines see the end layer's input
+        z = bij.bijections[-1].inverse(z, condition)
+        bij = bij.bijections[0]
     if not (isinstance(bij, Invert) and isinstance(bij.bijection, Scan)):
         return None
     stacked = bij.bijection.bijection

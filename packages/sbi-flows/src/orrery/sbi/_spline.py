@@ -88,23 +88,20 @@ def spline_transform(
     d0, d1 = _take(derivs, at0), _take(derivs, at1)
     width, height = x1 - x0, y1 - y0
     slope = height / width
+    curvature = d1 + d0 - 2 * slope
     if inverse:
-        rel = (xc - y0) * (d1 + d0 - 2 * slope)
+        rel = (xc - y0) * curvature
         a = height * (slope - d0) + rel
         b = height * d0 - rel
         c = -slope * (xc - y0)
         xi = (2 * c) / (-b - jnp.sqrt(b**2 - 4 * a * c))
-        out = xi * width + x0
     else:
         xi = (xc - x0) / width
-        out = y0 + height * (slope * xi**2 + d0 * xi * (1 - xi)) / (
-            slope + (d1 + d0 - 2 * slope) * xi * (1 - xi)
-        )
-    out = jnp.where(inside, jnp.clip(out, -bound, bound), x)
     mix = xi * (1 - xi)
-    deriv = (slope**2 * (d1 * xi**2 + 2 * slope * mix + d0 * (1 - xi) ** 2)) / (
-        slope + (d1 + d0 - 2 * slope) * mix
-    ) ** 2
+    denom = slope + curvature * mix
+    out = xi * width + x0 if inverse else y0 + height * (slope * xi**2 + d0 * mix) / denom
+    out = jnp.where(inside, jnp.clip(out, -bound, bound), x)
+    deriv = slope**2 * (d1 * xi**2 + 2 * slope * mix + d0 * (1 - xi) ** 2) / denom**2
     log_det = jnp.log(jnp.where(inside, deriv, 1.0)).sum()
     return out, -log_det if inverse else log_det
 
