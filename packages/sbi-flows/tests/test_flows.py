@@ -9,6 +9,7 @@ import pytest
 
 from orrery.interface import ConfigError
 from orrery.sbi._flows import FLOW_FAMILIES, build_flow
+from orrery.sbi._linear_start import ConditionalLinearGaussian
 
 SMALL = dict(num_layers=2, hidden_dim=16, depth=1, autoregressive_transform_units=4)
 
@@ -84,3 +85,37 @@ def test_unknown_family_and_bad_naf_settings():
             neural_autoregressive_min_residual=0.0,
             **SMALL,
         )
+
+
+def _layers(stack):
+    """Coupling layers in an ``Invert(Scan(...))`` stack."""
+    return next(a for a in jax.tree.leaves(stack.bijection.bijection) if eqx.is_array(a)).shape[0]
+
+
+@pytest.mark.parametrize("family", ["spline", "spline_affine", "affine", "autoregressive"])
+def test_the_linear_gaussian_layer_splits_the_spline_couplings(family, check_bijection):
+    dim, cond_dim = 3, 4
+    config = {**SMALL, "num_layers": 5, "linear_gaussian_end": True}
+    flow = build_flow(jr.key(0), flow_family=family, dim=dim, cond_dim=cond_dim, **config)
+    parts = flow.bijection.bijections
+    if family.startswith("spline"):
+        inner, linear, outer = parts
+        base_side = inner.bijections[0] if family == "spline_affine" else inner
+        assert (_layers(base_side), _layers(outer)) == (3, 2)
+    else:
+        linear = parts[-1]
+    assert isinstance(linear, ConditionalLinearGaussian)
+    k1, k2, k3 = jr.split(jr.key(5), 3)
+    set_to = (jr.normal(k1, (dim, cond_dim)), jr.normal(k2, (dim,)), 0.3 * jr.normal(k3, (dim,)))
+    at = parts.index(linear)
+    flow = eqx.tree_at(
+        lambda f: (
+            f.bijection.bijections[at].weight,
+            f.bijection.bijections[at].bias,
+            f.bijection.bijections[at].log_diag,
+        ),
+        flow,
+        set_to,
+    )
+    x, cond = jnp.array([0.4, -1.2, 2.0]), jnp.array([0.5, -0.3, 1.0, 0.1])
+    check_bijection(flow.bijection, x, cond, 1e-3, 1e-4, 1e-4)

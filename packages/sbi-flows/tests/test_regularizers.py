@@ -104,7 +104,7 @@ def test_a_uniform_spline_has_zero_penalties(data):
         assert float(value) == pytest.approx(0.0, abs=1e-10)
 
 
-def test_penalties_see_the_splines_behind_a_linear_gaussian_end(data):
+def test_penalties_see_the_splines_on_both_sides_of_the_linear_layer(data):
     post = ConditionalFlowPosterior(
         2, **CONFIG, encoder_linear_skip=True, linear_gaussian_start=True
     )
@@ -112,11 +112,16 @@ def test_penalties_see_the_splines_behind_a_linear_gaussian_end(data):
     model = post.model
     batch = jax.tree.map(jnp.asarray, post._as_flow_batch(post._read_split(data, "validation")))
     emb = jax.vmap(model.embed)(batch.observations)
-    chain = model.flow.bijection
-    inner = eqx.tree_at(lambda f: f.bijection, model.flow, chain.bijections[0])
-    latent = jax.vmap(chain.bijections[-1].inverse)(batch.parameters, emb)
+    inner, linear, outer = model.flow.bijection.bijections
+
+    def alone(bijection):
+        return eqx.tree_at(lambda f: f.bijection, model.flow, bijection)
+
+    # parameters -> base: the parameter-side couplings, the linear layer, the rest
+    latent = jax.vmap(linear.inverse)(jax.vmap(outer.inverse)(batch.parameters, emb), emb)
     got = jax.vmap(lambda z, c: spline_parameters(model.flow, z, c))(batch.parameters, emb)
-    want = jax.vmap(lambda z, c: spline_parameters(inner, z, c))(latent, emb)
-    assert got is not None and got[0].shape == (len(emb), 2, 1, 7)
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+    first = jax.vmap(lambda z, c: spline_parameters(alone(outer), z, c))(batch.parameters, emb)
+    then = jax.vmap(lambda z, c: spline_parameters(alone(inner), z, c))(latent, emb)
+    assert got is not None and got[0].shape == (len(emb), 2, 1, 7)  # one coupling each side
+    for a, b, c in zip(got, first, then, strict=True):
+        np.testing.assert_allclose(a, np.concatenate([b, c], axis=1), rtol=1e-6)

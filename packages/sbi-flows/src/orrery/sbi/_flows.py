@@ -285,19 +285,44 @@ def build_flow(
         and a residual share ``min_residual``; sampling inverts them by element-wise
         bisection with ``inverse_bisection_steps`` halvings.
 
-    With ``linear_gaussian_end`` the family's flow is followed (on the parameter
-    side) by a `ConditionalLinearGaussian` layer, the identity until
-    ``_linear_start.linear_gaussian_start`` sets it.
+    With ``linear_gaussian_end`` the flow gains a `ConditionalLinearGaussian` layer,
+    the identity until ``_linear_start.linear_gaussian_start`` sets it. In the spline
+    families it sits between the couplings: ``num_layers - num_layers // 2`` of them
+    (and the affine layer) on the base side shape the standardised residual of the
+    linear prediction, where a shape that moves with the observation (a mixture
+    around it) stands still; ``num_layers // 2`` on the parameter side shape what
+    stands still in parameter space (the walls of a bounded prior). The other
+    families end in it.
 
     Returns:
         A ``flowjax`` ``Transformed`` distribution with ``cond_shape == (cond_dim,)``.
     """
     family_args = {k: v for k, v in locals().items() if k != "linear_gaussian_end"}
-    flow = _build_family_flow(**family_args)
     if not linear_gaussian_end:
-        return flow
-    end = ConditionalLinearGaussian(dim, cond_dim)
-    return Transformed(flow.base_dist, Chain([flow.bijection, end]))
+        return _build_family_flow(**family_args)
+    linear = ConditionalLinearGaussian(dim, cond_dim)
+    outer_layers = num_layers // 2 if flow_family in ("spline", "spline_affine") else 0
+    if not outer_layers:
+        flow = _build_family_flow(**family_args)
+        return Transformed(flow.base_dist, Chain([flow.bijection, linear]))
+    k_inner, k_outer = jr.split(key)
+    family_args.update(key=k_inner, num_layers=num_layers - outer_layers)
+    inner = _build_family_flow(**family_args)
+    outer = _coupling_flow(
+        k_outer,
+        inner.base_dist,
+        _spline_coupling(num_spline_bins, spline_bound),
+        dim=dim,
+        cond_dim=cond_dim,
+        layers=outer_layers,
+        width=hidden_dim,
+        depth=depth,
+    )
+    return Transformed(inner.base_dist, Chain([inner.bijection, linear, outer.bijection]))
+
+
+def _spline_coupling(num_spline_bins: int, spline_bound: float):
+    return functools.partial(SplineCoupling, knots=num_spline_bins, interval=spline_bound)
 
 
 def _build_family_flow(
@@ -324,9 +349,7 @@ def _build_family_flow(
         if flow_family == "affine":
             make_coupling = functools.partial(Coupling, transformer=_affine_with_min_scale())
         else:
-            make_coupling = functools.partial(
-                SplineCoupling, knots=num_spline_bins, interval=spline_bound
-            )
+            make_coupling = _spline_coupling(num_spline_bins, spline_bound)
         k_coupling, k_affine = jr.split(key) if flow_family == "spline_affine" else (key, None)
         flow = _coupling_flow(
             k_coupling,

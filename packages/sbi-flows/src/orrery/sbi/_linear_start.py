@@ -1,9 +1,9 @@
 """The linear-Gaussian start: a flow that begins as the least-squares posterior.
 
-With ``linear_gaussian_start=True`` the flow ends, on the parameter side, in a
-conditional affine layer ``z = L u + W e + b`` (`ConditionalLinearGaussian`), and
-`fit` starts from the best posterior that is Gaussian with a mean linear in the
-raw observation ``r``:
+With ``linear_gaussian_start=True`` the flow holds a conditional affine layer
+``z = L u + W e + b`` (`ConditionalLinearGaussian`; where it sits is
+``_flows.build_flow``'s choice), and `fit` starts from the best posterior that is
+Gaussian with a mean linear in the raw observation ``r``:
 
 - every conditioner's output layer and the encoder's fusion output layer are
   zeroed, so the coupling and autoregressive layers start as the identity and the
@@ -27,8 +27,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flowjax.bijections import AbstractBijection
+from flowjax.bijections import AbstractBijection, Chain, Invert, Permute, Scan
 from jaxtyping import Array, Float
+
+from ._spline import SplineCoupling
 
 __all__ = ["ConditionalLinearGaussian", "linear_gaussian_start"]
 
@@ -123,17 +125,43 @@ def ridge_leave_one_out(
     return coef, y_mean - x_mean @ coef, loo, penalty
 
 
-def _chain_end(flow: Any) -> ConditionalLinearGaussian:
-    layer = flow.bijection.bijections[-1]
-    if not isinstance(layer, ConditionalLinearGaussian):
-        raise TypeError("the flow was not built with a linear-Gaussian end layer")
-    return layer
+def _linear_layer(flow: Any) -> ConditionalLinearGaussian:
+    layers = getattr(flow.bijection, "bijections", ())
+    found = [b for b in layers if isinstance(b, ConditionalLinearGaussian)]
+    if len(found) != 1:
+        raise TypeError("the flow was not built with one linear-Gaussian layer")
+    return found[0]
+
+
+def _parameter_side_order(flow: Any, d: int) -> np.ndarray:
+    """``order`` with ``z[..., order]`` what the linear layer must output for targets ``z``.
+
+    The coupling stacks after the linear layer (on the parameter side) start, their
+    conditioners zeroed, as their permutations alone: the regression predicts the
+    targets in the order those layers read them. Read off the permutation arrays (no
+    program to compile).
+    """
+    layers = flow.bijection.bijections
+    at = next(i for i, b in enumerate(layers) if isinstance(b, ConditionalLinearGaussian))
+    order = np.arange(d)
+    # parameters -> linear layer: each stack's inverse, its layers in order
+    for stack in reversed(layers[at + 1 :]):
+        if not (isinstance(stack, Invert) and isinstance(stack.bijection, Scan)):
+            raise TypeError(f"unexpected layer after the linear-Gaussian layer: {type(stack)}")
+        stacked = stack.bijection.bijection
+        parts = stacked.bijections if isinstance(stacked, Chain) else (stacked,)
+        perms = [np.asarray(p.permutation[0]) for p in parts if isinstance(p, Permute)]
+        if any(not isinstance(p, (Permute, SplineCoupling)) for p in parts):
+            raise TypeError("the layers after the linear-Gaussian layer are not spline couplings")
+        for row in range(perms[0].shape[0] if perms else 0):
+            order = order[perms[0][row]]
+    return order
 
 
 def linear_gaussian_start(
     model: Any, z: np.ndarray, observations: dict, *, seed: int = 0
 ) -> tuple[Any, dict[str, Any]]:
-    """Set ``model`` (encoder with a linear skip, flow with a linear-Gaussian end) to the start.
+    """Set ``model`` (encoder with a linear skip, flow with a linear-Gaussian layer) to the start.
 
     Args:
         model: a `PosteriorModel` built with ``linear_gaussian_start=True``.
@@ -156,7 +184,10 @@ def linear_gaussian_start(
     if raw.shape[1] > MAX_FEATURES:
         info["method"] = f"none (more than {MAX_FEATURES} raw observation features)"
         return model, info
-    coef, intercept, loo, penalty = ridge_leave_one_out(raw, z[rows])
+    flow = _zero_output_layers(model.flow)
+    # The linear layer's output, in the order the layers after it read it.
+    order = _parameter_side_order(flow, d)
+    coef, intercept, loo, penalty = ridge_leave_one_out(raw, z[rows][:, order])
     cov = loo.T @ loo / len(rows)
     cov += 1e-9 * max(float(np.trace(cov)) / d, 1e-12) * np.eye(d)
     precision = np.linalg.inv(np.linalg.cholesky(cov))
@@ -164,11 +195,11 @@ def linear_gaussian_start(
     emb_dim = skip.weight.shape[0]
     skip_w = np.zeros(skip.weight.shape)
     skip_w[:d] = coef.T
-    end = _chain_end(model.flow)
-    dtype = end.weight.dtype
+    layer = _linear_layer(model.flow)
+    dtype = layer.weight.dtype
     started = eqx.tree_at(
         lambda e: (e.weight, e.bias, e.lower, e.log_diag),
-        end,
+        layer,
         (
             jnp.asarray(np.eye(d, emb_dim), dtype),
             jnp.asarray(intercept, dtype),
@@ -176,15 +207,16 @@ def linear_gaussian_start(
             jnp.asarray(np.log(np.diag(precision)), dtype),
         ),
     )
-    flow = _zero_output_layers(model.flow)
-    flow = eqx.tree_at(_chain_end, flow, started)
+    flow = eqx.tree_at(_linear_layer, flow, started)
     encoder = eqx.tree_at(
         lambda e: (e.fusion, e.skip.weight),
         model.encoder,
         (_zero_output_layers(model.encoder.fusion), jnp.asarray(skip_w, skip.weight.dtype)),
     )
     total = np.var(z[rows], axis=0)
-    explained = 1.0 - np.diag(cov) / np.where(total > 0, total, 1.0)
+    residual = np.empty(d)
+    residual[order] = np.diag(cov)
+    explained = 1.0 - residual / np.where(total > 0, total, 1.0)
     info.update(
         method="ridge regression on the raw observation",
         ridge_penalty=float(penalty),

@@ -2,19 +2,22 @@
 
 Chosen for robustness rather than for one task:
 
-- a linear-Gaussian start (``linear_gaussian_start``): the flow ends in a
+- a linear-Gaussian start (``linear_gaussian_start``): the flow holds a
   conditional affine layer and training starts from the ridge-regression
   posterior ``N(A x + b, Σ)`` of the raw observation, with every coupling and
   autoregressive layer starting as the identity; a posterior whose location is
   linear in the data starts (nearly) exact, and any other starts from its best
   linear-Gaussian approximation instead of a random flow;
-- neural spline couplings (five layers, 12 bins on [-5, 5]) followed by one
-  masked autoregressive affine layer given the observation (``"spline_affine"``),
-  in z-scored physical coordinates: the splines give multimodal and curved
-  shapes, the affine layer the location and scale that the observation sets
-  beyond the linear start, also far from the prior's centre where splines are
-  the identity; with draws outside a bounded prior rejected (as `sbi` does) no
-  mass is lost to the box's edges;
+- neural spline couplings (five layers, 12 bins on [-5, 5]) and one masked
+  autoregressive affine layer given the observation (``"spline_affine"``): three
+  couplings and the affine layer on the base side of the linear-Gaussian layer
+  shape the standardised residual of the linear prediction, where a shape that
+  moves with the observation (gaussian_mixture's narrow component) stands still;
+  two couplings after it shape z-scored physical coordinates, where a bounded
+  prior's walls stand still (gaussian_linear_uniform); the affine layer carries
+  location and scale beyond the linear start, also far from the prior's centre
+  where splines are the identity; with draws outside a bounded prior rejected
+  (as `sbi` does) no mass is lost to the box's edges;
 - an encoder with a linear skip from the raw observation to the context (it
   carries the start's regression);
 - width adapting to the budget (64 hidden units below 20,000 simulations, 128

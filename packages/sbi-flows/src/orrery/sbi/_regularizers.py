@@ -48,20 +48,39 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
 
     Returns:
         ``(widths, heights, derivatives)`` of shapes ``(layers, d_t, bins)``,
-        ``(layers, d_t, bins)`` and ``(layers, d_t, bins + 1)``, or ``None`` when
-        the flow has no rational-quadratic coupling layers.
+        ``(layers, d_t, bins)`` and ``(layers, d_t, bins + 1)``, layers in the order
+        ``z`` meets them, or ``None`` when the flow has no rational-quadratic
+        coupling layers (or other layers between them).
     """
-    flow = unwrap(flow)
-    bij = flow.bijection
-    if isinstance(bij, Chain) and isinstance(bij.bijections[-1], ConditionalLinearGaussian):
-        # build_flow's Chain([family flow, end]): the splines see the end layer's input
-        z = bij.bijections[-1].inverse(z, condition)
-        bij = bij.bijections[0]
+    bij = unwrap(flow).bijection
+    parts = bij.bijections if _has_linear_layer(bij) else (bij,)
+    found = []
+    # From the parameter side towards the base: build_flow's Chain([couplings,
+    # linear, couplings]) or Chain([couplings, linear]), or the couplings alone.
+    for part in reversed(parts):
+        if isinstance(part, ConditionalLinearGaussian):
+            z = part.inverse(z, condition)
+            continue
+        met = _stack_parameters(part, z, condition)
+        if met is None:
+            return None
+        z, out = met
+        found.append(out)
+    return tuple(jnp.concatenate(arrays, axis=0) for arrays in zip(*found, strict=True))
+
+
+def _has_linear_layer(bij: Any) -> bool:
+    return isinstance(bij, Chain) and any(
+        isinstance(b, ConditionalLinearGaussian) for b in bij.bijections
+    )
+
+
+def _stack_parameters(bij: Any, z: Array, condition: Array) -> tuple[Array, Any] | None:
+    """``z`` through one stack of spline couplings, and the splines it met."""
     if not (isinstance(bij, Invert) and isinstance(bij.bijection, Scan)):
         return None
     stacked = bij.bijection.bijection
-    coupling = _coupling_of(stacked)
-    if coupling is None:
+    if _coupling_of(stacked) is None:
         return None
     params, static = eqx.partition(stacked, eqx.is_array)
 
@@ -72,8 +91,7 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
         out = (jnp.diff(x_pos, axis=-1), jnp.diff(y_pos, axis=-1), derivs)
         return layer.transform(x, condition), out
 
-    _, out = jax.lax.scan(step, z, params)
-    return out
+    return jax.lax.scan(step, z, params)
 
 
 def _small_bin(sizes: Array, uniform: Array, target: float) -> Array:

@@ -139,11 +139,12 @@ class ConditionalFlowPosterior(
         lr_decay_max: most plateau decays; early stopping counts after the last.
         encoder_linear_skip: add a zero-initialised linear map of the raw observation
             to the encoder's context vector (not upstream; changes the state layout).
-        linear_gaussian_start: end the flow in a conditional linear-Gaussian layer and
-            start `fit` from the ridge-regression posterior ``N(A r + b, Σ)`` of the raw
-            observation ``r`` (conditioners start as the identity; see
-            ``orrery.sbi._linear_start``). Needs ``encoder_linear_skip``, ``embedding_dim >=
-            parameter_dim`` and a family other than ``"neural_autoregressive"``. Not upstream.
+        linear_gaussian_start: give the flow a conditional linear-Gaussian layer (in
+            the spline families, half the couplings follow it) and start `fit` from the
+            ridge-regression posterior ``N(A r + b, Σ)`` of the raw observation ``r``
+            (conditioners start as the identity; see ``orrery.sbi._linear_start``). Needs
+            ``encoder_linear_skip``, ``embedding_dim >= parameter_dim`` and a family other
+            than ``"neural_autoregressive"``. Not upstream.
         checkpoint_directory: where epoch-end checkpoints go (``None``: none).
         checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
         resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
