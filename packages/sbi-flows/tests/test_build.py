@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, _build
+from orrery.sbi._xla import compiler_options
 
 
 def _prepared(family: str, seed: int, **settings) -> ConditionalFlowPosterior:
@@ -105,3 +106,12 @@ def test_training_settings_share_the_build_program_and_architecture_settings_do_
         _prepared("affine", 0, **architecture)._build_model()
         assert len(set(_build._BUILDERS) - before) == 1, architecture
         before = set(_build._BUILDERS)
+
+
+def test_the_package_compiler_options_are_accepted_and_keep_the_numbers():
+    options = compiler_options()
+    if jax.default_backend() == "cpu":
+        assert options == {"xla_cpu_use_fusion_emitters": False}
+    x = jnp.linspace(-2.0, 2.0, 7)
+    compiled = jax.jit(lambda v: jnp.sin(v) * jnp.exp(v)).lower(x).compile(compiler_options=options)
+    np.testing.assert_allclose(compiled(x), np.sin(x) * np.exp(x), rtol=1e-6)

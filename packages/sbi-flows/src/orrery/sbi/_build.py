@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import equinox as eqx
 import jax
 
+from ._xla import compiler_options
+
 __all__ = ["compiled_build"]
 
 T = TypeVar("T")
@@ -124,7 +126,8 @@ def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Ha
     try:
         if not isinstance(builder, _Compiled):
             lowered = builder.lower(key)
-            builder = entry[0] = _Compiled(lowered.compile(compiler_options=_COMPILER_OPTIONS))
+            options = {**compiler_options(), **_COMPILER_OPTIONS}
+            builder = entry[0] = _Compiled(lowered.compile(compiler_options=options))
         out, values = builder(key)
     except _Unrepairable:
         return make(key)

@@ -17,6 +17,7 @@ import numpy as np
 
 from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
 
+from .._xla import compiler_options
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._data_parallel import (
     DataParallel,
@@ -634,9 +635,10 @@ def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
     try:
         hash(full)
     except TypeError:
-        return fn.lower(*args).compile(), False
+        return fn.lower(*args).compile(compiler_options=compiler_options()), False
     reused = full in _JIT_CACHE
-    return _cached(full, lambda: fn.lower(*args).compile()), reused
+    options = compiler_options()
+    return _cached(full, lambda: fn.lower(*args).compile(compiler_options=options)), reused
 
 
 def _fingerprint(data: Any) -> str | None:
@@ -699,7 +701,7 @@ def _make_evaluate(static, loss_fn, batch_size):
     def chunk_loss(params, batch, key, consts):
         return loss_fn(combine_model(params, consts, static), batch, key)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options())
     def full_chunks(params, data, key, consts):
         n_chunks = jax.tree.leaves(data)[0].shape[0] // batch_size
 
@@ -710,7 +712,7 @@ def _make_evaluate(static, loss_fn, batch_size):
         total, _ = jax.lax.scan(body, jnp.zeros(()), jnp.arange(n_chunks))
         return total
 
-    return full_chunks, jax.jit(chunk_loss)
+    return full_chunks, jax.jit(chunk_loss, compiler_options=compiler_options())
 
 
 def _evaluate(fns, batch_size, params, data, key, n, *, consts):
