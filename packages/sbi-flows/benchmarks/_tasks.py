@@ -39,9 +39,12 @@ SBI_SCRIPT = textwrap.dedent(
     theta = torch.tensor(data["theta"], dtype=torch.float32)
     x = torch.tensor(data["x"], dtype=torch.float32)
     dim = theta.shape[1]
-    kind, a, b = str(data["prior"]), float(data["prior_a"]), float(data["prior_b"])
+    kind = str(data["prior"])
+    a, b = (torch.as_tensor(data[k], dtype=torch.float32) for k in ("prior_a", "prior_b"))
     if kind == "normal":
         prior = torch.distributions.MultivariateNormal(torch.zeros(dim), a * torch.eye(dim))
+    elif kind == "mvn":
+        prior = torch.distributions.MultivariateNormal(a, b)
     elif kind == "box":
         prior = BoxUniform(a * torch.ones(dim), b * torch.ones(dim))
     else:
@@ -189,12 +192,16 @@ def task_data(
     return theta, x, x_obs, references
 
 
-def run_sbi(name, theta, x, x_obs, num_samples, seed, workdir: Path):
-    """``sbi`` 0.27's NPE with its defaults: ``(samples (obs, n, d), train_s, epochs)``."""
+def run_sbi(name, theta, x, x_obs, num_samples, seed, workdir: Path, prior=None):
+    """``sbi`` 0.27's NPE with its defaults: ``(samples (obs, n, d), train_s, epochs)``.
+
+    ``prior`` is ``(kind, a, b)`` as in `Task` (also ``("mvn", loc, cov)``); by
+    default the task's.
+    """
     data, out = workdir / f"{name}_in.npz", workdir / f"{name}_out.npz"
     script = workdir / "sbi_npe.py"
     script.write_text(SBI_SCRIPT)
-    kind, a, b = TASKS[name].prior
+    kind, a, b = TASKS[name].prior if prior is None else prior
     np.savez(
         data,
         theta=theta,

@@ -8,10 +8,16 @@ Every reference posterior is exact (the tasks are described in ``_tasks.py``):
 ``gaussian_linear`` and ``two_moons`` (sbibm), ``folded_5d`` (32 modes, 20-D
 observation with distractors) and ``heavy_tailed_3d`` (Student-t prior), ours.
 
+With ``--sbibm`` also standard problems from ``sbibm`` (``_sbibm.py``): its own
+simulations, observations 1-3 and stored reference posteriors.
+
 C2ST uses sbibm's classifier (``orrery.sbi.diagnostics.c2st``).
 
     uv run python packages/sbi-flows/benchmarks/general_purpose.py           # 10^4 sims
     uv run python packages/sbi-flows/benchmarks/general_purpose.py --quick   # small, fast
+    # and standard problems from sbibm (its simulations and reference posteriors):
+    uv run python packages/sbi-flows/benchmarks/general_purpose.py --sbibm slcp gaussian_mixture \
+        gaussian_linear_uniform bernoulli_glm bernoulli_glm_raw
 
 The machine is shared: wall times are noisy (the load average is printed).
 """
@@ -29,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sbibm import SBIBM_TASKS, sbibm_task_data
 from _tasks import TASKS, run_sbi, task_data  # shared with side_by_side.py
 
 
@@ -72,7 +79,14 @@ def main(argv=None) -> int:
     parser.add_argument("--num-samples", type=int, default=10_000, help="draws per C2ST set")
     parser.add_argument("--num-observations", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="cap the recipe's epochs")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument(
+        "--sbibm",
+        nargs="*",
+        default=[],
+        choices=SBIBM_TASKS,
+        help="also these sbibm tasks, with sbibm's simulations and reference posteriors",
+    )
     parser.add_argument("--skip-sbi", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=-1, help="C2ST folds fitted in parallel")
@@ -87,20 +101,26 @@ def main(argv=None) -> int:
     print(f"load average at start: {os.getloadavg()}")
     fits, refs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for task in args.tasks:
-            theta, x, x_obs, refs[task] = task_data(
-                task,
-                seed=args.seed,
-                num_simulations=args.num_simulations,
-                num_observations=args.num_observations,
-                num_samples=args.num_samples,
-            )
+        sizes = {
+            "seed": args.seed,
+            "num_simulations": args.num_simulations,
+            "num_observations": args.num_observations,
+            "num_samples": args.num_samples,
+        }
+        for index, task in enumerate([*args.tasks, *args.sbibm]):
+            if task in TASKS:
+                theta, x, x_obs, refs[task] = task_data(task, **sizes)
+                bounds, prior = TASKS[task].bounds, None
+            else:
+                theta, x, x_obs, refs[task], bounds, prior = sbibm_task_data(
+                    task, **sizes, workdir=Path(tmp)
+                )
             common = (theta, x, x_obs)
-            seed = args.seed + list(TASKS).index(task)
-            recipe_args = (*common, TASKS[task].bounds, args.num_samples, seed)
+            seed = args.seed + index
+            recipe_args = (*common, bounds, args.num_samples, seed)
             runners = [("recipe", functools.partial(run_recipe, *recipe_args, args.epochs))]
             if not args.skip_sbi:
-                sbi_args = (task, *common, args.num_samples, args.seed, Path(tmp))
+                sbi_args = (task, *common, args.num_samples, args.seed, Path(tmp), prior)
                 runners.append(("sbi 0.27", functools.partial(_sbi, *sbi_args)))
             for name, runner in runners:
                 load = os.getloadavg()[0]
@@ -129,12 +149,12 @@ def main(argv=None) -> int:
         f"\n{args.num_simulations} simulations, {args.num_observations} observation(s), "
         f"{args.num_samples} draws per C2ST set; load average at end {os.getloadavg()}"
     )
-    header = f"{'task':<16} {'method':<9} {'C2ST':>6} {'fit s':>8} {'epochs':>6} {'ratio':>6}"
+    header = f"{'task':<24} {'method':<9} {'C2ST':>6} {'fit s':>8} {'epochs':>6} {'ratio':>6}"
     print(f"{header} {'load':>5}")
     base = {t: s for t, n, _, s, _, _ in rows if n == "sbi 0.27"}
     for task, name, score, train_s, epochs, load in rows:
         ratio = train_s / base.get(task, float("nan"))
-        line = f"{task:<16} {name:<9} {score:6.3f} {train_s:8.1f} {epochs:6d} {ratio:6.2f}"
+        line = f"{task:<24} {name:<9} {score:6.3f} {train_s:8.1f} {epochs:6d} {ratio:6.2f}"
         print(f"{line} {load:5.1f}")
     print(
         "(fit s: wall time of fit, XLA compilation included; ratio = recipe / sbi;\n"
