@@ -32,7 +32,7 @@ from jaxtyping import Array, Float
 
 from ._spline import SplineCoupling
 
-__all__ = ["ConditionalLinearGaussian", "linear_gaussian_start"]
+__all__ = ["ConditionalLinearGaussian", "linear_gaussian_start", "linear_layer_index"]
 
 #: Rows of the training split used for the regression (a seeded subset beyond it).
 MAX_ROWS = 20_000
@@ -125,12 +125,18 @@ def ridge_leave_one_out(
     return coef, y_mean - x_mean @ coef, loo, penalty
 
 
+def linear_layer_index(bijection: Any) -> int | None:
+    """Where the one `ConditionalLinearGaussian` sits in ``build_flow``'s chain, or ``None``."""
+    layers = bijection.bijections if isinstance(bijection, Chain) else ()
+    found = [i for i, b in enumerate(layers) if isinstance(b, ConditionalLinearGaussian)]
+    return found[0] if len(found) == 1 else None
+
+
 def _linear_layer(flow: Any) -> ConditionalLinearGaussian:
-    layers = getattr(flow.bijection, "bijections", ())
-    found = [b for b in layers if isinstance(b, ConditionalLinearGaussian)]
-    if len(found) != 1:
+    at = linear_layer_index(flow.bijection)
+    if at is None:
         raise TypeError("the flow was not built with one linear-Gaussian layer")
-    return found[0]
+    return flow.bijection.bijections[at]
 
 
 def _parameter_side_order(flow: Any, d: int) -> np.ndarray:
@@ -142,19 +148,19 @@ def _parameter_side_order(flow: Any, d: int) -> np.ndarray:
     program to compile).
     """
     layers = flow.bijection.bijections
-    at = next(i for i, b in enumerate(layers) if isinstance(b, ConditionalLinearGaussian))
     order = np.arange(d)
     # parameters -> linear layer: each stack's inverse, its layers in order
-    for stack in reversed(layers[at + 1 :]):
+    for stack in reversed(layers[linear_layer_index(flow.bijection) + 1 :]):
         if not (isinstance(stack, Invert) and isinstance(stack.bijection, Scan)):
             raise TypeError(f"unexpected layer after the linear-Gaussian layer: {type(stack)}")
         stacked = stack.bijection.bijection
         parts = stacked.bijections if isinstance(stacked, Chain) else (stacked,)
-        perms = [np.asarray(p.permutation[0]) for p in parts if isinstance(p, Permute)]
         if any(not isinstance(p, (Permute, SplineCoupling)) for p in parts):
             raise TypeError("the layers after the linear-Gaussian layer are not spline couplings")
-        for row in range(perms[0].shape[0] if perms else 0):
-            order = order[perms[0][row]]
+        perms = [np.asarray(p.permutation[0]) for p in parts if isinstance(p, Permute)]
+        for layer_perms in zip(*perms, strict=True):  # one row per stacked layer
+            for perm in layer_perms:
+                order = order[perm]
     return order
 
 

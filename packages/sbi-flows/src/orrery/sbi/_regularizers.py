@@ -26,7 +26,7 @@ from flowjax.bijections import Chain, Invert, Scan
 from flowjax.distributions import unwrap  # paramax.unwrap, re-exported by flowjax
 from jaxtyping import Array
 
-from ._linear_start import ConditionalLinearGaussian
+from ._linear_start import ConditionalLinearGaussian, linear_layer_index
 from ._spline import SplineCoupling, spline_knots
 
 
@@ -53,7 +53,7 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
         coupling layers (or other layers between them).
     """
     bij = unwrap(flow).bijection
-    parts = bij.bijections if _has_linear_layer(bij) else (bij,)
+    parts = bij.bijections if linear_layer_index(bij) is not None else (bij,)
     found = []
     # From the parameter side towards the base: build_flow's Chain([couplings,
     # linear, couplings]) or Chain([couplings, linear]), or the couplings alone.
@@ -67,12 +67,6 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
         z, out = met
         found.append(out)
     return tuple(jnp.concatenate(arrays, axis=0) for arrays in zip(*found, strict=True))
-
-
-def _has_linear_layer(bij: Any) -> bool:
-    return isinstance(bij, Chain) and any(
-        isinstance(b, ConditionalLinearGaussian) for b in bij.bijections
-    )
 
 
 def _stack_parameters(bij: Any, z: Array, condition: Array) -> tuple[Array, Any] | None:

@@ -2,8 +2,8 @@
 
 On a CPU, XLA's fusion emitters (its newer code generator) compile the training
 programs much more slowly than the classic emitters and run them no faster: the
-recipe's epoch program on gaussian_linear compiled in 3.9 s instead of 2.4 s,
-its whole first fit took 19.7 s instead of 17.6 s. The build, epoch and
+recipe's epoch program on gaussian_linear compiled in 3.9 s instead of 2.6 s,
+its whole first fit took 19.7 s instead of 16.8 s. The build, epoch and
 validation programs opt out there; other backends get no options.
 """
 

@@ -632,13 +632,16 @@ def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
     """``fn`` compiled ahead of time for ``args``' shapes; cached; ``(compiled, reused)``."""
     leaves, treedef = jax.tree.flatten(args)
     full = ("aot", key, treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves))
+
+    def compile_():
+        return fn.lower(*args).compile(compiler_options=compiler_options())
+
     try:
         hash(full)
     except TypeError:
-        return fn.lower(*args).compile(compiler_options=compiler_options()), False
+        return compile_(), False
     reused = full in _JIT_CACHE
-    options = compiler_options()
-    return _cached(full, lambda: fn.lower(*args).compile(compiler_options=options)), reused
+    return _cached(full, compile_), reused
 
 
 def _fingerprint(data: Any) -> str | None:
