@@ -5,8 +5,10 @@ reference samples of its observations 1-10 (long MCMC or exact). It pins an old
 ``sbi``, so it runs in an isolated environment of its own
 (``uv run --isolated --no-project --with sbibm==1.1.0``), which writes the
 simulations, observations, reference samples and prior to an ``.npz`` file.
-(``sir`` and ``lotka_volterra`` need Julia; ``slcp_distractors``' stored
-observations do not load with current torch.)
+(``sir`` and ``lotka_volterra`` need Julia.) ``slcp_distractors``' simulator loads
+its distractor mixture with ``torch.load``, which torch >= 2.6 refuses unless the
+file's distribution classes are allowed: the script allows exactly those five, so
+the load stays ``weights_only``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ SBIBM_TASKS = (
     "gaussian_linear_uniform",
     "bernoulli_glm",
     "bernoulli_glm_raw",
+    "slcp_distractors",
 )
 
 _SCRIPT = textwrap.dedent(
     """
     import sys
     import numpy as np
+    import pyro.distributions as pd
     import torch
     import sbibm
 
@@ -36,7 +40,11 @@ _SCRIPT = textwrap.dedent(
     torch.manual_seed(int(seed))
     task = sbibm.get_task(name)
     theta = task.get_prior()(num_samples=int(n))
-    x = task.get_simulator()(theta)
+    # slcp_distractors' simulator unpickles a mixture of Student-t distributions
+    allowed = [pd.MixtureSameFamily, pd.Categorical, pd.Independent, pd.Chi2]
+    allowed.append(pd.MultivariateStudentT)
+    with torch.serialization.safe_globals(allowed):
+        x = task.get_simulator()(theta)
     obs = range(1, int(k) + 1)
     x_obs = np.stack([task.get_observation(num_observation=i).numpy()[0] for i in obs])
     refs = np.stack(
