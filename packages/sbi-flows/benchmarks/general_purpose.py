@@ -17,7 +17,7 @@ C2ST uses sbibm's classifier (``orrery.sbi.diagnostics.c2st``).
     uv run python packages/sbi-flows/benchmarks/general_purpose.py --quick   # small, fast
     # and standard problems from sbibm (its simulations and reference posteriors):
     uv run python packages/sbi-flows/benchmarks/general_purpose.py --sbibm slcp gaussian_mixture \
-        gaussian_linear_uniform bernoulli_glm bernoulli_glm_raw
+        gaussian_linear_uniform bernoulli_glm bernoulli_glm_raw slcp_distractors
 
 The machine is shared: wall times are noisy (the load average is printed).
 """
