@@ -41,7 +41,11 @@ gaussian_linear -0.523 -> -0.782 -> -0.785, heavy_tailed_3d 1.999 -> 1.980 ->
 (two_moons varies by about 0.05 from run to run). With few simulations and a wide
 observation (5 parameters, 1,000 simulations, 5 informative and 95 noise
 features, tanh link) the start gained 0.09 nats (-4.44 -> -4.53). Shorter patience (8 epochs, one
-decay) was 30-40% faster and 0.03 nats worse on two_moons and folded_5d.
+decay) was 30-40% faster and 0.03 nats worse on two_moons and folded_5d. Re-measured on this
+recipe: plateaus of 5 epochs and patience 8 fitted in 2-18% less time, plateaus of 6, two
+decays and patience 8 in 4-34% less, both 0.06 nats worse on two_moons (about its run-to-run
+spread) and 0.001-0.005 elsewhere; neither brings a fit near a quarter of `sbi`'s time
+where it is not already.
 Before the linear start: the affine layer gave the heavy-tailed gain (0.35
 nats), the plateau decay 0.02-0.07 nats on the problems that stop early;
 rejected were shorter cosine schedules (20-30 epochs: 0.1-0.25 nats worse on
