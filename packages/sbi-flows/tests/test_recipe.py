@@ -13,6 +13,8 @@ def test_recommended_is_unfitted_and_adapts_to_the_budget():
     assert small.early_stopping_patience and small.use_cosine_schedule
     assert small.hidden_dim < large.hidden_dim and small.batch_size < large.batch_size
     assert small.num_epochs > large.num_epochs
+    # 8,000 steps would be 23 epochs of 10^5 simulations; the floor keeps 60
+    assert large.num_epochs == 60 and small.num_epochs == 400
     assert small.parameter_space == "physical" and small.flow_family == "spline_affine"
     assert small.lr_decay_patience < small.early_stopping_patience
     assert small.encoder_linear_skip

@@ -122,6 +122,19 @@ def test_under_trained_fit_warns_with_the_improvement_and_the_recipe(under_train
     assert artifacts.trainer_metadata["warnings"] == [m for m in caught if "fit:" in m]
 
 
+def test_an_under_trained_recipe_is_told_to_train_longer_not_to_use_the_recipe(box_data):
+    post = ConditionalFlowPosterior.recommended(
+        2, 600, **TINY, num_epochs=4, linear_gaussian_start=False, seed=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post.fit(box_data)
+    messages = [str(w.message) for w in caught if "still improving" in str(w.message)]
+    assert len(messages) == 1, [str(w.message) for w in caught]
+    assert "raise num_epochs (the recipe chose 4" in messages[0]
+    assert "recommended(" not in messages[0]
+
+
 def test_converged_fit_does_not_warn(box_data):
     post = ConditionalFlowPosterior(
         2,

@@ -49,8 +49,17 @@ def still_improving(losses: Sequence[float]) -> tuple[float, int] | None:
     return (round(decrease, 6), window) if decrease > IMPROVEMENT_TOLERANCE else None
 
 
-def warn_after_fit(artifacts: Any, model: Any, n_train: int) -> list[str]:
+def warn_after_fit(
+    artifacts: Any, model: Any, n_train: int, *, from_recipe: bool = False
+) -> list[str]:
     """Warn (``UserWarning``) about an under-trained fit or a small training set.
+
+    Args:
+        artifacts: the fit's `TrainingArtifacts`.
+        model: the fitted model (its trainable weights are counted).
+        n_train: training simulations.
+        from_recipe: the posterior came from the recipe, so the advice is to train it
+            longer rather than to switch to it.
 
     Returns:
         The messages issued (also recorded in the trainer metadata as ``warnings``).
@@ -65,11 +74,16 @@ def warn_after_fit(artifacts: Any, model: Any, n_train: int) -> list[str]:
     found = None if meta.get("stopped_early") else still_improving(losses)
     if found is not None:
         decrease, window = found
+        advice = (
+            f"raise num_epochs (the recipe chose {meta.get('num_epochs')} for this many "
+            "simulations)"
+            if from_recipe
+            else f"train longer (num_epochs, early_stopping_patience) or use {RECIPE}"
+        )
         messages.append(
             f"fit: the {which} loss was still improving when training ended: it fell by "
             f"{decrease:.3g} nats per simulation over the last {window} of "
-            f"{len(losses)} epochs; the posterior is probably under-trained. Train longer "
-            f"(num_epochs, early_stopping_patience) or use {RECIPE}"
+            f"{len(losses)} epochs; the posterior is probably under-trained: {advice}"
         )
     weights = count_weights(model)
     # Early stopping on validation data, restoring the best state, guards against it.

@@ -314,6 +314,7 @@ class ConditionalFlowPosterior(
         self.training_history: dict[str, list[float]] | None = None
         self._flow_shift = np.zeros(parameter_dim)
         self._flow_scale = np.ones(parameter_dim)
+        self._from_recipe = False  # set by `recommended`: the fit warnings' advice differs
 
     @classmethod
     def recommended(
@@ -327,7 +328,7 @@ class ConditionalFlowPosterior(
         (``"spline_affine"``) in z-scored physical coordinates (draws outside a
         bounded prior rejected), an encoder with a linear skip, width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
-        8,000 optimiser steps, lowered on validation plateaus, and early stopping
+        8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus, and early stopping
         that restores the best state (see ``orrery.sbi._recipe`` for each choice).
 
         Args:
@@ -354,7 +355,9 @@ class ConditionalFlowPosterior(
                 f"overrides: {unknown} are not constructor arguments of {cls.__name__}"
             )
         config.update(overrides)
-        return cls(parameter_dim, **config)
+        posterior = cls(parameter_dim, **config)
+        posterior._from_recipe = True
+        return posterior
 
     def __repr__(self) -> str:
         state = "fitted" if self.model is not None else "not fitted"
@@ -657,7 +660,12 @@ class ConditionalFlowPosterior(
         if start_info is not None:
             artifacts.trainer_metadata["linear_gaussian_start"] = start_info
         self.training_history = {k: list(v) for k, v in artifacts.history.items()}
-        warn_after_fit(artifacts, self.model, artifacts.trainer_metadata["n_train"])
+        warn_after_fit(
+            artifacts,
+            self.model,
+            artifacts.trainer_metadata["n_train"],
+            from_recipe=getattr(self, "_from_recipe", False),
+        )
         if self.verbose_diagnostics:
             write_final_plots(
                 model,
