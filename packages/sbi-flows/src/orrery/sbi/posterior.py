@@ -328,8 +328,9 @@ class ConditionalFlowPosterior(
         (``"spline_affine"``) in z-scored physical coordinates (draws outside a
         bounded prior rejected), an encoder with a linear skip, width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
-        8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus, and early stopping
-        that restores the best state (see ``orrery.sbi._recipe`` for each choice).
+        8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus,
+        and early stopping that restores the best state (see ``orrery.sbi._recipe``
+        for each choice).
 
         Args:
             parameter_dim: number of inferred parameters.
