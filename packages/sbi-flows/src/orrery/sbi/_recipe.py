@@ -51,7 +51,7 @@ nats), the plateau decay 0.02-0.07 nats on the problems that stop early;
 rejected were shorter cosine schedules (20-30 epochs: 0.1-0.25 nats worse on
 two_moons), fewer coupling layers with more affine layers (worse on folded_5d
 and two_moons), 8 bins, width 32, weight decay 1e-2.
-The 60-epoch floor binds above about 47,000 simulations. With 10^5 simulations (held-out
+The 60-epoch floor binds above about 39,000 simulations. With 10^5 simulations (held-out
 negative log-likelihood of 3,000 fresh simulations), the former floor of 30 epochs ->
 60: two_moons -3.738 -> -3.759 (and at 30 the fit warned that it was still improving),
 folded_5d 1.733 -> 1.713, gaussian_linear -0.833 -> -0.832 (early stopping after 40),
