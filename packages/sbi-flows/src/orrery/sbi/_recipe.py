@@ -26,9 +26,9 @@ Chosen for robustness rather than for one task:
 - a cosine learning-rate schedule (peak 1e-3, 2% warm-up, floor 1e-5) over a
   budget of about 8,000 optimiser steps and at least 60 epochs (60 to 400 epochs);
   on a plateau of 8 epochs the best state is restored and the rate multiplied by
-  0.3 (at most 3 times), then early stopping (patience 12) restores the best state: a problem
-  that over-fits early gets its fine-tuning at a low rate, one that keeps
-  improving (two_moons) keeps its full schedule;
+  0.3 (at most 3 times), then early stopping (patience 12) restores the best
+  state: a problem that over-fits early gets its fine-tuning at a low rate, one
+  that keeps improving (two_moons) keeps its full schedule;
 - no per-epoch closure gates (they cost time and do not change the kept state of
   a spline flow trained this way).
 

@@ -665,7 +665,7 @@ class ConditionalFlowPosterior(
             artifacts,
             self.model,
             artifacts.trainer_metadata["n_train"],
-            from_recipe=getattr(self, "_from_recipe", False),
+            from_recipe=self._from_recipe,
         )
         if self.verbose_diagnostics:
             write_final_plots(
