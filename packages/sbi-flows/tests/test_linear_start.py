@@ -156,3 +156,13 @@ def test_configurations_it_cannot_start_are_refused():
             encoder_linear_skip=True,
             linear_gaussian_start=True,
         )
+
+
+def test_a_flow_without_the_linear_layer_is_refused_by_name():
+    theta, x = _linear_gaussian_data(400, seed=3)
+    ds = SimulationDataset.from_arrays(theta, x, seed=0)
+    post = ConditionalFlowPosterior(3, encoder_linear_skip=True, num_epochs=1, **TINY)
+    post.fit(ds)
+    rows = post._as_flow_batch(post._read_split(ds, "train"))
+    with pytest.raises(TypeError, match="one linear-Gaussian layer"):
+        _linear_start.linear_gaussian_start(post.model, rows.parameters, rows.observations)

@@ -190,6 +190,7 @@ def linear_gaussian_start(
     if raw.shape[1] > MAX_FEATURES:
         info["method"] = f"none (more than {MAX_FEATURES} raw observation features)"
         return model, info
+    layer = _linear_layer(model.flow)  # first: a flow without one fails here, clearly
     flow = _zero_output_layers(model.flow)
     # The linear layer's output, in the order the layers after it read it.
     order = _parameter_side_order(flow, d)
@@ -201,7 +202,6 @@ def linear_gaussian_start(
     emb_dim = skip.weight.shape[0]
     skip_w = np.zeros(skip.weight.shape)
     skip_w[:d] = coef.T
-    layer = _linear_layer(model.flow)
     dtype = layer.weight.dtype
     started = eqx.tree_at(
         lambda e: (e.weight, e.bias, e.lower, e.log_diag),
