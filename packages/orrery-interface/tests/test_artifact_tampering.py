@@ -16,7 +16,14 @@ import zlib
 import numpy as np
 import pytest
 
-from orrery.interface import Artifact, ArtifactError, ConfigError, load_artifact, save_artifact
+from orrery.interface import (
+    Artifact,
+    ArtifactError,
+    ConfigError,
+    load_artifact,
+    read_json,
+    save_artifact,
+)
 from orrery.interface import artifacts as art_mod
 
 ARRAYS = {"w": np.arange(12.0).reshape(3, 4), "idx": np.arange(5, dtype=np.int32)}
@@ -255,6 +262,73 @@ def test_size_amplification_is_refused_before_inflating(tmp_path):
     assert art_mod.DEFAULT_MAX_BYTES == 4 * 2**30
     with pytest.raises(ConfigError, match="max_bytes"):
         load_artifact(p, max_bytes=-1)
+
+
+def test_deeply_nested_metadata_is_an_artifact_error_not_a_recursion_error(tmp_path):
+    p = _save(tmp_path / "m")
+    meta = p / "metadata.json"
+    meta.write_text("[" * 200_000 + "]" * 200_000)  # past the parser's recursion limit
+    with pytest.raises(ArtifactError, match=r"m/metadata\.json nests objects or arrays too deep"):
+        load_artifact(p)
+    doc = json.loads(_save(tmp_path / "n").joinpath("metadata.json").read_text())
+    nested: object = 1.0
+    for _ in range(300):  # parses, but past the depth any later recursive walk may rely on
+        nested = {"a": nested}
+    doc["config"]["deep"] = nested
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match=r"m/metadata\.json nests .* deeper than 256 levels"):
+        load_artifact(p)
+
+
+def test_oversized_metadata_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    p = _save(tmp_path / "m")
+    meta = p / "metadata.json"
+    text = meta.read_text()
+    with open(meta, "r+b") as fh:  # a sparse 512 MB file: its size alone must refuse it
+        fh.truncate(512 * 2**20)
+    start = time.perf_counter()
+    with pytest.raises(ArtifactError, match=r"m/metadata\.json holds 536870912 bytes, more than"):
+        load_artifact(p)
+    assert time.perf_counter() - start < 0.5
+    meta.write_text(text)
+    monkeypatch.setattr(art_mod, "DEFAULT_MAX_JSON_BYTES", len(text) - 1)
+    with pytest.raises(
+        ArtifactError, match=rf"holds {len(text)} bytes, more than the {len(text) - 1}"
+    ):
+        load_artifact(p)
+    assert load_artifact(p, max_bytes=None).config["value"] == 1.0  # trusted: limits lifted
+
+
+def test_read_json_reads_at_most_one_byte_past_its_limit(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("needs /dev/zero")
+    link = tmp_path / "endless.json"
+    link.symlink_to("/dev/zero")  # stat says 0 bytes; reading never ends
+    with pytest.raises(ArtifactError, match=r"endless\.json holds more bytes than its size says"):
+        read_json(link, max_bytes=1000)
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ArtifactError, match=r"bad\.json is not valid JSON"):
+        read_json(tmp_path / "bad.json")
+    with pytest.raises(ArtifactError, match=r"missing\.json cannot be read"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "ok.json").write_text('{"a": [1, NaN]}')
+    assert read_json(tmp_path / "ok.json")["a"][0] == 1
+
+
+def test_save_refuses_config_that_load_would_refuse(tmp_path, monkeypatch):
+    nested: object = 1.0
+    for _ in range(300):
+        nested = [nested]
+    with pytest.raises(ArtifactError, match=r"^config nests dicts or lists deeper than 255"):
+        save_artifact(tmp_path / "m", kind="k", config={"deep": nested}, arrays={})
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(ArtifactError, match=r"^metadata nests dicts or lists deeper"):
+        save_artifact(tmp_path / "m", kind="k", config={}, arrays={}, metadata={"d": nested})
+    monkeypatch.setattr(art_mod, "DEFAULT_MAX_JSON_BYTES", 100)
+    with pytest.raises(ArtifactError, match=r"^config and metadata take \d+ bytes of JSON"):
+        save_artifact(tmp_path / "m", kind="k", config={"s": "x" * 200}, arrays={})
+    assert not (tmp_path / "m").exists()
 
 
 def test_stale_temporaries_and_backups_are_removed_by_the_next_save(tmp_path):

@@ -19,6 +19,7 @@ from .artifacts import (
     Artifact,
     check_json_safe,
     load_artifact,
+    read_json,
     save_artifact,
 )
 from .draws import Draws, element_names, parse_element_name
@@ -89,6 +90,7 @@ __all__ = [
     "element_names",
     "load_artifact",
     "parse_element_name",
+    "read_json",
     "require",
     "save_artifact",
     "validation",

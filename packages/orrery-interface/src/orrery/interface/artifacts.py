@@ -20,6 +20,10 @@ Loading trusts nothing in the files: every array header is checked against the
 zip member's real size and the total against a byte budget (`max_bytes`)
 before memory is allocated, every array against its recorded checksum, and
 object dtypes are refused, so nothing is ever unpickled or imported.
+`metadata.json` is read through `read_json`: its size is checked before it is
+read (`DEFAULT_MAX_JSON_BYTES`, 64 MiB) and its nesting depth after
+(`DEFAULT_MAX_JSON_DEPTH`), so a huge or absurdly nested file is an
+`ArtifactError` naming it, never a `MemoryError` or `RecursionError`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ._json import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH, json_depth, read_json
 from ._npz import manifest_entry, read_npz, write_npz
 from ._savelock import backup_prefix, debris, save_lock, temp_prefix
 from .errors import ArtifactError, ConfigError
@@ -43,11 +48,14 @@ from .errors import ArtifactError, ConfigError
 __all__ = [
     "ARRAYS_FILE",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_JSON_BYTES",
+    "DEFAULT_MAX_JSON_DEPTH",
     "METADATA_FILE",
     "SCHEMA_VERSION",
     "Artifact",
     "check_json_safe",
     "load_artifact",
+    "read_json",
     "save_artifact",
 ]
 
@@ -253,6 +261,21 @@ def check_json_safe(value: Any, name: str = "config") -> Any:
     raise ArtifactError(f"{name} has type {type(value).__name__}, which is not JSON-safe{hint}")
 
 
+def _json_safe(value: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """`check_json_safe`, plus the nesting limit `load_artifact` applies when reading back."""
+    limit = DEFAULT_MAX_JSON_DEPTH - 1  # the document wraps each section one level deeper
+    try:
+        clean = check_json_safe(dict(value), name)
+    except RecursionError:
+        clean = None
+    if clean is None or json_depth(clean, limit) > limit:
+        raise ArtifactError(
+            f"{name} nests dicts or lists deeper than {limit} levels, which load_artifact "
+            "would refuse to read back"
+        )
+    return clean
+
+
 def _as_path(path: Any) -> Path:
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ArtifactError(f"path: expected a non-empty str or os.PathLike, got {path!r}")
@@ -315,7 +338,9 @@ def save_artifact(
         The artifact path.
 
     Raises:
-        ArtifactError: for a non JSON-safe config or metadata, object arrays, a
+        ArtifactError: for a non JSON-safe config or metadata (or one nested
+            deeper than `DEFAULT_MAX_JSON_DEPTH`, or larger than
+            `DEFAULT_MAX_JSON_BYTES` as JSON), object arrays, a
             path that exists and is not a directory, or when another save to
             the same path is in progress (that one wins; this one writes
             nothing).
@@ -343,12 +368,17 @@ def save_artifact(
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
-        "producer": check_json_safe(dict(producer or {}), "producer"),
-        "config": check_json_safe(dict(config), "config"),
-        "metadata": check_json_safe(dict(metadata or {}), "metadata"),
+        "producer": _json_safe(producer or {}, "producer"),
+        "config": _json_safe(config, "config"),
+        "metadata": _json_safe(metadata or {}, "metadata"),
         "arrays": {key: manifest_entry(arr) for key, arr in clean.items()},
     }
     text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=True).encode()
+    if len(text) > DEFAULT_MAX_JSON_BYTES:
+        raise ArtifactError(
+            f"config and metadata take {len(text)} bytes of JSON, more than the "
+            f"{DEFAULT_MAX_JSON_BYTES} load_artifact reads by default; put large data in `arrays`"
+        )
 
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
@@ -390,11 +420,8 @@ def _missing(target: Path) -> ArtifactError:
     return ArtifactError(msg)
 
 
-def _read_metadata(meta_path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{meta_path} is not valid JSON ({err})") from err
+def _read_metadata(meta_path: Path, max_bytes: int | None) -> dict[str, Any]:
+    doc = read_json(meta_path, max_bytes=max_bytes)
     if not isinstance(doc, dict) or not {"schema_version", "kind", "config"} <= doc.keys():
         raise ArtifactError(f"{meta_path} lacks schema_version, kind or config")
     for key, typ in (("kind", str), ("config", dict), ("metadata", dict), ("producer", dict)):
@@ -431,15 +458,18 @@ def load_artifact(
         schema_version: the schema version the reader understands (`None`
             accepts any).
         max_bytes: the most bytes of array data to decompress (default
-            `DEFAULT_MAX_BYTES`, 4 GiB); `None` lifts the limit, for
-            trusted files only.
+            `DEFAULT_MAX_BYTES`, 4 GiB); `None` lifts this limit and the size
+            limit of `metadata.json` (`DEFAULT_MAX_JSON_BYTES`, 64 MiB), for
+            trusted files only. The nesting limit of `metadata.json`
+            (`DEFAULT_MAX_JSON_DEPTH`) always applies.
 
     Returns:
         The `Artifact`, with `path` set.
 
     Raises:
         ArtifactError: when the directory or a file is missing, corrupt,
-            truncated, larger than `max_bytes`, or does not match its
+            truncated, larger than its limit, nested too deeply (JSON), or does
+            not match its
             checksums, or the kind or schema version differ; the message
             names the file and says what is wrong.
     """
@@ -456,7 +486,7 @@ def load_artifact(
     for p in (meta_path, arrays_path):
         if not p.is_file():
             raise ArtifactError(f"artifact {str(target)!r} is incomplete: {p.name} is missing")
-    doc = _read_metadata(meta_path)
+    doc = _read_metadata(meta_path, None if max_bytes is None else DEFAULT_MAX_JSON_BYTES)
     found = doc["schema_version"]
     if schema_version is not None and found != schema_version:
         raise ArtifactError(

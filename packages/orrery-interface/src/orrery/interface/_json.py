@@ -1,0 +1,103 @@
+"""Private: read JSON from a file without trusting its size or its nesting.
+
+A hostile or corrupt file can be enormous (a 512 MB `metadata.json`, or a link
+to a device that never ends) or nested so deeply that a parser or any later
+recursive walk runs out of stack. `read_json` checks the size with `stat`
+before reading, reads at most one byte more than the limit (so a file that
+grows, or lies about its size, is still caught), and checks the nesting depth
+of what it parsed without recursion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .errors import ArtifactError
+
+DEFAULT_MAX_JSON_BYTES = 64 * 2**20
+"""Default size limit of a JSON file read from an artifact: 64 MiB."""
+
+DEFAULT_MAX_JSON_DEPTH = 256
+"""Default limit on the nesting depth (objects and arrays) of such a file."""
+
+
+def json_depth(doc: Any, limit: int) -> int:
+    """Nesting depth of objects and arrays in `doc` (a scalar is 0), without recursion.
+
+    Stops early and returns a value above `limit` as soon as the limit is passed.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int | None = DEFAULT_MAX_JSON_BYTES,
+    max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> Any:
+    """Parse the JSON file at `path`, refusing files too large or nested too deeply.
+
+    Args:
+        path: the file.
+        max_bytes: the most bytes the file may hold; `None` lifts the limit
+            (trusted files only).
+        max_depth: the deepest nesting of objects and arrays allowed.
+
+    Returns:
+        The parsed document (`NaN` and `Infinity` are accepted, as Python's
+        json writes them).
+
+    Raises:
+        ArtifactError: naming the file when it cannot be read, is larger than
+            `max_bytes`, is not valid JSON (or not UTF-8/16/32), or nests
+            deeper than `max_depth`.
+    """
+    label = os.fspath(path)
+    try:
+        size = os.stat(path).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ArtifactError(_too_large(label, f"{size} bytes", max_bytes))
+        with open(path, "rb") as fh:
+            raw = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except OSError as err:
+        raise ArtifactError(f"{label} cannot be read ({err})") from err
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ArtifactError(_too_large(label, "more bytes than its size says", max_bytes))
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise ArtifactError(
+            f"{label} nests objects or arrays too deeply to parse (the limit is {max_depth})"
+        ) from None
+    except ValueError as err:  # includes JSONDecodeError and UnicodeDecodeError
+        raise ArtifactError(f"{label} is not valid JSON ({err})") from err
+    if json_depth(doc, max_depth) > max_depth:
+        raise ArtifactError(
+            f"{label} nests objects or arrays deeper than {max_depth} levels; no orrery "
+            "artifact writes that, so the file was edited or is not an orrery file"
+        )
+    return doc
+
+
+def _too_large(label: str, found: str, max_bytes: int) -> str:
+    return (
+        f"{label} holds {found}, more than the {max_bytes} bytes allowed for this JSON "
+        "file; it is corrupt or not an orrery file (for a trusted file, lift the limit "
+        "with max_bytes=None)"
+    )
