@@ -43,10 +43,10 @@ lint: sync ## ruff check, ruff format --check, import-linter contracts, declared
 	$(UV) run --locked lint-imports
 	$(UV) run --locked --no-sync python tools/check_dependencies.py
 
-typecheck: sync ## pyright over every package's sources
-	$(UV) run --locked pyright
+typecheck: sync ## pyright over every package's sources, held to tools/pyright_ratchet.json
+	$(UV) run --locked --no-sync python tools/check_types.py
 
-test: sync lint namespace-check ## Everything CI runs: lint, each package alone, integration, docs
+test: sync lint typecheck namespace-check ## Everything CI runs: lint, types, each package alone, integration, docs
 	@for p in $(PACKAGES); do echo "=== $$p (isolated) ==="; $(call PKG_TEST,$$p); done
 	$(MAKE) --no-print-directory test-integration
 	$(MAKE) --no-print-directory docs
