@@ -1,5 +1,7 @@
 """Bad input at every public function of orrery.interface: an OrreryError naming the argument."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,30 @@ def test_draws_load_refuses_an_incomplete_artifact(tmp_path):
     meta.write_text(meta.read_text().replace('"names"', '"nomen"'))
     with pytest.raises(ArtifactError, match=r"metadata\.json: config key 'names' is missing"):
         Draws.load(tmp_path / "d")
+
+
+def test_draws_statistics_of_nonfinite_draws_warn_naming_variables_and_counts():
+    mu = np.zeros((2, 5))
+    mu[0, 1] = mu[1, 3] = np.nan
+    w = np.ones((2, 5, 3))
+    w[1, 0, 2] = np.inf
+    d = Draws({"mu": mu, "w": w, "k": np.ones((2, 5), dtype=np.int64), "ok": np.ones((2, 5))})
+    calls = {
+        "mean": d.mean,
+        "std": d.std,
+        "quantile": lambda: d.quantile(0.5),
+        "summary": d.summary,
+    }
+    pattern = r"Draws\.{}: 3 non-finite draw value\(s\) \(NaN or inf\) in 'mu' \(2\), 'w' \(1\);"
+    for method, call in calls.items():
+        with pytest.warns(RuntimeWarning, match=pattern.format(method)) as record:
+            out = call()
+        assert record[0].filename == __file__  # points at the caller
+        if method == "summary":
+            assert np.isnan(out["mean"][0])  # the contract: kept, the statistic is NaN
+        else:
+            assert np.isnan(out["mu"]).all() and np.isfinite(out["ok"]).all()
+    clean = d.subset(["ok", "k"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean.summary(), clean.mean(), clean.std(), clean.quantile(0.5)

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -300,35 +302,81 @@ class Draws:
         return matrix, names
 
     # -- statistics ---------------------------------------------------------
+    # Non-finite draws (NaN or inf, e.g. from a diverged chain) are kept, not
+    # dropped: the statistics of the elements they touch come out NaN or inf,
+    # and every statistic warns, naming the variables and how many values.
+    def _warn_nonfinite(self, method: str) -> Any:
+        """Warn about NaN/inf draws; return a context that quiets NumPy's own warnings then."""
+        counts = {
+            k: int(np.count_nonzero(~np.isfinite(v)))
+            for k, v in self._data.items()
+            if v.dtype.kind in "fc"
+        }
+        bad = {k: n for k, n in counts.items() if n}
+        if bad:
+            where = ", ".join(f"{k!r} ({n})" for k, n in bad.items())
+            warnings.warn(
+                f"Draws.{method}: {sum(bad.values())} non-finite draw value(s) (NaN or inf) in "
+                f"{where}; the statistics of the elements they touch are NaN or inf",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return np.errstate(invalid="ignore")  # said once above, not again by NumPy
+        return contextlib.nullcontext()
+
     def mean(self) -> dict[str, np.ndarray]:
-        """Posterior means over chains and draws."""
-        return {k: v.mean(axis=(0, 1)) for k, v in self._data.items()}
+        """Posterior means over chains and draws.
+
+        Warns (`RuntimeWarning`) when a draw is NaN or inf; see `summary`.
+        """
+        with self._warn_nonfinite("mean"):
+            return {k: v.mean(axis=(0, 1)) for k, v in self._data.items()}
 
     def std(self, ddof: int = 1) -> dict[str, np.ndarray]:
-        """Standard deviations over chains and draws."""
+        """Standard deviations over chains and draws.
+
+        Warns (`RuntimeWarning`) when a draw is NaN or inf; see `summary`.
+        """
         if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
             raise ConfigError(f"ddof: expected a non-negative int, got {ddof!r}")
-        return {k: v.std(axis=(0, 1), ddof=ddof) for k, v in self._data.items()}
+        with self._warn_nonfinite("std"):
+            return {k: v.std(axis=(0, 1), ddof=ddof) for k, v in self._data.items()}
 
     def quantile(self, q: float | Sequence[float]) -> dict[str, np.ndarray]:
-        """Quantiles over chains and draws; a sequence of ``q`` adds a leading axis."""
+        """Quantiles over chains and draws; a sequence of ``q`` adds a leading axis.
+
+        Warns (`RuntimeWarning`) when a draw is NaN or inf; see `summary`.
+        """
         qs = _check_quantiles(q, "q")
-        return {k: np.quantile(v, qs, axis=(0, 1)) for k, v in self._data.items()}
+        with self._warn_nonfinite("quantile"):
+            return {k: np.quantile(v, qs, axis=(0, 1)) for k, v in self._data.items()}
 
     def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> Summary:
-        """Per-element table: mean, sd, the quantiles and, with chains > 1, R-hat and ESS."""
+        """Per-element table: mean, sd, the quantiles and, with chains > 1, R-hat and ESS.
+
+        Non-finite draws are neither dropped nor refused: a draw that is NaN or
+        inf (a diverged chain, an overflowed member) makes the statistics of its
+        element NaN or inf, which is the honest answer, and `summary` (like
+        `mean`, `std` and `quantile`) emits a `RuntimeWarning` naming each
+        variable that holds such draws and how many. Filter the draws first
+        (or turn the warning into an error with `warnings.simplefilter`) when
+        they should not count.
+        """
         _check_quantiles(quantiles, "quantiles")
-        matrix, names = self.to_matrix(keep_chains=True)
-        flat = matrix.reshape(-1, matrix.shape[-1]).astype(np.float64)
-        columns: dict[str, np.ndarray] = {
-            "mean": flat.mean(axis=0),
-            "sd": flat.std(axis=0, ddof=1) if flat.shape[0] > 1 else np.full(flat.shape[1], np.nan),
-        }
-        for q, row in zip(quantiles, np.quantile(flat, quantiles, axis=0), strict=True):
-            columns[f"{100 * q:g}%"] = row
-        if self.n_chains > 1:
-            columns["r_hat"] = split_rhat(matrix)
-            columns["ess"] = ess(matrix)
+        with self._warn_nonfinite("summary"):
+            matrix, names = self.to_matrix(keep_chains=True)
+            flat = matrix.reshape(-1, matrix.shape[-1]).astype(np.float64)
+            columns: dict[str, np.ndarray] = {
+                "mean": flat.mean(axis=0),
+                "sd": flat.std(axis=0, ddof=1)
+                if flat.shape[0] > 1
+                else np.full(flat.shape[1], np.nan),
+            }
+            for q, row in zip(quantiles, np.quantile(flat, quantiles, axis=0), strict=True):
+                columns[f"{100 * q:g}%"] = row
+            if self.n_chains > 1:
+                columns["r_hat"] = split_rhat(matrix)
+                columns["ess"] = ess(matrix)
         return Summary(names, columns)
 
     # -- combination --------------------------------------------------------
