@@ -38,6 +38,12 @@ CASES = [
     (lambda: oi.as_numpy_rng(-1), ConfigError, "^seed"),
     (lambda: oi.as_numpy_rng(1.5), ConfigError, "^seed"),
     (lambda: oi.as_int_seed("7"), ConfigError, "^seed"),
+    (
+        lambda: oi.as_int_seed(2**40),
+        ConfigError,
+        r"^seed: expected an integer in \[0, 2\*\*31 - 1\]",
+    ),
+    (lambda: oi.as_int_seed(np.uint64(2**31)), ConfigError, r"^seed: .*got 2147483648;"),
     # element names
     (lambda: oi.element_names(3, (2,)), ConfigError, "^name"),
     (lambda: oi.element_names("w", (-1,)), ShapeError, "^shape"),
@@ -130,3 +136,11 @@ def test_draws_statistics_of_nonfinite_draws_warn_naming_variables_and_counts():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clean.summary(), clean.mean(), clean.std(), clean.quantile(0.5)
+
+
+def test_as_int_seed_keeps_its_documented_range():
+    assert oi.as_int_seed(2**31 - 1) == 2**31 - 1  # the largest promised seed passes unchanged
+    assert oi.as_int_seed(np.int64(0)) == 0
+    assert oi.as_numpy_rng(2**40).integers(10) == np.random.default_rng(2**40).integers(10)
+    rng = np.random.default_rng(0)
+    assert all(0 <= oi.as_int_seed(rng) < 2**31 for _ in range(100))

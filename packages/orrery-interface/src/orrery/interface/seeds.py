@@ -36,14 +36,35 @@ def as_numpy_rng(seed: SeedLike) -> np.random.Generator:
 def as_int_seed(seed: SeedLike) -> int:
     """Return a non-negative integer seed (``< 2**31``) for ``seed``.
 
-    An integer is returned unchanged (it must be non-negative); a generator
-    yields one draw (and advances); ``None`` draws fresh OS entropy.
+    An integer is returned unchanged; it must lie in ``[0, 2**31 - 1]``, the
+    range every framework takes without folding it (JAX without x64 keeps only
+    the low 32 bits of a larger seed, so ``2**32`` and ``2**40`` would both
+    give seed 0's stream). A generator yields one draw (and advances); ``None``
+    draws fresh OS entropy.
+
+    Raises:
+        ConfigError: when ``seed`` is not an int, a generator or None, or is an
+            int outside ``[0, 2**31 - 1]`` (the message names the range).
+
+    Example:
+        >>> as_int_seed(7)
+        7
+        >>> as_int_seed(2**40)
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ConfigError: seed: expected an integer in [0, 2**31 - 1] ...
     """
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, _INT_SEED_BOUND))
     if seed is None:
         return int(np.random.default_rng().integers(0, _INT_SEED_BOUND))
-    return _checked_int(seed)
+    value = _checked_int(seed)
+    if value > _INT_SEED_BOUND:
+        raise ConfigError(
+            f"seed: expected an integer in [0, 2**31 - 1] = [0, {_INT_SEED_BOUND}], got {value}; "
+            "pass a smaller int, or a numpy.random.Generator seeded with it"
+        )
+    return value
 
 
 def _checked_int(seed: object) -> int:
