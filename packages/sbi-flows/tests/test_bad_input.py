@@ -2,8 +2,11 @@
 
 import copy
 import json
+import shutil
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -22,6 +25,7 @@ from orrery.sbi import (
     PersistentPosteriorEstimator,
 )
 from orrery.sbi.persistence import ARTIFACT_KIND
+from orrery.sbi.training import SBITrainer, load_latest_checkpoint
 
 TINY = dict(embedding_dim=8, hidden_dim=16, num_coupling_layers=2, conditioner_depth=1)
 METADATA = {
@@ -175,3 +179,120 @@ def test_loading_a_good_artifact_still_works(saved, posterior):
     loaded = PersistentPosteriorEstimator.load(saved.path)
     theta = np.array([[0.3, 0.2]])
     np.testing.assert_allclose(loaded.log_prob(ENC, theta), posterior.log_prob(ENC, theta))
+
+
+# ---------------------------------------------------------------- x64 both ways (issue 32)
+def test_a_posterior_saved_without_x64_loads_under_x64_and_back(posterior, saved, tmp_path):
+    # Was: ArtifactError "holds N bytes; the configured model needs M" under x64.
+    want = posterior.sample_posterior(ENC, 6, seed=3).samples
+    with jax.enable_x64(True):
+        loaded = PersistentPosteriorEstimator.load(saved.path)
+        got = loaded.sample_posterior(ENC, 6, seed=3).samples
+        # A posterior rebuilt and saved under x64 is the same float32 model ...
+        again = ConditionalFlowPosterior(2, **TINY, parameter_space="cube")
+        again.hydrate_loaded_metadata(METADATA)
+        path = again.save(tmp_path / "x64")
+    np.testing.assert_array_equal(got, want)
+    assert all(
+        leaf.dtype == np.float32
+        for leaf in jax.tree.leaves(eqx.filter(loaded.model, eqx.is_inexact_array))
+    )
+    # ... and loads without x64, giving the same draws.
+    back = PersistentPosteriorEstimator.load(path)
+    np.testing.assert_array_equal(back.sample_posterior(ENC, 6, seed=3).samples, want)
+
+
+# ---------------------------------------------------------------- devices (issue 32)
+@pytest.mark.parametrize("devices", [5, 2.5, True, [5], "gpu"])
+def test_fit_refuses_devices_that_are_not_devices(unit_box_data, devices):
+    post = ConditionalFlowPosterior(2, **TINY, num_epochs=1, batch_size=64)
+    with pytest.raises(ConfigError, match="devices: expected"):  # was TypeError for 5
+        post.fit(unit_box_data(64), devices=devices)
+    assert post.model is None
+
+
+# ---------------------------------------------------------------- checkpoints (issue 32)
+def _mse(model, batch, key):
+    return jnp.mean((jax.vmap(model)(batch["x"]) - batch["y"]) ** 2)
+
+
+CKPT = dict(
+    learning_rate=1e-2,
+    batch_size=32,
+    seed=1,
+    progress=False,
+    checkpoint_backend="equinox",
+    lr_schedule_total_epochs=3,
+)
+
+
+@pytest.fixture(scope="module")
+def one_checkpoint(tmp_path_factory):
+    """A checkpoint folder after one epoch of a tiny regression, and its problem."""
+    x = jax.random.normal(jax.random.key(0), (64, 3))
+    model = eqx.nn.MLP(3, "scalar", 4, 1, key=jax.random.key(2))
+    folder = tmp_path_factory.mktemp("ckpt") / "run"
+    train = {"x": x, "y": x[:, 0]}
+    SBITrainer(num_epochs=1, checkpoint_directory=str(folder), **CKPT).fit(model, _mse, train)
+    return folder, model, train
+
+
+def _tamper_state(one_checkpoint, tmp_path, edit):
+    folder = tmp_path / "run"
+    shutil.copytree(one_checkpoint[0], folder)
+    (state_file,) = folder.glob("checkpoint_*/trainer_state.json")
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps(edit(state)))
+    return folder, state_file
+
+
+def test_resume_from_a_tampered_epoch_is_an_artifact_error(one_checkpoint, tmp_path):
+    # Was: OverflowError "Python integer -3 out of bounds for uint32".
+    folder, _ = _tamper_state(one_checkpoint, tmp_path, lambda s: s | {"epoch": -3})
+    trainer = SBITrainer(
+        num_epochs=3, checkpoint_directory=str(folder), resume_from_checkpoint=True, **CKPT
+    )
+    with pytest.raises(ArtifactError, match=r"trainer_state\.json: entry 'epoch'"):
+        trainer.fit(one_checkpoint[1], _mse, one_checkpoint[2])
+
+
+def _history(**lists):
+    return lambda s: s | {"history": s["history"] | lists}
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s | {"epoch": 10**30}, "'epoch'"),  # was accepted
+        (lambda s: s | {"epoch": "1"}, "'epoch'"),  # was TypeError
+        (lambda s: s | {"epoch": 1.0}, "'epoch'"),
+        (lambda s: s | {"history": "x"}, "'history'"),  # was AttributeError
+        (_history(train_loss=[]), r"history\['train_loss'\].*1 numbers"),  # was accepted
+        (_history(val_loss=["a"]), r"history\['val_loss'\]"),
+        (lambda s: {k: v for k, v in s.items() if k != "history"}, "'history' is missing"),
+        (lambda s: s | {"best_epoch": 7}, "'best_epoch'"),  # was IndexError-prone
+        (lambda s: s | {"since_improved": "z"}, "'since_improved'"),
+        (lambda s: s | {"n_decays": 10**20}, "'n_decays'"),
+        (lambda s: s | {"lr_factor": "a"}, "'lr_factor'"),  # was TypeError
+        (lambda s: s | {"stopped_early": "no"}, "'stopped_early'"),
+        (lambda s: s | {"best_loss": "x"}, "'best_loss'"),
+        (lambda s: s | {"run": []}, "'run'"),  # was AttributeError
+        (lambda s: [1, 2], "expected a JSON object"),  # was TypeError
+    ],
+)
+def test_tampered_trainer_state_is_an_artifact_error_naming_it(
+    one_checkpoint, tmp_path, edit, match
+):
+    folder, state_file = _tamper_state(one_checkpoint, tmp_path, edit)
+    with pytest.raises(ArtifactError, match=match) as info:
+        load_latest_checkpoint(folder, None)
+    assert str(state_file) in str(info.value) or "JSON object" in str(info.value)
+
+
+def test_an_untampered_trainer_state_passes_the_checks(one_checkpoint, tmp_path):
+    folder, _ = _tamper_state(one_checkpoint, tmp_path, lambda s: s)
+    trainer = SBITrainer(
+        num_epochs=2, checkpoint_directory=str(folder), resume_from_checkpoint=True, **CKPT
+    )
+    _, art = trainer.fit(one_checkpoint[1], _mse, one_checkpoint[2])
+    assert art.trainer_metadata["resumed_from_epoch"] == 1

@@ -16,6 +16,7 @@ import numpy as np
 from orrery.interface import NotFittedError
 
 from ._posterior_checks import check_posterior_metadata
+from ._precision import float32_scope
 from .persistence import deserialise_module, serialise_module
 from .spaces import ParameterSpace
 
@@ -90,7 +91,8 @@ class FlowPosteriorPersistence:
         import equinox as eqx
         import jax
 
-        shapes = eqx.filter_eval_shape(self._build_networks, jax.random.key(0))
+        with float32_scope():  # the weights are float32 under jax_enable_x64 too
+            shapes = eqx.filter_eval_shape(self._build_networks, jax.random.key(0))
         leaves = jax.tree.leaves(shapes)
         arrays = [x for x in leaves if hasattr(x, "shape") and hasattr(x, "dtype")]
         total = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in arrays)

@@ -21,7 +21,18 @@ def resolve_devices(devices: Any) -> tuple[jax.Device, ...]:
                 f"devices: expected None, 'all' or a sequence of jax.Device, got {devices!r}"
             )
         return tuple(jax.devices())
-    devs = (devices,) if isinstance(devices, jax.Device) else tuple(devices)
+    try:
+        devs: tuple[Any, ...] = (devices,) if isinstance(devices, jax.Device) else tuple(devices)
+    except TypeError:  # not iterable: an int, a float, an object
+        hint = (
+            f"; for the first {devices} devices pass jax.devices()[:{devices}]"
+            if isinstance(devices, int) and not isinstance(devices, bool)
+            else ""
+        )
+        raise ConfigError(
+            f"devices: expected None, 'all' or a sequence of jax.Device, got "
+            f"{type(devices).__name__} {devices!r}{hint}"
+        ) from None
     if not devs or not all(isinstance(d, jax.Device) for d in devs):
         raise ConfigError(f"devices: expected a non-empty sequence of jax.Device, got {devices!r}")
     if len(set(devs)) != len(devs):

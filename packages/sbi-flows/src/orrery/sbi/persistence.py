@@ -19,6 +19,8 @@ import numpy as np
 
 from orrery.interface import ArtifactError, OrreryError, load_artifact, save_artifact
 
+from ._precision import float32_scope
+
 __all__ = ["POSTERIOR_SCHEMA_VERSION", "PersistentPosteriorEstimator"]
 
 #: Version of the layout of a saved posterior's metadata and weights.
@@ -106,7 +108,8 @@ class PersistentPosteriorEstimator:
         path = Path(input_path) / BACKEND_STATE_FILE
         if not path.is_file():
             raise ArtifactError(f"input_path: no backend state file {str(path)!r}")
-        self._load_backend_state_bytes(path.read_bytes())
+        with float32_scope():
+            self._load_backend_state_bytes(path.read_bytes())
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save the estimator as an artifact directory (atomic write).
@@ -129,10 +132,19 @@ class PersistentPosteriorEstimator:
     def load(cls, path: str | os.PathLike[str]) -> PersistentPosteriorEstimator:
         """Load an estimator saved by `save`.
 
+        The model is rebuilt in float32 whatever ``jax_enable_x64`` says (as it was
+        trained and saved), so a posterior saved with or without x64 loads with or
+        without it and gives the same draws.
+
         Raises:
             ArtifactError: missing or corrupt artifact, another kind, or a schema
                 version this package cannot read (the message names both versions).
         """
+        with float32_scope():
+            return cls._load(path)
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike[str]) -> PersistentPosteriorEstimator:
         artifact = load_artifact(path, kind=ARTIFACT_KIND)
         found = artifact.config_value("posterior_schema_version", int, default=None)
         if found != POSTERIOR_SCHEMA_VERSION:

@@ -34,6 +34,7 @@ from ._posterior_io import FlowPosteriorPersistence
 from ._precision import in_float32
 from ._recipe import recommended_config
 from ._regularizers import regularized_loss
+from ._sharding import resolve_devices
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
@@ -407,7 +408,10 @@ class ConditionalFlowPosterior(
             linear_skip=self.encoder_linear_skip,
         )
 
+    @in_float32
     def _build_model(self) -> _model.PosteriorModel:
+        # Always float32 (also under ``jax_enable_x64``): the weights' layout, the
+        # cached build program and a saved posterior's byte count depend on it.
         # The key is made of exactly what `_build_networks` passes on, so a fit that
         # changes only training settings reuses the program, and no build input is missed.
         schema = tuple((k, tuple(sorted(v.items()))) for k, v in self.observation_schema.items())
@@ -566,6 +570,8 @@ class ConditionalFlowPosterior(
             raise ConfigError(
                 f"dataset: expected a reader with iter_batches(...), got {type(dataset).__name__}"
             )
+        if devices is not None:
+            resolve_devices(devices)  # a bad value fails before any data is read
         if self.training_objective == "elbo":
             if self.parameter_space != "cube":
                 raise ConfigError(

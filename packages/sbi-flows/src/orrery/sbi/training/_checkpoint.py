@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import uuid
@@ -30,6 +31,8 @@ _STATE_FILE = "trainer_state.json"
 _PREFIX = "checkpoint_"
 _TMP_PREFIX = ".tmp-"
 _KEEP = 2
+#: Largest ``trainer_state.json`` read (a history of ~10 metrics over 100,000 epochs fits).
+_MAX_STATE_BYTES = 64 * 2**20
 
 
 def resolve_backend(name: str) -> str:
@@ -145,17 +148,109 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def _read_state(path: Path) -> dict[str, Any]:
+    """``trainer_state.json`` of the checkpoint ``path``, size-limited and fully checked.
+
+    Raises:
+        ArtifactError: naming the file and the entry that is missing, of the wrong
+            type, out of range or inconsistent with the checkpoint's epoch.
+    """
+    file = path / _STATE_FILE
+    if file.stat().st_size > _MAX_STATE_BYTES:
+        raise ArtifactError(
+            f"{file}: holds {file.stat().st_size} bytes, more than the {_MAX_STATE_BYTES} "
+            "a trainer state can need; it is corrupt or not an orrery checkpoint"
+        )
+    with open(file, "rb") as handle:
+        raw = handle.read(_MAX_STATE_BYTES + 1)
+    try:
+        state = json.loads(raw)
+    except RecursionError:
+        raise ArtifactError(f"{file}: nests objects or arrays too deeply") from None
+    except ValueError as err:
+        raise ArtifactError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{file}: expected a JSON object, got {type(state).__name__}")
+    digits = path.name[len(_PREFIX) :]
+    if not (digits.isascii() and digits.isdigit()):
+        raise ArtifactError(f"{path}: a checkpoint folder is named {_PREFIX}<epoch>")
+    check_trainer_state(state, str(file), int(digits))
+    return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_trainer_state(state: dict[str, Any], file: str, epoch: int) -> None:
+    """Every entry the trainer resumes from, type- and range-checked against ``epoch``.
+
+    ``epoch`` is the count of finished epochs in the checkpoint's directory name;
+    the state must record the same, one history entry per epoch in each list, and
+    a best epoch and patience counters within it.
+
+    Raises:
+        ArtifactError: naming ``file`` and the first bad entry.
+    """
+
+    def bad(key: str, expected: str) -> ArtifactError:
+        found = repr(state[key]) if key in state else "missing"
+        if len(found) > 80:
+            found = found[:77] + "..."
+        return ArtifactError(f"{file}: entry {key!r} is {found}; expected {expected}")
+
+    if not (_is_int(state.get("epoch")) and state["epoch"] == epoch):
+        raise bad("epoch", f"the epoch {epoch} of the checkpoint's folder name")
+    for key in ("best_epoch", "since_improved", "n_decays"):
+        if not (_is_int(state.get(key)) and 0 <= state[key] <= epoch):
+            raise bad(key, f"an integer in [0, {epoch}]")
+    for key in ("best_stable", "stopped_early"):
+        if not isinstance(state.get(key), bool):
+            raise bad(key, "true or false")
+    if not _is_number(state.get("best_loss")):  # NaN when the first stable epoch's was
+        raise bad("best_loss", "a number")
+    if not (_is_number(state.get("monitor_best")) and not math.isnan(state["monitor_best"])):
+        raise bad("monitor_best", "a number (not NaN)")
+    factor = state.get("lr_factor")
+    if not (_is_number(factor) and 0 < factor <= 1):
+        raise bad("lr_factor", "a number in (0, 1]")
+    if state.get("backend") not in ("orbax", "equinox"):
+        raise bad("backend", "'orbax' or 'equinox'")
+    if not isinstance(state.get("run"), dict):
+        raise bad("run", "an object of the run's facts")
+    history = state.get("history")
+    if not isinstance(history, dict) or not {"train_loss", "val_loss", "learning_rate"} <= set(
+        history
+    ):
+        raise bad("history", "an object with train_loss, val_loss and learning_rate lists")
+    for name, values in history.items():
+        if not (
+            isinstance(values, list) and len(values) == epoch and all(_is_number(v) for v in values)
+        ):
+            raise ArtifactError(
+                f"{file}: history[{name!r}] must be a list of {epoch} numbers (one per "
+                "finished epoch)"
+            )
+
+
 def load_latest_checkpoint(directory: str | os.PathLike, like: Any) -> tuple[Any, dict] | None:
     """Load the newest readable checkpoint as ``(arrays, state)``; ``None`` if there is none.
 
     ``like`` is a pytree with the structure, shapes and dtypes of the saved arrays.
-    A damaged newest checkpoint falls back to the one before it.
+    Every entry of the trainer state is checked (`check_trainer_state`). A damaged
+    newest checkpoint falls back to the one before it.
+
+    Raises:
+        ArtifactError: no checkpoint is readable (each one's problem is named).
     """
     errors = []
     for path in reversed(list_checkpoints(directory)):
         try:
-            with open(path / _STATE_FILE) as handle:
-                state = json.load(handle)
+            state = _read_state(path)
             arrays = _read_arrays(state["backend"], path, like)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             errors.append(f"{path.name}: {err}")
