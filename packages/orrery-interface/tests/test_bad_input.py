@@ -33,6 +33,22 @@ CASES = [
     (lambda: oi.check_positive_int(1.5, "n"), ConfigError, "^n: expected an integer"),
     (lambda: oi.check_positive_int(True, "n"), ConfigError, "^n: expected an integer"),
     (lambda: oi.check_choice("adma", ["adam"], "opt"), ConfigError, "did you mean 'adam'"),
+    (lambda: oi.check_positive_float(0.0, "lr"), ConfigError, r"^lr: expected a finite number > 0"),
+    (lambda: oi.check_positive_float(np.nan, "lr"), ConfigError, r"^lr: .*> 0, got nan$"),
+    (lambda: oi.check_positive_float(-np.inf, "lr"), ConfigError, r"^lr: .*got -inf$"),
+    (lambda: oi.check_positive_float("1e-3", "lr"), ConfigError, r"^lr: .*got '1e-3'$"),
+    (lambda: oi.check_positive_float(True, "lr"), ConfigError, r"^lr: .*got True$"),
+    (lambda: oi.check_positive_float(np.ones(2), "lr"), ConfigError, r"^lr: .*got array"),
+    (lambda: oi.check_positive_float(np.array(1j), "lr"), ConfigError, r"^lr: expected"),
+    (lambda: oi.check_nonnegative_float(-1e-9, "w"), ConfigError, r"^w: .*number >= 0, got -1e-09"),
+    (lambda: oi.check_nonnegative_float(None, "w"), ConfigError, r"^w: .*>= 0, got None$"),
+    (lambda: oi.check_fraction(0.0, "f"), ConfigError, r"^f: .*number in \(0, 1\], got 0\.0$"),
+    (lambda: oi.check_fraction(1.0 + 1e-12, "f"), ConfigError, r"^f: .*in \(0, 1\]"),
+    (lambda: oi.check_fraction(1, "f", include_one=False), ConfigError, r"in \(0, 1\), got 1\.0"),
+    (lambda: oi.check_fraction(-0.1, "f", include_zero=True), ConfigError, r"in \[0, 1\], got"),
+    (lambda: oi.check_float(5, "t", maximum=2), ConfigError, r"^t: .*number <= 2, got 5\.0$"),
+    (lambda: oi.check_float(2, "t", maximum=2, include_maximum=False), ConfigError, r"< 2, got"),
+    (lambda: oi.check_float(np.inf, "t"), ConfigError, r"^t: .*\(any finite value\), got inf"),
     (lambda: oi.require("no_such_mod_xyz", extra="e", feature="f"), MissingDependencyError, "e"),
     # seeds
     (lambda: oi.as_numpy_rng(-1), ConfigError, "^seed"),
@@ -144,3 +160,24 @@ def test_as_int_seed_keeps_its_documented_range():
     assert oi.as_numpy_rng(2**40).integers(10) == np.random.default_rng(2**40).integers(10)
     rng = np.random.default_rng(0)
     assert all(0 <= oi.as_int_seed(rng) < 2**31 for _ in range(100))
+
+
+def test_float_checks_accept_real_scalars_of_every_kind_and_return_floats():
+    for value in (3, 3.0, np.int8(3), np.float32(3.0), np.array(3.0), np.array(3, np.int64)):
+        out = oi.check_positive_float(value, "x")
+        assert out == 3.0 and type(out) is float
+    assert oi.check_nonnegative_float(0, "w") == 0.0
+    assert oi.check_fraction(1, "f") == 1.0
+    assert oi.check_fraction(0, "f", include_zero=True, include_one=False) == 0.0
+    assert oi.check_float(-7.5, "t") == -7.5
+    assert oi.check_float(2, "t", minimum=2, maximum=2) == 2.0
+
+
+def test_the_error_table_names_every_error_class_and_every_check():
+    doc = oi.errors.__doc__
+    for name in oi.errors.__all__:
+        if name != "OrreryError":
+            assert f"`{name}`" in doc, name
+    checks = [n for n in oi.validation.__all__ if n.startswith("check_")]
+    for name in [*checks, "require"]:
+        assert f"`{name}`" in doc, name

@@ -27,8 +27,12 @@ from .errors import ConfigError, MissingDependencyError, ShapeError, ValueDomain
 __all__ = [
     "check_choice",
     "check_finite",
+    "check_float",
+    "check_fraction",
     "check_ndim",
     "check_nonnegative",
+    "check_nonnegative_float",
+    "check_positive_float",
     "check_positive_int",
     "check_shape",
     "close_matches",
@@ -232,6 +236,154 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def _as_real(value: Any) -> float | None:
+    """`value` as a float when it is one real number (not bool), else None.
+
+    Accepted: Python and NumPy ints and floats, and 0-d arrays of a real dtype
+    (NumPy, or any array library whose dtype NumPy understands, such as JAX
+    when the value is concrete). A traced or symbolic value is not a number yet.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if getattr(value, "shape", None) == () and hasattr(value, "dtype"):
+        try:
+            if np.dtype(value.dtype).kind not in "iuf":
+                return None
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _interval(minimum: float | None, maximum: float | None, lo_in: bool, hi_in: bool) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in {'[' if lo_in else '('}{minimum:g}, {maximum:g}{']' if hi_in else ')'}"
+    if minimum is not None:
+        return f"{'>=' if lo_in else '>'} {minimum:g}"
+    if maximum is not None:
+        return f"{'<=' if hi_in else '<'} {maximum:g}"
+    return "(any finite value)"
+
+
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    include_minimum: bool = True,
+    include_maximum: bool = True,
+) -> float:
+    """Check that a scalar setting is a finite real number in a range; return it as `float`.
+
+    For options and hyperparameters (a learning rate, a weight, a jitter): a
+    bad value is a `ConfigError`. Data arrays are checked with `check_finite`
+    and `check_nonnegative` instead, which raise `ValueDomainError` (see the
+    table in `orrery.interface.errors`).
+
+    Args:
+        value: a Python or NumPy int or float, or a 0-d real array; `bool` is
+            not accepted as a number.
+        name: the argument's name, used in the message.
+        minimum: the lower bound, or `None` for none.
+        maximum: the upper bound, or `None` for none.
+        include_minimum: whether `minimum` itself is allowed.
+        include_maximum: whether `maximum` itself is allowed.
+
+    Returns:
+        The value as a Python `float`.
+
+    Raises:
+        ConfigError: when `value` is not a real number, is NaN or infinite, or
+            lies outside the range; the message names the argument and the range.
+
+    Example:
+        >>> check_float(np.float32(0.5), "dropout", minimum=0, maximum=1)
+        0.5
+        >>> check_float(1.5, "dropout", minimum=0, maximum=1, include_maximum=False)
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ConfigError: dropout: expected a finite number in [0, 1), got 1.5
+    """
+    want = _interval(minimum, maximum, include_minimum, include_maximum)
+    number = _as_real(value)
+    if number is None:
+        raise ConfigError(f"{name}: expected a finite number {want}, got {value!r}")
+    below = minimum is not None and (
+        number < minimum or (number == minimum and not include_minimum)
+    )
+    above = maximum is not None and (
+        number > maximum or (number == maximum and not include_maximum)
+    )
+    if not np.isfinite(number) or below or above:
+        raise ConfigError(f"{name}: expected a finite number {want}, got {number!r}")
+    return number
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """Check that a scalar setting is a finite number `> 0` (see `check_float`).
+
+    Raises:
+        ConfigError: naming the argument.
+
+    Example:
+        >>> check_positive_float(1e-3, "learning_rate")
+        0.001
+        >>> check_positive_float(0, "learning_rate")
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ConfigError: learning_rate: expected a finite number > 0, got 0.0
+    """
+    return check_float(value, name, minimum=0, include_minimum=False)
+
+
+def check_nonnegative_float(value: Any, name: str) -> float:
+    """Check that a scalar setting is a finite number `>= 0` (see `check_float`).
+
+    Raises:
+        ConfigError: naming the argument.
+
+    Example:
+        >>> check_nonnegative_float(np.array(0.0), "weight_decay")
+        0.0
+    """
+    return check_float(value, name, minimum=0)
+
+
+def check_fraction(
+    value: Any, name: str, *, include_zero: bool = False, include_one: bool = True
+) -> float:
+    """Check that a scalar setting is a fraction: in `(0, 1]` by default (see `check_float`).
+
+    Args:
+        value: the value.
+        name: the argument's name, used in the message.
+        include_zero: allow 0 (`[0, 1]` or `[0, 1)`).
+        include_one: allow 1 (`(0, 1]`, the default, or `[0, 1]`).
+
+    Raises:
+        ConfigError: naming the argument and the interval.
+
+    Example:
+        >>> check_fraction(0.2, "validation_fraction", include_zero=True, include_one=False)
+        0.2
+        >>> check_fraction(0.0, "subsample")
+        Traceback (most recent call last):
+        ...
+        orrery.interface.errors.ConfigError: subsample: expected a finite number in (0, 1], got 0.0
+    """
+    return check_float(
+        value,
+        name,
+        minimum=0,
+        maximum=1,
+        include_minimum=include_zero,
+        include_maximum=include_one,
+    )
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
