@@ -18,16 +18,16 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, ShapeError
 
-from . import _host_buffers, _store
+from . import _host_buffers, _store, _store_read
 
 
 class StoreSource:
     """The successful rows of a finished campaign store, in campaign order.
 
-    Chunk arrays written by ``simulate`` are plain little-endian bytes in one Zarr
-    chunk each: a read takes only the span of rows asked for, in one ``pread``.
-    Any other layout (an array whose chunk file Zarr left out because it holds only
-    the fill value, say) is read through Zarr.
+    Opening it verifies every chunk (see `orrery.sbi._store_read`: digests, layout,
+    counts, the campaign fingerprint), once per process. Chunk arrays are plain
+    little-endian bytes in one file each: a read takes only the span of rows asked
+    for, in one ``pread``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -38,15 +38,12 @@ class StoreSource:
                 f"store {str(self.path)!r} is not complete: run simulate(...) on it again to "
                 "finish the missing chunks"
             )
-        self._reader = _store.ChunkReader(self.path)
+        self._chunks = _store_read.verify_store(self.path, self.config)
         # positions of the successful rows inside each chunk (None: every row)
-        self._ok_rows: list[np.ndarray | None] = []
-        counts = []
-        for i in range(self.config["n_chunks"]):
-            ok = self._reader.array(i, "ok").astype(bool)
-            self._ok_rows.append(None if ok.all() else np.flatnonzero(ok).astype(np.int32))
-            counts.append(int(ok.sum()))
-        counts = np.array(counts, dtype=np.int64)
+        self._ok_rows: list[np.ndarray | None] = [
+            None if c.ok.all() else np.flatnonzero(c.ok).astype(np.int32) for c in self._chunks
+        ]
+        counts = np.array([int(c.ok.sum()) for c in self._chunks], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.n_rows = int(self._offsets[-1])
         self.n_failed = int(self.config["n_failed"])
@@ -58,6 +55,14 @@ class StoreSource:
         self.chunk_bytes = 8 * widths * int(self.config["chunk_size"])
         self._scratch = _host_buffers.Scratch()
 
+    def check(self) -> None:
+        """Check the store again before a pass over it (cheap unless a file changed).
+
+        A chunk whose files changed since it was verified is verified again: an edit
+        is an `ArtifactError`, never rows read from a changed file.
+        """
+        self._chunks = _store_read.verify_store(self.path, self.config)
+
     def _field(self, field: str) -> tuple[str, int]:
         if field == "parameters":
             return "parameters", self.parameter_dim
@@ -66,12 +71,23 @@ class StoreSource:
 
     def _gather(self, name: str, chunk: int, raw: np.ndarray, out: np.ndarray) -> None:
         """Copy rows ``raw`` (chunk-local, sorted) of one chunk array into ``out``."""
+        layout = self._chunks[chunk].arrays[name]
+        if layout.file is None:  # an array of its fill value only
+            out[...] = layout.fill
+            return
         first, stop = int(raw[0]), int(raw[-1]) + 1
-        layout = self._reader.plain(chunk, name)
-        buffer = None
-        if layout is not None:  # the span is read into a reused buffer
-            buffer = self._scratch.get("span", (stop - first, *layout[2][1:]), layout[1])
-        span = self._reader.row_range(chunk, name, first, stop, out=buffer)
+        row = layout.dtype.itemsize * int(np.prod(layout.shape[1:]))
+        span = self._scratch.get("span", (stop - first, *layout.shape[1:]), layout.dtype)
+        fd = os.open(layout.file, os.O_RDONLY)
+        try:
+            got = os.preadv(fd, [memoryview(span).cast("B")], first * row)
+        finally:
+            os.close(fd)
+        if got != span.nbytes:
+            raise ArtifactError(
+                f"store: chunk {chunk} {name}: short read of {layout.file!r} (changed after "
+                "it was verified?)"
+            )
         if span.dtype == out.dtype:
             np.take(span, raw - first, axis=0, out=out, mode="clip")  # in range
         else:
@@ -117,7 +133,11 @@ class NpySource:
         observations: Mapping[str, str | os.PathLike[str]],
         uncertainties: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> None:
-        self._arrays: dict[str, np.ndarray] = {"parameters": self._open(parameters, "parameters")}
+        #: per field: (file, bytes the mapping needs), checked before every read
+        self._needs: dict[str, tuple[str, int]] = {}
+        self._arrays: dict[str, np.ndarray] = {
+            "parameters": self._open(parameters, "parameters", self._needs, "parameters")
+        }
         n = self._arrays["parameters"].shape[0]
         if not isinstance(observations, Mapping) or not observations:
             raise ConfigError(
@@ -130,7 +150,12 @@ class NpySource:
                         f"uncertainties: block {name!r} is not an observation block "
                         f"(blocks: {sorted(observations)})"
                     )
-                arr = self._open(file, f"{'observations' if label == 'obs' else label}[{name!r}]")
+                arr = self._open(
+                    file,
+                    f"{'observations' if label == 'obs' else 'uncertainties'}[{name!r}]",
+                    self._needs,
+                    f"{label}:{name}",
+                )
                 if arr.shape[0] != n:
                     raise ShapeError(
                         f"{file}: expected {n} rows (one per simulation, like parameters), "
@@ -153,11 +178,13 @@ class NpySource:
         }
 
     @staticmethod
-    def _open(file: Any, name: str) -> np.ndarray:
+    def _open(file: Any, name: str, needs: dict[str, tuple[str, int]], field: str) -> np.ndarray:
         try:
             arr = np.load(os.fspath(file), mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
             raise ArtifactError(f"{name}: cannot open {file!r} as a .npy array ({err})") from err
+        if isinstance(arr, np.memmap):
+            needs[field] = (os.fspath(file), int(arr.offset) + int(arr.nbytes))
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[0] < 1:
@@ -166,13 +193,35 @@ class NpySource:
             raise ShapeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
         return arr
 
+    def check(self, fields: Any = None) -> None:
+        """Every mapped file still holds the bytes its mapping needs (``ArtifactError``).
+
+        Reading a mapped page past the end of a file truncated after it was opened
+        kills the process (SIGBUS): sizes are checked before every read instead.
+        """
+        for field in self._needs if fields is None else fields:
+            if field not in self._needs:
+                continue
+            file, needed = self._needs[field]
+            try:
+                size = os.stat(file).st_size
+            except OSError as err:
+                raise ArtifactError(f"{file!r}: cannot be read any more ({err!r})") from err
+            if size < needed:
+                raise ArtifactError(
+                    f"{file!r} holds {size} bytes, {needed} are needed: it was truncated "
+                    "after from_npy opened it; open the dataset again from complete files"
+                )
+
     def read(self, field: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of one field, as float64."""
+        self.check((field,))
         arr = self._arrays[field]
         return self._release(arr, np.array(arr[start:stop], dtype=np.float64))
 
     def take(self, field: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The given rows (sorted) of one field, as float64 (into ``out`` if given)."""
+        self.check((field,))
         arr = self._arrays[field]
         if out is None:
             return self._release(arr, np.asarray(arr[np.asarray(rows)], dtype=np.float64))

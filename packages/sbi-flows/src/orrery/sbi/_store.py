@@ -2,28 +2,38 @@
 
 ```
 <store>/zarr.json                 root group; attribute "orrery_campaign" = campaign config
+<store>/.lock                     held (flock) by the campaign writing the store
 <store>/chunks/zarr.json          group of finished chunks
 <store>/chunks/c00000012/         one finished chunk: a Zarr group with
     parameters   (n, d) float64   the chunk's parameters (every row, failed ones too)
     ok           (n,) bool        rows whose simulation succeeded with finite values
     obs/<block>  (n, k)           simulator output (NaN in failed rows)
-    attributes "chunk": index, start, n, failures [{row, parameters, error}], digest
+    attributes "chunk": index, start, n, failures [{row, parameters, error}], digest,
+                        timeouts (attempts that ran past the campaign's timeout)
 <store>/.incomplete/              chunks being written (never read)
 ```
 
 A chunk is written as a complete Zarr group under ``.incomplete/`` and then renamed
 into ``chunks/`` in one ``os.rename``: a reader (or a resumed campaign) sees either
 the whole chunk or nothing, and workers writing different chunks never touch the
-same file. The store needs a POSIX file system shared by the driver and the workers.
+same file. The root metadata is replaced in one ``os.replace``. One campaign at a
+time writes a store: the driver holds an exclusive lock on ``.lock`` while it runs
+(released by the system when the process dies, so a killed campaign can be resumed).
+The store needs a POSIX file system shared by the driver and the workers.
+
+Reading (`ChunkReader`) never goes through Zarr: every chunk is checked by
+`orrery.sbi._store_read` (digest, layout, counts) before its rows are used.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import errno
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +44,20 @@ from orrery.interface import ArtifactError, ConfigError, require
 STORE_FORMAT = "orrery.sbi.campaign"
 STORE_VERSION = 1
 ATTR = "orrery_campaign"
-# Zarr v3 data types read without Zarr from a plain (uncompressed, one-chunk) array.
-_PLAIN_DTYPES = {
-    "bool": "|b1",
-    "int8": "|i1",
-    "uint8": "|u1",
-    **{f"{k}{b}": f"<{k[0]}{b // 8}" for k in ("int", "uint", "float") for b in (16, 32, 64)},
-}
+LOCK_NAME = ".lock"
+#: the campaign arguments a store records and its fingerprint covers
+CAMPAIGN_KEYS = (
+    "prior",
+    "parameter_bounds",
+    "parameter_names",
+    "num_simulations",
+    "chunk_size",
+    "n_chunks",
+    "seed",
+    "modalities",
+)
+# what an orrery store holds at its top level (nothing else is ever removed)
+_OWN_ENTRIES = {"zarr.json", "chunks", ".incomplete", LOCK_NAME}
 
 
 def zarr_module() -> Any:
@@ -65,47 +82,148 @@ def check_block_name(name: Any) -> str:
     return name
 
 
+# ---------------------------------------------------------------------- recognising a store
+def kind_of(store: Path) -> str:
+    """``"missing"``, ``"empty"``, ``"orrery"`` (a campaign store) or ``"other"``."""
+    if not os.path.lexists(store):
+        return "missing"
+    if store.is_symlink() or not store.is_dir():
+        return "other"
+    entries = {p.name for p in store.iterdir()}
+    if not entries - {LOCK_NAME}:
+        return "empty"
+    try:
+        read_config(store)
+    except ArtifactError:
+        return "other"
+    return "orrery"
+
+
+def refuse_foreign(store: Path) -> None:
+    """Refuse a target that exists, is not empty and is not an orrery campaign store."""
+    if kind_of(store) == "other":
+        raise ConfigError(
+            f"store: {str(store)!r} exists and is not an empty folder or an orrery campaign "
+            "store; simulate never deletes or overwrites what it did not create: give a new "
+            "path (or an empty folder)"
+        )
+
+
+def remove_store(store: Path) -> None:
+    """Remove an orrery campaign store's own entries (kept: the lock file, held by us)."""
+    unknown = sorted({p.name for p in store.iterdir()} - _OWN_ENTRIES)
+    if unknown:
+        raise ConfigError(
+            f"store: {str(store)!r} holds files an orrery campaign store never has "
+            f"({unknown[:5]}); overwrite=True removes only an orrery store: move them away "
+            "or give a new path"
+        )
+    for name in ("zarr.json", "chunks", ".incomplete"):  # the marker first
+        entry = store / name
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()
+        elif entry.is_dir():
+            shutil.rmtree(entry)
+
+
+# ---------------------------------------------------------------------- the campaign's lock
+@contextlib.contextmanager
+def locked(store: Path, wait: bool) -> Iterator[None]:
+    """Hold the store's exclusive write lock (``ConfigError`` at once when another holds it)."""
+    fd = os.open(store / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        _acquire(fd, store, wait)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _acquire(fd: int, store: Path, wait: bool) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK
+        try:
+            msvcrt.locking(fd, mode, 1)
+        except OSError as err:
+            raise _busy(fd, store) from err
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise _busy(fd, store) from err
+
+
+def _busy(fd: int, store: Path) -> ConfigError:
+    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    return ConfigError(
+        f"store: {str(store)!r} is being written by another campaign (process {holder}); "
+        "wait for it to finish, pass wait=True to wait for it, or use another path"
+    )
+
+
+# ---------------------------------------------------------------------- metadata
+def write_json_atomic(file: Path, value: Any) -> None:
+    tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, file)
+
+
+def _group_meta(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {"attributes": attributes, "zarr_format": 3, "node_type": "group"}
+
+
 def create_or_check(store: Path, config: dict[str, Any]) -> None:
     """Create the store with ``config``, or check an existing one was made with it."""
-    zarr = zarr_module()
     if (store / "zarr.json").exists():
         found = read_config(store)
         for key, value in config.items():
             if found.get(key) != value:
                 raise ConfigError(
                     f"store {str(store)!r} was created with {key}={found.get(key)!r}, this "
-                    f"campaign has {key}={value!r}: use a new store path or the same arguments"
+                    f"campaign has {key}={value!r}: use a new store path, the same arguments, "
+                    "or overwrite=True to replace it"
                 )
-        return
-    store.mkdir(parents=True, exist_ok=True)
-    root = zarr.open_group(str(store), mode="w", zarr_format=3)
-    root.attrs[ATTR] = {"format": STORE_FORMAT, "version": STORE_VERSION, **config}
-    zarr.open_group(str(store / "chunks"), mode="w", zarr_format=3)
+    else:
+        attrs = {ATTR: {"format": STORE_FORMAT, "version": STORE_VERSION, **config}}
+        write_json_atomic(store / "zarr.json", _group_meta(attrs))
+    (store / "chunks").mkdir(exist_ok=True)
+    if not (store / "chunks" / "zarr.json").is_file():
+        write_json_atomic(store / "chunks" / "zarr.json", _group_meta({}))
 
 
 def read_config(store: Path) -> dict[str, Any]:
     """The campaign attributes of a store (``ArtifactError`` when it is not one)."""
+    from ._store_read import read_json
+
     meta = store / "zarr.json"
-    if not meta.is_file():
+    if not os.path.lexists(meta):
         raise ArtifactError(f"store: {str(store)!r} is not a simulation store (no zarr.json)")
+    found = read_json(meta, store, "the store's zarr.json")
     try:
-        attrs = json.loads(meta.read_text())["attributes"][ATTR]
-    except (KeyError, ValueError, TypeError) as err:
+        attrs = found["attributes"][ATTR]
+        fmt, version = attrs.get("format"), attrs.get("version")
+    except (KeyError, TypeError, AttributeError) as err:
         raise ArtifactError(
             f"store: {str(store)!r} is a Zarr group but not a simulation store ({err!r})"
         ) from err
-    if attrs.get("format") != STORE_FORMAT or attrs.get("version") != STORE_VERSION:
+    if fmt != STORE_FORMAT or version != STORE_VERSION:
         raise ArtifactError(
-            f"store: {str(store)!r} has format {attrs.get('format')!r} version "
-            f"{attrs.get('version')!r}, expected {STORE_FORMAT!r} version {STORE_VERSION}"
+            f"store: {str(store)!r} has format {fmt!r} version {version!r}, expected "
+            f"{STORE_FORMAT!r} version {STORE_VERSION}"
         )
     return attrs
 
 
 def update_config(store: Path, values: dict[str, Any]) -> None:
-    zarr = zarr_module()
-    root = zarr.open_group(str(store), mode="r+", zarr_format=3)
-    root.attrs[ATTR] = {**read_config(store), **values}
+    attrs = {**read_config(store), **values}
+    write_json_atomic(store / "zarr.json", _group_meta({ATTR: attrs}))
 
 
 def finished_chunks(store: Path) -> set[int]:
@@ -120,14 +238,16 @@ def finished_chunks(store: Path) -> set[int]:
 
 
 def clear_incomplete(store: Path) -> None:
+    """Remove chunks left half-written (call only while holding the store's lock)."""
     shutil.rmtree(store / ".incomplete", ignore_errors=True)
 
 
 def chunk_digest(parameters: np.ndarray, ok: np.ndarray, obs: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
+    from ._store_read import Digest
+
+    digest = Digest()
     for label, arr in [("parameters", parameters), ("ok", ok), *sorted(obs.items())]:
-        digest.update(f"{label}:{arr.dtype.str}:{arr.shape}".encode())
-        digest.update(np.ascontiguousarray(arr).tobytes())
+        digest.add(label, arr.dtype, arr.shape, np.ascontiguousarray(arr).tobytes())
     return digest.hexdigest()
 
 
@@ -139,6 +259,7 @@ def write_chunk(
     ok: np.ndarray,
     obs: dict[str, np.ndarray],
     failures: list[dict[str, Any]],
+    timeouts: int = 0,
 ) -> bool:
     """Write one chunk atomically; ``False`` when it already existed (nothing written)."""
     zarr = zarr_module()
@@ -162,6 +283,7 @@ def write_chunk(
             "n": n,
             "failures": failures,
             "digest": chunk_digest(parameters, ok, obs),
+            "timeouts": int(timeouts),
         }
         try:
             os.rename(tmp, final)
@@ -172,98 +294,3 @@ def write_chunk(
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-class ChunkReader:
-    """Read the arrays and attributes of finished chunks."""
-
-    def __init__(self, store: Path) -> None:
-        self.store = store
-        self._zarr = zarr_module()
-        self._plain: dict[tuple[int, str], tuple[str, np.dtype, tuple[int, ...]] | None] = {}
-
-    def attrs(self, index: int) -> dict[str, Any]:
-        meta = json.loads((chunk_path(self.store, index) / "zarr.json").read_text())
-        return meta["attributes"]["chunk"]
-
-    def array(self, index: int, name: str) -> np.ndarray:
-        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
-        return np.asarray(group[name][...])
-
-    def plain(self, index: int, name: str) -> tuple[str, np.dtype, tuple[int, ...]] | None:
-        """``(file, dtype, shape)`` of a plain chunk array, ``None`` for any other layout.
-
-        Plain: one Zarr chunk holding the whole array, encoded by the ``bytes`` codec
-        alone (little-endian or one-byte values), as ``write_chunk`` writes it; such a
-        file is read directly, without Zarr. The file's size is checked against the
-        shape, so a truncated chunk is an error. Remembered per chunk and array.
-        """
-        key = (index, name)
-        if key not in self._plain:
-            self._plain[key] = self._find_plain(index, name)
-        return self._plain[key]
-
-    def _find_plain(self, index: int, name: str) -> tuple[str, np.dtype, tuple[int, ...]] | None:
-        folder = chunk_path(self.store, index) / name
-        try:
-            meta = json.loads((folder / "zarr.json").read_text())
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"store: cannot read array {str(folder)!r} ({err!r})") from err
-        shape = tuple(meta.get("shape", ()))
-        codecs = meta.get("codecs", [])
-        grid = meta.get("chunk_grid", {})
-        keys = meta.get("chunk_key_encoding", {})
-        plain = (
-            len(codecs) == 1
-            and codecs[0].get("name") == "bytes"
-            and codecs[0].get("configuration", {}).get("endian", "little") == "little"
-            and grid.get("name") == "regular"
-            and tuple(grid.get("configuration", {}).get("chunk_shape", ())) == shape
-            and keys.get("name") == "default"
-            and keys.get("configuration", {}).get("separator", "/") == "/"
-            and not meta.get("storage_transformers")
-            and meta.get("data_type") in _PLAIN_DTYPES
-            and len(shape) >= 1
-        )
-        file = folder.joinpath("c", *["0"] * len(shape))
-        if not plain or not file.is_file() or 0 in shape:
-            return None
-        dtype = np.dtype(_PLAIN_DTYPES[meta["data_type"]])
-        if file.stat().st_size != dtype.itemsize * int(np.prod(shape)):
-            raise ArtifactError(
-                f"store: chunk file {str(file)!r} has {file.stat().st_size} bytes, expected "
-                f"{dtype.itemsize * int(np.prod(shape))} for shape {shape} {dtype}"
-            )
-        return str(file), dtype, shape
-
-    def row_range(
-        self, index: int, name: str, start: int, stop: int, out: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Rows ``[start, stop)`` of one chunk array (one ``pread`` for a plain array).
-
-        ``out``: a C-contiguous buffer of the array's dtype to read into (plain
-        arrays only; see `plain`), else a new array is returned.
-        """
-        layout = self.plain(index, name)
-        if layout is None:  # through Zarr, which reads the whole chunk
-            group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
-            return np.asarray(group[name][start:stop])
-        file, dtype, shape = layout
-        row = dtype.itemsize * int(np.prod(shape[1:]))
-        if out is None:
-            out = np.empty((stop - start, *shape[1:]), dtype)
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            got = os.preadv(fd, [memoryview(out).cast("B")], start * row)
-        finally:
-            os.close(fd)
-        if got != out.nbytes:
-            raise ArtifactError(f"store: short read of {file!r} (rows {start}:{stop})")
-        return out
-
-    def blocks(self, index: int) -> dict[str, tuple[int, str]]:
-        group = self._zarr.open_group(str(chunk_path(self.store, index)), mode="r")
-        if "obs" not in group:
-            return {}
-        obs = group["obs"]
-        return {name: (int(arr.shape[1]), str(arr.dtype)) for name, arr in obs.arrays()}

@@ -9,12 +9,12 @@ campaign killed at any moment restarts with only the missing chunks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -47,8 +47,18 @@ def _as_output(out: Any, n: int) -> dict[str, np.ndarray]:
             f"got {type(out).__name__}"
         )
     blocks = {}
-    for name, value in out.items():
+    for key, value in out.items():
+        name = _store.check_block_name(key)
         arr = np.asarray(value)
+        if np.iscomplexobj(arr):
+            raise ConfigError(
+                f"simulator output[{name!r}]: complex values (dtype {arr.dtype}) cannot be "
+                "stored; return real arrays (e.g. the real and imaginary parts as two blocks)"
+            )
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError(
+                f"simulator output[{name!r}]: expected real numbers, got dtype {arr.dtype}"
+            )
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
         if arr.ndim == 1:
@@ -58,33 +68,70 @@ def _as_output(out: Any, n: int) -> dict[str, np.ndarray]:
                 f"simulator output[{name!r}]: expected shape ({n}, k) for {n} parameter rows, "
                 f"got {arr.shape}"
             )
-        blocks[_store.check_block_name(name)] = arr
+        if arr.shape[1] == 0:
+            raise ConfigError(
+                f"simulator output[{name!r}]: a zero-width block {arr.shape} holds no data; "
+                "leave it out or return at least one column"
+            )
+        blocks[name] = arr
     return blocks
+
+
+class _ChunkTimeout(BaseException):
+    """A chunk's simulations ran past the campaign's ``timeout`` (not an ``Exception``:
+    the row-by-row isolation of failures must not catch it)."""
+
+
+def _call(simulator: Callable, theta: np.ndarray, deadline: float | None) -> Any:
+    """``simulator`` on a copy of ``theta`` (it may edit it); `_ChunkTimeout` past ``deadline``.
+
+    With a deadline the call runs in a daemon thread that is abandoned when it runs
+    late (a thread cannot be stopped): its result, if it ever comes, is dropped.
+    """
+    arg = theta.copy()
+    if deadline is None:
+        return simulator(arg)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["out"] = simulator(arg)
+        except BaseException as err:  # handed to the caller
+            box["err"] = err
+
+    thread = threading.Thread(target=run, daemon=True, name="orrery-simulator")
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():
+        raise _ChunkTimeout
+    if "err" in box:
+        raise box["err"]
+    return box["out"]
 
 
 def _error_text(err: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(err), err)).strip()
 
 
-def _simulate_rows(simulator: Callable, theta: np.ndarray):
+def _simulate_rows(simulator: Callable, theta: np.ndarray, deadline: float | None = None):
     """Run the simulator on a batch; isolate failing rows one by one if the batch raises."""
     n = theta.shape[0]
     errors: dict[int, str] = {}
     try:
-        return _as_output(simulator(theta), n), errors
-    except ShapeError:
-        raise
+        out, failed = _call(simulator, theta, deadline), False
     except Exception:  # the batch failed: find the rows that fail
-        pass
+        out, failed = None, True
+    if not failed:
+        return _as_output(out, n), errors
     rows: list[dict[str, np.ndarray] | None] = []
     for j in range(n):
         try:
-            rows.append(_as_output(simulator(theta[j : j + 1]), 1))
-        except ShapeError:
-            raise
+            out = _call(simulator, theta[j : j + 1], deadline)
         except Exception as err:
             rows.append(None)
             errors[j] = _error_text(err)
+            continue
+        rows.append(_as_output(out, 1))
     good = [r for r in rows if r is not None]
     if not good:
         return {}, errors
@@ -104,12 +151,31 @@ def _simulate_rows(simulator: Callable, theta: np.ndarray):
 
 
 def _run_chunk(
-    simulator: Callable, store: str, index: int, start: int, theta: np.ndarray
+    simulator: Callable,
+    store: str,
+    index: int,
+    start: int,
+    theta: np.ndarray,
+    timeout: float | None = None,
+    retries: int = 0,
 ) -> dict[str, Any]:
-    """Worker side: simulate one chunk and write it into the store."""
+    """Worker side: simulate one chunk (retried if it times out) and write it into the store."""
     t0 = time.perf_counter()
     n = theta.shape[0]
-    obs, errors = _simulate_rows(simulator, theta)
+    timeouts = 0
+    for _ in range(retries + 1):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            obs, errors = _simulate_rows(simulator, theta, deadline)
+            break
+        except _ChunkTimeout:
+            timeouts += 1
+    else:
+        text = (
+            f"TimeoutError: the chunk's simulations did not finish within {timeout} s "
+            f"({timeouts} attempt(s))"
+        )
+        obs, errors = {}, dict.fromkeys(range(n), text)
     ok = np.ones(n, dtype=bool)
     for j in errors:
         ok[j] = False
@@ -122,11 +188,12 @@ def _run_chunk(
         {"row": start + j, "parameters": theta[j].tolist(), "error": errors[j]}
         for j in sorted(errors)
     ]
-    _store.write_chunk(Path(store), index, start, theta, ok, obs, failures)
+    _store.write_chunk(Path(store), index, start, theta, ok, obs, failures, timeouts)
     return {
         "index": index,
         "n": n,
         "n_failed": len(failures),
+        "timeouts": timeouts,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -163,6 +230,10 @@ def simulate(
     seed: int = 0,
     parameter_names: Sequence[str] | None = None,
     modalities: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    retries: int = 0,
 ) -> str:
     """Run a simulation campaign into an on-disk store (resumable, any executor).
 
@@ -175,8 +246,10 @@ def simulate(
             ``sample(num, seed) -> (num, d)``; an optional ``bounds`` attribute
             ``(d, 2)`` of such an object is stored as the parameter bounds.
         num_simulations: total number of simulations.
-        store: directory of the Zarr v3 store; created when missing, resumed
-            (only missing chunks run) when it holds a campaign with the same arguments.
+        store: directory of the Zarr v3 store; created when missing or empty,
+            resumed (only missing chunks run) when it holds a campaign with the same
+            arguments. Anything else is refused: a campaign never deletes or
+            overwrites what it did not create.
         executor: any `concurrent.futures.Executor` (a Dask client's
             ``get_executor()``, Ray's or MPI's executors...). Default: a
             ``ProcessPoolExecutor`` with one worker per CPU, started with "spawn".
@@ -184,12 +257,26 @@ def simulate(
         seed: campaign seed; chunk ``i`` uses a generator seeded by ``(seed, i)``.
         parameter_names: defaults to ``theta[0]`` ... ``theta[d-1]``.
         modalities: ``{block name: modality}`` recorded for the dataset.
+        overwrite: replace an orrery campaign store made with other arguments (only
+            such a store is removed; any other non-empty folder is refused).
+        wait: when another campaign is writing the store, wait for it to finish
+            (then resume or check its work) instead of raising at once.
+        timeout: seconds a chunk's simulations may take (``None``: no limit). A chunk
+            that runs past it is abandoned (its thread cannot be stopped and keeps
+            its worker busy until the call returns) and run again up to ``retries``
+            times; then its rows are recorded as failed ("TimeoutError: ..."), and
+            the store's ``n_timeouts`` and a warning count the timed-out attempts.
+        retries: extra attempts for a chunk that times out.
 
     Returns:
         The store's path, for ``SimulationDataset.from_store``.
 
     Raises:
-        ConfigError: bad arguments, or an existing store made with other arguments.
+        ConfigError: bad arguments; a target that is neither empty nor an orrery
+            campaign store; a store made with other arguments (without
+            ``overwrite=True``); a store another campaign is writing (without ``wait``);
+            a simulator output that is complex or has zero columns.
+        ArtifactError: a finished chunk that fails its checks (edited or damaged).
         ShapeError: the prior or the simulator returns arrays of the wrong shape.
         MissingDependencyError: zarr is not installed (``pip install 'sbi-flows[store]'``).
 
@@ -210,6 +297,20 @@ def simulate(
     seed = int(seed)
     if not callable(simulator):
         raise ConfigError(f"simulator: expected a callable, got {type(simulator).__name__}")
+    for flag, value in (("overwrite", overwrite), ("wait", wait)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{flag}: expected a bool, got {value!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float, np.integer, np.floating))
+        or not timeout > 0
+        or not math.isfinite(timeout)
+    ):
+        raise ConfigError(
+            f"timeout: expected None or a positive number of seconds, got {timeout!r}"
+        )
+    if not isinstance(retries, (int, np.integer)) or isinstance(retries, bool) or retries < 0:
+        raise ConfigError(f"retries: expected a non-negative int, got {retries!r}")
     bounds, prior_cfg = _prior_config(prior, None)
     n_chunks = math.ceil(num / chunk)
     first = _chunk_parameters(prior, bounds, seed, 0, min(chunk, num))
@@ -235,16 +336,30 @@ def simulate(
         "modalities": mods,
     }
     path = Path(store).expanduser().absolute()
-    _store.create_or_check(path, config)
-    _store.clear_incomplete(path)
-    pending = sorted(set(range(n_chunks)) - _store.finished_chunks(path))
-    if pending:
-        _run_pending(simulator, prior, bounds, path, pending, config, executor)
-    _finalize(path, config)
+    _store.refuse_foreign(path)  # before anything is written there
+    path.mkdir(parents=True, exist_ok=True)
+    with _store.locked(path, bool(wait)):
+        _store.refuse_foreign(path)  # again, now that no campaign can change it
+        if overwrite and _store.kind_of(path) == "orrery":
+            _store.remove_store(path)
+        _store.create_or_check(path, config)
+        _store.clear_incomplete(path)  # ours: no other campaign holds the lock
+        pending = sorted(set(range(n_chunks)) - _store.finished_chunks(path))
+        if pending:
+            limits = (None if timeout is None else float(timeout), int(retries))
+            _run_pending(simulator, prior, bounds, path, pending, config, executor, limits)
+        summary = _finalize(path, config)
+    if summary["n_timeouts"]:
+        warnings.warn(
+            f"simulate: {summary['n_timeouts']} chunk attempt(s) ran past timeout={timeout} s; "
+            f"{summary['n_failed']} simulation(s) are recorded as failed in {str(path)!r}",
+            UserWarning,
+            stacklevel=2,
+        )
     return str(path)
 
 
-def _run_pending(simulator, prior, bounds, path, pending, config, executor) -> None:
+def _run_pending(simulator, prior, bounds, path, pending, config, executor, limits) -> None:
     from tqdm.auto import tqdm
 
     num, chunk, n_chunks = config["num_simulations"], config["chunk_size"], config["n_chunks"]
@@ -264,15 +379,19 @@ def _run_pending(simulator, prior, bounds, path, pending, config, executor) -> N
             theta = _chunk_parameters(prior, bounds, config["seed"], index, n)
             if theta.shape != (n, len(config["parameter_names"])):
                 raise ShapeError(f"prior.sample: expected shape ({n}, d), got {theta.shape}")
-            futures.append(executor.submit(_run_chunk, simulator, str(path), index, start, theta))
-        t0, done, failed = time.perf_counter(), 0, 0
+            futures.append(
+                executor.submit(_run_chunk, simulator, str(path), index, start, theta, *limits)
+            )
+        t0, done, failed, late = time.perf_counter(), 0, 0, 0
         for fut in as_completed(futures):
             result = fut.result()
             done += result["n"]
             failed += result["n_failed"]
+            late += result["timeouts"]
             rate = done / max(time.perf_counter() - t0, 1e-9)
             bar.update(1)
-            bar.set_postfix(sims_per_s=f"{rate:.3g}", failed=failed)
+            extra = {"timeouts": late} if late else {}
+            bar.set_postfix(sims_per_s=f"{rate:.3g}", failed=failed, **extra)
     except BaseException:
         for fut in futures:
             fut.cancel()
@@ -283,27 +402,31 @@ def _run_pending(simulator, prior, bounds, path, pending, config, executor) -> N
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _finalize(path: Path, config: dict[str, Any]) -> None:
-    """Check every chunk is there and agrees on the schema; record summary and fingerprint."""
-    reader = _store.ChunkReader(path)
+def _finalize(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Verify every chunk and that they agree on the schema; record summary and fingerprint.
+
+    "complete" is recorded only when every chunk passed its checks (digest, layout,
+    counts): a store marked complete holds every simulation of the campaign.
+    """
+    from ._store_read import check_campaign, fingerprint, verify_chunk
+
+    check_campaign(path, config)
     missing = sorted(set(range(config["n_chunks"])) - _store.finished_chunks(path))
     if missing:
         raise ConfigError(f"store {str(path)!r}: chunks {missing[:10]} are missing")
     schema: dict[str, tuple[int, str]] | None = None
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    n_failed = 0
+    infos = []
     for index in range(config["n_chunks"]):
-        attrs = reader.attrs(index)
-        n_failed += len(attrs["failures"])
-        digest.update(attrs["digest"].encode())
-        blocks = reader.blocks(index)
-        if not blocks:
+        info = verify_chunk(path, index, config)
+        infos.append(info)
+        if not info.blocks:
             continue  # every row of this chunk failed
         if schema is None:
-            schema = blocks
-        elif blocks != schema:
+            schema = info.blocks
+        elif info.blocks != schema:
             raise ShapeError(
-                f"store {str(path)!r}: chunk {index} has blocks {blocks}, chunk 0.. had {schema}"
+                f"store {str(path)!r}: chunk {index} has blocks {info.blocks}, chunk 0.. had "
+                f"{schema}"
             )
     if schema is None:
         raise ConfigError(f"store {str(path)!r}: every simulation failed")
@@ -313,12 +436,12 @@ def _finalize(path: Path, config: dict[str, Any]) -> None:
                 f"modalities: block {name!r} is not a simulator output block "
                 f"(blocks: {sorted(schema)})"
             )
-    _store.update_config(
-        path,
-        {
-            "complete": True,
-            "blocks": {k: {"size": v[0], "dtype": v[1]} for k, v in schema.items()},
-            "n_failed": n_failed,
-            "fingerprint": digest.hexdigest(),
-        },
-    )
+    summary = {
+        "complete": True,
+        "blocks": {k: {"size": v[0], "dtype": v[1]} for k, v in schema.items()},
+        "n_failed": sum(info.n_failed for info in infos),
+        "n_timeouts": sum(info.timeouts for info in infos),
+        "fingerprint": fingerprint(config, [info.digest for info in infos]),
+    }
+    _store.update_config(path, summary)
+    return summary

@@ -301,6 +301,17 @@ class StreamingSimulationDataset(_SplitMetadata):
                         block[kind][dest] = x
         return PosteriorBatch(theta, obs)
 
+    def check_source(self) -> None:
+        """Check the source before a pass over it (``ArtifactError`` when it changed).
+
+        A store's chunks whose files changed since they were verified are verified
+        again (unchanged ones cost a ``stat``); a .npy file must still hold every byte
+        its mapping needs (a truncated file would otherwise kill the process).
+        """
+        check = getattr(self._source, "check", None)
+        if check is not None:
+            check()
+
     def window_order(self, n: int, window: int, rng: np.random.Generator):
         """Windows ``(start, stop)`` of a shuffled pass and each one's row order."""
         starts = np.arange(0, n, window)
@@ -326,6 +337,7 @@ class StreamingSimulationDataset(_SplitMetadata):
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         n = self.split_size(split)
+        self.check_source()
         window = max(self.window_rows, 1)
         if shuffle:
             if window >= n:

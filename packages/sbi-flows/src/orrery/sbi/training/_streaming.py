@@ -52,6 +52,12 @@ class SplitStream:
             self._resident = jax.tree.map(jnp.asarray, self.load(0, self.n_rows))
         return self._resident
 
+    def check_source(self) -> None:
+        """Let the dataset check its files before a pass (a store, .npy files)."""
+        check = getattr(self.dataset, "check_source", None)
+        if check is not None:
+            check()
+
     def head(self, rows: int) -> Any:
         return self.load(0, min(rows, self.n_rows))
 
@@ -96,6 +102,7 @@ class SplitStream:
             order = order.reshape(n_batches, batch_size)[:, cols]
             yield jax.tree.map(lambda a: a[order], data)
             return
+        self.check_source()
         width = cols.stop - cols.start
         window = _group_batches(self.window_rows // batch_size, n_batches) * batch_size
         rng = np.random.default_rng(np.asarray(jax.random.key_data(perm_key)).ravel().tolist())
@@ -127,6 +134,7 @@ class SplitStream:
         if data is not None:
             yield data
             return
+        self.check_source()
         piece = self.window_rows
         if piece >= multiple:
             piece -= piece % multiple
