@@ -3,6 +3,7 @@
 import copy
 import json
 import shutil
+import warnings
 
 import equinox as eqx
 import jax
@@ -296,3 +297,23 @@ def test_an_untampered_trainer_state_passes_the_checks(one_checkpoint, tmp_path)
     )
     _, art = trainer.fit(one_checkpoint[1], _mse, one_checkpoint[2])
     assert art.trainer_metadata["resumed_from_epoch"] == 1
+
+
+# ---------------------------------------------------------------- diagnostics (issue 32)
+def test_calibration_warns_about_internal_space_truths(posterior):
+    from orrery.sbi.diagnostics import expected_coverage, sbc_ranks, tarp
+
+    rng = np.random.default_rng(0)
+    obs = [EncodedObservation(rng.normal(size=8).astype(np.float32)) for _ in range(12)]
+    physical = np.column_stack([rng.uniform(0, 1, 12), rng.uniform(-1, 1, 12)])
+    u = (physical - [0.0, -1.0]) / [1.0, 2.0]
+    internal = np.log(u / (1 - u))  # the posterior's "unconstrained" coordinates
+    box = np.all((internal >= [0, -1]) & (internal <= [1, 1]), axis=1)
+    outside = int(np.sum(~box))
+    assert outside > 6
+    for diagnostic in (sbc_ranks, expected_coverage, tarp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            diagnostic(posterior, physical, obs, num_posterior_samples=16)
+        with pytest.warns(UserWarning, match=f"{diagnostic.__name__}: {outside} of 12 true"):
+            diagnostic(posterior, internal, obs, num_posterior_samples=16)

@@ -1,5 +1,6 @@
 """Calibration diagnostics on an analytic Gaussian posterior (exact and over-confident)."""
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -160,3 +161,34 @@ def test_bad_inputs_raise_clear_errors(simulations):
         expected_coverage(GaussianPosterior(), theta[:3], x[:3], method="kde")
     with pytest.raises(ShapeError, match="do not match"):
         sbc_ranks(GaussianPosterior(), theta[:3, :1], x[:3], num_posterior_samples=10)
+
+
+class BoundedGaussian(GaussianPosterior):
+    """The exact posterior, declaring a box support as a `ConditionalFlowPosterior` does."""
+
+    def diagnostics_support(self):
+        return np.full(DIM, -6.0), np.full(DIM, 6.0)
+
+
+@pytest.mark.parametrize(
+    "diagnostic",
+    [
+        lambda p, t, x: sbc_ranks(p, t, x, num_posterior_samples=20),
+        lambda p, t, x: expected_coverage(p, t, x, num_posterior_samples=20),
+        lambda p, t, x: tarp(p, t, x, num_posterior_samples=20),
+    ],
+    ids=["sbc_ranks", "expected_coverage", "tarp"],
+)
+def test_truths_outside_the_support_are_counted_in_a_warning(simulations, diagnostic):
+    theta, x = simulations
+    post = BoundedGaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # truths inside the support: not a word
+        diagnostic(post, theta, x)
+    moved = theta.copy()
+    moved[:7, 1] += 50.0  # 7 truths far outside the box (was: a number, silently)
+    with pytest.warns(UserWarning, match="7 of 400 true parameters lie outside"):
+        diagnostic(post, moved, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a posterior without the method: no check
+        diagnostic(GaussianPosterior(), moved, x)

@@ -187,6 +187,19 @@ class PosteriorInference:
             return self.space.lower, self.space.upper
         return None
 
+    def diagnostics_support(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Physical box ``(lower, upper)`` outside which the posterior has no mass.
+
+        The prior's bounds when the dataset gave them, and for ``"cube"`` and
+        ``"unconstrained"`` spaces the box they map (draws never leave it);
+        ``None`` for a physical-space posterior without given bounds. The
+        calibration diagnostics warn about truths outside it.
+        """
+        self._require_fitted()
+        if self.space.kind == "physical":
+            return self._support_box()
+        return (self.space.lower, self.space.upper) if self.space.lower is not None else None
+
     def _in_support(self, s: np.ndarray) -> np.ndarray:
         """Whether each vector of ``s`` (in ``parameter_space``) lies in the support."""
         s = np.asarray(s)
@@ -465,11 +478,7 @@ class PosteriorInference:
             )
         flat = theta.reshape(-1, self.parameter_dim)
         inside = np.all(np.isfinite(flat), axis=-1)
-        box = (
-            self._support_box()
-            if self.space.kind == "physical"
-            else ((self.space.lower, self.space.upper) if self.space.lower is not None else None)
-        )
+        box = self.diagnostics_support()
         if box is not None:
             inside &= np.all((flat >= box[0]) & (flat <= box[1]), axis=-1)
         safe = np.where(inside[:, None], flat, 0.5 * (box[0] + box[1]) if box else 0.0)

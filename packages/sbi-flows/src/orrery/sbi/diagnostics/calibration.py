@@ -8,10 +8,17 @@ observations simulated from them. For a `ConditionalFlowPosterior` the true
 parameters are in physical units (as simulated) and the observations are lists of
 `ObservationBlock`s, `EncodedObservation`s or a one-block posterior's raw values,
 whatever the posterior's ``parameter_space``; results say so (``space="physical"``).
+
+A posterior may also offer ``diagnostics_support() -> (lower, upper) | None``, the
+box outside which it has no mass (`ConditionalFlowPosterior` does). Truths outside
+it cannot be covered, ranked or reached, typically because they were given in the
+posterior's internal coordinates: each diagnostic then warns (``UserWarning``)
+naming how many lie outside, and still returns its result.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +48,31 @@ def _parameters(parameters: ArrayLike, n_obs: int | None = None) -> np.ndarray:
             f"parameters and observations must have the same length; got {len(theta)} and {n_obs}"
         )
     return theta
+
+
+def _warn_outside_support(posterior: Any, theta: np.ndarray, where: str) -> None:
+    """Warn, with the count, when true parameters lie outside the posterior's support.
+
+    The support is what ``posterior.diagnostics_support()`` (optional in the
+    protocol) returns: a box ``(lower, upper)`` or ``None`` (unbounded).
+    """
+    support = getattr(posterior, "diagnostics_support", None)
+    box = support() if callable(support) else None
+    if box is None:
+        return
+    lower, upper = (np.asarray(b, np.float64) for b in box)
+    outside = ~np.all((theta >= lower) & (theta <= upper), axis=1)
+    count = int(np.sum(outside))
+    if count:
+        warnings.warn(
+            f"{where}: {count} of {len(theta)} true parameters lie outside the prior's "
+            f"support (lower {lower.tolist()}, upper {upper.tolist()}); the posterior has "
+            "no mass there, so the result is not a calibration measure. Pass the truths in "
+            f"{result_space(posterior)} units as simulated, not the posterior's internal "
+            "('cube' or 'unconstrained') coordinates",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_sample_dims(samples: np.ndarray, theta: np.ndarray) -> None:
@@ -74,9 +106,14 @@ def sbc_ranks(
     Returns:
         Integer ranks ``(n, dim)`` in ``[0, S]``. Ranks do not depend on the space
         (the maps between spaces are increasing in every coordinate).
+
+    Warns:
+        UserWarning: some true parameters lie outside the posterior's support
+            (the message gives the count).
     """
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=1)
     theta = _parameters(parameters, len(observations))
+    _warn_outside_support(posterior, theta, "sbc_ranks")
     samples = draw_samples(posterior, observations, num_posterior_samples, as_int_seed(seed))
     _check_sample_dims(samples, theta)
     return np.sum(samples < theta[:, None, :], axis=1)
@@ -190,6 +227,10 @@ def expected_coverage(
 
     Returns:
         A `CoverageResult`.
+
+    Warns:
+        UserWarning: some true parameters lie outside the posterior's support
+            (the message gives the count).
     """
     check_choice(method, ("auto", "log_prob", "gaussian"), "method")
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=2)
@@ -198,6 +239,7 @@ def expected_coverage(
     if np.any((lv <= 0) | (lv >= 1)):
         raise ValueDomainError(f"levels must lie strictly between 0 and 1; got {lv}")
     theta = _parameters(parameters, len(observations))
+    _warn_outside_support(posterior, theta, "expected_coverage")
     samples = draw_samples(posterior, observations, num_posterior_samples, as_int_seed(seed))
     _check_sample_dims(samples, theta)
     if method == "auto":
@@ -284,11 +326,16 @@ def tarp(
 
     Returns:
         A `TarpResult`.
+
+    Warns:
+        UserWarning: some true parameters lie outside the posterior's support
+            (the message gives the count).
     """
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=1)
     check_positive_int(num_bins, "num_bins", minimum=1)
     seed = as_int_seed(seed)
     theta = _parameters(parameters, len(observations))
+    _warn_outside_support(posterior, theta, "tarp")
     samples = draw_samples(posterior, observations, num_posterior_samples, seed)
     _check_sample_dims(samples, theta)
     if references is None:
