@@ -15,6 +15,7 @@ from orrery.interface import (
     ArtifactError,
     ConfigError,
     ShapeError,
+    ValueDomainError,
     load_artifact,
     save_artifact,
 )
@@ -24,6 +25,7 @@ from orrery.sbi import (
     ObservationBlock,
     ParameterSpace,
     PersistentPosteriorEstimator,
+    PosteriorBatch,
 )
 from orrery.sbi.persistence import ARTIFACT_KIND
 from orrery.sbi.training import SBITrainer, load_latest_checkpoint
@@ -98,6 +100,16 @@ def test_cube_log_prob_outside_the_cube_is_minus_inf_not_nan(posterior):
     assert lp[0] == -np.inf and lp[1] == -np.inf and np.isfinite(lp[2])
     with pytest.raises(ShapeError, match="parameters"):
         posterior.log_prob(ENC, np.zeros((2, 3)))
+
+
+def test_log_prob_of_a_nan_parameter_is_nan_never_minus_inf(posterior):
+    # Was -inf (taken for a point outside the support); the density is undefined there.
+    theta = np.array([[np.nan, 0.5], [0.5, 0.5], [np.inf, 0.5], [0.2, -np.inf]])
+    lp = posterior.log_prob(ENC, theta)
+    assert np.isnan(lp[0]) and np.isfinite(lp[1]) and lp[2] == lp[3] == -np.inf
+    assert np.isnan(posterior.log_prob(ENC, theta[0]))
+    batch = posterior.log_prob_batch([ENC], theta[None])  # physical units
+    assert np.isnan(batch[0, 0]) and np.isfinite(batch[0, 1]) and np.all(batch[0, 2:] == -np.inf)
 
 
 # ---------------------------------------------------------------- float64
@@ -317,3 +329,38 @@ def test_calibration_warns_about_internal_space_truths(posterior):
             diagnostic(posterior, physical, obs, num_posterior_samples=16)
         with pytest.warns(UserWarning, match=f"{diagnostic.__name__}: {outside} of 12 true"):
             diagnostic(posterior, internal, obs, num_posterior_samples=16)
+
+
+# ---------------------------------------------------------------- fit inputs (issue 32)
+class _Reader:
+    """A minimal dataset reader whose validation values or training uncertainties are bad."""
+
+    def __init__(self, bad):
+        rng = np.random.default_rng(0)
+        self.theta = rng.uniform(size=(96, 2))
+        self.x = self.theta + 0.1 * rng.normal(size=self.theta.shape)
+        self.bad = bad
+
+    def iter_batches(self, split, batch_size, *, seed, shuffle):
+        rows = slice(0, 64) if split == "train" else slice(64, None)
+        x = self.x[rows].astype(np.float32)
+        block = {"values": x, "uncertainties": np.full_like(x, 0.1)}
+        if split == "validation" and self.bad == "values":
+            x[3, 1] = np.nan
+        if split == "train" and self.bad == "uncertainties":
+            block["uncertainties"][5, 0] = np.inf
+        yield PosteriorBatch(self.theta[rows], {"aux": block})
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("values", r"validation observations\['aux'\]"),  # was: val loss inf, silently
+        ("uncertainties", r"train observations\['aux'\] uncertainties"),  # was: loss inf
+    ],
+)
+def test_fit_refuses_non_finite_validation_values_and_uncertainties(bad, match):
+    post = ConditionalFlowPosterior(2, **TINY, num_epochs=1, batch_size=32)
+    with pytest.raises(ValueDomainError, match=match):
+        post.fit(_Reader(bad))
+    assert post.model is None

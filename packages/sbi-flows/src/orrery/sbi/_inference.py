@@ -405,12 +405,15 @@ class PosteriorInference:
         return theta, single
 
     def _log_prob_space(self, emb: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Log-density over ``parameter_space`` at ``s`` ``(m, d)``; -inf outside the support."""
+        """Log-density over ``parameter_space`` at ``s`` ``(m, d)``.
+
+        -inf outside the support (infinite values included), NaN where ``s`` has a NaN.
+        """
         model = self._require_fitted()
         inside = self._in_support(s)
         safe = np.where(inside[:, None], s, self._support_centre()).astype(np.float32)
         out = np.asarray(_model.log_prob_space(model, jnp.asarray(emb), jnp.asarray(safe)))
-        return np.where(inside, out, -np.inf)
+        return np.where(inside, out, np.where(np.isnan(s).any(axis=-1), np.nan, -np.inf))
 
     def _support_centre(self) -> np.ndarray:
         if self.space.kind == "cube":
@@ -426,7 +429,9 @@ class PosteriorInference:
         Parameters are in ``parameter_space`` and the density is with respect to
         that space's coordinates; it is -inf outside the support (outside the unit
         cube in ``"cube"``, outside a bounded prior's box in ``"physical"``, at
-        non-finite values everywhere). Returns a float or an ``(m,)`` array.
+        infinite values everywhere). A vector holding a NaN has no density: its
+        log_prob is NaN (the NaN propagates, row by row; it is never taken for a
+        point outside the support). Returns a float or an ``(m,)`` array.
         """
         self._require_fitted()
         emb = self._embedding_of(observation)
@@ -463,7 +468,8 @@ class PosteriorInference:
 
         Returns:
             ``(n, m)`` log-densities with respect to physical coordinates, -inf
-            outside the support.
+            outside the support (infinite values included), NaN where a parameter
+            vector holds a NaN (as in `log_prob`).
         """
         emb = self._embeddings_of_many(observations)
         theta = np.asarray(parameters, np.float64)
@@ -490,4 +496,5 @@ class PosteriorInference:
         s = s.reshape(theta.shape)
         out = np.stack([self._log_prob_space(e, si) for e, si in zip(emb, s, strict=True)])
         out = out + log_det.reshape(theta.shape[:2])
-        return np.where(inside.reshape(theta.shape[:2]), out, -np.inf)
+        outside = np.where(np.isnan(theta).any(axis=-1), np.nan, -np.inf)
+        return np.where(inside.reshape(theta.shape[:2]), out, outside)

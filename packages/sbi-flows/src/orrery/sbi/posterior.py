@@ -17,6 +17,7 @@ from orrery.interface import (
     as_int_seed,
     check_choice,
     check_finite,
+    check_nonnegative,
     check_positive_int,
 )
 
@@ -79,6 +80,16 @@ def _check_linear_start(config: Mapping[str, Any]) -> None:
             "linear_gaussian_start=True: flow_family='neural_autoregressive' cannot start "
             "as the identity; use 'spline', 'affine', 'autoregressive' or 'spline_affine'"
         )
+
+
+def _check_observations(batch: PosteriorBatch, split: str) -> None:
+    """Finite values and finite non-negative uncertainties in every block of a split."""
+    for name, block in batch.observations.items():
+        check_finite(block["values"], f"dataset {split} observations[{name!r}]")
+        if "uncertainties" in block:
+            check_nonnegative(
+                block["uncertainties"], f"dataset {split} observations[{name!r}] uncertainties"
+            )
 
 
 class ConditionalFlowPosterior(
@@ -589,9 +600,10 @@ class ConditionalFlowPosterior(
                 f"dataset parameters: expected shape (n, {self.parameter_dim}) for "
                 f"parameter_dim={self.parameter_dim}, got {np.shape(train.parameters)}"
             )
-        for name, block in train.observations.items():
-            check_finite(block["values"], f"dataset observations[{name!r}]")
+        _check_observations(train, "train")
         val = self._read_split(dataset, "validation")
+        if val is not None:
+            _check_observations(val, "validation")
         self._adopt_dataset_metadata(dataset, train)
         train_z = self._as_flow_batch(train)
         val_z = None if val is None else self._as_flow_batch(val)
