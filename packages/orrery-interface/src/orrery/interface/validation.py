@@ -243,7 +243,8 @@ def _as_real(value: Any) -> float | None:
 
     Accepted: Python and NumPy ints and floats, and 0-d arrays of a real dtype
     (NumPy, or any array library whose dtype NumPy understands, such as JAX
-    when the value is concrete). A traced or symbolic value is not a number yet.
+    when the value is concrete, bfloat16 included). A traced or symbolic value
+    is not a number yet.
     """
     if isinstance(value, (bool, np.bool_)):
         return None
@@ -251,7 +252,9 @@ def _as_real(value: Any) -> float | None:
         return float(value)
     if getattr(value, "shape", None) == () and hasattr(value, "dtype"):
         try:
-            if np.dtype(value.dtype).kind not in "iuf":
+            dtype = np.dtype(value.dtype)
+            # ml_dtypes' bfloat16 and float8 types (JAX) are void-kind to NumPy
+            if dtype.kind not in "iuf" and not dtype.name.startswith(("bfloat", "float")):
                 return None
             return float(value)
         except (TypeError, ValueError):
