@@ -1,5 +1,7 @@
 """Bad input at the public boundary: a named OrreryError up front, or a warning naming members."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,11 +42,11 @@ def _poisoned(a, index, value=np.nan):
 @pytest.mark.parametrize(
     ("kw", "error", "match"),
     [
-        ({"prior_weight": np.nan}, ValueDomainError, "^prior_weight: expected a finite"),
-        ({"prior_weight": -1.0}, ValueDomainError, "^prior_weight"),
+        ({"prior_weight": np.nan}, ConfigError, "^prior_weight: expected a finite"),
+        ({"prior_weight": -1.0}, ConfigError, "^prior_weight: .* >= 0, got -1.0$"),
         ({"prior_weight": "1"}, ConfigError, "^prior_weight"),
-        ({"learning_rate": np.nan}, ValueDomainError, "^learning_rate: expected a finite"),
-        ({"learning_rate": 0.0}, ValueDomainError, "^learning_rate"),
+        ({"learning_rate": np.nan}, ConfigError, "^learning_rate: expected a finite"),
+        ({"learning_rate": 0.0}, ConfigError, "^learning_rate: .* > 0, got 0.0$"),
         ({"learning_rate": "fast"}, ConfigError, "^learning_rate"),
         ({"progress": "yes"}, ConfigError, "^progress"),
         ({"ensemble_size": 0}, ConfigError, "^ensemble_size"),
@@ -173,9 +175,9 @@ def test_tempered_vi_names_a_latent_the_guide_does_not_cover(linear):
 @pytest.mark.parametrize(
     ("kw", "error", "match"),
     [
-        ({"kl_weight": np.nan}, ValueDomainError, "^kl_weight"),
-        ({"kl_weight": np.float32(-1)}, ValueDomainError, "^kl_weight"),
-        ({"learning_rate": np.nan}, ValueDomainError, "^learning_rate"),
+        ({"kl_weight": np.nan}, ConfigError, "^kl_weight"),
+        ({"kl_weight": np.float32(-1)}, ConfigError, "^kl_weight"),
+        ({"learning_rate": np.nan}, ConfigError, "^learning_rate"),
     ],
 )
 def test_vi_bad_options(linear, kw, error, match):
@@ -222,7 +224,7 @@ def test_vi_nonfinite_data_is_refused(linear):
         (lambda: ensemble_predict({"a": jnp.zeros(2)}, 3, None), ConfigError, "^predict_fn"),
         (
             lambda: predictive_summary(jnp.zeros((2, 3)), quantiles="x"),
-            ValueDomainError,
+            ConfigError,
             "^quantiles",
         ),
     ],
@@ -238,3 +240,66 @@ def test_ensemble_init_accepts_an_int_seed():
         lambda k: {"w": jax.random.normal(k, (2,))}, optax.sgd(0.1), ensemble_size=3, seed=7
     )
     assert state.params["w"].shape == (3, 2)
+
+
+def test_vi_bad_options_raise_exactly_config_error(linear):
+    with pytest.raises(ConfigError, match="^kl_weight") as info:
+        ensemble_vi(
+            _model,
+            _guide_without_s,
+            ensemble_size=2,
+            num_epochs=2,
+            data=linear.data,
+            seed=0,
+            kl_weight=-0.5,
+        )
+    assert type(info.value) is ConfigError
+
+
+def test_ensemble_loss_refuses_a_nonfinite_prior_weight_as_a_setting(linear):
+    with pytest.raises(ConfigError, match=r"^prior_weight: expected a finite number") as info:
+        ensemble_loss(linear.log_joint, prior_weight=jnp.asarray(jnp.inf))
+    assert type(info.value) is ConfigError
+
+
+def test_learning_rate_accepts_any_real_scalar_and_a_schedule(linear):
+    for rate in (np.float32(0.05), jnp.asarray(0.05, jnp.bfloat16), optax.constant_schedule(0.05)):
+        res = _fit(linear, learning_rate=rate)
+        assert np.isfinite(np.asarray(res.losses)).all()
+
+
+def _predict(params, x):
+    return x @ params["w"]
+
+
+def test_ensemble_predict_refuses_nonfinite_inputs_naming_them(linear):
+    x, _ = linear.data
+    params = {"w": jnp.ones((3, 2))}
+    assert ensemble_predict(params, _predict, x).shape == (3, len(x))
+    with pytest.raises(ValueDomainError, match=r"^x_new: expected finite values, got 1 .*\(4, 0\)"):
+        ensemble_predict(params, _predict, _poisoned(x, (4, 0)))
+    with pytest.raises(ValueDomainError, match=r"^x_new\['a'\]: expected finite.*inf"):
+        ensemble_predict(params, lambda p, x: _predict(p, x["a"]), {"a": _poisoned(x, 0, np.inf)})
+    with pytest.raises(
+        ValueDomainError, match=r"^x_new\[1\]\[0\]: expected finite values, got nan"
+    ):
+        ensemble_predict(
+            params, lambda p, x: _predict(p, jnp.asarray(x)), [[1.0, 2.0], [np.nan, 0.0]]
+        )
+
+
+def test_ensemble_predict_under_jit_and_nan_members_follow_the_documented_contract(linear):
+    x, _ = linear.data
+    params = {"w": jnp.ones((3, 2)).at[1].set(jnp.nan)}
+    # traced inputs are not checked: NaN propagates, as the docstring says
+    out = jax.jit(lambda xn: ensemble_predict(params, _predict, xn))(_poisoned(x, 0))
+    assert np.isnan(np.asarray(out)[:, 0]).all()
+    preds = ensemble_predict(params, _predict, x)  # member 1 diverged: its predictions are NaN
+    with pytest.warns(
+        RuntimeWarning, match=r"^predictions: 40 non-finite value\(s\) .* member\(s\) \[1\]"
+    ):
+        summary = predictive_summary(preds)
+    assert np.isnan(np.asarray(summary.mean)).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictive_summary(preds[::2])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from orrery.ensemble import ensemble_init, ensemble_predict, predictive_summary, to_draws
-from orrery.interface import ConfigError, Draws, ShapeError, ValueDomainError
+from orrery.interface import ConfigError, Draws, ShapeError
 
 
 def test_predictive_summary_matches_numpy():
@@ -20,7 +20,7 @@ def test_predictive_summary_matches_numpy():
 
 
 def test_predictive_summary_validates():
-    with pytest.raises(ValueDomainError, match="quantiles"):
+    with pytest.raises(ConfigError, match="quantiles"):
         predictive_summary(jnp.ones((3, 2)), quantiles=(0.5, 1.5))
     with pytest.raises(ShapeError, match="predictions"):
         predictive_summary(jnp.asarray(1.0))

@@ -15,6 +15,8 @@ from orrery.interface import (
     as_int_seed,
     check_choice,
     check_finite,
+    check_nonnegative_float,
+    check_positive_float,
 )
 
 NONFINITE_MODES = ("raise", "skip", "ignore")
@@ -123,22 +125,20 @@ def concrete_float(value: Any) -> float | None:
 
 
 def check_weight(value: Any, name: str) -> float:
-    """A finite, non-negative real number (a Python, NumPy or 0-d array scalar) as a float."""
-    weight = concrete_float(value)
-    if weight is None:
-        raise ConfigError(f"{name}: expected a real number >= 0, got {value!r}")
-    if not np.isfinite(weight) or weight < 0:
-        raise ValueDomainError(f"{name}: expected a finite number >= 0, got {weight}")
-    return weight
+    """A finite, non-negative real number (a Python, NumPy or 0-d array scalar) as a float.
+
+    A setting, so a bad value is a `ConfigError` (`orrery.interface.errors`' table).
+    """
+    return check_nonnegative_float(value, name)
 
 
 def check_learning_rate(value: Any) -> Any:
-    """A finite positive learning rate, or a callable schedule (returned unchanged)."""
+    """A finite positive learning rate, or a callable schedule (returned unchanged).
+
+    A setting, so a bad value is a `ConfigError` (`orrery.interface.errors`' table).
+    """
     if callable(value):
         return value
-    rate = concrete_float(value)
-    if rate is None:
+    if concrete_float(value) is None:
         raise ConfigError(f"learning_rate: expected a positive number or a schedule, got {value!r}")
-    if not np.isfinite(rate) or rate <= 0:
-        raise ValueDomainError(f"learning_rate: expected a finite number > 0, got {rate}")
-    return rate
+    return check_positive_float(value, "learning_rate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cmath
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import jax
 import optax
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from orrery.interface import ConfigError, ShapeError
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
 from ._checks import check_all_finite, check_learning_rate
 from ._sharding import put_members, put_replicated, resolve_shardings
@@ -20,6 +21,16 @@ from .state import EnsembleResult
 from .vi import EnsembleVI
 
 __all__ = ["ensemble_map", "ensemble_predict", "ensemble_vi"]
+
+
+def _check_inputs_finite(x_new: Any) -> None:
+    """`ValueDomainError` naming the leaf of ``x_new`` (array or Python number) that is NaN/inf."""
+    check_all_finite(x_new, "x_new")
+    for path, leaf in jax.tree.leaves_with_path(x_new):
+        if isinstance(leaf, (float, complex)) and not cmath.isfinite(leaf):
+            raise ValueDomainError(
+                f"x_new{jax.tree_util.keystr(path)}: expected finite values, got {leaf}"
+            )
 
 
 def _split_data(data: Any) -> tuple[Any, Any]:
@@ -185,9 +196,20 @@ def ensemble_predict(
 
     Returns:
         Predictions stacked on a leading ``(E,)`` axis.
+
+    Raises:
+        ConfigError: when ``predict_fn`` is not callable.
+        ValueDomainError: when ``x_new`` (any float leaf of it) holds NaN or inf,
+            naming the leaf and the first bad index. The check runs where the
+            data lives and is skipped for traced inputs (inside ``jax.jit``),
+            where NaN propagates to the predictions. ``params_stacked`` is not
+            checked: a member whose parameters are NaN (a fit run with
+            ``on_nonfinite="ignore"``) predicts NaN, and `predictive_summary`
+            names it in a warning.
     """
     if not callable(predict_fn):
         raise ConfigError(f"predict_fn: expected a callable, got {type(predict_fn).__name__}")
+    _check_inputs_finite(x_new)
     if devices is not None:
         sizes = {a.shape[0] for a in jax.tree.leaves(params_stacked) if eqx.is_array(a) and a.ndim}
         if len(sizes) != 1:

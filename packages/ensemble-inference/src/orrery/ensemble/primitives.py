@@ -15,10 +15,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from orrery.interface import ConfigError, ValueDomainError
+from orrery.interface import ConfigError, check_float
 
 from ._checks import as_key, check_member_count, concrete_float
 from .state import EnsembleState
@@ -109,9 +108,7 @@ def ensemble_loss(
     # NumPy scalars and 0-d arrays count as concrete (np.float32(0.0) skips it like 0.0).
     weight = concrete_float(prior_weight)
     if weight is not None:
-        if not np.isfinite(weight):
-            raise ValueDomainError(f"prior_weight: expected a finite number, got {weight}")
-        prior_weight = weight
+        prior_weight = weight = check_float(weight, "prior_weight")  # ConfigError if NaN/inf
     skip_prior = weight == 0
 
     @eqx.filter_value_and_grad

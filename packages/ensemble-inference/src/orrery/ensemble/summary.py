@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -12,7 +13,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from orrery.interface import ConfigError, Draws, ShapeError, ValueDomainError, check_positive_int
+from orrery.interface import ConfigError, Draws, ShapeError, check_positive_int
 
 from ._checks import as_key
 
@@ -40,12 +41,21 @@ def predictive_summary(
 ) -> PredictiveSummary:
     """Mean, standard deviation and quantiles of ``predictions`` over the member axis (axis 0).
 
+    Non-finite predictions (a member whose parameters diverged) are kept, so the
+    statistics they touch are NaN or inf, and a `RuntimeWarning` says how many
+    there are and which members hold them (not checked when ``predictions``
+    is traced, inside ``jax.jit``).
+
     Args:
         predictions: an ``(E, ...)`` array, e.g. from `ensemble_predict`.
         quantiles: levels in ``[0, 1]``.
 
     Returns:
         A `PredictiveSummary`.
+
+    Raises:
+        ShapeError: when ``predictions`` has no member axis.
+        ConfigError: when a level is not a number in ``[0, 1]``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -60,13 +70,30 @@ def predictive_summary(
     try:
         levels = np.asarray(quantiles, dtype=float).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueDomainError(f"quantiles: expected levels in [0, 1], got {quantiles!r}") from None
+        raise ConfigError(f"quantiles: expected levels in [0, 1], got {quantiles!r}") from None
     if levels.size == 0 or np.any(~np.isfinite(levels)) or np.any((levels < 0) | (levels > 1)):
-        raise ValueDomainError(f"quantiles: expected levels in [0, 1], got {list(quantiles)}")
+        raise ConfigError(f"quantiles: expected levels in [0, 1], got {list(quantiles)}")
     if not jnp.issubdtype(preds.dtype, jnp.inexact):
         preds = preds.astype(jnp.result_type(float))
+    _warn_nonfinite_members(preds)
     q = jnp.quantile(preds, jnp.asarray(levels, preds.dtype), axis=0)
     return PredictiveSummary(preds.mean(0), preds.std(0), q, jnp.asarray(levels, preds.dtype))
+
+
+def _warn_nonfinite_members(preds: jax.Array) -> None:
+    counts = jnp.sum(~jnp.isfinite(preds.reshape(preds.shape[0], -1)), axis=1)
+    try:
+        per_member = np.asarray(counts)
+    except jax.errors.TracerArrayConversionError:  # inside jax.jit: nothing to look at yet
+        return
+    if per_member.any():
+        members = np.flatnonzero(per_member).tolist()
+        warnings.warn(
+            f"predictions: {int(per_member.sum())} non-finite value(s) (NaN or inf) from "
+            f"member(s) {members}; the statistics they touch are NaN or inf",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _key_name(entry: Any) -> str:
