@@ -12,6 +12,12 @@
    compilation (in epoch 1) is left out; the fits of all cases are interleaved and
    repeated, and the best repeat of each is compared (the machine may be shared).
    Goal: store >= 0.8x the in-memory throughput.
+3. Verification overhead (``--part verify``): on the same 30,000 x 200 store, the
+   read time of one streamed epoch (every training row, in 256-row batches, 16 MiB
+   windows) before (no checks) and after (the per-epoch check: a ``stat`` of every
+   chunk file), and the one-time cost of verifying every chunk (read and sha256 of
+   all its bytes, done once per process when the store is opened). Goal: the
+   one-time verification <= 10% of one epoch's read time.
 
     uv run python packages/sbi-flows/benchmarks/campaign.py [--quick]
 """
@@ -118,10 +124,66 @@ def seconds_per_epoch(dataset, epochs: int) -> float:
     return float(np.median(np.diff(stamps)))
 
 
+def verification_overhead(path: str, repeats: int) -> None:
+    """Read time of a streamed epoch with and without the checks, and the one-time hashing."""
+    from pathlib import Path
+
+    from orrery.sbi import _store_read
+    from orrery.sbi._store import read_config
+
+    config = read_config(Path(path))
+    ds = SimulationDataset.from_store(path, memory_budget=16 * 2**20)
+    checked = ds.check_source
+
+    def epoch(check: bool) -> float:
+        ds.check_source = checked if check else (lambda: None)
+        start = time.perf_counter()
+        rows = sum(b.parameters.shape[0] for b in ds.iter_batches("train", 256, seed=1))
+        assert rows == ds.n_train
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {
+        k: [] for k in ("before", "after", "hash", "check", "open cold", "open warm")
+    }
+    for repeat in range(repeats):  # interleaved: a changing load hits each case alike
+        for label in ("open cold", "open warm"):
+            if label == "open cold":
+                _store_read._VERIFIED.clear()
+            start = time.perf_counter()
+            SimulationDataset.from_store(path, memory_budget=16 * 2**20)
+            times[label].append(time.perf_counter() - start)
+        for check in (False, True) if repeat % 2 else (True, False):  # alternate the order
+            times["after" if check else "before"].append(epoch(check))
+        start = time.perf_counter()
+        checked()  # warm: every chunk verified already, only its files are stat'ed
+        times["check"].append(time.perf_counter() - start)
+        _store_read._VERIFIED.clear()  # as in a new process
+        start = time.perf_counter()
+        _store_read.verify_store(Path(path), config)
+        times["hash"].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+    print(f"store: {config['num_simulations']} x {K}, {config['n_chunks']} chunks, {size:.0f} MiB")
+    print(f"streamed epoch read, before (no checks): {best['before']:.3f} s")
+    print(f"streamed epoch read, after (per-epoch check): {best['after']:.3f} s")
+    print(f"per-epoch check alone: {1e3 * best['check']:.2f} ms")
+    print(f"verification of every chunk (once per process): {best['hash']:.3f} s")
+    print(
+        f"from_store: {best['open cold']:.3f} s verifying every chunk, {best['open warm']:.3f} s "
+        "when verified already in this process (its statistics pass reads the store twice)"
+    )
+    print(
+        f"verification / one epoch's read: {best['hash'] / best['before']:.1%} (goal <= 10%); "
+        f"per-epoch check / epoch: {best['check'] / best['before']:.2%}; amortised over the "
+        f"recipe's 60-epoch floor: {(best['hash'] / 60 + best['check']) / best['before']:.1%} "
+        "per epoch"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--part", choices=["all", "campaign", "training"], default="all")
+    parser.add_argument("--part", choices=["all", "campaign", "training", "verify"], default="all")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved fits per case")
     parser.add_argument(
         "--budgets", type=int, nargs="+", default=[8, 16, 32], help="memory budgets, MiB"
@@ -141,6 +203,10 @@ def main() -> None:
             return
 
         memory, path = training_data(n_train, root)
+        if args.part in ("all", "verify"):
+            verification_overhead(path, args.repeats)
+        if args.part == "verify":
+            return
         resident = SimulationDataset.from_store(path)
         print(f"training set: {n_train} x {K} float64 ({n_train * K * 8 / 2**20:.0f} MiB)")
         cases = [("memory", memory), ("store (one window)", resident)]

@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,17 @@ class Layout:
     dtype: np.dtype
     shape: tuple[int, ...]
     fill: Any = 0
+    identity: tuple[int, int, int] | None = None  # the file's (inode, size, mtime) when checked
+
+    def unchanged(self) -> bool:
+        """The data file is the one that was verified (one ``stat``)."""
+        if self.file is None:
+            return True
+        try:
+            info = os.stat(self.file)
+        except OSError:
+            return False
+        return (info.st_ino, info.st_size, info.st_mtime_ns) == self.identity
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,7 @@ def _layout(store: Path, folder: Path, what: str, shape: tuple[int, ...] | None)
             f"store: {what} data ({str(file)!r}) has {info.st_size} bytes, expected "
             f"{expected} for shape {found} {dtype}"
         )
-    return Layout(real, dtype, found)
+    return Layout(real, dtype, found, identity=(info.st_ino, info.st_size, info.st_mtime_ns))
 
 
 def _fill(value: Any, dtype: np.dtype, what: str) -> Any:
@@ -353,7 +365,12 @@ def verify_store(store: Path, config: dict[str, Any]) -> list[ChunkInfo]:
         ) from err
     if not wanted or any(size < 1 or dtype not in _PLAIN_DTYPES for size, dtype in wanted.values()):
         raise ArtifactError(f"store: {str(store)!r} records unusable blocks {blocks!r}")
-    infos = [verified_chunk(store, i, config, blocks) for i in range(config["n_chunks"])]
+    # hashlib releases the GIL on large buffers: chunks are hashed on several threads
+    workers = max(1, min(8, os.cpu_count() or 1, config["n_chunks"]))
+    with ThreadPoolExecutor(workers) as pool:
+        infos = list(
+            pool.map(lambda i: verified_chunk(store, i, config, blocks), range(config["n_chunks"]))
+        )
     if fingerprint(config, [info.digest for info in infos]) != config.get("fingerprint"):
         raise ArtifactError(
             f"store: {str(store)!r}: its chunks or campaign arguments do not match the "
