@@ -175,15 +175,36 @@ def test_groups_and_operators():
         op.Sum([op.Constant(1.0)], axis=0)
     with pytest.raises(ValueDomainError, match="percentage"):
         Pair(a=1.0, b=2.0).with_uniform_distributions(-0.1)
-    with pytest.raises(ValueDomainError, match="0"):
-        _vector_with_a_zero().with_uniform_distributions(0.1)
+    with pytest.raises(ConfigError, match="bijector"):
+        Pair(a=1.0, b=2.0).with_all_params_fixed(bijector=None)
+    with pytest.raises(ConfigError, match="fix_others"):
+        Pair(a=1.0, b=2.0).with_all_params_fixed(fix_others=False)
+    with pytest.raises(ConfigError, match="include_fixed"):
+        Pair(a=1.0, b=2.0).with_all_params_free(include_fixed=False)
 
 
 def _vector_with_a_zero():
     class Vec(Module):
         w: Parameter
 
-    return Vec(w=[0.0, 1.0])
+    return Vec(w=[0.0, 1.0, -4.0])
+
+
+def test_with_uniform_distributions_gives_zero_elements_a_degenerate_uniform():
+    # issue 33: as parax 0.4, element by element on a mixed vector.
+    out = _vector_with_a_zero().with_uniform_distributions(0.1)
+    np.testing.assert_allclose(out.w.distribution.low, [0.0, 0.9, -4.4], rtol=1e-6)
+    np.testing.assert_allclose(out.w.distribution.high, [0.0, 1.1, -3.6], rtol=1e-6)
+    np.testing.assert_allclose(out.w.value, [0.0, 1.0, -4.0])
+
+
+def test_with_all_params_fixed_and_free_honour_their_keywords():
+    # issue 34 item 4: the keywords were dropped without a word.
+    m = Pair(a=1.0, b=2.0)
+    fixed = m.with_all_params_fixed(fix_others=True, include_fixed=False, prefixes=True)
+    assert fixed.param_names() == []
+    assert fixed.param_names(include_fixed=True) == ["a", "b"]
+    assert fixed.with_all_params_free(ignore_unknown=True).param_names() == ["a", "b"]
 
 
 # -- covariance ------------------------------------------------------------------------------

@@ -153,14 +153,11 @@ def uniform_distributions(
         zero = v == 0
         if bool(jnp.all(zero)):
             return p  # zero_values="keep": distribution and bounds stay as they are
-        if bool(jnp.any(zero)):
-            raise ValueDomainError(
-                f"parameter {p.name!r}: some elements are 0, where value * (1 ± percentage) "
-                "is empty; with zero_values='keep' give all-zero or non-zero parameters "
-                "(select the others with param_filter)"
-            )
+        # As parax 0.4, element by element: a zero element gets the degenerate
+        # Uniform(0, 0) (its value kept), the others value * (1 -/+ percentage).
         a, b = v * (1.0 - percentage), v * (1.0 + percentage)
-        lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
+        lo = jnp.where(zero, 0.0, jnp.minimum(a, b))
+        hi = jnp.where(zero, 0.0, jnp.maximum(a, b))
         if respect_bounds and p.bounds is not None:
             lo = jnp.maximum(lo, p.bounds[..., 0])
             hi = jnp.minimum(hi, p.bounds[..., 1])

@@ -384,3 +384,28 @@ def mapped_params(module, mapper, param_filter, map_others, prefixes, include_fi
         elif map_others is not None:
             new[k] = map_others(p)
     return idx.rebuild(new)
+
+
+_ALL_PARAMS_KEYWORDS = ("fix_others", "include_fixed", "prefixes", "ignore_unknown")
+
+
+def all_params_keywords(kwargs: dict, must_be_true: str, method: str) -> dict:
+    """Check the keywords of `with_all_params_fixed` / `_free` (parax 0.4 passes them on to
+    `with_free_params`); returns the keywords for `with_mapped_params`.
+
+    Every parameter is selected, so `prefixes` and `ignore_unknown` change nothing, and the
+    keyword that would make the call a no-op (`must_be_true`) must stay True.
+    """
+    unknown = sorted(set(kwargs) - set(_ALL_PARAMS_KEYWORDS))
+    if unknown:
+        raise ConfigTypeError(
+            f"{method}: unexpected keyword(s) {unknown}; it takes {list(_ALL_PARAMS_KEYWORDS)}"
+        )
+    if not kwargs.get(must_be_true, True):
+        raise ConfigError(f"{method}: {must_be_true}=False is not allowed (it would change nothing)")
+    return {
+        "include_fixed": True,
+        "prefixes": bool(kwargs.get("prefixes", False)),
+        "ignore_unknown": bool(kwargs.get("ignore_unknown", False)),
+    }
+

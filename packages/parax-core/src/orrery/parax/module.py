@@ -482,12 +482,32 @@ class Module(eqx.Module):
         return self.with_free_params(param_filter, fix_others=True, **kwargs)
 
     def with_all_params_fixed(self, **kwargs: Any):
-        """Fix every parameter."""
-        return self.with_mapped_params(lambda p: p.as_fixed(), None, include_fixed=True)
+        """Fix every parameter.
+
+        Args:
+            **kwargs: as parax 0.4, the keywords of `with_free_params`: `fix_others` (True,
+                the default; False would fix nothing and raises), `include_fixed`,
+                `prefixes` and `ignore_unknown` (no effect when every parameter is selected).
+
+        Raises:
+            ConfigError: `fix_others=False`, or any other keyword (also a `TypeError`).
+        """
+        kwargs = _modtools.all_params_keywords(kwargs, "fix_others", "with_all_params_fixed")
+        return self.with_mapped_params(lambda p: p.as_fixed(), None, **kwargs)
 
     def with_all_params_free(self, **kwargs: Any):
-        """Free every parameter."""
-        return self.with_mapped_params(lambda p: p.as_free(), None, include_fixed=True)
+        """Free every parameter.
+
+        Args:
+            **kwargs: as parax 0.4, the keywords of `with_free_params`: `include_fixed`
+                (True, the default; False would free nothing and raises), `fix_others`,
+                `prefixes` and `ignore_unknown` (no effect when every parameter is selected).
+
+        Raises:
+            ConfigError: `include_fixed=False`, or any other keyword (also a `TypeError`).
+        """
+        kwargs = _modtools.all_params_keywords(kwargs, "include_fixed", "with_all_params_free")
+        return self.with_mapped_params(lambda p: p.as_free(), None, **kwargs)
 
     # -- parameter groups ---------------------------------------------------------------------
     def param_groups(self, include_fixed: bool = False, explicit_only: bool = False) -> list:
