@@ -215,6 +215,23 @@ def test_a_posterior_saved_without_x64_loads_under_x64_and_back(posterior, saved
     np.testing.assert_array_equal(back.sample_posterior(ENC, 6, seed=3).samples, want)
 
 
+# ---------------------------------------------------------------- constructor floats (issue 32)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"learning_rate": np.nan},
+        {"weight_decay": np.inf},  # was accepted, as were NaN weights and targets below
+        {"spline_entropy_regularization_weight": np.nan},
+        {"stable_cube_edge_hit_rate_threshold": np.nan},
+        {"warmup_epochs": np.inf},
+    ],
+)
+def test_constructor_refuses_nan_and_inf_settings(bad):
+    (name,) = bad
+    with pytest.raises(ConfigError, match=f"{name}: expected a finite number"):
+        ConditionalFlowPosterior(2, **TINY, **bad)
+
+
 # ---------------------------------------------------------------- devices (issue 32)
 @pytest.mark.parametrize("devices", [5, 2.5, True, [5], "gpu"])
 def test_fit_refuses_devices_that_are_not_devices(unit_box_data, devices):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from orrery.interface import ShapeError, ValueDomainError
+from orrery.interface import ConfigTypeError, ShapeError, ValueDomainError
 from orrery.sbi.diagnostics import (
     CoverageResult,
     TarpResult,
@@ -161,6 +161,15 @@ def test_bad_inputs_raise_clear_errors(simulations):
         expected_coverage(GaussianPosterior(), theta[:3], x[:3], method="kde")
     with pytest.raises(ShapeError, match="do not match"):
         sbc_ranks(GaussianPosterior(), theta[:3, :1], x[:3], num_posterior_samples=10)
+    # issue 32: NaN levels and NaN or fractional ranks were taken (coverage 0; IndexError)
+    with pytest.raises(ValueDomainError, match="levels"):
+        expected_coverage(GaussianPosterior(), theta[:3], x[:3], levels=[0.5, np.nan])
+    for ranks in ([[0.0], [np.nan], [3.0]], [[0.5], [1.0], [2.0]]):
+        with pytest.raises(ValueDomainError, match="whole numbers"):
+            sbc_check(np.array(ranks), num_posterior_samples=3)
+    assert sbc_check(np.array([[0.0], [1.0], [2.0]]), num_posterior_samples=3)["num_bins"] == 2
+    with pytest.raises(ConfigTypeError, match="log_prob"):
+        expected_coverage(SamplesOnly(GaussianPosterior()), theta[:3], x[:3], method="log_prob")
 
 
 class BoundedGaussian(GaussianPosterior):

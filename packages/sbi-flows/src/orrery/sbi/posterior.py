@@ -17,6 +17,7 @@ from orrery.interface import (
     as_int_seed,
     check_choice,
     check_finite,
+    check_float,
     check_nonnegative,
     check_positive_int,
 )
@@ -299,6 +300,9 @@ class ConditionalFlowPosterior(
         check_choice(
             config["spectrum_encoder_type"], SPECTRUM_ENCODER_TYPES, "spectrum_encoder_type"
         )
+        for name, arg in inspect.signature(ConditionalFlowPosterior.__init__).parameters.items():
+            if "float" in str(arg.annotation) and config[name] is not None:
+                check_float(config[name], name)  # NaN or inf: NaN losses, silently
         if not config["spline_bound"] > 0:
             raise ConfigError(f"spline_bound: expected a positive value, got {spline_bound}")
         if not config["learning_rate"] > 0:

@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from orrery.interface import (
+    ConfigTypeError,
     ShapeError,
     ValueDomainError,
     as_int_seed,
@@ -143,6 +144,14 @@ def sbc_check(
         r = r[:, None]
     if r.ndim != 2 or len(r) < 2:
         raise ShapeError(f"ranks must have shape (n >= 2, dim); got {r.shape}")
+    if r.dtype.kind not in "iu":
+        whole = r.dtype.kind == "f" and bool(np.all(np.isfinite(r) & (r == np.round(r))))
+        if not whole:
+            raise ValueDomainError(
+                f"ranks: expected whole numbers (as sbc_ranks returns), got dtype {r.dtype}"
+                + (" with NaN, infinite or fractional values" if r.dtype.kind == "f" else "")
+            )
+        r = r.astype(np.int64)
     s = int(num_posterior_samples) if num_posterior_samples is not None else int(r.max())
     if r.min() < 0 or r.max() > s:
         raise ValueDomainError(f"ranks must lie in [0, {s}]; got [{r.min()}, {r.max()}]")
@@ -236,7 +245,7 @@ def expected_coverage(
     check_positive_int(num_posterior_samples, "num_posterior_samples", minimum=2)
     lv = np.linspace(0.05, 0.95, 19) if levels is None else np.asarray(levels, dtype=np.float64)
     lv = np.atleast_1d(lv)
-    if np.any((lv <= 0) | (lv >= 1)):
+    if not np.all((lv > 0) & (lv < 1)):  # NaN fails too
         raise ValueDomainError(f"levels must lie strictly between 0 and 1; got {lv}")
     theta = _parameters(parameters, len(observations))
     _warn_outside_support(posterior, theta, "expected_coverage")
@@ -246,7 +255,9 @@ def expected_coverage(
         method = "log_prob" if has_log_prob(posterior) else "gaussian"
     if method == "log_prob":
         if not has_log_prob(posterior):
-            raise TypeError("method='log_prob' needs a posterior with log_prob_batch or log_prob")
+            raise ConfigTypeError(
+                "method='log_prob' needs a posterior with log_prob_batch or log_prob"
+            )
         both = np.concatenate([theta[:, None, :], samples], axis=1)
         lp = log_probs(posterior, observations, both)
         credibility = np.mean(lp[:, 1:] > lp[:, :1], axis=1)
