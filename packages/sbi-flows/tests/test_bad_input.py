@@ -319,6 +319,21 @@ def test_tampered_trainer_state_is_an_artifact_error_naming_it(
     assert str(state_file) in str(info.value) or "JSON object" in str(info.value)
 
 
+def test_huge_or_deeply_nested_trainer_state_is_an_artifact_error(
+    one_checkpoint, tmp_path, monkeypatch
+):
+    from orrery.sbi.training import _checkpoint
+
+    folder, state_file = _tamper_state(one_checkpoint, tmp_path, lambda s: s)
+    monkeypatch.setattr(_checkpoint, "_MAX_STATE_BYTES", 64)  # the real limit is 64 MiB
+    with pytest.raises(ArtifactError, match="more than the 64 bytes"):
+        load_latest_checkpoint(folder, None)
+    monkeypatch.undo()
+    state_file.write_text("[" * 200_000 + "]" * 200_000)  # was a RecursionError
+    with pytest.raises(ArtifactError, match="too deeply"):
+        load_latest_checkpoint(folder, None)
+
+
 def test_an_untampered_trainer_state_passes_the_checks(one_checkpoint, tmp_path):
     folder, _ = _tamper_state(one_checkpoint, tmp_path, lambda s: s)
     trainer = SBITrainer(

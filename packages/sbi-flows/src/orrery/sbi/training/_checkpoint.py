@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ArtifactError, check_choice, require
+from orrery.interface import ArtifactError, check_choice, read_json, require
 
 CHECKPOINT_BACKENDS = ("auto", "orbax", "equinox")
 _STATE_FILE = "trainer_state.json"
@@ -156,19 +156,7 @@ def _read_state(path: Path) -> dict[str, Any]:
             type, out of range or inconsistent with the checkpoint's epoch.
     """
     file = path / _STATE_FILE
-    if file.stat().st_size > _MAX_STATE_BYTES:
-        raise ArtifactError(
-            f"{file}: holds {file.stat().st_size} bytes, more than the {_MAX_STATE_BYTES} "
-            "a trainer state can need; it is corrupt or not an orrery checkpoint"
-        )
-    with open(file, "rb") as handle:
-        raw = handle.read(_MAX_STATE_BYTES + 1)
-    try:
-        state = json.loads(raw)
-    except RecursionError:
-        raise ArtifactError(f"{file}: nests objects or arrays too deeply") from None
-    except ValueError as err:
-        raise ArtifactError(f"{file}: not valid JSON ({err})") from err
+    state = read_json(file, max_bytes=_MAX_STATE_BYTES)  # size and nesting limited
     if not isinstance(state, dict):
         raise ArtifactError(f"{file}: expected a JSON object, got {type(state).__name__}")
     digits = path.name[len(_PREFIX) :]
