@@ -110,6 +110,10 @@ def test_backend_state_round_trip_and_corruption(posterior, tmp_path):
         fresh.load_backend_state(tmp_path / "state")
     with pytest.raises(ArtifactError, match="no backend state"):
         fresh.load_backend_state(tmp_path / "missing")
+    with open(tmp_path / "state" / "backend_state.eqx", "wb") as handle:
+        handle.truncate(2**30)  # sparse: sizes are checked before anything is read
+    with pytest.raises(ArtifactError, match=f"holds {2**30} bytes"):
+        fresh.load_backend_state(tmp_path / "state")
 
 
 def test_unfitted_or_unsafe_metadata_cannot_be_saved(posterior, tmp_path):

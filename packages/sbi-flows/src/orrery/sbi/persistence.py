@@ -17,7 +17,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from orrery.interface import ArtifactError, OrreryError, load_artifact, save_artifact
+from orrery.interface import (
+    ArtifactError,
+    NotFittedError,
+    OrreryError,
+    load_artifact,
+    save_artifact,
+)
 
 from ._precision import float32_scope
 
@@ -108,7 +114,16 @@ class PersistentPosteriorEstimator:
         path = Path(input_path) / BACKEND_STATE_FILE
         if not path.is_file():
             raise ArtifactError(f"input_path: no backend state file {str(path)!r}")
+        if getattr(self, "model", None) is None:
+            raise NotFittedError("hydrate_loaded_metadata must run before load_backend_state")
         with float32_scope():
+            expected, n_arrays = self._expected_state_bytes()
+            size = path.stat().st_size  # checked before the file is read
+            if not expected <= size <= expected + _NPY_HEADER_BYTES * n_arrays:
+                raise ArtifactError(
+                    f"{path}: the backend state holds {size} bytes; the configured model "
+                    f"needs {expected} bytes of weights in {n_arrays} arrays"
+                )
             self._load_backend_state_bytes(path.read_bytes())
 
     def save(self, path: str | os.PathLike[str]) -> Path:
