@@ -11,6 +11,7 @@ from orrery.interface import ConfigTypeError
 
 from . import datasets, plot, transforms
 from .cannon import Cannon, LabelInference
+from .compilation_cache import enable_compilation_cache
 from .data import (
     AbstractPreprocessor,
     LuxData,
@@ -72,6 +73,7 @@ __all__ = [
     "TransformSequence",
     "__version__",
     "datasets",
+    "enable_compilation_cache",
     "optimize_iterative",
     "plot",
     "transforms",
