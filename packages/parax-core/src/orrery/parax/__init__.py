@@ -1,13 +1,18 @@
 """Named, typed, constrained, distribution-carrying parameters on Equinox modules.
 
 A drop-in for the parax 0.4 API (``import orrery.parax as parax``); the deliberate
-differences are listed in the package README.
+differences are listed in the package README. The parax 0.11 API is `orrery.parax.v011`
+(``import orrery.parax.v011 as parax``); `Fixed`, `is_param` and `as_param` keep their
+0.4 meaning here and raise where a call can only be 0.11 code.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from . import bijectors, distributions, op, parameters
 from ._field import field
+from ._generations import V011_ONLY_NAMES
 from ._registry import register_loadable
 from .group import ParameterGroup
 from .io import load, save
@@ -34,6 +39,20 @@ from .parameters import (
 from .sampling import draws_from, func_samples, sampled
 from .tree import combine, is_parameter, partition
 from .uncertainty import covariance, func_jacobian, func_sensitivity
+
+
+def __getattr__(name: str) -> Any:
+    """`orrery.parax.v011` on first use; a pointer to it for parax 0.11-only names."""
+    if name == "v011":
+        return importlib.import_module(".v011", __name__)
+    if name in V011_ONLY_NAMES:
+        raise AttributeError(
+            f"module 'orrery.parax' has no attribute {name!r}: orrery.parax is the parax 0.4 "
+            f"API, and {name!r} is parax 0.11's; for parax 0.11 code use "
+            "`import orrery.parax.v011 as parax`"
+        )
+    raise AttributeError(f"module 'orrery.parax' has no attribute {name!r}")
+
 
 try:
     __version__ = version("parax-core")

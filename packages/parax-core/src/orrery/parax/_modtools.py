@@ -402,10 +402,11 @@ def all_params_keywords(kwargs: dict, must_be_true: str, method: str) -> dict:
             f"{method}: unexpected keyword(s) {unknown}; it takes {list(_ALL_PARAMS_KEYWORDS)}"
         )
     if not kwargs.get(must_be_true, True):
-        raise ConfigError(f"{method}: {must_be_true}=False is not allowed (it would change nothing)")
+        raise ConfigError(
+            f"{method}: {must_be_true}=False is not allowed (it would change nothing)"
+        )
     return {
         "include_fixed": True,
         "prefixes": bool(kwargs.get("prefixes", False)),
         "ignore_unknown": bool(kwargs.get("ignore_unknown", False)),
     }
-

@@ -19,6 +19,7 @@ from orrery.interface import ConfigError, ShapeError, ValueDomainError, close_ma
 from ._codec import describe_plain, rebuild_plain
 from ._errors import ConfigTypeError
 from ._flat import flat_element, flat_names_of
+from ._generations import refuse_v011_variable
 from ._util import as_float_array, fast_set, is_concrete, plain_method_names
 from .bijectors import Inverse
 from .metadata import Info, ParameterMetadata, as_name
@@ -683,7 +684,10 @@ def is_param(x: Any) -> bool:
         >>> is_param(Parameter(1.0)), is_param(1.0)
         (True, False)
     """
-    return isinstance(x, Parameter)
+    if isinstance(x, Parameter):
+        return True
+    refuse_v011_variable(x, "is_param")  # parax 0.11's is_param has another meaning
+    return False
 
 
 def is_valid_param(x: Any) -> bool:
@@ -738,6 +742,7 @@ def as_param(x: Any, **kwargs: Any) -> Any:
     """
     if isinstance(x, Parameter):
         return x
+    refuse_v011_variable(x, "as_param")
     if isinstance(x, list):
         return [as_param(v, **kwargs) for v in x]
     if isinstance(x, dict):

@@ -17,6 +17,7 @@ from distreqx.distributions import Uniform as _Uniform
 from orrery.interface import ShapeError, ValueDomainError
 
 from ._errors import ConfigTypeError
+from ._generations import refuse_under_differentiation, refuse_v011_variable
 from ._util import as_float_array, is_concrete
 from .parameter import Parameter
 
@@ -193,6 +194,8 @@ def Fixed(value: Any, **kwargs: Any) -> Parameter:
         >>> Fixed(3.0).fixed
         True
     """
+    refuse_v011_variable(value, "Fixed")
+    refuse_under_differentiation(value, "Fixed")
     return Parameter(value, fixed=True, **kwargs)
 
 

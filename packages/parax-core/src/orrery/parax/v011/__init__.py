@@ -124,4 +124,5 @@ __all__ = [
     "unwrap_self",
     "variables",
     "wrap",
+    "wrappers",
 ]

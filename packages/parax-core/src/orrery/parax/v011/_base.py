@@ -5,7 +5,6 @@ import them without importing each other (parax 0.11 breaks its cycles with impo
 inside functions; here the order is simply one-way).
 """
 
-
 from abc import abstractmethod
 from typing import Any, ClassVar, Generic, Self, TypeGuard, TypeVar
 

@@ -6,21 +6,28 @@ belongs to the set; an infinite bound is closed unless asked otherwise), `biject
 which a bounded optimiser works: the unit box where both bounds are finite.
 """
 
-
 from typing import Any, TypeGuard
 
 import equinox as eqx
-from equinox import AbstractVar
 import jax
 import jax.numpy as jnp
+from equinox import AbstractVar
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
 
 from orrery.interface import ConfigError, ValueDomainError
 
-from .bijectors import AbstractBijector, Chain, Elementwise, Identity, ScalarAffine, Shift
+from .bijectors import (
+    AbstractBijector,
+    Chain,
+    Elementwise,
+    Identity,
+    ScalarAffine,
+    Shift,
+    Sigmoid,
+    Softplus,
+)
 from .bijectors import Leafwise as LeafwiseBijector
-from .bijectors import Sigmoid, Softplus
 
 __all__ = [
     "AbstractConstraint",
@@ -287,13 +294,15 @@ class Transformed(AbstractConstraint):
         mixed = _mixed(constraint, bijector, lo)
         unknown = jax.tree.map(lambda m, a, b: m | jnp.isnan(a) | jnp.isnan(b), mixed, lo, hi)
         self.bounds = (
-            jax.tree.map(lambda n, a, b: jnp.where(n, -jnp.inf, jnp.minimum(a, b)), unknown, lo, hi),
+            jax.tree.map(
+                lambda n, a, b: jnp.where(n, -jnp.inf, jnp.minimum(a, b)), unknown, lo, hi
+            ),
             jax.tree.map(lambda n, a, b: jnp.where(n, jnp.inf, jnp.maximum(a, b)), unknown, lo, hi),
         )
         lc, uc = constraint.closed
         swapped = jax.tree.map(jnp.greater, lo, hi)
         both = jax.tree.map(jnp.logical_and, lc, uc)
-        pick = lambda n, s, b, x, y: jnp.where(n, b, jnp.where(s, y, x))  # noqa: E731
+        pick = lambda n, s, b, x, y: jnp.where(n, b, jnp.where(s, y, x))
         self.closed = (
             jax.tree.map(pick, unknown, swapped, both, lc, uc),
             jax.tree.map(pick, unknown, swapped, both, uc, lc),
@@ -319,7 +328,7 @@ class Leafwise(AbstractConstraint):
 
     def __init__(self, tree: PyTree[AbstractConstraint]):
         if not jax.tree.leaves(tree, is_leaf=is_constraint):
-            raise ConfigError("tree: the pytree holds no constraint")
+            raise ConfigError("tree: the pytree of `tree` cannot be empty (it holds no constraint)")
         self.tree = tree
 
     def _side(self, attr: str, index: int) -> PyTree:
@@ -339,7 +348,9 @@ class Leafwise(AbstractConstraint):
 
     @property
     def bijector(self) -> AbstractBijector:
-        return LeafwiseBijector(jax.tree.map(lambda c: c.bijector, self.tree, is_leaf=is_constraint))
+        return LeafwiseBijector(
+            jax.tree.map(lambda c: c.bijector, self.tree, is_leaf=is_constraint)
+        )
 
     @property
     def base_bijector(self) -> AbstractBijector:
@@ -372,7 +383,7 @@ class Custom(AbstractConstraint):
         self.bijector = bijector
         self.bounds = tuple(jax.tree.map(jnp.asarray, b) for b in bounds)
         self.closed = tuple(
-            jax.tree.map(lambda _: side, bound) if isinstance(side, bool) else side
+            jax.tree.map(lambda _, s=side: s, bound) if isinstance(side, bool) else side
             for side, bound in zip(_pair(closed), self.bounds, strict=True)
         )
         self.base_bounds = (

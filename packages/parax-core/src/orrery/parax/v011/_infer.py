@@ -56,7 +56,9 @@ def _includes(dist: Any, end: Array) -> Array:
 def _from_support(bijector: AbstractBijector, bounds: tuple[PyTree, PyTree], closed: Any) -> Custom:
     lower, upper = bounds
     lo_leaves, treedef = jax.tree.flatten(lower)
-    spaces = [base_space(lo, hi) for lo, hi in zip(lo_leaves, treedef.flatten_up_to(upper), strict=True)]
+    spaces = [
+        base_space(lo, hi) for lo, hi in zip(lo_leaves, treedef.flatten_up_to(upper), strict=True)
+    ]
     base = treedef.unflatten([s[2] for s in spaces])
     if not jax.tree_util.treedef_is_leaf(treedef):
         base = LeafwiseBijector(base)
@@ -64,12 +66,17 @@ def _from_support(bijector: AbstractBijector, bounds: tuple[PyTree, PyTree], clo
         bijector=bijector,
         bounds=bounds,
         closed=closed,
-        base_bounds=(treedef.unflatten([s[0] for s in spaces]), treedef.unflatten([s[1] for s in spaces])),
+        base_bounds=(
+            treedef.unflatten([s[0] for s in spaces]),
+            treedef.unflatten([s[1] for s in spaces]),
+        ),
         base_bijector=base,
     )
 
 
-def _support_constraint(dist: Any, bijector: AbstractBijector, lower: Array, upper: Array) -> Custom:
+def _support_constraint(
+    dist: Any, bijector: AbstractBijector, lower: Array, upper: Array
+) -> Custom:
     return _from_support(bijector, (lower, upper), (_includes(dist, lower), _includes(dist, upper)))
 
 
@@ -90,7 +97,7 @@ def infer_distribution_constraint(dist: Any) -> AbstractConstraint:
         pass
     else:
         return _support_constraint(dist, Chain([Quantile(dist), NormalCDF()]), lower, upper)
-    if isinstance(dist, dists.Gamma):
+    if isinstance(dist, dists.Gamma | dists.LogNormal):
         support: AbstractConstraint = Positive(shape=dist.event_shape)
     elif isinstance(dist, dists.Beta):
         support = Interval(jnp.zeros(dist.event_shape), jnp.ones(dist.event_shape))

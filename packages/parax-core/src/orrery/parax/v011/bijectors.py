@@ -239,7 +239,7 @@ class Leafwise(AbstractFwdLogDetJacBijector, AbstractInvLogDetJacBijector, stric
 
     def _with_log_det(self, method: str, value: PyTree) -> tuple[PyTree, Array]:
         pairs = self._map(method, value)
-        is_pair = lambda p: isinstance(p, tuple) and len(p) == 2  # noqa: E731
+        is_pair = lambda p: isinstance(p, tuple) and len(p) == 2
         out = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
         log_det = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
         return out, _sum_leaves(log_det)

@@ -4,13 +4,12 @@ The classes live in `_constraint_types`, distribution inference in `_infer`; thi
 adds the constrained / constrainable interfaces and the tree tools.
 """
 
-
 from abc import abstractmethod
 from typing import Any, Self, TypeGuard, TypeVar
 
 import equinox as eqx
-from equinox import AbstractVar
 import jax
+from equinox import AbstractVar
 from jaxtyping import PyTree
 
 from orrery.interface import ConfigError, ConfigTypeError

@@ -57,6 +57,7 @@ __all__ = [
     "ImproperUniform",
     "Independent",
     "Joint",
+    "LogNormal",
     "Logistic",
     "MixtureSameFamily",
     "MultivariateNormalDiag",
@@ -126,7 +127,9 @@ class TruncatedNormal(AbstractProbDistribution, strict=True):
         value = jnp.asarray(value)
         lo, mass = self._mass()
         c = (ndtr(self._z(value)) - lo) / mass
-        return jnp.clip(jnp.where(value < self.low, 0.0, jnp.where(value > self.high, 1.0, c)), 0, 1)
+        return jnp.clip(
+            jnp.where(value < self.low, 0.0, jnp.where(value > self.high, 1.0, c)), 0, 1
+        )
 
     def log_cdf(self, value: Array) -> Array:
         return jnp.log(self.cdf(value))
@@ -172,8 +175,10 @@ class TruncatedNormal(AbstractProbDistribution, strict=True):
     def entropy(self) -> Array:
         (_, zpa), (_, zpb) = self._phi(self._z(self.low)), self._phi(self._z(self.high))
         mass = self._mass()[1]
-        return jnp.log(self.scale * mass) + 0.5 * math.log(2 * math.pi * math.e) + (zpa - zpb) / (
-            2.0 * mass
+        return (
+            jnp.log(self.scale * mass)
+            + 0.5 * math.log(2 * math.pi * math.e)
+            + (zpa - zpb) / (2.0 * mass)
         )
 
     def mode(self) -> Array:
@@ -201,13 +206,14 @@ class Independent(AbstractProbDistribution, strict=True):
     def __init__(self, distribution: AbstractDistribution, reinterpreted_batch_ndims: int = 0):
         if not isinstance(reinterpreted_batch_ndims, int) or reinterpreted_batch_ndims < 0:
             raise ConfigError(
-                f"reinterpreted_batch_ndims: expected an int >= 0, got {reinterpreted_batch_ndims!r}"
+                "reinterpreted_batch_ndims: expected an int >= 0, "
+                f"got {reinterpreted_batch_ndims!r}"
             )
         self.distribution = distribution
         self.reinterpreted_batch_ndims = reinterpreted_batch_ndims
 
     def _call(self, method: str, *args: Any) -> Any:
-        fn = lambda d, *a: getattr(d, method)(*a)  # noqa: E731
+        fn = lambda d, *a: getattr(d, method)(*a)
         for _ in range(self.reinterpreted_batch_ndims):
             fn = eqx.filter_vmap(fn)
         return fn(self.distribution, *args)
@@ -272,6 +278,83 @@ class Independent(AbstractProbDistribution, strict=True):
 
     def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
         raise NotImplementedError("Independent has no KL divergence here")
+
+
+class LogNormal(AbstractProbDistribution, strict=True):
+    """``exp(X)`` for ``X ~ Normal(loc, scale)``: support (0, inf), 0 itself excluded."""
+
+    loc: Array
+    scale: Array
+
+    def __init__(self, loc: Any, scale: Any):
+        self.loc = jnp.asarray(loc, dtype=float)
+        self.scale = jnp.asarray(scale, dtype=float)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return jnp.broadcast_shapes(self.loc.shape, self.scale.shape)
+
+    def _z(self, value: Array) -> Array:
+        positive = value > 0
+        return jnp.where(
+            positive, (jnp.log(jnp.where(positive, value, 1.0)) - self.loc) / self.scale, -jnp.inf
+        )
+
+    def log_prob(self, value: Array) -> Array:
+        value = jnp.asarray(value)
+        positive = value > 0
+        safe = jnp.where(positive, value, 1.0)
+        z = (jnp.log(safe) - self.loc) / self.scale
+        lp = -0.5 * z**2 - _LOG_SQRT_2PI - jnp.log(self.scale) - jnp.log(safe)
+        return jnp.where(positive, lp, -jnp.inf)
+
+    def cdf(self, value: Array) -> Array:
+        return ndtr(self._z(jnp.asarray(value)))
+
+    def log_cdf(self, value: Array) -> Array:
+        return jax.scipy.special.log_ndtr(self._z(jnp.asarray(value)))
+
+    def survival_function(self, value: Array) -> Array:
+        return ndtr(-self._z(jnp.asarray(value)))
+
+    def log_survival_function(self, value: Array) -> Array:
+        return jax.scipy.special.log_ndtr(-self._z(jnp.asarray(value)))
+
+    def icdf(self, value: Array) -> Array:
+        return jnp.exp(self.loc + self.scale * ndtri(jnp.asarray(value)))
+
+    def sample(self, key: Key[Array, ""]) -> Array:
+        eps = jax.random.normal(key, self.event_shape, dtype=jnp.result_type(self.loc, float))
+        return jnp.exp(self.loc + self.scale * eps)
+
+    def sample_and_log_prob(self, key: Key[Array, ""]) -> tuple[Array, Array]:
+        x = self.sample(key)
+        return x, self.log_prob(x)
+
+    def entropy(self) -> Array:
+        return self.loc + 0.5 + _LOG_SQRT_2PI + jnp.log(self.scale)
+
+    def mean(self) -> Array:
+        return jnp.exp(self.loc + 0.5 * self.scale**2)
+
+    def variance(self) -> Array:
+        return jnp.expm1(self.scale**2) * jnp.exp(2.0 * self.loc + self.scale**2)
+
+    def stddev(self) -> Array:
+        return jnp.sqrt(self.variance())
+
+    def mode(self) -> Array:
+        return jnp.exp(self.loc - self.scale**2)
+
+    def median(self) -> Array:
+        return jnp.exp(self.loc)
+
+    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+        if not isinstance(other_dist, LogNormal):
+            raise NotImplementedError("LogNormal: KL divergence to LogNormal only")
+        ratio = self.scale / other_dist.scale
+        diff = (self.loc - other_dist.loc) / other_dist.scale
+        return 0.5 * (ratio**2 + diff**2 - 1.0) - jnp.log(ratio)
 
 
 def _is_dist(x: Any) -> bool:
@@ -355,7 +438,9 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
         if not isinstance(other_dist, Joint):
             raise ConfigError("other_dist: expected a Joint distribution")
         kls = jax.tree.map(
-            lambda a, b: a.kl_divergence(b), self.distributions, other_dist.distributions,
+            lambda a, b: a.kl_divergence(b),
+            self.distributions,
+            other_dist.distributions,
             is_leaf=_is_dist,
         )
         return _total(kls)

@@ -24,7 +24,10 @@ def is_bijector(x: Any) -> TypeGuard[AbstractBijector]:
 
 
 def remove(
-    pytree: PyTree, condition: Callable[[Any], bool], *, stop_if: Callable[[Any], bool] | None = None
+    pytree: PyTree,
+    condition: Callable[[Any], bool],
+    *,
+    stop_if: Callable[[Any], bool] | None = None,
 ) -> PyTree:
     """`pytree` with every node matching `condition` replaced by None.
 

@@ -1,12 +1,11 @@
 """Probabilistic nodes and joint distributions of a tree, as parax 0.11's `parax.probability`."""
 
-
 from typing import Any, TypeGuard, TypeVar
 
 import equinox as eqx
-from equinox import AbstractVar
 import jax
 import jax.numpy as jnp
+from equinox import AbstractVar
 from jaxtyping import PyTree
 
 from orrery.interface import ConfigError

@@ -41,8 +41,7 @@ def tree_replace(
             return x
         if not dataclasses.is_dataclass(x):
             raise ConfigTypeError(
-                f"tree_replace: expected a dataclass node, got {type(x).__name__}; "
-                "check `is_leaf`"
+                f"tree_replace: Expected a dataclass leaf, got {type(x).__name__}; check `is_leaf`"
             )
         return dataclasses.replace(x, **dict(zip(names, values, strict=True)))
 

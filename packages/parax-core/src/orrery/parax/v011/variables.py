@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import reduce
 from typing import Any, Self, TypeGuard
 
@@ -20,13 +20,25 @@ from jaxtyping import Array, Inexact
 
 from orrery.interface import ConfigError, ConfigTypeError
 
-from ._base import AbstractAnnotated, AbstractBounded, AbstractConstant, AbstractUnwrappable
-from ._base import AbstractWrappable, as_unwrapped
+from ._base import (
+    AbstractAnnotated,
+    AbstractBounded,
+    AbstractConstant,
+    AbstractUnwrappable,
+    AbstractWrappable,
+    as_unwrapped,
+)
 from ._variable_ops import ArrayOps
 from .bijectors import AbstractBijector, Chain, Inverse
-from .constraints import AbstractConstrainable, AbstractConstraint, RealLine
+from .constraints import (
+    AbstractConstrainable,
+    AbstractConstraint,
+    RealLine,
+    infer_distribution_constraint,
+    intersect,
+    is_constrainable,
+)
 from .constraints import Transformed as TransformedConstraint
-from .constraints import infer_distribution_constraint, intersect, is_constrainable
 from .distributions import AbstractDistribution
 from .probability import AbstractProbabilistic, truncate_distribution
 from .wrappers import as_opaque
@@ -224,7 +236,7 @@ def _raw_from_value(constraint: AbstractConstraint, value: Any) -> Array:
     return eqx.error_if(
         raw,
         jnp.any(jnp.isnan(raw)) | jnp.any(constraint.is_outside(value)),
-        "the value lies outside the variable's constraint",
+        "Constraint violated: the value lies outside the variable's constraint",
     )
 
 
@@ -264,7 +276,9 @@ class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappa
         raw_value: Any = None,
     ):
         if (value is None) == (raw_value is None):
-            raise ConfigError("Constrained: give exactly one of `value` and `raw_value`")
+            if value is None:
+                raise ConfigError("Constrained: Must provide either `value` or `raw_value`")
+            raise ConfigError("Constrained: Cannot provide both `value` and `raw_value`")
         if constraint is None:
             constraint = RealLine(shape=jnp.shape(value if raw_value is None else raw_value))
         if value is not None:
@@ -291,14 +305,17 @@ class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappa
 def _distribution_mean(distribution: Any) -> Array:
     try:
         return jnp.asarray(distribution.mean())
-    except Exception as err:  # noqa: BLE001 - any failure means "no mean"
+    except Exception as err:
         raise ConfigError(
             "Random: give `value` or `raw_value`: the distribution has no mean()"
         ) from err
 
 
 class Random(
-    AbstractVariable, AbstractProbabilistic[Array], AbstractConstrainable[Array], AbstractWrappable[Array]
+    AbstractVariable,
+    AbstractProbabilistic[Array],
+    AbstractConstrainable[Array],
+    AbstractWrappable[Array],
 ):
     """A random variable: a distribution, its constraint, and a raw value.
 
@@ -325,7 +342,7 @@ class Random(
         raw_value: Any = None,
     ):
         if value is not None and raw_value is not None:
-            raise ConfigError("Random: give `value` or `raw_value`, not both")
+            raise ConfigError("Random: Cannot provide both `value` and `raw_value`")
         dist = as_unwrapped(distribution)
         if value is None and raw_value is None:
             value = _distribution_mean(dist)

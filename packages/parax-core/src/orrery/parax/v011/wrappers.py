@@ -350,7 +350,7 @@ def _raw_of(constraint: Any, tree: Any, name: str) -> Any:
     return eqx.error_if(
         raw,
         jnp.any(jnp.isnan(ravel_pytree(raw)[0])),
-        f"{name}: the value violates the constraint (its raw value is NaN)",
+        f"{name}: Constraint violated (the raw value is NaN)",
     )
 
 
@@ -365,7 +365,9 @@ class Constrain(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstraina
     constraint: Any = eqx.field(converter=as_opaque)
     raw_value: T
 
-    def __init__(self, constraint: AbstractConstraint, tree: T | None = None, *, raw_value: T | None = None):
+    def __init__(
+        self, constraint: AbstractConstraint, tree: T | None = None, *, raw_value: T | None = None
+    ):
         _one_of(tree, raw_value, "Constrain")
         self.constraint = constraint
         self.raw_value = raw_value if tree is None else _raw_of(constraint, tree, "Constrain")
