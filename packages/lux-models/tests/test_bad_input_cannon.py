@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from orrery.interface import ArtifactError, ValueDomainError
+from orrery.interface import ArtifactError, ConfigError, ValueDomainError
 from orrery.lux import Cannon
 from orrery.lux.datasets import synthetic_survey
 
@@ -181,3 +181,36 @@ def test_float64_cannon_keeps_its_dtype_or_warns(survey, tmp_path):
         jax.config.update("jax_enable_x64", False)
     with pytest.warns(UserWarning, match="float64"):
         Cannon.load(path)
+
+
+# issue 32: +inf inverse variances and settings that cannot mean anything are refused
+
+
+def test_infinite_ivar_in_training_is_refused_not_masked(survey):
+    labels, flux, ivar = _train(survey)
+    ivar[3, 5] = np.inf
+    with pytest.raises(ValueDomainError, match=r"output_ivar: 1 entries are \+inf"):
+        Cannon(3, P).fit(labels, flux, ivar)
+    ivar[3, 5] = np.nan  # NaN (like 0) still masks an entry
+    assert Cannon(3, P).fit(labels, flux, ivar).is_fitted
+
+
+def test_infinite_ivar_in_the_test_step_is_refused(fitted, survey):
+    flux, ivar = survey.spectra[N:].copy(), survey.ivar[N:].copy()
+    ivar[0, 2] = np.inf
+    with pytest.raises(ValueDomainError, match=r"output_ivar: 1 entries are \+inf"):
+        fitted.infer_labels(flux, ivar)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"max_iter": -1}, "max_iter"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"xtol": -1e-6}, "xtol"),
+        ({"ftol": float("nan")}, "ftol"),
+    ],
+)
+def test_infer_labels_refuses_meaningless_settings(fitted, survey, kwargs, name):
+    with pytest.raises(ConfigError, match=name):
+        fitted.infer_labels(survey.spectra[N:], survey.ivar[N:], **kwargs)

@@ -137,7 +137,7 @@ def covariance(hess, scale):
 
 @jax.jit
 def _weights(flux, ivar, s2, usable):
-    """Weights ``1 / (σ² + s²)``, cleaned flux, pixels used per spectrum, any negative ivar.
+    """Weights ``1 / (σ² + s²)``, cleaned flux, pixels used per spectrum, any ivar < 0 or +inf.
 
     The weight is 0 at ignored entries and at pixels that are not usable.
     """
@@ -149,7 +149,7 @@ def _weights(flux, ivar, s2, usable):
         good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
         safe = jnp.where(good, ivar, 0.0)
         weights = safe / (1.0 + safe * s2)
-        negative = jnp.any(ivar < 0)
+        negative = jnp.any((ivar < 0) | (ivar == jnp.inf))
     weights = weights * usable.astype(weights.dtype)
     return weights, jnp.where(good, flux, 0.0), jnp.sum(weights > 0, axis=1), negative
 
@@ -212,7 +212,7 @@ def infer_all(
     Returns:
         physical labels ``(n, L)``, covariance ``(n, L, L)``, χ² ``(n,)``,
         converged ``(n,)``, the count of pixels used per spectrum, whether each
-        Hessian is singular, and whether any ivar is negative.
+        Hessian is singular, and whether any ivar is negative or ``+inf``.
     """
     weights, flux, n_used, negative = _weights(flux, ivar, s2, usable)
     gram, h, c, phi_ref, starts = _summaries_and_starts(

@@ -79,6 +79,20 @@ def checked_output(output, ivar, n_out, name="output"):
     return _to_device(flux), _to_device(ivar_arr)
 
 
+def refuse_infinite_ivar(ivar: np.ndarray) -> None:
+    """Raise when an inverse variance is ``+inf`` (a noise-free measurement).
+
+    Such an entry cannot be weighted (it would have to fit exactly) and must not
+    silently drop out as masked; 0 (or NaN) is how an entry is masked.
+    """
+    n_inf = int(np.count_nonzero(np.isposinf(ivar)))
+    if n_inf:
+        raise ValueDomainError(
+            f"output_ivar: {n_inf} entries are +inf (zero noise), which cannot be weighted; "
+            "give finite inverse variances (0 masks an entry)"
+        )
+
+
 def fit_inputs(
     model,
     labels,

@@ -22,6 +22,7 @@ from orrery.interface import (
     ValueDomainError,
     check_choice,
     check_ndim,
+    check_nonnegative_float,
     check_positive_int,
 )
 
@@ -247,8 +248,10 @@ class Cannon(eqx.Module):
             output: training outputs (flux), ``(n_stars, output_size)``; NaN
                 entries are ignored when their inverse variance is 0 (or any NaN
                 entry is treated as missing).
-            output_ivar: inverse variances of ``output``; None means unknown
-                noise, in which case ``scatter`` is the full residual scatter.
+            output_ivar: inverse variances of ``output`` (0 or NaN masks an
+                entry; ``+inf``, a noise-free measurement, is refused); None
+                means unknown noise, in which case ``scatter`` is the full
+                residual scatter.
             regularization: penalty strength λ on all non-bias coefficients:
                 ``λ Σ θ²`` (``"l2"``) or ``λ Σ |θ|`` (``"l1"``), added to χ².
             regularization_type: ``"l2"`` (closed form) or ``"l1"`` (proximal).
@@ -265,8 +268,8 @@ class Cannon(eqx.Module):
         Raises:
             ShapeError: for arrays of the wrong shape.
             ValueDomainError: for non-numeric (e.g. text) labels or outputs,
-                non-finite labels, negative or all-zero inverse variances, no
-                usable pixel, or non-finite fitted coefficients.
+                non-finite labels, negative, ``+inf`` or all-zero inverse
+                variances, no usable pixel, or non-finite fitted coefficients.
 
         Warns:
             UserWarning: counting the pixels marked unusable, and pixels whose
@@ -312,6 +315,8 @@ class Cannon(eqx.Module):
         # by the device scan: look on the host before cleaning (rare data only)
         if bool(negative) or (bool(dirty) and ivar is not None and np.any(ivar < 0)):
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        if bool(dirty) and ivar is not None:
+            _validate.refuse_infinite_ivar(ivar)
         if bool(dirty):  # only then a cleaned copy; clean data are used as given
             coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
         usable_np = np.asarray(usable)
@@ -403,10 +408,15 @@ class Cannon(eqx.Module):
         Raises:
             NotFittedError: (a ``RuntimeError``) before ``fit``.
             ShapeError: for arrays of the wrong shape.
-            ValueDomainError: for negative inverse variances or text input.
+            ValueDomainError: for negative or ``+inf`` inverse variances or text input.
+            ConfigError: for ``n_starts`` or ``max_iter`` below 1, or a negative
+                or non-finite ``xtol`` / ``ftol``.
         """
         self._check_fitted("infer_labels")
         check_positive_int(n_starts, "n_starts")
+        check_positive_int(max_iter, "max_iter")
+        check_nonnegative_float(xtol, "xtol")
+        check_nonnegative_float(ftol, "ftol")
         out_arr = check_ndim(output, (1, 2), "output")
         single = out_arr.ndim == 1
         if single:
@@ -445,6 +455,7 @@ class Cannon(eqx.Module):
             float(ftol),
         )
         if bool(negative):
+            _validate.refuse_infinite_ivar(np.asarray(ivar))
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         labels, cov, chi2 = np.array(labels), np.array(cov), np.array(chi2)
         n_used = np.asarray(n_used)
