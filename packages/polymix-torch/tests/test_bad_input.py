@@ -7,6 +7,7 @@ is refused with an `ArtifactError` before a module is built.
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -103,6 +104,18 @@ CASES = [
         "energy_model",
     ),
     (lambda: LangevinGroup("w", 2, NeuralNetwork(2, 2), step_size=0), ConfigError, "step_size"),
+    (
+        lambda: LangevinGroup("w", 2, NeuralNetwork(2, 2), init_std=np.float32(np.nan)),
+        ConfigError,
+        r"^init_std: expected a finite number > 0, got nan$",
+    ),
+    (
+        lambda: GaussianGroup("w", 2, jitter=np.float64(-1e-3)),
+        ConfigError,
+        r"^jitter: expected a finite number >= 0, got -0\.001$",
+    ),
+    (lambda: DeterministicGroup("w", 2, init_scale="0.1"), ConfigError, r"^init_scale: .*'0\.1'"),
+    (lambda: IIDGaussianGroup("w", 2, init_std=True), ConfigError, r"^init_std: .*got True$"),
     (
         lambda: LangevinGroup("w", 2, NeuralNetwork(2, 2), num_particles=0),
         ConfigError,
@@ -345,3 +358,65 @@ def test_loading_never_imports_a_module_named_in_the_file(tmp_path, monkeypatch)
     net_config["surrogate"]["args"]["activation"] = "payload.Evil"
     _refused(tmp_path, net_config, net_arrays, "activation")
     assert not marker.exists()
+
+
+def test_settings_take_numpy_scalars_like_python_floats():
+    assert GaussianGroup("w", 2, jitter=np.float32(1e-5)).jitter == pytest.approx(1e-5)
+    assert type(GaussianGroup("w", 2, jitter=np.float64(1e-5)).jitter) is float
+    group = LangevinGroup("w", 2, NeuralNetwork(2, 2), step_size=np.float64(1e-3))
+    assert group.step_size == 1e-3
+
+
+def _pce_outputs(x):
+    pce = PolynomialChaosExpansion(2, 1, 2)
+    return pce(x, torch.ones(1, pce.num_params(), dtype=x.dtype))
+
+
+def test_pce_inputs_outside_the_legendre_domain_warn_naming_x():
+    x = torch.tensor([[0.5, -0.25], [1.0, 2.5], [-4.0, 0.0]])
+    pattern = (
+        r"^x: 2 input value\(s\) outside \[-1, 1\], the domain of the Legendre basis \(first "
+        r"at index \(1, 1\): 2\.5; largest finite \|x\| = 4\); .*rescale the inputs"
+    )
+    with pytest.warns(RuntimeWarning, match=pattern) as record:
+        out = _pce_outputs(x)
+    assert record[0].filename == __file__  # points at the caller, not at torch
+    assert torch.isfinite(out).all()  # the contract: computed anyway, as pypolymix did
+    with pytest.warns(RuntimeWarning, match=r"^x: 1 input value\(s\) .*, 1 of them NaN or inf"):
+        PolynomialChaosExpansion(2, 1, 2).basis(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_pce_inputs_inside_the_domain_or_off_by_rounding_do_not_warn():
+    inside = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    edge = torch.tensor([[1.0, -1.0], [float(np.nextafter(np.float32(1), 2)), 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _pce_outputs(inside)
+        _pce_outputs(inside)  # checked once for this tensor, not once per call
+        _pce_outputs(edge)
+        _pce_outputs(edge.double() * (1 + 1e-9))
+    inside[3, 0] = 7.0  # an in-place edit is seen: the tensor's version changed
+    with pytest.warns(RuntimeWarning, match=r"first at index \(3, 0\): 7"):
+        _pce_outputs(inside)
+
+
+def test_pce_domain_check_steps_aside_under_torch_func():
+    pce = PolynomialChaosExpansion(1, 1, 2)
+    params = torch.ones(1, pce.num_params())
+
+    def total(x):
+        return pce(x, params).sum()
+
+    grad = torch.func.grad(total)(torch.tensor([[0.5]]))
+    assert grad.item() == pytest.approx(1.0 + 3.0 * 0.5)  # d/dx (1 + x + (3x^2 - 1) / 2)
+
+
+def test_a_pce_driving_langevin_particles_is_not_checked_against_the_chaos_domain():
+    torch.manual_seed(0)
+    group = LangevinGroup("c", 3, PolynomialChaosExpansion(3, num_outputs=3, degree=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # particles of std 1 leave [-1, 1]: no warning for them
+        theta = group.sample_parameters(20)
+    assert theta.abs().max() > 1
+    with pytest.warns(RuntimeWarning, match="^x: "):  # the check is back on afterwards
+        _pce_outputs(theta[:, :2].detach())

@@ -1,12 +1,22 @@
 """Torch-side argument checks that raise `orrery.interface` errors.
 
 They only look at shapes and dtypes, never at values, so they cost nothing on
-the forward path (no device synchronisation).
+the forward path (no device synchronisation); the one exception,
+`check_domain`, reads the values of a polynomial chaos input once per tensor.
+Scalar settings are checked with `orrery.interface`'s `check_positive_float`
+and `check_nonnegative_float` (`ConfigError`, as the table in
+`orrery.interface.errors` says).
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import contextvars
+import os
+import sys
+import warnings
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -15,22 +25,14 @@ from orrery.interface import ConfigError, ShapeError, check_positive_int
 
 __all__ = [
     "as_float_tensor",
+    "check_domain",
     "check_inputs",
     "check_name",
     "check_params",
-    "check_positive_float",
     "check_samples",
     "check_tensor",
+    "domain_checks_off",
 ]
-
-
-def check_positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """A finite real number ``> 0`` (or ``>= 0`` with ``allow_zero``), as ``float``."""
-    ok_type = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name}: expected a finite number {bound}, got {value!r}")
-    return float(value)
 
 
 def check_tensor(value: Any, name: str) -> torch.Tensor:
@@ -97,4 +99,86 @@ def check_same_dtype(x: torch.Tensor, params: torch.Tensor) -> None:
         raise ConfigError(
             f"x has dtype {x.dtype} but the parameters have dtype {params.dtype}; convert one "
             f"of them (e.g. model.to({x.dtype}) or x.to({params.dtype}))"
+        )
+
+
+# Off while a surrogate runs on something that is not a chaos input (the particles
+# of a `LangevinGroup`, which live on the whole real line).
+_DOMAIN_CHECKS = contextvars.ContextVar("polymix_domain_checks", default=True)
+
+
+@contextlib.contextmanager
+def domain_checks_off() -> Iterator[None]:
+    """Within this block `check_domain` does nothing."""
+    token = _DOMAIN_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _DOMAIN_CHECKS.reset(token)
+
+
+# The tensor last found inside the domain, and its version: a training loop that
+# passes the same `x` every step pays for the check (one device sync) once.
+_LAST_IN_DOMAIN: list[Any] = [None, -1]
+
+
+_INTERNAL_DIRS = (
+    os.path.dirname(torch.__file__),
+    os.path.dirname(os.path.abspath(__file__)),
+)
+
+
+def _caller_stacklevel() -> int:
+    """`stacklevel` pointing at the first frame outside torch and polymix."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def domain_tolerance(dtype: torch.dtype) -> float:
+    """How far past ``±1`` an input may lie and still count as inside (rounding slack)."""
+    return max(1e-6, 8 * torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
+
+
+def check_domain(x: torch.Tensor, name: str = "x") -> None:
+    """Warn when inputs of a Legendre expansion lie outside ``[-1, 1]`` or are not finite.
+
+    Values within `domain_tolerance` of ``±1`` count as inside. The warning
+    (`RuntimeWarning`) names the argument, how many values are outside, the
+    first of them and the largest ``|x|``; the computation goes on (outputs
+    outside the domain are extrapolations, NaN inputs give NaN outputs).
+    Skipped where values cannot be read (``torch.func`` transforms,
+    ``torch.compile``), for a tensor already found inside at its current
+    version, and inside `domain_checks_off` (a `LangevinGroup` evaluating its
+    surrogate at parameter particles, which are no chaos inputs).
+    """
+    if not _DOMAIN_CHECKS.get():
+        return
+    last = _LAST_IN_DOMAIN[0]
+    if last is not None and last() is x and _LAST_IN_DOMAIN[1] == x._version:
+        return
+    if torch.compiler.is_compiling():
+        return
+    with torch.no_grad():
+        mag = x.detach().abs()
+        outside = ~(mag <= 1 + domain_tolerance(x.dtype))
+        try:
+            count = int(outside.sum())
+        except RuntimeError:  # a functorch-wrapped tensor has no values to read
+            return
+        if not count:
+            _LAST_IN_DOMAIN[:] = [weakref.ref(x), x._version]
+            return
+        first = tuple(int(i) for i in outside.nonzero()[0])
+        finite = mag[torch.isfinite(mag)]
+        nonfinite = mag.numel() - finite.numel()
+        largest = f"; largest finite |{name}| = {float(finite.max()):.4g}" if finite.numel() else ""
+        extra = f", {nonfinite} of them NaN or inf" if nonfinite else ""
+        warnings.warn(
+            f"{name}: {count} input value(s) outside [-1, 1], the domain of the Legendre basis"
+            f"{extra} (first at index {first}: {float(x[first]):.4g}{largest}); outputs there "
+            "are extrapolations the Sobol indices do not describe: rescale the inputs to [-1, 1]",
+            RuntimeWarning,
+            stacklevel=_caller_stacklevel(),
         )

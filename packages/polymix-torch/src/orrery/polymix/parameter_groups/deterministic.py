@@ -6,7 +6,9 @@ import torch
 import torch.distributions as td
 from torch import nn
 
-from .._checks import check_positive_float, check_samples
+from orrery.interface import check_nonnegative_float
+
+from .._checks import check_samples
 from .._kl import DEFAULT_KL_SAMPLES
 from ..priors import Prior
 from .base import NoVariationalDistributionError, ParameterGroup
@@ -49,7 +51,7 @@ class DeterministicGroup(ParameterGroup):
         kl_estimator: str = "exact",
     ):
         super().__init__(name, num_params, prior, kl_num_mc_samples, kl_estimator=kl_estimator)
-        scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
+        scale = check_nonnegative_float(init_scale, "init_scale")
         self.params = nn.Parameter(scale * torch.randn(self.num_params))
 
     @property

@@ -13,9 +13,16 @@ import torch.distributions as td
 import torch.nn.functional as F
 from torch import nn
 
-from orrery.interface import ConfigError, ShapeError, ValueDomainError, check_positive_int
+from orrery.interface import (
+    ConfigError,
+    ShapeError,
+    ValueDomainError,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+)
 
-from .._checks import check_positive_float, check_samples
+from .._checks import check_samples
 from .._kl import DEFAULT_KL_SAMPLES
 from ..priors import Prior
 from .base import ParameterGroup
@@ -70,7 +77,7 @@ class IIDGaussianGroup(ParameterGroup):
         init_std: float = _DEFAULT_IID_STD,
     ):
         super().__init__(name, num_params, prior, kl_num_mc_samples, kl_estimator=kl_estimator)
-        scale = check_positive_float(init_scale, "init_scale", allow_zero=True)
+        scale = check_nonnegative_float(init_scale, "init_scale")
         log_std = (
             -0.5
             if init_std == _DEFAULT_IID_STD
@@ -145,7 +152,7 @@ class GaussianGroup(ParameterGroup):
     ):
         super().__init__(name, num_params, prior, kl_num_mc_samples, kl_estimator=kl_estimator)
         d = self.num_params
-        self.jitter = check_positive_float(jitter, "jitter", allow_zero=True)
+        self.jitter = check_nonnegative_float(jitter, "jitter")
         self.mean = nn.Parameter(torch.zeros(d))
         self.raw_tril = nn.Parameter(torch.zeros(d * (d + 1) // 2))
         i, j = torch.tril_indices(d, d, 0)
@@ -264,8 +271,8 @@ class LowRankGaussianGroup(ParameterGroup):
         self.rank = check_positive_int(rank, "rank")
         if self.rank > self.num_params:
             raise ConfigError(f"rank: expected an integer in [1, {self.num_params}], got {rank}")
-        self.jitter = check_positive_float(jitter, "jitter", allow_zero=True)
-        factor = check_positive_float(init_scale_factor, "init_scale_factor", allow_zero=True)
+        self.jitter = check_nonnegative_float(jitter, "jitter")
+        factor = check_nonnegative_float(init_scale_factor, "init_scale_factor")
         raw_diag = _raw_diagonal(init_scale_diag, self.jitter)
         self.mean = nn.Parameter(torch.zeros(self.num_params))
         self.cov_factor = nn.Parameter(torch.randn(self.num_params, self.rank) * factor)

@@ -8,9 +8,9 @@ import torch
 import torch.distributions as td
 from torch import nn
 
-from orrery.interface import ConfigError, check_positive_int
+from orrery.interface import ConfigError, check_positive_float, check_positive_int
 
-from .._checks import check_positive_float, check_samples
+from .._checks import check_samples, domain_checks_off
 from .._kl import DEFAULT_KL_SAMPLES
 from ..priors import Prior
 from ..surrogate_models.base import SurrogateModel
@@ -112,12 +112,14 @@ class LangevinGroup(ParameterGroup):
         """The scalar energy surrogate at every particle: `(S,)`."""
         if self.energy_model is None:
             raise ConfigError(f"LangevinGroup {self.name!r} has no energy_model")
-        return self.energy_model(theta, self.surrogate_params.unsqueeze(0))[0, :, 0]
+        with domain_checks_off():  # particles are no chaos inputs: a PCE here is a polynomial
+            return self.energy_model(theta, self.surrogate_params.unsqueeze(0))[0, :, 0]
 
     def _score(self, theta: torch.Tensor) -> torch.Tensor:
         """The score `s(θ)` at every particle: `(S, num_params)`."""
         if self.score_model is not None:
-            return self.score_model(theta, self.surrogate_params.unsqueeze(0))[0]
+            with domain_checks_off():
+                return self.score_model(theta, self.surrogate_params.unsqueeze(0))[0]
         create_graph = torch.is_grad_enabled()
         leaf = theta if theta.requires_grad else theta.detach().requires_grad_(True)
         with torch.enable_grad():

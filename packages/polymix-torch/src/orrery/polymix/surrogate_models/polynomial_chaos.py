@@ -9,7 +9,7 @@ import torch
 
 from orrery.interface import ConfigError, ShapeError, check_positive_int
 
-from .._checks import check_inputs, check_tensor
+from .._checks import check_domain, check_inputs, check_tensor
 from .base import SurrogateModel
 
 __all__ = [
@@ -130,7 +130,10 @@ class PolynomialChaosExpansion(SurrogateModel):
     """Polynomial chaos expansion on the total-order Legendre basis.
 
     Inputs are expected on `[-1, 1]` (the Legendre polynomials are orthogonal
-    for the uniform measure there). The basis holds `C(num_inputs + degree,
+    for the uniform measure there): `basis` and `forward` warn
+    (`RuntimeWarning`, naming `x`, see `check_domain`) when an input lies
+    outside it beyond rounding, or is NaN or inf, and compute anyway, as
+    pypolymix did. The basis holds `C(num_inputs + degree,
     degree)` terms in pypolymix's order (see `total_order_indices`; stored in
     the `multi_indices` buffer, which is in the `state_dict` as upstream), and
     the parameter vector is laid out as upstream's `(num_terms, num_outputs)`
@@ -195,12 +198,14 @@ class PolynomialChaosExpansion(SurrogateModel):
         """Evaluate every basis polynomial at every point.
 
         Args:
-            x: ``(N, num_inputs)`` inputs in ``[-1, 1]``.
+            x: ``(N, num_inputs)`` inputs in ``[-1, 1]``; values outside (or
+                NaN/inf) are evaluated but warned about (`check_domain`).
 
         Returns:
             ``(N, num_terms)`` design matrix, in ``x``'s dtype.
         """
         check_inputs(x, self.num_inputs)
+        check_domain(x)
         p1d = legendre_polynomials(x, self.degree)  # (N, d, p + 1)
         idx = self.multi_indices.T.unsqueeze(0).expand(x.shape[0], -1, -1)  # (N, d, T)
         return torch.gather(p1d, 2, idx).prod(dim=1)
@@ -209,7 +214,7 @@ class PolynomialChaosExpansion(SurrogateModel):
         """Evaluate the expansion for every coefficient sample.
 
         Args:
-            x: ``(N, num_inputs)`` inputs in ``[-1, 1]``.
+            x: ``(N, num_inputs)`` inputs in ``[-1, 1]`` (see `basis` for others).
             params: ``(S, num_params())`` coefficients.
 
         Returns:
