@@ -303,3 +303,18 @@ def test_ensemble_predict_under_jit_and_nan_members_follow_the_documented_contra
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         predictive_summary(preds[::2])
+
+
+def test_single_steps_on_a_nan_batch_follow_the_documented_contract(linear):
+    x, y = linear.data
+    bad_y = _poisoned(y, 2)
+    runner = EnsembleMAP(linear.log_joint, linear.init, linear.adam, ensemble_size=2)
+    state = runner.init(KEY)
+    new, losses = runner.update(state, x, bad_y)  # "skip": every member keeps its state
+    assert np.isnan(np.asarray(losses)).all()
+    np.testing.assert_array_equal(new.params["w"], state.params["w"])
+    strict = EnsembleMAP(
+        linear.log_joint, linear.init, linear.adam, ensemble_size=2, on_nonfinite="raise"
+    )
+    with pytest.raises(ValueDomainError, match=r"member 0 at step 0, member 1 at step 0"):
+        strict.update(strict.init(KEY), x, bad_y)

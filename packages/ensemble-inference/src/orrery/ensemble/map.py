@@ -129,6 +129,12 @@ class EnsembleMAP(eqx.Module):
 
         Returns:
             ``(new_state, losses)`` with losses ``(E,)`` from before the update.
+
+        The batch is not checked (one step, possibly under ``jax.jit``, as
+        ``SVI.update``; `run` checks the data once, up front): NaN or inf in it
+        makes every member's loss non-finite, so under ``on_nonfinite="skip"``
+        every member keeps its state and the returned losses are NaN, and
+        ``"raise"`` raises `ValueDomainError`.
         """
         new_state, losses, ok = _update(self, state, x_batch, y_batch, scale)
         if self.on_nonfinite == "raise":

@@ -228,6 +228,11 @@ def ensemble_step(
     Returns:
         ``(new_state, losses)``; ``losses`` has shape ``(E,)`` and holds each
         member's loss before the update.
+
+    A building block, free of checks on values so it can run inside
+    ``jax.jit``: a batch holding NaN or inf gives NaN losses and NaN
+    parameters (the step is applied as computed). `EnsembleMAP` skips or
+    refuses such steps (``on_nonfinite``) and its ``run`` checks the data.
     """
     if not isinstance(state, EnsembleState):
         raise ConfigError(

@@ -183,6 +183,10 @@ class EnsembleVI(eqx.Module):
 
         Returns:
             ``(new_state, losses)`` with losses ``(E,)``.
+
+        The model arguments are not checked (one step, as ``SVI.update``; `run`
+        checks them once, up front): NaN in them gives NaN losses, and under
+        ``on_nonfinite="skip"`` every member keeps its state.
         """
         _prepare_guide(self.guide_fn, args, kwargs)
         new_state, losses, ok = _vi_update(self, state, args, kwargs)
