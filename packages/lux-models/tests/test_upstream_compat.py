@@ -200,6 +200,57 @@ def test_per_object_offset_recipe():
     np.testing.assert_allclose(out["x"], z + off[:, None])
 
 
+def _offset_recipe(n_stars: int) -> TransformSequence:
+    """Upstream's per-object offset recipe (its integration test ``test_infer_distance``)."""
+    return TransformSequence(
+        transforms=(
+            LinearTransform(output_size=5, priors={"A": dist.Normal()}),
+            OffsetTransform(output_size=n_stars, vmap=False, priors={"b": dist.Normal(11.0, 3.0)}),
+        )
+    )
+
+
+def test_offset_recipe_recovers_offsets_at_the_noise_level():
+    """The fitted per-object offsets come back as upstream's ``(n, 1)`` column.
+
+    Before, ``b`` came back as ``(n,)``, so the user's ``b - true_dm`` (``true_dm``
+    of shape ``(n, 1)``, as in upstream's script) broadcast to an ``(n, n)`` matrix
+    whose spread is sqrt(3² + 3²) ≈ 4.2 whatever the fit: the silent wrong answer.
+    Here the linear map and the latents are known, so the MAP offset of object n is
+    the weighted mean of its 5 label residuals (the N(11, 3) prior shifts it by
+    < 0.1%): its error has standard deviation s_n = 1 / sqrt(Σ_k 1/σ_nk²), the
+    errors' scale, and the pulls (b - true_dm) / s_n have unit spread.
+    """
+    n, k, latent = 512, 5, 3
+    keys = jax.random.split(jax.random.key(123), 5)
+    z = jax.random.normal(keys[0], (n, latent))
+    a = jax.random.normal(keys[1], (k, latent))
+    true_dm = 11.0 + 3.0 * jax.random.normal(keys[2], (n, 1))
+    err = jax.random.uniform(keys[3], (n, k), minval=0.01, maxval=0.1)
+    label = z @ a.T + true_dm + err * jax.random.normal(keys[4], (n, k))
+    model = Lux(latent_size=latent)
+    model.register_output("label", _offset_recipe(n))
+    opt_pars, _ = model.optimize(
+        PolluxData(label=OutputData(label, err=err)),
+        num_steps=1500,
+        rng_key=jax.random.PRNGKey(0),
+        # large steps reach offsets ~10 away; the decay lets Adam settle at the optimum
+        optimizer=optax.adam(optax.exponential_decay(0.2, 200, 0.3)),
+        fixed_pars={"latents": z, "label": {"data": [{"A": a}, {}]}},
+    )
+    b = opt_pars["label"]["data"][1]["b"]
+    assert b.shape == (n, 1)
+    d_dm = b - true_dm  # the user's expression: elementwise only with the column layout
+    assert d_dm.shape == (n, 1)
+    s_n = 1.0 / jnp.sqrt(jnp.sum(err**-2.0, axis=1, keepdims=True))
+    pulls = d_dm / s_n
+    assert abs(float(jnp.mean(pulls))) < 0.2  # 4.4 standard errors of the mean
+    assert float(jnp.std(pulls)) == pytest.approx(1.0, abs=0.10)
+    # the prior's expansion has upstream's (output_size, 1) batch shape
+    priors = _offset_recipe(n).get_expanded_priors(latent_size=latent, data_size=n)
+    assert priors["1:b"].batch_shape == (n, 1)
+
+
 def test_parameter_block_upstream_fields_and_svi_default():
     blk = ParameterBlock("b", "x:data", None, {"step_size": 0.05}, 7)
     assert (blk.optimizer, blk.optimizer_kwargs, blk.num_steps) == (None, {"step_size": 0.05}, 7)

@@ -337,9 +337,12 @@ def _noop_transform(z):
 
 
 _A = ShapeSpec(("output_size", "latent_size"))
-# The bias is a plain vector by default; upstream's (output_size, 1) column is
-# accepted too (see `_bias`).
+# Affine and quadratic biases are plain vectors (as upstream since its bias-shape
+# fix); an offset's is upstream's (output_size, 1) column, which is what makes the
+# per-object `vmap=False` recipe return one row per object. Both layouts are
+# accepted everywhere (see `_bias`).
 _B = ShapeSpec(("output_size",))
+_B_COLUMN = ShapeSpec(("output_size", "one"))
 
 
 class LinearTransform(AbstractSingleTransform):
@@ -419,7 +422,14 @@ class QuadraticTransform(AbstractSingleTransform):
 
 
 class OffsetTransform(AbstractSingleTransform):
-    """``y = z + b`` (``output_size`` must equal the latent size)."""
+    """``y = z + b``; ``b`` has upstream's shape ``(output_size, 1)``.
+
+    With ``vmap=True`` (shared offsets) ``output_size`` is the input size and
+    the column acts as one offset per feature. With ``vmap=False`` and
+    ``output_size=n_objects`` it is upstream's per-object recipe: row ``n`` of
+    ``b`` shifts every feature of object ``n``, and a fitted ``b`` comes back
+    as an ``(n_objects, 1)`` column, so ``b - truth[:, None]`` is elementwise.
+    """
 
     def __init__(
         self,
@@ -439,7 +449,7 @@ class OffsetTransform(AbstractSingleTransform):
             vmap,
             param_priors,
             param_shapes,
-            _default_shapes={"b": _B},
+            _default_shapes={"b": _B_COLUMN},
         )
 
 
