@@ -474,3 +474,19 @@ def test_a_chunk_that_hangs_once_succeeds_on_its_retry(tmp_path):
         release.set()
     cfg = read_config(Path(path))
     assert cfg["n_timeouts"] == 1 and cfg["n_failed"] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"overwrite": "yes"}, "overwrite"),
+        ({"wait": 1}, "wait"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"retries": -1}, "retries"),
+    ],
+)
+def test_bad_store_options_are_refused_before_anything_is_written(tmp_path, kwargs, name):
+    with pytest.raises(ConfigError, match=name):
+        run(tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()

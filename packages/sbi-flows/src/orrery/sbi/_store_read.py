@@ -324,6 +324,9 @@ def fingerprint(config: dict[str, Any], digests: list[str]) -> str:
 
 def check_campaign(store: Path, config: dict[str, Any]) -> None:
     """The recorded campaign arguments are consistent (``ArtifactError`` otherwise)."""
+    absent = [k for k in _store.CAMPAIGN_KEYS if k not in config]
+    if absent:
+        raise ArtifactError(f"store: {str(store)!r} does not record the campaign's {absent}")
     try:
         num, size, n_chunks = (config[k] for k in ("num_simulations", "chunk_size", "n_chunks"))
         names = config["parameter_names"]
@@ -333,8 +336,6 @@ def check_campaign(store: Path, config: dict[str, Any]) -> None:
             and isinstance(names, list)
             and len(names) > 0
         )
-        for k in _store.CAMPAIGN_KEYS:
-            config[k]
     except (KeyError, TypeError) as err:
         raise ArtifactError(
             f"store: {str(store)!r} has malformed campaign metadata ({err!r})"

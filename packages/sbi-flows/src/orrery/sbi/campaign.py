@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from orrery.interface import ConfigError, ShapeError, check_finite, check_positive_int
+from orrery.interface import (
+    ArtifactError,
+    ConfigError,
+    ShapeError,
+    check_finite,
+    check_positive_int,
+)
 
 from . import _store
 from .dataset import resolve_parameter_names
@@ -219,6 +225,23 @@ def _prior_config(prior: Any, d_hint: int | None) -> tuple[np.ndarray | None, di
     return bounds, {"prior": "uniform box", "parameter_bounds": bounds.tolist()}
 
 
+def _check_store_options(overwrite: Any, wait: Any, timeout: Any, retries: Any) -> None:
+    for flag, value in (("overwrite", overwrite), ("wait", wait)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{flag}: expected a bool, got {value!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float, np.integer, np.floating))
+        or not timeout > 0
+        or not math.isfinite(timeout)
+    ):
+        raise ConfigError(
+            f"timeout: expected None or a positive number of seconds, got {timeout!r}"
+        )
+    if not isinstance(retries, (int, np.integer)) or isinstance(retries, bool) or retries < 0:
+        raise ConfigError(f"retries: expected a non-negative int, got {retries!r}")
+
+
 def simulate(
     simulator: Callable[[np.ndarray], Mapping[str, Any]],
     prior: Any,
@@ -297,20 +320,7 @@ def simulate(
     seed = int(seed)
     if not callable(simulator):
         raise ConfigError(f"simulator: expected a callable, got {type(simulator).__name__}")
-    for flag, value in (("overwrite", overwrite), ("wait", wait)):
-        if not isinstance(value, (bool, np.bool_)):
-            raise ConfigError(f"{flag}: expected a bool, got {value!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float, np.integer, np.floating))
-        or not timeout > 0
-        or not math.isfinite(timeout)
-    ):
-        raise ConfigError(
-            f"timeout: expected None or a positive number of seconds, got {timeout!r}"
-        )
-    if not isinstance(retries, (int, np.integer)) or isinstance(retries, bool) or retries < 0:
-        raise ConfigError(f"retries: expected a non-negative int, got {retries!r}")
+    _check_store_options(overwrite, wait, timeout, retries)
     bounds, prior_cfg = _prior_config(prior, None)
     n_chunks = math.ceil(num / chunk)
     first = _chunk_parameters(prior, bounds, seed, 0, min(chunk, num))
@@ -436,12 +446,19 @@ def _finalize(path: Path, config: dict[str, Any]) -> dict[str, Any]:
                 f"modalities: block {name!r} is not a simulator output block "
                 f"(blocks: {sorted(schema)})"
             )
+    digest = fingerprint(config, [info.digest for info in infos])
+    found = _store.read_config(path)
+    if found.get("complete") and found.get("fingerprint") != digest:
+        raise ArtifactError(
+            f"store {str(path)!r}: its chunks do not match the campaign fingerprint recorded "
+            "when it finished (edited?); run the campaign into a new store"
+        )
     summary = {
         "complete": True,
         "blocks": {k: {"size": v[0], "dtype": v[1]} for k, v in schema.items()},
         "n_failed": sum(info.n_failed for info in infos),
         "n_timeouts": sum(info.timeouts for info in infos),
-        "fingerprint": fingerprint(config, [info.digest for info in infos]),
+        "fingerprint": digest,
     }
     _store.update_config(path, summary)
     return summary
