@@ -118,7 +118,8 @@ def remove_store(store: Path) -> None:
             f"({unknown[:5]}); overwrite=True removes only an orrery store: move them away "
             "or give a new path"
         )
-    for name in ("zarr.json", "chunks", ".incomplete"):  # the marker first
+    # the marker last: a removal killed half-way leaves a store that is still recognised
+    for name in (".incomplete", "chunks", "zarr.json"):
         entry = store / name
         if entry.is_symlink() or entry.is_file():
             entry.unlink()
