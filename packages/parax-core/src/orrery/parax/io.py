@@ -26,7 +26,8 @@ import numpy as np
 from orrery.interface import ArtifactError, ValueDomainError, load_artifact, save_artifact
 
 from ._codec import Decoder, Encoder
-from .parameter import check_in_bounds, is_param
+from .parameter import check_in_bounds
+from .tree import is_parameter
 
 __all__ = ["load", "save"]
 
@@ -139,7 +140,7 @@ def _decode(art: Any) -> Any:
 
 def _check_parameters(tree: Any, where: str) -> None:
     """Every loaded parameter must hold a finite value inside its bounds."""
-    params = [x for x in jax.tree_util.tree_leaves(tree, is_leaf=is_param) if is_param(x)]
+    params = [x for x in jax.tree_util.tree_leaves(tree, is_leaf=is_parameter) if is_parameter(x)]
     for p in params:
         if p.latent_value is None:
             continue

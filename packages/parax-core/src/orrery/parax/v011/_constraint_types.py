@@ -328,7 +328,7 @@ class Leafwise(AbstractConstraint):
 
     def __init__(self, tree: PyTree[AbstractConstraint]):
         if not jax.tree.leaves(tree, is_leaf=is_constraint):
-            raise ConfigError("tree: the pytree of `tree` cannot be empty (it holds no constraint)")
+            raise ConfigError("Leafwise: The pytree of `tree` cannot be empty.")
         self.tree = tree
 
     def _side(self, attr: str, index: int) -> PyTree:

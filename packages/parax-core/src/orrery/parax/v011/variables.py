@@ -214,8 +214,8 @@ class Bounded(AbstractVariable, AbstractBounded[Array], AbstractWrappable[Array]
         if raw_value is not None:
             lower, upper = jnp.asarray(bounds)
             arr = jnp.asarray(raw_value)
-            raw_value = eqx.error_if(
-                raw_value,
+            raw_value = eqx.error_if(  # on the array: a Python float cannot carry the check
+                arr,
                 jnp.any((arr < lower) | (arr > upper)),
                 "Bounded: the value lies outside its bounds",
             )
