@@ -1,4 +1,4 @@
-"""orrery.parax.v011 tree tools: tree_bounds, tree_joint_distribution, tree_constrain, tree_replace."""
+"""orrery.parax.v011 tree tools: bounds, joint distribution, tree_constrain, tree_replace."""
 
 import dataclasses
 

@@ -44,7 +44,7 @@ def test_wrap_inverts_unwrap():
 
 
 def test_freeze_stops_gradients_and_keeps_python_scalars():
-    f = lambda x: jnp.sum(parax.unwrap(parax.Freeze({"w": x, "flag": True}))["w"] * x)  # noqa: E731
+    f = lambda x: jnp.sum(parax.unwrap(parax.Freeze({"w": x, "flag": True}))["w"] * x)
     assert jax.grad(f)(3.0) == 3.0  # only the unfrozen factor
     assert parax.unwrap(parax.Freeze({"flag": True}))["flag"] is True
     assert parax.Freeze(parax.Freeze(1.0)).tree == 1.0
