@@ -55,3 +55,37 @@ def test_no_module_imports_the_package_root():
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None:
                 names = {a.name for a in node.names}
                 assert "__version__" not in names, p.name
+
+
+def _v011_imports(path: Path) -> set[str]:
+    """Modules of `orrery.parax.v011` that `path` imports (relative, level 1)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:
+                out.update(a.name for a in node.names)
+    return out
+
+
+def test_no_import_cycle_inside_v011():
+    sub = PKG / "v011"
+    modules = {p.stem for p in sub.glob("*.py") if p.stem != "__init__"}
+    graph = {m: _v011_imports(sub / f"{m}.py") & modules for m in modules}
+    done: set[str] = set()
+
+    def visit(m: str, stack: tuple[str, ...]) -> None:
+        assert m not in stack, f"import cycle: {' -> '.join([*stack, m])}"
+        if m in done:
+            return
+        for dep in sorted(graph[m]):
+            visit(dep, (*stack, m))
+        done.add(m)
+
+    for m in sorted(modules):
+        visit(m, ())
+    assert done == modules
+    # v011 builds on the 0.4 package (shared bijectors) but the 0.4 modules never import it.
+    for p in PKG.glob("*.py"):
+        assert "v011" not in _internal_imports(p), p.name
