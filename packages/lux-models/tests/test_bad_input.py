@@ -172,3 +172,79 @@ def test_float64_artifact_keeps_dtype_or_warns(tmp_path, x64):
     with pytest.warns(UserWarning, match="float64"):
         _, pars = Lux.load(tmp_path / "wide")
     assert pars["flux"]["data"]["A"].dtype == jnp.float32
+
+
+# ------------------------------------------------------------------ issue 32: silent answers
+def _seq_model():
+    m = Lux(latent_size=2)
+    m.register_output("flux", AffineTransform(output_size=3))
+    m.register_output("label", LinearTransform(output_size=2))
+    return m
+
+
+def _seq_data(n=6):
+    return LuxData(
+        flux=OutputData(np.ones((n, 3)), err=0.1), label=OutputData(np.zeros((n, 2)), err=0.1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixed", "closest"),
+    [
+        ({"flux:AA": jnp.ones((3, 2))}, "flux:A"),  # misspelt site (flat form)
+        ({"flx": {"data": {"A": jnp.ones((3, 2))}}}, "flux"),  # misspelt output (nested)
+        ({"flux": {"data": {"AA": jnp.ones((3, 2))}}}, "flux:A"),  # misspelt parameter
+        ({"flux": {"dta": {"A": jnp.ones((3, 2))}}}, "data"),  # misspelt group
+        ({"latent": jnp.zeros((6, 2))}, "latents"),
+    ],
+)
+def test_misspelt_fixed_pars_raise_naming_the_closest(fixed, closest):
+    """Was: the misspelt name was ignored and the parameter fitted freely."""
+    m = _seq_model()
+    with pytest.raises(ConfigError, match=f"did you mean '{closest}'"):
+        m.optimize(_seq_data(), 5, KEY, fixed_pars=fixed)
+    with pytest.raises(ConfigError, match=f"did you mean '{closest}'"):
+        m.optimize_iterative(_seq_data(), fixed_pars=fixed, progress=False)
+
+
+def test_predict_outputs_unknown_parameter_name_raises():
+    """Was: an unknown name was ignored (a typo'd bias silently dropped)."""
+    m = _model()
+    z = jnp.zeros((4, 2))
+    good = {"A": jnp.ones((3, 2)), "b": jnp.zeros(3)}
+    assert m.predict_outputs(z, {"flux": {"data": good}})["flux"].shape == (4, 3)
+    with pytest.raises(ConfigError, match="did you mean 'b'"):
+        m.predict_outputs(z, {"flux": {"data": {**good, "bb": jnp.ones(3)}}})
+    with pytest.raises(ConfigError, match="did you mean 'flux'"):
+        m.predict_outputs(z, {"flx": {"data": good}, "flux": {"data": good}})
+    with pytest.raises(ConfigError, match="did you mean 'flux'"):
+        m.predict_outputs(z, {"flx": {"data": good}})
+    with pytest.raises(ConfigError, match="did you mean 'flux:b'"):
+        m.predict_outputs(z, {"flux:A": good["A"], "flux:bb": good["b"]})
+
+
+def test_infinite_data_are_refused_not_dropped():
+    """Was: +inf data were masked like NaN (missing) and the fit went on without a word."""
+    m = _model()
+    y = np.ones((6, 3))
+    y[2, 1] = np.inf
+    with pytest.raises(ValueDomainError, match=r"data\['flux'\]: 1 value\(s\) are \+inf"):
+        m.optimize(LuxData(flux=OutputData(y, err=0.1)), 5, KEY)
+    with pytest.raises(ValueDomainError, match="inf"):
+        m.optimize_iterative(LuxData(flux=OutputData(y, err=0.1)), progress=False)
+    # NaN still marks a missing value, and err = inf a value to ignore
+    y[2, 1] = np.nan
+    err = np.full((6, 3), 0.1)
+    err[0, 0] = np.inf
+    params, _ = m.optimize(LuxData(flux=OutputData(y, err=err)), 5, KEY)
+    assert np.isfinite(np.asarray(params["latents"])).all()
+
+
+def test_misspelt_data_output_is_not_silently_skipped():
+    """Skipping outputs the data lack (upstream) must not swallow a typo in the data's names."""
+    m = _seq_model()
+    data = LuxData(flux=OutputData(np.ones((6, 3)), err=0.1), lable=np.zeros((6, 2)))
+    with pytest.raises(ConfigError, match="did you mean 'label'"):
+        m.optimize(data, 5, KEY)
+    with pytest.raises(ConfigError, match="none of the registered outputs"):
+        m.optimize(LuxData(other=np.zeros((6, 2))), 5, KEY)

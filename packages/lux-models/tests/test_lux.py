@@ -108,7 +108,7 @@ def test_optimize_guide_class_and_fixed_pars(model, truth):
         fixed_pars=fixed,
         optimizer=numpyro.optim.Adam(5e-2),
     )
-    np.testing.assert_array_equal(params["flux"]["data"]["A"], a.astype(np.float32))
+    assert set(params) == {"latents"}  # only what was optimised, as upstream
     # latents found with the true output map held fixed
     assert float(jnp.sqrt(jnp.mean((params["latents"] - z) ** 2))) < 0.1
 

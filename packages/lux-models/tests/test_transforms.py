@@ -71,7 +71,8 @@ def test_quadratic_transform():
 def test_offset_and_noop():
     t = OffsetTransform(2)
     p = _sample(t.get_expanded_priors(2))
-    np.testing.assert_allclose(t.apply(Z, **p), Z + p["b"], rtol=1e-6)
+    assert p["b"].shape == (2, 1)  # upstream's column; with vmap=True one offset per feature
+    np.testing.assert_allclose(t.apply(Z, **p), Z + p["b"][:, 0], rtol=1e-6)
     n = NoOpTransform()
     assert n.get_expanded_priors(2) == {}
     np.testing.assert_array_equal(n.apply(Z), Z)

@@ -251,6 +251,74 @@ def test_offset_recipe_recovers_offsets_at_the_noise_level():
     assert priors["1:b"].batch_shape == (n, 1)
 
 
+def _label_flux_data(n=80, seed=5):
+    """Labels = first two latents, flux linear in four latents (upstream's iterative tutorial)."""
+    keys = jax.random.split(jax.random.key(seed), 4)
+    z = jax.random.normal(keys[0], (n, 4))
+    a = jnp.eye(2, 4)
+    b = jax.random.normal(keys[1], (12, 4))
+    label = z @ a.T + 0.05 * jax.random.normal(keys[2], (n, 2))
+    flux = z @ b.T + 0.05 * jax.random.normal(keys[3], (n, 12))
+    data = PolluxData(label=OutputData(label, err=0.05), flux=OutputData(flux, err=0.05))
+    model = Lux(latent_size=4)
+    model.register_output("label", LinearTransform(output_size=2))
+    model.register_output("flux", LinearTransform(output_size=12))
+    return model, data, {"latents": z, "label": a, "flux": b}
+
+
+def test_predict_labels_from_flux_alone():
+    """A registered output the data do not hold is skipped (was: `no output named 'label'`)."""
+    model, data, truth = _label_flux_data()
+    fixed = {"label": {"data": {"A": truth["label"]}}, "flux": {"data": {"A": truth["flux"]}}}
+    flux_only = PolluxData(flux=data["flux"])
+    res = model.optimize_iterative(
+        flux_only, blocks=["latents"], fixed_pars=fixed, max_cycles=50, tol=1e-6, progress=False
+    )
+    pred = model.predict_outputs(res.params["latents"], res.params)
+    # twelve pixels at noise 0.05 pin the latents; the labels follow from them
+    rms = float(jnp.sqrt(jnp.mean((pred["label"] - data["label"].data) ** 2)))
+    assert rms < 0.1
+    assert res.converged and res.n_cycles == 2  # exact solve, then no change
+    params, _ = model.optimize(
+        flux_only,
+        num_steps=300,
+        rng_key=jax.random.PRNGKey(0),
+        optimizer=numpyro.optim.Adam(0.05),
+        fixed_pars=fixed,
+    )
+    assert set(params) == {"latents"}  # only what was optimised, as upstream
+    pred = model.predict_outputs(params["latents"], {**fixed, **params})
+    assert float(jnp.sqrt(jnp.mean((pred["label"] - data["label"].data) ** 2))) < 0.1
+    with pytest.raises(ValueError, match="do not hold"):
+        model.optimize_iterative(flux_only, blocks=["label"], fixed_pars=fixed, progress=False)
+
+
+def test_losses_per_cycle_is_upstreams_half_chi2():
+    """`losses_per_cycle` is ½ Σ ((pred - y) / err)² over the outputs held, as upstream."""
+    model, data, _ = _label_flux_data()
+    res = model.optimize_iterative(data, max_cycles=60, tol=1e-3, progress=False)
+    pred = model.predict_outputs(res.params["latents"], res.params)
+    chi2 = sum(
+        0.5 * float(jnp.sum(((pred[k] - data[k].data) / 0.05) ** 2)) for k in ("label", "flux")
+    )
+    assert res.losses_per_cycle[-1] == pytest.approx(chi2, rel=1e-5)
+    # the log joint is still there, and differs by the priors and normalisations
+    assert len(res.neg_log_joint_per_cycle) == res.n_cycles
+    assert res.neg_log_joint_per_cycle[-1] != pytest.approx(chi2, rel=1e-2)
+    # upstream's rule: the first cycle never counts, then |Δ| / |previous| < tol
+    losses = np.asarray(res.losses_per_cycle)
+    rel = np.abs(np.diff(losses)) / np.abs(losses[:-1])
+    assert res.converged and len(losses) >= 2
+    assert rel[-1] < 1e-3 and np.all(rel[:-1] >= 1e-3)
+    # no errors given: unit weights
+    bare = PolluxData(label=OutputData(data["label"].data), flux=OutputData(data["flux"].data))
+    fixed = {"latents": res.params["latents"], "label": res.params["label"]}
+    r2 = model.optimize_iterative(bare, blocks=["flux"], fixed_pars=fixed, progress=False)
+    pred = model.predict_outputs(r2.params["latents"], r2.params)
+    chi2 = sum(0.5 * float(jnp.sum((pred[k] - bare[k].data) ** 2)) for k in ("label", "flux"))
+    assert r2.losses_per_cycle[-1] == pytest.approx(chi2, rel=1e-5)
+
+
 def test_parameter_block_upstream_fields_and_svi_default():
     blk = ParameterBlock("b", "x:data", None, {"step_size": 0.05}, 7)
     assert (blk.optimizer, blk.optimizer_kwargs, blk.num_steps) == (None, {"step_size": 0.05}, 7)

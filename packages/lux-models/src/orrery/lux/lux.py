@@ -24,6 +24,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
+from ._names import check_known, closest_hint, transform_names
 from .data import LuxData, OutputData
 from .transforms import AbstractTransform, check_output_shape
 
@@ -55,11 +56,39 @@ def effective_err(od: OutputData, err_transform: AbstractTransform | None, err_p
     return err_transform.apply(err, **err_pars)
 
 
+def output_names(model: Lux, data: LuxData, names=None) -> list[str]:
+    """The outputs a fit models: `names`, or every registered output the data hold.
+
+    As upstream, a registered output the data do not hold is skipped (e.g.
+    labels when predicting from flux alone). Refused: an explicit name the
+    data do not hold, data holding none of the registered outputs, and a data
+    name that is not registered but is close to a registered output the data
+    lack (a misspelling that would silently drop that output).
+    """
+    if names is not None:
+        chosen = model._names(names)
+        for n in chosen:
+            if n not in data:
+                raise ConfigError(f"data: no output named {n!r}; data has {list(data)}")
+        return chosen
+    chosen = [n for n in model.outputs if n in data]
+    absent = [n for n in model.outputs if n not in data]
+    for key in data:
+        if key not in model.outputs and absent and closest_hint(key, absent):
+            raise ConfigError(
+                f"data: output {key!r} is not registered{closest_hint(key, absent)}; "
+                f"registered outputs: {list(model.outputs)}"
+            )
+    if not chosen:
+        raise ConfigError(
+            f"data: holds none of the registered outputs {list(model.outputs)}; it has {list(data)}"
+        )
+    return chosen
+
+
 def _check_errors(model: Lux, data: LuxData, names) -> None:
     """Refuse, before numpyro runs, an output whose likelihood would have zero width."""
-    for name in model._names(names):
-        if name not in data:
-            raise ConfigError(f"data: no output named {name!r}; data has {list(data)}")
+    for name in output_names(model, data, names):
         od = data[name]
         if model.outputs[name][1] is None and od.has_err:
             zero = np.asarray(od.mask & (od.err == 0))
@@ -69,6 +98,22 @@ def _check_errors(model: Lux, data: LuxData, names) -> None:
                     f"{name!r} has no err_transform, so the likelihood is undefined there; give "
                     "positive errors, inf to ignore a value, or register an err_transform"
                 )
+
+
+def _check_infinite_data(model: Lux, data: LuxData, names) -> None:
+    """Refuse `+inf`/`-inf` data values: the mask would drop them as missing, silently.
+
+    A missing value is NaN (or `err = inf`); an infinite measurement is an
+    error upstream of the fit (an overflow, a log of zero) that must not be
+    mistaken for one.
+    """
+    for name in output_names(model, data, names):
+        bad = np.isinf(np.asarray(data[name].data))
+        if bad.any():
+            raise ValueDomainError(
+                f"data[{name!r}]: {int(bad.sum())} value(s) are +inf or -inf; mark missing "
+                "values with NaN (or err = inf) and fix or drop infinite measurements"
+            )
 
 
 def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution:
@@ -187,10 +232,8 @@ class Lux(eqx.Module):
         data = as_lux_data(data)
         n = latents.shape[0]
         pars: dict[str, Any] = {}
-        for name in self._names(names):
+        for name in output_names(self, data, names):
             dt, et = self.outputs[name]
-            if name not in data:
-                raise ConfigError(f"data: no output named {name!r}; data has {list(data)}")
             od: OutputData = data[name]
             dflat = {
                 p: numpyro.sample(f"{name}:{p}", prior)
@@ -234,7 +277,7 @@ class Lux(eqx.Module):
             custom_model: ``f(latents, pars, data)`` adding further sites.
         """
         data = as_lux_data(data)
-        flat_fixed = self._flat_fixed(fixed_pars)
+        flat_fixed = self._flat_fixed(fixed_pars, data.data_size)
 
         def body():
             prior = _latents_prior(latents_prior, data.data_size, self.latent_size)
@@ -249,14 +292,44 @@ class Lux(eqx.Module):
         else:
             body()
 
-    def _flat_fixed(self, fixed_pars) -> dict[str, Any]:
+    def _flat_fixed(self, fixed_pars, data_size: int | None = None) -> dict[str, Any]:
+        """`fixed_pars` (nested or flat site names) as flat site names, every name checked.
+
+        Raises:
+            ConfigError: for a name that is no parameter of the model (a
+                misspelt output or parameter would otherwise be ignored), naming
+                the closest valid name.
+        """
         if not fixed_pars:
             return {}
+        if not isinstance(fixed_pars, Mapping):
+            raise ConfigTypeError(
+                f"fixed_pars: expected a dict of parameters, got {type(fixed_pars).__name__}"
+            )
         if all(":" in k or k == "latents" for k in fixed_pars) and not any(
             k in self.outputs for k in fixed_pars
         ):
-            return dict(fixed_pars)
-        return self.pack_numpyro_pars(fixed_pars, ignore_missing=True)
+            flat = dict(fixed_pars)
+        else:
+            check_known(
+                [k for k in fixed_pars if ":" not in k], (*self.outputs, "latents"), "fixed_pars"
+            )
+            for key, val in fixed_pars.items():
+                if key in self.outputs and isinstance(val, Mapping):
+                    check_known(val, ("data", "err"), f"fixed_pars[{key!r}]")
+            flat = self.pack_numpyro_pars(fixed_pars, ignore_missing=True)
+        check_known(flat, self._site_names(data_size), "fixed_pars")
+        return flat
+
+    def _site_names(self, data_size: int | None = None) -> tuple[str, ...]:
+        """Every numpyro parameter site: `latents`, `<out>:<p>`, `<out>:err:<p>`."""
+        names = ["latents"]
+        for name, (dt, et) in self.outputs.items():
+            names += [f"{name}:{p}" for p in transform_names(dt, self.latent_size, data_size)]
+            if et is not None:
+                size = dt.output_size_for(self.latent_size)
+                names += [f"{name}:err:{p}" for p in transform_names(et, size, data_size)]
+        return tuple(names)
 
     def optimize(
         self,
@@ -289,13 +362,21 @@ class Lux(eqx.Module):
                 model) or a ready guide instance (used as is).
 
         Returns:
-            `(params, svi_result)`: `params` nested (guide medians, with
-            `fixed_pars` merged in), `svi_result` from numpyro.
+            `(params, svi_result)`: `params` nested, holding only what was
+            optimised (the guide's medians; as upstream, `fixed_pars` are not
+            repeated: merge them with `{**fixed_pars, **params}`), and
+            `svi_result` from numpyro.
+
+        Registered outputs the data do not hold are left out of the fit (as
+        upstream), so a model trained on flux and labels predicts labels from
+        flux alone.
 
         Raises:
             ConfigTypeError: (a `TypeError`) for a `guide` that is none of the above.
-            ConfigError: for `num_steps` < 1 or data without a registered output.
-            ValueDomainError: for zero `err` on an output without `err_transform`.
+            ConfigError: for `num_steps` < 1, data holding no registered output,
+                or a `fixed_pars` name that is no parameter of the model.
+            ValueDomainError: for zero `err` on an output without `err_transform`,
+                or `+inf`/`-inf` data values (missing values are NaN).
         """
         if not (
             guide is None
@@ -308,6 +389,8 @@ class Lux(eqx.Module):
         check_positive_int(num_steps, "num_steps")
         data = as_lux_data(data)
         _check_errors(self, data, names)
+        _check_infinite_data(self, data, names)
+        self._flat_fixed(fixed_pars, data.data_size)  # fail on a misspelt name before SVI
         if optimizer is None:
             optimizer = numpyro.optim.Adam(step_size=1e-2)
         elif isinstance(optimizer, optax.GradientTransformation):
@@ -333,7 +416,6 @@ class Lux(eqx.Module):
             flat = guide.median(result.params)
         else:
             flat = dict(result.params)
-        flat = {**self._flat_fixed(fixed_pars), **flat}
         return self.unpack_numpyro_pars(flat, ignore_missing=True), result
 
     def optimize_iterative(
@@ -388,7 +470,9 @@ class Lux(eqx.Module):
 
         Raises:
             ShapeError: for latents of the wrong shape.
-            ConfigError: when an output's parameters are missing.
+            ConfigError: when an output's parameters are missing, or for a
+                name that is no output or parameter of the model (named with
+                the closest valid name); upstream ignored such names.
 
         Example:
             >>> import numpy as np
@@ -407,12 +491,16 @@ class Lux(eqx.Module):
         if not isinstance(pars, Mapping):
             raise ConfigTypeError(f"pars: expected a dict of parameters, got {type(pars).__name__}")
         if any(":" in str(k) for k in pars) and not any(k in self.outputs for k in pars):
+            check_known(pars, self._site_names(latents.shape[0]), "pars")
             pars = self.unpack_numpyro_pars(dict(pars), ignore_missing=True)
+        check_known(pars, (*self.outputs, "latents"), "pars")
         out = {}
         for name in self._names(names):
             dt, _ = self.outputs[name]
             if name not in pars:
-                raise ConfigError(f"pars: no parameters for output {name!r}")
+                raise ConfigError(
+                    f"pars: no parameters for output {name!r}{closest_hint(name, pars)}"
+                )
             p = pars[name]
             if isinstance(p, Mapping) and set(p) <= {"data", "err"} and p:
                 dp = p.get("data", {})
@@ -424,7 +512,13 @@ class Lux(eqx.Module):
                     stacklevel=2,
                 )
                 dp = p
-            out[name] = dt.apply(latents, **dt.pack_pars(dp))
+            flat = dt.pack_pars(dp)
+            check_known(
+                flat,
+                transform_names(dt, self.latent_size, latents.shape[0]),
+                f"pars[{name!r}]['data']",
+            )
+            out[name] = dt.apply(latents, **flat)
         return out
 
     @property

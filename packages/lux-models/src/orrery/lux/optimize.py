@@ -30,7 +30,15 @@ from tqdm.auto import tqdm
 from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
 from ._cannon_fit import normal_equations
-from .lux import Lux, _check_errors, _latents_prior, as_lux_data, effective_err
+from .lux import (
+    Lux,
+    _check_errors,
+    _check_infinite_data,
+    _latents_prior,
+    as_lux_data,
+    effective_err,
+    output_names,
+)
 from .transforms import (
     TransformSequence,
     _affine_transform,
@@ -80,10 +88,17 @@ class IterativeOptimizationResult:
 
     Attributes:
         params: nested parameters (fixed ones included).
-        losses_per_cycle: negative log joint density after each cycle.
+        losses_per_cycle: upstream's loss after each cycle: half the χ² of the
+            outputs the data hold, `½ Σ ((pred - y) / err)²`, with the observed
+            `err` (unit weights for an output without errors; an
+            `err_transform` does not enter, as upstream).
         n_cycles: cycles run.
-        converged: whether the relative loss change fell below ``tol``.
-        history: per-block records ``{"cycle", "block", "loss"}`` when requested.
+        converged: whether the relative change of `losses_per_cycle` fell below ``tol``.
+        history: per-block records ``{"cycle", "block", "loss", "neg_log_joint"}``
+            when requested.
+        neg_log_joint_per_cycle: the objective the blocks descend (negative log
+            joint density: likelihood with `err_transform`, and priors) after
+            each cycle.
     """
 
     params: dict[str, Any]
@@ -91,6 +106,7 @@ class IterativeOptimizationResult:
     n_cycles: int
     converged: bool
     history: list[dict[str, Any]] | None = None
+    neg_log_joint_per_cycle: list[float] = field(default_factory=list)
 
 
 def _is_linear(t) -> bool:
@@ -177,13 +193,45 @@ class _State:
         self.latents_prior = latents_prior
         self.fixed = fixed_flat
         self.n = data.data_size
+        self.names = output_names(model, data)
         kwargs = {"latents_prior": latents_prior}
         self._loss = jax.jit(
             lambda flat: -log_density(model.default_numpyro_model, (data,), kwargs, flat)[0]
         )
+        self._chi2_arrays = {}
+        for name in self.names:
+            od = data[name]
+            mask = np.asarray(od.mask)
+            err = np.asarray(od.err)
+            # as upstream: unit weights when no error is positive (or none was given)
+            weighted = od.has_err and bool(np.any(err[mask] > 0))
+            inv = np.where(mask, 1.0 / np.where(mask, err, 1.0), 0.0) if weighted else 1.0
+            y = np.where(mask, np.asarray(od.data), 0.0)
+            self._chi2_arrays[name] = (jnp.asarray(y), jnp.asarray(inv), jnp.asarray(mask))
+        self._chi2 = jax.jit(self._half_chi2)
 
     def loss(self, flat) -> float:
+        """The negative log joint density (what the blocks descend)."""
         return float(self._loss(flat))
+
+    def half_chi2(self, flat) -> float:
+        """Upstream's loss: ½χ² of the outputs the data hold, observed `err` as weights."""
+        return float(self._chi2(flat))
+
+    def _half_chi2(self, flat):
+        total = 0.0
+        for name, (y, inv_err, mask) in self._chi2_arrays.items():
+            dt, _ = self.model.outputs[name]
+            head = f"{name}:"
+            pars = {
+                k[len(head) :]: v
+                for k, v in flat.items()
+                if k.startswith(head) and not k.startswith(f"{name}:err:")
+            }
+            pred = dt.apply(flat["latents"], **pars)
+            r = jnp.where(mask, (pred - y) * inv_err, 0.0)
+            total = total + 0.5 * jnp.sum(r**2)
+        return total
 
     def output_arrays(self, name, flat):
         """Observed values (NaN -> 0) and weights `mask / err_eff²` of one output."""
@@ -255,9 +303,7 @@ def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
 
 def _solve_latent_block(state: _State, flat: dict) -> dict:
     mats, offs, ws, ys = [], [], [], []
-    for name in state.model.outputs:
-        if name not in state.data:
-            continue
+    for name in state.names:
         y, w = state.output_arrays(name, flat)
         a, b = state.linear_parts(name, flat)
         mats.append(a)
@@ -329,23 +375,26 @@ def _block_sites(model: Lux, params: str) -> list[str]:
     return [f"{name}:err:{p}" for p in (et.param_names() if et is not None else ())]
 
 
-def _linear_ok(model: Lux, params: str) -> bool:
+def _linear_ok(model: Lux, params: str, names=None) -> bool:
     if params == "latents":
-        return all(_is_linear(dt) for dt, _ in model.outputs.values())
+        names = list(model.outputs) if names is None else names
+        return all(_is_linear(model.outputs[n][0]) for n in names)
     name, _, part = params.partition(":")
     return (part or "data") == "data" and _linear_head(model.outputs[name][0]) is not None
 
 
-def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
+def _resolve_blocks(model: Lux, blocks, names: list[str]) -> list[ParameterBlock]:
+    """Blocks as `ParameterBlock`s; `names` are the outputs the data hold."""
     if blocks is None:
-        specs = ["latents"] + [f"{n}:data" for n in model.outputs]
-        specs += [f"{n}:err" for n, (_, et) in model.outputs.items() if et and et.param_names()]
+        specs = ["latents"] + [f"{n}:data" for n in names]
+        specs += [f"{n}:err" for n in names if (et := model.outputs[n][1]) and et.param_names()]
         blocks = specs
     out = []
     for b in blocks:
         if isinstance(b, str):
             _block_sites(model, b)
-            out.append(ParameterBlock(b, b, "least_squares" if _linear_ok(model, b) else None))
+            opt = "least_squares" if _linear_ok(model, b, names) else None
+            out.append(ParameterBlock(b, b, opt))
         elif isinstance(b, ParameterBlock):
             check_positive_int(b.num_steps, f"ParameterBlock {b.name!r}: num_steps")
             if isinstance(b.optimizer, str) and b.optimizer != "least_squares":
@@ -355,7 +404,7 @@ def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
                 )
             if b.optimizer != "least_squares":
                 _svi_optimizer(b)  # fail now, not after the first blocks ran
-            if b.optimizer == "least_squares" and not _linear_ok(model, b.params):
+            if b.optimizer == "least_squares" and not _linear_ok(model, b.params, names):
                 raise ConfigError(
                     f"ParameterBlock {b.name!r}: {b.params!r} is not linear in its parameters "
                     "(Linear/Affine/Offset outputs only); use optimizer=None for SVI"
@@ -365,17 +414,25 @@ def _resolve_blocks(model: Lux, blocks) -> list[ParameterBlock]:
             raise ConfigTypeError(f"blocks: expected str or ParameterBlock, got {type(b).__name__}")
     for b in out:
         _block_sites(model, b.params)
+        head = b.params.partition(":")[0]
+        if b.params != "latents" and head not in names:
+            raise ConfigError(
+                f"blocks: {b.params!r} optimises output {head!r}, which the data do not "
+                f"hold (data outputs: {names})"
+            )
     return out
 
 
-def _initial_flat(model: Lux, data, latents_prior, key, zero_latents: bool) -> dict:
+def _initial_flat(model: Lux, data, latents_prior, key, zero_latents: bool, names) -> dict:
+    """Prior draws for the latents and for the outputs the data hold (`names`)."""
     n = data.data_size
     flat = {}
-    keys = jax.random.split(key, len(model.outputs) + 1)
+    keys = jax.random.split(key, len(names) + 1)
     lp = None if latents_prior is False else latents_prior
     prior = _latents_prior(lp, n, model.latent_size)
     flat["latents"] = jnp.zeros((n, model.latent_size)) if zero_latents else prior.sample(keys[0])
-    for k, (name, (dt, et)) in zip(keys[1:], model.outputs.items(), strict=True):
+    for k, name in zip(keys[1:], names, strict=True):
+        dt, et = model.outputs[name]
         od = data[name]
         for p, pr in dt.get_expanded_priors(model.latent_size, n).items():
             k, sub = jax.random.split(k)
@@ -410,27 +467,38 @@ def optimize_iterative(
             the latents, then every output's data (then err) parameters.
         fixed_pars: nested parameters held exactly fixed throughout.
         max_cycles: maximum number of cycles.
-        tol: stop when the relative change of the loss over a cycle is below this.
+        tol: stop when the relative change of the loss (`losses_per_cycle`, half
+            the χ², as upstream) over a cycle is below this; never after the
+            first cycle.
         rng_key: JAX key for prior initialisation and SVI blocks (default key 0).
         initial_params: nested starting values (merged over the defaults).
         latents_prior: None (unit Normal), a Distribution, or False (flat).
         progress: show a tqdm progress bar.
         record_history: keep the loss after every block.
 
+    Registered outputs the data do not hold are skipped, as upstream: with
+    `blocks=["latents"]` and the trained parameters in `fixed_pars`, the
+    latents of new objects are found from the outputs they have (e.g. flux
+    alone) and the others are predicted from them.
+
     Returns:
         `IterativeOptimizationResult` with nested `params` (fixed included).
 
     Raises:
-        ConfigError: for an unknown block, a least-squares block that is not
-            linear, or `max_cycles` < 1.
-        ValueDomainError: for zero `err` on an output without `err_transform`.
+        ConfigError: for an unknown block, a block on an output the data do
+            not hold, a least-squares block that is not linear, a misspelt
+            `fixed_pars` name, or `max_cycles` < 1.
+        ValueDomainError: for zero `err` on an output without `err_transform`,
+            or infinite data values.
     """
     check_positive_int(max_cycles, "max_cycles")
     data = as_lux_data(data)
     _check_errors(model, data, None)
+    _check_infinite_data(model, data, None)
+    names = output_names(model, data)
     key = jax.random.key(0) if rng_key is None else rng_key
-    resolved = _resolve_blocks(model, blocks)
-    fixed_flat = model._flat_fixed(fixed_pars)
+    resolved = _resolve_blocks(model, blocks, names)
+    fixed_flat = model._flat_fixed(fixed_pars, data.data_size)
     key, init_key = jax.random.split(key)
     flat = _initial_flat(
         model,
@@ -438,17 +506,19 @@ def optimize_iterative(
         latents_prior,
         init_key,
         zero_latents=fixed_pars is not None and initial_params is None,
+        names=names,
     )
     if initial_params is not None:
-        flat.update(model._flat_fixed(initial_params))
+        flat.update(model._flat_fixed(initial_params, data.data_size))
     flat.update(fixed_flat)
     flat = {k: jnp.asarray(v) for k, v in flat.items()}
     state = _State(model, data, latents_prior, fixed_flat)
 
     losses: list[float] = []
+    joint: list[float] = []
     history: list[dict[str, Any]] | None = [] if record_history else None
     converged = False
-    prev = state.loss(flat)
+    prev = float("inf")  # as upstream: the first cycle is never the converged one
     bar = tqdm(range(max_cycles), disable=not progress, desc="optimize_iterative")
     cycle = 0
     for cycle in bar:
@@ -467,14 +537,23 @@ def optimize_iterative(
                 flat = _svi_block(state, block, sites, flat, sub)
             flat.update(fixed_flat)
             if history is not None:
-                history.append({"cycle": cycle, "block": block.name, "loss": state.loss(flat)})
-        loss = state.loss(flat)
+                history.append(
+                    {
+                        "cycle": cycle,
+                        "block": block.name,
+                        "loss": state.half_chi2(flat),
+                        "neg_log_joint": state.loss(flat),
+                    }
+                )
+        loss = state.half_chi2(flat)
         losses.append(loss)
+        joint.append(state.loss(flat))
         bar.set_postfix(loss=f"{loss:.6g}")
-        if np.isfinite(loss) and abs(prev - loss) <= tol * max(abs(prev), 1e-12):
+        # upstream's rule on upstream's quantity: |Δ| / (|previous| + 1e-8) < tol
+        if np.isfinite(loss) and abs(prev - loss) / (abs(prev) + 1e-8) < tol:
             converged = True
             break
         prev = loss
     bar.close()
     params = model.unpack_numpyro_pars(flat, ignore_missing=True)
-    return IterativeOptimizationResult(params, losses, cycle + 1, converged, history)
+    return IterativeOptimizationResult(params, losses, cycle + 1, converged, history, joint)
