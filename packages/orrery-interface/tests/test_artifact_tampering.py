@@ -264,19 +264,24 @@ def test_size_amplification_is_refused_before_inflating(tmp_path):
         load_artifact(p, max_bytes=-1)
 
 
-def test_deeply_nested_metadata_is_an_artifact_error_not_a_recursion_error(tmp_path):
+def test_deeply_nested_metadata_is_an_artifact_error_not_a_recursion_error(tmp_path, monkeypatch):
     p = _save(tmp_path / "m")
     meta = p / "metadata.json"
     meta.write_text("[" * 200_000 + "]" * 200_000)  # past the parser's recursion limit
     with pytest.raises(ArtifactError, match=r"m/metadata\.json nests objects or arrays too deep"):
         load_artifact(p)
+    assert art_mod.DEFAULT_MAX_JSON_DEPTH == 800
     doc = json.loads(_save(tmp_path / "n").joinpath("metadata.json").read_text())
     nested: object = 1.0
-    for _ in range(300):  # parses, but past the depth any later recursive walk may rely on
+    for _ in range(60):  # parses, but deeper than a lowered limit allows
         nested = {"a": nested}
     doc["config"]["deep"] = nested
     meta.write_text(json.dumps(doc))
-    with pytest.raises(ArtifactError, match=r"m/metadata\.json nests .* deeper than 256 levels"):
+    with pytest.raises(ArtifactError, match=r"m/metadata\.json nests .* deeper than 50 levels"):
+        read_json(meta, max_depth=50)
+    assert load_artifact(p).config["deep"]["a"]["a"] is not None  # 62 levels: fine by default
+    monkeypatch.setattr(art_mod, "DEFAULT_MAX_JSON_DEPTH", 50)
+    with pytest.raises(ArtifactError, match=r"m/metadata\.json nests .* deeper than 50 levels"):
         load_artifact(p)
 
 
@@ -317,10 +322,12 @@ def test_read_json_reads_at_most_one_byte_past_its_limit(tmp_path):
 
 def test_save_refuses_config_that_load_would_refuse(tmp_path, monkeypatch):
     nested: object = 1.0
-    for _ in range(300):
+    for _ in range(60):
         nested = [nested]
-    with pytest.raises(ArtifactError, match=r"^config nests dicts or lists deeper than 255"):
+    monkeypatch.setattr(art_mod, "DEFAULT_MAX_JSON_DEPTH", 50)
+    with pytest.raises(ArtifactError, match=r"^config nests dicts or lists deeper than 49"):
         save_artifact(tmp_path / "m", kind="k", config={"deep": nested}, arrays={})
+    monkeypatch.undo()
     for _ in range(100_000):
         nested = [nested]
     with pytest.raises(ArtifactError, match=r"^metadata nests dicts or lists deeper"):

@@ -19,8 +19,13 @@ from .errors import ArtifactError
 DEFAULT_MAX_JSON_BYTES = 64 * 2**20
 """Default size limit of a JSON file read from an artifact: 64 MiB."""
 
-DEFAULT_MAX_JSON_DEPTH = 256
-"""Default limit on the nesting depth (objects and arrays) of such a file."""
+DEFAULT_MAX_JSON_DEPTH = 800
+"""Default limit on the nesting depth (objects and arrays) of such a file.
+
+Orrery's own artifacts nest about 25 levels; a parax operator graph adds about
+two per chained operation, so a sum of 390 terms still fits. Python's parser
+cannot go much deeper under the default recursion limit of 1000 anyway.
+"""
 
 
 def json_depth(doc: Any, limit: int) -> int:

@@ -373,7 +373,13 @@ def save_artifact(
         "metadata": _json_safe(metadata or {}, "metadata"),
         "arrays": {key: manifest_entry(arr) for key, arr in clean.items()},
     }
-    text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=True).encode()
+    try:
+        text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=True).encode()
+    except RecursionError:  # within the depth limit, but the caller's stack is deep already
+        raise ArtifactError(
+            "config and metadata nest too deeply to be written from here (Python's recursion "
+            "limit); flatten them"
+        ) from None
     if len(text) > DEFAULT_MAX_JSON_BYTES:
         raise ArtifactError(
             f"config and metadata take {len(text)} bytes of JSON, more than the "
@@ -421,7 +427,7 @@ def _missing(target: Path) -> ArtifactError:
 
 
 def _read_metadata(meta_path: Path, max_bytes: int | None) -> dict[str, Any]:
-    doc = read_json(meta_path, max_bytes=max_bytes)
+    doc = read_json(meta_path, max_bytes=max_bytes, max_depth=DEFAULT_MAX_JSON_DEPTH)
     if not isinstance(doc, dict) or not {"schema_version", "kind", "config"} <= doc.keys():
         raise ArtifactError(f"{meta_path} lacks schema_version, kind or config")
     for key, typ in (("kind", str), ("config", dict), ("metadata", dict), ("producer", dict)):
