@@ -36,24 +36,38 @@ def block_rows(n_rows: int, n_cols: int, itemsize: int, target: int | None = Non
     return int(max(1, min(n_rows, max(8, target // max(n_cols * itemsize, 1)))))
 
 
-def row_blocks(body: Callable[..., Any], arrays: Sequence[Array], init: Any, rows: int) -> Any:
+def row_blocks(
+    body: Callable[..., Any],
+    arrays: Sequence[Array],
+    init: Any,
+    rows: int,
+    weights: int = 2,
+) -> Any:
     """Fold ``acc = body(acc, *blocks)`` over consecutive row blocks of ``arrays``.
 
-    Every array shares the leading (stars) axis; blocks hold ``rows`` rows, the
-    last one whatever remains. The blocks are slices of the inputs, not copies
-    of them.
+    Every array shares the leading (stars) axis; blocks hold ``rows`` rows and
+    are slices of the inputs, not copies of them. All blocks run through one
+    loop body, so the program does not grow with the data's shape: when
+    ``rows`` does not divide the number of rows, the last block is the last
+    ``rows`` rows, and the rows it shares with the block before have their
+    entries of ``arrays[weights]`` set to 0. The body must be such that a row
+    whose weights (inverse variances) are 0 adds nothing to any accumulator, as
+    every pass of The Cannon's training is. (A separate body for a shorter last
+    block doubled the program of every pass.)
     """
     n = arrays[0].shape[0]
-    n_full = n // rows
+    n_blocks = -(-n // rows)
+    ragged = n % rows != 0
 
     def step(b, acc):
-        start = b * rows
-        return body(acc, *(jax.lax.dynamic_slice_in_dim(a, start, rows, 0) for a in arrays))
+        start = jnp.minimum(b * rows, n - rows) if ragged else b * rows
+        blocks = [jax.lax.dynamic_slice_in_dim(a, start, rows, 0) for a in arrays]
+        if ragged:  # rows already summed by the block before count for nothing
+            fresh = jnp.arange(rows) >= b * rows - start
+            blocks[weights] = blocks[weights] * fresh[:, None].astype(blocks[weights].dtype)
+        return body(acc, *blocks)
 
-    acc = jax.lax.fori_loop(0, n_full, step, init) if n_full else init
-    if n_full * rows < n:
-        acc = body(acc, *(a[n_full * rows :] for a in arrays))
-    return acc
+    return jax.lax.fori_loop(0, n_blocks, step, init)
 
 
 def col_sum(x: Float[Array, "b p"]) -> Float[Array, " p"]:
@@ -62,16 +76,5 @@ def col_sum(x: Float[Array, "b p"]) -> Float[Array, " p"]:
 
 
 def col_max(x: Float[Array, "b p"]) -> Float[Array, " p"]:
-    """Maximum over the rows of a block, by halving (elementwise over pixels).
-
-    Each step takes the elementwise maximum of the block's first and second
-    halves (an odd row is carried over), so a block of ``b`` rows costs about
-    ``log2 b`` vectorised operations in the program. (A row-by-row loop in
-    Python unrolled ``b`` of them: thousands for a few hundred pixels, which
-    made the training program take a minute to compile.)
-    """
-    while x.shape[0] > 1:
-        half = x.shape[0] // 2
-        top = jnp.maximum(x[:half], x[half : 2 * half])
-        x = top if x.shape[0] % 2 == 0 else jnp.concatenate([top, x[2 * half :]], axis=0)
-    return x[0]
+    """Maximum over the rows of a block (one reduction; elementwise over pixels)."""
+    return jnp.max(x, axis=0)
