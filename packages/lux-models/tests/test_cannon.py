@@ -69,7 +69,7 @@ def test_labels_are_scaled_by_median_and_percentile_span(fitted, train):
 
 def test_recovers_true_coefficients(survey, fitted):
     truth = _truth_in_cannon_basis(survey, fitted)
-    got = np.asarray(fitted.coeffs)
+    got = np.asarray(fitted.scaled_coeffs)
     err = got - truth
     # bias terms to a fraction of the noise, label terms to a small fraction of their spread
     assert np.sqrt(np.mean(err[:, 0] ** 2)) < 0.004
@@ -135,19 +135,21 @@ def test_l2_regularization_shrinks_non_bias_terms(train):
     labels, flux, ivar = train
     free = Cannon(3, N_PIX).fit(labels, flux, ivar, fit_scatter=False)
     strong = Cannon(3, N_PIX).fit(labels, flux, ivar, 1e9, fit_scatter=False)
-    assert np.max(np.abs(np.asarray(strong.coeffs)[:, 1:])) < 1e-3
+    assert np.max(np.abs(np.asarray(strong.scaled_coeffs)[:, 1:])) < 1e-3
     # the bias is not penalised: it becomes the weighted mean flux
     w_mean = np.sum(ivar * flux, 0) / np.sum(ivar, 0)
-    np.testing.assert_allclose(np.asarray(strong.coeffs)[:, 0], w_mean, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(strong.scaled_coeffs)[:, 0], w_mean, atol=1e-3)
     mid = Cannon(3, N_PIX).fit(labels, flux, ivar, 1e4, fit_scatter=False)
-    assert np.sum(np.asarray(mid.coeffs)[:, 1:] ** 2) < np.sum(np.asarray(free.coeffs)[:, 1:] ** 2)
+    assert np.sum(np.asarray(mid.scaled_coeffs)[:, 1:] ** 2) < np.sum(
+        np.asarray(free.scaled_coeffs)[:, 1:] ** 2
+    )
 
 
 def test_l1_solution_satisfies_optimality_conditions(train, x64):
     labels, flux, ivar = train
     lam = 3e3
     c = Cannon(3, N_PIX).fit(labels, flux, ivar, lam, regularization_type="l1", fit_scatter=False)
-    theta = np.asarray(c.coeffs)
+    theta = np.asarray(c.scaled_coeffs)  # the penalty acts in the fit's (scaled) basis
     assert np.mean(theta[:, 1:] == 0.0) > 0.1  # sparsity
     feats = poly_features(np.asarray(c.scale_labels(labels)), 2)
     gram, rhs = normal_equations(feats, ivar, flux)
@@ -167,7 +169,7 @@ def test_censoring_forbids_terms(train):
     mask[:20, 1] = True  # no linear Teff term in the first 20 pixels
     mask[:20, 4:7] = True  # nor any quadratic Teff term
     c = Cannon(3, N_PIX).fit(labels, flux, ivar, censoring_mask=mask)
-    theta = np.asarray(c.coeffs)
+    theta = np.asarray(c.scaled_coeffs)
     assert np.all(theta[mask] == 0.0)
     assert np.all(theta[20:, 1] != 0.0)
 

@@ -137,9 +137,10 @@ def covariance(hess, scale):
 
 @jax.jit
 def _weights(flux, ivar, s2, usable):
-    """Weights ``1 / (σ² + s²)``, cleaned flux, pixels used per spectrum, any ivar < 0 or +inf.
+    """Weights ``1 / (σ² + s²)``, cleaned flux, pixels used per spectrum, any bad ivar.
 
-    The weight is 0 at ignored entries and at pixels that are not usable.
+    A bad ivar is negative, or ``+inf`` at a finite flux. The weight is 0 at
+    ignored entries and at pixels that are not usable.
     """
     if ivar is None:
         good = jnp.isfinite(flux)
@@ -149,7 +150,7 @@ def _weights(flux, ivar, s2, usable):
         good = jnp.isfinite(flux) & jnp.isfinite(ivar) & (ivar > 0)
         safe = jnp.where(good, ivar, 0.0)
         weights = safe / (1.0 + safe * s2)
-        negative = jnp.any((ivar < 0) | (ivar == jnp.inf))
+        negative = jnp.any((ivar < 0) | ((ivar == jnp.inf) & jnp.isfinite(flux)))
     weights = weights * usable.astype(weights.dtype)
     return weights, jnp.where(good, flux, 0.0), jnp.sum(weights > 0, axis=1), negative
 

@@ -1,4 +1,10 @@
-"""Saving and loading The Cannon as an ``orrery.interface`` artifact (no pickle)."""
+"""Saving and loading The Cannon as an ``orrery.interface`` artifact (no pickle).
+
+The array ``coeffs`` of an artifact holds the coefficients in the scaled-label
+basis (`Cannon.scaled_coeffs`), as every artifact has since 0.1; the raw-label
+`Cannon.coeffs` are derived from them on loading, so older artifacts load
+unchanged.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ArtifactError, load_artifact, save_artifact
+from orrery.interface import ArtifactError, ConfigError, load_artifact, save_artifact
 
+from ._cannon_basis import raw_from_scaled
 from ._poly import n_poly_features
 from ._precision import warn_if_narrowed
 
@@ -21,11 +28,13 @@ def save_cannon(model, path: str | os.PathLike[str], metadata: dict | None = Non
     from . import __version__
 
     arrays = {}
-    names = ("coeffs", "scatter", "label_offset", "label_scale", "censoring_mask", "usable")
+    names = ("scatter", "label_offset", "label_scale", "censoring_mask", "usable")
     for name in names:
         val = getattr(model, name)
         if val is not None:
             arrays[name] = np.asarray(val)
+    if model.is_fitted:
+        arrays["coeffs"] = np.asarray(model._model_coeffs())  # the scaled basis, as ever
     if model.is_fitted and model.usable is None:
         arrays["usable"] = np.ones(model.output_size, bool)
     config = {
@@ -94,6 +103,20 @@ def load_cannon(cls, path: str | os.PathLike[str]):
         )
         kwargs = {name: jnp.asarray(arr) for name, arr in floats.items()}
         kwargs["usable"] = jnp.asarray(usable)
+        scaled = kwargs.pop("coeffs")
+        try:
+            raw = raw_from_scaled(
+                floats["coeffs"],
+                floats["label_offset"],
+                floats["label_scale"],
+                poly_degree,
+                include_bias,
+                f"Cannon.load: {art.path}",
+            )
+        except ConfigError as err:  # a Cannon without bias but centred labels (before 0.2)
+            raise ArtifactError(f"{err}; this artifact cannot be loaded, refit it") from None
+        kwargs["scaled_coeffs"] = scaled
+        kwargs["coeffs"] = jnp.asarray(raw, scaled.dtype)
     if censored:
         cm = art.array("censoring_mask", kind="b", shape=(output_size, k))
         kwargs["censoring_mask"] = jnp.asarray(cm)

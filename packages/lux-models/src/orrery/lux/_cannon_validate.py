@@ -79,17 +79,19 @@ def checked_output(output, ivar, n_out, name="output"):
     return _to_device(flux), _to_device(ivar_arr)
 
 
-def refuse_infinite_ivar(ivar: np.ndarray) -> None:
-    """Raise when an inverse variance is ``+inf`` (a noise-free measurement).
+def refuse_infinite_ivar(flux: np.ndarray, ivar: np.ndarray) -> None:
+    """Raise when a measured (finite) flux has inverse variance ``+inf`` (zero noise).
 
-    Such an entry cannot be weighted (it would have to fit exactly) and must not
-    silently drop out as masked; 0 (or NaN) is how an entry is masked.
+    Such an entry cannot be weighted (the model would have to pass through it
+    exactly) and must not silently drop out as masked; 0 (or NaN) is how an
+    entry is masked. Where the flux itself is missing (not finite) the entry is
+    masked whatever its ivar.
     """
-    n_inf = int(np.count_nonzero(np.isposinf(ivar)))
+    n_inf = int(np.count_nonzero(np.isposinf(ivar) & np.isfinite(flux)))
     if n_inf:
         raise ValueDomainError(
-            f"output_ivar: {n_inf} entries are +inf (zero noise), which cannot be weighted; "
-            "give finite inverse variances (0 masks an entry)"
+            f"output_ivar: {n_inf} entries with a finite flux are +inf (zero noise), which "
+            "cannot be weighted; give finite inverse variances (0 masks an entry)"
         )
 
 
@@ -152,7 +154,9 @@ def fit_inputs(
         )
     check_positive_int(max_iter, "max_iter")
 
-    offset = np.median(labels, axis=0)
+    # without a bias term the labels are only scaled: a polynomial without a
+    # constant in centred labels is another model than one in the labels as given
+    offset = np.median(labels, axis=0) if model.include_bias else np.zeros(labels.shape[1])
     lo, hi = np.percentile(labels, [2.5, 97.5], axis=0)
     scale = 0.5 * (hi - lo)
     if np.any(scale <= 0):

@@ -6,7 +6,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from itertools import product
 from typing import Any
 
 import equinox as eqx
@@ -16,7 +15,6 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from orrery.interface import (
-    ConfigError,
     NotFittedError,
     ShapeError,
     ValueDomainError,
@@ -26,12 +24,13 @@ from orrery.interface import (
     check_positive_int,
 )
 
+from . import _cannon_basis as _basis
 from . import _cannon_fit as _fit
 from . import _cannon_infer as _infer
 from . import _cannon_io as _io
 from . import _cannon_train as _train
 from . import _cannon_validate as _validate
-from ._poly import _term_indices, feature_exponents, n_poly_features, poly_features
+from ._poly import feature_exponents, n_poly_features, poly_features
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -81,17 +80,23 @@ class Cannon(eqx.Module):
     ``poly_degree``, ``σ²`` is the measurement variance and ``s_p`` the fitted
     intrinsic scatter.
 
-    Labels are centred on their median and divided by half their 2.5–97.5
-    percentile span before the features are formed, so raw effective
-    temperatures and metallicities can be mixed; ``coeffs`` are in that scaled
-    basis and the scaling is kept in ``label_offset`` / ``label_scale``.
+    For the fit, labels are centred on their median and divided by half their
+    2.5–97.5 percentile span before the features are formed, so raw effective
+    temperatures and metallicities can be mixed and the normal equations stay
+    well conditioned (without a bias term they are only divided, not centred).
+    The coefficients the fit solves for, in that scaled basis, are
+    ``scaled_coeffs`` (with the scaling in ``label_offset`` / ``label_scale``);
+    ``coeffs`` are the same model in the basis of the labels as given, as in
+    pollux: ``get_features(labels) @ coeffs.T`` is the prediction. ``predict``
+    and ``infer_labels`` work in the scaled basis.
 
     Args:
         label_size: number of labels (e.g. 3 for Teff, logg, [Fe/H]).
         output_size: number of outputs (e.g. spectral pixels).
         poly_degree: polynomial degree of the features.
         include_bias: whether the features start with a constant term.
-        coeffs: fitted coefficients ``(output_size, n_features)`` or None.
+        coeffs: coefficients ``(output_size, n_features)`` against the features of
+            the labels as given (``get_features``), or None.
         scatter: fitted intrinsic scatter ``s`` per output ``(output_size,)`` or None.
         label_offset, label_scale: the label scaling (identity when None).
         censoring_mask: True where a feature is forbidden at a pixel, or None.
@@ -100,6 +105,10 @@ class Cannon(eqx.Module):
             least as many stars as it has free coefficients); outputs that are
             not usable have zero coefficients, predict NaN and are ignored by
             ``infer_labels``. None (before ``fit``) means all usable.
+        scaled_coeffs: the same coefficients against the features of the scaled
+            labels (``scale_labels``), as the fit solves them; None means they are
+            derived from ``coeffs`` (exactly, in float64). ``fit`` and ``load``
+            set both.
 
     Example:
         >>> from orrery.lux import Cannon
@@ -123,20 +132,20 @@ class Cannon(eqx.Module):
     regularization: float = eqx.field(static=True, default=0.0)
     regularization_type: str = eqx.field(static=True, default="l2")
     usable: Bool[Array, " output"] | None = None
+    scaled_coeffs: Float[Array, "output features"] | None = None
 
     def __check_init__(self):
         check_positive_int(self.label_size, "label_size")
         check_positive_int(self.output_size, "output_size")
         check_positive_int(self.poly_degree, "poly_degree")
         check_choice(self.regularization_type, ("l2", "l1"), "regularization_type")
-        if self.coeffs is not None and tuple(self.coeffs.shape) != (
-            self.output_size,
-            self.n_features,
-        ):
-            raise ShapeError(
-                f"coeffs: expected shape ({self.output_size}, {self.n_features}), "
-                f"got {tuple(self.coeffs.shape)}"
-            )
+        for name in ("coeffs", "scaled_coeffs"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (self.output_size, self.n_features):
+                raise ShapeError(
+                    f"{name}: expected shape ({self.output_size}, {self.n_features}), "
+                    f"got {tuple(value.shape)}"
+                )
         if self.usable is not None and tuple(self.usable.shape) != (self.output_size,):
             raise ShapeError(
                 f"usable: expected shape ({self.output_size},), got {tuple(self.usable.shape)}"
@@ -188,6 +197,16 @@ class Cannon(eqx.Module):
         )
         return off, scale
 
+    def _model_coeffs(self) -> Float[Array, "output features"]:
+        """The coefficients in the scaled basis (``scaled_coeffs``, else from ``coeffs``)."""
+        if self.scaled_coeffs is not None:
+            return self.scaled_coeffs
+        off, scale = self._offset_scale()
+        theta = _basis.scaled_from_raw(
+            self.coeffs, off, scale, self.poly_degree, self.include_bias, "coeffs"
+        )
+        return jnp.asarray(theta, jnp.asarray(self.coeffs).dtype)
+
     def scale_labels(self, labels: Float[Array, "n labels"]) -> Float[Array, "n labels"]:
         """Physical labels -> the internal scaled basis used by ``coeffs``."""
         off, scale = self._offset_scale()
@@ -213,7 +232,7 @@ class Cannon(eqx.Module):
                 f"labels: expected {self.label_size} columns (label_size), got {labels.shape[1]}"
             )
         feats = poly_features(self.scale_labels(labels), self.poly_degree, self.include_bias)
-        pred = feats @ self.coeffs.T
+        pred = feats @ self._model_coeffs().T
         if self.usable is not None:
             pred = jnp.where(self.usable, pred, jnp.nan)
         return pred
@@ -249,7 +268,8 @@ class Cannon(eqx.Module):
                 entries are ignored when their inverse variance is 0 (or any NaN
                 entry is treated as missing).
             output_ivar: inverse variances of ``output`` (0 or NaN masks an
-                entry; ``+inf``, a noise-free measurement, is refused); None
+                entry; ``+inf`` at a finite flux, a noise-free measurement, is
+                refused); None
                 means unknown noise, in which case ``scatter`` is the full
                 residual scatter.
             regularization: penalty strength λ on all non-bias coefficients:
@@ -316,7 +336,7 @@ class Cannon(eqx.Module):
         if bool(negative) or (bool(dirty) and ivar is not None and np.any(ivar < 0)):
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         if bool(dirty) and ivar is not None:
-            _validate.refuse_infinite_ivar(ivar)
+            _validate.refuse_infinite_ivar(flux, ivar)
         if bool(dirty):  # only then a cleaned copy; clean data are used as given
             coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
         usable_np = np.asarray(usable)
@@ -352,12 +372,16 @@ class Cannon(eqx.Module):
                 stacklevel=2,
             )
 
+        raw = _basis.raw_from_scaled(
+            coeffs, offset, scale, self.poly_degree, self.include_bias, "coeffs"
+        )
         return Cannon(
             self.label_size,
             self.output_size,
             self.poly_degree,
             self.include_bias,
-            coeffs=coeffs,
+            coeffs=jnp.asarray(raw, dtype),
+            scaled_coeffs=coeffs,
             scatter=jnp.sqrt(s2),
             label_offset=jnp.asarray(offset, dtype),
             label_scale=jnp.asarray(scale, dtype),
@@ -438,7 +462,7 @@ class Cannon(eqx.Module):
         s2 = jnp.zeros(self.output_size, dtype) if self.scatter is None else self.scatter**2
         usable = jnp.ones(self.output_size, bool) if self.usable is None else self.usable
         labels, cov, chi2, done, n_used, singular, negative = _infer.infer_all(
-            jnp.asarray(self.coeffs, dtype),
+            jnp.asarray(self._model_coeffs(), dtype),
             jnp.asarray(s2, dtype),
             jnp.asarray(usable),
             offset,
@@ -455,7 +479,7 @@ class Cannon(eqx.Module):
             float(ftol),
         )
         if bool(negative):
-            _validate.refuse_infinite_ivar(np.asarray(ivar))
+            _validate.refuse_infinite_ivar(np.asarray(flux), np.asarray(ivar))
             raise ValueDomainError("output_ivar: expected non-negative inverse variances")
         labels, cov, chi2 = np.array(labels), np.array(cov), np.array(chi2)
         n_used = np.asarray(n_used)
@@ -494,42 +518,10 @@ class Cannon(eqx.Module):
             )
         )
 
-    def _raw_label_coeffs(self) -> np.ndarray:
-        """Coefficients for features of raw labels: ``θ_raw = θ T`` with ``φ(scaled) = T φ(raw)``.
-
-        Each scaled monomial ``Π_j (x_j - o_j) / s_j`` is expanded exactly (in
-        float64) into monomials of the raw labels, so ``θ_raw · φ(x)`` equals
-        ``θ · φ((x - o) / s)`` as a polynomial.
-        """
-        off, scale = (np.asarray(a, np.float64) for a in self._offset_scale())
-        a, b = 1.0 / scale, -off / scale
-        terms = [()] + [
-            tuple(int(v) for v in row)
-            for idx in _term_indices(self.label_size, self.poly_degree)
-            for row in idx
-        ]
-        index = {t: n for n, t in enumerate(terms)}
-        full = np.zeros((len(terms), len(terms)))
-        for col, term in enumerate(terms):
-            for pick in product((False, True), repeat=len(term)):
-                coef = np.prod([a[j] if p else b[j] for p, j in zip(pick, term, strict=True)])
-                raw = tuple(sorted(j for p, j in zip(pick, term, strict=True) if p))
-                full[col, index[raw]] += coef
-        theta = np.asarray(self.coeffs, np.float64)
-        if self.include_bias:
-            return theta @ full
-        if np.any(full[1:, 0] != 0.0):
-            raise ConfigError(
-                "get_coeffs_as_transform_pars: a Cannon without a bias term cannot express "
-                "its label offset through PolyFeatureTransform -> LinearTransform; fit with "
-                "include_bias=True"
-            )
-        return theta @ full[1:, 1:]
-
     def get_coeffs_as_transform_pars(self) -> dict[str, Any]:
         """Coefficients as ``to_transform_sequence`` parameters: ``{"data": [{}, {"A": A}]}``.
 
-        The label scaling is folded into ``A`` (shape ``(output_size,
+        ``A`` is ``coeffs`` (the label scaling folded in; shape ``(output_size,
         n_features)``, as ``LinearTransform`` expects), so the sequence takes
         labels in physical units::
 
@@ -543,11 +535,9 @@ class Cannon(eqx.Module):
 
         Raises:
             NotFittedError: (a ``RuntimeError``) before ``fit``.
-            ConfigError: for a Cannon without a bias term and a label offset.
         """
         self._check_fitted("get_coeffs_as_transform_pars")
-        dtype = jnp.asarray(self.coeffs).dtype
-        return {"data": [{}, {"A": jnp.asarray(self._raw_label_coeffs(), dtype)}]}
+        return {"data": [{}, {"A": jnp.asarray(self.coeffs)}]}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], metadata: dict | None = None):
