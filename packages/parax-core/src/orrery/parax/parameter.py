@@ -672,13 +672,18 @@ def _vectorise(value: Array, n: int, arg: str) -> Array:
 
 
 def is_param(x: Any) -> bool:
-    """True for `Parameter` instances.
+    """True for `Parameter` instances (parax 0.4's meaning: a plain array is not one).
+
+    parax 0.11's `is_param` (True for arrays too) is `orrery.parax.v011.is_param`.
 
     Args:
         x: any object.
 
     Returns:
         Whether `x` is a `Parameter`.
+
+    Raises:
+        ConfigError: `x` is a parax 0.11 variable (use `orrery.parax.v011`).
 
     Example:
         >>> is_param(Parameter(1.0)), is_param(1.0)
@@ -734,7 +739,11 @@ def as_param(x: Any, **kwargs: Any) -> Any:
         **kwargs: passed to `Parameter` for converted values (``fixed=True`` included).
 
     Returns:
-        A `Parameter`, or a list or dict of them.
+        A `Parameter`, or a list or dict of them (parax 0.4's meaning; parax 0.11's
+        `as_param`, one array, is `orrery.parax.v011.as_param`).
+
+    Raises:
+        ConfigError: `x` is a parax 0.11 variable (use `orrery.parax.v011`).
 
     Example:
         >>> as_param([1.0, Parameter(2.0, name="b")], fixed=True)[0].fixed

@@ -183,12 +183,19 @@ def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Paramet
 def Fixed(value: Any, **kwargs: Any) -> Parameter:
     """A fixed parameter (`partition` keeps it out of the trainable half).
 
+    parax 0.4's meaning: gradients still pass through its value. parax 0.11's `Fixed`
+    (a stop-gradient variable) is `orrery.parax.v011.Fixed`.
+
     Args:
         value: the physical value.
         **kwargs: passed to `Parameter`.
 
     Returns:
         The `Parameter`.
+
+    Raises:
+        ConfigError: `value` is being differentiated (inside `jax.grad`, where the two
+            generations give different gradients) or is a parax 0.11 variable.
 
     Example:
         >>> Fixed(3.0).fixed

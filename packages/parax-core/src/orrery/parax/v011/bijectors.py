@@ -34,6 +34,8 @@ from distreqx.bijectors import (
 from distreqx.distributions import AbstractDistribution
 from jaxtyping import Array, PyTree
 
+from orrery.interface import ConfigError
+
 from ..bijectors import Exp, Inverse, Softplus
 
 __all__ = [
@@ -217,8 +219,6 @@ class Leafwise(AbstractFwdLogDetJacBijector, AbstractInvLogDetJacBijector, stric
     _is_constant_log_det: bool
 
     def __init__(self, bijectors: PyTree[AbstractBijector]):
-        from orrery.interface import ConfigError
-
         leaves = jax.tree.leaves(bijectors, is_leaf=_is_bijector)
         if not leaves:
             raise ConfigError("bijectors: the pytree of bijectors is empty")
