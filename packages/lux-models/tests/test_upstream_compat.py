@@ -427,14 +427,62 @@ def test_upstream_names():
     assert m.names_nested["flux"] == {"data": ("A", "b"), "err": ()}
 
 
-def test_concatenate_transform():
-    t = ConcatenateTransform((LinearTransform(output_size=2), NoOpTransform()))
-    a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
-    z = jnp.array([[1.0, 3.0]])
-    # [A z, z] = [1, 6, 1, 3]
-    assert t.apply(z, **{"0:A": a}).tolist() == [[1.0, 6.0, 1.0, 3.0]]
-    assert t.pack_pars(({"A": a}, {})) == {"0:A": a}
-    m = Lux(latent_size=2)
+def test_concatenate_transform_splits_the_input():
+    """Upstream's `ConcatenateTransform(transforms=..., input_sizes=...)`."""
+    a0 = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+    a1 = jnp.array([[3.0]])
+    t = ConcatenateTransform(
+        transforms=(LinearTransform(output_size=2), LinearTransform(output_size=1)),
+        input_sizes=(2, 1),
+    )
+    assert t.output_size == 3 and t.input_sizes == (2, 1)
+    assert t.names_flat == ("0:A", "1:A") and t.names_nested == (("A",), ("A",))
+    z = jnp.array([[1.0, 3.0, 5.0]])
+    # [a0 @ (1, 3), a1 @ (5,)] = [1, 6, 15]
+    want = [[1.0, 6.0, 15.0]]
+    assert t.apply(z, **{"0:A": a0, "1:A": a1}).tolist() == want  # flat keywords
+    assert t.apply(z, {"A": a0}, {"A": a1}).tolist() == want  # positional dicts
+    assert ConcatenateTransform((NoOpTransform(), NoOpTransform()), (1, 2)).output_size == 3
+    priors = t.get_expanded_priors(latent_size=3)
+    assert priors["0:A"].batch_shape == (2, 2) and priors["1:A"].batch_shape == (1, 1)
+    packed = t.pack_pars(({"A": a0}, {"A": a1}))
+    assert set(packed) == {"0:A", "1:A"}
+    assert [set(d) for d in t.unpack_pars(packed)] == [{"A"}, {"A"}]
+    assert t.get_output_size(3) == 3
+    for bad in (
+        lambda: ConcatenateTransform((), ()),
+        lambda: ConcatenateTransform((LinearTransform(output_size=2),), (2, 1)),
+        lambda: t.get_expanded_priors(latent_size=4),
+        lambda: t.get_output_size(2),
+        lambda: t.apply(z, {"A": a0}),
+        lambda: t.apply(z, **{"7:A": a0}),
+    ):
+        with pytest.raises(ValueError):
+            bad()
+    # nested in a sequence: names "0:{i}:A", the next transform sees the summed output
+    seq = TransformSequence((t, LinearTransform(output_size=4)))
+    sp = seq.get_expanded_priors(latent_size=3)
+    assert set(sp) == {"0:0:A", "0:1:A", "1:A"} and sp["1:A"].batch_shape == (4, 3)
+    a2 = jnp.ones((4, 3))
+    out = seq.apply(z, **{"0:0:A": a0, "0:1:A": a1, "1:A": a2})
+    assert out.tolist() == [[22.0] * 4]
+    # as a Lux output, with the flat or the nested form
+    m = Lux(latent_size=3)
     m.register_output("both", t)
-    assert m.names_flat == ("latents", "both:0:A")
-    assert m.predict_outputs(z, {"both": {"data": ({"A": a}, {})}})["both"].shape == (1, 4)
+    assert m.names_flat == ("latents", "both:0:A", "both:1:A")
+    for data in ({"0:A": a0, "1:A": a1}, ({"A": a0}, {"A": a1})):
+        assert m.predict_outputs(z, {"both": {"data": data}})["both"].tolist() == want
+    # as upstream, unpack_pars skips a name without a valid index; entry points refuse it
+    assert [set(d) for d in t.unpack_pars({**packed, "9:A": a0})] == [{"A"}, {"A"}]
+    with pytest.raises(ValueError, match="did you mean"):
+        m.predict_outputs(z, {"both": {"data": {"0:A": a0, "1:A": a1, "1:AA": a1}}})
+
+
+def test_smaller_upstream_behaviours():
+    seq = TransformSequence((PolyFeatureTransform(degree=2), LinearTransform(output_size=8)))
+    assert seq.names_nested == ((), ("A",)) and seq.names_flat == ("1:A",)
+    # a parameter-free transform in the sequence takes an empty entry
+    a = jnp.ones((8, 6))
+    assert set(seq.pack_pars([{}, {"A": a}])) == {"1:A"}
+    with pytest.raises(ValueError, match="requires data_size"):
+        AdditiveOffsetTransform(LinearTransform(output_size=4)).get_expanded_priors(8, None)

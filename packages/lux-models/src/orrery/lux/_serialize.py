@@ -67,7 +67,13 @@ def _prior_from_config(cfg: Any) -> dist.Distribution:
 def transform_config(t: T.AbstractTransform) -> dict[str, Any]:
     """A JSON-safe description of a transform (raises for user functions)."""
     name = type(t).__name__
-    if isinstance(t, (T.TransformSequence, T.ConcatenateTransform)):
+    if isinstance(t, T.ConcatenateTransform):
+        return {
+            "type": name,
+            "transforms": [transform_config(s) for s in t.transforms],
+            "input_sizes": list(t.input_sizes),
+        }
+    if isinstance(t, T.TransformSequence):
         return {"type": name, "transforms": [transform_config(s) for s in t.transforms]}
     if isinstance(t, T.PolyFeatureTransform):
         return {
@@ -102,9 +108,16 @@ def transform_config(t: T.AbstractTransform) -> dict[str, Any]:
 
 def transform_from_config(cfg: dict[str, Any]) -> T.AbstractTransform:
     kind = cfg.get("type")
-    if kind in ("TransformSequence", "ConcatenateTransform"):
-        cls = T.TransformSequence if kind == "TransformSequence" else T.ConcatenateTransform
-        return cls(tuple(transform_from_config(c) for c in cfg["transforms"]))
+    if kind == "TransformSequence":
+        return T.TransformSequence(tuple(transform_from_config(c) for c in cfg["transforms"]))
+    if kind == "ConcatenateTransform":
+        if not isinstance(cfg.get("input_sizes"), list):
+            raise ArtifactError("metadata.json: a ConcatenateTransform without input_sizes")
+        children = tuple(transform_from_config(c) for c in cfg["transforms"])
+        try:
+            return T.ConcatenateTransform(children, tuple(cfg["input_sizes"]))
+        except ConfigError as err:
+            raise ArtifactError(f"metadata.json: ConcatenateTransform ({err})") from err
     if kind == "PolyFeatureTransform":
         return T.PolyFeatureTransform(cfg["output_size"], cfg["degree"], cfg["include_bias"])
     if kind == "AdditiveOffsetTransform":

@@ -552,22 +552,64 @@ class _IndexedTransforms(AbstractTransform):
     def param_names(self) -> tuple[str, ...]:
         return tuple(f"{i}:{n}" for i, t in enumerate(self.transforms) for n in t.param_names())
 
-    def unpack_pars(self, flat_pars, ignore_missing=False):
-        """Flat `{"0:A": a, "1:b": b}` -> nested `({"A": a}, {"b": b})`.
+    @property
+    def names_nested(self) -> tuple[tuple[str, ...], ...]:
+        """Parameter names per transform, e.g. `((), ("A",))` for `PolyFeature -> Linear`."""
+        return tuple(tuple(t.param_names()) for t in self.transforms)
 
-        Raises:
-            ConfigError: for a name that is not `"i:name"` with `i` a transform
-                index, or a missing parameter (unless `ignore_missing`).
+    @property
+    def names_flat(self) -> tuple[str, ...]:
+        """Flat parameter names `"{i}:{name}"` (the same as `param_names()`)."""
+        return self.param_names()
+
+    def _group(self, flat_pars, strict: bool) -> list[dict[str, Any]]:
+        """Flat `"{i}:{name}"` entries grouped per transform.
+
+        A name that is not `"{i}:{name}"` with `i` a transform index raises
+        `ConfigError` when `strict`, and is skipped otherwise.
         """
         groups: list[dict[str, Any]] = [{} for _ in self.transforms]
         for key, val in dict(flat_pars or {}).items():
             idx, _, name = str(key).partition(":")
             if not idx.isdigit() or int(idx) >= len(self.transforms) or not name:
+                if not strict:
+                    continue
                 raise ConfigError(
-                    f"flat_pars: bad parameter name {key!r}; expected '<index>:<name>' with "
+                    f"bad parameter name {key!r}; expected '<index>:<name>' with "
                     f"index < {len(self.transforms)}"
                 )
             groups[int(idx)][name] = val
+        return groups
+
+    def _nested_from_call(self, args, kwargs) -> tuple:
+        """`apply`'s parameters as one dict per transform (positional dicts or flat keywords)."""
+        if args and kwargs:
+            raise ConfigError(
+                f"{type(self).__name__}.apply: pass positional dicts or flat keywords, not both"
+            )
+        if len(args) == 1 and isinstance(args[0], (tuple, list)):
+            args = tuple(args[0])
+        if args:
+            if len(args) != len(self.transforms):
+                raise ConfigError(
+                    f"{type(self).__name__}.apply: expected {len(self.transforms)} parameter "
+                    f"dicts, got {len(args)}"
+                )
+            return tuple(args)
+        groups = self._group(kwargs, strict=True)
+        return tuple(t.unpack_pars(g, True) for t, g in zip(self.transforms, groups, strict=True))
+
+    def unpack_pars(self, flat_pars, ignore_missing=False):
+        """Flat `{"0:A": a, "1:b": b}` -> nested `({"A": a}, {"b": b})`.
+
+        As upstream, a name without a valid transform index is skipped (the
+        user-facing entry points, `fixed_pars` and `predict_outputs`, refuse
+        unknown names before they get here).
+
+        Raises:
+            ConfigError: for a missing parameter (unless `ignore_missing`).
+        """
+        groups = self._group(flat_pars, strict=False)
         return tuple(
             t.unpack_pars(g, ignore_missing) for t, g in zip(self.transforms, groups, strict=True)
         )
@@ -609,16 +651,7 @@ class TransformSequence(_IndexedTransforms):
 
     def apply(self, latents, *args, **kwargs):
         """Apply in order; parameters as one dict per transform, or flat ``"i:name"``."""
-        if args and kwargs:
-            raise ConfigError("TransformSequence.apply: pass positional dicts or flat keywords")
-        if len(args) == 1 and isinstance(args[0], (tuple, list)):
-            args = tuple(args[0])
-        nested = args if args else self.unpack_pars(kwargs, ignore_missing=True)
-        if len(nested) != len(self.transforms):
-            raise ConfigError(
-                f"TransformSequence.apply: expected {len(self.transforms)} parameter dicts, "
-                f"got {len(nested)}"
-            )
+        nested = self._nested_from_call(args, kwargs)
         out = latents
         for t, p in zip(self.transforms, nested, strict=True):
             out = t.apply(out, **t.pack_pars(p))
@@ -638,7 +671,7 @@ class TransformSequence(_IndexedTransforms):
         """
         if isinstance(nested_pars, Mapping):
             flat = dict(nested_pars)
-            self.unpack_pars(flat, ignore_missing)  # checks the names
+            self._group(flat, strict=True)  # checks the names
             return flat
         nested = list(nested_pars or ())
         n_t = len(self.transforms)
@@ -702,7 +735,9 @@ class AdditiveOffsetTransform(AbstractTransform):
 
     def get_expanded_priors(self, latent_size, data_size=None):
         if data_size is None:
-            raise ConfigError("data_size: AdditiveOffsetTransform needs it (one offset per object)")
+            raise ConfigError(
+                "data_size: AdditiveOffsetTransform requires data_size (one offset per object)"
+            )
         out = {
             f"base:{k}": v
             for k, v in self.base_transform.get_expanded_priors(latent_size, data_size).items()
