@@ -486,3 +486,55 @@ def test_smaller_upstream_behaviours():
     assert set(seq.pack_pars([{}, {"A": a}])) == {"1:A"}
     with pytest.raises(ValueError, match="requires data_size"):
         AdditiveOffsetTransform(LinearTransform(output_size=4)).get_expanded_priors(8, None)
+
+
+# issue 33: The Cannon's coefficients mean pollux's thing (the labels' own basis)
+
+
+def _noise_free_cannon_problem(n_stars=100, n_pix=50, degree=1, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.normal(size=(n_stars, 3)).astype(np.float32)
+    cannon = plx.Cannon(3, n_pix, poly_degree=degree)
+    theta = rng.normal(size=(n_pix, cannon.n_features)).astype(np.float32)
+    flux = np.asarray(cannon.get_features(labels) @ theta.T, np.float32)
+    return cannon, labels, theta, flux
+
+
+def test_cannon_coeffs_are_upstreams_on_noise_free_data():
+    cannon, labels, theta, flux = _noise_free_cannon_problem()
+    fitted = cannon.fit(labels, flux, np.ones_like(flux))
+    assert fitted.coeffs.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(fitted.coeffs), theta, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(fitted.get_features(labels) @ fitted.coeffs.T), flux, atol=1e-5
+    )
+    # the fit's own, scaled-basis coefficients are kept and predict the same spectra
+    assert not np.allclose(np.asarray(fitted.scaled_coeffs), theta, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(fitted.predict(labels)), flux, atol=1e-5)
+    # pollux's transform parameters are the coefficients themselves
+    a = fitted.get_coeffs_as_transform_pars()["data"][1]["A"]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(fitted.coeffs))
+
+
+def test_cannon_coeffs_for_physical_labels_predict_like_the_model():
+    s = plx.datasets.synthetic_survey(150, 20, seed=3)
+    fitted = plx.Cannon(3, 20).fit(s.labels, s.spectra, s.ivar)
+    x = np.asarray(s.labels, np.float64)  # Teff ~ 4,500: evaluate the raw basis in float64
+    pairs = [(i, j) for i in range(3) for j in range(i, 3)]
+    feats = np.column_stack([np.ones(len(x)), x] + [x[:, i] * x[:, j] for i, j in pairs])
+    direct = feats @ np.asarray(fitted.coeffs, np.float64).T
+    np.testing.assert_allclose(direct, np.asarray(fitted.predict(s.labels)), rtol=1e-3, atol=1e-3)
+
+
+def test_cannon_artifacts_keep_the_scaled_coefficients_and_older_ones_load(tmp_path):
+    cannon, labels, _, flux = _noise_free_cannon_problem(degree=2, n_pix=12)
+    fitted = cannon.fit(labels * 100.0 + 4000.0, flux, np.ones_like(flux))
+    path = fitted.save(tmp_path / "c")
+    stored = np.load(path / "arrays.npz")["coeffs"]
+    # the file holds the scaled basis, as every artifact before 0.2 did
+    np.testing.assert_array_equal(stored, np.asarray(fitted.scaled_coeffs))
+    back = plx.Cannon.load(path)
+    np.testing.assert_array_equal(np.asarray(back.scaled_coeffs), stored)
+    np.testing.assert_allclose(np.asarray(back.coeffs), np.asarray(fitted.coeffs), rtol=1e-6)
+    lab = labels[:5] * 100.0 + 4000.0
+    np.testing.assert_array_equal(np.asarray(back.predict(lab)), np.asarray(fitted.predict(lab)))
