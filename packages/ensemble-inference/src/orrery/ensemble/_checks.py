@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from orrery.interface import (
     ConfigError,
@@ -104,7 +105,7 @@ def check_all_finite(tree: Any, name: str) -> None:
     for path, leaf in jax.tree.leaves_with_path(tree):
         if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.inexact):
             continue
-        if isinstance(leaf, jax.core.Tracer):
+        if isinstance(leaf, Tracer):
             continue
         if not bool(jnp.all(jnp.isfinite(leaf))):
             check_finite(np.asarray(leaf), f"{name}{jax.tree_util.keystr(path)}")
@@ -112,7 +113,7 @@ def check_all_finite(tree: Any, name: str) -> None:
 
 def concrete_float(value: Any) -> float | None:
     """`value` as a Python float when it is a concrete real scalar, else None (traced, arrays)."""
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return None
     if isinstance(value, bool):
         return None

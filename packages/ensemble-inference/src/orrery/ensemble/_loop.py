@@ -100,7 +100,7 @@ def drive(
     *,
     num_steps: int,
     start_step: int,
-    progress: bool,
+    progress: bool | None,
     on_nonfinite: str,
     desc: str,
     members: int | None = None,

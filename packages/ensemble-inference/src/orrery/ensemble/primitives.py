@@ -139,8 +139,9 @@ def _check_log_joint_output(out: Any) -> tuple[Any, Any]:
     """The `(log_likelihood, log_prior)` pair, checked while tracing (so checked once)."""
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         what = f"a {type(out).__name__}"
-        if hasattr(out, "shape"):
-            what = f"a single array of shape {tuple(out.shape)}"
+        shape = getattr(out, "shape", None)
+        if shape is not None:
+            what = f"a single array of shape {tuple(shape)}"
         elif isinstance(out, (tuple, list)):
             what += f" of length {len(out)}"
         raise ConfigError(
