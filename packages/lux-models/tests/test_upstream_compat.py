@@ -59,7 +59,8 @@ def _obs_log_prob(data):
 # ------------------------------------------------------------------ silent wrong results
 def test_missing_err_is_zero_measurement_error():
     od = OutputData(np.array([[0.3]]))
-    assert float(od.err[0, 0]) == 0.0
+    assert od.err.shape == () and float(od.err) == 0.0  # upstream's scalar zero
+    assert od[0].err.shape == () and not od.has_err
     # sqrt(0² + 0.1²) = 0.1, not sqrt(1² + 0.1²) = 1.005
     assert _obs_log_prob(PolluxData(y=od)) == pytest.approx(
         float(dist.Normal(0, 0.1).log_prob(0.3))
@@ -117,7 +118,7 @@ def test_output_data_processed_flag():
 
 
 def test_len_of_data_is_number_of_objects():
-    d = PolluxData(flux=np.ones((7, 3)), label=np.ones((7, 2)))
+    d = LuxData(flux=np.ones((7, 3)), label=np.ones((7, 2)))
     assert len(d) == 7 and len(d[2:5]) == 3
     assert list(d.keys()) == ["flux", "label"] and len(d.keys()) == 2
 
@@ -398,7 +399,12 @@ def test_invalid_guide_is_a_type_error_before_any_work():
 
 
 def test_upstream_names():
-    assert PolluxData is LuxData and plx.LuxModel is not None
+    assert issubclass(PolluxData, LuxData) and plx.LuxModel is not None
+    with pytest.raises(ValueError, match="must be an OutputData"):
+        PolluxData(flux=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="objects"):
+        PolluxData(flux=OutputData(np.ones((3, 2))), label=OutputData(np.ones((4, 1))))
+    assert type(PolluxData(flux=OutputData(np.ones((3, 2))))[1:]) is PolluxData
     x = np.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
     p = ShiftScalePreprocessor.from_data(x, axis=0)
     # mean 3, population std sqrt(2)

@@ -177,9 +177,9 @@ class OutputData(eqx.Module):
 
     Args:
         data: values; a 1-D array becomes one column. NaN marks a missing value.
-        err: standard deviations broadcast to `data`'s shape; default 0
-            (no measurement error, as upstream). `inf` (zero weight) marks a
-            value fits must ignore.
+        err: standard deviations broadcast to `data`'s shape; default: a
+            scalar 0 of shape `()` (no measurement error, as upstream; `has_err`
+            is False). `inf` (zero weight) marks a value fits must ignore.
         preprocessor: an `AbstractPreprocessor` (default `NullPreprocessor`).
         processed: whether `data` and `err` are already in the preprocessed space.
 
@@ -207,8 +207,10 @@ class OutputData(eqx.Module):
         arr = jnp.asarray(_as_2d(data, "data"))
         self.data = arr
         self.has_err = err is not None
-        if err is None:
-            err = 0.0
+        self._set_preprocessor(preprocessor, processed)
+        if err is None:  # as upstream: a scalar zero, no measurement error
+            self.err = jnp.zeros((), arr.dtype)
+            return
         e = jnp.asarray(_as_float(err, "err"))
         if e.ndim == 1 and arr.shape[1] == 1 and e.shape[0] == arr.shape[0]:
             e = e[:, None]
@@ -225,6 +227,8 @@ class OutputData(eqx.Module):
                 "got negative or NaN entries"
             )
         self.err = e
+
+    def _set_preprocessor(self, preprocessor, processed) -> None:
         if preprocessor is None:
             preprocessor = NullPreprocessor()
         if not isinstance(preprocessor, AbstractPreprocessor):
@@ -257,7 +261,7 @@ class OutputData(eqx.Module):
             if not -n <= idx < n:
                 raise IndexError(f"idx: object {idx} is out of range for {n} objects")
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
-        return self._new(self.data[idx], self.err[idx], self.processed)
+        return self._new(self.data[idx], self.err[idx] if self.has_err else None, self.processed)
 
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self.data, dtype=dtype)
@@ -338,7 +342,7 @@ class LuxData(Mapping):
                 return self._outputs[key]
             except KeyError:
                 raise KeyError(f"no output named {key!r}; outputs: {list(self._outputs)}") from None
-        return LuxData(**{k: v[key] for k, v in self._outputs.items()})
+        return type(self)(**{k: v[key] for k, v in self._outputs.items()})
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._outputs)
@@ -365,7 +369,7 @@ class LuxData(Mapping):
 
     def preprocess(self) -> LuxData:
         """Every output in its preprocessed space (processed outputs are kept as they are)."""
-        return LuxData(**{k: v.preprocess() for k, v in self._outputs.items()})
+        return type(self)(**{k: v.preprocess() for k, v in self._outputs.items()})
 
     def unprocess(
         self, data: Mapping[str, Any] | None = None, ignore_missing: bool = False
@@ -412,5 +416,26 @@ class LuxData(Mapping):
         return f"LuxData({inner})"
 
 
-PolluxData = LuxData
-"""Upstream's name of `LuxData`."""
+class PolluxData(LuxData):
+    """Upstream's name of `LuxData`, with upstream's check: every value is an `OutputData`.
+
+    Raises:
+        ConfigTypeError: (a `ValueError` and a `TypeError`) for a value that is
+            not an `OutputData` (`LuxData` converts arrays instead).
+        ShapeError: (a `ValueError`) when outputs disagree on the number of objects.
+
+    Example:
+        >>> import numpy as np
+        >>> d = PolluxData(flux=OutputData(np.ones((3, 2))))
+        >>> isinstance(d, LuxData), len(d)
+        (True, 3)
+    """
+
+    def __init__(self, **outputs: OutputData):
+        for name, val in outputs.items():
+            if not isinstance(val, OutputData):
+                raise ConfigTypeError(
+                    f"outputs: {name!r} must be an OutputData, not {type(val).__name__} "
+                    "(LuxData converts arrays)"
+                )
+        super().__init__(**outputs)

@@ -52,7 +52,8 @@ def effective_err(od: OutputData, err_transform: AbstractTransform | None, err_p
     """
     if err_transform is None:
         return od.err if od.has_err else jnp.ones_like(od.data)
-    err = jnp.where(jnp.isfinite(od.err), od.err, 0.0)
+    err = jnp.broadcast_to(od.err, od.data.shape)
+    err = jnp.where(jnp.isfinite(err), err, 0.0)
     return err_transform.apply(err, **err_pars)
 
 
