@@ -1,0 +1,216 @@
+"""Time to a first Cannon fit in a fresh process: orrery.lux against The Cannon 2.
+
+Users meet a cold process (a script, a notebook after a restart, a CI job, each
+worker of a pipeline), so every figure here comes from a new Python process per
+shape: import, then the first ``fit`` (3 labels, degree 2), compilation
+included. The data (a synthetic survey at S/N 100 with intrinsic scatter
+0.01, float32) are written once per shape by this parent process, so each
+child times only what a user waits for. Per child it reports
+
+- ``import``: importing the package (JAX and its dependencies included);
+- ``fit``: the first fit, and of it the seconds XLA spent compiling (from
+  ``jax.monitoring``'s ``backend_compile`` events);
+- ``total``: from the child's first statement to the fitted model (the data
+  load, about 0.1 s, included);
+- ``cpu``: the child's CPU seconds (user + system) over the same span. The
+  machine this was written on has two cores shared with other work, so wall
+  times swing with the load (printed with the figures); CPU seconds swing less.
+
+The Cannon 2 (PyPI ``annieslasso``, module ``thecannon``) runs in its own
+isolated environment through ``uv run --isolated`` with the pins it needs (the
+same as ``benchmarks/cannon.py``), timed the same way from inside its process.
+When ``uv`` or the package cannot be had, its columns are left out and the
+reason is printed.
+
+    uv run python packages/lux-models/benchmarks/cold_start.py
+    uv run python packages/lux-models/benchmarks/cold_start.py --shapes 300x200 2000x200
+    uv run python packages/lux-models/benchmarks/cold_start.py --skip-cannon2 --cache DIR
+
+``--cache DIR`` switches on the persistent compilation cache
+(`orrery.lux.enable_compilation_cache`) in every child, and runs each shape
+twice, so the second child shows a process that finds its programs compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SHAPES = ("2000x200", "2000x100", "5000x200", "300x200", "2000x1000", "2000x8575")
+CANNON2_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
+
+# Timed from the first statement: both workers start their clocks before any import.
+_ORRERY_WORKER = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import json, sys
+import jax
+import jax.monitoring
+
+compile_s = [0.0]
+
+def _listen(name, seconds, **kwargs):
+    if name.endswith("backend_compile_duration"):
+        compile_s[0] += seconds
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+cache = sys.argv[3]
+import orrery.lux
+from orrery.lux import Cannon
+if cache:
+    orrery.lux.enable_compilation_cache(cache)
+import numpy as np
+t_import = time.perf_counter() - t0
+d = np.load(sys.argv[1])
+labels, flux, ivar = d["labels"], d["flux"], d["ivar"]
+t1 = time.perf_counter()
+cannon = Cannon(labels.shape[1], flux.shape[1]).fit(labels, flux, ivar)
+jax.block_until_ready(cannon.coeffs)
+t_end = time.perf_counter()
+json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
+           "cpu": time.process_time() - c0, "compile": compile_s[0]}, open(sys.argv[2], "w"))
+"""
+
+_CANNON2_WORKER = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import json, sys
+import numpy as np
+import thecannon as tc
+t_import = time.perf_counter() - t0
+d = np.load(sys.argv[1])
+labels, flux, ivar = d["labels"], d["flux"], d["ivar"]
+t1 = time.perf_counter()
+vec = tc.vectorizer.PolynomialVectorizer(("teff", "logg", "feh"), 2)
+model = tc.CannonModel(labels, flux, ivar, vectorizer=vec)
+model.train()
+t_end = time.perf_counter()
+json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
+           "cpu": time.process_time() - c0, "compile": 0.0}, open(sys.argv[2], "w"))
+"""
+
+
+def _thread_env(n: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(n)
+    multi = "true" if n > 1 else "false"
+    env["XLA_FLAGS"] = (
+        f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={n} "
+        + env.get("XLA_FLAGS", "")
+    ).strip()
+    return env
+
+
+def _write_data(shape: str, seed: int, path: Path) -> None:
+    import numpy as np
+
+    from orrery.lux.datasets import synthetic_survey
+
+    n, p = (int(v) for v in shape.split("x"))
+    s = synthetic_survey(n, p, snr=100, intrinsic_scatter=0.01, seed=seed)
+    np.savez(
+        path,
+        labels=s.labels,
+        flux=s.spectra.astype(np.float32),
+        ivar=s.ivar.astype(np.float32),
+    )
+
+
+def _run(cmd: list[str], out: Path, env, cwd) -> dict | str:
+    try:
+        subprocess.run(cmd, check=True, env=env, cwd=cwd, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        tail = (getattr(err, "stderr", "") or "")[-1500:]
+        return f"{err}\n{tail}"
+    return json.loads(out.read_text())
+
+
+def _orrery(data: Path, tmp: Path, env, cache: str) -> dict | str:
+    worker, out = tmp / "orrery_worker.py", tmp / "orrery.json"
+    worker.write_text(_ORRERY_WORKER)
+    return _run([sys.executable, str(worker), str(data), str(out), cache], out, env, tmp)
+
+
+def _cannon2(data: Path, tmp: Path, env, uv: str) -> dict | str:
+    worker, out = tmp / "cannon2_worker.py", tmp / "cannon2.json"
+    worker.write_text(_CANNON2_WORKER)
+    with_ = [a for pin in CANNON2_PINS for a in ("--with", pin)]
+    cmd = [uv, "run", "--isolated", "--no-project", *with_, "python", str(worker)]
+    return _run([*cmd, str(data), str(out)], out, env, tmp)
+
+
+def _row(name: str, r: dict) -> str:
+    return (
+        f"{name:<22}{r['import']:>8.2f}{r['fit']:>8.2f}{r['compile']:>9.2f}"
+        f"{r['total']:>8.2f}{r['cpu']:>8.2f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), help="stars x pixels")
+    ap.add_argument("--threads", type=int, default=2, help="threads per process")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-cannon2", action="store_true")
+    ap.add_argument("--uv", default=shutil.which("uv"), help="the uv executable")
+    ap.add_argument("--cache", default="", help="persistent compilation cache folder")
+    args = ap.parse_args()
+    env = _thread_env(args.threads)
+    print(
+        f"Cold start (fresh process: import + first Cannon.fit, 3 labels, degree 2, float32); "
+        f"{args.threads} threads per process; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    skip = "skipped (--skip-cannon2)" if args.skip_cannon2 else None
+    if skip is None and not args.uv:
+        skip = "uv not found (pass --uv)"
+    if skip:
+        print(f"The Cannon 2: {skip}; its rows are left out")
+    head = f"{'':<22}{'import':>8}{'fit':>8}{'compile':>9}{'total':>8}{'cpu':>8}"
+    summary = []
+    for shape in args.shapes:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            data = tmp / "data.npz"
+            _write_data(shape, args.seed, data)
+            print(f"\n{shape} (stars x pixels); seconds\n{head}")
+            runs = 2 if args.cache else 1
+            ours = None
+            for run in range(runs):
+                r = _orrery(data, tmp, env, args.cache)
+                if isinstance(r, str):
+                    print(f"orrery.lux failed: {r}")
+                    break
+                name = "orrery.lux" + (" (cache warm)" if run else "")
+                print(_row(name, r))
+                ours = r if ours is None else ours
+            theirs = None
+            if skip is None:
+                theirs = _cannon2(data, tmp, env, args.uv)
+                if isinstance(theirs, str):
+                    print(f"The Cannon 2 could not be run: {theirs}")
+                    skip, theirs = "could not be run", None
+                else:
+                    print(_row("The Cannon 2", theirs))
+            load = os.getloadavg()[0]
+            print(f"load average: {load:.2f}")
+            summary.append((shape, ours, theirs, load))
+    cols = f"{'orrery total':>14}{'The Cannon 2':>14}{'ratio':>8}{'cpu ratio':>11}{'load':>7}"
+    print(f"\n{'stars x pixels':<16}{cols}")
+    for shape, ours, theirs, load in summary:
+        o = f"{ours['total']:>13.2f}s" if ours else f"{'-':>14}"
+        t = f"{theirs['total']:>13.2f}s" if theirs else f"{'-':>14}"
+        both = ours and theirs
+        ratio = f"{ours['total'] / theirs['total']:>8.2f}" if both else f"{'-':>8}"
+        cpu = f"{ours['cpu'] / theirs['cpu']:>11.2f}" if both else f"{'-':>11}"
+        print(f"{shape:<16}{o}{t}{ratio}{cpu}{load:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
