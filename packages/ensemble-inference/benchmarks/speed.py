@@ -8,27 +8,36 @@ Adam steps. Printed, all measured in this run:
 * ensemble throughput (member-steps per second) relative to one member fitted
   alone (``ensemble_map(ensemble_size=1)``), in units of E (goal >= 0.6 E);
 * ``ensemble_map`` against the ideal batched program, the hand-written fit above
-  under ``vmap`` (no minibatch, NaN or sharding logic): the runner's own overhead.
+  under ``vmap`` (no minibatch, NaN or sharding logic): the runner's own overhead;
+* the cold start: a fresh Python process per candidate (``ensemble_map`` and the
+  loop of jitted single fits) times its imports and its first fit, compilation
+  included, next to the warm fit (``--no-cold`` leaves it out). Each child
+  reports wall and CPU seconds and the seconds XLA spent compiling (from
+  ``jax.monitoring``'s ``backend_compile`` events); on a loaded machine the CPU
+  seconds are the steadier figure, so the load average is printed with them.
 
 Both goals assume hardware where one small member leaves the device idle (a GPU).
 On a few CPU cores the 16 members' arithmetic runs back to back, so no batched
 program, hand-written or not, can beat the loop by much; the third line tells
 whether ``ensemble_map`` itself is the bottleneck.
 
-Run: ``uv run python packages/ensemble-inference/benchmarks/speed.py [--quick]``.
+Run: ``uv run python packages/ensemble-inference/benchmarks/speed.py [--quick] [--no-cold]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-
-from orrery.ensemble import ensemble_map
 
 E, N, WIDTH = 16, 256, 32
 
@@ -94,14 +103,99 @@ def timed(fns: dict, repeats: int) -> dict[str, tuple[float, float]]:
     return {name: (cold[name], warm[name]) for name in fns}
 
 
+# A fresh process per candidate, its clocks started before any import; it reports JSON.
+_COLD_WORKER = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import json, sys
+import jax, jax.monitoring
+compile_s = [0.0, 0]
+
+def _listen(name, seconds, **kwargs):
+    if name.endswith("backend_compile_duration"):
+        compile_s[0] += seconds
+        compile_s[1] += 1
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+candidate, steps = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+import speed
+if candidate == "ensemble":
+    import orrery.ensemble
+t_import = time.perf_counter() - t0
+t1 = time.perf_counter()
+jax.block_until_ready(speed.first_fit(candidate, steps))
+t_end = time.perf_counter()
+print(json.dumps({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
+                  "cpu": time.process_time() - c0, "compile": compile_s[0],
+                  "programs": compile_s[1]}))
+"""
+
+
+def first_fit(candidate: str, steps: int):
+    """The cold worker's first fit: ``ensemble_map`` or the loop of jitted single fits."""
+    x, y = data()
+    if candidate == "ensemble":
+        from orrery.ensemble import ensemble_map
+
+        return ensemble_map(
+            log_joint,
+            init_fn,
+            ensemble_size=E,
+            num_epochs=steps,
+            data=(x, y),
+            seed=jax.random.PRNGKey(0),
+            optimizer=OPT,
+            prior_weight=0.0,
+            progress=False,
+        ).losses
+    single = make_single_fit(steps)
+    return [single(k, x, y)[1] for k in jax.random.split(jax.random.PRNGKey(0), E)]
+
+
+def cold_start(steps: int) -> dict[str, dict | str]:
+    """Run each candidate's first fit in a fresh process; its timings, or why it failed."""
+    here = str(Path(__file__).resolve().parent)
+    out = {}
+    for candidate in ("ensemble", "loop"):
+        cmd = [sys.executable, "-c", _COLD_WORKER, candidate, str(steps), here]
+        try:
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            out[candidate] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.CalledProcessError, ValueError, IndexError) as err:
+            out[candidate] = f"{err} {getattr(err, 'stderr', '') or ''}"[-1500:]
+    return out
+
+
+def print_cold(cold: dict[str, dict | str], warm: dict[str, float]) -> None:
+    names = {"ensemble": f"ensemble_map E={E}", "loop": f"loop of {E} jitted fits"}
+    print(f"cold start (fresh process; load average {os.getloadavg()[0]:.2f}); seconds")
+    print(
+        f"{'':<24}{'import':>8}{'fit':>8}{'compile':>9}{'total':>8}{'cpu':>8}"
+        f"{'programs':>10}{'warm fit':>10}"
+    )
+    for key, r in cold.items():
+        if isinstance(r, str):
+            print(f"{names[key]:<24}failed: {r}")
+            continue
+        print(
+            f"{names[key]:<24}{r['import']:>8.2f}{r['fit']:>8.2f}{r['compile']:>9.2f}"
+            f"{r['total']:>8.2f}{r['cpu']:>8.2f}{r['programs']:>10d}{warm[key]:>10.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 steps, 2 repeats")
+    parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process runs")
     args = parser.parse_args()
     steps = 200 if args.quick else 600
     repeats = 2 if args.quick else 5
+    cold = None if args.no_cold else cold_start(steps)
     x, y = data()
     keys = jax.random.split(jax.random.PRNGKey(0), E)
+
+    from orrery.ensemble import ensemble_map
 
     def ensemble(size):
         return lambda: (
@@ -149,6 +243,8 @@ def main() -> None:
         f"{ens_warm / vmap_warm:4.2f}"
     )
     print(f"final losses: median {float(jnp.median(final)):.3g}")
+    if cold is not None:
+        print_cold(cold, {"ensemble": ens_warm, "loop": loop_warm})
 
 
 if __name__ == "__main__":
