@@ -1,14 +1,16 @@
-"""Bump one distribution's version and open its changelog entry.
+"""Bump one distribution's version and date its changelog section.
 
 `make bump PKG=<dist> PART=patch|minor|major` runs `uv version --package
-<dist> --bump <part>`, relocks, and then this script adds a heading for the
-new version at the top of the distribution's CHANGELOG.md.
+<dist> --bump <part>`, relocks, and then this script releases the changelog in
+Keep a Changelog form: what sits under `## [Unreleased]` becomes
+`## [<version>] - <today>`, and an empty `## [Unreleased]` opens above it.
 
 Usage: python tools/bump_version.py <dist>
 """
 
 from __future__ import annotations
 
+import datetime
 import sys
 import tomllib
 from pathlib import Path
@@ -28,14 +30,17 @@ def main() -> int:
     version = tomllib.loads((pkg / "pyproject.toml").read_text())["project"]["version"]
     log = pkg / "CHANGELOG.md"
     text = log.read_text()
-    heading = f"## {version} — unreleased"
-    if heading not in text:
+    released = f"## [{version}] - {datetime.date.today().isoformat()}"
+    if f"## [{version}]" in text:
+        print(f"bump: {log.relative_to(ROOT)} already has a section for {version}", file=sys.stderr)
+        return 1
+    if "## [Unreleased]" in text:
+        text = text.replace("## [Unreleased]", f"## [Unreleased]\n\n{released}", 1)
+    else:
         head, sep, rest = text.partition("\n## ")
-        log.write_text(
-            f"{head}\n{heading}\n\n- (describe the change)\n{sep}{rest}"
-            if sep
-            else f"{text}\n{heading}\n\n- (describe the change)\n"
-        )
+        opened = f"## [Unreleased]\n\n{released}\n"
+        text = f"{head}\n{opened}{sep}{rest}" if sep else f"{text}\n{opened}"
+    log.write_text(text)
     print(f"{dist} is now {version}: edit {log.relative_to(ROOT)}, commit, tag {dist}-v{version}")
     return 0
 
