@@ -86,7 +86,7 @@ class StoreSource:
         span = self._scratch.get("span", (stop - first, *layout.shape[1:]), layout.dtype)
         fd = os.open(layout.file, os.O_RDONLY)
         try:
-            got = os.preadv(fd, [memoryview(span).cast("B")], first * row)
+            got = os.preadv(fd, [span.data.cast("B")], first * row)
         finally:
             os.close(fd)
         if got != span.nbytes:
@@ -115,8 +115,9 @@ class StoreSource:
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rows.shape[0]], strict=True):
             chunk = int(chunks[lo])
             raw = rows[lo:hi] - self._offsets[chunk]
-            if self._ok_rows[chunk] is not None:
-                raw = self._ok_rows[chunk][raw]
+            ok_rows = self._ok_rows[chunk]
+            if ok_rows is not None:
+                raw = ok_rows[raw]
             self._gather(name, chunk, raw, out[lo:hi])
         return out
 

@@ -32,6 +32,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,17 +143,16 @@ def locked(store: Path, wait: bool) -> Iterator[None]:
 
 
 def _acquire(fd: int, store: Path, wait: bool) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if sys.platform == "win32":
         import msvcrt
 
-        mode = msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK
         try:
-            msvcrt.locking(fd, mode, 1)
+            msvcrt.locking(fd, msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
         except OSError as err:
             raise _busy(fd, store) from err
         return
+    import fcntl
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError as err:

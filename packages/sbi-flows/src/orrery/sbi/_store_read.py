@@ -356,7 +356,7 @@ def check_campaign(store: Path, config: dict[str, Any]) -> None:
 def verify_store(store: Path, config: dict[str, Any]) -> list[ChunkInfo]:
     """Verify every chunk of a finished store and its fingerprint; one `ChunkInfo` each."""
     check_campaign(store, config)
-    blocks = config.get("blocks")
+    blocks = config.get("blocks") or {}
     try:
         wanted = {str(k): (int(v["size"]), str(v["dtype"])) for k, v in blocks.items()}
         counted = int(config["n_failed"])
