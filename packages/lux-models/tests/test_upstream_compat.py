@@ -320,6 +320,90 @@ def test_losses_per_cycle_is_upstreams_half_chi2():
     assert r2.losses_per_cycle[-1] == pytest.approx(chi2, rel=1e-5)
 
 
+# ------------------------------------------------------------------ pollux 0.1.0 (release) API
+def test_predict_outputs_takes_both_argument_orders():
+    """Mirrored `(latents, pars)` and release `(pars, latents=None)`: read from types, no swap."""
+    model, _, truth = _label_flux_data(n=10)
+    z = truth["latents"]
+    pars = {"label": {"data": {"A": truth["label"]}}, "flux": {"data": {"A": truth["flux"]}}}
+    want = model.predict_outputs(z, pars)
+    for got in (
+        model.predict_outputs(pars, z),
+        model.predict_outputs(pars, latents=z),
+        model.predict_outputs({**pars, "latents": z}),
+        model.predict_outputs(latents=z, pars=pars),
+        model.predict_outputs(z, pars, "flux"),
+        model.predict_outputs(pars, z, names=["flux"]),
+    ):
+        np.testing.assert_array_equal(got["flux"], want["flux"])
+    with pytest.raises(TypeError, match="one parameter dict"):
+        model.predict_outputs(pars, pars)
+    with pytest.raises(TypeError, match="one parameter dict"):
+        model.predict_outputs(z, z)
+    with pytest.raises(TypeError, match="given twice"):
+        model.predict_outputs(z, pars, latents=z)
+    with pytest.raises(ValueError, match="no 'latents' entry"):
+        model.predict_outputs(pars)
+
+
+def test_release_api_names():
+    model, data, truth = _label_flux_data(n=10)
+    assert issubclass(plx.LVM, Lux) and plx.LVM(latent_size=2).latent_size == 2
+    assert issubclass(TransformSequence, plx.AbstractMultiTransform)
+    assert issubclass(ConcatenateTransform, plx.AbstractMultiTransform)
+    # output_pars drops the latents and per-object parameters (shape follows data_size)
+    per_obj = Lux(latent_size=4)
+    per_obj.register_output(
+        "mag",
+        FunctionTransform(
+            1,
+            lambda z, c: z[:, :1] + c[:, None],
+            shapes={"c": ShapeSpec(("data_size",))},
+            vmap=False,
+        ),
+    )
+    per_obj.register_output("flux", LinearTransform(output_size=12))
+    p = {
+        "latents": truth["latents"],
+        "mag": {"data": {"c": jnp.ones(10)}},
+        "flux": {"data": {"A": truth["flux"]}},
+    }
+    assert per_obj.per_object_param_names() == {"latents", "mag:c"}
+    kept = per_obj.output_pars(p)
+    assert "latents" not in kept and "c" not in kept.get("mag", {}).get("data", {})
+    np.testing.assert_array_equal(kept["flux"]["data"]["A"], truth["flux"])
+    # ScatterTransform: sqrt(err² + s²), s ~ HalfNormal(1) of shape (output_size,)
+    st = plx.ScatterTransform(output_size=3)
+    assert st.get_expanded_priors(3)["s"].batch_shape == (3,)
+    assert st.apply(jnp.full((1, 3), 3.0), s=jnp.full(3, 4.0)).tolist() == [[5.0] * 3]
+    # default_blocks, block_options, result.blocks
+    blocks = plx.default_blocks(model, data)
+    assert [(b.name, b.optimizer) for b in blocks] == [
+        ("latents", "least_squares"),
+        ("label:data", "least_squares"),
+        ("flux:data", "least_squares"),
+    ]
+    res = model.optimize_iterative(
+        data,
+        max_cycles=2,
+        progress=False,
+        block_options={"flux:data": {"optimizer": None, "num_steps": 3}},
+    )
+    assert [(b.name, b.optimizer, b.num_steps) for b in res.blocks][-1] == ("flux:data", None, 3)
+    with pytest.raises(ValueError, match="did you mean 'flux:data'"):
+        model.optimize_iterative(data, progress=False, block_options={"flux:dat": {}})
+    # optimize(progress=..., initial_params=...): starting at the truth, zero steps away
+    params, res = model.optimize(
+        data,
+        num_steps=1,
+        rng_key=jax.random.PRNGKey(0),
+        optimizer=numpyro.optim.Adam(1e-9),
+        progress=False,
+        initial_params={"latents": truth["latents"], "flux": {"data": {"A": truth["flux"]}}},
+    )
+    np.testing.assert_allclose(params["flux"]["data"]["A"], truth["flux"], atol=1e-6)
+
+
 def test_parameter_block_upstream_fields_and_svi_default():
     blk = ParameterBlock("b", "x:data", None, {"step_size": 0.05}, 7)
     assert (blk.optimizer, blk.optimizer_kwargs, blk.num_steps) == (None, {"step_size": 0.05}, 7)

@@ -20,9 +20,15 @@ from .data import (
     PolluxData,
     ShiftScalePreprocessor,
 )
-from .lux import Lux, LuxModel
-from .optimize import IterativeOptimizationResult, ParameterBlock, optimize_iterative
+from .lux import LVM, Lux, LuxModel
+from .optimize import (
+    IterativeOptimizationResult,
+    ParameterBlock,
+    default_blocks,
+    optimize_iterative,
+)
 from .transforms import (
+    AbstractMultiTransform,
     AbstractSingleTransform,
     AbstractTransform,
     AdditiveOffsetTransform,
@@ -37,11 +43,14 @@ from .transforms import (
     ParamShapesT,
     PolyFeatureTransform,
     QuadraticTransform,
+    ScatterTransform,
     ShapeSpec,
     TransformSequence,
 )
 
 __all__ = [
+    "LVM",
+    "AbstractMultiTransform",
     "AbstractPreprocessor",
     "AbstractSingleTransform",
     "AbstractTransform",
@@ -68,11 +77,13 @@ __all__ = [
     "PolluxData",
     "PolyFeatureTransform",
     "QuadraticTransform",
+    "ScatterTransform",
     "ShapeSpec",
     "ShiftScalePreprocessor",
     "TransformSequence",
     "__version__",
     "datasets",
+    "default_blocks",
     "enable_compilation_cache",
     "optimize_iterative",
     "plot",

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 
 from orrery.interface import ConfigError
 
-from .transforms import AbstractTransform, _IndexedTransforms
+from .transforms import AbstractMultiTransform, AbstractTransform
 
 __all__ = ["ConcatenateTransform"]
 
 
-class ConcatenateTransform(_IndexedTransforms):
+class ConcatenateTransform(AbstractMultiTransform):
     """Split the input by `input_sizes`, apply one transform per piece, concatenate.
 
     As upstream: the input vector `z` (of size `sum(input_sizes)`) is cut into

@@ -19,6 +19,7 @@ _BUILTIN = {
     "AffineTransform": (T.AffineTransform, T._affine_transform),
     "QuadraticTransform": (T.QuadraticTransform, T._quadratic_transform),
     "OffsetTransform": (T.OffsetTransform, T._offset_transform),
+    "ScatterTransform": (T.ScatterTransform, T._scatter_transform),
     "NoOpTransform": (T.NoOpTransform, T._noop_transform),
 }
 

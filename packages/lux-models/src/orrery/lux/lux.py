@@ -15,6 +15,7 @@ import optax
 from jaxtyping import Array, Float
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta, AutoGuide
+from numpyro.infer.initialization import init_to_value
 
 from orrery.interface import (
     ConfigError,
@@ -28,7 +29,7 @@ from ._names import check_known, closest_hint, transform_names
 from .data import LuxData, OutputData
 from .transforms import AbstractTransform, check_output_shape
 
-__all__ = ["Lux", "LuxModel", "as_lux_data", "effective_err"]
+__all__ = ["LVM", "Lux", "LuxModel", "as_lux_data", "effective_err", "output_names"]
 
 
 def as_lux_data(data: Any) -> LuxData:
@@ -134,6 +135,30 @@ def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution
         "latents_prior: expected None (unit Normal), False (flat) or a numpyro Distribution, "
         f"got {latents_prior!r}"
     )
+
+
+def _latents_and_pars(first, second, latents, pars):
+    """`(latents, pars)` from either argument order of `predict_outputs`, read from types."""
+    given = [a for a in (first, second) if a is not None]
+    maps = [a for a in given if isinstance(a, Mapping)]
+    arrays = [a for a in given if not isinstance(a, Mapping)]
+    if len(maps) > 1 or len(arrays) > 1:
+        raise ConfigTypeError(
+            "predict_outputs: pass one parameter dict and at most one latents array, as "
+            "(latents, pars) or (pars, latents=None); got "
+            f"{[type(a).__name__ for a in given]}"
+        )
+    if (maps and pars is not None) or (arrays and latents is not None):
+        raise ConfigTypeError("predict_outputs: latents or pars given twice")
+    pars = maps[0] if maps else pars
+    latents = arrays[0] if arrays else latents
+    if not isinstance(pars, Mapping):
+        raise ConfigTypeError(f"pars: expected a dict of parameters, got {type(pars).__name__}")
+    if latents is None:
+        if "latents" not in pars:
+            raise ConfigError("latents: not given, and pars has no 'latents' entry")
+        latents = pars["latents"]
+    return latents, pars
 
 
 class Lux(eqx.Module):
@@ -344,6 +369,8 @@ class Lux(eqx.Module):
         names: list[str] | None = None,
         svi_run_kwargs: dict[str, Any] | None = None,
         guide: type[AutoGuide] | AutoGuide | None = None,
+        progress: bool = False,
+        initial_params: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Any]:
         """Fit by stochastic variational inference (MAP with the default ``AutoDelta`` guide).
 
@@ -361,6 +388,10 @@ class Lux(eqx.Module):
                 `progress_bar=False`).
             guide: None (`AutoDelta`), a guide class (instantiated with the
                 model) or a ready guide instance (used as is).
+            progress: show numpyro's progress bar (pollux 0.1.0's argument;
+                `svi_run_kwargs={"progress_bar": ...}` still wins).
+            initial_params: nested or flat starting values for the default
+                `AutoDelta` guide (pollux 0.1.0's argument); names are checked.
 
         Returns:
             `(params, svi_result)`: `params` nested, holding only what was
@@ -391,18 +422,22 @@ class Lux(eqx.Module):
         data = as_lux_data(data)
         _check_errors(self, data, names)
         _check_infinite_data(self, data, names)
-        self._flat_fixed(fixed_pars, data.data_size)  # fail on a misspelt name before SVI
+        n = data.data_size
+        self._flat_fixed(fixed_pars, n)  # fail on a misspelt name before SVI
         if optimizer is None:
             optimizer = numpyro.optim.Adam(step_size=1e-2)
         elif isinstance(optimizer, optax.GradientTransformation):
             optimizer = numpyro.optim.optax_to_numpyro(optimizer)
         model = self.default_numpyro_model
-        if guide is None:
+        if guide is None and initial_params:
+            init = {k: jnp.asarray(v) for k, v in self._flat_fixed(initial_params, n).items()}
+            guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
+        elif guide is None:
             guide = AutoDelta(model)
         elif isinstance(guide, type):
             guide = guide(model)
         svi = SVI(model, guide, optimizer, Trace_ELBO())
-        run_kw = {"progress_bar": False, **(svi_run_kwargs or {})}
+        run_kw = {"progress_bar": bool(progress), **(svi_run_kwargs or {})}
         result = svi.run(
             rng_key,
             int(num_steps),
@@ -431,6 +466,7 @@ class Lux(eqx.Module):
         latents_prior=None,
         progress: bool = True,
         record_history: bool = False,
+        block_options: dict[str, dict[str, Any]] | None = None,
     ):
         """Block coordinate descent; see [optimize_iterative][orrery.lux.optimize_iterative]."""
         from .optimize import optimize_iterative
@@ -447,29 +483,42 @@ class Lux(eqx.Module):
             latents_prior=latents_prior,
             progress=progress,
             record_history=record_history,
+            block_options=block_options,
         )
 
     # ------------------------------------------------------------------ parameters
     def predict_outputs(
         self,
-        latents: Float[Array, "n latents"],
-        pars: dict[str, Any],
+        first: Any = None,
+        second: Any = None,
         names: list[str] | str | None = None,
+        *,
+        latents: Any = None,
+        pars: Any = None,
     ) -> dict[str, Array]:
         """Predict outputs `{name: (n, output_size)}` from latents and parameters.
 
+        Both argument orders work: the mirrored commit's
+        `predict_outputs(latents, pars, names)` and pollux 0.1.0's
+        `predict_outputs(pars, latents=None, names=...)` (latents default to
+        `pars["latents"]`). The order is read from the types (parameters are a
+        dict, latents an array), never guessed: two dicts, two arrays, or a
+        keyword that repeats a positional argument raise `ConfigTypeError`.
+
         Args:
+            first, second: `latents, pars` or `pars, latents` (see above).
+            names: the outputs to predict (default all).
             latents: `(n, latent_size)`.
             pars: nested as `optimize` returns them, `{name: {"data": ...,
                 "err": ...}}`; `"data"` may be a dict, a tuple or list of dicts
                 (sequences) or a dict in the flat `"0:A"` / `"base:A"` form.
                 Flat numpyro names (`{"flux:A": ...}`) are accepted too.
-            names: the outputs to predict (default all).
 
         Returns:
             The predictions.
 
         Raises:
+            ConfigTypeError: when the arguments cannot be told apart (see above).
             ShapeError: for latents of the wrong shape.
             ConfigError: when an output's parameters are missing, or for a
                 name that is no output or parameter of the model (named with
@@ -484,13 +533,12 @@ class Lux(eqx.Module):
             >>> out["flux"].shape
             (4, 3)
         """
+        latents, pars = _latents_and_pars(first, second, latents, pars)
         latents = jnp.asarray(latents)
         if latents.ndim != 2 or latents.shape[1] != self.latent_size:
             raise ShapeError(
                 f"latents: expected shape (n, {self.latent_size}), got {tuple(latents.shape)}"
             )
-        if not isinstance(pars, Mapping):
-            raise ConfigTypeError(f"pars: expected a dict of parameters, got {type(pars).__name__}")
         if any(":" in str(k) for k in pars) and not any(k in self.outputs for k in pars):
             check_known(pars, self._site_names(latents.shape[0]), "pars")
             pars = self.unpack_numpyro_pars(dict(pars), ignore_missing=True)
@@ -521,6 +569,44 @@ class Lux(eqx.Module):
             )
             out[name] = dt.apply(latents, **flat)
         return out
+
+    def per_object_param_names(self) -> set[str]:
+        """Site names of the per-object parameters: `latents`, and any whose shape follows
+        the number of objects (e.g. a `vmap=False` offset), found by expanding the priors
+        at two data sizes (pollux 0.1.0's method)."""
+        names = {"latents"}
+        for name, (dt, et) in self.outputs.items():
+            parts = [("", dt, self.latent_size)]
+            if et is not None:
+                parts.append(("err:", et, dt.output_size_for(self.latent_size)))
+            for kind, t, size in parts:
+                two, three = t.get_expanded_priors(size, 2), t.get_expanded_priors(size, 3)
+                names |= {
+                    f"{name}:{kind}{p}"
+                    for p, prior in two.items()
+                    if prior.batch_shape != three[p].batch_shape
+                }
+        return names
+
+    def output_pars(self, pars: dict[str, Any]) -> dict[str, Any]:
+        """`pars` without the per-object parameters: what carries over to new objects.
+
+        The `fixed_pars` to pass when applying a trained model to other objects
+        (pollux 0.1.0's method; see `per_object_param_names`).
+
+        Example:
+            >>> import numpy as np
+            >>> from orrery.lux import Lux, LinearTransform
+            >>> m = Lux(latent_size=2)
+            >>> m.register_output("flux", LinearTransform(output_size=3))
+            >>> p = {"latents": np.zeros((1, 2)), "flux": {"data": {"A": np.ones((3, 2))}}}
+            >>> sorted(m.output_pars(p)), sorted(m.output_pars(p)["flux"]["data"])
+            (['flux'], ['A'])
+        """
+        drop = self.per_object_param_names()
+        flat = self.pack_numpyro_pars(pars, ignore_missing=True)
+        kept = {k: v for k, v in flat.items() if k not in drop}
+        return self.unpack_numpyro_pars(kept, ignore_missing=True)
 
     @property
     def names_flat(self) -> tuple[str, ...]:
@@ -633,3 +719,20 @@ class LuxModel(Lux):
     def __init__(self, *args: Any, **kwargs: Any):
         warnings.warn("LuxModel is deprecated; use Lux", DeprecationWarning, stacklevel=2)
         super().__init__(*args, **kwargs)
+
+
+class LVM(Lux):
+    """pollux 0.1.0's name of the general latent-variable model (its `pollux.models.LVM`).
+
+    The same model as `Lux` here: register any outputs, fit with `optimize` or
+    `optimize_iterative`, predict with `predict_outputs(pars, latents=None)`.
+    pollux 0.1.0's `Lux` became an architecture with fixed "label"/"flux"
+    outputs; orrery's `Lux` keeps the mirrored commit's general model.
+
+    Example:
+        >>> from orrery.lux import LVM, LinearTransform
+        >>> m = LVM(latent_size=2)
+        >>> m.register_output("flux", LinearTransform(output_size=3))
+        >>> m.names_flat
+        ('latents', 'flux:A')
+    """

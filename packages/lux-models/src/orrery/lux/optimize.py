@@ -11,7 +11,7 @@ warm-started from the current values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
 from ._cannon_fit import normal_equations
+from ._names import closest_hint
 from .lux import (
     Lux,
     _check_errors,
@@ -46,7 +47,7 @@ from .transforms import (
     _offset_transform,
 )
 
-__all__ = ["IterativeOptimizationResult", "ParameterBlock", "optimize_iterative"]
+__all__ = ["IterativeOptimizationResult", "ParameterBlock", "default_blocks", "optimize_iterative"]
 
 _LINEAR_FUNCS = (_linear_transform, _affine_transform, _offset_transform)
 
@@ -99,6 +100,7 @@ class IterativeOptimizationResult:
         neg_log_joint_per_cycle: the objective the blocks descend (negative log
             joint density: likelihood with `err_transform`, and priors) after
             each cycle.
+        blocks: the blocks as they were run (pollux 0.1.0's field).
     """
 
     params: dict[str, Any]
@@ -107,6 +109,7 @@ class IterativeOptimizationResult:
     converged: bool
     history: list[dict[str, Any]] | None = None
     neg_log_joint_per_cycle: list[float] = field(default_factory=list)
+    blocks: list[ParameterBlock] = field(default_factory=list)
 
 
 def _is_linear(t) -> bool:
@@ -383,12 +386,38 @@ def _linear_ok(model: Lux, params: str, names=None) -> bool:
     return (part or "data") == "data" and _linear_head(model.outputs[name][0]) is not None
 
 
+def _default_specs(model: Lux, names: list[str]) -> list[str]:
+    specs = ["latents"] + [f"{n}:data" for n in names if _block_sites(model, f"{n}:data")]
+    specs += [f"{n}:err" for n in names if _block_sites(model, f"{n}:err")]
+    return specs
+
+
+def default_blocks(model: Lux, data) -> list[ParameterBlock]:
+    """The blocks `optimize_iterative` runs when given none (pollux 0.1.0's function).
+
+    The latents, then the data parameters of every output the data hold, then
+    their error-transform parameters; a transform without parameters gets no
+    block. Each block's optimizer is `"least_squares"` where the block is
+    linear, else SVI. Adjust one and pass the list back as `blocks`, or use
+    `optimize_iterative(block_options=...)`.
+
+    Example:
+        >>> import numpy as np
+        >>> from orrery.lux import LinearTransform, Lux, LuxData, default_blocks
+        >>> m = Lux(latent_size=2)
+        >>> m.register_output("flux", LinearTransform(output_size=3))
+        >>> [(b.name, b.optimizer) for b in default_blocks(m, LuxData(flux=np.zeros((4, 3))))]
+        [('latents', 'least_squares'), ('flux:data', 'least_squares')]
+    """
+    data = as_lux_data(data)
+    names = output_names(model, data)
+    return _resolve_blocks(model, None, names)
+
+
 def _resolve_blocks(model: Lux, blocks, names: list[str]) -> list[ParameterBlock]:
     """Blocks as `ParameterBlock`s; `names` are the outputs the data hold."""
     if blocks is None:
-        specs = ["latents"] + [f"{n}:data" for n in names]
-        specs += [f"{n}:err" for n in names if (et := model.outputs[n][1]) and et.param_names()]
-        blocks = specs
+        blocks = _default_specs(model, names)
     out = []
     for b in blocks:
         if isinstance(b, str):
@@ -456,6 +485,7 @@ def optimize_iterative(
     latents_prior=None,
     progress: bool = True,
     record_history: bool = False,
+    block_options: dict[str, dict[str, Any]] | None = None,
 ) -> IterativeOptimizationResult:
     """Optimise a `Lux` model by cycling over parameter blocks.
 
@@ -475,6 +505,9 @@ def optimize_iterative(
         latents_prior: None (unit Normal), a Distribution, or False (flat).
         progress: show a tqdm progress bar.
         record_history: keep the loss after every block.
+        block_options: `{block name: {field: value}}` replacing fields of the
+            resolved blocks (pollux 0.1.0's argument), e.g.
+            `{"flux:err": {"num_steps": 100}}`; a name that is no block raises.
 
     Registered outputs the data do not hold are skipped, as upstream: with
     `blocks=["latents"]` and the trained parameters in `fixed_pars`, the
@@ -498,6 +531,8 @@ def optimize_iterative(
     names = output_names(model, data)
     key = jax.random.key(0) if rng_key is None else rng_key
     resolved = _resolve_blocks(model, blocks, names)
+    if block_options:  # re-checked after the change
+        resolved = _resolve_blocks(model, _apply_block_options(resolved, block_options), names)
     fixed_flat = model._flat_fixed(fixed_pars, data.data_size)
     key, init_key = jax.random.split(key)
     flat = _initial_flat(
@@ -556,4 +591,28 @@ def optimize_iterative(
         prev = loss
     bar.close()
     params = model.unpack_numpyro_pars(flat, ignore_missing=True)
-    return IterativeOptimizationResult(params, losses, cycle + 1, converged, history, joint)
+    return IterativeOptimizationResult(
+        params, losses, cycle + 1, converged, history, joint, list(resolved)
+    )
+
+
+def _apply_block_options(blocks: list[ParameterBlock], options) -> list[ParameterBlock]:
+    if not options:
+        return blocks
+    have = [b.name for b in blocks]
+    for name in options:
+        if name not in have:
+            raise ConfigError(
+                f"block_options: {name!r} is not a block of this fit"
+                f"{closest_hint(name, have)}; blocks: {have}"
+            )
+    out = []
+    for b in blocks:
+        fields = dict(options.get(b.name, {}))
+        if "name" in fields or "params" in fields:
+            raise ConfigError(f"block_options[{b.name!r}]: 'name' and 'params' cannot be changed")
+        try:
+            out.append(replace(b, **fields) if fields else b)
+        except TypeError as err:
+            raise ConfigError(f"block_options[{b.name!r}]: {err}") from err
+    return out

@@ -25,6 +25,7 @@ from orrery.interface import ConfigError, ShapeError
 from ._poly import n_poly_features, poly_features
 
 __all__ = [
+    "AbstractMultiTransform",
     "AbstractSingleTransform",
     "AbstractTransform",
     "AdditiveOffsetTransform",
@@ -39,6 +40,7 @@ __all__ = [
     "ParamShapesT",
     "PolyFeatureTransform",
     "QuadraticTransform",
+    "ScatterTransform",
     "ShapeSpec",
     "TransformSequence",
 ]
@@ -336,6 +338,10 @@ def _noop_transform(z):
     return z
 
 
+def _scatter_transform(err, s):
+    return jnp.sqrt(err**2 + s**2)
+
+
 _A = ShapeSpec(("output_size", "latent_size"))
 # Affine and quadratic biases are plain vectors (as upstream since its bias-shape
 # fix); an offset's is upstream's (output_size, 1) column, which is what makes the
@@ -472,6 +478,42 @@ class NoOpTransform(AbstractSingleTransform):
         return self.output_size or int(latent_size)
 
 
+class ScatterTransform(AbstractSingleTransform):
+    """``sqrt(err² + s²)``: an intrinsic scatter ``s`` per output element, added in
+    quadrature to the reported errors; an ``err_transform`` (pollux 0.1.0's class).
+
+    ``s`` has shape ``(output_size,)`` and prior ``HalfNormal(1)`` unless given.
+
+    Example:
+        >>> import numpy as np
+        >>> t = ScatterTransform(output_size=2)
+        >>> t.apply(np.full((1, 2), 3.0), s=np.array([4.0, 0.0])).tolist()
+        [[5.0, 3.0]]
+    """
+
+    def __init__(
+        self,
+        output_size,
+        transform=_scatter_transform,
+        priors=None,
+        shapes=None,
+        vmap=True,
+        param_priors=None,
+        param_shapes=None,
+    ):
+        super().__init__(
+            output_size,
+            transform,
+            priors,
+            shapes,
+            vmap,
+            param_priors,
+            param_shapes,
+            _default_priors={"s": dist.HalfNormal(1.0)},
+            _default_shapes={"s": ShapeSpec(("output_size",))},
+        )
+
+
 class FunctionTransform(AbstractSingleTransform):
     """A user function ``transform(z, p1, p2, ...)`` with priors and shapes per parameter.
 
@@ -532,8 +574,9 @@ class PolyFeatureTransform(AbstractTransform):
         return {}
 
 
-class _IndexedTransforms(AbstractTransform):
-    """Several transforms whose parameters are named ``"{i}:{name}"``.
+class AbstractMultiTransform(AbstractTransform):
+    """Several transforms whose parameters are named ``"{i}:{name}"`` (pollux 0.1.0's base
+    of `TransformSequence` and `ConcatenateTransform`).
 
     The nested parameter structure is a tuple with one dict per transform; the
     subclasses decide how the transforms combine.
@@ -615,7 +658,7 @@ class _IndexedTransforms(AbstractTransform):
         )
 
 
-class TransformSequence(_IndexedTransforms):
+class TransformSequence(AbstractMultiTransform):
     """Transforms applied one after the other; parameters named ``"{i}:{name}"``.
 
     The nested parameter structure is a tuple with one dict per transform.
