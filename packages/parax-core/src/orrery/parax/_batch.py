@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from orrery.interface import ShapeError, ValueDomainError
 
@@ -71,7 +72,7 @@ def set_values(params: list[Parameter], flat: np.ndarray, latent: bool) -> list[
 
 
 def concrete(values: list[Any]) -> bool:
-    return not any(isinstance(v, jax.core.Tracer) for v in values)
+    return not any(isinstance(v, Tracer) for v in values)
 
 
 def ravel_values(params: list[Parameter], values: list[Any]) -> np.ndarray:

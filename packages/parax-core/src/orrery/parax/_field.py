@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, dataclass_transform
 
 import equinox as eqx
 
-__all__ = ["field"]
+__all__ = ["ModuleMeta", "field"]
 
 
 def field(
@@ -34,3 +35,18 @@ def field(
     if converter is not None:
         kwargs["converter"] = converter
     return eqx.field(static=static, metadata=metadata, **kwargs)
+
+
+if TYPE_CHECKING:
+
+    @dataclass_transform(field_specifiers=(dataclasses.field, eqx.field, field))
+    class ModuleMeta(type(eqx.Module)):
+        """Equinox's metaclass as the type checker sees it, with `field` a field specifier.
+
+        Only for the checker (the runtime metaclass stays equinox's own): without it, the
+        ``kw_only=True`` base fields of `Module` declared with `field` read as positional
+        defaults, and every subclass field without a default as out of order.
+        """
+
+else:
+    ModuleMeta = type(eqx.Module)

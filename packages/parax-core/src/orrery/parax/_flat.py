@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,11 @@ from ._util import fast_set
 __all__ = ["flat_element", "flat_names_of"]
 
 
-def flat_names_of(name: Any, size: int, separator: str = "_") -> list[str | None]:
+@overload
+def flat_names_of(name: str, size: int, separator: str = "_") -> list[str]: ...
+@overload
+def flat_names_of(name: Any, size: int, separator: str = "_") -> list[str | None]: ...
+def flat_names_of(name: Any, size: int, separator: str = "_") -> Sequence[str | None]:
     """Per-element names of a parameter of `size` elements."""
     if isinstance(name, (tuple, list)):
         if len(name) != size:

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import jax
+from jax.core import Tracer
 
 from ._errors import ConfigTypeError
 
@@ -54,7 +55,7 @@ def refuse_v011_variable(x: Any, name: str) -> None:
 
 def _differentiated(leaf: Any) -> bool:
     t = leaf
-    while isinstance(t, jax.core.Tracer):
+    while isinstance(t, Tracer):
         if type(t).__name__ in _AD_TRACERS:
             return True
         t = getattr(t, "val", None)  # a BatchTracer around a differentiated value

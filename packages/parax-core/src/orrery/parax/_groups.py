@@ -35,7 +35,7 @@ def _prefixed(g: ParameterGroup, prefix: str) -> ParameterGroup:
 
 def explicit_groups(module: Any) -> list[ParameterGroup]:
     """Explicit groups in `module`'s scope; a parent's claim drops a child group whole."""
-    own = list(getattr(module, "_param_groups", ()))
+    own: list[ParameterGroup] = list(getattr(module, "_param_groups", ()))
     claimed = {n for g in own for n in g.param_names}
     out = list(own)
     for prefix, _, sub in first_level(module):

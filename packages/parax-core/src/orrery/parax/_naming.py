@@ -74,7 +74,7 @@ def path_segments(root: Any, path: tuple) -> tuple[list[str], str | None]:
         if i == len(path) - 1:
             last = seg
             break
-        if is_module(child):
+        if child is not None and is_module(child):
             if is_transparent(child):
                 seg = None
             elif child.name is not None:

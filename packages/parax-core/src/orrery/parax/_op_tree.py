@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from orrery.interface import ShapeError
 
@@ -182,7 +183,7 @@ class FrozenArray:
 
 def freeze_array(x: Any, name: str) -> FrozenArray:
     """Make a concrete (non-traced) array hashable."""
-    if isinstance(x, jax.core.Tracer):
+    if isinstance(x, Tracer):
         raise ConfigTypeError(f"{name} must be a concrete array, not a traced value")
     arr = np.asarray(x)
     return FrozenArray(tuple(arr.ravel().tolist()), tuple(arr.shape), str(arr.dtype))

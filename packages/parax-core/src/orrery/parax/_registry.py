@@ -180,6 +180,13 @@ def register_loadable(obj: T) -> T:
         >>> Line.__name__
         'Line'
     """
+    _check_loadable(obj)
+    _user[ref_of(obj)] = obj
+    return obj
+
+
+def _check_loadable(obj: object) -> None:
+    """Refuse what `load` could not rebuild by name: local objects, non-dataclass classes."""
     qual = getattr(obj, "__qualname__", None)
     mod = getattr(obj, "__module__", None)
     if not isinstance(qual, str) or not isinstance(mod, str) or "<" in qual:
@@ -195,5 +202,3 @@ def register_loadable(obj: T) -> T:
             )
     elif not callable(obj):
         raise ConfigError(f"obj: expected a class or a function, got {type(obj).__name__}")
-    _user[ref_of(obj)] = obj
-    return obj

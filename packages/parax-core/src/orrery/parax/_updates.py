@@ -51,7 +51,9 @@ def value_of(p: Parameter, scaled: bool, latent: bool) -> jax.Array:
     return v * p.scale if scaled and p.scale != 1.0 else v
 
 
-def from_array(idx: ParamIndex, eligible: list[int], arr: Any, latent: bool) -> dict:
+def from_array(
+    idx: ParamIndex, eligible: list[int], arr: Any, latent: bool
+) -> dict[int, Parameter]:
     params = [idx.leaves[idx.positions[k]] for k in eligible]
     sizes = [p.size for p in params]
     total = sum(sizes)
@@ -71,7 +73,14 @@ def from_array(idx: ParamIndex, eligible: list[int], arr: Any, latent: bool) -> 
     return out
 
 
-def from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) -> dict:
+def from_mapping(
+    idx: ParamIndex,
+    eligible: list[int],
+    updates: Mapping[str, Any],
+    latent: bool,
+    check_unknown: bool,
+    check_missing: bool,
+) -> dict[int, Parameter]:
     name_to_k = {n: k for k, n in enumerate(idx.names)}
     out: dict[int, Parameter] = {}
     flat_updates: dict[int, dict[int, Any]] = {}
@@ -110,7 +119,7 @@ def from_mapping(idx, eligible, updates, latent, check_unknown, check_missing) -
             for k, p, v in zip(ks, params, values, strict=True):
                 out[k] = p.with_value(v, latent=latent)
     for k, elems in flat_updates.items():
-        p = out.get(k, idx.leaves[idx.positions[k]])
+        p = out[k] if k in out else idx.leaves[idx.positions[k]]
         cur = jnp.ravel(p.latent if latent else p.value)
         ids = jnp.asarray(list(elems))
         cur = cur.at[ids].set(jnp.asarray([jnp.asarray(v) for v in elems.values()]))

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 def as_float_array(value: Any) -> jax.Array:
@@ -22,7 +23,7 @@ def as_float_array(value: Any) -> jax.Array:
 
 def is_concrete(x: Any) -> bool:
     """True when `x` holds actual numbers (not a tracer inside jit/vmap/grad)."""
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
 def fast_set(obj: Any, **changes: Any) -> Any:

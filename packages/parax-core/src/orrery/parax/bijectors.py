@@ -16,6 +16,7 @@ from distreqx.bijectors import (
     AbstractFwdLogDetJacBijector,
     AbstractInvLogDetJacBijector,
 )
+from jax.core import Tracer
 from jaxtyping import Array
 
 from orrery.interface import ValueDomainError
@@ -104,7 +105,7 @@ class Interval(_AbstractElementwise, strict=True):
     def __init__(self, low: Array | float, high: Array | float) -> None:
         self.low = jnp.asarray(low)
         self.high = jnp.asarray(high)
-        if not isinstance(self.low, jax.core.Tracer) and not isinstance(self.high, jax.core.Tracer):
+        if not isinstance(self.low, Tracer) and not isinstance(self.high, Tracer):
             lo, hi = np.asarray(self.low), np.asarray(self.high)
             if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
                 raise ValueDomainError(f"low, high: expected finite bounds, got {lo}, {hi}")

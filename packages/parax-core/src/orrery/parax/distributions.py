@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,7 +52,8 @@ def sample(
 
 
 def _sum(tree: Any) -> Array:
-    return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(tree))
+    sums = [jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+    return functools.reduce(operator.add, sums) if sums else jnp.asarray(0.0)
 
 
 class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=True):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from . import _groups, _modtools
 from ._converters import inject_converters, to_parameter
-from ._field import field
+from ._field import ModuleMeta, field
 from ._naming import (
     ParamIndex,
     is_module,
@@ -35,7 +35,7 @@ from .uncertainty import func_jacobian, func_sensitivity, summary
 __all__ = ["Module", "to_parameter"]
 
 
-class Module(eqx.Module):
+class Module(eqx.Module, metaclass=ModuleMeta):
     """An `equinox.Module` whose parameters can be listed and replaced by name.
 
     Fields annotated `Parameter` convert whatever they are given into a `Parameter`.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator as _pyop
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +181,8 @@ class Method(Operator[OpInputs, OpOutputs]):
             target = getattr(target, part)
         if not callable(target):
             raise ConfigTypeError(f"Method({self.path!r}): attribute is not callable ({target!r})")
-        return target(*args[1:], **kwargs)
+        # A looked-up method returns what the caller's `Method[..., OpOutputs]` says it does.
+        return cast(OpOutputs, target(*args[1:], **kwargs))
 
 
 class Where(Operator[OpInputs, OpOutputs]):

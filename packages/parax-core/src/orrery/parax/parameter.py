@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from distreqx.bijectors import AbstractBijector, Chain
 from distreqx.distributions import AbstractDistribution, Transformed
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError, close_matches
 
@@ -87,7 +87,7 @@ def _prepare_bounds(bounds: Any, shape: tuple[int, ...]) -> Array | None:
     return b
 
 
-def check_in_bounds(value: Array, meta: ParameterMetadata) -> None:
+def check_in_bounds(value: ArrayLike, meta: ParameterMetadata) -> None:
     """Refuse a concrete physical value outside the declared bounds (NaN included)."""
     if not is_concrete(value):
         return
@@ -212,26 +212,10 @@ class Parameter(eqx.Module):
         if not math.isfinite(float(scale)):
             raise ValueDomainError(f"scale: expected a finite number, got {scale!r}")
 
-        if latent is not None:
-            latent = _as_array(latent, "latent_value")
-            if metadata is not None and transform is not base.transform:
-                # dataclasses.replace(p, transform=...): the physical value is kept.
-                old = latent if base.transform is None else base.transform.forward(latent)
-                value, latent = old, None
-            elif n is not None:
-                latent = _vectorise(latent, n, "latent_value")
-        if latent is None:
-            if value is None:
-                value = 0.0
-                if dist is not None:
-                    try:
-                        value = dist.mean()
-                    except Exception:  # distributions without a mean fall back to 0
-                        value = 0.0
-            value = _as_array(value, "value")
-            if n is not None:
-                value = _vectorise(value, n, "value")
-        shape = tuple((latent if latent is not None else value).shape)
+        # dataclasses.replace(p, transform=...) keeps the physical value, not the latent one.
+        replacing = metadata is not None and transform is not base.transform
+        start, is_latent = _initial_array(value, latent, n, dist, base.transform, replacing)
+        shape = tuple(start.shape)
         if n is not None and isinstance(name, (list, tuple)) and len(name) == 1:
             name = [f"{name[0]}_{i}" for i in range(n)]
         meta = ParameterMetadata(
@@ -243,11 +227,11 @@ class Parameter(eqx.Module):
             info=Info(info),
         )
         _check_names(meta.name, shape)
-        if latent is None:
-            latent = _physical_to_latent(value, meta)
+        if is_latent:
+            check_in_bounds(start if transform is None else transform.forward(start), meta)
+            self.latent_value = start
         else:
-            check_in_bounds(latent if transform is None else transform.forward(latent), meta)
-        self.latent_value = latent
+            self.latent_value = _physical_to_latent(start, meta)
         self.fixed = bool(fixed)
         self.metadata = meta
 
@@ -652,6 +636,35 @@ def _pop_latent(kwargs: dict[str, Any]) -> Any:
     if "latent" in kwargs:
         return kwargs.pop("latent")
     return kwargs.pop("latent_value", None)
+
+
+def _initial_array(
+    value: Any,
+    latent: Any,
+    n: int | None,
+    dist: AbstractDistribution | None,
+    old_transform: AbstractBijector | None,
+    replacing: bool,
+) -> tuple[Array, bool]:
+    """The array a new `Parameter` starts from, and whether it is the latent one."""
+    if latent is not None:
+        lat = _as_array(latent, "latent_value")
+        if not replacing:
+            return (lat if n is None else _vectorise(lat, n, "latent_value")), True
+        value = lat if old_transform is None else old_transform.forward(lat)
+    elif value is None:
+        value = _default_value(dist)
+    physical = _as_array(value, "value")
+    return (physical if n is None else _vectorise(physical, n, "value")), False
+
+
+def _default_value(dist: AbstractDistribution | None) -> Any:
+    if dist is None:
+        return 0.0
+    try:
+        return dist.mean()
+    except Exception:  # distributions without a mean fall back to 0
+        return 0.0
 
 
 def _as_array(value: Any, arg: str) -> Array:

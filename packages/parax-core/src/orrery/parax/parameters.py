@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from distreqx.distributions import Normal as _Normal
 from distreqx.distributions import Uniform as _Uniform
+from jaxtyping import Array
 
 from orrery.interface import ShapeError, ValueDomainError
 
@@ -34,7 +35,7 @@ __all__ = [
 Number = float | Sequence[float] | Any
 
 
-def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Any, Any]:
+def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Array, Array]:
     out = []
     for value, name in zip((a, b), names, strict=True):
         try:
@@ -49,11 +50,12 @@ def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Any, Any]:
             )
         out.append(arr)
     try:
-        return tuple(jnp.broadcast_arrays(*out))
+        first, second = jnp.broadcast_arrays(*out)
     except ValueError:
         raise ShapeError(
             f"{names[0]}, {names[1]}: shapes {out[0].shape} and {out[1].shape} do not broadcast"
         ) from None
+    return first, second
 
 
 def _require(cond: Any, message: str) -> None:

@@ -42,7 +42,11 @@ def sampled(module: Any, key: jax.Array | None = None, **kwargs: Any) -> Any:
     if key is None:
         key = jax.random.key(as_int_seed(None))
     idx = ParamIndex(module)
-    groups = [g for g in param_groups(module, False, True) if g.distribution is not None]
+    groups = [
+        (g.param_names, d)
+        for g in param_groups(module, False, True)
+        if (d := g.distribution) is not None
+    ]
     keys = jax.random.split(key, len(idx.positions) + len(groups) + 1)
     new = {}
     for k, p in enumerate(idx.params()):
@@ -54,9 +58,9 @@ def sampled(module: Any, key: jax.Array | None = None, **kwargs: Any) -> Any:
     if groups:
         flat = out.named_flat_params()
         updates = {}
-        for j, g in enumerate(groups):
-            draw = jnp.reshape(g.distribution.sample(keys[len(idx.positions) + j]), (-1,))
-            for i, name in enumerate(g.param_names):
+        for j, (names, dist) in enumerate(groups):
+            draw = jnp.reshape(dist.sample(keys[len(idx.positions) + j]), (-1,))
+            for i, name in enumerate(names):
                 updates[name] = _clip(draw[i], flat[name].bounds)
         out = out.with_params(updates)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import jax.numpy as jnp
@@ -27,6 +28,11 @@ class ArrayOps:
 
     The result of any operation is a plain JAX array (metadata and constraint dropped).
     """
+
+    @property
+    @abstractmethod
+    def value(self) -> Array:
+        """The array every operation evaluates (a subclass provides it)."""
 
     @property
     def shape(self) -> tuple[int, ...]:

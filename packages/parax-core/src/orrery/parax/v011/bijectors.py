@@ -150,7 +150,8 @@ class Quantile(_AbstractPointwise, strict=True):
         return self.distribution.cdf(y), self.distribution.log_prob(y)
 
     def same_as(self, other: AbstractBijector) -> bool:
-        return type(other) is Quantile and self.distribution == other.distribution
+        # equinox's == is a tree comparison: a bool (or NumPy bool) for concrete leaves.
+        return type(other) is Quantile and bool(self.distribution == other.distribution)
 
 
 class Elementwise(_AbstractPointwise, strict=True):

@@ -39,7 +39,7 @@ def tree_replace(
     def replace(x: Any, *values: Any) -> Any:
         if is_leaf is not None and not is_leaf(x):
             return x
-        if not dataclasses.is_dataclass(x):
+        if not dataclasses.is_dataclass(x) or isinstance(x, type):
             raise ConfigTypeError(
                 f"tree_replace: Expected a dataclass leaf, got {type(x).__name__}; check `is_leaf`"
             )

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeGuard
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.core import Tracer
 from jaxtyping import Array, Inexact
 
 from orrery.interface import ConfigError, ConfigTypeError
@@ -242,7 +243,7 @@ def _raw_from_value(constraint: AbstractConstraint, value: Any) -> Array:
 
 def _ready(raw: Array) -> Array:
     # Surfaces an eqx.error_if failure at construction, not at first use.
-    if not isinstance(raw, jax.core.Tracer):
+    if not isinstance(raw, Tracer):
         raw.block_until_ready()
     return raw
 
@@ -281,7 +282,7 @@ class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappa
             raise ConfigError("Constrained: Cannot provide both `value` and `raw_value`")
         if constraint is None:
             constraint = RealLine(shape=jnp.shape(value if raw_value is None else raw_value))
-        if value is not None:
+        if raw_value is None:  # exactly one was given: compute the raw value from `value`
             raw_value = _ready(_raw_from_value(as_unwrapped(as_opaque(constraint)), value))
         self.constraint = constraint
         self.raw_value = raw_value
@@ -294,7 +295,7 @@ class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappa
     def bounds(self) -> tuple[Array, Array]:
         return _broadcast_bounds(self.constraint, self.value.shape)
 
-    def constrain(self, constraint: AbstractConstraint) -> Self:
+    def constrain(self, constraint: AbstractConstraint) -> Constrained:
         return Constrained(constraint, value=self.value)
 
     def wrap(self, value: Array) -> Self:
@@ -348,7 +349,7 @@ class Random(
             value = _distribution_mean(dist)
         if constraint is None:
             constraint = infer_distribution_constraint(dist)
-        if value is not None:
+        if raw_value is None:  # `value` was given or is the mean: compute the raw value
             raw_value = _ready(_raw_from_value(as_unwrapped(as_opaque(constraint)), value))
         self.distribution = distribution
         self.constraint = constraint
@@ -362,7 +363,7 @@ class Random(
     def bounds(self) -> tuple[Array, Array]:
         return _broadcast_bounds(self.constraint, self.value.shape)
 
-    def constrain(self, constraint: AbstractConstraint) -> Self:
+    def constrain(self, constraint: AbstractConstraint) -> Random:
         """A copy under `constraint`; a narrower one truncates the distribution.
 
         `Normal` and `Uniform` are truncated; any other distribution is kept and a

@@ -145,36 +145,43 @@ def wrap(template: PyTree, values: PyTree, only_if: Callable[[Any], bool] | None
     whose root matches are wrapped; elsewhere `values` is taken as it is.
     """
 
-    def full(t: Any, u: Any, include_self: bool) -> Any:
-        def one(tl: Any, ul: Any) -> Any:
-            if not is_wrappable(tl):
-                return ul
-            return full(tl, tl.wrap(ul), include_self=False)
-
-        def stop(x: Any) -> bool:
-            return is_wrappable(x) and (include_self or x is not t)
-
-        return jax.tree.map(one, t, u, is_leaf=stop)
-
-    def search(t: Any, u: Any, include_self: bool) -> Any:
-        if include_self and only_if(t):
-            return full(t, u, include_self=True)
-
-        def one(tl: Any, ul: Any) -> Any:
-            if only_if(tl):
-                return full(tl, ul, include_self=True)
-            if is_wrappable(tl):
-                return search(tl, ul, include_self=False)
-            return ul
-
-        def stop(x: Any) -> bool:
-            return (is_wrappable(x) or only_if(x)) and (include_self or x is not t)
-
-        return jax.tree.map(one, t, u, is_leaf=stop)
-
     if only_if is None:
-        return full(template, values, include_self=True)
-    return search(template, values, include_self=True)
+        return _wrap_all(template, values, include_self=True)
+    return _wrap_matching(template, values, only_if, include_self=True)
+
+
+def _wrap_all(t: PyTree, u: PyTree, include_self: bool) -> PyTree:
+    """Wrap `u` into every wrappable of `t`, outermost first."""
+
+    def one(tl: Any, ul: Any) -> Any:
+        if not is_wrappable(tl):
+            return ul
+        return _wrap_all(tl, tl.wrap(ul), include_self=False)
+
+    def stop(x: Any) -> bool:
+        return is_wrappable(x) and (include_self or x is not t)
+
+    return jax.tree.map(one, t, u, is_leaf=stop)
+
+
+def _wrap_matching(
+    t: PyTree, u: PyTree, only_if: Callable[[Any], bool], include_self: bool
+) -> PyTree:
+    """Wrap `u` into the subtrees of `t` whose root matches `only_if`."""
+    if include_self and only_if(t):
+        return _wrap_all(t, u, include_self=True)
+
+    def one(tl: Any, ul: Any) -> Any:
+        if only_if(tl):
+            return _wrap_all(tl, ul, include_self=True)
+        if is_wrappable(tl):
+            return _wrap_matching(tl, ul, only_if, include_self=False)
+        return ul
+
+    def stop(x: Any) -> bool:
+        return (is_wrappable(x) or only_if(x)) and (include_self or x is not t)
+
+    return jax.tree.map(one, t, u, is_leaf=stop)
 
 
 class Parameterize(AbstractUnwrappable[T]):
@@ -227,8 +234,11 @@ class Freeze(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstant[T]):
 
     tree: T
 
-    def __init__(self, tree: T):
-        self.tree = tree.tree if isinstance(tree, Freeze) else tree
+    def __init__(self, tree: T | Freeze[T]):
+        if isinstance(tree, Freeze):  # Freeze(Freeze(x)) is Freeze(x)
+            self.tree = tree.tree
+        else:
+            self.tree = tree
 
     def free(self) -> T:
         return self.tree
@@ -237,7 +247,7 @@ class Freeze(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstant[T]):
         arrays, rest = eqx.partition(self.tree, eqx.is_array)
         return eqx.combine(jax.lax.stop_gradient(arrays), rest)
 
-    def wrap(self, tree: T) -> Self:
+    def wrap(self, tree: T) -> Freeze[T]:
         return Freeze(tree)
 
 
@@ -283,13 +293,16 @@ class Static(AbstractUnwrappable[T], AbstractWrappable[T]):
 
     tree: T = eqx.field(static=True)
 
-    def __init__(self, tree: T):
-        self.tree = tree.tree if isinstance(tree, Static) else tree
+    def __init__(self, tree: T | Static[T]):
+        if isinstance(tree, Static):  # Static(Static(x)) is Static(x)
+            self.tree = tree.tree
+        else:
+            self.tree = tree
 
     def unwrap(self) -> T:
         return self.tree
 
-    def wrap(self, tree: T) -> Self:
+    def wrap(self, tree: T) -> Static[T]:
         return Static(tree)
 
 
@@ -327,7 +340,7 @@ class Annotate(AbstractUnwrappable[T], AbstractWrappable[T], AbstractAnnotated[d
     def unwrap(self) -> T:
         return self.tree
 
-    def wrap(self, other: T) -> Self:
+    def wrap(self, other: T) -> Annotate[T]:
         return Annotate(tree=other, metadata=self.metadata)
 
 
@@ -340,7 +353,7 @@ class Bound(AbstractUnwrappable[T], AbstractWrappable[T], AbstractBounded[T]):
     def unwrap(self) -> T:
         return self.tree
 
-    def wrap(self, other: T) -> Self:
+    def wrap(self, other: T) -> Bound[T]:
         # parax 0.11.7 rebuilt an `Annotate` here (a slip): we keep the bounds.
         return Bound(bounds=self.bounds, tree=other)
 
@@ -359,6 +372,13 @@ def _one_of(tree: Any, raw_value: Any, name: str) -> None:
         raise ConfigError(f"{name}: give exactly one of `tree` and `raw_value`")
 
 
+def _given_or_raw(constraint: Any, tree: T | None, raw_value: T | None, name: str) -> T:
+    """`raw_value` when given, else the raw value of `tree` (`_one_of` checked that one is)."""
+    if raw_value is not None:
+        return raw_value
+    return _raw_of(constraint, tree, name)
+
+
 class Constrain(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstrainable[T]):
     """Attaches a constraint to any pytree, storing its raw (unconstrained) value."""
 
@@ -370,7 +390,7 @@ class Constrain(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstraina
     ):
         _one_of(tree, raw_value, "Constrain")
         self.constraint = constraint
-        self.raw_value = raw_value if tree is None else _raw_of(constraint, tree, "Constrain")
+        self.raw_value = _given_or_raw(constraint, tree, raw_value, "Constrain")
 
     @property
     def tree(self) -> T:
@@ -380,7 +400,7 @@ class Constrain(AbstractUnwrappable[T], AbstractWrappable[T], AbstractConstraina
     def bounds(self) -> tuple[T, T]:
         return as_unwrapped(self.constraint).bounds
 
-    def constrain(self, constraint: AbstractConstraint) -> Self:
+    def constrain(self, constraint: AbstractConstraint) -> Constrain[T]:
         return Constrain(constraint, self.tree)
 
     def unwrap(self) -> T:
@@ -411,7 +431,7 @@ class Probabilize(AbstractUnwrappable[T], AbstractWrappable[T], AbstractProbabil
         if constraint is None:
             constraint = infer_distribution_constraint(distribution)
         self.constraint = constraint
-        self.raw_value = raw_value if tree is None else _raw_of(constraint, tree, "Probabilize")
+        self.raw_value = _given_or_raw(constraint, tree, raw_value, "Probabilize")
 
     @property
     def tree(self) -> T:
@@ -421,7 +441,7 @@ class Probabilize(AbstractUnwrappable[T], AbstractWrappable[T], AbstractProbabil
     def bounds(self) -> tuple[T, T]:
         return as_unwrapped(self.constraint).bounds
 
-    def constrain(self, constraint: AbstractConstraint) -> Self:
+    def constrain(self, constraint: AbstractConstraint) -> Probabilize[T]:
         return Probabilize(self.distribution, self.tree, constraint)
 
     def unwrap(self) -> T:
