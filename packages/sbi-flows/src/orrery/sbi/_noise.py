@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .dataset import PosteriorBatch
+from ._splits import PosteriorBatch
 from .spaces import unconstrained_to_cube
 
 

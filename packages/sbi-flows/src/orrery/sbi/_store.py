@@ -42,6 +42,8 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, require
 
+from ._store_files import Digest, read_json
+
 STORE_FORMAT = "orrery.sbi.campaign"
 STORE_VERSION = 1
 ATTR = "orrery_campaign"
@@ -201,8 +203,6 @@ def create_or_check(store: Path, config: dict[str, Any]) -> None:
 
 def read_config(store: Path) -> dict[str, Any]:
     """The campaign attributes of a store (``ArtifactError`` when it is not one)."""
-    from ._store_read import read_json
-
     meta = store / "zarr.json"
     if not os.path.lexists(meta):
         raise ArtifactError(f"store: {str(store)!r} is not a simulation store (no zarr.json)")
@@ -244,8 +244,6 @@ def clear_incomplete(store: Path) -> None:
 
 
 def chunk_digest(parameters: np.ndarray, ok: np.ndarray, obs: dict[str, np.ndarray]) -> str:
-    from ._store_read import Digest
-
     digest = Digest()
     for label, arr in [("parameters", parameters), ("ok", ok), *sorted(obs.items())]:
         digest.add(label, arr.dtype, arr.shape, np.ascontiguousarray(arr).tobytes())

@@ -30,9 +30,9 @@ import numpy as np
 
 from orrery.interface import ArtifactError
 
-from . import _store
+from . import _store, _store_files
+from ._store_files import MAX_METADATA_BYTES, Digest, inside
 
-MAX_METADATA_BYTES = 64 * 2**20
 # Zarr v3 data types of the plain layout simulate writes
 _PLAIN_DTYPES = {
     "bool": "|b1",
@@ -43,48 +43,9 @@ _PLAIN_DTYPES = {
 _FLOAT_FILLS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
-class Digest:
-    """The sha256 digest of a chunk's arrays (label, dtype and shape, then the bytes)."""
-
-    def __init__(self) -> None:
-        self._h = hashlib.sha256()
-
-    def add(self, label: str, dtype: np.dtype, shape: tuple[int, ...], data: bytes) -> None:
-        self._h.update(f"{label}:{np.dtype(dtype).str}:{tuple(shape)}".encode())
-        self._h.update(data)
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-def inside(path: Path, store: Path, what: str) -> str:
-    """``path`` with links resolved; ``ArtifactError`` when that leaves the store."""
-    real = os.path.realpath(path)
-    root = os.path.realpath(store)
-    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
-        raise ArtifactError(f"store: {what} ({str(path)!r}) is a link that leaves the store")
-    return real
-
-
 def read_json(file: Path, store: Path, what: str) -> Any:
-    """A metadata file, read only if it is a regular file inside the store of bounded size."""
-    real = inside(file, store, what)
-    try:
-        info = os.stat(real)
-        if not stat.S_ISREG(info.st_mode):
-            raise ArtifactError(f"store: {what} ({str(file)!r}) is not a regular file")
-        if info.st_size > MAX_METADATA_BYTES:
-            raise ArtifactError(
-                f"store: {what} ({str(file)!r}) holds {info.st_size} bytes, more than the "
-                f"{MAX_METADATA_BYTES} a metadata file may have"
-            )
-        with open(real, "rb") as fh:
-            text = fh.read(MAX_METADATA_BYTES + 1)
-        return json.loads(text)
-    except ArtifactError:
-        raise
-    except (OSError, ValueError, RecursionError) as err:
-        raise ArtifactError(f"store: cannot read {what} ({str(file)!r}): {err!r}") from err
+    """A metadata file checked by `_store_files.read_json`, of at most `MAX_METADATA_BYTES`."""
+    return _store_files.read_json(file, store, what, MAX_METADATA_BYTES)
 
 
 @dataclass(frozen=True)

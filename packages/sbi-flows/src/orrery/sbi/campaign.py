@@ -31,7 +31,7 @@ from orrery.interface import (
 )
 
 from . import _store
-from .dataset import resolve_parameter_names
+from ._splits import resolve_parameter_names
 from .observations import MODALITIES
 
 __all__ = ["simulate"]

@@ -37,8 +37,8 @@ from ._precision import in_float32
 from ._recipe import recommended_config
 from ._regularizers import regularized_loss
 from ._sharding import resolve_devices
+from ._splits import BOUNDS_MARGIN, PosteriorBatch
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
-from .dataset import BOUNDS_MARGIN, PosteriorBatch
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .persistence import PersistentPosteriorEstimator
 from .spaces import PARAMETER_SPACES, ParameterSpace

@@ -34,10 +34,10 @@ from orrery.interface import (
 
 from . import _host_buffers
 from ._prefetch import prefetch
-from .dataset import (
+from ._splits import (
     DEFAULT_MEMORY_BUDGET,
     PosteriorBatch,
-    _SplitMetadata,
+    SplitMetadata,
     derived_bounds,
     resolve_modalities,
     resolve_parameter_names,
@@ -80,7 +80,7 @@ class _Moments:
         return np.sqrt(self.m2 / self.n)
 
 
-class StreamingSimulationDataset(_SplitMetadata):
+class StreamingSimulationDataset(SplitMetadata):
     """A simulation dataset read from disk in windows (same interface as `SimulationDataset`).
 
     Do not build it directly: use `SimulationDataset.from_store` or

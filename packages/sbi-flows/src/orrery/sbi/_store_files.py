@@ -1,0 +1,68 @@
+"""Checked file access both store modules use: the chunk digest and bounded reads.
+
+`orrery.sbi._store` (writing a campaign) and `orrery.sbi._store_read` (verified
+reading) both import from here, so the writer never imports the reader (the reader
+builds on the writer's layout: `chunk_path`, `read_config`, `finished_chunks`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orrery.interface import ArtifactError
+
+__all__ = ["MAX_METADATA_BYTES", "Digest", "inside", "read_json"]
+
+#: Largest metadata file (zarr.json) a store read accepts, in bytes.
+MAX_METADATA_BYTES = 64 * 2**20
+
+
+class Digest:
+    """The sha256 digest of a chunk's arrays (label, dtype and shape, then the bytes)."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def add(self, label: str, dtype: np.dtype, shape: tuple[int, ...], data: bytes) -> None:
+        self._h.update(f"{label}:{np.dtype(dtype).str}:{tuple(shape)}".encode())
+        self._h.update(data)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def inside(path: Path, store: Path, what: str) -> str:
+    """``path`` with links resolved; ``ArtifactError`` when that leaves the store."""
+    real = os.path.realpath(path)
+    root = os.path.realpath(store)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ArtifactError(f"store: {what} ({str(path)!r}) is a link that leaves the store")
+    return real
+
+
+def read_json(file: Path, store: Path, what: str, max_bytes: int = MAX_METADATA_BYTES) -> Any:
+    """A metadata file, read only if it is a regular file in the store of at most ``max_bytes``."""
+    real = inside(file, store, what)
+    try:
+        info = os.stat(real)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"store: {what} ({str(file)!r}) is not a regular file")
+        if info.st_size > max_bytes:
+            raise ArtifactError(
+                f"store: {what} ({str(file)!r}) holds {info.st_size} bytes, more than the "
+                f"{max_bytes} a metadata file may have"
+            )
+        with open(real, "rb") as fh:
+            text = fh.read(max_bytes + 1)
+        return json.loads(text)
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, RecursionError) as err:
+        raise ArtifactError(f"store: cannot read {what} ({str(file)!r}): {err!r}") from err
