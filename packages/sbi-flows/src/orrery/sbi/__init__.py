@@ -11,14 +11,8 @@ sample its posterior::
     draws = posterior.sample_posterior(encoded, 1000).to_physical()
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("sbi-flows")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 from . import encoders, spaces, training
+from ._version import __version__
 from .campaign import simulate
 from .dataset import PosteriorBatch, SimulationDataset
 from .observations import MODALITIES, EncodedObservation, ObservationBlock

@@ -26,6 +26,7 @@ from orrery.interface import (
 )
 
 from ._precision import float32_scope
+from ._version import __version__
 
 __all__ = ["POSTERIOR_SCHEMA_VERSION", "PersistentPosteriorEstimator"]
 
@@ -39,8 +40,6 @@ _NPY_HEADER_BYTES = 256
 
 
 def _package_version() -> str:
-    from . import __version__
-
     return __version__
 
 
