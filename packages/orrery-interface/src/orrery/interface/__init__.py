@@ -4,15 +4,9 @@ numpy is its only dependency, so every orrery package — JAX or torch — can
 hand results to every other through it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("orrery-interface")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 from . import validation
 from ._summary import Summary
+from ._version import __version__
 from .artifacts import (
     DEFAULT_MAX_BYTES,
     SCHEMA_VERSION,

@@ -32,6 +32,7 @@ import numpy as np
 
 from ._convergence import ess, split_rhat
 from ._summary import Summary
+from ._version import __version__
 from .artifacts import load_artifact, save_artifact
 from .errors import ConfigError, ShapeError
 from .validation import require
@@ -413,8 +414,6 @@ class Draws:
 
     def save(self, path: Any, *, metadata: Mapping[str, Any] | None = None) -> Any:
         """Write as an `orrery.interface.artifacts` artifact."""
-        from . import __version__
-
         return save_artifact(
             path,
             kind=_ARTIFACT_KIND,

@@ -19,14 +19,8 @@ Example:
     torch.Size([8, 32, 1])
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("polymix-torch")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 from . import parameter_groups, priors, surrogate_models
+from ._version import __version__
 from .io import load, save
 from .parameter_groups import (
     DeterministicGroup,

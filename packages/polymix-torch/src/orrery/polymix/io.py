@@ -35,6 +35,7 @@ from . import parameter_groups as pg
 from . import priors as pr
 from . import surrogate_models as sm
 from ._kl import KL_ESTIMATORS
+from ._version import __version__
 from .stochastic_model import StochasticModel
 
 __all__ = ["ARTIFACT_KIND", "load", "save"]
@@ -119,8 +120,6 @@ def save(
         ConfigError: when a component is not one of this package's classes or
             its activation is not in `surrogate_models.ACTIVATIONS`.
     """
-    from . import __version__
-
     if not isinstance(model, StochasticModel):
         raise ConfigError(f"model: expected a StochasticModel, got {type(model).__name__}")
     groups = model.groups
