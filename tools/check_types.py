@@ -48,7 +48,8 @@ def _errors_by_package(report: dict) -> dict[str, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pyright", default="pyright")
+    beside = Path(sys.executable).parent / "pyright"
+    parser.add_argument("--pyright", default=str(beside) if beside.exists() else "pyright")
     parser.add_argument("--update", action="store_true", help="lower ceilings to the counts")
     args = parser.parse_args()
 
