@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import jax
 import numpy as np
+from jaxtyping import PyTree
 
 from orrery.interface import ArtifactError, ValueDomainError, load_artifact, save_artifact
 
@@ -42,7 +43,7 @@ def _producer() -> dict[str, str]:
     return {"distribution": "parax-core", "version": v}
 
 
-def save(target: str | os.PathLike | BinaryIO, tree: Any) -> None:
+def save(target: str | os.PathLike | BinaryIO, tree: PyTree) -> None:
     """Save a pytree of parax modules, parameters, arrays, lists and dicts.
 
     Args:
@@ -68,7 +69,7 @@ def save(target: str | os.PathLike | BinaryIO, tree: Any) -> None:
         target.write(buf.getvalue())
 
 
-def load(source: str | os.PathLike | BinaryIO) -> Any:
+def load(source: str | os.PathLike | BinaryIO) -> PyTree:
     """Load a pytree written by `save` (exact round trip).
 
     Nothing is imported while loading: every class and function reference must be on the

@@ -9,12 +9,16 @@ view where it is offered.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from distreqx.bijectors import AbstractBijector
+from jaxtyping import ArrayLike, PyTree
+
+from orrery.interface import Draws
 
 from . import _groups, _modtools
 from ._converters import inject_converters, to_parameter
@@ -28,11 +32,15 @@ from ._naming import (
 )
 from ._updates import validate_param, value_of, with_params
 from ._util import fast_set, plain_method_names
+from .group import ParameterGroup
 from .parameter import Parameter
 from .sampling import draws_from, func_samples, sampled
 from .uncertainty import func_jacobian, func_sensitivity, summary
 
 __all__ = ["Module", "to_parameter"]
+
+ParamFilter = str | Parameter | Iterable[str | Parameter] | Callable[[str], bool] | None
+"""What selects parameters: a name, a `Parameter`, several of these, or a predicate on names."""
 
 
 class Module(eqx.Module, metaclass=ModuleMeta):
@@ -150,12 +158,12 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 
     def iter_params(
         self,
-        param_filter: Any = None,
+        param_filter: ParamFilter = None,
         *,
         include_fixed: bool = False,
         flatten: bool = False,
         submodules: Any = None,
-    ):
+    ) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, Parameter)`` pairs in flattening order.
 
         Args:
@@ -186,7 +194,11 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 
     # -- inspection ---------------------------------------------------------------------------
     def named_params(
-        self, param_filter: Any = None, *, include_fixed: bool = False, submodules: Any = None
+        self,
+        param_filter: ParamFilter = None,
+        *,
+        include_fixed: bool = False,
+        submodules: Any = None,
     ) -> dict[str, Parameter]:
         """Parameters by fully qualified name, in flattening order (free ones by default).
 
@@ -270,7 +282,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         include_fixed: bool = False,
         submodules: Any = None,
         *,
-        param_filter: Any = None,
+        param_filter: ParamFilter = None,
     ) -> dict[str, Parameter]:
         """Scalar parameters by flat name (vector parameters split into ``name_i``).
 
@@ -290,7 +302,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 
     def named_flat_param_values(
         self, scaled: bool = False, return_floats: bool = False, *, latent: bool = False, **kw: Any
-    ) -> dict[str, Any]:
+    ) -> dict[str, jax.Array] | dict[str, float]:
         """Scalar physical values by flat name.
 
         Args:
@@ -331,7 +343,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         *,
         scaled: bool = False,
         latent: bool = False,
-        param_filter: Any = None,
+        param_filter: ParamFilter = None,
     ) -> jax.Array:
         """All selected physical values raveled into one 1-D array (flat-name order).
 
@@ -368,7 +380,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     # -- parameter updates --------------------------------------------------------------------
     def with_params(
         self,
-        params: Mapping[str, Any] | Any = None,
+        params: Mapping[str, Any] | ArrayLike | None = None,
         check_missing: bool = False,
         check_unknown: bool = True,
         fix_others: bool = False,
@@ -376,7 +388,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         *,
         latent: bool = False,
         **param_kwargs: Any,
-    ):
+    ) -> Self:
         """A copy with parameters replaced.
 
         Args:
@@ -417,13 +429,13 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     def with_mapped_params(
         self,
         mapper: Callable[[Parameter], Parameter],
-        param_filter: Any = None,
+        param_filter: ParamFilter = None,
         *,
         map_others: Callable[[Parameter], Parameter] | None = None,
         prefixes: bool = False,
         include_fixed: bool = False,
         ignore_unknown: bool = False,
-    ):
+    ) -> Self:
         """A copy with `mapper` applied to the selected parameters.
 
         Args:
@@ -438,7 +450,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             self, mapper, param_filter, map_others, prefixes, include_fixed, ignore_unknown
         )
 
-    def with_transformed_params(self, bijector: Any, param_filter: Any = None, **kwargs: Any):
+    def with_transformed_params(
+        self, bijector: AbstractBijector, param_filter: ParamFilter = None, **kwargs: Any
+    ) -> Self:
         """Apply `Parameter.transformed` with `bijector` to the selected parameters.
 
         Args:
@@ -447,7 +461,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return self.with_mapped_params(lambda p: p.transformed(bijector), param_filter, **kwargs)
 
-    def with_fixed_params(self, param_filter: Any, free_others: bool = False, **kwargs: Any):
+    def with_fixed_params(
+        self, param_filter: ParamFilter, free_others: bool = False, **kwargs: Any
+    ) -> Self:
         """Fix the selected parameters.
 
         Args:
@@ -460,7 +476,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             lambda p: p.as_fixed(), param_filter, map_others=others, **kwargs
         )
 
-    def with_free_params(self, param_filter: Any, *, fix_others: bool = False, **kwargs: Any):
+    def with_free_params(
+        self, param_filter: ParamFilter, *, fix_others: bool = False, **kwargs: Any
+    ) -> Self:
         """Free the selected parameters.
 
         Args:
@@ -473,7 +491,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             lambda p: p.as_free(), param_filter, map_others=others, **kwargs
         )
 
-    def with_free_params_only(self, param_filter: Any, **kwargs: Any):
+    def with_free_params_only(self, param_filter: ParamFilter, **kwargs: Any) -> Self:
         """Free only the selected parameters; fix all others.
 
         Args:
@@ -481,7 +499,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return self.with_free_params(param_filter, fix_others=True, **kwargs)
 
-    def with_all_params_fixed(self, **kwargs: Any):
+    def with_all_params_fixed(self, **kwargs: Any) -> Self:
         """Fix every parameter.
 
         Args:
@@ -495,7 +513,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         kwargs = _modtools.all_params_keywords(kwargs, "fix_others", "with_all_params_fixed")
         return self.with_mapped_params(lambda p: p.as_fixed(), None, **kwargs)
 
-    def with_all_params_free(self, **kwargs: Any):
+    def with_all_params_free(self, **kwargs: Any) -> Self:
         """Free every parameter.
 
         Args:
@@ -510,7 +528,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return self.with_mapped_params(lambda p: p.as_free(), None, **kwargs)
 
     # -- parameter groups ---------------------------------------------------------------------
-    def param_groups(self, include_fixed: bool = False, explicit_only: bool = False) -> list:
+    def param_groups(
+        self, include_fixed: bool = False, explicit_only: bool = False
+    ) -> list[ParameterGroup]:
         """Parameter groups of this module and its submodules, names in this module's scope.
 
         Groups declared higher up win: a parameter claimed by a parent group is removed from
@@ -526,7 +546,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _groups.param_groups(self, include_fixed, explicit_only)
 
-    def with_param_groups(self, param_groups: Any):
+    def with_param_groups(self, param_groups: ParameterGroup | Iterable[ParameterGroup]) -> Self:
         """Add group(s); an existing group sharing any parameter is dropped whole.
 
         Args:
@@ -538,11 +558,11 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _groups.with_param_groups(self, param_groups)
 
-    def with_demoted_param_groups(self):
+    def with_demoted_param_groups(self) -> Self:
         """Move each group to the deepest submodule that holds all its parameters."""
         return _groups.demoted(self)
 
-    def with_no_param_groups(self):
+    def with_no_param_groups(self) -> Self:
         """Remove every parameter group, recursively."""
         return _groups.without_groups(self)
 
@@ -554,7 +574,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         *,
         map_others: Callable[[Any], Any] | None = None,
         param_groups: bool = False,
-    ):
+    ) -> Self:
         """Map parameter distributions (or, with ``param_groups=True``, group distributions).
 
         Args:
@@ -569,13 +589,13 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     def with_uniform_distributions(
         self,
         percentage: float,
-        param_filter: Any = None,
+        param_filter: ParamFilter = None,
         *,
         respect_bounds: bool = False,
         remove_param_groups: bool = True,
         zero_values: str = "keep",
         **kwargs: Any,
-    ):
+    ) -> Self:
         """Uniform distributions ``value * (1 ± percentage)`` on the selected parameters.
 
         Args:
@@ -604,7 +624,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _modtools.with_defaults(cls, args, kwargs)
 
-    def merged(self, modules: Any):
+    def merged(self, modules: Module | Iterable[Module]) -> Self:
         """Take the free parameters and explicit groups of other module(s) into this one.
 
         Args:
@@ -612,7 +632,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _modtools.merged(self, modules)
 
-    def with_modules(self, modules: Any):
+    def with_modules(self, modules: Module | Iterable[Module]) -> Self:
         """Alias of `merged`.
 
         Args:
@@ -620,11 +640,11 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _modtools.merged(self, modules)
 
-    def with_fields(self, *args: Mapping[str, Any], **kwargs: Any):
+    def with_fields(self, *args: Mapping[str, Any], **kwargs: Any) -> Self:
         """A copy with fields replaced (converters applied)."""
         return _modtools.with_fields(self, *args, **kwargs)
 
-    def with_name(self, name: str | None):
+    def with_name(self, name: str | None) -> Self:
         """A copy with a different name.
 
         Args:
@@ -632,15 +652,17 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return fast_set(self, name=name)
 
-    def with_attrs(self, *args: Any, **kwargs: Any):
+    def with_attrs(self, *args: Any, **kwargs: Any) -> Self:
         """A copy with attributes replaced by dotted path."""
         return _modtools.with_attrs(self, args, kwargs)
 
-    def with_submodules(self, *args: Any, **kwargs: Any):
+    def with_submodules(self, *args: Any, **kwargs: Any) -> Self:
         """Replace submodules addressed by their parameter-style names."""
         return _modtools.with_submodules(self, args, kwargs)
 
-    def with_submodule_fields(self, submodule: str | Sequence[str], *args: Any, **kwargs: Any):
+    def with_submodule_fields(
+        self, submodule: str | Sequence[str], *args: Any, **kwargs: Any
+    ) -> Self:
         """Field replacements on a nested submodule addressed by dotted attribute path.
 
         Args:
@@ -652,7 +674,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 
     def with_free_submodules(
         self, submodules: Any, fix_others: bool = False, include_fixed: bool = True
-    ):
+    ) -> Self:
         """Free every parameter inside the given submodules.
 
         Args:
@@ -663,7 +685,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         names = self.param_names(include_fixed=include_fixed, submodules=submodules)
         return self.with_free_params(names, fix_others=fix_others)
 
-    def with_free_submodules_only(self, *args: Any, include_fixed: bool = False, **kwargs: Any):
+    def with_free_submodules_only(
+        self, *args: Any, include_fixed: bool = False, **kwargs: Any
+    ) -> Self:
         """Free only the parameters of the given submodules; fix everything else.
 
         Args:
@@ -672,7 +696,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         kwargs.setdefault("fix_others", True)
         return self.with_free_submodules(*args, include_fixed=include_fixed, **kwargs)
 
-    def with_fixed_submodules(self, submodules: Any):
+    def with_fixed_submodules(self, submodules: Any) -> Self:
         """Fix every parameter inside the given submodules.
 
         Args:
@@ -682,7 +706,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return self.with_fixed_params(names)
 
     # -- sampling and uncertainty ---------------------------------------------------------------
-    def sampled(self, key: jax.Array | None = None, **kwargs: Any):
+    def sampled(self, key: jax.Array | None = None, **kwargs: Any) -> Self:
         """`orrery.parax.sampled` of this module: free parameters drawn from their priors.
 
         Args:
@@ -690,7 +714,14 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return sampled(self, key, **kwargs)
 
-    def func_samples(self, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000):
+    def func_samples(
+        self,
+        func: Callable[[Self, PyTree], PyTree],
+        args: PyTree,
+        *,
+        key: jax.Array,
+        num_samples: int = 1000,
+    ) -> PyTree:
         """`orrery.parax.func_samples` of this module: ``func(sample, args)``, vmapped.
 
         Args:
@@ -699,7 +730,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return func_samples(self, func, args, key=key, num_samples=num_samples)
 
-    def func_jacobian(self, func: Callable, args: Any) -> dict[str, jax.Array]:
+    def func_jacobian(
+        self, func: Callable[[Self, PyTree], ArrayLike], args: PyTree
+    ) -> dict[str, jax.Array]:
         """`orrery.parax.func_jacobian` of this module: ``{flat name: d func / d value}``.
 
         Args:
@@ -707,7 +740,13 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return func_jacobian(self, func, args)
 
-    def func_sensitivity(self, func: Callable, args: Any, kind: str = "relative", norm: Any = None):
+    def func_sensitivity(
+        self,
+        func: Callable[[Self, PyTree], ArrayLike],
+        args: PyTree,
+        kind: str = "relative",
+        norm: Any = None,
+    ) -> dict[str, jax.Array] | jax.Array:
         """`orrery.parax.func_sensitivity` of this module.
 
         Args:
@@ -716,7 +755,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return func_sensitivity(self, func, args, kind, norm)
 
-    def summary(self, covariance: Any = None) -> str:
+    def summary(self, covariance: ArrayLike | None = None) -> str:
         """A text table: name, value, stderr, fixed, bounds, distribution.
 
         Args:
@@ -728,7 +767,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return summary(self, covariance)
 
-    def to_draws(self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any):
+    def to_draws(
+        self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any
+    ) -> Draws:
         """`orrery.parax.draws_from` of this module: `orrery.interface.Draws` by flat name.
 
         Args:

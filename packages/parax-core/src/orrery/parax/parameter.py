@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -684,7 +684,7 @@ def _vectorise(value: Array, n: int, arg: str) -> Array:
     return value
 
 
-def is_param(x: Any) -> bool:
+def is_param(x: object) -> TypeGuard[Parameter]:
     """True for `Parameter` instances (parax 0.4's meaning: a plain array is not one).
 
     parax 0.11's `is_param` (True for arrays too) is `orrery.parax.v011.is_param`.
@@ -708,7 +708,7 @@ def is_param(x: Any) -> bool:
     return False
 
 
-def is_valid_param(x: Any) -> bool:
+def is_valid_param(x: object) -> TypeGuard[Parameter]:
     """True for a `Parameter` that holds a latent array (not a `partition` placeholder).
 
     Args:
@@ -720,7 +720,7 @@ def is_valid_param(x: Any) -> bool:
     return isinstance(x, Parameter) and x.latent_value is not None
 
 
-def is_free_param(x: Any) -> bool:
+def is_free_param(x: object) -> TypeGuard[Parameter]:
     """True for a valid `Parameter` that is not fixed.
 
     Args:
@@ -732,7 +732,7 @@ def is_free_param(x: Any) -> bool:
     return is_valid_param(x) and not x.fixed
 
 
-def is_fixed_param(x: Any) -> bool:
+def is_fixed_param(x: object) -> TypeGuard[Parameter]:
     """True for a valid `Parameter` that is fixed.
 
     Args:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from distreqx.distributions import Normal as _Normal
 from distreqx.distributions import Uniform as _Uniform
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 from orrery.interface import ShapeError, ValueDomainError
 
@@ -32,7 +32,8 @@ __all__ = [
     "Uniform",
 ]
 
-Number = float | Sequence[float] | Any
+Number = ArrayLike | Sequence[float] | Sequence[Sequence[float]]
+"""A number, an array, or a (nested) list of numbers."""
 
 
 def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Array, Array]:
@@ -63,7 +64,7 @@ def _require(cond: Any, message: str) -> None:
         raise ValueDomainError(message)
 
 
-def Uniform(low: Number, high: Number, value: Any = None, **kwargs: Any) -> Parameter:
+def Uniform(low: Number, high: Number, value: Number | None = None, **kwargs: Any) -> Parameter:
     """A parameter with a uniform distribution on ``[low, high]`` and those bounds.
 
     Args:
@@ -93,7 +94,7 @@ def Uniform(low: Number, high: Number, value: Any = None, **kwargs: Any) -> Para
     return Parameter(value, distribution=_Uniform(lo, hi), **kwargs)
 
 
-def Normal(mean: Number, std: Number, value: Any = None, **kwargs: Any) -> Parameter:
+def Normal(mean: Number, std: Number, value: Number | None = None, **kwargs: Any) -> Parameter:
     """A parameter with a normal distribution (value defaults to the mean).
 
     Args:
@@ -182,7 +183,7 @@ def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Paramet
     return Normal(mu, jnp.abs(mu) * f, **kwargs)
 
 
-def Fixed(value: Any, **kwargs: Any) -> Parameter:
+def Fixed(value: Number, **kwargs: Any) -> Parameter:
     """A fixed parameter (`partition` keeps it out of the trainable half).
 
     parax 0.4's meaning: gradients still pass through its value. parax 0.11's `Fixed`
@@ -208,7 +209,7 @@ def Fixed(value: Any, **kwargs: Any) -> Parameter:
     return Parameter(value, fixed=True, **kwargs)
 
 
-def Free(value: Any, n: int | None = None, **kwargs: Any) -> Parameter:
+def Free(value: Number, n: int | None = None, **kwargs: Any) -> Parameter:
     """A free parameter.
 
     Args:

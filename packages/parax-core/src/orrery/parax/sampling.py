@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PyTree
 
 from orrery.interface import ConfigError, Draws, as_int_seed, check_positive_int
 
@@ -67,7 +68,7 @@ def sampled(module: Any, key: jax.Array | None = None, **kwargs: Any) -> Any:
 
 
 def func_samples(
-    module: Any, func: Callable, args: Any, *, key: jax.Array, num_samples: int = 1000
+    module: Any, func: Callable, args: PyTree, *, key: jax.Array, num_samples: int = 1000
 ) -> jax.Array:
     """Evaluate ``func(sample, args)`` on `num_samples` sampled modules.
 
@@ -87,11 +88,11 @@ def func_samples(
 
 
 @eqx.filter_jit
-def _func_samples(module: Any, func: Callable, args: Any, keys: jax.Array) -> Any:
+def _func_samples(module: Any, func: Callable, args: PyTree, keys: jax.Array) -> Any:
     return jax.vmap(lambda k: func(sampled(module, k), args))(keys)
 
 
-def _flat_values(module: Any, args: Any) -> dict[str, jax.Array]:
+def _flat_values(module: Any, args: PyTree) -> dict[str, jax.Array]:
     return module.named_flat_param_values()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import equinox as eqx
 import jax
@@ -16,7 +16,7 @@ __all__ = ["combine", "is_parameter", "partition"]
 T = TypeVar("T")
 
 
-def is_parameter(x: Any) -> bool:
+def is_parameter(x: object) -> TypeGuard[Parameter]:
     """True for `Parameter` instances (use as ``is_leaf`` in tree utilities).
 
     Args:
@@ -32,7 +32,7 @@ def _none_like(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda _: None, tree)
 
 
-def _is_float_array(x: Any) -> bool:
+def _is_float_array(x: object) -> bool:
     return isinstance(x, jax.Array | jnp.ndarray) and jnp.issubdtype(x.dtype, jnp.inexact)
 
 

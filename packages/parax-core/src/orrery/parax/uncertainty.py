@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PyTree
 
 from orrery.interface import ShapeError, ValueDomainError, check_choice
 
@@ -18,7 +19,7 @@ from ._errors import ConfigTypeError
 __all__ = ["covariance", "func_jacobian", "func_sensitivity", "summary"]
 
 
-def func_jacobian(module: Any, func: Callable, args: Any) -> dict[str, jax.Array]:
+def func_jacobian(module: Any, func: Callable, args: PyTree) -> dict[str, jax.Array]:
     """Forward-mode derivative of ``func(module, args)`` w.r.t. each free flat parameter.
 
     Derivatives are with respect to the *physical* (unscaled) values.
@@ -47,7 +48,7 @@ def func_jacobian(module: Any, func: Callable, args: Any) -> dict[str, jax.Array
 
 
 def func_sensitivity(
-    module: Any, func: Callable, args: Any, kind: str = "relative", norm: Any = None
+    module: Any, func: Callable, args: PyTree, kind: str = "relative", norm: Any = None
 ) -> dict[str, jax.Array] | jax.Array:
     """Sensitivity of ``func(module, args)`` to each free flat parameter.
 
@@ -84,7 +85,7 @@ def func_sensitivity(
 def covariance(
     module: Any,
     loss_fn: Callable,
-    args: Any,
+    args: PyTree,
     *,
     at_optimum: bool = False,
     tolerance: float = 1e-2,

@@ -41,7 +41,7 @@ class AbstractUnwrappable(eqx.Module, Generic[T]):
         """The value this node stands for (its descendants already resolved)."""
 
 
-def is_unwrappable(x: Any) -> TypeGuard[AbstractUnwrappable]:
+def is_unwrappable(x: object) -> TypeGuard[AbstractUnwrappable]:
     """Whether `x` is an `AbstractUnwrappable`."""
     return isinstance(x, AbstractUnwrappable)
 
@@ -59,7 +59,7 @@ class AbstractWrappable(eqx.Module, Generic[T]):
         """A copy of this node holding `tree` (the inverse of unwrapping it)."""
 
 
-def is_wrappable(x: Any) -> TypeGuard[AbstractWrappable]:
+def is_wrappable(x: object) -> TypeGuard[AbstractWrappable]:
     """Whether `x` is an `AbstractWrappable`."""
     return isinstance(x, AbstractWrappable)
 
@@ -75,7 +75,7 @@ class AbstractConstant(eqx.Module, Generic[T]):
         """The wrapped value without the constant tag."""
 
 
-def is_constant(x: Any) -> TypeGuard[AbstractConstant]:
+def is_constant(x: object) -> TypeGuard[AbstractConstant]:
     """Whether `x` is an `AbstractConstant` (`Fixed`, `Freeze`)."""
     return isinstance(x, AbstractConstant)
 
@@ -91,7 +91,7 @@ class AbstractAnnotated(eqx.Module, Generic[T]):
     metadata: AbstractVar[T]
 
 
-def is_annotated(x: Any) -> TypeGuard[AbstractAnnotated]:
+def is_annotated(x: object) -> TypeGuard[AbstractAnnotated]:
     """Whether `x` carries metadata."""
     return isinstance(x, AbstractAnnotated)
 
@@ -102,6 +102,6 @@ class AbstractBounded(eqx.Module, Generic[T]):
     bounds: AbstractVar[tuple[T, T]]
 
 
-def is_bounded(x: Any) -> TypeGuard[AbstractBounded]:
+def is_bounded(x: object) -> TypeGuard[AbstractBounded]:
     """Whether `x` has bounds."""
     return isinstance(x, AbstractBounded)

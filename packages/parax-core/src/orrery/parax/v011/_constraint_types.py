@@ -77,7 +77,7 @@ class AbstractConstraint(eqx.Module):
         return jax.tree.map(lambda a, b: (a + b) / 2.0, *self.bounds)
 
 
-def is_constraint(x: Any) -> TypeGuard[AbstractConstraint]:
+def is_constraint(x: object) -> TypeGuard[AbstractConstraint]:
     """Whether `x` is a constraint."""
     return isinstance(x, AbstractConstraint)
 

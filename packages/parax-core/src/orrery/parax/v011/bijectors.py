@@ -10,7 +10,6 @@ Our own: `Identity`, `Sigmoid` (finite gradients where it saturates), `NormalCDF
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -195,7 +194,7 @@ class Elementwise(_AbstractPointwise, strict=True):
         return other is self
 
 
-def _is_bijector(x: Any) -> bool:
+def _is_bijector(x: object) -> bool:
     return isinstance(x, AbstractBijector)
 
 

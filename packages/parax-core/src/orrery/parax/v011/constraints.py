@@ -71,7 +71,7 @@ class AbstractConstrained(AbstractBounded[T]):
     constraint: AbstractVar[AbstractConstraint]
 
 
-def is_constrained(x: Any) -> TypeGuard[AbstractConstrained]:
+def is_constrained(x: object) -> TypeGuard[AbstractConstrained]:
     """Whether `x` carries a constraint."""
     return isinstance(x, AbstractConstrained)
 
@@ -84,7 +84,7 @@ class AbstractConstrainable(AbstractConstrained[T]):
         """A copy under `constraint`, keeping the physical value."""
 
 
-def is_constrainable(x: Any) -> TypeGuard[AbstractConstrainable]:
+def is_constrainable(x: object) -> TypeGuard[AbstractConstrainable]:
     """Whether `x` accepts a new constraint."""
     return isinstance(x, AbstractConstrainable)
 

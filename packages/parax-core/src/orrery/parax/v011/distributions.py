@@ -357,7 +357,7 @@ class LogNormal(AbstractProbDistribution, strict=True):
         return 0.5 * (ratio**2 + diff**2 - 1.0) - jnp.log(ratio)
 
 
-def _is_dist(x: Any) -> bool:
+def _is_dist(x: object) -> bool:
     return isinstance(x, AbstractDistribution)
 
 

@@ -13,12 +13,12 @@ from jaxtyping import PyTree
 __all__ = ["is_bijector", "is_distribution", "remove"]
 
 
-def is_distribution(x: Any) -> TypeGuard[AbstractDistribution]:
+def is_distribution(x: object) -> TypeGuard[AbstractDistribution]:
     """Whether `x` is a distreqx distribution."""
     return isinstance(x, AbstractDistribution)
 
 
-def is_bijector(x: Any) -> TypeGuard[AbstractBijector]:
+def is_bijector(x: object) -> TypeGuard[AbstractBijector]:
     """Whether `x` is a distreqx bijector."""
     return isinstance(x, AbstractBijector)
 

@@ -44,7 +44,7 @@ class AbstractProbabilistic(AbstractConstrained[T]):
     constraint: AbstractVar[AbstractConstraint]
 
 
-def is_probabilistic(x: Any) -> TypeGuard[AbstractProbabilistic]:
+def is_probabilistic(x: object) -> TypeGuard[AbstractProbabilistic]:
     """Whether `x` carries a distribution."""
     return isinstance(x, AbstractProbabilistic)
 

@@ -87,12 +87,12 @@ Param = AbstractVariable | Inexact[Array, "..."]
 """A parameter: a variable or an inexact JAX array."""
 
 
-def is_variable(x: Any) -> TypeGuard[AbstractVariable]:
+def is_variable(x: object) -> TypeGuard[AbstractVariable]:
     """Whether `x` is a parax 0.11 variable."""
     return isinstance(x, AbstractVariable)
 
 
-def is_param(x: Any) -> bool:
+def is_param(x: object) -> bool:
     """Whether `x` is a variable or an inexact array (parax 0.11's meaning).
 
     `orrery.parax.is_param` (parax 0.4's) is True for `Parameter` only.
@@ -100,7 +100,7 @@ def is_param(x: Any) -> bool:
     return isinstance(x, AbstractVariable) or eqx.is_inexact_array(x)
 
 
-def as_param(value: Any) -> Any:
+def as_param(value: Any) -> AbstractVariable | Array:
     """`value` if it is a param, else ``jnp.asarray(value, dtype=float)`` (one array).
 
     `orrery.parax.as_param` (parax 0.4's) makes `Parameter` objects instead.
@@ -121,7 +121,7 @@ class Real(AbstractVariable, AbstractWrappable[Array]):
         return eqx.tree_at(lambda m: m.raw_value, self, value)
 
 
-def as_variable(value: Any) -> Any:
+def as_variable(value: Any) -> AbstractVariable:
     """`value` if it is a variable, else `Real(value)`."""
     return value if is_variable(value) else Real(value)
 

@@ -106,7 +106,9 @@ def _resolve_matches(node: Any, only_if: Callable[[Any], bool], include_self: bo
     return jax.tree.map(one, node, is_leaf=stop)
 
 
-def unwrap(tree: Any, only_if: Callable[[Any], bool] | None = None, cascade: bool = True) -> Any:
+def unwrap(
+    tree: PyTree, only_if: Callable[[Any], bool] | None = None, cascade: bool = True
+) -> PyTree:
     """Replace unwrappable nodes by what they stand for, innermost first.
 
     Args:
