@@ -1,15 +1,9 @@
 """The Cannon and the Lux latent-variable model for stellar spectra and other multi-output data."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("lux-models")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 from orrery.interface import ConfigTypeError
 
 from . import datasets, plot, transforms
+from ._version import __version__
 from .cannon import Cannon, LabelInference
 from .compilation_cache import enable_compilation_cache
 from .data import (

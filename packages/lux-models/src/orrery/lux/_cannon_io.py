@@ -19,14 +19,13 @@ from orrery.interface import ArtifactError, ConfigError, load_artifact, save_art
 from ._cannon_basis import raw_from_scaled
 from ._poly import n_poly_features
 from ._precision import warn_if_narrowed
+from ._version import __version__
 
 _KIND = "orrery.lux.Cannon"
 
 
 def save_cannon(model, path: str | os.PathLike[str], metadata: dict | None = None):
     """Write ``model`` (a `Cannon`) to the artifact directory ``path``; see `Cannon.save`."""
-    from . import __version__
-
     arrays = {}
     names = ("scatter", "label_offset", "label_scale", "censoring_mask", "usable")
     for name in names:

@@ -12,6 +12,7 @@ from orrery.interface import ArtifactError, ConfigError, load_artifact, save_art
 
 from . import transforms as T
 from ._precision import warn_if_narrowed
+from ._version import __version__
 
 _KIND = "orrery.lux.Lux"
 _BUILTIN = {
@@ -136,8 +137,6 @@ def transform_from_config(cfg: dict[str, Any]) -> T.AbstractTransform:
 
 
 def save_lux(model, path, params, metadata):
-    from . import __version__
-
     outputs = [
         {
             "name": name,
