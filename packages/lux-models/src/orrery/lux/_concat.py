@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from orrery.interface import ConfigError
 
-from .transforms import AbstractMultiTransform, AbstractTransform
+from ._transform_base import AbstractMultiTransform, AbstractTransform
 
 __all__ = ["ConcatenateTransform"]
 

@@ -12,7 +12,7 @@ import numpyro.distributions as dist
 
 from orrery.interface import ConfigError
 
-from .transforms import AbstractTransform, _default_prior, _expand
+from ._transform_base import AbstractTransform, default_prior, expand
 
 __all__ = ["EquinoxNNTransform"]
 
@@ -38,8 +38,8 @@ class EquinoxNNTransform(AbstractTransform):
             raise ConfigError("nn_factory: expected a callable (in_size, out_size, key)")
         self.output_size = int(output_size)
         self.nn_factory = nn_factory
-        self.weight_prior = weight_prior if weight_prior is not None else _default_prior()
-        self.bias_prior = bias_prior if bias_prior is not None else _default_prior()
+        self.weight_prior = weight_prior if weight_prior is not None else default_prior()
+        self.bias_prior = bias_prior if bias_prior is not None else default_prior()
 
     def _template(self, latent_size):
         net = self.nn_factory(int(latent_size), self.output_size, jax.random.key(0))
@@ -51,7 +51,7 @@ class EquinoxNNTransform(AbstractTransform):
     def get_expanded_priors(self, latent_size, data_size=None):
         _, _, names, leaves = self._template(latent_size)
         return {
-            n: _expand(self.bias_prior if n.endswith("bias") else self.weight_prior, leaf.shape)
+            n: expand(self.bias_prior if n.endswith("bias") else self.weight_prior, leaf.shape)
             for n, leaf in zip(names, leaves, strict=True)
         }
 

@@ -10,18 +10,19 @@ import numpyro.distributions as dist
 
 from orrery.interface import ArtifactError, ConfigError, load_artifact, save_artifact
 
+from . import _transform_base as B
 from . import transforms as T
 from ._precision import warn_if_narrowed
 from ._version import __version__
 
 _KIND = "orrery.lux.Lux"
 _BUILTIN = {
-    "LinearTransform": (T.LinearTransform, T._linear_transform),
-    "AffineTransform": (T.AffineTransform, T._affine_transform),
-    "QuadraticTransform": (T.QuadraticTransform, T._quadratic_transform),
-    "OffsetTransform": (T.OffsetTransform, T._offset_transform),
-    "ScatterTransform": (T.ScatterTransform, T._scatter_transform),
-    "NoOpTransform": (T.NoOpTransform, T._noop_transform),
+    "LinearTransform": (T.LinearTransform, B.linear_transform),
+    "AffineTransform": (T.AffineTransform, B.affine_transform),
+    "QuadraticTransform": (T.QuadraticTransform, B.quadratic_transform),
+    "OffsetTransform": (T.OffsetTransform, B.offset_transform),
+    "ScatterTransform": (T.ScatterTransform, B.scatter_transform),
+    "NoOpTransform": (T.NoOpTransform, B.noop_transform),
 }
 
 

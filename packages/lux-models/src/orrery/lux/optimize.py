@@ -31,6 +31,7 @@ from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
 from ._cannon_fit import normal_equations
 from ._names import closest_hint
+from ._transform_base import affine_transform, linear_transform, offset_transform
 from .lux import (
     Lux,
     _check_errors,
@@ -40,16 +41,11 @@ from .lux import (
     effective_err,
     output_names,
 )
-from .transforms import (
-    TransformSequence,
-    _affine_transform,
-    _linear_transform,
-    _offset_transform,
-)
+from .transforms import TransformSequence
 
 __all__ = ["IterativeOptimizationResult", "ParameterBlock", "default_blocks", "optimize_iterative"]
 
-_LINEAR_FUNCS = (_linear_transform, _affine_transform, _offset_transform)
+_LINEAR_FUNCS = (linear_transform, affine_transform, offset_transform)
 
 
 @dataclass(frozen=True)
@@ -130,7 +126,7 @@ def _linear_head(t):
     if isinstance(t, TransformSequence):
         *pre, head = t.transforms
         if (
-            getattr(head, "transform", None) in (_linear_transform, _affine_transform)
+            getattr(head, "transform", None) in (linear_transform, affine_transform)
             and head.vmap
             and not any(p.param_names() for p in pre)
         ):
@@ -249,10 +245,10 @@ class _State:
     def linear_parts(self, name, flat):
         dt, _ = self.model.outputs[name]
         size = dt.output_size
-        if dt.transform is _offset_transform:
+        if dt.transform is offset_transform:
             return jnp.eye(size), jnp.reshape(flat[f"{name}:b"], (size,))
         a = flat[f"{name}:A"]
-        if dt.transform is _affine_transform:
+        if dt.transform is affine_transform:
             return a, jnp.reshape(flat[f"{name}:b"], (size,))
         return a, jnp.zeros(size)
 
@@ -268,11 +264,11 @@ def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
         return flat
     priors = dt.get_expanded_priors(state.model.latent_size, state.n)
     size = head.output_size
-    if head.transform is _offset_transform:
+    if head.transform is offset_transform:
         target = y - z
     elif "A" not in free:
         target = y - z @ flat[key("A")].T
-    elif head.transform is _affine_transform and "b" not in free:
+    elif head.transform is affine_transform and "b" not in free:
         target = y - jnp.reshape(flat[key("b")], (1, size))
     else:
         target = y
