@@ -8,7 +8,6 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
@@ -21,120 +20,23 @@ from orrery.interface import (
     ConfigError,
     ConfigTypeError,
     ShapeError,
-    ValueDomainError,
     check_positive_int,
 )
 
+from ._likelihood import (
+    as_lux_data,
+    check_errors,
+    check_infinite_data,
+    effective_err,
+    latents_prior_distribution,
+    output_names,
+)
 from ._names import check_known, closest_hint, transform_names
 from .data import LuxData, OutputData
+from .optimize import optimize_iterative
 from .transforms import AbstractTransform, check_output_shape
 
 __all__ = ["LVM", "Lux", "LuxModel", "as_lux_data", "effective_err", "output_names"]
-
-
-def as_lux_data(data: Any) -> LuxData:
-    """Accept a `LuxData` or a mapping of names to `OutputData` or arrays."""
-    if isinstance(data, LuxData):
-        return data
-    if isinstance(data, Mapping):
-        return LuxData(**dict(data))
-    raise ConfigTypeError(
-        f"data: expected LuxData or a mapping of outputs, got {type(data).__name__}"
-    )
-
-
-def effective_err(od: OutputData, err_transform: AbstractTransform | None, err_pars) -> Array:
-    """The likelihood's standard deviation of one output.
-
-    With an `err_transform` it is `err_transform(err)`, where a missing
-    `err` is 0 (no measurement error, as upstream) and masked entries (inf)
-    enter as 0. Without one it is the observed `err`; data without `err`
-    get unit weights (upstream would put a zero standard deviation there).
-    """
-    if err_transform is None:
-        return od.err if od.has_err else jnp.ones_like(od.data)
-    err = jnp.broadcast_to(od.err, od.data.shape)
-    err = jnp.where(jnp.isfinite(err), err, 0.0)
-    return err_transform.apply(err, **err_pars)
-
-
-def output_names(model: Lux, data: LuxData, names=None) -> list[str]:
-    """The outputs a fit models: `names`, or every registered output the data hold.
-
-    As upstream, a registered output the data do not hold is skipped (e.g.
-    labels when predicting from flux alone). Refused: an explicit name the
-    data do not hold, data holding none of the registered outputs, and a data
-    name that is not registered but is close to a registered output the data
-    lack (a misspelling that would silently drop that output).
-    """
-    if names is not None:
-        chosen = model._names(names)
-        for n in chosen:
-            if n not in data:
-                raise ConfigError(f"data: no output named {n!r}; data has {list(data)}")
-        return chosen
-    chosen = [n for n in model.outputs if n in data]
-    absent = [n for n in model.outputs if n not in data]
-    for key in data:
-        if key not in model.outputs and absent and closest_hint(key, absent):
-            raise ConfigError(
-                f"data: output {key!r} is not registered{closest_hint(key, absent)}; "
-                f"registered outputs: {list(model.outputs)}"
-            )
-    if not chosen:
-        raise ConfigError(
-            f"data: holds none of the registered outputs {list(model.outputs)}; it has {list(data)}"
-        )
-    return chosen
-
-
-def _check_errors(model: Lux, data: LuxData, names) -> None:
-    """Refuse, before numpyro runs, an output whose likelihood would have zero width."""
-    for name in output_names(model, data, names):
-        od = data[name]
-        if model.outputs[name][1] is None and od.has_err:
-            zero = np.asarray(od.mask & (od.err == 0))
-            if zero.any():
-                raise ValueDomainError(
-                    f"data[{name!r}].err: {int(zero.sum())} value(s) have err = 0 and output "
-                    f"{name!r} has no err_transform, so the likelihood is undefined there; give "
-                    "positive errors, inf to ignore a value, or register an err_transform"
-                )
-
-
-def _check_infinite_data(model: Lux, data: LuxData, names) -> None:
-    """Refuse `+inf`/`-inf` data values: the mask would drop them as missing, silently.
-
-    A missing value is NaN (or `err = inf`); an infinite measurement is an
-    error upstream of the fit (an overflow, a log of zero) that must not be
-    mistaken for one.
-    """
-    for name in output_names(model, data, names):
-        bad = np.isinf(np.asarray(data[name].data))
-        if bad.any():
-            raise ValueDomainError(
-                f"data[{name!r}]: {int(bad.sum())} value(s) are +inf or -inf; mark missing "
-                "values with NaN (or err = inf) and fix or drop infinite measurements"
-            )
-
-
-def _latents_prior(latents_prior, n: int, latent_size: int) -> dist.Distribution:
-    shape = (n, latent_size)
-    if latents_prior is None:
-        return dist.Normal(0.0, 1.0).expand(shape).to_event(2)
-    if latents_prior is False:
-        # improper flat prior: contributes nothing to the log density
-        return dist.ImproperUniform(dist.constraints.real, (), event_shape=shape)
-    if isinstance(latents_prior, dist.Distribution):
-        full = tuple(latents_prior.batch_shape) + tuple(latents_prior.event_shape)
-        if full == shape:
-            return latents_prior.to_event(len(latents_prior.batch_shape))
-        base = latents_prior.expand(shape[: 2 - len(latents_prior.event_shape)] or ())
-        return base.to_event(len(base.batch_shape))
-    raise ConfigError(
-        "latents_prior: expected None (unit Normal), False (flat) or a numpyro Distribution, "
-        f"got {latents_prior!r}"
-    )
 
 
 def _latents_and_pars(first, second, latents, pars):
@@ -306,7 +208,7 @@ class Lux(eqx.Module):
         flat_fixed = self._flat_fixed(fixed_pars, data.data_size)
 
         def body():
-            prior = _latents_prior(latents_prior, data.data_size, self.latent_size)
+            prior = latents_prior_distribution(latents_prior, data.data_size, self.latent_size)
             latents = numpyro.sample("latents", prior)
             pars = self.setup_numpyro(latents, data, names=names)
             if custom_model is not None:
@@ -420,8 +322,8 @@ class Lux(eqx.Module):
             )
         check_positive_int(num_steps, "num_steps")
         data = as_lux_data(data)
-        _check_errors(self, data, names)
-        _check_infinite_data(self, data, names)
+        check_errors(self, data, names)
+        check_infinite_data(self, data, names)
         n = data.data_size
         self._flat_fixed(fixed_pars, n)  # fail on a misspelt name before SVI
         if optimizer is None:
@@ -469,8 +371,6 @@ class Lux(eqx.Module):
         block_options: dict[str, dict[str, Any]] | None = None,
     ):
         """Block coordinate descent; see [optimize_iterative][orrery.lux.optimize_iterative]."""
-        from .optimize import optimize_iterative
-
         return optimize_iterative(
             self,
             data,

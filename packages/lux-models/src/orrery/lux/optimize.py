@@ -12,7 +12,7 @@ warm-started from the current values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -30,18 +30,20 @@ from tqdm.auto import tqdm
 from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
 from ._cannon_fit import normal_equations
-from ._names import closest_hint
-from ._transform_base import affine_transform, linear_transform, offset_transform
-from .lux import (
-    Lux,
-    _check_errors,
-    _check_infinite_data,
-    _latents_prior,
+from ._likelihood import (
     as_lux_data,
+    check_errors,
+    check_infinite_data,
     effective_err,
+    latents_prior_distribution,
     output_names,
 )
+from ._names import closest_hint
+from ._transform_base import affine_transform, linear_transform, offset_transform
 from .transforms import TransformSequence
+
+if TYPE_CHECKING:  # lux imports optimize (Lux.optimize_iterative), not the other way
+    from .lux import Lux
 
 __all__ = ["IterativeOptimizationResult", "ParameterBlock", "default_blocks", "optimize_iterative"]
 
@@ -454,7 +456,7 @@ def _initial_flat(model: Lux, data, latents_prior, key, zero_latents: bool, name
     flat = {}
     keys = jax.random.split(key, len(names) + 1)
     lp = None if latents_prior is False else latents_prior
-    prior = _latents_prior(lp, n, model.latent_size)
+    prior = latents_prior_distribution(lp, n, model.latent_size)
     flat["latents"] = jnp.zeros((n, model.latent_size)) if zero_latents else prior.sample(keys[0])
     for k, name in zip(keys[1:], names, strict=True):
         dt, et = model.outputs[name]
@@ -522,8 +524,8 @@ def optimize_iterative(
     """
     check_positive_int(max_cycles, "max_cycles")
     data = as_lux_data(data)
-    _check_errors(model, data, None)
-    _check_infinite_data(model, data, None)
+    check_errors(model, data, None)
+    check_infinite_data(model, data, None)
     names = output_names(model, data)
     key = jax.random.key(0) if rng_key is None else rng_key
     resolved = _resolve_blocks(model, blocks, names)
