@@ -53,17 +53,17 @@ def _x64():
     jax.config.update("jax_enable_x64", False)
 
 
-def _simulate(key, *, systematic: bool = False):
+def _simulate(key, *, systematic: bool = False, n_stars: int = N_STARS, n_flux: int = N_FLUX):
     """The tutorials' linear simulation; ``systematic`` adds the error-model tutorials'
     unreported per-pixel scatter ``2 cos^2(2 pi i / (n_flux / 4))`` to the flux."""
     k_b, k_z, k_le, k_fe, k_ln, k_fn, k_sys = jax.random.split(key, 7)
     a = np.zeros((N_LABELS, N_LATENTS))
     a[0, 0] = a[1, 1] = 1.0
-    pix = np.arange(N_FLUX)
-    b = 0.1 * np.asarray(jax.random.normal(k_b, (N_FLUX, N_LATENTS)))
-    b[:, 0] += 4 * np.exp(-0.5 * (pix - N_FLUX / 2) ** 2 / 5**2)
-    b[:, 1] += 2 * np.exp(-0.5 * (pix - N_FLUX / 4) ** 2 / 3**2)
-    z = np.asarray(jax.random.normal(k_z, (N_STARS, N_LATENTS)))
+    pix = np.arange(n_flux)
+    b = 0.1 * np.asarray(jax.random.normal(k_b, (n_flux, N_LATENTS)))
+    b[:, 0] += 4 * np.exp(-0.5 * (pix - n_flux / 2) ** 2 / 5**2)
+    b[:, 1] += 2 * np.exp(-0.5 * (pix - n_flux / 4) ** 2 / 3**2)
+    z = np.asarray(jax.random.normal(k_z, (n_stars, N_LATENTS)))
     label_true, flux_true = z @ a.T, z @ b.T
     label_err = np.asarray(jax.random.uniform(k_le, label_true.shape, minval=0.01, maxval=0.1))
     flux_err = np.asarray(jax.random.uniform(k_fe, flux_true.shape, minval=0.01, maxval=0.1))
@@ -75,7 +75,7 @@ def _simulate(key, *, systematic: bool = False):
     }
     truth = {"label": label_true, "flux": flux_true}
     if systematic:
-        sys_err = 2.0 * np.cos(2 * np.pi * pix / (N_FLUX / 4)) ** 2
+        sys_err = 2.0 * np.cos(2 * np.pi * pix / (n_flux / 4)) ** 2
         data["flux"] = data["flux"] + sys_err * np.asarray(
             jax.random.normal(k_sys, flux_true.shape)
         )
@@ -201,3 +201,179 @@ def test_lux_linear_simulated_data():
     # Labels predicted from the flux alone: as good as with the labels in the fit.
     assert np.all(flux_label_std < 0.75 * LABEL_NOISE), flux_label_std
     np.testing.assert_allclose(flux_label_std, label_std, rtol=0.3)
+
+
+def test_lux_simulated_data_underestimated_err():
+    """``Lux-simulated-data-underestimated-err``: the flux carries an unreported periodic
+    scatter; a second model adds a per-pixel ``s`` through a ``FunctionTransform`` error
+    transform, ``sqrt(err^2 + s^2)``, which should fit the held-out data better and whose
+    ``s``, mapped back to flux units, should trace the injected scatter."""
+    data, truth = _simulate(jax.random.key(42), systematic=True)
+    true_systematic_err = truth["systematic_err"]
+    all_data = _pollux_data(data)
+    preprocessed_data = all_data.preprocess()
+    train_data = preprocessed_data[: N_STARS // 2]
+    test_data = preprocessed_data[N_STARS // 2 :]
+
+    def fit(model, fixed_keys):
+        opt_pars, svi_results = model.optimize(
+            train_data,
+            rng_key=jax.random.PRNGKey(112358),
+            optimizer=numpyro.optim.Adam(LEARNING_RATE),
+            num_steps=NUM_STEPS,
+            svi_run_kwargs={"progress_bar": False},
+        )
+        fixed_pars = fixed_keys(opt_pars)
+        test_opt_pars, test_svi_results = model.optimize(
+            test_data,
+            rng_key=jax.random.PRNGKey(12345),
+            optimizer=numpyro.optim.Adam(LEARNING_RATE),
+            num_steps=NUM_STEPS,
+            fixed_pars=fixed_pars,
+            svi_run_kwargs={"progress_bar": False},
+        )
+        pred = model.predict_outputs(test_opt_pars["latents"], fixed_pars)
+        return opt_pars, np.asarray(test_svi_results.losses), pred
+
+    model1 = plx.LuxModel(latent_size=8)
+    model1.register_output("label", LinearTransform(output_size=N_LABELS))
+    model1.register_output("flux", LinearTransform(output_size=N_FLUX))
+    _, test_losses1, predict_test_values1 = fit(
+        model1,
+        lambda p: {
+            "label": {"data": {"A": p["label"]["data"]["A"]}},
+            "flux": {"data": {"A": p["flux"]["data"]["A"]}},
+        },
+    )
+
+    err_trans = FunctionTransform(
+        output_size=N_FLUX,
+        transform=lambda err, s: jnp.sqrt(err**2 + s**2),
+        param_priors={"s": dist.HalfNormal(5.0).expand((N_FLUX,))},
+        param_shapes={},
+    )
+    model2 = plx.LuxModel(latent_size=8)
+    model2.register_output("flux", LinearTransform(output_size=N_FLUX), err_transform=err_trans)
+    model2.register_output("label", LinearTransform(output_size=N_LABELS))
+    opt_pars2, test_losses2, predict_test_values2 = fit(
+        model2,
+        lambda p: {
+            "label": {"data": {"A": p["label"]["data"]["A"]}},
+            "flux": {
+                "data": {"A": p["flux"]["data"]["A"]},
+                "err": {"s": p["flux"]["err"]["s"]},
+            },
+        },
+    )
+    assert opt_pars2["flux"]["err"]["s"].shape == (N_FLUX,)
+
+    # The notebook's closing comparison, test_svi_results1.losses[-1] against
+    # test_svi_results2.losses[-1]: with the scatter modelled the held-out loss drops by
+    # orders of magnitude (measured 6.7e6 -> 1.4e4), so a factor of 10 is a wide margin.
+    assert test_losses2[-1] < 0.1 * test_losses1[-1], (test_losses1[-1], test_losses2[-1])
+
+    # The two predicted-vs-true label figures: the plain model's latents are dragged by
+    # the unreported scatter (measured RMSE 0.16, 0.38 in preprocessed units), the error
+    # model's sit at the label noise (measured 0.061, 0.054 against 0.061).
+    noise = np.sqrt(np.mean(np.asarray(test_data["label"].err) ** 2, axis=0))
+    rmse1 = _rmse(predict_test_values1["label"], test_data["label"].data, axis=0)
+    rmse2 = _rmse(predict_test_values2["label"], test_data["label"].data, axis=0)
+    assert np.all(rmse2 < 1.3 * noise), (rmse2, noise)
+    assert np.all(rmse1 > 2 * rmse2), (rmse1, rmse2)
+
+    # The last figure: s mapped back to flux units traces 2 cos^2 (amplitude 2). Measured:
+    # correlation 0.997, median absolute difference 0.036.
+    inferred_s = np.asarray(
+        all_data["flux"].preprocessor.inverse_transform_err(opt_pars2["flux"]["err"]["s"])
+    )
+    assert inferred_s.shape == true_systematic_err.shape
+    assert np.all(inferred_s >= 0)
+    assert np.corrcoef(inferred_s, true_systematic_err)[0, 1] > 0.98
+    assert np.median(np.abs(inferred_s - true_systematic_err)) < 0.1
+
+
+def test_lux_iterative_optimization():
+    """``Lux-iterative-optimization``: the same linear model trained once with Adam and once
+    with ``optimize_iterative`` (alternating closed-form / per-block solves); then each
+    one's test-set latents are fit from the flux alone and the predicted labels compared."""
+    # Full size here: the iterative solver is fast enough (about 4 s at 2,048 stars).
+    n_stars, n_flux = 2048, 128
+    data, _ = _simulate(jax.random.key(8675309), n_stars=n_stars, n_flux=n_flux)
+    preprocessed_data = _pollux_data(data).preprocess()
+    train_data = preprocessed_data[: n_stars // 2]
+    test_data = preprocessed_data[n_stars // 2 :]
+
+    model = plx.LuxModel(latent_size=N_LATENTS)
+    model.register_output("label", LinearTransform(output_size=N_LABELS))
+    model.register_output("flux", LinearTransform(output_size=n_flux))
+
+    opt_pars_svi, svi_results = model.optimize(
+        train_data,
+        rng_key=jax.random.PRNGKey(112358),
+        optimizer=numpyro.optim.Adam(LEARNING_RATE),
+        num_steps=NUM_STEPS,
+        svi_run_kwargs={"progress_bar": False},
+    )
+    svi_results.losses.block_until_ready()
+    iterative_result = model.optimize_iterative(
+        train_data,
+        max_cycles=50,
+        tol=1e-6,
+        rng_key=jax.random.PRNGKey(112358),
+        progress=False,
+    )
+    cycle_losses = np.asarray(iterative_result.losses_per_cycle)
+    # "Converged: True after N cycles": orrery 11 on this simulation (pollux 11 and orrery
+    # 12 on the notebook's own draw); each cycle's loss no higher than the one before
+    # (a relative 1e-9 of slack for float64 round-off), and the final loss close to the
+    # notebook's level, about 61,880 at this size and noise (measured 61,879.0).
+    assert iterative_result.converged
+    assert iterative_result.n_cycles <= 20
+    assert np.all(np.diff(cycle_losses) <= 1e-9 * np.abs(cycle_losses[:-1])), cycle_losses
+    assert cycle_losses[-1] == pytest.approx(61880.0, rel=0.01)
+    svi_losses = np.asarray(svi_results.losses)
+    assert svi_losses[-100:].mean() < svi_losses[:100].mean()
+
+    fixed_pars_svi = {k: v for k, v in opt_pars_svi.items() if k != "latents"}
+    test_flux_only = plx.data.PolluxData(flux=test_data["flux"])
+    test_pars_svi, _ = model.optimize(
+        test_flux_only,
+        rng_key=jax.random.PRNGKey(42),
+        optimizer=numpyro.optim.Adam(LEARNING_RATE),
+        num_steps=NUM_STEPS // 5,
+        fixed_pars=fixed_pars_svi,
+        names=["flux"],
+        svi_run_kwargs={"progress_bar": False},
+    )
+    test_pars_svi = {**fixed_pars_svi, **test_pars_svi}
+
+    opt_pars_iter = iterative_result.params
+    fixed_pars_iter = {k: v for k, v in opt_pars_iter.items() if k != "latents"}
+    test_result_iter = model.optimize_iterative(
+        test_flux_only,
+        blocks=["latents"],
+        fixed_pars=fixed_pars_iter,
+        max_cycles=50,
+        tol=1e-6,
+        progress=False,
+    )
+    test_pars_iter = test_result_iter.params
+
+    pred_svi = model.predict_outputs(test_pars_svi["latents"], test_pars_svi)
+    pred_iter = model.predict_outputs(test_pars_iter["latents"], test_pars_iter)
+    svi_label_rmse = _rmse(pred_svi["label"], test_data["label"].data)
+    iter_label_rmse = _rmse(pred_iter["label"], test_data["label"].data)
+    svi_flux_rmse = _rmse(pred_svi["flux"], test_data["flux"].data)
+    iter_flux_rmse = _rmse(pred_iter["flux"], test_data["flux"].data)
+    # The notebook's comparison table: the iterative fit's held-out label RMSE is the
+    # label noise itself (pollux 0.0593266, orrery 0.0593270 on the notebook's draw;
+    # here measured 0.0612 against a noise of 0.061), and no worse than the Adam fit's
+    # (which at this reduced step count is 0.105). Flux RMSE: at its noise level.
+    label_noise = np.sqrt(np.mean(np.asarray(test_data["label"].err) ** 2))
+    flux_noise = np.sqrt(np.mean(np.asarray(test_data["flux"].err) ** 2))
+    assert iter_label_rmse == pytest.approx(label_noise, rel=0.1)
+    assert iter_label_rmse <= svi_label_rmse
+    assert svi_label_rmse < 2 * label_noise
+    assert iter_flux_rmse == pytest.approx(flux_noise, rel=0.15), (iter_flux_rmse, flux_noise)
+    assert iter_flux_rmse <= svi_flux_rmse
+    assert set(test_pars_iter) == {"latents", "label", "flux"}
