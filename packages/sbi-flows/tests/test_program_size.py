@@ -1,0 +1,102 @@
+"""The size of sbi-flows' main programs: pinned, and independent of the data's size.
+
+Compile time follows program size, so these tests guard a first fit's cost
+without timing anything: a change that multiplies a program (a Python loop
+unrolled over layers, minibatches or validation chunks, a branch per row) fails
+here. A recipe-shaped fit (``ConditionalFlowPosterior.recommended``) runs up to
+the point where the trainer would compile its epoch; the three programs a fit
+compiles are lowered to StableHLO and their ops counted:
+
+- ``build``: the network initialisation (`orrery.sbi._build.compiled_build`);
+- ``epoch``: one training epoch, a ``lax.scan`` over the minibatches;
+- ``val``: the validation pass, a ``lax.scan`` over full chunks.
+
+The build program is still compiled (once per module, as in a real fit); the
+epoch and validation programs are only lowered.
+
+When a deliberate change moves a pin, update it (with the new count in the
+commit message); the margin absorbs JAX-version noise, not a new design.
+"""
+
+import equinox as eqx
+import numpy as np
+import pytest
+
+import orrery.sbi.posterior as posterior_module
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi.training import trainer as trainer_module
+
+#: relative margin around each pin
+MARGIN = 0.25
+#: StableHLO ops, recommended(3, 2000), 5 auxiliary observations (jax 0.10)
+PINS = {"build": 3300, "epoch": 2765, "val": 834}
+
+
+class _Lowered(Exception):
+    """Stops the fit once its programs are lowered."""
+
+
+def _ops(lowered) -> int:
+    return sum(1 for line in lowered.as_text().splitlines() if " = " in line)
+
+
+def _within(count: int, pin: int) -> bool:
+    return abs(count - pin) <= MARGIN * pin
+
+
+def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]:
+    """Op counts of a recipe fit's programs, for ``n_rows`` simulations."""
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(n_rows, 3))
+    x = theta @ rng.normal(size=(3, 5)) + 0.1 * rng.normal(size=(n_rows, 5))
+    dataset = SimulationDataset.from_arrays(theta, x, seed=0)
+    post = ConditionalFlowPosterior.recommended(3, recipe_rows, seed=0)
+    sizes: dict[str, int] = {}
+    real_build = posterior_module.compiled_build
+
+    def spy_build(make, key, cache_key):
+        sizes["build"] = _ops(eqx.filter_jit(make).lower(key))
+        return real_build(make, key, cache_key)
+
+    def spy_compiled(key, epoch_fn, args):
+        sizes["epoch"] = _ops(epoch_fn.lower(*args))
+        params, _, data, step_key, consts = args
+        evals = [fns for k, fns in trainer_module._JIT_CACHE.items() if k[0] == "eval"]
+        full_chunks, _ = evals[-1]  # the one this fit has just added or reused
+        sizes["val"] = _ops(full_chunks.lower(params, data, step_key, consts))
+        raise _Lowered
+
+    with monkeypatch.context() as patch:
+        patch.setattr(posterior_module, "compiled_build", spy_build)
+        patch.setattr(trainer_module, "_compiled", spy_compiled)
+        with pytest.raises(_Lowered):
+            post.fit(dataset)
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def sizes():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return {
+            "small": _program_sizes(monkeypatch, 2000, 2000),
+            "more_rows": _program_sizes(monkeypatch, 8000, 2000),
+        }
+
+
+@pytest.mark.parametrize("program", sorted(PINS))
+def test_programs_are_pinned(sizes, program):
+    count = sizes["small"][program]
+    assert _within(count, PINS[program]), f"{program}: {count} ops, pinned {PINS[program]}"
+
+
+@pytest.mark.parametrize("program", sorted(PINS))
+def test_programs_do_not_grow_with_the_simulations(sizes, program):
+    # Four times the rows, same architecture and batch size: the epoch scans over
+    # more minibatches and validation over more chunks, in programs of the same size.
+    small, more = sizes["small"][program], sizes["more_rows"][program]
+    assert more <= 1.02 * small, f"{program}: {small} ops at 2,000 rows, {more} at 8,000"
+
+
+def test_the_margin_can_fail():
+    assert not _within(int(PINS["epoch"] * 1.3), PINS["epoch"])
+    assert not _within(int(PINS["epoch"] * 0.7), PINS["epoch"])
