@@ -1,0 +1,148 @@
+"""Time to a first recipe fit in a fresh process: orrery.sbi against `sbi` 0.27.
+
+Users meet a cold process (a script, a notebook after a restart, a CI job, each
+worker of a campaign), so the first figures come from a new Python process:
+import, then the first ``ConditionalFlowPosterior.recommended(...)`` fit,
+compilation included; the same process then fits a second, fresh posterior of
+the same configuration (``warm``: its programs are in the trainer's cache). The
+simulations (``gaussian_linear`` from ``_tasks.py``, 10-D) are written once by
+this parent process, so the child times only what a user waits for:
+
+- ``import``: importing the package (JAX and its dependencies included);
+- ``fit``: the first fit, and of it the seconds XLA spent compiling (from
+  ``jax.monitoring``'s ``backend_compile`` events) and the seconds the trainer
+  reports for its compile stage (``compile_time_s``);
+- ``total``: from the child's first statement to the fitted posterior;
+- ``cpu``: the child's CPU seconds over the same span (the machine is shared;
+  wall times swing with the load, printed with the figures);
+- ``warm fit``: the second fit in the same process.
+
+``sbi`` 0.27 (NPE, its defaults) runs in its isolated environment exactly as
+``general_purpose.py`` runs it (``_tasks.run_sbi``); its ``total`` is the wall
+time of that fresh process (``uv run --isolated`` resolving a cached
+environment, importing torch, training, and drawing ``--num-samples`` draws),
+its ``fit`` the training time it reports. ``--skip-sbi`` leaves it out.
+
+    uv run python packages/sbi-flows/benchmarks/cold_start.py            # 10^4 sims, 10 epochs
+    uv run python packages/sbi-flows/benchmarks/cold_start.py --epochs 0 # the recipe's epochs
+    uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --num-simulations 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tasks import run_sbi, task_data
+
+TASK = "gaussian_linear"
+
+# Timed from the first statement: the clock starts before any import.
+_WORKER = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import json, sys
+import jax
+import jax.monitoring
+
+compile_s = [0.0]
+
+def _listen(name, seconds, **kwargs):
+    if name.endswith("backend_compile_duration"):
+        compile_s[0] += seconds
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+import numpy as np
+t_import = time.perf_counter() - t0
+d = np.load(sys.argv[1])
+theta, x, epochs = d["theta"], d["x"], int(d["epochs"])
+overrides = {"seed": 0} if epochs <= 0 else {"seed": 0, "num_epochs": epochs}
+
+def fit():
+    data = SimulationDataset.from_arrays(theta, x, seed=0)
+    post = ConditionalFlowPosterior.recommended(theta.shape[1], len(theta), **overrides)
+    art = post.fit(data)
+    jax.block_until_ready(jax.tree.leaves(post.model))
+    return art.trainer_metadata
+
+t1 = time.perf_counter()
+meta = fit()
+t_end = time.perf_counter()
+cold = {"import": t_import, "fit": t_end - t1, "total": t_end - t0,
+        "cpu": time.process_time() - c0, "compile": compile_s[0],
+        "trainer_compile": meta["compile_time_s"], "epochs": meta["epochs_run"]}
+compile_s[0] = 0.0
+t2 = time.perf_counter()
+meta = fit()
+cold["warm_fit"] = time.perf_counter() - t2
+cold["warm_compile"] = compile_s[0]
+json.dump(cold, open(sys.argv[2], "w"))
+"""
+
+
+def run_orrery(theta, x, epochs: int, tmp: Path) -> dict:
+    data, out, worker = tmp / "data.npz", tmp / "orrery.json", tmp / "worker.py"
+    np.savez(data, theta=theta.astype(np.float32), x=x.astype(np.float32), epochs=epochs)
+    worker.write_text(_WORKER)
+    proc = subprocess.run(
+        [sys.executable, str(worker), str(data), str(out)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(out.read_text())
+
+
+def run_sbi_cold(theta, x, x_obs, num_samples: int, tmp: Path) -> dict:
+    start = time.perf_counter()
+    _, train_s, epochs = run_sbi(TASK, theta, x, x_obs, num_samples, 0, tmp)
+    return {"total": time.perf_counter() - start, "fit": train_s, "epochs": epochs}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-simulations", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=10, help="cap the recipe's; 0: its own")
+    parser.add_argument("--num-samples", type=int, default=100, help="sbi's draws (1 obs)")
+    parser.add_argument("--skip-sbi", action="store_true")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    theta, x, x_obs, _ = task_data(
+        TASK, seed=0, num_simulations=args.num_simulations, num_observations=1, num_samples=10
+    )
+    print(f"{TASK}, {args.num_simulations} simulations; load average {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_orrery(theta, x, args.epochs, Path(tmp))
+        load = os.getloadavg()[0]
+        print(
+            f"orrery.sbi cold: import {ours['import']:.1f} s, first fit {ours['fit']:.1f} s "
+            f"({ours['epochs']} epochs; XLA compiling {ours['compile']:.1f} s, trainer's "
+            f"compile stage {ours['trainer_compile']:.1f} s), total {ours['total']:.1f} s, "
+            f"cpu {ours['cpu']:.1f} s; warm second fit {ours['warm_fit']:.1f} s "
+            f"(compiling {ours['warm_compile']:.1f} s) (load {load:.1f})"
+        )
+        if not args.skip_sbi:
+            try:
+                theirs = run_sbi_cold(theta, x, x_obs, args.num_samples, Path(tmp))
+            except (OSError, RuntimeError) as err:
+                print(f"sbi 0.27 left out: {err}")
+            else:
+                print(
+                    f"sbi 0.27 cold: fresh process {theirs['total']:.1f} s, of which training "
+                    f"{theirs['fit']:.1f} s ({theirs['epochs']} epochs) "
+                    f"(load {os.getloadavg()[0]:.1f})"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
