@@ -191,7 +191,8 @@ def fit_scatter(
     hi0 = hi0 + jnp.asarray(1e-30, dtype)
     var_scale = sum_var / jnp.maximum(count, 1.0)
     # the start: the moment estimate cold, the start given (where it is not usable) warm
-    guess = probe if init is not None else (total - sum_var) / jnp.maximum(count, 1.0)
+    # (total is None exactly when init is given)
+    guess = probe if total is None else (total - sum_var) / jnp.maximum(count, 1.0)
     u0 = jnp.clip(guess, 0.01 * hi0, 0.99 * hi0)
     zero = jnp.zeros_like(hi0)
     done = ~interior

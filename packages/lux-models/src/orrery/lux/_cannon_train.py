@@ -268,7 +268,8 @@ def _train(
             theta, ref_s2, ref_matrix, exact = resolve(None)
             return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
         if predict:
-            settled, final = _predicted_round(theta, s2_new, *out[2:], ref_s2, ref_matrix, exact)
+            # with_sensitivity and not with_rhs: out[2:] is (at, g, h, q, Fᵀ W² r)
+            settled, final = _predicted_round(theta, s2_new, out[2:], ref_s2, ref_matrix, exact)
             # unsettled, the round is as if not taken: the loop's rounds take it again
             return jax.tree.map(
                 lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state)
@@ -293,10 +294,11 @@ def _train(
         theta, ref_s2, ref_matrix, exact = jax.lax.switch(branch, (keep, refine, resolve), None)
         return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
 
-    def _predicted_round(theta, s2_new, at, g, h, q, wwr, ref_s2, ref_matrix, exact):
+    def _predicted_round(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact):
         """The round after this one, predicted from this pass's derivatives, when small.
 
-        This round evaluated the scatter's derivatives at ``at``. Where θ was
+        ``sensitivity`` is `fit_scatter`'s ``(at, g, h, q, Fᵀ W² r)``: this round
+        evaluated the scatter's derivatives at ``at``. Where θ was
         solved exactly there, to first order in ``Δ = s2_new - at`` the normal
         equations' residual at ``s2_new`` is ``Λθ - Δ Fᵀ W² r``, and one
         refinement step with it gives the θ of ``s2_new``. The next round's Newton
@@ -309,6 +311,7 @@ def _train(
             whether it is settled, and the final round's ``(θ, s², change,
             converged, ref_s2, matrix, exact)``.
         """
+        at, g, h, q, wwr = sensitivity
         delta = s2_new - at
         exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
         can_refine = exact_here & (weight_shift(s2_new, ref_s2) <= REFINE_MAX)

@@ -17,7 +17,10 @@ def warn_if_narrowed(names: Iterable[str], where: str, *, stacklevel: int = 3) -
         stacklevel: passed to `warnings.warn`, counted from the caller.
     """
     wide = sorted(names)
-    if wide and not jax.config.jax_enable_x64:
+    # jax's Config sets its flags as attributes at import time, which pyright cannot see
+    # (equinox reads this flag the same way)
+    x64 = jax.config.jax_enable_x64  # pyright: ignore[reportAttributeAccessIssue]
+    if wide and not x64:
         warnings.warn(
             f"{where}: {', '.join(wide)} were saved in float64, but jax_enable_x64 is off, so "
             "they load as float32; enable x64 before loading to keep float64",

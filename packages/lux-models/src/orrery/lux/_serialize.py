@@ -91,7 +91,11 @@ def transform_config(t: T.AbstractTransform) -> dict[str, Any]:
             "base": transform_config(t.base_transform),
             "offset_prior": _prior_config(t.offset_prior),
         }
-    if name in _BUILTIN and t.transform is _BUILTIN[name][1]:
+    if (
+        name in _BUILTIN
+        and isinstance(t, T.AbstractSingleTransform)
+        and t.transform is _BUILTIN[name][1]
+    ):
         shapes = {
             k: ({"spec": list(v.dims)} if isinstance(v, T.ShapeSpec) else {"tuple": list(v)})
             for k, v in t.shapes.items()

@@ -61,13 +61,13 @@ class ShapeSpec:
                 out.append(int(d))
             elif d == "one":
                 out.append(1)
-            elif sizes.get(d) is None:
+            elif (size := sizes.get(d)) is None:
                 raise ConfigError(
                     f"ShapeSpec{self.dims}: dimension {d!r} is unknown here "
                     f"(known: {', '.join(k for k, v in sizes.items() if v is not None)})"
                 )
             else:
-                out.append(int(sizes[d]))
+                out.append(int(size))
         return tuple(out)
 
 

@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from orrery.interface import (
     NotFittedError,
@@ -207,17 +207,17 @@ class Cannon(eqx.Module):
         )
         return jnp.asarray(theta, jnp.asarray(self.coeffs).dtype)
 
-    def scale_labels(self, labels: Float[Array, "n labels"]) -> Float[Array, "n labels"]:
+    def scale_labels(self, labels: Float[ArrayLike, "n labels"]) -> Float[Array, "n labels"]:
         """Physical labels -> the internal scaled basis used by ``coeffs``."""
         off, scale = self._offset_scale()
         return (jnp.asarray(labels) - off) / scale
 
-    def unscale_labels(self, scaled: Float[Array, "n labels"]) -> Float[Array, "n labels"]:
+    def unscale_labels(self, scaled: Float[ArrayLike, "n labels"]) -> Float[Array, "n labels"]:
         """Scaled-basis labels -> physical labels."""
         off, scale = self._offset_scale()
         return jnp.asarray(scaled) * scale + off
 
-    def predict(self, labels: Float[Array, "n labels"]) -> Float[Array, "n output"]:
+    def predict(self, labels: Float[ArrayLike, "n labels"]) -> Float[Array, "n output"]:
         """Predict outputs for physical labels ``(n, label_size)`` -> ``(n, output_size)``.
 
         Outputs the training data did not constrain (``usable`` False) are NaN.
@@ -226,12 +226,12 @@ class Cannon(eqx.Module):
             NotFittedError: (a ``RuntimeError``) before ``fit``.
         """
         self._check_fitted("predict")
-        labels = check_ndim(labels, 2, "labels")
-        if labels.shape[1] != self.label_size:
+        checked = check_ndim(labels, 2, "labels")
+        if checked.shape[1] != self.label_size:
             raise ShapeError(
-                f"labels: expected {self.label_size} columns (label_size), got {labels.shape[1]}"
+                f"labels: expected {self.label_size} columns (label_size), got {checked.shape[1]}"
             )
-        feats = poly_features(self.scale_labels(labels), self.poly_degree, self.include_bias)
+        feats = poly_features(self.scale_labels(checked), self.poly_degree, self.include_bias)
         pred = feats @ self._model_coeffs().T
         if self.usable is not None:
             pred = jnp.where(self.usable, pred, jnp.nan)
@@ -240,9 +240,9 @@ class Cannon(eqx.Module):
     # ------------------------------------------------------------------ training
     def fit(
         self,
-        labels: Float[Array, "n labels"],
-        output: Float[Array, "n output"],
-        output_ivar: Float[Array, "n output"] | None = None,
+        labels: Float[ArrayLike, "n labels"],
+        output: Float[ArrayLike, "n output"],
+        output_ivar: Float[ArrayLike, "n output"] | None = None,
         regularization: float = 0.0,
         *,
         regularization_type: str = "l2",
@@ -394,11 +394,11 @@ class Cannon(eqx.Module):
     # ------------------------------------------------------------------ test step
     def infer_labels(
         self,
-        output: Float[Array, "n output"],
-        output_ivar: Float[Array, "n output"] | None = None,
+        output: Float[ArrayLike, "n output"],
+        output_ivar: Float[ArrayLike, "n output"] | None = None,
         *,
         n_starts: int = 4,
-        initial_labels: Float[Array, "n labels"] | None = None,
+        initial_labels: Float[ArrayLike, "n labels"] | None = None,
         max_iter: int = 100,
         xtol: float = 1e-6,
         ftol: float = 1e-7,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -296,7 +296,7 @@ class OutputData(eqx.Module):
         return self._new(p.inverse_transform(self.data), p.inverse_transform_err(self.err), False)
 
 
-class LuxData(Mapping):
+class LuxData(Mapping[str, OutputData]):
     """Named outputs of the same objects, e.g. `LuxData(flux=..., label=...)`.
 
     Values may be `OutputData` or arrays. `len(data)` is the number of
@@ -336,7 +336,13 @@ class LuxData(Mapping):
                 )
             self._outputs[name] = od
 
-    def __getitem__(self, key):
+    @overload
+    def __getitem__(self, key: str) -> OutputData: ...
+
+    @overload
+    def __getitem__(self, key: object) -> LuxData: ...
+
+    def __getitem__(self, key: object) -> OutputData | LuxData:
         if isinstance(key, str):
             try:
                 return self._outputs[key]

@@ -209,7 +209,7 @@ class Lux(eqx.Module):
 
         def body():
             prior = latents_prior_distribution(latents_prior, data.data_size, self.latent_size)
-            latents = numpyro.sample("latents", prior)
+            latents = jnp.asarray(numpyro.sample("latents", prior))
             pars = self.setup_numpyro(latents, data, names=names)
             if custom_model is not None:
                 custom_model(latents, pars, data)
@@ -544,7 +544,7 @@ class Lux(eqx.Module):
         out["latents"] = "latents"
         return out
 
-    def pack_numpyro_pars(self, pars: dict[str, Any], ignore_missing: bool = False):
+    def pack_numpyro_pars(self, pars: Mapping[str, Any], ignore_missing: bool = False):
         """Nested parameters -> flat ``{"flux:A": ..., "flux:err:s": ..., "latents": ...}``."""
         flat: dict[str, Any] = {}
         for key, val in pars.items():

@@ -11,6 +11,7 @@ warm-started from the current values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
+from jaxtyping import Array
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.infer.initialization import init_to_value
@@ -39,7 +41,13 @@ from ._likelihood import (
     output_names,
 )
 from ._names import closest_hint
-from ._transform_base import affine_transform, linear_transform, offset_transform
+from ._transform_base import (
+    AbstractSingleTransform,
+    AbstractTransform,
+    affine_transform,
+    linear_transform,
+    offset_transform,
+)
 from .transforms import TransformSequence
 
 if TYPE_CHECKING:  # lux imports optimize (Lux.optimize_iterative), not the other way
@@ -115,7 +123,9 @@ def _is_linear(t) -> bool:
     return getattr(t, "transform", None) in _LINEAR_FUNCS and getattr(t, "vmap", True)
 
 
-def _linear_head(t):
+def _linear_head(
+    t: AbstractTransform,
+) -> tuple[Callable[[Array], Array], AbstractSingleTransform, str] | None:
     """``(prefix, head, name_prefix)`` when ``t`` is linear in its parameters, else None.
 
     A single Linear/Affine/Offset transform is its own head; a sequence whose
@@ -123,12 +133,13 @@ def _linear_head(t):
     (e.g. the Cannon's PolyFeature -> Linear) is linear in the head's parameters
     with the earlier transforms as a fixed feature map.
     """
-    if _is_linear(t):
+    if isinstance(t, AbstractSingleTransform) and _is_linear(t):
         return (lambda z: z), t, ""
     if isinstance(t, TransformSequence):
         *pre, head = t.transforms
         if (
-            getattr(head, "transform", None) in (linear_transform, affine_transform)
+            isinstance(head, AbstractSingleTransform)
+            and head.transform in (linear_transform, affine_transform)
             and head.vmap
             and not any(p.param_names() for p in pre)
         ):
@@ -257,7 +268,10 @@ class _State:
 
 def _solve_output_block(state: _State, name: str, flat: dict) -> dict:
     dt, _ = state.model.outputs[name]
-    prefix, head, pre = _linear_head(dt)
+    found = _linear_head(dt)
+    if found is None:  # _linear_ok admitted only linear outputs to a solved block
+        raise ConfigError(f"blocks: output {name!r} is not linear in its parameters")
+    prefix, head, pre = found
     y, w = state.output_arrays(name, flat)
     z = prefix(flat["latents"])
     key = lambda p: f"{name}:{pre}{p}"
