@@ -21,7 +21,8 @@ this parent process, so the child times only what a user waits for:
 ``general_purpose.py`` runs it (``_tasks.run_sbi``); its ``total`` is the wall
 time of that fresh process (``uv run --isolated`` resolving a cached
 environment, importing torch, training, and drawing ``--num-samples`` draws),
-its ``fit`` the training time it reports. ``--skip-sbi`` leaves it out.
+its ``fit`` the training time it reports. It needs ``uv`` on ``PATH`` (without it
+its line says why); ``--skip-sbi`` leaves it out.
 
     uv run python packages/sbi-flows/benchmarks/cold_start.py            # 10^4 sims, 10 epochs
     uv run python packages/sbi-flows/benchmarks/cold_start.py --epochs 0 # the recipe's epochs
