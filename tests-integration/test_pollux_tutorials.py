@@ -9,6 +9,14 @@ tutorials are from adrn/pollux: the mirrored commit's ``Lux-linear-simulated-dat
 release's ``LVM-getting-started`` and ``LVM-error-models``. The APOGEE-data tutorials
 are not here (they need the survey files).
 
+Running the notebooks' calls unchanged needed no source change: ``pollux.models`` and
+``pollux.models.transforms`` both map to ``orrery.lux.transforms`` (orrery has no
+``orrery.lux.models`` alias). orrery warns where the mirrored notebooks use spellings
+the release deprecated (``param_priors=``/``param_shapes=``, output parameters without
+the ``{"data": ...}`` wrapper) and still gives the same result. Steps and cycles are cut
+as each test says; ``test_lvm_error_models`` keeps the notebook's ``max_cycles=128``
+(fewer leave the warm start unconverged) and is marked slow.
+
 The simulation is the tutorials' one (written here, not imported): labels and fluxes
 linear in 8 standard-normal latents, label 0 and 1 the first two latents, flux
 columns 0 and 1 carrying a Gaussian bump, per-entry uncertainties uniform on
