@@ -8,7 +8,6 @@ builds on the writer's layout: `chunk_path`, `read_config`, `finished_chunks`).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from orrery.interface import ArtifactError
+from orrery.interface import read_json as interface_read_json
 
 __all__ = ["MAX_METADATA_BYTES", "Digest", "inside", "read_json"]
 
@@ -48,21 +48,18 @@ def inside(path: Path, store: Path, what: str) -> str:
 
 
 def read_json(file: Path, store: Path, what: str, max_bytes: int = MAX_METADATA_BYTES) -> Any:
-    """A metadata file, read only if it is a regular file in the store of at most ``max_bytes``."""
+    """A metadata file, read only if it is a regular file in the store of at most ``max_bytes``.
+
+    The size and nesting limits are `orrery.interface.read_json`'s; this adds the store's own
+    checks (no link out of the store, a regular file) and names the file's role in the store.
+    """
     real = inside(file, store, what)
     try:
-        info = os.stat(real)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.stat(real).st_mode):
             raise ArtifactError(f"store: {what} ({str(file)!r}) is not a regular file")
-        if info.st_size > max_bytes:
-            raise ArtifactError(
-                f"store: {what} ({str(file)!r}) holds {info.st_size} bytes, more than the "
-                f"{max_bytes} a metadata file may have"
-            )
-        with open(real, "rb") as fh:
-            text = fh.read(max_bytes + 1)
-        return json.loads(text)
-    except ArtifactError:
-        raise
-    except (OSError, ValueError, RecursionError) as err:
+    except OSError as err:
         raise ArtifactError(f"store: cannot read {what} ({str(file)!r}): {err!r}") from err
+    try:
+        return interface_read_json(real, max_bytes=max_bytes)
+    except ArtifactError as err:
+        raise ArtifactError(f"store: {what}: {err}") from err
