@@ -78,6 +78,9 @@ class SimulationDataset(SplitMetadata):
         manifest: JSON-safe description, including the content ``fingerprint``.
     """
 
+    #: Read from memory (`orrery.sbi._splits.SimulationSource`).
+    streaming = False
+
     def __init__(
         self,
         parameters: np.ndarray,
@@ -384,6 +387,15 @@ class SimulationDataset(SplitMetadata):
     def split_arrays(self, split: str) -> PosteriorBatch:
         """The whole split as one `PosteriorBatch` (normalised observations)."""
         return self._batch(self._indices(split))
+
+    def read_rows(self, split: str, start: int, stop: int) -> PosteriorBatch:
+        """Positions ``[start, stop)`` of a split as one `PosteriorBatch`."""
+        return self._batch(self._indices(split)[start:stop])
+
+    def parameter_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the training parameters (as float32 values)."""
+        theta = self.parameters[self.train_indices].astype(np.float32).astype(np.float64)
+        return theta.mean(0), theta.std(0)
 
     def iter_batches(
         self, split: str, batch_size: int, *, seed: int = 0, shuffle: bool = True
