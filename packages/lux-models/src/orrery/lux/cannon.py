@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from orrery.interface import (
+    ConfigError,
     NotFittedError,
     ShapeError,
     ValueDomainError,
@@ -26,11 +27,12 @@ from orrery.interface import (
 
 from . import _cannon_basis as _basis
 from . import _cannon_fit as _fit
-from . import _cannon_infer as _infer
 from . import _cannon_io as _io
+from . import _cannon_label as _label
 from . import _cannon_train as _train
 from . import _cannon_validate as _validate
 from ._poly import feature_exponents, n_poly_features, poly_features
+from ._source import SpectraSource
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -403,8 +405,13 @@ class Cannon(eqx.Module):
         xtol: float = 1e-6,
         ftol: float = 1e-7,
         seed: int = 0,
-    ) -> LabelInference:
-        """Infer labels for many spectra at once (the test step).
+        executor: Any = None,
+        catalogue: str | os.PathLike[str] | None = None,
+        chunk_stars: int | None = None,
+        retries: int = 1,
+        progress: bool = True,
+    ) -> Any:
+        """Infer labels for many spectra at once (the test step), or for a whole survey.
 
         Levenberg–Marquardt on χ² with variance ``σ² + s²``, vmapped over spectra
         and over several starting points (the linear-algebra guess, the training
@@ -422,12 +429,25 @@ class Cannon(eqx.Module):
             xtol: stop when the step (scaled label units) is below this.
             ftol: stop when the relative χ² decrease is below this.
             seed: seed of the pseudo-random starts.
+            executor, catalogue, chunk_stars, retries, progress: for a survey,
+                ``output`` a `SpectraSource` (a `orrery.lux.survey.SpectraStore`, an
+                ``ArraySource``) and ``output_ivar`` None: the stars are labelled
+                ``chunk_stars`` at a time (default: the store's chunks, else 1024)
+                on ``executor`` (any ``concurrent.futures.Executor``, a Dask
+                client's ``get_executor()``; default: in this process) and written
+                into the label catalogue at ``catalogue`` (a new path, or the one
+                an interrupted call with the same arguments left: only its missing
+                chunks run, bit-identical to an uninterrupted run). A chunk whose
+                worker fails is run again up to ``retries`` times, then the call
+                raises naming it (a rerun resumes). ``progress`` shows stars/s.
 
         Returns:
             `LabelInference` with physical-unit labels and covariances. A
             spectrum without enough usable pixels comes back with
             ``converged`` False and infinite uncertainties (NaN labels and χ²
-            when no pixel is usable).
+            when no pixel is usable). For a survey: the finished
+            `orrery.lux.survey.LabelStore` (the same columns, plus ``usable``,
+            ``n_pixels_used`` and the source's ``ids``).
 
         Raises:
             NotFittedError: (a ``RuntimeError``) before ``fit``.
@@ -441,6 +461,27 @@ class Cannon(eqx.Module):
         check_positive_int(max_iter, "max_iter")
         check_nonnegative_float(xtol, "xtol")
         check_nonnegative_float(ftol, "ftol")
+        settings = {"n_starts": int(n_starts), "max_iter": int(max_iter), "xtol": float(xtol)}
+        settings.update(ftol=float(ftol), seed=int(seed))
+        if isinstance(output, SpectraSource):
+            from . import _survey_label
+
+            return _survey_label.label_survey(
+                self,
+                output,
+                output_ivar,
+                initial_labels,
+                settings,
+                executor=executor,
+                catalogue=catalogue,
+                chunk_stars=chunk_stars,
+                retries=retries,
+                progress=progress,
+            )
+        if catalogue is not None or executor is not None or chunk_stars is not None:
+            raise ConfigError(
+                "executor, catalogue, chunk_stars: only for a survey (output a SpectraSource)"
+            )
         out_arr = check_ndim(output, (1, 2), "output")
         single = out_arr.ndim == 1
         if single:
@@ -458,46 +499,28 @@ class Cannon(eqx.Module):
                     f"initial_labels: expected shape ({n}, {self.label_size}), got {init.shape}"
                 )
             first = self.scale_labels(jnp.asarray(init, dtype))
-        offset, scale = self._offset_scale()
-        s2 = jnp.zeros(self.output_size, dtype) if self.scatter is None else self.scatter**2
-        usable = jnp.ones(self.output_size, bool) if self.usable is None else self.usable
-        labels, cov, chi2, done, n_used, singular, negative = _infer.infer_all(
-            jnp.asarray(self._model_coeffs(), dtype),
-            jnp.asarray(s2, dtype),
-            jnp.asarray(usable),
-            offset,
-            scale,
-            flux,
-            ivar,
-            first,
-            int(seed),
-            self.poly_degree,
-            self.include_bias,
-            int(n_starts),
-            int(max_iter),
-            float(xtol),
-            float(ftol),
-        )
-        if bool(negative):
-            _validate.refuse_infinite_ivar(np.asarray(flux), np.asarray(ivar))
-            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-        labels, cov, chi2 = np.array(labels), np.array(cov), np.array(chi2)
-        n_used = np.asarray(n_used)
-        # a spectrum that cannot pin its labels is flagged, never answered with certainty
-        no_data = n_used == 0
-        weak = (n_used < self.label_size) | np.asarray(singular)
-        labels[no_data] = np.nan
-        chi2[no_data] = np.nan
-        cov[weak] = np.where(np.eye(self.label_size, dtype=bool), np.inf, np.nan)
-        res = LabelInference(
-            labels=labels,
-            covariance=cov,
-            chi2=chi2,
-            converged=np.asarray(done) & ~weak,
-        )
+        rows = _label.label_rows(self._model_arrays(), flux, ivar, first, **settings)
+        res = LabelInference(rows.labels, rows.covariance, rows.chi2, rows.converged)
         if single:
             res = LabelInference(res.labels[0], res.covariance[0], res.chi2[0], res.converged[0])
         return res
+
+    def _model_arrays(self) -> _label.ModelArrays:
+        """The fitted arrays the test step needs (scaled basis)."""
+        dtype = jnp.result_type(float)
+        offset, scale = self._offset_scale()
+        s2 = jnp.zeros(self.output_size, dtype) if self.scatter is None else self.scatter**2
+        usable = jnp.ones(self.output_size, bool) if self.usable is None else self.usable
+        return _label.ModelArrays(
+            self._model_coeffs(),
+            s2,
+            usable,
+            offset,
+            scale,
+            self.label_size,
+            self.poly_degree,
+            self.include_bias,
+        )
 
     # ------------------------------------------------------------------ Lux bridge
     def to_transform_sequence(self):

@@ -1,0 +1,721 @@
+"""Training The Cannon from a `SpectraSource`, one chunk of stars at a time.
+
+Every step of the in-memory training loop (`orrery.lux._cannon_train.fit_all`)
+that reads the data is a sum over stars: the normal equations with their input
+statistics (`weighted_normal`) and each pass of the scatter's Newton iteration
+(`orrery.lux._cannon_scatter._pass`). Here the same rounds run on the host, and
+each such pass is a loop over chunks of a fixed number of stars, each chunk
+folded in by one small compiled kernel (the very kernels of the in-memory fit);
+everything between passes (solves, Newton steps, the round's decisions) is
+per pixel. Memory is then bounded by the chunk size, which the caller's byte
+budget sets, and not by the number of stars.
+
+The last chunk is padded to the full chunk size with rows of zero weight (flux,
+ivar and labels 0), which add nothing to any sum, so one compiled program
+serves every chunk. A chunk found holding a non-finite entry is cleaned as
+`orrery.lux._cannon_fit.clean_inputs` cleans the in-memory data (the entry is
+masked), and cleaned again whenever it is read; a negative or, at a finite
+flux, infinite inverse variance is refused. The next chunk is read on a
+background thread while the current one is summed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
+
+from . import _cannon_validate as _validate
+from ._cannon_fit import (
+    _l2_system,
+    _refine,
+    _well_posed,
+    feature_products,
+    product_layout,
+    solve_from_gram,
+    weighted_normal,
+)
+from ._cannon_scatter import XTOL, _newton, _pass
+from ._cannon_train import HANDOFF, REFINE_MAX
+from ._poly import feature_exponents, poly_features
+from ._source import SpectraChunk, SpectraSource
+
+#: the budget when none is given: 2 GiB
+DEFAULT_BUDGET = 2 * 2**30
+#: chunk rows are a multiple of this when they can be: 16 rows of float32 or float64 pixels
+#: start 64-byte aligned in a memory map, which JAX then reads without a copy
+_ROW_ALIGN = 16
+_ALIGN = 64
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_budget(budget: int | float | str | None) -> int:
+    """Bytes from ``memory_budget``: a positive number of bytes or a string like ``"2GiB"``."""
+    if budget is None:
+        return DEFAULT_BUDGET
+    value: float | None = None
+    if isinstance(budget, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", budget)
+        if match and match.group(2).lower() in _UNITS:
+            value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    elif isinstance(budget, int | float | np.integer | np.floating) and not isinstance(
+        budget, bool
+    ):
+        value = float(budget)
+    if value is None or not np.isfinite(value) or value < 1:
+        raise ConfigError(
+            f"memory_budget: expected a positive number of bytes or a size such as '2GiB' "
+            f"or '500MB', got {budget!r}"
+        )
+    return int(value)
+
+
+def chunk_rows(budget: int, n_stars: int, n_pixels: int, n_features: int, itemsize: int) -> int:
+    """Stars per chunk that keep the fit's data within ``budget`` bytes.
+
+    Per star: flux and ivar in the fit's dtype and as the source hands them over
+    (up to 8 bytes each), for the chunk being summed and the one being read.
+    Fixed: the per-pixel state (Gram matrices, the refinement matrix, their
+    accumulators and a few ``(pixels, features)`` arrays).
+
+    Raises:
+        ConfigError: when the budget cannot hold the state and one star.
+    """
+    k = n_features
+    fixed = n_pixels * itemsize * (5 * k * k + 4 * k * (k + 1) + 24 * k + 64)
+    per_row = 2 * 2 * n_pixels * (itemsize + 8)
+    rows = (budget - fixed) // per_row
+    if rows < 1:
+        raise ConfigError(
+            f"memory_budget: {budget} bytes cannot hold the fit of {n_pixels} pixels "
+            f"({fixed} bytes of per-pixel state) and one star ({per_row} bytes); "
+            f"give at least {fixed + per_row} bytes"
+        )
+    rows = min(int(rows), n_stars)
+    if _ROW_ALIGN <= rows < n_stars:
+        rows -= rows % _ROW_ALIGN
+    return rows
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C array whose data start `_ALIGN`-byte aligned (JAX shares it on CPU)."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.empty(nbytes + _ALIGN, np.uint8)
+    start = (-buf.ctypes.data) % _ALIGN
+    return buf[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _padded(arr: np.ndarray, rows: int, dtype: np.dtype) -> np.ndarray:
+    """``arr`` as an aligned ``dtype`` array of ``rows`` rows, zeros below its own."""
+    out = _aligned_empty((rows, *arr.shape[1:]), dtype)
+    out[: len(arr)] = arr
+    out[len(arr) :] = 0
+    return out
+
+
+class Chunk(NamedTuple):
+    """One chunk on the device, and its host arrays (before cleaning)."""
+
+    index: int
+    labels: jax.Array
+    flux: jax.Array
+    ivar: jax.Array
+    host_flux: np.ndarray
+    host_ivar: np.ndarray
+
+
+class Reader:
+    """The chunks of a source, padded to ``rows`` stars, cleaned where found dirty."""
+
+    def __init__(self, source: SpectraSource, labels: np.ndarray, rows: int, dtype: np.dtype):
+        self.source, self.rows, self.dtype = source, rows, dtype
+        self.n_stars, self.n_pixels = int(source.n_stars), int(source.n_pixels)
+        self.labels = labels
+        self.n_chunks = -(-self.n_stars // rows)
+        self.dirty: set[int] = set()
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        return index * self.rows, min(self.n_stars, (index + 1) * self.rows)
+
+    def _checked(self, chunk: SpectraChunk, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        shape = (stop - start, self.n_pixels)
+        flux = _validate.numeric(chunk.flux, "source")
+        ivar = _validate.numeric(chunk.ivar, "source")
+        for name, arr in (("flux", flux), ("ivar", ivar)):
+            if arr.shape != shape:
+                raise ShapeError(
+                    f"source: read({start}, {stop}) gave {name} of shape {arr.shape}, "
+                    f"expected {shape}"
+                )
+        return flux, ivar
+
+    def _load(self, index: int) -> Chunk:
+        start, stop = self.bounds(index)
+        flux, ivar = self._checked(self.source.read(start, stop), start, stop)
+        if index in self.dirty:
+            flux, ivar = clean(flux, ivar)
+        full = stop - start == self.rows
+        if full and flux.dtype == self.dtype and ivar.dtype == self.dtype:
+            host_flux, host_ivar = flux, ivar  # shared by JAX where aligned (no copy)
+            dev_flux, dev_ivar = _validate._to_device(flux), _validate._to_device(ivar)
+        else:
+            host_flux, host_ivar = flux, ivar
+            dev_flux = jax.device_put(_padded(flux, self.rows, self.dtype))
+            dev_ivar = jax.device_put(_padded(ivar, self.rows, self.dtype))
+        labels = jax.device_put(_padded(self.labels[start:stop], self.rows, self.dtype))
+        return Chunk(index, labels, dev_flux, dev_ivar, host_flux, host_ivar)
+
+    def device_chunk(self, index: int, flux: np.ndarray, ivar: np.ndarray) -> Chunk:
+        """Chunk ``index`` from host arrays given (its cleaned copy)."""
+        start, stop = self.bounds(index)
+        labels = jax.device_put(_padded(self.labels[start:stop], self.rows, self.dtype))
+        dev = [jax.device_put(_padded(a, self.rows, self.dtype)) for a in (flux, ivar)]
+        return Chunk(index, labels, dev[0], dev[1], flux, ivar)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        """The chunks in order; the next is read on a thread while the caller works."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(self._load, 0)
+            for index in range(self.n_chunks):
+                current = ahead.result()
+                if index + 1 < self.n_chunks:
+                    ahead = pool.submit(self._load, index + 1)
+                yield current
+
+
+def clean(flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Host `clean_inputs`: unusable entries (non-finite, ivar <= 0) set to flux 0, ivar 0."""
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
+    return np.where(good, flux, 0), np.where(good, ivar, 0)
+
+
+def refuse_bad_ivar(flux: np.ndarray, ivar: np.ndarray, start: int, stop: int) -> None:
+    """Raise for a negative inverse variance, or ``+inf`` at a finite flux, in these rows."""
+    with np.errstate(invalid="ignore"):
+        if np.any(ivar < 0):
+            raise ValueDomainError(
+                f"source: rows {start}:{stop} hold negative inverse variances (ivar); "
+                "expected non-negative (0 masks an entry)"
+            )
+    n_inf = int(np.count_nonzero(np.isposinf(ivar) & np.isfinite(flux)))
+    if n_inf:
+        raise ValueDomainError(
+            f"source: rows {start}:{stop} hold {n_inf} entries with a finite flux and "
+            "ivar +inf (zero noise), which cannot be weighted; give finite inverse "
+            "variances (0 masks an entry)"
+        )
+
+
+# ---------------------------------------------------------------- per-chunk kernels
+@partial(jax.jit, static_argnames=("degree", "include_bias", "exponents", "with_stats"))
+def gram_chunk(
+    labels, flux, ivar, offset, scale, s2, *, degree, include_bias, exponents, with_stats
+):
+    """One chunk's normal equations (`weighted_normal`), with its input statistics."""
+    feats = poly_features((labels - offset) / scale, degree, include_bias)
+    layout = product_layout(feats.shape[1], exponents)
+    products = feature_products(feats, layout)
+    return weighted_normal(feats, ivar, flux, s2, products, with_stats=with_stats, layout=layout)
+
+
+@partial(jax.jit, static_argnames=("degree", "include_bias", "first", "with_rhs", "with_sens"))
+def scatter_chunk(
+    labels, flux, ivar, offset, scale, theta, u, *, degree, include_bias, first, with_rhs, with_sens
+):
+    """One chunk's sums of a scatter pass (`orrery.lux._cannon_scatter._pass`)."""
+    feats = poly_features((labels - offset) / scale, degree, include_bias)
+    return _pass(flux, ivar, feats, theta, u, first=first, with_rhs=with_rhs, with_sens=with_sens)
+
+
+@partial(jax.jit, static_argnames=("first_is_max",))
+def merge(acc, out, first_is_max: bool = False):
+    """``acc + out`` entry by entry (the first entry by maximum with ``first_is_max``)."""
+    merged = [a + o for a, o in zip(acc, out, strict=True)]
+    if first_is_max:
+        merged[0] = jnp.maximum(acc[0], out[0])
+    return tuple(merged)
+
+
+@jax.jit
+def merge_base(acc, out):
+    """Sum two chunks' base normal equations and statistics (the largest ivar by maximum)."""
+    gram, rhs, count, ivar_max, sum_ivar, sum_wyy = acc
+    g2, r2, c2, m2, s2, w2 = out
+    return gram + g2, rhs + r2, count + c2, jnp.maximum(ivar_max, m2), sum_ivar + s2, sum_wyy + w2
+
+
+class Passes:
+    """The passes of the training loop, each a loop over the chunks of ``reader``."""
+
+    def __init__(self, reader: Reader, offset, scale, degree: int, include_bias: bool):
+        self.reader, self.offset, self.scale = reader, offset, scale
+        self.opts = {"degree": degree, "include_bias": include_bias}
+        self.exponents = feature_exponents(reader.labels.shape[1], degree, include_bias)
+
+    def _gram(self, chunk: Chunk, s2, with_stats: bool):
+        return gram_chunk(
+            chunk.labels,
+            chunk.flux,
+            chunk.ivar,
+            self.offset,
+            self.scale,
+            s2,
+            exponents=self.exponents,
+            with_stats=with_stats,
+            **self.opts,
+        )
+
+    def base(self):
+        """The base normal equations and input statistics; dirty chunks are cleaned."""
+        acc = None
+        for chunk in self.reader:
+            *sums, negative, dirty = self._gram(chunk, None, True)
+            start, stop = self.reader.bounds(chunk.index)
+            if bool(negative) or bool(dirty):
+                refuse_bad_ivar(chunk.host_flux, chunk.host_ivar, start, stop)
+                self.reader.dirty.add(chunk.index)
+                cleaned = clean(chunk.host_flux, chunk.host_ivar)
+                cleaned_chunk = self.reader.device_chunk(chunk.index, *cleaned)
+                *sums, _, _ = self._gram(cleaned_chunk, None, True)
+            acc = tuple(sums) if acc is None else merge_base(acc, tuple(sums))
+        assert acc is not None
+        return acc
+
+    def normal(self, s2):
+        """``Fᵀ W F`` and ``Fᵀ W y`` at the weights ``1 / (σ² + s²)``."""
+        acc = None
+        for chunk in self.reader:
+            out = self._gram(chunk, s2, False)
+            acc = out if acc is None else merge(acc, out)
+        assert acc is not None
+        return acc
+
+    def scatter(self, theta, u, *, first: bool, with_rhs: bool, with_sens: bool):
+        """The sums of one scatter pass at ``s² = u`` (as `_pass`, ``total`` False)."""
+        acc = None
+        for chunk in self.reader:
+            out = scatter_chunk(
+                chunk.labels,
+                chunk.flux,
+                chunk.ivar,
+                self.offset,
+                self.scale,
+                theta,
+                u,
+                first=first,
+                with_rhs=with_rhs,
+                with_sens=with_sens,
+                **self.opts,
+            )
+            acc = out if acc is None else merge(acc, out, first_is_max=first)
+        assert acc is not None
+        return acc
+
+
+@jax.jit
+def _warm_start(init, hi0, g0, g, h, count, sum_var, xtol):
+    """`fit_scatter`'s state after its first pass, for a warm start ``init``."""
+    interior = (g0 > 0) & (count > 0)
+    hi0 = hi0 + jnp.asarray(1e-30, hi0.dtype)
+    var_scale = sum_var / jnp.maximum(count, 1.0)
+    probe = jnp.maximum(init, 0.0)
+    u0 = jnp.clip(probe, 0.01 * hi0, 0.99 * hi0)
+    zero = jnp.zeros_like(hi0)
+    done = ~interior
+    valid = (init > 0) & (init < hi0)
+    u1, lo1, hi1, done1, step1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
+    u = jnp.where(valid, u1, u0)
+    lo = jnp.where(valid, lo1, zero)
+    hi = jnp.where(valid, hi1, hi0)
+    done = jnp.where(valid, done1, done)
+    step = jnp.where(valid, step1, jnp.full_like(u0, jnp.inf))
+    return interior, var_scale, u, lo, hi, done, step
+
+
+_newton_step = jax.jit(_newton)
+
+
+@jax.jit
+def _scatter_stop(done, step, handoff):
+    return jnp.all(done | (step < handoff))
+
+
+def fit_scatter(
+    passes: Passes,
+    count,
+    sum_var,
+    init,
+    theta,
+    *,
+    with_rhs: bool = False,
+    handoff: float = 0.0,
+    with_sensitivity: bool = False,
+    n_iter: int = 20,
+    xtol: float = XTOL,
+):
+    """`orrery.lux._cannon_scatter.fit_scatter` with a warm start, a chunked pass per step.
+
+    Returns what that function returns for the same arguments.
+    """
+    run = partial(passes.scatter, theta, with_rhs=with_rhs, with_sens=with_sensitivity)
+    dtype = sum_var.dtype
+    xtol_ = jnp.asarray(xtol, dtype)
+    probe = jnp.maximum(init, 0.0)
+    hi0, g0, g, h, *rhs = run(probe, first=True)
+    last = (g, h, *rhs)
+    interior, var_scale, u, lo, hi, done, step = _warm_start(
+        init, hi0, g0, g, h, count, sum_var, xtol_
+    )
+    it, at = 1, probe
+    while it < n_iter and not bool(_scatter_stop(done, step, handoff)):
+        at = jnp.where(interior, u, 0.0)
+        last = run(at, first=False)
+        u, lo, hi, done, step = _newton_step(u, last[0], last[1], lo, hi, done, var_scale, xtol_)
+        it += 1
+    s2 = jnp.where(interior, u, 0.0)
+    g, h, *extra = last
+    out: tuple[Any, ...] = (s2, done)
+    if with_rhs:
+        out += (extra.pop(0).T, at)
+    if with_sensitivity:
+        q, d = extra
+        out += (g, h, q, d.T) if with_rhs else (at, g, h, q, d.T)
+    return out
+
+
+# ---------------------------------------------------------------- the training rounds
+@partial(jax.jit, static_argnames=("reg_type", "refinable", "l1_iter"))
+def _setup(base, penalty, allowed, *, reg_type: str, refinable: bool, l1_iter: int):
+    """`_train`'s start from the base pass: usable pixels, the base solve, the scatter start."""
+    base_gram, base_rhs, count, _, sum_ivar, sum_wyy = base
+    dtype = base_rhs.dtype
+    sum_var = count * count / jnp.maximum(sum_ivar, jnp.finfo(dtype).tiny)
+    var_scale = sum_var / jnp.maximum(count, 1.0)
+    n_free = jnp.sum(allowed, axis=1)
+    usable = (count >= jnp.maximum(n_free, 1)) & (n_free > 0)
+    allowed = allowed & usable[:, None]
+    usable = usable & _well_posed(base_gram, base_rhs, penalty, allowed)
+    allowed = allowed & usable[:, None]
+    n_good = jnp.where(usable, count, 0.0)
+    if refinable:
+        coeffs, ref_matrix = _l2_system(base_gram, base_rhs, penalty, allowed)
+    else:
+        zeros = jnp.zeros_like(base_rhs)
+        coeffs = solve_from_gram(base_gram, base_rhs, penalty, allowed, zeros, reg_type, l1_iter)
+        ref_matrix = jnp.zeros((), dtype)
+    chi2 = (
+        sum_wyy
+        - 2.0 * jnp.sum(coeffs * base_rhs, axis=1)
+        + jnp.einsum("pk,pkl,pl->p", coeffs, base_gram, coeffs)
+    )
+    dof = jnp.maximum(n_good - n_free, 1.0)
+    start = (chi2 - dof) / jnp.maximum(sum_ivar * dof / jnp.maximum(n_good, 1.0), 1e-30)
+    return usable, allowed, n_good, sum_var, var_scale, coeffs, ref_matrix, start
+
+
+def _weight_shift(new, old, ivar_max, usable):
+    """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
+    shift = jnp.abs(new - old) * ivar_max / (1.0 + ivar_max * new)
+    return jnp.max(jnp.where(usable, shift, 0.0))
+
+
+@jax.jit
+def _change(s2_new, s2_old, var_scale, usable):
+    """The round's largest relative change of ``s² + σ²`` over usable pixels."""
+    rel = jnp.abs(s2_new - s2_old) / jnp.maximum(s2_new + var_scale, jnp.finfo(s2_new.dtype).tiny)
+    return jnp.max(jnp.where(usable, rel, 0.0))
+
+
+@jax.jit
+def _warm_branch(s2_new, evaluated_at, ref_s2, exact, moving, ivar_max, usable):
+    """0 keep, 1 refine, 2 re-solve: `_train`'s choice for a warm round."""
+    near = (_weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX) & (
+        _weight_shift(evaluated_at, s2_new, ivar_max, usable) <= REFINE_MAX
+    )
+    done = exact & jnp.all(jnp.where(usable, evaluated_at == ref_s2, True))
+    return jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
+
+
+_refine_step = jax.jit(_refine)
+
+
+@jax.jit
+def _predicted_round(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact, consts, tol):
+    """`_train`'s prediction of the round after a warm one (see `_cannon_train`).
+
+    Returns whether the fit is settled, and the final θ, s² and change.
+    """
+    penalty, allowed, usable, var_scale, ivar_max = consts
+    at, g, h, q, wwr = sensitivity
+    dtype = theta.dtype
+    delta = s2_new - at
+    exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
+    can_refine = exact_here & (_weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX)
+    resid = penalty * theta - delta[:, None] * wwr
+    new_theta = _refine(ref_matrix, theta, resid, penalty, allowed)
+    g_next = g + h * delta + 0.5 * q * delta * delta
+    g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
+    h_next = h + q * delta
+    inside = s2_new > 0
+    ok = inside & (h_next < 0)
+    step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
+    s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
+    rel = jnp.abs(step) / jnp.maximum(s2_next + var_scale, jnp.finfo(dtype).tiny)
+    rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
+    change = jnp.max(rel)
+    settled = can_refine & (change < tol) & jnp.all(rel < XTOL)
+    return settled, new_theta, s2_next, change
+
+
+class _State(NamedTuple):
+    it: int
+    theta: Any
+    s2: Any
+    change: float
+    conv: Any
+    ref_s2: Any
+    ref_matrix: Any
+    exact: Any
+
+
+_l2_solve = jax.jit(_l2_system)
+_solve = jax.jit(solve_from_gram, static_argnames=("reg_type", "l1_iter"))
+
+
+class Trainer:
+    """`orrery.lux._cannon_train._train` (with measurement noise) over chunked passes.
+
+    The same rounds, decisions and stopping rule; each pass over the data is
+    `Passes`' loop over chunks and everything per pixel is a small program.
+    """
+
+    def __init__(
+        self,
+        passes: Passes,
+        base,
+        penalty,
+        allowed,
+        tol: float,
+        *,
+        reg_type: str,
+        fit_scatter_: bool,
+        max_iter: int,
+        l1_iter: int = 500,
+    ):
+        self.passes, self.penalty = passes, penalty
+        self.reg_type, self.fit_scatter_ = reg_type, fit_scatter_
+        self.max_iter, self.l1_iter = max_iter, l1_iter
+        self.refinable = fit_scatter_ and reg_type == "l2"
+        dtype = base[1].dtype
+        self.tol_arr = jnp.asarray(tol, dtype)
+        self.tol = float(self.tol_arr)
+        self.still = max(float(jnp.finfo(dtype).eps) * 64, 1e-12)
+        self.ivar_max = base[3]
+        setup = _setup(
+            base, penalty, allowed, reg_type=reg_type, refinable=self.refinable, l1_iter=l1_iter
+        )
+        self.usable, self.allowed, self.n_good, self.sum_var, self.var_scale = setup[:5]
+        self.coeffs, self.ref_matrix, self.start = setup[5:]
+
+    def run(self):
+        """Coefficients, ``s²``, usable and scatter-converged, as `fit_all` returns them."""
+        p = self.usable.shape[0]
+        all_conv = jnp.ones(p, bool)
+        zeros = jnp.zeros(p, self.start.dtype)
+        if not self.fit_scatter_:
+            return self.coeffs, zeros, self.usable, all_conv
+        exact = jnp.asarray(True)
+        state = _State(0, self.coeffs, zeros, np.inf, all_conv, zeros, self.ref_matrix, exact)
+        state = self.round(state, first=True)
+        if self.refinable and self.max_iter > 1:
+            state = self.round(state, predict=True)
+        while self.proceed(state):
+            state = self.round(state)
+        return state.theta, jnp.where(self.usable, state.s2, 0.0), self.usable, state.conv
+
+    def proceed(self, state: _State) -> bool:
+        unfinished = self.refinable and bool(jnp.any(self.usable & ~state.conv))
+        return state.it < self.max_iter and (state.change >= self.tol or unfinished)
+
+    def resolve(self, s2_new, state: _State):
+        """θ re-solved at the weights of ``s2_new`` (a Gram pass and a solve)."""
+        gram, rhs = self.passes.normal(s2_new)
+        if self.refinable:
+            theta, matrix = _l2_solve(gram, rhs, self.penalty, self.allowed)
+            return theta, s2_new, matrix, jnp.asarray(True)
+        theta = _solve(
+            gram,
+            rhs,
+            self.penalty,
+            self.allowed,
+            state.theta,
+            reg_type=self.reg_type,
+            l1_iter=self.l1_iter,
+        )
+        return theta, state.ref_s2, state.ref_matrix, state.exact
+
+    def round(self, state: _State, first: bool = False, predict: bool = False) -> _State:
+        """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept)."""
+        warm = self.refinable and not first
+        out = fit_scatter(
+            self.passes,
+            self.n_good,
+            self.sum_var,
+            self.start if first else state.s2,
+            state.theta,
+            with_rhs=warm and not predict,
+            handoff=HANDOFF if self.refinable else 0.0,
+            with_sensitivity=predict,
+        )
+        s2_new, conv = out[:2]
+        change = float(_change(s2_new, state.s2, self.var_scale, self.usable))
+        moving = change > self.still and change >= self.tol
+        kept = (state.theta, state.ref_s2, state.ref_matrix, state.exact)
+        if predict:
+            consts = (self.penalty, self.allowed, self.usable, self.var_scale, self.ivar_max)
+            settled, theta, s2_next, change_p = _predicted_round(
+                state.theta, s2_new, out[2:], *kept[1:], consts, self.tol_arr
+            )
+            if not bool(settled):  # as if not taken: the loop's rounds take it again
+                return state
+            done = jnp.ones_like(conv)
+            return _State(
+                state.it + 2, theta, s2_next, float(change_p), done, *kept[1:3], jnp.asarray(False)
+            )
+        if first or (not warm and moving):
+            step = self.resolve(s2_new, state)
+        elif not warm:
+            step = kept
+        else:
+            resid_rhs, evaluated_at = out[2], out[3]
+            branch = int(
+                _warm_branch(
+                    s2_new,
+                    evaluated_at,
+                    state.ref_s2,
+                    state.exact,
+                    jnp.asarray(moving),
+                    self.ivar_max,
+                    self.usable,
+                )
+            )
+            if branch == 1:
+                theta = _refine_step(
+                    state.ref_matrix, state.theta, resid_rhs, self.penalty, self.allowed
+                )
+                step = (theta, state.ref_s2, state.ref_matrix, jnp.asarray(False))
+            else:
+                step = self.resolve(s2_new, state) if branch == 2 else kept
+        return _State(state.it + 1, step[0], s2_new, change, conv, *step[1:])
+
+
+# ---------------------------------------------------------------- the source
+def source_shape(source: SpectraSource, output_size: int) -> tuple[int, int]:
+    """``(n_stars, n_pixels)`` of a source, checked against the model."""
+    n, p = int(source.n_stars), int(source.n_pixels)
+    if p != output_size:
+        raise ShapeError(f"source: holds {p} pixels per star, expected {output_size} (output_size)")
+    if n < 1:
+        raise ValueDomainError("source: holds no stars; there is nothing to fit")
+    return n, p
+
+
+def source_labels(source: SpectraSource, rows: int, label_size: int) -> np.ndarray:
+    """Every star's labels: the source's ``labels`` array where it has one, else read by chunk.
+
+    Raises:
+        ValueDomainError: when the source holds no labels.
+        ShapeError: when they are not ``(n_stars, label_size)``.
+    """
+    n = int(source.n_stars)
+    whole = getattr(source, "labels", None)
+    if whole is not None and not callable(whole):
+        labels = np.asarray(whole)
+    else:
+        parts = []
+        for start in range(0, n, rows):
+            part = source.read(start, min(n, start + rows)).labels
+            if part is None:
+                break
+            parts.append(np.asarray(part))
+        labels = np.concatenate(parts) if parts and len(parts) * rows >= n else None
+    if labels is None:
+        raise ValueDomainError(
+            "source: holds no labels; The Cannon is trained on labelled spectra "
+            "(give the source its training labels)"
+        )
+    labels = _validate.numeric(labels, "source")
+    if labels.shape != (n, label_size):
+        raise ShapeError(
+            f"source: labels of shape {labels.shape}, expected ({n}, {label_size}) "
+            "(one row per star, label_size columns)"
+        )
+    return labels
+
+
+def fit_source(
+    model,
+    source: SpectraSource,
+    regularization: float,
+    regularization_type: str,
+    censoring_mask,
+    fit_scatter_: bool,
+    max_iter: int,
+    tol: float,
+    memory_budget: int | float | str | None,
+):
+    """`Cannon.fit` from a source: ``(θ, s², usable, converged, offset, scale, allowed)``."""
+    budget = parse_budget(memory_budget)
+    n, p = source_shape(source, model.output_size)
+    dtype = np.dtype(jnp.result_type(float))
+    rows = chunk_rows(budget, n, p, model.n_features, dtype.itemsize)
+    labels = source_labels(source, rows, model.label_size)
+    # the array path's checks of the labels and arguments, with a stand-in for the flux
+    stand_in = np.broadcast_to(np.zeros((), dtype), (n, p))
+    labels, _, _, offset, scale, allowed = _validate.fit_inputs(
+        model,
+        labels,
+        stand_in,
+        None,
+        regularization,
+        regularization_type,
+        censoring_mask,
+        max_iter,
+    )
+    penalty = np.full(model.n_features, float(regularization))
+    if model.include_bias:
+        penalty[0] = 0.0
+    reader = Reader(source, labels, rows, dtype)
+    off, sc = jnp.asarray(offset, dtype), jnp.asarray(scale, dtype)
+    passes = Passes(reader, off, sc, model.poly_degree, model.include_bias)
+    trainer = Trainer(
+        passes,
+        passes.base(),
+        jnp.asarray(penalty, dtype),
+        jnp.asarray(allowed),
+        tol,
+        reg_type=regularization_type,
+        fit_scatter_=bool(fit_scatter_),
+        max_iter=int(max_iter),
+    )
+    return (*trainer.run(), offset, scale, allowed)
