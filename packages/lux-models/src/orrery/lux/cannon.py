@@ -29,6 +29,7 @@ from . import _cannon_basis as _basis
 from . import _cannon_fit as _fit
 from . import _cannon_io as _io
 from . import _cannon_label as _label
+from . import _cannon_stream as _stream
 from . import _cannon_train as _train
 from . import _cannon_validate as _validate
 from ._poly import feature_exponents, n_poly_features, poly_features
@@ -242,8 +243,8 @@ class Cannon(eqx.Module):
     # ------------------------------------------------------------------ training
     def fit(
         self,
-        labels: Float[ArrayLike, "n labels"],
-        output: Float[ArrayLike, "n output"],
+        labels: Float[ArrayLike, "n labels"] | SpectraSource,
+        output: Float[ArrayLike, "n output"] | None = None,
         output_ivar: Float[ArrayLike, "n output"] | None = None,
         regularization: float = 0.0,
         *,
@@ -252,6 +253,7 @@ class Cannon(eqx.Module):
         fit_scatter: bool = True,
         max_iter: int = 8,
         tol: float = 1e-4,
+        memory_budget: int | str | None = None,
     ) -> Cannon:
         """Fit coefficients and intrinsic scatter; return a new fitted Cannon.
 
@@ -264,8 +266,16 @@ class Cannon(eqx.Module):
         (``usable``), with a warning; the fit refuses (``ValueDomainError``)
         when no pixel is usable or a usable pixel's coefficients are not finite.
 
+        Given a `SpectraSource` (an on-disk store, or `ArraySource`) in place of
+        the arrays, the fit reads it a chunk of stars at a time: the same rounds,
+        with every pass over the data summed chunk by chunk, so memory is bounded
+        by ``memory_budget`` and not by the number of stars; the result equals the
+        in-memory fit on the same data up to round-off.
+
         Args:
-            labels: training labels in physical units, ``(n_stars, label_size)``.
+            labels: training labels in physical units, ``(n_stars, label_size)``;
+                or a `SpectraSource` holding labels, flux and ivar (then
+                ``output`` and ``output_ivar`` stay None).
             output: training outputs (flux), ``(n_stars, output_size)``; NaN
                 entries are ignored when their inverse variance is 0 (or any NaN
                 entry is treated as missing).
@@ -282,6 +292,10 @@ class Cannon(eqx.Module):
             fit_scatter: fit the intrinsic scatter (otherwise ``s = 0``).
             max_iter: maximum number of coefficient/scatter alternations.
             tol: relative tolerance on `s² + σ²` between alternations.
+            memory_budget: with a source only: the bytes the fit's data may take
+                (an int, or a string such as ``"2GiB"`` or ``"500MB"``; default
+                2 GiB), which sets the stars per chunk. It bounds the chunks and
+                the per-pixel state, not the interpreter and JAX themselves.
 
         Returns:
             A new fitted `Cannon`; its `usable` marks the outputs the data
@@ -289,6 +303,8 @@ class Cannon(eqx.Module):
 
         Raises:
             ShapeError: for arrays of the wrong shape.
+            ConfigError: for a source given with ``output``/``output_ivar``, or a
+                ``memory_budget`` with arrays or too small for one star.
             ValueDomainError: for non-numeric (e.g. text) labels or outputs,
                 non-finite labels, negative, ``+inf`` or all-zero inverse
                 variances, no usable pixel, or non-finite fitted coefficients.
@@ -297,56 +313,52 @@ class Cannon(eqx.Module):
             UserWarning: counting the pixels marked unusable, and pixels whose
                 scatter did not converge.
         """
-        labels, flux, ivar, offset, scale, allowed = _validate.fit_inputs(
-            self,
-            labels,
-            output,
-            output_ivar,
-            regularization,
-            regularization_type,
-            censoring_mask,
-            max_iter,
-        )
+        if isinstance(labels, SpectraSource):
+            if output is not None or output_ivar is not None:
+                raise ConfigError(
+                    "output, output_ivar: a SpectraSource already holds the flux and ivar; "
+                    "give Cannon.fit(source, ...) without them, or arrays throughout"
+                )
+            trained = _stream.fit_source(
+                self,
+                labels,
+                regularization,
+                regularization_type,
+                censoring_mask,
+                fit_scatter,
+                max_iter,
+                tol,
+                memory_budget,
+            )
+            what = "source"
+        else:
+            if memory_budget is not None:
+                raise ConfigError(
+                    "memory_budget: applies to a fit from a SpectraSource; arrays are "
+                    "fitted in memory (wrap them in orrery.lux.ArraySource to stream)"
+                )
+            if output is None:
+                raise ShapeError("output: required with array labels (the training flux)")
+            trained = self._fit_arrays(
+                labels,
+                output,
+                output_ivar,
+                regularization,
+                regularization_type,
+                censoring_mask,
+                fit_scatter,
+                max_iter,
+                tol,
+            )
+            what = "output_ivar"
+        coeffs, s2, usable, scatter_ok, offset, scale, allowed = trained
         dtype = jnp.result_type(float)
-        feats = _scaled_features(
-            jnp.asarray(labels, dtype),
-            jnp.asarray(offset, dtype),
-            jnp.asarray(scale, dtype),
-            self.poly_degree,
-            self.include_bias,
-        )
-        penalty = np.full(self.n_features, float(regularization))
-        if self.include_bias:
-            penalty[0] = 0.0
-
-        flux_j, ivar_j = _validate.training_data(flux, ivar)
-        train = partial(
-            _train.fit_all,
-            feats,
-            penalty=jnp.asarray(penalty, dtype),
-            allowed=jnp.asarray(allowed),
-            tol=jnp.asarray(tol, dtype),
-            reg_type=regularization_type,
-            known_noise=ivar is not None,
-            fit_scatter_=bool(fit_scatter),
-            max_iter=int(max_iter),
-            exponents=feature_exponents(self.label_size, self.poly_degree, self.include_bias),
-        )
-        coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
-        # a negative ivar in a pixel that also holds a non-finite entry is not flagged
-        # by the device scan: look on the host before cleaning (rare data only)
-        if bool(negative) or (bool(dirty) and ivar is not None and np.any(ivar < 0)):
-            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
-        if bool(dirty) and ivar is not None:
-            _validate.refuse_infinite_ivar(flux, ivar)
-        if bool(dirty):  # only then a cleaned copy; clean data are used as given
-            coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
         usable_np = np.asarray(usable)
         finite = np.asarray(_finite_rows(coeffs, s2))
         n_unusable = int(np.sum(~usable_np))
         if not np.any(usable_np):
             raise ValueDomainError(
-                "output_ivar: every inverse variance is zero (or NaN), or no pixel is seen "
+                f"{what}: every inverse variance is zero (or NaN), or no pixel is seen "
                 f"by at least {self.n_features} stars with a finite flux and a positive "
                 "inverse variance (and labels that constrain it); there is nothing to fit"
             )
@@ -392,6 +404,65 @@ class Cannon(eqx.Module):
             regularization_type=regularization_type,
             usable=usable,
         )
+
+    def _fit_arrays(
+        self,
+        labels,
+        output,
+        output_ivar,
+        regularization,
+        regularization_type,
+        censoring_mask,
+        fit_scatter,
+        max_iter,
+        tol,
+    ):
+        """The in-memory fit: ``(θ, s², usable, scatter converged, offset, scale, allowed)``."""
+        labels, flux, ivar, offset, scale, allowed = _validate.fit_inputs(
+            self,
+            labels,
+            output,
+            output_ivar,
+            regularization,
+            regularization_type,
+            censoring_mask,
+            max_iter,
+        )
+        dtype = jnp.result_type(float)
+        feats = _scaled_features(
+            jnp.asarray(labels, dtype),
+            jnp.asarray(offset, dtype),
+            jnp.asarray(scale, dtype),
+            self.poly_degree,
+            self.include_bias,
+        )
+        penalty = np.full(self.n_features, float(regularization))
+        if self.include_bias:
+            penalty[0] = 0.0
+
+        flux_j, ivar_j = _validate.training_data(flux, ivar)
+        train = partial(
+            _train.fit_all,
+            feats,
+            penalty=jnp.asarray(penalty, dtype),
+            allowed=jnp.asarray(allowed),
+            tol=jnp.asarray(tol, dtype),
+            reg_type=regularization_type,
+            known_noise=ivar is not None,
+            fit_scatter_=bool(fit_scatter),
+            max_iter=int(max_iter),
+            exponents=feature_exponents(self.label_size, self.poly_degree, self.include_bias),
+        )
+        coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
+        # a negative ivar in a pixel that also holds a non-finite entry is not flagged
+        # by the device scan: look on the host before cleaning (rare data only)
+        if bool(negative) or (bool(dirty) and ivar is not None and np.any(ivar < 0)):
+            raise ValueDomainError("output_ivar: expected non-negative inverse variances")
+        if bool(dirty) and ivar is not None:
+            _validate.refuse_infinite_ivar(flux, ivar)
+        if bool(dirty):  # only then a cleaned copy; clean data are used as given
+            coeffs, s2, usable, scatter_ok, _, _ = train(*_fit.clean_inputs(flux_j, ivar_j))
+        return coeffs, s2, usable, scatter_ok, offset, scale, allowed
 
     # ------------------------------------------------------------------ test step
     def infer_labels(
