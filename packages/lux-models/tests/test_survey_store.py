@@ -1,0 +1,155 @@
+"""The on-disk spectra store: round trip, resume, integrity checks (issue 36)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from orrery.interface import ArtifactError, ConfigError, ShapeError, ValueDomainError
+from orrery.lux.survey import ArraySource, SpectraSource, SpectraStore, write_spectra
+
+
+def _arrays(n=23, p=7, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    flux = rng.normal(1.0, 0.1, size=(n, p)).astype(dtype)
+    ivar = rng.uniform(1.0, 4.0, size=(n, p)).astype(dtype)
+    return flux, ivar, rng.normal(size=(n, 3)), np.arange(100, 100 + n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_across_chunks(tmp_path, dtype):
+    flux, ivar, labels, ids = _arrays(dtype=dtype)
+    grid = np.linspace(15000.0, 17000.0, 7)
+    store = write_spectra(
+        tmp_path / "s",
+        ArraySource(flux, ivar, labels, ids),
+        chunk_stars=5,
+        wavelength=grid,
+        label_names=["teff", "logg", "feh"],
+        progress=False,
+    )
+    assert isinstance(store, SpectraSource)
+    assert (store.n_stars, store.n_pixels, store.dtype) == (23, 7, np.dtype(dtype))
+    assert store.label_names == ["teff", "logg", "feh"]
+    np.testing.assert_array_equal(store.wavelength, grid)
+    for start, stop in [(0, 23), (3, 17), (5, 10), (22, 23), (4, 4)]:
+        got = store.read(start, stop)
+        np.testing.assert_array_equal(got.flux, flux[start:stop])
+        np.testing.assert_array_equal(got.ivar, ivar[start:stop])
+        np.testing.assert_array_equal(got.labels, labels[start:stop])
+        np.testing.assert_array_equal(got.ids, ids[start:stop])
+    reopened = SpectraStore(tmp_path / "s")
+    assert reopened.fingerprint == store.fingerprint
+    assert sorted(os.listdir(tmp_path / "s" / "chunks")) == [f"c{i:08d}" for i in range(5)]
+
+
+def test_text_ids_and_no_labels(tmp_path):
+    flux, ivar, _, _ = _arrays(n=4)
+    ids = np.array(["2M0001+01", "2M0002+02", "b", "c"], dtype=object)
+    store = write_spectra(tmp_path / "s", ArraySource(flux, ivar, ids=ids), progress=False)
+    assert store.label_names is None and store.read(0, 4).labels is None
+    assert store.read(0, 4).ids.tolist() == ids.tolist()
+
+
+class _Dying:
+    """A source that fails once it reaches row ``fail_at`` (a killed ingest)."""
+
+    def __init__(self, source, fail_at):
+        self.source, self.fail_at = source, fail_at
+        self.n_stars, self.n_pixels = source.n_stars, source.n_pixels
+
+    def read(self, start, stop):
+        if stop > self.fail_at:
+            raise KeyboardInterrupt
+        return self.source.read(start, stop)
+
+
+def test_an_interrupted_write_resumes_writing_only_missing_chunks(tmp_path):
+    flux, ivar, labels, ids = _arrays()
+    src = ArraySource(flux, ivar, labels, ids)
+    with pytest.raises(KeyboardInterrupt):
+        write_spectra(tmp_path / "s", _Dying(src, 12), chunk_stars=5, progress=False)
+    with pytest.raises(ArtifactError, match="not finished"):
+        SpectraStore(tmp_path / "s")
+    first = tmp_path / "s" / "chunks" / "c00000000" / "flux.npy"
+    stamp = os.stat(first).st_mtime_ns
+    store = write_spectra(tmp_path / "s", src, chunk_stars=5, progress=False)
+    assert os.stat(first).st_mtime_ns == stamp  # the finished chunk was not rewritten
+    np.testing.assert_array_equal(store.read(0, 23).flux, flux)
+    fresh = write_spectra(tmp_path / "t", src, chunk_stars=5, progress=False)
+    assert fresh.fingerprint == store.fingerprint
+
+
+def test_never_overwrites_what_it_did_not_make(tmp_path):
+    flux, ivar, _, _ = _arrays()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        write_spectra(tmp_path / "mine", ArraySource(flux, ivar), progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    write_spectra(tmp_path / "s", ArraySource(flux, ivar), chunk_stars=5, progress=False)
+    with pytest.raises(ConfigError, match="chunk_rows"):
+        write_spectra(tmp_path / "s", ArraySource(flux, ivar), chunk_stars=6, progress=False)
+
+
+def _store(tmp_path):
+    flux, ivar, labels, _ = _arrays()
+    write_spectra(tmp_path / "s", ArraySource(flux, ivar, labels), chunk_stars=5, progress=False)
+    return tmp_path / "s"
+
+
+def test_a_truncated_chunk_is_refused_naming_the_file(tmp_path):
+    path = _store(tmp_path)
+    file = path / "chunks" / "c00000001" / "ivar.npy"
+    file.write_bytes(file.read_bytes()[:-8])
+    store = SpectraStore(path)
+    store.read(0, 5)  # other chunks still read
+    with pytest.raises(ArtifactError, match=r"c00000001/ivar\.npy.*truncated"):
+        store.read(5, 10)
+
+
+def test_edited_bytes_fail_the_digest(tmp_path):
+    path = _store(tmp_path)
+    file = path / "chunks" / "c00000002" / "flux.npy"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="chunk 2 .*digest"):
+        SpectraStore(path).read(0, 23)
+
+
+def test_an_object_array_is_never_unpickled(tmp_path):
+    path = _store(tmp_path)
+    file = path / "chunks" / "c00000000" / "labels.npy"
+    np.save(file, np.array([{"a": 1}] * 5, dtype=object), allow_pickle=True)
+    with pytest.raises(ArtifactError, match="holds object"):
+        SpectraStore(path).read(0, 5)
+
+
+def test_a_moved_chunk_and_a_foreign_store_json_are_refused(tmp_path):
+    path = _store(tmp_path)
+    os.rename(path / "chunks" / "c00000003", path / "chunks" / "c00000009")
+    with pytest.raises(ArtifactError, match="chunk 3 .*missing"):
+        SpectraStore(path).read(15, 20)
+    meta = json.loads((path / "store.json").read_text())
+    (path / "store.json").write_text(json.dumps({**meta, "format": "something else"}))
+    with pytest.raises(ArtifactError, match="format"):
+        SpectraStore(path)
+
+
+def test_bad_rows_are_refused_before_writing(tmp_path):
+    flux, ivar, labels, _ = _arrays()
+    ivar[7, 2] = -1.0
+    with pytest.raises(ValueDomainError, match="row 7"):
+        write_spectra(tmp_path / "a", ArraySource(flux, ivar), progress=False)
+    with pytest.raises(ShapeError, match="label_names"):
+        write_spectra(
+            tmp_path / "b", ArraySource(flux, abs(ivar), labels), label_names=["x"], progress=False
+        )
+    with pytest.raises(ShapeError, match="wavelength"):
+        write_spectra(
+            tmp_path / "c", ArraySource(flux, abs(ivar)), wavelength=np.ones(3), progress=False
+        )
+    with pytest.raises(ConfigError, match="SpectraSource"):
+        write_spectra(tmp_path / "d", flux, progress=False)  # type: ignore[arg-type]
