@@ -89,20 +89,32 @@ def parse_budget(budget: int | float | str | None) -> int:
     return int(value)
 
 
+def _costs(n_pixels: int, n_features: int, itemsize: int) -> tuple[int, int]:
+    """Bytes of the fixed per-pixel state, and per star of a chunk."""
+    k = n_features
+    fixed = n_pixels * itemsize * (5 * k * k + 4 * k * (k + 1) + 24 * k + 64)
+    return fixed, 2 * 2 * n_pixels * (itemsize + 8)
+
+
+def budget_for(rows: int, n_pixels: int, n_features: int, itemsize: int) -> int:
+    """The smallest budget whose chunks hold ``rows`` stars (before row alignment)."""
+    fixed, per_row = _costs(n_pixels, n_features, itemsize)
+    return fixed + rows * per_row
+
+
 def chunk_rows(budget: int, n_stars: int, n_pixels: int, n_features: int, itemsize: int) -> int:
     """Stars per chunk that keep the fit's data within ``budget`` bytes.
 
     Per star: flux and ivar in the fit's dtype and as the source hands them over
     (up to 8 bytes each), for the chunk being summed and the one being read.
     Fixed: the per-pixel state (Gram matrices, the refinement matrix, their
-    accumulators and a few ``(pixels, features)`` arrays).
+    accumulators and a few ``(pixels, features)`` arrays). More than
+    `_ROW_ALIGN` rows are rounded down to a multiple of it.
 
     Raises:
         ConfigError: when the budget cannot hold the state and one star.
     """
-    k = n_features
-    fixed = n_pixels * itemsize * (5 * k * k + 4 * k * (k + 1) + 24 * k + 64)
-    per_row = 2 * 2 * n_pixels * (itemsize + 8)
+    fixed, per_row = _costs(n_pixels, n_features, itemsize)
     rows = (budget - fixed) // per_row
     if rows < 1:
         raise ConfigError(
