@@ -253,7 +253,31 @@ def _broadcast_bounds(constraint: Any, shape: tuple[int, ...]) -> tuple[Array, A
     return jnp.broadcast_to(lower, shape), jnp.broadcast_to(upper, shape)
 
 
-class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappable[Array]):
+class _ConstrainedVariable(
+    AbstractVariable, AbstractConstrainable[Array], AbstractWrappable[Array]
+):
+    """What `Constrained` and `Random` share: ``value = constraint.bijector.forward(raw_value)``.
+
+    The value, bounds and wrap are defined here once; subclasses declare the two fields.
+    """
+
+    constraint: eqx.AbstractVar[Any]
+    raw_value: eqx.AbstractVar[Array]
+
+    @property
+    def value(self) -> Array:
+        return as_unwrapped(self.constraint).bijector.forward(self.raw_value)
+
+    @property
+    def bounds(self) -> tuple[Array, Array]:
+        return _broadcast_bounds(self.constraint, self.value.shape)
+
+    def wrap(self, value: Array) -> Self:
+        raw = as_unwrapped(self.constraint).bijector.inverse(value)
+        return eqx.tree_at(lambda m: m.raw_value, self, raw)
+
+
+class Constrained(_ConstrainedVariable):
     """A variable inside a constraint: ``value = constraint.bijector.forward(raw_value)``.
 
     Args:
@@ -287,20 +311,8 @@ class Constrained(AbstractVariable, AbstractConstrainable[Array], AbstractWrappa
         self.constraint = constraint
         self.raw_value = raw_value
 
-    @property
-    def value(self) -> Array:
-        return as_unwrapped(self.constraint).bijector.forward(self.raw_value)
-
-    @property
-    def bounds(self) -> tuple[Array, Array]:
-        return _broadcast_bounds(self.constraint, self.value.shape)
-
     def constrain(self, constraint: AbstractConstraint) -> Constrained:
         return Constrained(constraint, value=self.value)
-
-    def wrap(self, value: Array) -> Self:
-        raw = as_unwrapped(self.constraint).bijector.inverse(value)
-        return eqx.tree_at(lambda m: m.raw_value, self, raw)
 
 
 def _distribution_mean(distribution: Any) -> Array:
@@ -312,12 +324,7 @@ def _distribution_mean(distribution: Any) -> Array:
         ) from err
 
 
-class Random(
-    AbstractVariable,
-    AbstractProbabilistic[Array],
-    AbstractConstrainable[Array],
-    AbstractWrappable[Array],
-):
+class Random(_ConstrainedVariable, AbstractProbabilistic[Array]):
     """A random variable: a distribution, its constraint, and a raw value.
 
     Args:
@@ -355,14 +362,6 @@ class Random(
         self.constraint = constraint
         self.raw_value = raw_value
 
-    @property
-    def value(self) -> Array:
-        return as_unwrapped(self.constraint).bijector.forward(self.raw_value)
-
-    @property
-    def bounds(self) -> tuple[Array, Array]:
-        return _broadcast_bounds(self.constraint, self.value.shape)
-
     def constrain(self, constraint: AbstractConstraint) -> Random:
         """A copy under `constraint`; a narrower one truncates the distribution.
 
@@ -384,10 +383,6 @@ class Random(
                     stacklevel=2,
                 )
         return Random(dist, constraint, self.value)
-
-    def wrap(self, value: Array) -> Self:
-        raw = as_unwrapped(self.constraint).bijector.inverse(value)
-        return eqx.tree_at(lambda m: m.raw_value, self, raw)
 
 
 def tree_named_params(tree: Any) -> dict[str, Any]:
