@@ -35,6 +35,7 @@ from orrery.interface import (
 
 from . import _model
 from ._precision import in_float32
+from ._preprocess import forward, forward_uncertainties
 from ._sharding import gather, shard_batch
 from .observations import EncodedObservation, ObservationBlock, blocks_by_name
 from .samples import PosteriorSamples, clamp_nonfinite
@@ -105,11 +106,11 @@ class PosteriorInference:
                         f"block {name!r}: the posterior has no preprocessing entry for it; "
                         "its normalisation is unknown"
                     )
-            mean = np.asarray(prep["value_mean"]) if prep else 0.0
-            scale = np.asarray(prep["value_scale"]) if prep else 1.0
-            entry = {"values": ((block.values - mean) / scale).astype(np.float32)}
+            # the recorded transform, centre and scale: exactly as the training batches
+            entry = {"values": forward(block.values, prep).astype(np.float32)}
             if spec["has_uncertainties"]:
-                entry["uncertainties"] = (block.uncertainties / scale).astype(np.float32)
+                sigma = forward_uncertainties(block.values, block.uncertainties, prep)
+                entry["uncertainties"] = sigma.astype(np.float32)
             out[name] = entry
         return out
 
@@ -204,6 +205,8 @@ class PosteriorInference:
         """Whether each vector of ``s`` (in ``parameter_space``) lies in the support."""
         s = np.asarray(s)
         ok = np.all(np.isfinite(s), axis=-1)
+        if any(self.space.log_dims):  # a positive prior's parameters, modelled in log space
+            ok &= self.space.contains(s)
         if self.space.kind == "cube":
             ok &= np.all((s >= 0) & (s <= 1), axis=-1)
         elif self.space.kind == "physical" and self._support_box() is not None:
@@ -418,6 +421,8 @@ class PosteriorInference:
     def _support_centre(self) -> np.ndarray:
         if self.space.kind == "cube":
             return np.full(self.parameter_dim, 0.5)
+        if any(self.space.log_dims):  # inside a positive prior's support
+            return np.where(self.space.log_dims, np.exp(self._flow_shift), self._flow_shift)
         if self.space.kind == "unconstrained" or self.space.lower is None:
             return np.zeros(self.parameter_dim)
         return 0.5 * (self.space.lower + self.space.upper)

@@ -24,11 +24,17 @@ CUBE_EPS = 1e-6
 
 
 class _Coordinates(eqx.Module):
-    """Exact maps between the posterior's space ``s`` and the flow's coordinates ``z``."""
+    """Exact maps between the posterior's space ``s`` and the flow's coordinates ``z``.
+
+    ``log_dims`` (physical space only; static, so it is not a weight): the
+    parameters the flow models in log space (a positive prior's), with the
+    log-Jacobian ``-log s`` each.
+    """
 
     kind: str = eqx.field(static=True)
     shift: Array
     scale: Array
+    log_dims: tuple[bool, ...] = eqx.field(static=True, default=())
 
     def space_to_flow(self, s: Float[Array, "... d"]) -> tuple[Array, Array]:
         """``z`` and ``log|dz/ds|`` (summed over the last axis)."""
@@ -36,10 +42,17 @@ class _Coordinates(eqx.Module):
         if self.kind == "cube":
             s, extra = cube_to_unconstrained(s)
             log_det = log_det + extra
+        if any(self.log_dims):
+            mask = jnp.asarray(self.log_dims)
+            logs = jnp.log(jnp.where(mask, s, 1.0))
+            s = jnp.where(mask, logs, s)
+            log_det = log_det - logs.sum(-1)
         return (s - self.shift) / self.scale, log_det
 
     def flow_to_space(self, z: Float[Array, "... d"]) -> Array:
         s = z * self.scale + self.shift
+        if any(self.log_dims):
+            s = jnp.where(jnp.asarray(self.log_dims), jnp.exp(s), s)
         return unconstrained_to_cube(s)[0] if self.kind == "cube" else s
 
 
@@ -126,6 +139,9 @@ def flow_targets(space: Any, shift: np.ndarray, scale: np.ndarray, theta: np.nda
     bound keeps a finite logit.
     """
     s = np.asarray(theta, np.float64)
+    log_dims = np.asarray(getattr(space, "log_dims", ()) or [False] * s.shape[-1])
+    if log_dims.any():  # a positive prior's parameters, modelled in log space
+        s = np.where(log_dims, np.log(np.where(log_dims, s, 1.0)), s)
     if space.kind != "physical":
         u = (s - space.lower) / (space.upper - space.lower)
         u = np.clip(u, CUBE_EPS, 1 - CUBE_EPS)

@@ -4,7 +4,8 @@ Every entry the posterior needs is read with `Artifact.config_value` (missing or
 mistyped entries are `ArtifactError`s naming ``metadata.json`` and the key), and
 the entries are checked against each other: one name, bound, shift and scale per
 parameter; preprocessing for every observation block with one mean and scale per
-value. Nothing is imported or built here.
+value (and, where recorded, one transform and its scale per value). Nothing is
+imported or built here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 
 from orrery.interface import ArtifactError
 
+from ._preprocess import TRANSFORMS
 from .observations import MODALITIES
 from .spaces import PARAMETER_SPACES
 
 _NUM = (int, float)
+#: Constructor arguments added after artifacts were first written: absent means the default.
+_ADDED_LATER = ("observation_transform", "parameter_transform")
 
 
 def _fail(artifact: Any, key: str, what: str) -> ArtifactError:
@@ -44,6 +48,20 @@ def _entry(artifact: Any, mapping: dict, base: str, key: str, types: Any) -> Non
         raise _fail(artifact, f"{base}.{key}", f"has the wrong type ({value!r:.60})")
 
 
+def _transform_entry(artifact: Any, entry: dict, base: str, size: int) -> None:
+    """A block's per-feature transforms (absent in artifacts written before them: none)."""
+    if "transform" not in entry and "transform_scale" not in entry:
+        return
+    _entry(artifact, entry, base, "transform", list)
+    _entry(artifact, entry, base, "transform_scale", list)
+    kinds = entry["transform"]
+    if len(kinds) != size or any(k not in TRANSFORMS for k in kinds):
+        raise _fail(
+            artifact, f"{base}.transform", f"must be {size} of {TRANSFORMS}, got {kinds!r:.80}"
+        )
+    _numbers(artifact, f"{base}.transform_scale", entry["transform_scale"], size, positive=True)
+
+
 def check_posterior_metadata(cls: type, artifact: Any) -> dict[str, Any]:
     """The checked metadata of a saved `ConditionalFlowPosterior` (see the module docstring).
 
@@ -61,7 +79,7 @@ def check_posterior_metadata(cls: type, artifact: Any) -> dict[str, Any]:
     constructor = get("estimator_config.constructor", dict)
     known = inspect.signature(cls.__init__).parameters
     for name in known:
-        if name not in ("self", "task_metadata") and name not in constructor:
+        if name not in ("self", "task_metadata", *_ADDED_LATER) and name not in constructor:
             raise _fail(artifact, f"estimator_config.constructor.{name}", "is missing")
     dim = get("estimator_config.constructor.parameter_dim", int)
     if dim < 1:
@@ -82,6 +100,13 @@ def check_posterior_metadata(cls: type, artifact: Any) -> dict[str, Any]:
         _numbers(artifact, "parameter_space.upper", upper, dim)
         if any(hi <= lo for lo, hi in zip(lower, upper, strict=True)):
             raise _fail(artifact, "parameter_space.upper", "must exceed the lower bounds")
+    log_dims = get("parameter_space.log_dims", list, default=[])
+    if log_dims and (
+        len(log_dims) != dim or not all(isinstance(v, bool) for v in log_dims) or kind != "physical"
+    ):
+        raise _fail(
+            artifact, "parameter_space.log_dims", f"must be {dim} booleans of a physical space"
+        )
     _numbers(artifact, "flow_shift", get("flow_shift", list), dim)
     _numbers(artifact, "flow_scale", get("flow_scale", list), dim, positive=True)
     schema = get("observation_schema", dict)
@@ -109,6 +134,7 @@ def check_posterior_metadata(cls: type, artifact: Any) -> dict[str, Any]:
             _numbers(
                 artifact, f"{base}.value_scale", entry["value_scale"], spec["size"], positive=True
             )
+            _transform_entry(artifact, entry, base, spec["size"])
         extra = sorted(set(prep) - set(schema))
         if extra:
             raise _fail(artifact, "preprocessing_metadata", f"names unknown blocks {extra}")

@@ -121,6 +121,8 @@ def recommended_config(parameter_dim: int, num_simulations: int) -> dict[str, An
         "lr_decay_max": 3,
         "encoder_linear_skip": True,
         "linear_gaussian_start": True,
+        "observation_transform": "auto",
+        "parameter_transform": "auto",
         "gradient_clip_norm": 5.0,
         "stable_inverse_forward_max_abs_error_threshold": None,
         "stable_inverse_forward_logdet_closure_max_abs_error_threshold": None,

@@ -25,6 +25,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
+from ._preprocess import forward, forward_uncertainties
 from ._row_sources import NpySource, StoreSource
 from ._splits import (  # BOUNDS_MARGIN and SPLITS stay importable from here
     BOUNDS_MARGIN as BOUNDS_MARGIN,
@@ -375,12 +376,12 @@ class SimulationDataset(SplitMetadata):
     def _batch(self, idx: np.ndarray) -> PosteriorBatch:
         obs = {}
         for name, arr in self.observations.items():
-            prep = self.preprocessing_metadata[name]
-            mean = np.asarray(prep["value_mean"])
-            scale = np.asarray(prep["value_scale"])
-            block = {"values": ((arr[idx] - mean) / scale).astype(np.float32)}
+            prep = self.preprocessing_metadata[name]  # transform, centre and scale
+            raw = arr[idx]
+            block = {"values": forward(raw, prep).astype(np.float32)}
             if name in self.uncertainties:
-                block["uncertainties"] = (self.uncertainties[name][idx] / scale).astype(np.float32)
+                sigma = forward_uncertainties(raw, self.uncertainties[name][idx], prep)
+                block["uncertainties"] = sigma.astype(np.float32)
             obs[name] = block
         return PosteriorBatch(self.parameters[idx].astype(np.float32), obs)
 

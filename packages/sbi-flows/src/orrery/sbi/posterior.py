@@ -26,6 +26,7 @@ from . import _model
 from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._build import compiled_build
+from ._fit_checks import warn_preparation_and_fit
 from ._fit_report import warn_after_fit
 from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from ._inference import PosteriorInference
@@ -34,6 +35,7 @@ from ._linear_start import linear_gaussian_start
 from ._noise import make_batch_transform, make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
 from ._precision import in_float32
+from ._preprocess import OBSERVATION_TRANSFORMS, prepare_dataset
 from ._recipe import recommended_config
 from ._regularizers import regularized_loss
 from ._sharding import resolve_devices
@@ -41,7 +43,13 @@ from ._splits import BOUNDS_MARGIN, PosteriorBatch
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .persistence import PersistentPosteriorEstimator
-from .spaces import PARAMETER_SPACES, ParameterSpace
+from .spaces import (
+    PARAMETER_SPACES,
+    PARAMETER_TRANSFORMS,
+    ParameterSpace,
+    choose_log_dims,
+    log_dim_moments,
+)
 from .training._optim import check_lr_decay
 from .training._streaming import SplitStream
 
@@ -158,6 +166,15 @@ class ConditionalFlowPosterior(
             (conditioners start as the identity; see ``orrery.sbi._linear_start``). Needs
             ``encoder_linear_skip``, ``embedding_dim >= parameter_dim`` and a family other
             than ``"neural_autoregressive"``. Not upstream.
+        observation_transform: observation preprocessing chosen from the training data at
+            `fit` and recorded with the posterior: ``"none"`` (mean and standard deviation),
+            ``"auto"`` (log / asinh of positive or multi-decade features, robust centre and
+            scale where outliers dominate; the recipe's), ``"robust"``, ``"log"``,
+            ``"asinh"`` (see ``orrery.sbi._preprocess``). Not upstream.
+        parameter_transform: in ``"physical"`` space, model positive parameters in log
+            space (exact map back; densities carry the Jacobian): ``"none"``, ``"log"``
+            (all) or ``"auto"`` (the recipe's: positive, right-skewed parameters without a
+            prior box, see ``orrery.sbi.spaces.choose_log_dims``). Not upstream.
         checkpoint_directory: where epoch-end checkpoints go (``None``: none).
         checkpoint_backend: ``"auto"``, ``"orbax"`` or ``"equinox"``.
         resume_from_checkpoint: continue from the checkpoint in ``checkpoint_directory``.
@@ -268,6 +285,8 @@ class ConditionalFlowPosterior(
         lr_decay_max: int = 3,
         encoder_linear_skip: bool = False,
         linear_gaussian_start: bool = False,
+        observation_transform: str = "none",
+        parameter_transform: str = "none",
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if self._forced_flow_family is not None:
@@ -331,6 +350,17 @@ class ConditionalFlowPosterior(
         self._flow_shift = np.zeros(parameter_dim)
         self._flow_scale = np.ones(parameter_dim)
         self._from_recipe = False  # set by `recommended`: the fit warnings' advice differs
+        self.observation_transform = check_choice(
+            observation_transform, OBSERVATION_TRANSFORMS, "observation_transform"
+        )
+        self.parameter_transform = check_choice(
+            parameter_transform, PARAMETER_TRANSFORMS, "parameter_transform"
+        )
+        if parameter_transform == "log" and parameter_space != "physical":
+            raise ConfigError(
+                "parameter_transform='log' needs parameter_space='physical' (the cube and "
+                f"unconstrained spaces already map a bounded prior), got {parameter_space!r}"
+            )
 
     @classmethod
     def recommended(
@@ -441,6 +471,7 @@ class ConditionalFlowPosterior(
             self.parameter_space,
             jnp.asarray(self._flow_shift, jnp.float32),
             jnp.asarray(self._flow_scale, jnp.float32),
+            log_dims=self.space.log_dims if self.space is not None else (),
         )
         return _model.PosteriorModel(encoder, flow, coords)
 
@@ -483,6 +514,11 @@ class ConditionalFlowPosterior(
             bounds = np.stack([lo - pad, hi + pad], axis=1)
         bounds = np.asarray(bounds, np.float64)
         self.space = ParameterSpace(self.parameter_space, bounds[:, 0], bounds[:, 1])
+        if self.parameter_space == "physical":  # a positive prior's parameters: log space
+            log_dims = choose_log_dims(
+                theta, self.parameter_transform, bounded=self.support_bounded
+            )
+            self.space = ParameterSpace("physical", bounds[:, 0], bounds[:, 1], log_dims)
         schema = getattr(dataset, "observation_schema", None)
         if schema is None:
             schema = {
@@ -507,6 +543,9 @@ class ConditionalFlowPosterior(
             moments = getattr(dataset, "parameter_moments", None)  # streaming readers
             self._flow_shift, std = moments() if moments else (theta.mean(0), theta.std(0))
             self._flow_scale = np.where(std > 0, std, 1.0)
+            self._flow_shift, self._flow_scale = log_dim_moments(
+                self.space, theta, self._flow_shift, self._flow_scale
+            )
         else:
             self._flow_shift = np.zeros(self.parameter_dim)
             self._flow_scale = np.ones(self.parameter_dim)
@@ -595,6 +634,7 @@ class ConditionalFlowPosterior(
                 )
             if elbo_log_likelihood_fn is None:
                 raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
+        dataset, prep_notes = prepare_dataset(dataset, self.observation_transform)
         train = self._read_split(dataset, "train")
         if train is None:
             raise ConfigError("dataset: the training split is empty")
@@ -689,6 +729,7 @@ class ConditionalFlowPosterior(
             artifacts.trainer_metadata["n_train"],
             from_recipe=self._from_recipe,
         )
+        warn_preparation_and_fit(artifacts, dataset, train, prep_notes)
         if self.verbose_diagnostics:
             write_final_plots(
                 model,

@@ -21,7 +21,15 @@ from jaxtyping import Array, Float
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError, check_choice
 
-__all__ = ["PARAMETER_SPACES", "ParameterSpace", "cube_to_unconstrained", "unconstrained_to_cube"]
+__all__ = [
+    "PARAMETER_SPACES",
+    "PARAMETER_TRANSFORMS",
+    "ParameterSpace",
+    "choose_log_dims",
+    "cube_to_unconstrained",
+    "log_dim_moments",
+    "unconstrained_to_cube",
+]
 
 PARAMETER_SPACES: tuple[str, ...] = ("physical", "cube", "unconstrained")
 
@@ -50,6 +58,9 @@ class ParameterSpace:
         kind: ``"physical"``, ``"cube"`` or ``"unconstrained"``.
         lower: lower bounds ``(d,)``; needed for ``"cube"`` and ``"unconstrained"``.
         upper: upper bounds ``(d,)``, strictly above ``lower``.
+        log_dims: ``(d,)`` flags of a ``"physical"`` space: parameters of a positive
+            prior, which the posterior's flow models in log space (its densities carry
+            the Jacobian, and only positive values are in the support). Empty: none.
 
     Example:
         >>> space = ParameterSpace("cube", lower=[0.0, -1.0], upper=[2.0, 1.0])
@@ -57,8 +68,13 @@ class ParameterSpace:
         array([0.5 , 0.75], dtype=float32)
     """
 
-    def __init__(self, kind: str, lower: Any = None, upper: Any = None) -> None:
+    def __init__(self, kind: str, lower: Any = None, upper: Any = None, log_dims: Any = ()) -> None:
         self.kind = check_choice(kind, PARAMETER_SPACES, "parameter_space")
+        self.log_dims: tuple[bool, ...] = tuple(bool(v) for v in (log_dims or ()))
+        if any(self.log_dims) and self.kind != "physical":
+            raise ConfigError(
+                f"log_dims: log-space parameters need parameter_space='physical', got {kind!r}"
+            )
         if (lower is None) != (upper is None):
             raise ConfigError("bounds: give both lower and upper, or neither")
         if lower is None:
@@ -146,7 +162,10 @@ class ParameterSpace:
         s = np.asarray(s)
         if self.kind == "cube":
             return np.all((s >= 0) & (s <= 1), axis=-1)
-        return np.all(np.isfinite(s), axis=-1)
+        ok = np.all(np.isfinite(s), axis=-1)
+        if any(self.log_dims):
+            ok &= np.all(s[..., np.asarray(self.log_dims)] > 0, axis=-1)
+        return ok
 
     def _need_bounds(self) -> None:
         if self.lower is None:
@@ -154,13 +173,79 @@ class ParameterSpace:
 
     def to_config(self) -> dict[str, Any]:
         """JSON-safe description (kind and bounds)."""
-        return {
+        out = {
             "kind": self.kind,
             "lower": None if self.lower is None else self.lower.tolist(),
             "upper": None if self.upper is None else self.upper.tolist(),
         }
+        if any(self.log_dims):  # absent (none) in configs written before log dims existed
+            out["log_dims"] = list(self.log_dims)
+        return out
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ParameterSpace:
         """Inverse of `to_config`."""
-        return cls(config["kind"], config.get("lower"), config.get("upper"))
+        return cls(
+            config["kind"], config.get("lower"), config.get("upper"), config.get("log_dims", ())
+        )
+
+
+#: Values of the posterior's ``parameter_transform``.
+PARAMETER_TRANSFORMS: tuple[str, ...] = ("none", "auto", "log")
+#: Skewness of a positive parameter above which ``"auto"`` models it in log space
+#: (when its logarithm is less skewed): a log-normal prior of log-sd 0.2 has 0.61.
+LOG_SKEW = 0.5
+
+
+def _skew(x: np.ndarray) -> np.ndarray:
+    c = x - x.mean(0)
+    sd = np.sqrt((c**2).mean(0))
+    return (c**3).mean(0) / np.where(sd > 0, sd, 1.0) ** 3
+
+
+def choose_log_dims(theta: Any, mode: str, *, bounded: bool) -> tuple[bool, ...]:
+    """Which parameters a physical-space flow models in log space.
+
+    ``"none"``: none. ``"log"``: every parameter (all must be positive). ``"auto"``:
+    without a prior box (``bounded=False``: a bounded prior uses its box), each
+    parameter whose simulated values are all positive and right-skewed (skewness
+    above `LOG_SKEW`) with a less skewed logarithm: a log-normal or other
+    half-bounded positive prior.
+
+    Raises:
+        ValueDomainError: ``"log"`` with a parameter value <= 0.
+    """
+    check_choice(mode, PARAMETER_TRANSFORMS, "parameter_transform")
+    theta = np.asarray(theta, np.float64)
+    d = theta.shape[1]
+    if mode == "none":
+        return ()
+    positive = np.all(theta > 0, axis=0)
+    if mode == "log":
+        if not positive.all():
+            bad = int(np.argmin(positive))
+            raise ValueDomainError(
+                f"parameter_transform='log': parameter {bad} has values <= 0 "
+                f"(smallest {theta[:, bad].min():.3g})"
+            )
+        return (True,) * d
+    if bounded:
+        return ()
+    skew = _skew(theta)
+    log_skew = _skew(np.log(np.where(positive, theta, 1.0)))
+    flags = positive & (skew > LOG_SKEW) & (np.abs(log_skew) < np.abs(skew))
+    return tuple(bool(f) for f in flags) if flags.any() else ()
+
+
+def log_dim_moments(
+    space: ParameterSpace, theta: Any, shift: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift, scale)`` of the flow coordinates with the log dims' from ``log theta``."""
+    if not any(space.log_dims):
+        return shift, scale
+    mask = np.asarray(space.log_dims)
+    logs = np.log(np.asarray(theta, np.float64)[:, mask])
+    std = logs.std(0)
+    shift, scale = np.array(shift, np.float64), np.array(scale, np.float64)
+    shift[mask], scale[mask] = logs.mean(0), np.where(std > 0, std, 1.0)
+    return shift, scale

@@ -34,6 +34,7 @@ from orrery.interface import (
 
 from . import _host_buffers
 from ._prefetch import prefetch
+from ._preprocess import forward, forward_uncertainties
 from ._splits import (
     DEFAULT_MEMORY_BUDGET,
     PosteriorBatch,
@@ -289,6 +290,9 @@ class StreamingSimulationDataset(SplitMetadata):
                 sel = rows[lo : lo + self._piece]
                 theta[dest] = self._source.take("parameters", sel)
                 for k, block in obs.items():
+                    if "transform" in self.preprocessing_metadata[k]:  # chosen by a posterior
+                        self._transformed_rows(k, sel, dest, block)
+                        continue
                     mean, scale = self._norm[k]
                     for kind, field in (("values", "obs"), ("uncertainties", "unc")):
                         if kind not in block:
@@ -300,6 +304,15 @@ class StreamingSimulationDataset(SplitMetadata):
                         x /= scale
                         block[kind][dest] = x
         return PosteriorBatch(theta, obs)
+
+    def _transformed_rows(self, k: str, sel: np.ndarray, dest: np.ndarray, block: dict) -> None:
+        """Rows ``sel`` of block ``k`` through its recorded transform (`_preprocess.forward`)."""
+        entry = self.preprocessing_metadata[k]
+        raw = self._source.take(f"obs:{k}", sel)
+        block["values"][dest] = forward(raw, entry)
+        if "uncertainties" in block:
+            sigma = self._source.take(f"unc:{k}", sel)
+            block["uncertainties"][dest] = forward_uncertainties(raw, sigma, entry)
 
     def check_source(self) -> None:
         """Check the source before a pass over it (``ArtifactError`` when it changed).
