@@ -222,7 +222,10 @@ def choose_block(
         "log": [j for j in range(k) if kinds[j] == "log"],
         "asinh": [j for j in range(k) if kinds[j] == "asinh"],
         "constant": np.flatnonzero(constant).tolist(),
-        "near_constant": np.flatnonzero(~constant & (spread == 0)).tolist(),
+        # a robust scale was wanted but the spread is 0: the standard deviation stands in
+        "near_constant": np.flatnonzero(
+            ~constant & (spread == 0) & (transformed | (mode != "auto"))
+        ).tolist(),
     }
     return entry, notes
 
