@@ -47,6 +47,8 @@ SBI_SCRIPT = textwrap.dedent(
         prior = torch.distributions.MultivariateNormal(a, b)
     elif kind == "box":
         prior = BoxUniform(a * torch.ones(dim), b * torch.ones(dim))
+    elif kind == "lognormal":
+        prior = torch.distributions.Independent(torch.distributions.LogNormal(a, b), 1)
     else:
         prior = torch.distributions.Independent(
             torch.distributions.StudentT(a * torch.ones(dim)), 1
@@ -155,8 +157,8 @@ def heavy_tailed_3d_reference(rng, x_obs, n):
 class Task:
     """A simulator, its exact reference sampler, the prior's box and the prior for sbi.
 
-    ``prior`` is ``(kind, a, b)``: ``("normal", variance, _)``, ``("box", low, high)``
-    or ``("student_t", df, _)``.
+    ``prior`` is ``(kind, a, b)``: ``("normal", variance, _)``, ``("box", low, high)``,
+    ``("student_t", df, _)`` or ``("lognormal", loc, scale)`` (of the logarithm).
     """
 
     simulate: Any

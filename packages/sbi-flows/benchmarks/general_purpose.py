@@ -9,7 +9,11 @@ Every reference posterior is exact (the tasks are described in ``_tasks.py``):
 observation with distractors) and ``heavy_tailed_3d`` (Student-t prior), ours.
 
 With ``--sbibm`` also standard problems from ``sbibm`` (``_sbibm.py``): its own
-simulations, observations 1-3 and stored reference posteriors.
+simulations, observations 1-3 and stored reference posteriors. With ``--positive``
+the constructed positive / count / multi-decade problems of ``_positive_tasks.py``
+(log-normal priors, grid reference posteriors), and with ``--judge`` the two judging
+problems (NumPy simulators of sbibm's ``lotka_volterra`` and ``sir`` with sbibm's
+observations and reference posteriors; never used to choose the recipe).
 
 C2ST uses sbibm's classifier (``orrery.sbi.diagnostics.c2st``).
 
@@ -35,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _positive_tasks import JUDGE_TASKS, POSITIVE_TASKS, judge_task_data, positive_task_data
 from _sbibm import SBIBM_TASKS, sbibm_task_data
 from _tasks import TASKS, run_sbi, task_data  # shared with side_by_side.py
 
@@ -87,7 +92,10 @@ def main(argv=None) -> int:
         choices=SBIBM_TASKS,
         help="also these sbibm tasks, with sbibm's simulations and reference posteriors",
     )
+    parser.add_argument("--positive", nargs="*", default=[], choices=list(POSITIVE_TASKS))
+    parser.add_argument("--judge", nargs="*", default=[], choices=list(JUDGE_TASKS))
     parser.add_argument("--skip-sbi", action="store_true")
+    parser.add_argument("--skip-recipe", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=-1, help="C2ST folds fitted in parallel")
     args = parser.parse_args(argv)
@@ -107,10 +115,16 @@ def main(argv=None) -> int:
             "num_observations": args.num_observations,
             "num_samples": args.num_samples,
         }
-        for index, task in enumerate([*args.tasks, *args.sbibm]):
+        for index, task in enumerate([*args.tasks, *args.sbibm, *args.positive, *args.judge]):
             if task in TASKS:
                 theta, x, x_obs, refs[task] = task_data(task, **sizes)
                 bounds, prior = TASKS[task].bounds, None
+            elif task in POSITIVE_TASKS:
+                theta, x, x_obs, refs[task], prior = positive_task_data(task, **sizes)
+                bounds = None
+            elif task in JUDGE_TASKS:
+                theta, x, x_obs, refs[task], prior = judge_task_data(task, **sizes, workdir=tmp)
+                bounds = None
             else:
                 theta, x, x_obs, refs[task], bounds, prior = sbibm_task_data(
                     task, **sizes, workdir=Path(tmp)
@@ -118,7 +132,9 @@ def main(argv=None) -> int:
             common = (theta, x, x_obs)
             seed = args.seed + index
             recipe_args = (*common, bounds, args.num_samples, seed)
-            runners = [("recipe", functools.partial(run_recipe, *recipe_args, args.epochs))]
+            runners = []
+            if not args.skip_recipe:
+                runners.append(("recipe", functools.partial(run_recipe, *recipe_args, args.epochs)))
             if not args.skip_sbi:
                 sbi_args = (task, *common, args.num_samples, args.seed, Path(tmp), prior)
                 runners.append(("sbi 0.27", functools.partial(_sbi, *sbi_args)))
