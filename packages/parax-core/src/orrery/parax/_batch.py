@@ -21,8 +21,8 @@ from jax.core import Tracer
 
 from orrery.interface import ShapeError, ValueDomainError
 
+from ._elementwise import AbstractElementwise
 from ._util import fast_set
-from .bijectors import _AbstractElementwise
 from .parameter import Parameter, check_in_bounds
 
 # Below this many parameters the per-parameter path is cheaper than compiling.
@@ -31,7 +31,7 @@ BATCH_THRESHOLD = 64
 
 def _grouped(transform: Any) -> bool:
     """Elementwise bijectors act on their parameters' values concatenated into one vector."""
-    return isinstance(transform, _AbstractElementwise)
+    return isinstance(transform, AbstractElementwise)
 
 
 def _group_key(transform: Any, dtype: Any, i: int) -> Any:

@@ -12,30 +12,19 @@ import jax.numpy as jnp
 import numpy as np
 from distreqx.bijectors import (
     AbstractBijector,
-    AbstractForwardInverseBijector,
-    AbstractFwdLogDetJacBijector,
-    AbstractInvLogDetJacBijector,
 )
 from jax.core import Tracer
 from jaxtyping import Array
 
 from orrery.interface import ValueDomainError
 
+from ._elementwise import AbstractElementwise
 from ._errors import ConfigTypeError
 
 __all__ = ["Exp", "Interval", "Inverse", "Softplus"]
 
 
-class _AbstractElementwise(
-    AbstractForwardInverseBijector,
-    AbstractFwdLogDetJacBijector,
-    AbstractInvLogDetJacBijector,
-    strict=True,
-):
-    """Elementwise bijector: subclasses give `forward_and_log_det` / `inverse_and_log_det`."""
-
-
-class Exp(_AbstractElementwise, strict=True):
+class Exp(AbstractElementwise, strict=True):
     """``y = exp(x)``: maps the real line to positive numbers."""
 
     _is_constant_jacobian: bool
@@ -58,7 +47,7 @@ class Exp(_AbstractElementwise, strict=True):
         return type(other) is Exp
 
 
-class Softplus(_AbstractElementwise, strict=True):
+class Softplus(AbstractElementwise, strict=True):
     """``y = log(1 + exp(x))``: maps the real line to positive numbers, linear for large x."""
 
     _is_constant_jacobian: bool
@@ -81,7 +70,7 @@ class Softplus(_AbstractElementwise, strict=True):
         return type(other) is Softplus
 
 
-class Interval(_AbstractElementwise, strict=True):
+class Interval(AbstractElementwise, strict=True):
     """``y = low + (high - low) * sigmoid(x)``: maps the real line onto ``(low, high)``.
 
     Args:
@@ -129,7 +118,7 @@ class Interval(_AbstractElementwise, strict=True):
         return type(other) is Interval and self.low is other.low and self.high is other.high
 
 
-class Inverse(_AbstractElementwise, strict=True):
+class Inverse(AbstractElementwise, strict=True):
     """The inverse of another bijector: ``forward`` is ``bijector.inverse`` and vice versa.
 
     Args:
