@@ -128,10 +128,18 @@ def label_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, A
         flux, ivar, ids = got.flux, got.ivar, got.ids
     else:
         flux, ivar, ids = rows[1:]
-    if out.chunk_rows and len(flux) != stop - start:
-        raise ShapeError(f"chunk {index}: got {len(flux)} rows, expected {stop - start}")
+    n = stop - start
+    if len(flux) != n:
+        raise ShapeError(f"chunk {index}: got {len(flux)} rows, expected {n}")
+    flux, ivar = np.asarray(flux), np.asarray(ivar)
+    if n < out.chunk_rows:  # the last chunk, padded with empty rows: one compiled shape
+        pad = ((0, out.chunk_rows - n), (0, 0))
+        flux = np.pad(flux, pad, constant_values=np.nan)
+        ivar = np.pad(ivar, pad, constant_values=0.0)
     flux, ivar = _validate.checked_output(flux, ivar, int(np.shape(model.coeffs)[0]))
-    res = _label.label_rows(model, flux, ivar, None, **attrs["settings"])
+    res = _label.Rows(
+        *(a[:n] for a in _label.label_rows(model, flux, ivar, None, **attrs["settings"]))
+    )
     diag = np.diagonal(res.covariance, axis1=-2, axis2=-1)
     columns = {
         "labels": res.labels,
@@ -209,7 +217,7 @@ def label_survey(
         raise ShapeError("output: the source holds no stars")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries: expected a non-negative int, got {retries!r}")
-    default = source.chunk_stars if isinstance(source, SpectraStore) else 1024
+    default = getattr(source, "chunk_stars", 1024)  # a store's own chunks by default
     chunk = check_positive_int(default if chunk_stars is None else chunk_stars, "chunk_stars")
     x64 = bool(jax.config.read("jax_enable_x64"))
     arrays, attrs, model = _layout(cannon, source, settings, x64)
