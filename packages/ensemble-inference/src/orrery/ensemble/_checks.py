@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.core import Tracer
+from jaxtyping import ArrayLike, PRNGKeyArray, PyTree
 
 from orrery.interface import (
     ConfigError,
+    SeedLike,
     ShapeError,
     ValueDomainError,
     as_int_seed,
@@ -23,7 +24,7 @@ from orrery.interface import (
 NONFINITE_MODES = ("raise", "skip", "ignore")
 
 
-def as_key(seed: Any, name: str = "seed") -> jax.Array:
+def as_key(seed: PRNGKeyArray | SeedLike, name: str = "seed") -> PRNGKeyArray:
     """A JAX PRNG key from a key (raw or typed) or an ``int | np.random.Generator | None`` seed."""
     if isinstance(seed, jax.Array) or (isinstance(seed, np.ndarray) and seed.dtype == np.uint32):
         arr = jnp.asarray(seed)
@@ -40,23 +41,22 @@ def as_key(seed: Any, name: str = "seed") -> jax.Array:
             )
         return arr
     try:
-        plain: Any = seed
-        return jax.random.PRNGKey(as_int_seed(plain))
+        return jax.random.PRNGKey(as_int_seed(seed))
     except ConfigError as err:
         raise ConfigError(str(err).replace("seed:", f"{name}:", 1)) from None
 
 
-def check_on_nonfinite(value: Any) -> str:
+def check_on_nonfinite(value: object) -> str:
     return check_choice(value, NONFINITE_MODES, "on_nonfinite")
 
 
-def check_member_count(value: Any) -> int:
+def check_member_count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"ensemble_size: expected an integer >= 1, got {value!r}")
     return int(value)
 
 
-def check_data(x: Any, y: Any) -> tuple[Any, jax.Array]:
+def check_data(x: PyTree[ArrayLike], y: ArrayLike) -> tuple[PyTree[jax.Array], jax.Array]:
     """Convert ``x`` (an array or a pytree of arrays) and ``y`` and check their lengths match."""
     y = _as_array(y, "y")
     if y.ndim < 1:
@@ -83,7 +83,7 @@ def check_data(x: Any, y: Any) -> tuple[Any, jax.Array]:
     return x, y
 
 
-def _as_array(value: Any, name: str) -> jax.Array:
+def _as_array(value: ArrayLike, name: str) -> jax.Array:
     if isinstance(value, jax.Array):
         return value
     arr = np.asarray(value)
@@ -95,7 +95,7 @@ def _as_array(value: Any, name: str) -> jax.Array:
         raise ValueDomainError(f"{name}: expected a numeric array, got dtype {arr.dtype}") from err
 
 
-def check_all_finite(tree: Any, name: str) -> None:
+def check_all_finite(tree: PyTree, name: str) -> None:
     """Raise `ValueDomainError` naming the leaf when a float leaf of `tree` holds NaN or inf.
 
     Non-array leaves (None, Python flags) and integer arrays are left alone. The
@@ -111,7 +111,7 @@ def check_all_finite(tree: Any, name: str) -> None:
             check_finite(np.asarray(leaf), f"{name}{jax.tree_util.keystr(path)}")
 
 
-def concrete_float(value: Any) -> float | None:
+def concrete_float(value: object) -> float | None:
     """`value` as a Python float when it is a concrete real scalar, else None (traced, arrays)."""
     if isinstance(value, Tracer):
         return None
@@ -125,7 +125,7 @@ def concrete_float(value: Any) -> float | None:
     return None
 
 
-def check_weight(value: Any, name: str) -> float:
+def check_weight(value: object, name: str) -> float:
     """A finite, non-negative real number (a Python, NumPy or 0-d array scalar) as a float.
 
     A setting, so a bad value is a `ConfigError` (`orrery.interface.errors`' table).
@@ -133,7 +133,7 @@ def check_weight(value: Any, name: str) -> float:
     return check_nonnegative_float(value, name)
 
 
-def check_learning_rate(value: Any) -> Any:
+def check_learning_rate(value: float | optax.Schedule) -> float | optax.Schedule:
     """A finite positive learning rate, or a callable schedule (returned unchanged).
 
     A setting, so a bad value is a `ConfigError` (`orrery.interface.errors`' table).

@@ -6,15 +6,18 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from orrery.interface import ValueDomainError
 
 from ._sharding import to_host
+
+State = TypeVar("State")
 
 # With a progress bar the run is cut into about this many equal scans (two compilations at most).
 _PROGRESS_CHUNKS = 20
@@ -95,8 +98,8 @@ def chunk_lengths(num_steps: int, progress: bool) -> list[int]:
 
 
 def drive(
-    run_chunk: Callable[[Any, int, int], tuple[Any, Any, Any]],
-    state: Any,
+    run_chunk: Callable[[State, int, int], tuple[State, Float[Array, "E T"], Bool[Array, "E T"]]],
+    state: State,
     *,
     num_steps: int,
     start_step: int,
@@ -104,7 +107,7 @@ def drive(
     on_nonfinite: str,
     desc: str,
     members: int | None = None,
-) -> tuple[Any, Any, Any]:
+) -> tuple[State, Float[Array, "E T"], Int[Array, " E"]]:
     """Run ``run_chunk(state, start, length) -> (state, losses, ok)`` chunk by chunk.
 
     Returns the final state, the losses ``(E, num_steps)`` and the per-member
@@ -143,7 +146,7 @@ def drive(
     return state, all_losses, counts
 
 
-def warn_skips(counts: Any, num_steps: int, on_nonfinite: str, desc: str) -> None:
+def warn_skips(counts: Int[ArrayLike, " E"], num_steps: int, on_nonfinite: str, desc: str) -> None:
     """Warn, naming the members, when more than `SKIP_WARN_FRACTION` of their steps were bad."""
     counts = to_host(counts)
     members = np.nonzero(counts > SKIP_WARN_FRACTION * num_steps)[0].tolist()
@@ -167,7 +170,7 @@ def warn_skips(counts: Any, num_steps: int, on_nonfinite: str, desc: str) -> Non
     )
 
 
-def _raise_on_nonfinite(ok: Any, start_step: int) -> None:
+def _raise_on_nonfinite(ok: Bool[ArrayLike, "E T"], start_step: int) -> None:
     ok = to_host(ok)
     if ok.all():
         return
@@ -182,7 +185,7 @@ def _raise_on_nonfinite(ok: Any, start_step: int) -> None:
     )
 
 
-def raise_if_concrete_nonfinite(ok: Any) -> None:
+def raise_if_concrete_nonfinite(ok: Bool[ArrayLike, " E"]) -> None:
     """``update``'s check: raise for a concrete per-member flag; inside a trace nothing to check."""
     try:
         flags = np.asarray(ok)
@@ -191,7 +194,7 @@ def raise_if_concrete_nonfinite(ok: Any) -> None:
     _raise_on_nonfinite(flags[:, None], 0)
 
 
-def previous_skips(init_state: Any, ensemble_size: int) -> Any:
+def previous_skips(init_state: object, ensemble_size: int) -> Int[Array, " E"]:
     counts = getattr(init_state, "skipped_steps", None)
     if counts is None:
         return jnp.zeros((ensemble_size,), jnp.int32)

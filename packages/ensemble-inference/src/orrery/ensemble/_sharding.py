@@ -8,16 +8,34 @@ through ``scan`` and ``vmap``) and with ``device_put`` at the boundary.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Literal, NamedTuple, Protocol, TypeGuard, TypeVar
 
 import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import ArrayLike
 
 from orrery.interface import ConfigError
 
 MEMBER_AXIS = "ensemble"
+
+
+class DeviceLike(Protocol):
+    """A ``jax.Device`` as a type checker sees it (jaxlib ships no stub for the class)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def platform(self) -> str: ...
+
+
+Devices = Literal["all"] | DeviceLike | Sequence[DeviceLike] | None
+"""What ``devices=`` takes: ``None``, ``"all"``, one ``jax.Device`` or a sequence of them."""
+
+Tree = TypeVar("Tree")
 
 
 class MemberShardings(NamedTuple):
@@ -27,7 +45,11 @@ class MemberShardings(NamedTuple):
     replicated: NamedSharding
 
 
-def normalize_devices(devices: Any) -> str | tuple[Any, ...] | None:
+def _is_device(value: object) -> TypeGuard[DeviceLike]:
+    return isinstance(value, jax.Device)
+
+
+def normalize_devices(devices: Devices) -> Literal["all"] | tuple[DeviceLike, ...] | None:
     """Turn ``devices`` into ``None``, ``"all"`` or a (hashable) tuple of devices."""
     if devices is None:
         return None
@@ -36,27 +58,29 @@ def normalize_devices(devices: Any) -> str | tuple[Any, ...] | None:
             raise ConfigError(
                 f"devices: expected None, 'all' or a sequence of jax.Device, got {devices!r}"
             )
-        return devices
+        return "all"
     if isinstance(devices, jax.Device):
-        devices = (devices,)
-    try:
-        devs = tuple(devices)
-    except TypeError:
+        candidates: Iterable[object] = (devices,)
+    elif isinstance(devices, Iterable):
+        candidates = devices
+    else:
         raise ConfigError(
             "devices: expected None, 'all' or a sequence of jax.Device, "
             f"got {type(devices).__name__}"
-        ) from None
+        )
+    devs: list[DeviceLike] = []
+    for d in candidates:
+        if not _is_device(d):
+            raise ConfigError(f"devices: expected jax.Device entries, got {d!r}")
+        devs.append(d)
     if not devs:
         raise ConfigError("devices: expected at least one device, got an empty sequence")
-    for d in devs:
-        if not isinstance(d, jax.Device):
-            raise ConfigError(f"devices: expected jax.Device entries, got {d!r}")
     if len(set(devs)) != len(devs):
-        raise ConfigError(f"devices: each device may appear once, got {devs}")
-    return devs
+        raise ConfigError(f"devices: each device may appear once, got {tuple(devs)}")
+    return tuple(devs)
 
 
-def resolve_shardings(devices: Any, ensemble_size: int) -> MemberShardings | None:
+def resolve_shardings(devices: Devices, ensemble_size: int) -> MemberShardings | None:
     """Build the member/replicated shardings, or ``None`` for default placement."""
     devs = normalize_devices(devices)
     if devs is None:
@@ -74,11 +98,11 @@ def resolve_shardings(devices: Any, ensemble_size: int) -> MemberShardings | Non
     )
 
 
-def _has_member_axis(leaf: Any) -> bool:
-    return eqx.is_array(leaf) and leaf.ndim >= 1
+def _has_member_axis(leaf: object) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray)) and leaf.ndim >= 1
 
 
-def constrain_members(tree: Any, shardings: MemberShardings | None) -> Any:
+def constrain_members(tree: Tree, shardings: MemberShardings | None) -> Tree:
     """Inside jit: keep every array with a member axis split over the mesh."""
     if shardings is None:
         return tree
@@ -90,7 +114,7 @@ def constrain_members(tree: Any, shardings: MemberShardings | None) -> Any:
     )
 
 
-def put_members(tree: Any, shardings: MemberShardings | None) -> Any:
+def put_members(tree: Tree, shardings: MemberShardings | None) -> Tree:
     """Outside jit: move member-stacked arrays onto the mesh."""
     if shardings is None:
         return tree
@@ -100,7 +124,7 @@ def put_members(tree: Any, shardings: MemberShardings | None) -> Any:
     )
 
 
-def put_replicated(tree: Any, shardings: MemberShardings | None) -> Any:
+def put_replicated(tree: Tree, shardings: MemberShardings | None) -> Tree:
     """Outside jit: replicate data on every device of the mesh."""
     if shardings is None:
         return tree
@@ -110,7 +134,7 @@ def put_replicated(tree: Any, shardings: MemberShardings | None) -> Any:
     )
 
 
-def _canonical(a: Any) -> Any:
+def _canonical(a: ArrayLike) -> ArrayLike:
     # A NumPy float64 array under x32: cast on the host first, so that the check
     # that every process passes the same value compares like with like.
     if isinstance(a, np.ndarray):
@@ -118,7 +142,7 @@ def _canonical(a: Any) -> Any:
     return a
 
 
-def to_host(value: Any) -> np.ndarray:
+def to_host(value: ArrayLike) -> np.ndarray:
     """A NumPy copy of ``value``, gathered from every process when it spans several.
 
     Under ``jax.distributed`` a member-sharded array holds only this process's

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import cmath
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
 import optax
-from jaxtyping import Array, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
+from numpyro.infer.svi import SVIState
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
 from ._checks import check_all_finite, check_learning_rate
-from ._sharding import put_members, put_replicated, resolve_shardings
+from ._sharding import Devices, put_members, put_replicated, resolve_shardings
 from .map import EnsembleMAP
 from .primitives import LogJoint
-from .state import EnsembleResult
-from .vi import EnsembleVI
+from .state import EnsembleResult, EnsembleState
+from .vi import EnsembleVI, NumpyroOptimizer
 
 __all__ = ["ensemble_map", "ensemble_predict", "ensemble_vi"]
 
 
-def _check_inputs_finite(x_new: Any) -> None:
+def _check_inputs_finite(x_new: PyTree[ArrayLike]) -> None:
     """`ValueDomainError` naming the leaf of ``x_new`` (array or Python number) that is NaN/inf."""
     check_all_finite(x_new, "x_new")
     for path, leaf in jax.tree.leaves_with_path(x_new):
@@ -33,7 +33,7 @@ def _check_inputs_finite(x_new: Any) -> None:
             )
 
 
-def _split_data(data: Any) -> tuple[Any, Any]:
+def _split_data(data: object) -> tuple[PyTree[ArrayLike], PyTree[ArrayLike]]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ShapeError(f"data: expected a pair (x, y), got {type(data).__name__}")
     return data[0], data[1]
@@ -45,15 +45,15 @@ def ensemble_map(
     *,
     ensemble_size: int,
     num_epochs: int,
-    data: tuple[Any, Any],
-    seed: PRNGKeyArray,
+    data: tuple[PyTree[ArrayLike], ArrayLike],
+    seed: PRNGKeyArray | int,
     batch_size: int | None = None,
-    learning_rate: float = 5e-3,
+    learning_rate: float | optax.Schedule = 5e-3,
     prior_weight: float = 1.0,
-    optimizer: Any = None,
+    optimizer: optax.GradientTransformation | None = None,
     on_nonfinite: str = "skip",
-    devices: Any = None,
-    init_state: Any = None,
+    devices: Devices = None,
+    init_state: EnsembleState | EnsembleResult | None = None,
     progress: bool | None = None,
 ) -> EnsembleResult:
     """Fit an ensemble of MAP (``prior_weight=1``) or MLE (``0``) members in one call.
@@ -116,20 +116,20 @@ def ensemble_map(
 
 
 def ensemble_vi(
-    model_fn: Callable[..., Any],
-    guide_fn: Callable[..., Any],
+    model_fn: Callable[..., object],
+    guide_fn: Callable[..., object],
     *,
     ensemble_size: int,
     num_epochs: int,
-    data: tuple[Any, Any],
-    seed: PRNGKeyArray,
+    data: tuple[PyTree[ArrayLike], PyTree[ArrayLike]],
+    seed: PRNGKeyArray | int,
     kl_weight: float = 1.0,
-    learning_rate: float = 5e-3,
-    optimizer: Any = None,
+    learning_rate: float | optax.Schedule = 5e-3,
+    optimizer: NumpyroOptimizer | optax.GradientTransformation | None = None,
     num_particles: int = 1,
     on_nonfinite: str = "skip",
-    devices: Any = None,
-    init_state: Any = None,
+    devices: Devices = None,
+    init_state: SVIState | EnsembleResult | None = None,
     progress: bool | None = None,
 ) -> EnsembleResult:
     """Fit an ensemble of numpyro SVI members in one call.
@@ -159,11 +159,15 @@ def ensemble_vi(
     if optimizer is None:
         from numpyro.optim import Adam
 
-        optimizer = Adam(check_learning_rate(learning_rate))
+        chosen: NumpyroOptimizer | optax.GradientTransformation = Adam(
+            check_learning_rate(learning_rate)
+        )
+    else:
+        chosen = optimizer
     runner = EnsembleVI(
         model_fn,
         guide_fn,
-        optimizer,
+        chosen,
         ensemble_size=ensemble_size,
         kl_weight=kl_weight,
         num_particles=num_particles,
@@ -175,10 +179,10 @@ def ensemble_vi(
 
 def ensemble_predict(
     params_stacked: PyTree,
-    predict_fn: Callable[[PyTree, Any], Array],
-    x_new: Any,
+    predict_fn: Callable[[PyTree, PyTree[ArrayLike]], Array],
+    x_new: PyTree[ArrayLike],
     *,
-    devices: Any = None,
+    devices: Devices = None,
 ) -> Array:
     """Evaluate ``predict_fn(params, x_new)`` for every member.
 

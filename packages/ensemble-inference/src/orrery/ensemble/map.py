@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+import optax
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, check_positive_int
 
 from . import _loop
 from ._checks import as_key, check_data, check_member_count, check_on_nonfinite, check_weight
+from ._kernels import LogJoint, LossAndGrad, check_optimizer, step_members
 from ._sharding import (
+    Devices,
     MemberShardings,
     constrain_members,
     normalize_devices,
@@ -23,7 +25,7 @@ from ._sharding import (
     put_replicated,
     resolve_shardings,
 )
-from .primitives import LogJoint, _step, ensemble_init
+from .primitives import ensemble_init, ensemble_loss
 from .state import EnsembleResult, EnsembleState
 
 __all__ = ["EnsembleMAP"]
@@ -36,7 +38,7 @@ def batch_indices(
     return jr.permutation(jr.fold_in(key, step), n)[:batch_size]
 
 
-def _prior_weight(value: Any) -> float:
+def _prior_weight(value: float | Float[ArrayLike, ""]) -> float:
     return check_weight(value, "prior_weight")
 
 
@@ -81,11 +83,11 @@ class EnsembleMAP(eqx.Module):
 
     log_joint: LogJoint
     init_fn: Callable[[PRNGKeyArray], PyTree]
-    optimizer: Any
+    optimizer: optax.GradientTransformation
     ensemble_size: int = eqx.field(static=True, default=16)
     prior_weight: float = eqx.field(static=True, default=1.0, converter=_prior_weight)
     on_nonfinite: str = eqx.field(static=True, default="skip")
-    devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
+    devices: Devices = eqx.field(static=True, default=None, converter=normalize_devices)
 
     def __check_init__(self):
         check_member_count(self.ensemble_size)
@@ -96,11 +98,7 @@ class EnsembleMAP(eqx.Module):
             )
         if not callable(self.init_fn):
             raise ConfigError(f"init_fn: expected a callable, got {type(self.init_fn).__name__}")
-        if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
-            raise ConfigError(
-                "optimizer: expected an optax.GradientTransformation (with init and update), "
-                f"got {type(self.optimizer).__name__}"
-            )
+        check_optimizer(self.optimizer)
         resolve_shardings(self.devices, self.ensemble_size)
 
     @property
@@ -108,7 +106,7 @@ class EnsembleMAP(eqx.Module):
         """The member and replicated shardings, or ``None`` without ``devices``."""
         return resolve_shardings(self.devices, self.ensemble_size)
 
-    def init(self, seed: PRNGKeyArray) -> EnsembleState:
+    def init(self, seed: PRNGKeyArray | int) -> EnsembleState:
         """Initialise every member (mirrors ``numpyro.infer.SVI.init``).
 
         Args:
@@ -117,7 +115,12 @@ class EnsembleMAP(eqx.Module):
         return _init(self, as_key(seed), self.shardings)
 
     def update(
-        self, state: EnsembleState, x_batch: Any, y_batch: Any, *, scale: float = 1.0
+        self,
+        state: EnsembleState,
+        x_batch: PyTree[ArrayLike],
+        y_batch: PyTree[ArrayLike],
+        *,
+        scale: float | Float[ArrayLike, ""] = 1.0,
     ) -> tuple[EnsembleState, Float[Array, " E"]]:
         """One optimizer step for every member (mirrors ``numpyro.infer.SVI.update``).
 
@@ -143,10 +146,10 @@ class EnsembleMAP(eqx.Module):
 
     def run(
         self,
-        seed: PRNGKeyArray,
+        seed: PRNGKeyArray | int,
         num_epochs: int,
-        x: Any,
-        y: Any,
+        x: PyTree[ArrayLike],
+        y: ArrayLike,
         *,
         batch_size: int | None = None,
         init_state: EnsembleState | EnsembleResult | None = None,
@@ -222,7 +225,7 @@ class EnsembleMAP(eqx.Module):
         skipped = _loop.previous_skips(init_state, self.ensemble_size) + bad
         return EnsembleResult(state.params, losses, skipped, state, start + num_epochs)
 
-    def _continue_from(self, init_state: Any) -> tuple[EnsembleState, int]:
+    def _continue_from(self, init_state: object) -> tuple[EnsembleState, int]:
         if isinstance(init_state, EnsembleResult):
             if init_state.state is None:
                 raise ConfigError("init_state: this EnsembleResult carries no optimizer state")
@@ -245,6 +248,10 @@ class EnsembleMAP(eqx.Module):
         return state, start
 
 
+def _loss_fn(runner: EnsembleMAP, scale: float | Float[ArrayLike, ""]) -> LossAndGrad:
+    return ensemble_loss(runner.log_joint, prior_weight=runner.prior_weight, scale=scale)
+
+
 @eqx.filter_jit
 def _init(runner: EnsembleMAP, key, shardings):
     state = ensemble_init(
@@ -255,17 +262,14 @@ def _init(runner: EnsembleMAP, key, shardings):
 
 @eqx.filter_jit
 def _update(runner: EnsembleMAP, state, x_batch, y_batch, scale):
-    new_state, losses, ok = _step(
+    return step_members(
         state,
         x_batch,
         y_batch,
-        log_joint=runner.log_joint,
+        loss_fn=_loss_fn(runner, scale),
         optimizer=runner.optimizer,
-        prior_weight=runner.prior_weight,
-        scale=scale,
         on_nonfinite=runner.on_nonfinite,
     )
-    return new_state, losses, ok
 
 
 @eqx.filter_jit
@@ -284,14 +288,12 @@ def _run_chunk(runner: EnsembleMAP, state, x, y, batch_key, start, length, bsz, 
         else:
             xb, yb = x, y
         current = EnsembleState(eqx.combine(params, params_static), eqx.combine(opt, opt_static))
-        new, losses, ok = _step(
+        new, losses, ok = step_members(
             current,
             xb,
             yb,
-            log_joint=runner.log_joint,
+            loss_fn=_loss_fn(runner, scale),
             optimizer=runner.optimizer,
-            prior_weight=runner.prior_weight,
-            scale=scale,
             on_nonfinite=runner.on_nonfinite,
         )
         carry = (eqx.filter(new.params, eqx.is_array), eqx.filter(new.opt_state, eqx.is_array))

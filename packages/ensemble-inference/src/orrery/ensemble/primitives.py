@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
+import optax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, check_float
 
 from ._checks import as_key, check_member_count, concrete_float
+from ._kernels import (
+    LogJoint,
+    LossAndGrad,
+    check_callable,
+    check_optimizer,
+    loss_and_grad,
+    step_members,
+)
 from .state import EnsembleState
 
 __all__ = ["ensemble_init", "ensemble_loss", "ensemble_step"]
 
-LogJoint = Callable[[PyTree, Any, Any], tuple[Float[Array, ""], Float[Array, ""]]]
-
 
 def ensemble_init(
     init_fn: Callable[[PRNGKeyArray], PyTree],
-    optimizer: Any,
+    optimizer: optax.GradientTransformation,
     *,
     ensemble_size: int,
     seed: PRNGKeyArray,
@@ -54,8 +59,8 @@ def ensemble_init(
         (4, 3)
     """
     ensemble_size = check_member_count(ensemble_size)
-    _check_callable(init_fn, "init_fn")
-    _check_optimizer(optimizer)
+    check_callable(init_fn, "init_fn")
+    check_optimizer(optimizer)
     keys = jr.split(as_key(seed), ensemble_size)
 
     def one(key):
@@ -85,8 +90,11 @@ def _warn_number_leaves(params: PyTree) -> None:
 
 
 def ensemble_loss(
-    log_joint: LogJoint, *, prior_weight: float = 1.0, scale: float = 1.0
-) -> Callable[[PyTree, Any, Any], tuple[Float[Array, ""], PyTree]]:
+    log_joint: LogJoint,
+    *,
+    prior_weight: float | Float[ArrayLike, ""] = 1.0,
+    scale: float | Float[ArrayLike, ""] = 1.0,
+) -> LossAndGrad:
     """Build the per-member loss-and-gradient function from a log joint.
 
     The loss is ``-scale * loglik - prior_weight * logprior``. With
@@ -103,114 +111,22 @@ def ensemble_loss(
         ``loss_fn(params, x_batch, y_batch) -> (loss, grads)``, an
         `equinox.filter_value_and_grad` (gradients for inexact arrays only).
     """
-    _check_callable(log_joint, "log_joint")
+    check_callable(log_joint, "log_joint")
     # A traced weight cannot be tested against zero, so only concrete zeros skip the prior;
     # NumPy scalars and 0-d arrays count as concrete (np.float32(0.0) skips it like 0.0).
     weight = concrete_float(prior_weight)
     if weight is not None:
         prior_weight = weight = check_float(weight, "prior_weight")  # ConfigError if NaN/inf
-    skip_prior = weight == 0
-
-    @eqx.filter_value_and_grad
-    def loss_fn(params, x_batch, y_batch):
-        loglik, logprior = _check_log_joint_output(log_joint(params, x_batch, y_batch))
-        loss = -scale * loglik
-        if not skip_prior:
-            loss = loss - prior_weight * logprior
-        return loss
-
-    return loss_fn
-
-
-def _check_callable(fn: Any, name: str) -> None:
-    if not callable(fn):
-        raise ConfigError(f"{name}: expected a callable, got {type(fn).__name__}")
-
-
-def _check_optimizer(optimizer: Any) -> None:
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise ConfigError(
-            "optimizer: expected an optax.GradientTransformation (with init and update), "
-            f"got {type(optimizer).__name__}"
-        )
-
-
-def _check_log_joint_output(out: Any) -> tuple[Any, Any]:
-    """The `(log_likelihood, log_prior)` pair, checked while tracing (so checked once)."""
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        what = f"a {type(out).__name__}"
-        shape = getattr(out, "shape", None)
-        if shape is not None:
-            what = f"a single array of shape {tuple(shape)}"
-        elif isinstance(out, (tuple, list)):
-            what += f" of length {len(out)}"
-        raise ConfigError(
-            f"log_joint: expected it to return a pair (log_likelihood, log_prior) of scalars, "
-            f"got {what}; return (loglik, 0.0) when there is no prior"
-        )
-    for name, value in zip(("log_likelihood", "log_prior"), out, strict=True):
-        shape = tuple(getattr(value, "shape", ()))
-        if shape != ():
-            raise ConfigError(
-                f"log_joint: the {name} it returns must be a scalar, got shape {shape}; "
-                "sum over data points (and parameters) inside log_joint"
-            )
-    return out[0], out[1]
-
-
-def _all_finite(tree: PyTree) -> Bool[Array, ""]:
-    checks = [
-        jnp.all(jnp.isfinite(leaf))
-        for leaf in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
-    ]
-    return jnp.stack(checks).all() if checks else jnp.asarray(True)
-
-
-def _select(ok: Bool[Array, ""], new: PyTree, old: PyTree) -> PyTree:
-    return jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old)
-
-
-def _step(
-    state: EnsembleState,
-    x_batch: Any,
-    y_batch: Any,
-    *,
-    log_joint: LogJoint,
-    optimizer: Any,
-    prior_weight: float,
-    scale: float,
-    on_nonfinite: str,
-) -> tuple[EnsembleState, Float[Array, " E"], Bool[Array, " E"]]:
-    """One vmapped step that also reports, per member, whether loss and gradient were finite.
-
-    Under ``on_nonfinite == "skip"`` a member with a non-finite loss or
-    gradient keeps its previous parameters and optimizer state.
-    """
-    loss_fn = ensemble_loss(log_joint, prior_weight=prior_weight, scale=scale)
-
-    def one(params, opt_state):
-        loss, grads = loss_fn(params, x_batch, y_batch)
-        updates, new_opt_state = optimizer.update(
-            grads, opt_state, eqx.filter(params, eqx.is_inexact_array)
-        )
-        new_params = eqx.apply_updates(params, updates)
-        ok = jnp.isfinite(loss) & _all_finite(grads)
-        if on_nonfinite == "skip":
-            new_params = _select(ok, new_params, params)
-            new_opt_state = _select(ok, new_opt_state, opt_state)
-        return new_params, new_opt_state, loss, ok
-
-    params, opt_state, losses, ok = eqx.filter_vmap(one)(state.params, state.opt_state)
-    return EnsembleState(params, opt_state), losses, ok
+    return loss_and_grad(log_joint, prior_weight=prior_weight, scale=scale, skip_prior=weight == 0)
 
 
 def ensemble_step(
     state: EnsembleState,
-    x_batch: Any,
-    y_batch: Any,
+    x_batch: PyTree[ArrayLike],
+    y_batch: PyTree[ArrayLike],
     *,
     log_joint: LogJoint,
-    optimizer: Any,
+    optimizer: optax.GradientTransformation,
     prior_weight: float = 1.0,
     scale: float = 1.0,
 ) -> tuple[EnsembleState, Float[Array, " E"]]:
@@ -239,16 +155,10 @@ def ensemble_step(
         raise ConfigError(
             f"state: expected an EnsembleState (from ensemble_init), got {type(state).__name__}"
         )
-    _check_callable(log_joint, "log_joint")
-    _check_optimizer(optimizer)
-    new_state, losses, _ = _step(
-        state,
-        x_batch,
-        y_batch,
-        log_joint=log_joint,
-        optimizer=optimizer,
-        prior_weight=prior_weight,
-        scale=scale,
-        on_nonfinite="ignore",
+    check_callable(log_joint, "log_joint")
+    check_optimizer(optimizer)
+    loss_fn = ensemble_loss(log_joint, prior_weight=prior_weight, scale=scale)
+    new_state, losses, _ = step_members(
+        state, x_batch, y_batch, loss_fn=loss_fn, optimizer=optimizer, on_nonfinite="ignore"
     )
     return new_state, losses

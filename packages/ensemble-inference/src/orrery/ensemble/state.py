@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 from jaxtyping import Array, Float, Int, PyTree
@@ -29,7 +29,7 @@ class _ResultFields(NamedTuple):
     params: PyTree
     losses: Float[Array, "E T"]
     skipped_steps: Int[Array, " E"] | None = None
-    state: Any = None
+    state: PyTree = None
     num_steps: int | None = None
 
 
@@ -66,10 +66,10 @@ class EnsembleResult(_ResultFields):
     def __getnewargs__(self):
         return tuple(self[i] for i in range(len(self._fields)))
 
-    def _asdict(self) -> dict[str, Any]:
+    def _asdict(self) -> dict[str, PyTree]:
         return {name: self[i] for i, name in enumerate(self._fields)}
 
-    def _replace(self, **changes: Any) -> EnsembleResult:
+    def _replace(self, **changes: PyTree) -> EnsembleResult:
         return type(self)(**{**self._asdict(), **changes})
 
 

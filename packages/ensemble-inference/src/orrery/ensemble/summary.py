@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, Draws, ShapeError, check_positive_int
 
@@ -37,7 +37,7 @@ class PredictiveSummary(NamedTuple):
 
 
 def predictive_summary(
-    predictions: Any, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+    predictions: Float[ArrayLike, "E ..."], quantiles: Sequence[float] = (0.05, 0.5, 0.95)
 ) -> PredictiveSummary:
     """Mean, standard deviation and quantiles of ``predictions`` over the member axis (axis 0).
 
@@ -96,14 +96,14 @@ def _warn_nonfinite_members(preds: jax.Array) -> None:
         )
 
 
-def _key_name(entry: Any) -> str:
+def _key_name(entry: object) -> str:
     for attr in ("key", "name", "idx"):
         if hasattr(entry, attr):
             return str(getattr(entry, attr))
     return str(entry)
 
 
-def _path_name(path: tuple[Any, ...]) -> str:
+def _path_name(path: tuple[object, ...]) -> str:
     return ".".join(_key_name(e) for e in path) or "params"
 
 
@@ -150,14 +150,14 @@ def to_draws(params_stacked: PyTree, names: Sequence[str] | None = None) -> Draw
 
 
 def ensemble_predictive(
-    model_fn: Callable[..., Any],
-    guide_fn: Callable[..., Any],
-    params_stacked: dict[str, Any],
-    *args: Any,
+    model_fn: Callable[..., object],
+    guide_fn: Callable[..., object],
+    params_stacked: dict[str, Float[ArrayLike, "E ..."]],
+    *args: PyTree[ArrayLike],
     num_samples: int,
-    seed: PRNGKeyArray,
+    seed: PRNGKeyArray | int,
     return_sites: Sequence[str] | None = None,
-    **kwargs: Any,
+    **kwargs: PyTree[ArrayLike],
 ) -> dict[str, Array]:
     """Posterior predictive draws from every member of a VI ensemble.
 

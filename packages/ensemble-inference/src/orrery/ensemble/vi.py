@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, TypeGuard
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, PRNGKeyArray
+import optax
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
+from numpyro.infer.svi import SVI, SVIState
 
 from orrery.interface import ConfigError, check_positive_int
 
@@ -22,7 +24,9 @@ from ._checks import (
     check_on_nonfinite,
     check_weight,
 )
+from ._kernels import all_finite, select
 from ._sharding import (
+    Devices,
     MemberShardings,
     constrain_members,
     normalize_devices,
@@ -31,19 +35,35 @@ from ._sharding import (
     resolve_shardings,
 )
 from .elbo import TemperedELBO
-from .primitives import _all_finite, _select
 from .state import EnsembleResult
 
-__all__ = ["EnsembleVI", "as_numpyro_optimizer"]
+__all__ = ["EnsembleVI", "NumpyroOptimizer", "as_numpyro_optimizer"]
 
 
-def _is_numpyro_optimizer(opt: Any) -> bool:
+class NumpyroOptimizer(Protocol):
+    """A numpyro optimizer (``numpyro.optim.Adam(...)``, ``optax_to_numpyro(...)``).
+
+    Recognised by its callable ``init_fn``, ``update_fn`` and ``get_params``.
+    """
+
+    @property
+    def init_fn(self) -> Callable[..., object]: ...
+
+    @property
+    def update_fn(self) -> Callable[..., object]: ...
+
+    def get_params(self, state: PyTree, /) -> PyTree: ...
+
+
+def _is_numpyro_optimizer(opt: object) -> TypeGuard[NumpyroOptimizer]:
     return all(
         callable(getattr(opt, name, None)) for name in ("init_fn", "update_fn", "get_params")
     )
 
 
-def as_numpyro_optimizer(optimizer: Any) -> Any:
+def as_numpyro_optimizer(
+    optimizer: NumpyroOptimizer | optax.GradientTransformation,
+) -> NumpyroOptimizer:
     """Return a numpyro optimizer, wrapping an optax transform with ``optax_to_numpyro``.
 
     A numpyro optimizer is recognised by duck typing (callable ``init_fn``,
@@ -61,11 +81,21 @@ def as_numpyro_optimizer(optimizer: Any) -> Any:
     )
 
 
-def _is_autoguide(guide: Any) -> bool:
+class _AutoGuide(Protocol):
+    """A numpyro autoguide, as far as the runner touches it: a guide with a cached trace."""
+
+    prototype_trace: object
+
+    def __call__(self, *args: PyTree, **kwargs: PyTree) -> object: ...
+
+
+def _is_autoguide(guide: object) -> TypeGuard[_AutoGuide]:
     return hasattr(guide, "prototype_trace") and hasattr(guide, "_setup_prototype")
 
 
-def _prepare_guide(guide: Any, args: tuple, kwargs: dict) -> None:
+def _prepare_guide(
+    guide: Callable[..., object], args: tuple[PyTree, ...], kwargs: dict[str, PyTree]
+) -> None:
     """Let a numpyro autoguide build its prototype eagerly, outside every transformation.
 
     Autoguides cache their prototype trace on first call; built inside ``jit``
@@ -77,7 +107,7 @@ def _prepare_guide(guide: Any, args: tuple, kwargs: dict) -> None:
         trace(seed(guide, jr.PRNGKey(0))).get_trace(*args, **kwargs)
 
 
-def _member_init_guide(guide: Any) -> Any:
+def _member_init_guide(guide: Callable[..., object]) -> Callable[..., object]:
     """A throw-away copy of an autoguide whose prototype is rebuilt from each member's key.
 
     Otherwise every member would start from the one set of initial locations
@@ -90,7 +120,7 @@ def _member_init_guide(guide: Any) -> Any:
     return fresh
 
 
-def _kl_weight(value: Any) -> float:
+def _kl_weight(value: float | Float[ArrayLike, ""]) -> float:
     return check_weight(value, "kl_weight")
 
 
@@ -132,14 +162,14 @@ class EnsembleVI(eqx.Module):
         ((8,), (8, 50))
     """
 
-    model_fn: Callable[..., Any]
-    guide_fn: Callable[..., Any]
-    optimizer: Any
+    model_fn: Callable[..., object]
+    guide_fn: Callable[..., object]
+    optimizer: NumpyroOptimizer | optax.GradientTransformation
     ensemble_size: int = eqx.field(static=True, default=16)
     kl_weight: float = eqx.field(static=True, default=1.0, converter=_kl_weight)
     num_particles: int = eqx.field(static=True, default=1)
     on_nonfinite: str = eqx.field(static=True, default="skip")
-    devices: Any = eqx.field(static=True, default=None, converter=normalize_devices)
+    devices: Devices = eqx.field(static=True, default=None, converter=normalize_devices)
 
     def __check_init__(self):
         check_member_count(self.ensemble_size)
@@ -156,7 +186,7 @@ class EnsembleVI(eqx.Module):
         """The member and replicated shardings, or ``None`` without ``devices``."""
         return resolve_shardings(self.devices, self.ensemble_size)
 
-    def svi(self, guide: Any = None) -> Any:
+    def svi(self, guide: Callable[..., object] | None = None) -> SVI:
         """The single-member ``numpyro.infer.SVI`` that every member runs."""
         from numpyro.infer import SVI, Trace_ELBO
 
@@ -167,7 +197,7 @@ class EnsembleVI(eqx.Module):
         guide = self.guide_fn if guide is None else guide
         return SVI(self.model_fn, guide, as_numpyro_optimizer(self.optimizer), loss)
 
-    def init(self, seed: PRNGKeyArray, *args: Any, **kwargs: Any) -> Any:
+    def init(self, seed: PRNGKeyArray | int, *args: PyTree, **kwargs: PyTree) -> SVIState:
         """Initialise every member with ``SVI.init`` on its own key (``split(seed, E)``).
 
         Returns:
@@ -178,7 +208,9 @@ class EnsembleVI(eqx.Module):
         _prepare_guide(self.guide_fn, args, kwargs)
         return _vi_init(self, as_key(seed), args, kwargs, shardings)
 
-    def update(self, state: Any, *args: Any, **kwargs: Any) -> tuple[Any, Float[Array, " E"]]:
+    def update(
+        self, state: SVIState, *args: PyTree, **kwargs: PyTree
+    ) -> tuple[SVIState, Float[Array, " E"]]:
         """One ``SVI.update`` for every member.
 
         Returns:
@@ -194,7 +226,7 @@ class EnsembleVI(eqx.Module):
             _loop.raise_if_concrete_nonfinite(ok)
         return new_state, losses
 
-    def get_params(self, state: Any, *args: Any, **kwargs: Any) -> Any:
+    def get_params(self, state: SVIState, *args: PyTree, **kwargs: PyTree) -> dict[str, Array]:
         """The constrained parameters of every member, stacked on ``(E,)``.
 
         The model arguments are needed (as for ``SVI.init``) to find each
@@ -205,12 +237,12 @@ class EnsembleVI(eqx.Module):
 
     def run(
         self,
-        seed: PRNGKeyArray,
+        seed: PRNGKeyArray | int,
         num_epochs: int,
-        *args: Any,
-        init_state: Any = None,
+        *args: PyTree,
+        init_state: SVIState | EnsembleResult | None = None,
         progress: bool | None = False,
-        **kwargs: Any,
+        **kwargs: PyTree,
     ) -> EnsembleResult:
         """Fit every member for ``num_epochs`` SVI steps (vmapped ``SVI.run``).
 
@@ -272,7 +304,7 @@ class EnsembleVI(eqx.Module):
         )
 
 
-def _ready_svi(runner: EnsembleVI, args, kwargs) -> Any:
+def _ready_svi(runner: EnsembleVI, args: tuple[PyTree, ...], kwargs: dict[str, PyTree]) -> SVI:
     """A single-member SVI whose parameter transforms are set up.
 
     ``SVI.init`` records the constraint transforms on the SVI object, so a
@@ -283,12 +315,18 @@ def _ready_svi(runner: EnsembleVI, args, kwargs) -> Any:
     return svi
 
 
-def _member_update(runner: EnsembleVI, svi: Any, state: Any, args, kwargs):
+def _member_update(
+    runner: EnsembleVI,
+    svi: SVI,
+    state: SVIState,
+    args: tuple[PyTree, ...],
+    kwargs: dict[str, PyTree],
+) -> tuple[SVIState, Float[Array, ""], Bool[Array, ""]]:
     new, loss = svi.update(state, *args, **kwargs)
-    ok = jnp.isfinite(loss) & _all_finite(new.optim_state)
+    ok = jnp.isfinite(loss) & all_finite(new.optim_state)
     if runner.on_nonfinite == "skip":
         # keep the old parameters but take the new key, so the next try draws fresh noise
-        kept = _select(
+        kept = select(
             ok, (new.optim_state, new.mutable_state), (state.optim_state, state.mutable_state)
         )
         new = new._replace(optim_state=kept[0], mutable_state=kept[1])
