@@ -52,7 +52,8 @@ def data(unit_box_data):
 
 
 def fit_from_degenerate(ds, **weights):
-    post = ConditionalFlowPosterior(2, **CONFIG, **weights)
+    # seed 2: keys are split from the root key since issue 34 (seed 0 was pinned before)
+    post = ConditionalFlowPosterior(2, **{**CONFIG, "seed": 2}, **weights)
     build = post._build_model
     post._build_model = lambda: degenerate(build())
     post.fit(ds)
@@ -83,8 +84,8 @@ def test_weight_zero_leaves_the_loss_unchanged():
 
 @pytest.mark.parametrize("name", ["small_bin", "entropy", "derivative"])
 def test_penalty_is_positive_on_a_degenerate_spline_and_training_reduces_it(penalties, name):
-    # Without the penalties the same run keeps 69% (small bins), 57% (entropy) and
-    # 129% (derivatives) of the starting values; with them it keeps 5-25%.
+    # Without the penalties the same run keeps 66% (small bins), 64% (entropy) and
+    # 147% (derivatives) of the starting values; with them it keeps 3-30%.
     start, regularised = penalties
     assert float(start[name]) > 0.1
     assert float(regularised[name]) < 0.35 * float(start[name])

@@ -8,8 +8,8 @@ from a seed, the parameter names, the derived bounds, the normalisation scale an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,8 +21,12 @@ __all__ = [
     "BOUNDS_MARGIN",
     "DEFAULT_MEMORY_BUDGET",
     "SPLITS",
+    "BatchReader",
     "PosteriorBatch",
+    "ReaderSource",
+    "SimulationSource",
     "SplitMetadata",
+    "as_source",
     "derived_bounds",
     "resolve_modalities",
     "resolve_parameter_names",
@@ -153,3 +157,126 @@ class SplitMetadata:
             "validation_fraction": self.validation_fraction,  # type: ignore[attr-defined]
             "seed": self.seed,  # type: ignore[attr-defined]
         }
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """The least a training dataset provides: batches of a split."""
+
+    def iter_batches(
+        self, split: str, batch_size: int, *, seed: int = 0, shuffle: bool = True
+    ) -> Iterator[PosteriorBatch]: ...
+
+
+@runtime_checkable
+class SimulationSource(BatchReader, Protocol):
+    """What `ConditionalFlowPosterior.fit` reads from a dataset.
+
+    `SimulationDataset` (in memory) and `StreamingSimulationDataset` (read in
+    windows; ``streaming`` is true) implement it; `ReaderSource` wraps a bare
+    `BatchReader`. Metadata a source does not know is ``None``.
+    """
+
+    @property
+    def streaming(self) -> bool: ...
+    @property
+    def parameter_names(self) -> list[str] | None: ...
+    @property
+    def parameter_bounds(self) -> np.ndarray | None: ...
+    @property
+    def bounds_source(self) -> str: ...
+    @property
+    def observation_schema(self) -> Mapping[str, Mapping[str, Any]] | None: ...
+    @property
+    def preprocessing_metadata(self) -> Mapping[str, Mapping[str, Any]] | None: ...
+    @property
+    def manifest(self) -> Mapping[str, Any] | None: ...
+    @property
+    def fingerprint(self) -> str | None: ...
+
+    def split_size(self, split: str) -> int: ...
+    def read_rows(self, split: str, start: int, stop: int) -> PosteriorBatch: ...
+    def parameter_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the training split's parameters."""
+        ...
+
+
+class ReaderSource:
+    """A `SimulationSource` over a bare `BatchReader`: its splits read once, in memory.
+
+    The reader's batches (in order, unshuffled) are concatenated per split; the
+    metadata is unknown (``None``), so the posterior derives it from the rows.
+    """
+
+    streaming = False
+    parameter_names = None
+    parameter_bounds = None
+    bounds_source = "data"
+    observation_schema = None
+    preprocessing_metadata = None
+    manifest = None
+    fingerprint = None
+
+    def __init__(self, reader: BatchReader, *, seed: int) -> None:
+        self._splits: dict[str, PosteriorBatch | None] = {}
+        for split in SPLITS:
+            batches = list(reader.iter_batches(split, 4096, seed=seed, shuffle=False))
+            self._splits[split] = _concat(batches) if batches else None
+
+    def iter_batches(
+        self, split: str, batch_size: int, *, seed: int = 0, shuffle: bool = True
+    ) -> Iterator[PosteriorBatch]:
+        batch = self._splits[check_choice(split, SPLITS, "split")]
+        n = self.split_size(split)
+        order = as_numpy_rng(seed).permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            yield _rows(batch, order[start : start + batch_size])
+
+    def split_size(self, split: str) -> int:
+        batch = self._splits[check_choice(split, SPLITS, "split")]
+        return 0 if batch is None else int(np.shape(batch.parameters)[0])
+
+    def read_rows(self, split: str, start: int, stop: int) -> PosteriorBatch:
+        n = self.split_size(split)
+        return _rows(self._splits[split], np.arange(start, min(stop, n)))
+
+    def parameter_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.asarray(self.read_rows("train", 0, self.split_size("train")).parameters)
+        theta = theta.astype(np.float64)
+        return theta.mean(0), theta.std(0)
+
+
+def _concat(batches: list[PosteriorBatch]) -> PosteriorBatch:
+    params = np.concatenate([np.asarray(b.parameters) for b in batches])
+    obs = {
+        name: {
+            field: np.concatenate([np.asarray(b.observations[name][field]) for b in batches])
+            for field in block
+        }
+        for name, block in batches[0].observations.items()
+    }
+    return PosteriorBatch(params, obs)
+
+
+def _rows(batch: PosteriorBatch | None, idx: np.ndarray) -> PosteriorBatch:
+    if batch is None:
+        raise ConfigError("split: this reader yielded no rows for it")
+    obs = {
+        name: {f: a[idx] for f, a in block.items()} for name, block in batch.observations.items()
+    }
+    return PosteriorBatch(np.asarray(batch.parameters)[idx], obs)
+
+
+def as_source(dataset: object, *, seed: int) -> SimulationSource:
+    """``dataset`` itself when it is a `SimulationSource`, a `ReaderSource` over a reader.
+
+    Raises:
+        ConfigError: ``dataset`` has no ``iter_batches``.
+    """
+    if isinstance(dataset, SimulationSource):
+        return dataset
+    if isinstance(dataset, BatchReader):
+        return ReaderSource(dataset, seed=seed)
+    raise ConfigError(
+        f"dataset: expected a reader with iter_batches(...), got {type(dataset).__name__}"
+    )

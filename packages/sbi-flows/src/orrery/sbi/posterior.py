@@ -13,8 +13,8 @@ import numpy as np
 
 from orrery.interface import (
     ConfigError,
+    NotFittedError,
     ShapeError,
-    as_int_seed,
     check_choice,
     check_finite,
     check_float,
@@ -26,22 +26,33 @@ from . import _model
 from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._build import compiled_build
+from ._config import (
+    EncoderSpec,
+    FlowSpec,
+    RegularizerSpec,
+    SpecField,
+    TrainingSpec,
+    posterior_specs,
+)
 from ._fit_checks import warn_preparation_and_fit
 from ._fit_report import warn_after_fit
-from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from ._inference import PosteriorInference
 from ._linear_start import MAX_ROWS as START_ROWS
 from ._linear_start import linear_gaussian_start
-from ._noise import make_batch_transform, make_elbo_loss
+from ._noise import make_elbo_loss
 from ._posterior_io import FlowPosteriorPersistence
 from ._precision import in_float32
 from ._preprocess import OBSERVATION_TRANSFORMS, prepare_dataset
 from ._recipe import recommended_config
-from ._regularizers import regularized_loss
 from ._sharding import resolve_devices
-from ._splits import BOUNDS_MARGIN, PosteriorBatch
+from ._splits import (
+    BatchReader,
+    PosteriorBatch,
+    SimulationSource,
+    as_source,
+    derived_bounds,
+)
 from ._training_plots import merge_hooks, plot_hook, write_final_plots
-from .encoders import SPECTRUM_ENCODER_TYPES, build_observation_encoder
 from .persistence import PersistentPosteriorEstimator
 from .spaces import (
     PARAMETER_SPACES,
@@ -50,8 +61,9 @@ from .spaces import (
     choose_log_dims,
     log_dim_moments,
 )
-from .training._optim import check_lr_decay
+from .training import SBITrainer, TrainingArtifacts
 from .training._streaming import SplitStream
+from .training.trainer import LossFn
 
 __all__ = [
     "ConditionalAutoregressiveFlowPosterior",
@@ -61,7 +73,6 @@ __all__ = [
 ]
 
 TRAINING_OBJECTIVES = ("npe", "elbo")
-CHECKPOINT_BACKENDS = ("auto", "orbax", "equinox")
 _DIAGNOSTIC_ROWS = 128
 _THRESHOLD_METRICS = {
     "stable_inverse_forward_max_abs_error_threshold": "inverse_forward_max_abs_error",
@@ -70,25 +81,6 @@ _THRESHOLD_METRICS = {
     ),
     "stable_cube_edge_hit_rate_threshold": "cube_edge_hit_rate",
 }
-
-
-def _check_linear_start(config: Mapping[str, Any]) -> None:
-    """What ``linear_gaussian_start=True`` needs from the rest of the configuration."""
-    if not config["encoder_linear_skip"]:
-        raise ConfigError(
-            "linear_gaussian_start=True needs encoder_linear_skip=True (the regression "
-            "is carried by the encoder's linear skip)"
-        )
-    if config["embedding_dim"] < config["parameter_dim"]:
-        raise ConfigError(
-            f"linear_gaussian_start=True needs embedding_dim >= parameter_dim, got "
-            f"embedding_dim={config['embedding_dim']} < parameter_dim={config['parameter_dim']}"
-        )
-    if config["flow_family"] == "neural_autoregressive":
-        raise ConfigError(
-            "linear_gaussian_start=True: flow_family='neural_autoregressive' cannot start "
-            "as the identity; use 'spline', 'affine', 'autoregressive' or 'spline_affine'"
-        )
 
 
 def _check_observations(batch: PosteriorBatch, split: str) -> None:
@@ -221,6 +213,65 @@ class ConditionalFlowPosterior(
     estimator_family: ClassVar[str] = "conditional_flow"
     _forced_flow_family: ClassVar[str | None] = None
 
+    flow_spec: FlowSpec
+    encoder_spec: EncoderSpec
+    training_spec: TrainingSpec
+    regularizer_spec: RegularizerSpec
+    # The constructor arguments under their own names, read from (and written
+    # through) the spec that holds them.
+    parameter_dim = SpecField[int]("flow_spec")
+    embedding_dim = SpecField[int]("flow_spec", "encoder_spec")
+    num_coupling_layers = SpecField[int]("flow_spec")
+    hidden_dim = SpecField[int]("flow_spec")
+    conditioner_depth = SpecField[int]("flow_spec")
+    autoregressive_transform_units = SpecField[int]("flow_spec")
+    neural_autoregressive_min_slope = SpecField[float]("flow_spec")
+    neural_autoregressive_min_residual = SpecField[float]("flow_spec")
+    neural_autoregressive_inverse_bisection_steps = SpecField[int]("flow_spec")
+    flow_family = SpecField[str]("flow_spec")
+    num_spline_bins = SpecField[int]("flow_spec")
+    spline_bound = SpecField[float]("flow_spec")
+    base_distribution = SpecField[str]("flow_spec")
+    use_base_affine = SpecField[bool]("flow_spec")
+    linear_gaussian_start = SpecField[bool]("flow_spec")
+    spectrum_encoder_type = SpecField[str]("encoder_spec")
+    n_wavelengths = SpecField[int]("encoder_spec")
+    spectrum_embedding_dim = SpecField[int]("encoder_spec")
+    photometry_embedding_dim = SpecField[int]("encoder_spec")
+    encoder_patch_size = SpecField[int]("encoder_spec", field="patch_size")
+    encoder_linear_skip = SpecField[bool]("encoder_spec", field="linear_skip")
+    learning_rate = SpecField[float]("training_spec")
+    batch_size = SpecField[int]("training_spec")
+    num_epochs = SpecField[int]("training_spec")
+    gradient_clip_norm = SpecField[float | None]("training_spec")
+    weight_decay = SpecField[float]("training_spec")
+    early_stopping_patience = SpecField[int | None]("training_spec")
+    early_stopping_min_delta = SpecField[float]("training_spec")
+    use_cosine_schedule = SpecField[bool]("training_spec")
+    warmup_fraction = SpecField[float]("training_spec")
+    warmup_epochs = SpecField[float | None]("training_spec")
+    min_learning_rate = SpecField[float]("training_spec")
+    lr_schedule_total_epochs = SpecField[float | None]("training_spec")
+    lr_decay_patience = SpecField[int | None]("training_spec")
+    lr_decay_factor = SpecField[float]("training_spec")
+    lr_decay_max = SpecField[int]("training_spec")
+    checkpoint_directory = SpecField[str | None]("training_spec")
+    checkpoint_backend = SpecField[str]("training_spec")
+    resume_from_checkpoint = SpecField[bool]("training_spec")
+    seed = SpecField[int]("training_spec")
+    embedding_noise_std = SpecField[float]("regularizer_spec")
+    embedding_noise_min_scale = SpecField[float]("regularizer_spec")
+    parameter_noise_floor = SpecField[float]("regularizer_spec")
+    aux_scale_loss_weight = SpecField[float]("regularizer_spec")
+    aux_parameter_loss_weight = SpecField[float]("regularizer_spec")
+    spline_small_bin_regularization_weight = SpecField[float | None]("regularizer_spec")
+    spline_min_bin_ratio_target = SpecField[float]("regularizer_spec")
+    spline_entropy_regularization_weight = SpecField[float]("regularizer_spec")
+    spline_derivative_regularization_weight = SpecField[float]("regularizer_spec")
+    spline_entropy_floor = SpecField[float]("regularizer_spec")
+    spline_min_derivative_target = SpecField[float]("regularizer_spec")
+    spline_max_derivative_target = SpecField[float]("regularizer_spec")
+
     def __init__(
         self,
         parameter_dim: int,
@@ -291,53 +342,33 @@ class ConditionalFlowPosterior(
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if self._forced_flow_family is not None:
             config["flow_family"] = self._forced_flow_family
-        for name in (
-            "parameter_dim",
-            "embedding_dim",
-            "num_coupling_layers",
-            "hidden_dim",
-            "autoregressive_transform_units",
-            "batch_size",
-            "num_epochs",
-            "num_spline_bins",
-            "n_wavelengths",
-            "spectrum_embedding_dim",
-            "photometry_embedding_dim",
-            "encoder_patch_size",
-            "neural_autoregressive_inverse_bisection_steps",
-            "diagnostics_plot_interval",
-        ):
-            check_positive_int(config[name], name)
-        check_positive_int(config["conditioner_depth"], "conditioner_depth", minimum=0)
-        if config["encoder_hidden_dim"] is not None:
-            check_positive_int(config["encoder_hidden_dim"], "encoder_hidden_dim")
-        check_choice(config["flow_family"], FLOW_FAMILIES, "flow_family")
-        check_choice(config["parameter_space"], PARAMETER_SPACES, "parameter_space")
-        check_choice(config["base_distribution"], BASE_DISTRIBUTIONS, "base_distribution")
-        check_choice(config["training_objective"], TRAINING_OBJECTIVES, "training_objective")
-        check_choice(config["checkpoint_backend"], CHECKPOINT_BACKENDS, "checkpoint_backend")
-        check_choice(
-            config["spectrum_encoder_type"], SPECTRUM_ENCODER_TYPES, "spectrum_encoder_type"
-        )
-        for name, arg in inspect.signature(ConditionalFlowPosterior.__init__).parameters.items():
-            if "float" in str(arg.annotation) and config[name] is not None:
+        specs = posterior_specs(config)
+        self.flow_spec, self.encoder_spec, self.training_spec, self.regularizer_spec = specs
+        check_choice(parameter_space, PARAMETER_SPACES, "parameter_space")
+        check_choice(training_objective, TRAINING_OBJECTIVES, "training_objective")
+        for name in _THRESHOLD_METRICS:
+            if config[name] is not None:
                 check_float(config[name], name)  # NaN or inf: NaN losses, silently
-        if not config["spline_bound"] > 0:
-            raise ConfigError(f"spline_bound: expected a positive value, got {spline_bound}")
-        if not config["learning_rate"] > 0:
-            raise ConfigError(f"learning_rate: expected a positive value, got {learning_rate}")
-        check_lr_decay(lr_decay_patience, lr_decay_factor, lr_decay_max)
-        if linear_gaussian_start:
-            _check_linear_start(config)
-        for name in ("embedding_noise_std", "embedding_noise_min_scale", "parameter_noise_floor"):
-            if not config[name] >= 0:
-                raise ConfigError(f"{name}: expected a non-negative value, got {config[name]}")
-        config["seed"] = as_int_seed(seed)
+        config["seed"] = self.seed
         config["task_metadata"] = dict(task_metadata or {})
         self._config = config
-        for name, value in config.items():
-            setattr(self, name, value)
-        self.effective_flow_family = config["flow_family"]
+        self.parameter_space = parameter_space
+        self.training_objective = training_objective
+        self.stable_inverse_forward_max_abs_error_threshold = (
+            stable_inverse_forward_max_abs_error_threshold
+        )
+        self.stable_inverse_forward_logdet_closure_max_abs_error_threshold = (
+            stable_inverse_forward_logdet_closure_max_abs_error_threshold
+        )
+        self.stable_cube_edge_hit_rate_threshold = stable_cube_edge_hit_rate_threshold
+        self.encoder_hidden_dim = encoder_hidden_dim
+        self.task_metadata: dict[str, Any] = config["task_metadata"]
+        self.verbose_diagnostics = bool(verbose_diagnostics)
+        self.diagnostics_output_directory = diagnostics_output_directory
+        self.diagnostics_plot_interval = check_positive_int(
+            diagnostics_plot_interval, "diagnostics_plot_interval"
+        )
+        self.effective_flow_family = self.flow_spec.flow_family
         self.model: _model.PosteriorModel | None = None
         self.parameter_names: list[str] = [f"theta[{i}]" for i in range(parameter_dim)]
         self.space: ParameterSpace | None = None
@@ -416,57 +447,24 @@ class ConditionalFlowPosterior(
     # ------------------------------------------------------------------ building
     @property
     def resolved_encoder_hidden_dim(self) -> int:
-        return self.encoder_hidden_dim or self.hidden_dim
+        return self.encoder_spec.hidden_dim
 
-    def _flow_kwargs(self) -> dict[str, Any]:
-        """Every argument of ``build_flow`` but the key."""
-        return dict(
-            flow_family=self.flow_family,
-            dim=self.parameter_dim,
-            cond_dim=self.embedding_dim,
-            num_layers=self.num_coupling_layers,
-            hidden_dim=self.hidden_dim,
-            depth=self.conditioner_depth,
-            base_distribution=self.base_distribution,
-            use_base_affine=self.use_base_affine,
-            num_spline_bins=self.num_spline_bins,
-            spline_bound=self.spline_bound,
-            autoregressive_transform_units=self.autoregressive_transform_units,
-            neural_autoregressive_min_slope=self.neural_autoregressive_min_slope,
-            neural_autoregressive_min_residual=self.neural_autoregressive_min_residual,
-            neural_autoregressive_inverse_bisection_steps=(
-                self.neural_autoregressive_inverse_bisection_steps
-            ),
-            linear_gaussian_end=self.linear_gaussian_start,
-        )
-
-    def _encoder_kwargs(self) -> dict[str, Any]:
-        """Every argument of ``build_observation_encoder`` but the schema and the key."""
-        return dict(
-            embedding_dim=self.embedding_dim,
-            spectrum_encoder_type=self.spectrum_encoder_type,
-            spectrum_embedding_dim=self.spectrum_embedding_dim,
-            photometry_embedding_dim=self.photometry_embedding_dim,
-            encoder_hidden_dim=self.resolved_encoder_hidden_dim,
-            encoder_patch_size=self.encoder_patch_size,
-            n_wavelengths=self.n_wavelengths,
-            linear_skip=self.encoder_linear_skip,
-        )
+    def _root_keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(build, auxiliary heads, epoch metrics)`` keys, split from ``seed``'s key."""
+        k_build, k_aux, k_metrics = jr.split(jr.key(self.seed), 3)
+        return k_build, k_aux, k_metrics
 
     @in_float32
     def _build_model(self) -> _model.PosteriorModel:
         # Always float32 (also under ``jax_enable_x64``): the weights' layout, the
         # cached build program and a saved posterior's byte count depend on it.
-        # The key is made of exactly what `_build_networks` passes on, so a fit that
+        # The key is made of exactly what `_build_networks` reads, so a fit that
         # changes only training settings reuses the program, and no build input is missed.
-        schema = tuple((k, tuple(sorted(v.items()))) for k, v in self.observation_schema.items())
-        architecture = (
-            type(self).__name__,
-            repr(sorted(self._flow_kwargs().items())),
-            repr(sorted(self._encoder_kwargs().items())),
-            schema,
-        )
-        encoder, flow = compiled_build(self._build_networks, jr.key(self.seed), architecture)
+        schema = self._schema()
+        frozen = tuple((k, tuple(sorted(v.items()))) for k, v in schema.items())
+        architecture = (type(self).__name__, self.flow_spec, self.encoder_spec, frozen)
+        key = self._root_keys()[0]
+        encoder, flow = compiled_build(self._build_networks, key, architecture)
         coords = _model._Coordinates(
             self.parameter_space,
             jnp.asarray(self._flow_shift, jnp.float32),
@@ -476,42 +474,33 @@ class ConditionalFlowPosterior(
         return _model.PosteriorModel(encoder, flow, coords)
 
     def _build_networks(self, key: jax.Array) -> tuple[Any, Any]:
-        """Encoder and flow from a key; a function of the architecture config only."""
-        from ._flows import build_flow  # flowjax's flows load on first build
-
+        """Encoder and flow from a key; a function of the architecture specs only."""
         k_enc, k_flow = jr.split(key)
-        encoder = build_observation_encoder(
-            self.observation_schema, key=k_enc, **self._encoder_kwargs()
-        )
-        return encoder, build_flow(k_flow, **self._flow_kwargs())
+        return self.encoder_spec.build(self._schema(), k_enc), self.flow_spec.build(k_flow)
+
+    def _schema(self) -> dict[str, dict[str, Any]]:
+        if self.observation_schema is None:
+            raise NotFittedError("the posterior has no observation schema before fit or load")
+        return self.observation_schema
 
     # ------------------------------------------------------------------ training
-    def _read_split(self, dataset: Any, split: str) -> PosteriorBatch | None:
-        if getattr(dataset, "streaming", False):  # first rows only: training streams
-            n = dataset.split_size(split)
-            return dataset.read_rows(split, 0, min(n, _DIAGNOSTIC_ROWS)) if n else None
-        if hasattr(dataset, "split_arrays"):
-            batch = dataset.split_arrays(split)
-            return batch if np.shape(batch.parameters)[0] else None
-        batches = list(dataset.iter_batches(split, 4096, seed=self.seed, shuffle=False))
-        if not batches:
-            return None
-        return jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
+    def _read_split(self, dataset: SimulationSource, split: str) -> PosteriorBatch | None:
+        """A split's rows (of a streaming source the first rows only: training streams)."""
+        n = dataset.split_size(split)
+        if dataset.streaming:
+            n = min(n, _DIAGNOSTIC_ROWS)
+        return dataset.read_rows(split, 0, n) if n else None
 
-    def _adopt_dataset_metadata(self, dataset: Any, train: PosteriorBatch) -> None:
+    def _adopt_dataset_metadata(self, dataset: SimulationSource, train: PosteriorBatch) -> None:
         theta = np.asarray(train.parameters, np.float64)
-        names = getattr(dataset, "parameter_names", None)
+        names = dataset.parameter_names
         self.parameter_names = list(names) if names else self.parameter_names
-        bounds = getattr(dataset, "parameter_bounds", None)
+        bounds = dataset.parameter_bounds
         # Bounds given by the user are the prior's support; bounds derived from the
         # data's range (with a margin) are only a coordinate box.
-        self.support_bounded = bounds is not None and (
-            getattr(dataset, "bounds_source", "given") == "given"
-        )
+        self.support_bounded = bounds is not None and dataset.bounds_source == "given"
         if bounds is None:
-            lo, hi = theta.min(0), theta.max(0)
-            pad = BOUNDS_MARGIN * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
-            bounds = np.stack([lo - pad, hi + pad], axis=1)
+            bounds = derived_bounds(theta.min(0), theta.max(0))
         bounds = np.asarray(bounds, np.float64)
         self.space = ParameterSpace(self.parameter_space, bounds[:, 0], bounds[:, 1])
         if self.parameter_space == "physical":  # a positive prior's parameters: log space
@@ -519,7 +508,7 @@ class ConditionalFlowPosterior(
                 theta, self.parameter_transform, bounded=self.support_bounded
             )
             self.space = ParameterSpace("physical", bounds[:, 0], bounds[:, 1], log_dims)
-        schema = getattr(dataset, "observation_schema", None)
+        schema = dataset.observation_schema
         if schema is None:
             schema = {
                 name: {
@@ -530,18 +519,15 @@ class ConditionalFlowPosterior(
                 for name, block in train.observations.items()
             }
         self.observation_schema = {k: dict(v) for k, v in schema.items()}
-        prep = getattr(dataset, "preprocessing_metadata", None)
+        prep = dataset.preprocessing_metadata
         self.preprocessing_metadata = (
             None if prep is None else {k: dict(v) for k, v in prep.items()}
         )
-        manifest = getattr(dataset, "manifest", None)
+        manifest = dataset.manifest
         self.dataset_manifest = None if manifest is None else dict(manifest)
-        self.dataset_fingerprint = getattr(dataset, "fingerprint", None) or (
-            (manifest or {}).get("fingerprint")
-        )
+        self.dataset_fingerprint = dataset.fingerprint
         if self.parameter_space == "physical":
-            moments = getattr(dataset, "parameter_moments", None)  # streaming readers
-            self._flow_shift, std = moments() if moments else (theta.mean(0), theta.std(0))
+            self._flow_shift, std = dataset.parameter_moments()
             self._flow_scale = np.where(std > 0, std, 1.0)
             self._flow_shift, self._flow_scale = log_dim_moments(
                 self.space, theta, self._flow_shift, self._flow_scale
@@ -557,47 +543,25 @@ class ConditionalFlowPosterior(
         obs = jax.tree.map(lambda a: np.asarray(a, np.float32), batch.observations)
         return PosteriorBatch(z.astype(np.float32), obs)
 
-    def _make_trainer(self) -> Any:
-        from .training import SBITrainer
-
-        return SBITrainer(
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            num_epochs=self.num_epochs,
-            gradient_clip_norm=self.gradient_clip_norm,
-            weight_decay=self.weight_decay,
-            early_stopping_patience=self.early_stopping_patience,
-            early_stopping_min_delta=self.early_stopping_min_delta,
-            use_cosine_schedule=self.use_cosine_schedule,
-            warmup_fraction=self.warmup_fraction,
-            warmup_epochs=self.warmup_epochs,
-            min_learning_rate=self.min_learning_rate,
-            lr_schedule_total_epochs=self.lr_schedule_total_epochs,
-            lr_decay_patience=self.lr_decay_patience,
-            lr_decay_factor=self.lr_decay_factor,
-            lr_decay_max=self.lr_decay_max,
-            checkpoint_directory=self.checkpoint_directory,
-            checkpoint_backend=self.checkpoint_backend,
-            resume_from_checkpoint=self.resume_from_checkpoint,
-            seed=self.seed,
-            progress=True,
-        )
+    def _make_trainer(self) -> SBITrainer:
+        return SBITrainer.from_spec(self.training_spec)
 
     @in_float32
     def fit(
         self,
-        dataset: Any,
+        dataset: SimulationSource | BatchReader,
         *,
         elbo_log_likelihood_fn: Callable[[jax.Array, Any], jax.Array] | None = None,
         elbo_num_samples: int = 1,
         devices: Any = None,
-    ) -> Any:
+    ) -> TrainingArtifacts:
         """Train encoder and flow on a simulation dataset.
 
         Args:
-            dataset: a `SimulationDataset` or any reader with
+            dataset: a `SimulationDataset`, a `StreamingSimulationDataset` (any
+                ``orrery.sbi._splits.SimulationSource``), or a bare reader with
                 ``iter_batches(split, batch_size, *, seed, shuffle)`` yielding
-                `PosteriorBatch` (and optionally its metadata attributes).
+                `PosteriorBatch` (its metadata is then derived from the rows).
             elbo_log_likelihood_fn: for ``training_objective="elbo"``:
                 ``(theta_cube (b, d), observations) -> (b,)`` differentiable
                 log-likelihood of the batch's observations.
@@ -620,12 +584,9 @@ class ConditionalFlowPosterior(
             ConfigError: ELBO without a cube space or a log-likelihood function; bad
                 ``devices`` or a batch size that does not divide by their number.
         """
-        if not hasattr(dataset, "iter_batches"):
-            raise ConfigError(
-                f"dataset: expected a reader with iter_batches(...), got {type(dataset).__name__}"
-            )
         if devices is not None:
             resolve_devices(devices)  # a bad value fails before any data is read
+        elbo_loss = None
         if self.training_objective == "elbo":
             if self.parameter_space != "cube":
                 raise ConfigError(
@@ -634,71 +595,34 @@ class ConditionalFlowPosterior(
                 )
             if elbo_log_likelihood_fn is None:
                 raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
+            num = check_positive_int(elbo_num_samples, "elbo_num_samples")
+            elbo_loss = make_elbo_loss(elbo_log_likelihood_fn, num)
         dataset, prep_notes = prepare_dataset(dataset, self.observation_transform)
-        train = self._read_split(dataset, "train")
-        if train is None:
-            raise ConfigError("dataset: the training split is empty")
-        dim = np.shape(train.parameters)[-1]
-        if np.ndim(train.parameters) != 2 or dim != self.parameter_dim:
-            raise ShapeError(
-                f"dataset parameters: expected shape (n, {self.parameter_dim}) for "
-                f"parameter_dim={self.parameter_dim}, got {np.shape(train.parameters)}"
-            )
-        _check_observations(train, "train")
-        val = self._read_split(dataset, "validation")
-        if val is not None:
-            _check_observations(val, "validation")
-        self._adopt_dataset_metadata(dataset, train)
+        source = as_source(dataset, seed=self.seed)
+        train, val = self._checked_splits(source)
+        self._adopt_dataset_metadata(source, train)
         train_z = self._as_flow_batch(train)
         val_z = None if val is None else self._as_flow_batch(val)
-        train_data, val_data = train_z, val_z
-        if getattr(dataset, "streaming", False):
-            train_data = SplitStream(dataset, "train", self._as_flow_batch)
+        train_data: PosteriorBatch | SplitStream = train_z
+        val_data: PosteriorBatch | SplitStream | None = val_z
+        if source.streaming:
+            train_data = SplitStream(source, "train", self._as_flow_batch)
             if val_z is not None:
-                val_data = SplitStream(dataset, "validation", self._as_flow_batch)
+                val_data = SplitStream(source, "validation", self._as_flow_batch)
+        _, k_aux, k_metrics = self._root_keys()
         model = self._build_model()
         start_info = None
         if self.linear_gaussian_start:
             rows = train_z
-            if getattr(dataset, "streaming", False):  # train_z holds only the first rows
-                n = dataset.split_size("train")
-                rows = self._as_flow_batch(dataset.read_rows("train", 0, min(n, START_ROWS)))
+            if source.streaming:  # train_z holds only the first rows
+                n = source.split_size("train")
+                rows = self._as_flow_batch(source.read_rows("train", 0, min(n, START_ROWS)))
             model, start_info = linear_gaussian_start(
                 model, rows.parameters, rows.observations, seed=self.seed
             )
-        loss_fn, val_loss_fn = _model.npe_loss, None
-        if self.training_objective == "elbo":
-            num = check_positive_int(elbo_num_samples, "elbo_num_samples")
-            loss_fn = val_loss_fn = make_elbo_loss(elbo_log_likelihood_fn, num)
-        if self.effective_flow_family == "spline":
-            val_loss_fn = val_loss_fn or loss_fn
-            loss_fn = self._regularized(loss_fn)
-        model, loss_fn, val_loss_fn = with_aux_heads(
-            model,
-            loss_fn,
-            val_loss_fn,
-            parameter_weight=self.aux_parameter_loss_weight,
-            scale_weight=self.aux_scale_loss_weight,
-            key=jr.key(self.seed + 2),
-        )
-        batch_transform = make_batch_transform(
-            embedding_noise_std=self.embedding_noise_std,
-            embedding_noise_min_scale=self.embedding_noise_min_scale,
-            parameter_noise_floor=self.parameter_noise_floor,
-            flow_scale=self._flow_scale,
-        )
-        extra: dict[str, Any] = {}
-        thresholds = {
-            metric: getattr(self, arg)
-            for arg, metric in _THRESHOLD_METRICS.items()
-            if getattr(self, arg) is not None
-        }
-        trainer = self._make_trainer()
+        model, loss_fn, val_loss_fn = self._losses(model, elbo_loss, k_aux)
         diag_data = val_z if val_z is not None else train_z
-        if thresholds:
-            extra["epoch_metrics_fn"] = self._epoch_metrics_fn(diag_data)
-            if "stability_thresholds" in inspect.signature(trainer.fit).parameters:
-                extra["stability_thresholds"] = thresholds
+        thresholds, metrics_fn = self._stability(diag_data, k_metrics)
         plot_obs = jax.tree.map(lambda a: a[:1], diag_data.observations)
         if self.verbose_diagnostics:
             hook = plot_hook(
@@ -708,16 +632,17 @@ class ConditionalFlowPosterior(
                 labels=self.parameter_names,
                 seed=self.seed,
             )
-            extra["epoch_metrics_fn"] = merge_hooks(extra.get("epoch_metrics_fn"), hook)
-        model, artifacts = trainer.fit(
+            metrics_fn = merge_hooks(metrics_fn, hook)
+        model, artifacts = self._make_trainer().fit(
             model,
             loss_fn,
             train_data,
             val_data,
             val_loss_fn=val_loss_fn,
-            batch_transform=batch_transform,
+            epoch_metrics_fn=metrics_fn,
+            batch_transform=self.regularizer_spec.batch_transform(self._flow_scale),
+            stability_thresholds=thresholds or None,
             devices=devices,
-            **extra,
         )
         self.model = unwrap_aux(model)
         if start_info is not None:
@@ -729,7 +654,7 @@ class ConditionalFlowPosterior(
             artifacts.trainer_metadata["n_train"],
             from_recipe=self._from_recipe,
         )
-        warn_preparation_and_fit(artifacts, dataset, train, prep_notes)
+        warn_preparation_and_fit(artifacts, source, train, prep_notes)
         if self.verbose_diagnostics:
             write_final_plots(
                 model,
@@ -741,22 +666,64 @@ class ConditionalFlowPosterior(
             )
         return artifacts
 
-    def _regularized(self, loss_fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-        return regularized_loss(
+    def _checked_splits(
+        self, source: SimulationSource
+    ) -> tuple[PosteriorBatch, PosteriorBatch | None]:
+        """The (first rows of the) training and validation splits, checked."""
+        train = self._read_split(source, "train")
+        if train is None:
+            raise ConfigError("dataset: the training split is empty")
+        dim = np.shape(train.parameters)[-1]
+        if np.ndim(train.parameters) != 2 or dim != self.parameter_dim:
+            raise ShapeError(
+                f"dataset parameters: expected shape (n, {self.parameter_dim}) for "
+                f"parameter_dim={self.parameter_dim}, got {np.shape(train.parameters)}"
+            )
+        _check_observations(train, "train")
+        val = self._read_split(source, "validation")
+        if val is not None:
+            _check_observations(val, "validation")
+        return train, val
+
+    def _losses(
+        self, model: _model.PosteriorModel, elbo_loss: LossFn | None, key: jax.Array
+    ) -> tuple[Any, LossFn, LossFn | None]:
+        """``(train_model, loss_fn, val_loss_fn)``: objective, penalties, auxiliary heads."""
+        loss_fn: LossFn = _model.npe_loss
+        val_loss_fn: LossFn | None = None
+        if elbo_loss is not None:
+            loss_fn = val_loss_fn = elbo_loss
+        if self.effective_flow_family == "spline":
+            val_loss_fn = val_loss_fn or loss_fn
+            loss_fn = self._regularized(loss_fn)
+        return with_aux_heads(
+            model,
             loss_fn,
-            small_bin_weight=self.spline_small_bin_regularization_weight or 0.0,
-            entropy_weight=self.spline_entropy_regularization_weight,
-            derivative_weight=self.spline_derivative_regularization_weight,
-            min_bin_ratio_target=self.spline_min_bin_ratio_target,
-            entropy_floor=self.spline_entropy_floor,
-            min_derivative_target=self.spline_min_derivative_target,
-            max_derivative_target=self.spline_max_derivative_target,
+            val_loss_fn,
+            parameter_weight=self.aux_parameter_loss_weight,
+            scale_weight=self.aux_scale_loss_weight,
+            key=key,
         )
 
-    def _epoch_metrics_fn(self, data: PosteriorBatch) -> Callable[[Any], dict[str, float]]:
+    def _stability(
+        self, data: PosteriorBatch, key: jax.Array
+    ) -> tuple[dict[str, float], Callable[[Any], dict[str, float]] | None]:
+        """The stability thresholds set, and the epoch metrics they are checked on."""
+        thresholds: dict[str, float] = {}
+        for arg, metric in _THRESHOLD_METRICS.items():
+            limit = getattr(self, arg)
+            if limit is not None:
+                thresholds[metric] = limit
+        return thresholds, (self._epoch_metrics_fn(data, key) if thresholds else None)
+
+    def _regularized(self, loss_fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+        return self.regularizer_spec.regularized(loss_fn)
+
+    def _epoch_metrics_fn(
+        self, data: PosteriorBatch, key: jax.Array
+    ) -> Callable[[Any], dict[str, float]]:
         rows = min(_DIAGNOSTIC_ROWS, np.shape(data.parameters)[0])
         subset = jax.tree.map(lambda a: jnp.asarray(a[:rows]), data)
-        key = jr.key(self.seed + 1)
 
         def metrics(model: Any) -> dict[str, float]:
             out = _model.closure_metrics(
@@ -765,39 +732,6 @@ class ConditionalFlowPosterior(
             return {k: float(v) for k, v in out.items()}
 
         return metrics
-
-    def _validation_diagnostics(self, model: Any, batch: PosteriorBatch) -> dict[str, float]:
-        """Closure errors and cube-edge hit rate of ``model`` on a batch in flow coordinates."""
-        return self._epoch_metrics_fn(batch)(model)
-
-    @staticmethod
-    def _batch_embeddings(model: Any, observations: Any) -> jax.Array:
-        """Context vectors of a batch of normalised observations."""
-        return _model.embed_batch(model, observations)
-
-    @staticmethod
-    def _loss(model: Any, batch: PosteriorBatch) -> jax.Array:
-        """NPE loss of a batch whose parameters are in flow coordinates."""
-        return _model.npe_loss(model, batch)
-
-    @staticmethod
-    def _training_loss(model: Any, batch: PosteriorBatch, key: Any = None) -> jax.Array:
-        """The NPE training loss (noise, when configured, enters through the batch transform)."""
-        return _model.npe_loss(model, batch, key)
-
-    @staticmethod
-    def _make_elbo_loss(
-        log_likelihood_fn: Callable[[jax.Array, Any], jax.Array],
-        parameter_space: str,
-        *,
-        num_samples: int = 1,
-    ) -> Callable[[Any, PosteriorBatch, jax.Array], jax.Array]:
-        """Negative amortized ELBO ``-E_q[log p(x|u) - log q(u|x)]`` for a cube-space posterior."""
-        if parameter_space != "cube":
-            raise ConfigError(
-                f"the ELBO objective needs parameter_space='cube', got {parameter_space!r}"
-            )
-        return make_elbo_loss(log_likelihood_fn, check_positive_int(num_samples, "num_samples"))
 
 
 class ConditionalSplineFlowPosterior(ConditionalFlowPosterior):

@@ -9,8 +9,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from orrery.interface import ConfigError, check_positive_int
-
 
 def make_schedule(
     *,
@@ -73,15 +71,6 @@ def make_optimizer(
     if scalable:
         base = optax.chain(base, optax.inject_hyperparams(optax.scale)(step_size=1.0))
     return optax.flatten(base)
-
-
-def check_lr_decay(patience: int | None, factor: float, max_decays: int) -> None:
-    """Raise `ConfigError` unless the plateau-decay settings are usable."""
-    if patience is not None:
-        check_positive_int(patience, "lr_decay_patience", minimum=1)
-    if not 0 < factor < 1:
-        raise ConfigError(f"lr_decay_factor: expected a value in (0, 1), got {factor!r}")
-    check_positive_int(max_decays, "lr_decay_max", minimum=0)
 
 
 def set_lr_factor(opt_state, factor: float):

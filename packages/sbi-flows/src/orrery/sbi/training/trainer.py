@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ConfigError, ShapeError, as_int_seed, check_positive_int
+from orrery.interface import ConfigError, ShapeError
 
+from .._config import TrainingSpec
 from .._xla import compiler_options
 from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
 from ._data_parallel import (
@@ -25,7 +26,6 @@ from ._data_parallel import (
     make_stream_data_parallel_epoch,
 )
 from ._optim import (
-    check_lr_decay,
     combine_model,
     make_optimizer,
     make_schedule,
@@ -149,63 +149,59 @@ class SBITrainer:
         lr_decay_factor: float = 0.3,
         lr_decay_max: int = 3,
     ):
-        if not (learning_rate > 0 and math.isfinite(learning_rate)):
-            raise ConfigError(f"learning_rate must be a positive number; got {learning_rate!r}")
-        check_positive_int(batch_size, "batch_size", minimum=1)
-        check_positive_int(num_epochs, "num_epochs", minimum=1)
-        if gradient_clip_norm is not None and not gradient_clip_norm > 0:
-            raise ConfigError(
-                f"gradient_clip_norm must be positive or None; got {gradient_clip_norm!r}"
-            )
-        if weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0; got {weight_decay!r}")
-        if early_stopping_patience is not None:
-            check_positive_int(early_stopping_patience, "early_stopping_patience", minimum=1)
-        if early_stopping_min_delta < 0:
-            raise ConfigError(
-                f"early_stopping_min_delta must be >= 0; got {early_stopping_min_delta!r}"
-            )
-        if not 0.0 <= warmup_fraction < 1.0:
-            raise ConfigError(f"warmup_fraction must lie in [0, 1); got {warmup_fraction!r}")
-        if warmup_epochs is not None and warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs must be >= 0 or None; got {warmup_epochs!r}")
-        # the floor only shapes the cosine schedule; a constant rate may lie below it
-        if not (
-            0.0 <= min_learning_rate
-            and (min_learning_rate <= learning_rate or not use_cosine_schedule)
-        ):
-            raise ConfigError(
-                f"min_learning_rate must lie in [0, learning_rate={learning_rate}]; "
-                f"got {min_learning_rate!r}"
-            )
-        if lr_schedule_total_epochs is not None and not lr_schedule_total_epochs > 0:
-            raise ConfigError(
-                "lr_schedule_total_epochs must be positive or None; "
-                f"got {lr_schedule_total_epochs!r}"
-            )
-        if resume_from_checkpoint and checkpoint_directory is None:
-            raise ConfigError("resume_from_checkpoint=True needs a checkpoint_directory")
-        check_lr_decay(lr_decay_patience, lr_decay_factor, lr_decay_max)
-        self.learning_rate = float(learning_rate)
-        self.batch_size = int(batch_size)
-        self.num_epochs = int(num_epochs)
-        self.gradient_clip_norm = gradient_clip_norm
-        self.weight_decay = float(weight_decay)
-        self.early_stopping_patience = early_stopping_patience
-        self.early_stopping_min_delta = float(early_stopping_min_delta)
-        self.use_cosine_schedule = bool(use_cosine_schedule)
-        self.warmup_fraction = float(warmup_fraction)
-        self.warmup_epochs = warmup_epochs
-        self.min_learning_rate = float(min_learning_rate)
-        self.lr_schedule_total_epochs = lr_schedule_total_epochs
-        self.checkpoint_directory = checkpoint_directory
-        self.checkpoint_backend = resolve_backend(checkpoint_backend)
-        self.resume_from_checkpoint = bool(resume_from_checkpoint)
-        self.seed = as_int_seed(seed)
-        self.progress = bool(progress)
-        self.lr_decay_patience = lr_decay_patience
-        self.lr_decay_factor = float(lr_decay_factor)
-        self.lr_decay_max = int(lr_decay_max)
+        spec = TrainingSpec(
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            num_epochs=num_epochs,
+            gradient_clip_norm=gradient_clip_norm,
+            weight_decay=weight_decay,
+            early_stopping_patience=early_stopping_patience,
+            early_stopping_min_delta=early_stopping_min_delta,
+            use_cosine_schedule=use_cosine_schedule,
+            warmup_fraction=warmup_fraction,
+            warmup_epochs=warmup_epochs,
+            min_learning_rate=min_learning_rate,
+            lr_schedule_total_epochs=lr_schedule_total_epochs,
+            checkpoint_directory=checkpoint_directory,
+            checkpoint_backend=checkpoint_backend,
+            resume_from_checkpoint=resume_from_checkpoint,
+            seed=seed,
+            progress=progress,
+            lr_decay_patience=lr_decay_patience,
+            lr_decay_factor=lr_decay_factor,
+            lr_decay_max=lr_decay_max,
+        )
+        self._adopt(spec)
+
+    @classmethod
+    def from_spec(cls, spec: TrainingSpec) -> SBITrainer:
+        """A trainer running a validated `orrery.sbi._config.TrainingSpec`."""
+        trainer = cls.__new__(cls)
+        trainer._adopt(spec)
+        return trainer
+
+    def _adopt(self, spec: TrainingSpec) -> None:
+        self.spec = spec
+        self.learning_rate = spec.learning_rate
+        self.batch_size = spec.batch_size
+        self.num_epochs = spec.num_epochs
+        self.gradient_clip_norm = spec.gradient_clip_norm
+        self.weight_decay = spec.weight_decay
+        self.early_stopping_patience = spec.early_stopping_patience
+        self.early_stopping_min_delta = spec.early_stopping_min_delta
+        self.use_cosine_schedule = spec.use_cosine_schedule
+        self.warmup_fraction = spec.warmup_fraction
+        self.warmup_epochs = spec.warmup_epochs
+        self.min_learning_rate = spec.min_learning_rate
+        self.lr_schedule_total_epochs = spec.lr_schedule_total_epochs
+        self.checkpoint_directory = spec.checkpoint_directory
+        self.checkpoint_backend = resolve_backend(spec.checkpoint_backend)
+        self.resume_from_checkpoint = spec.resume_from_checkpoint
+        self.seed = spec.seed
+        self.progress = spec.progress
+        self.lr_decay_patience = spec.lr_decay_patience
+        self.lr_decay_factor = spec.lr_decay_factor
+        self.lr_decay_max = spec.lr_decay_max
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-safe dict."""
