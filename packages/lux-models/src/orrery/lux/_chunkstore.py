@@ -58,7 +58,7 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
+        h.update(arr.tobytes())
     return h.hexdigest()
 
 

@@ -251,10 +251,18 @@ class FileSource:
                 with open_container(self.files[i], self.fmts[i]) as c:
                     parts.append(self._rows(c, a, b))
             i += 1
-        cat = lambda k: (
-            None if parts[0][k] is None else np.concatenate([p[k] for p in parts], axis=0)
-        )
-        return SpectraChunk(cat(0), cat(1), cat(2), cat(3))
+        if not parts:
+            return SpectraChunk(
+                np.empty((0, self.n_pixels)), np.empty((0, self.n_pixels)), None, None
+            )
+
+        def cat(k: int) -> np.ndarray | None:
+            if parts[0][k] is None:
+                return None
+            return np.concatenate([p[k] for p in parts], axis=0)
+
+        flux, ivar = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return SpectraChunk(flux, ivar, cat(2), cat(3))
 
     def _rows(self, c: _Container, a: int, b: int) -> tuple[Any, ...]:
         def rows(name: str) -> np.ndarray:

@@ -238,7 +238,7 @@ def _write_pending(store: ChunkStore, source: SpectraSource, pending: list[int],
     from tqdm.auto import tqdm
 
     n_pixels = int(store.meta["attrs"]["n_pixels"])
-    done = store.n_rows - sum(np.subtract(*store.rows_of(i)[::-1]) for i in pending)
+    done = store.n_rows - sum(b - a for a, b in map(store.rows_of, pending))
     with tqdm(
         total=store.n_rows, initial=int(done), unit="star", desc="writing", disable=not progress
     ) as bar:

@@ -68,7 +68,7 @@ def _model_digest(arrays: dict[str, np.ndarray], config: dict[str, Any]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
+        h.update(arr.tobytes())
     return h.hexdigest()
 
 
@@ -136,7 +136,7 @@ def label_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, A
         pad = ((0, out.chunk_rows - n), (0, 0))
         flux = np.pad(flux, pad, constant_values=np.nan)
         ivar = np.pad(ivar, pad, constant_values=0.0)
-    flux, ivar = _validate.checked_output(flux, ivar, int(np.shape(model.coeffs)[0]))
+    flux, ivar = _validate.checked_output(flux, ivar, int(np.asarray(model.coeffs).shape[0]))
     res = _label.Rows(
         *(a[:n] for a in _label.label_rows(model, flux, ivar, None, **attrs["settings"]))
     )

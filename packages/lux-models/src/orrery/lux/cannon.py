@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import equinox as eqx
 import jax
@@ -34,6 +35,9 @@ from . import _cannon_train as _train
 from . import _cannon_validate as _validate
 from ._poly import feature_exponents, n_poly_features, poly_features
 from ._source import SpectraSource
+
+if TYPE_CHECKING:
+    from ._spectra import LabelStore
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -465,9 +469,42 @@ class Cannon(eqx.Module):
         return coeffs, s2, usable, scatter_ok, offset, scale, allowed
 
     # ------------------------------------------------------------------ test step
+    @overload
+    def infer_labels(
+        self,
+        output: SpectraSource,
+        output_ivar: None = None,
+        *,
+        n_starts: int = ...,
+        initial_labels: None = None,
+        max_iter: int = ...,
+        xtol: float = ...,
+        ftol: float = ...,
+        seed: int = ...,
+        executor: Executor | None = None,
+        catalogue: str | os.PathLike[str] | None = None,
+        chunk_stars: int | None = None,
+        retries: int = ...,
+        progress: bool = ...,
+    ) -> LabelStore: ...
+
+    @overload
     def infer_labels(
         self,
         output: Float[ArrayLike, "n output"],
+        output_ivar: Float[ArrayLike, "n output"] | None = None,
+        *,
+        n_starts: int = ...,
+        initial_labels: Float[ArrayLike, "n labels"] | None = None,
+        max_iter: int = ...,
+        xtol: float = ...,
+        ftol: float = ...,
+        seed: int = ...,
+    ) -> LabelInference: ...
+
+    def infer_labels(
+        self,
+        output: Float[ArrayLike, "n output"] | SpectraSource,
         output_ivar: Float[ArrayLike, "n output"] | None = None,
         *,
         n_starts: int = 4,
@@ -476,12 +513,12 @@ class Cannon(eqx.Module):
         xtol: float = 1e-6,
         ftol: float = 1e-7,
         seed: int = 0,
-        executor: Any = None,
+        executor: Executor | None = None,
         catalogue: str | os.PathLike[str] | None = None,
         chunk_stars: int | None = None,
         retries: int = 1,
         progress: bool = True,
-    ) -> Any:
+    ) -> LabelInference | LabelStore:
         """Infer labels for many spectra at once (the test step), or for a whole survey.
 
         Levenberg–Marquardt on χ² with variance ``σ² + s²``, vmapped over spectra
