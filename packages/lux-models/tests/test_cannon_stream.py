@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
-from orrery.lux import Cannon
-from orrery.lux._cannon_stream import budget_for, chunk_rows, parse_budget
+from orrery.lux import Cannon, _cannon_chunks
+from orrery.lux._cannon_chunks import budget_for, chunk_rows, parse_budget
 from orrery.lux._source import ArraySource, SpectraChunk
 from orrery.lux.datasets import synthetic_survey
 
@@ -32,10 +32,12 @@ def _budget(rows: int, itemsize: int) -> int:
 
 
 class Recording:
-    """A source that records the row ranges read from it."""
+    """A source that records the row ranges read from it (and without ``labels``
+    attribute unless asked, so its labels are read chunk by chunk)."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, with_labels: bool = False):
         self.inner, self.reads = inner, []
+        self.labels = inner.labels if with_labels else None
 
     @property
     def n_stars(self):
@@ -73,6 +75,21 @@ def test_float64_equals_the_in_memory_fit_for_every_chunk_size(survey, x64):
         _assert_same(streamed, memory, 1e-9)
         sizes = {stop - start for start, stop in recording.reads}
         assert max(sizes) == (N if rows is None else rows)
+
+
+def test_a_budget_that_holds_the_data_reads_each_chunk_once(survey, x64, monkeypatch):
+    s = survey
+    monkeypatch.setattr(_cannon_chunks, "CHUNK_BYTES", 32 * P * 8)  # 32 stars a chunk
+    memory = Cannon(3, P).fit(s.labels, s.spectra, s.ivar)
+    recording = Recording(ArraySource(s.spectra, s.ivar, s.labels), with_labels=True)
+    _assert_same(Cannon(3, P).fit(recording, memory_budget="64MiB"), memory, 1e-9)
+    assert sorted(recording.reads) == [(a, min(N, a + 32)) for a in range(0, N, 32)]
+    # a budget that keeps two of the five chunks reads the other three in every pass
+    recording = Recording(ArraySource(s.spectra, s.ivar, s.labels), with_labels=True)
+    budget = _budget(32, 8) + 2 * 32 * 2 * P * 8
+    _assert_same(Cannon(3, P).fit(recording, memory_budget=budget), memory, 1e-9)
+    starts = [a for a, _ in recording.reads]
+    assert starts.count(0) == starts.count(32) == 1 and starts.count(64) > 3
 
 
 @pytest.mark.parametrize(
@@ -155,7 +172,8 @@ def test_budget_sets_the_chunk_and_parses_sizes():
         with pytest.raises(ConfigError, match="memory_budget"):
             parse_budget(bad)
     assert chunk_rows(budget_for(100, 8575, 10, 4), 10**6, 8575, 10, 4) == 96
-    assert chunk_rows(10**12, 1000, 8575, 10, 4) == 1000
+    assert chunk_rows(10**12, 500, 8575, 10, 4) == 500
+    assert chunk_rows(10**12, 10**6, 8575, 10, 4) == 976  # 32 MiB of flux, 16-row aligned
     with pytest.raises(ConfigError, match="memory_budget"):
         chunk_rows(1000, 10, 8575, 10, 4)
 
@@ -192,17 +210,17 @@ def test_bad_sources_are_refused_naming_the_argument(survey):
         Cannon(3, P + 1).fit(source)
     with pytest.raises(ShapeError, match=r"source: labels of shape \(150, 3\)"):
         Cannon(2, P).fit(source)
-    with pytest.raises(ShapeError, match=r"source: read\(0, 48\) gave ivar"):
-        cannon.fit(Truncated(s.spectra, s.ivar, s.labels), memory_budget=_budget(48, 4))
+    with pytest.raises(ShapeError, match=r"source: read\(0, 32\) gave ivar"):
+        cannon.fit(Truncated(s.spectra, s.ivar, s.labels), memory_budget=_budget(32, 4))
 
 
 def test_bad_values_in_a_chunk_are_refused(survey):
     s = survey
-    budget = _budget(48, 4)
+    budget = _budget(32, 4)
     for value, message in ((-1.0, "negative inverse variances"), (np.inf, r"\+inf")):
         ivar = s.ivar.copy()
         ivar[120, 3] = value
-        with pytest.raises(ValueDomainError, match=f"source: rows 96:144 hold .*{message}"):
+        with pytest.raises(ValueDomainError, match=f"source: rows 96:128 hold .*{message}"):
             Cannon(3, P).fit(ArraySource(s.spectra, ivar, s.labels), memory_budget=budget)
     labels = s.labels.copy()
     labels[7, 1] = np.nan

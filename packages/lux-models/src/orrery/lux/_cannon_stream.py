@@ -21,9 +21,6 @@ background thread while the current one is summed.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -31,9 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ConfigError, ShapeError, ValueDomainError
-
 from . import _cannon_validate as _validate
+from ._cannon_chunks import (
+    Chunk,
+    Reader,
+    align_to_source,
+    chunk_rows,
+    clean,
+    parse_budget,
+    refuse_bad_ivar,
+    resident_chunks,
+    source_labels,
+    source_shape,
+)
 from ._cannon_fit import (
     _l2_system,
     _refine,
@@ -46,196 +53,7 @@ from ._cannon_fit import (
 from ._cannon_scatter import XTOL, _newton, _pass
 from ._cannon_train import HANDOFF, REFINE_MAX
 from ._poly import feature_exponents, poly_features
-from ._source import SpectraChunk, SpectraSource
-
-#: the budget when none is given: 2 GiB
-DEFAULT_BUDGET = 2 * 2**30
-#: chunk rows are a multiple of this when they can be: 16 rows of float32 or float64 pixels
-#: start 64-byte aligned in a memory map, which JAX then reads without a copy
-_ROW_ALIGN = 16
-_ALIGN = 64
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_budget(budget: int | float | str | None) -> int:
-    """Bytes from ``memory_budget``: a positive number of bytes or a string like ``"2GiB"``."""
-    if budget is None:
-        return DEFAULT_BUDGET
-    value: float | None = None
-    if isinstance(budget, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", budget)
-        if match and match.group(2).lower() in _UNITS:
-            value = float(match.group(1)) * _UNITS[match.group(2).lower()]
-    elif isinstance(budget, int | float | np.integer | np.floating) and not isinstance(
-        budget, bool
-    ):
-        value = float(budget)
-    if value is None or not np.isfinite(value) or value < 1:
-        raise ConfigError(
-            f"memory_budget: expected a positive number of bytes or a size such as '2GiB' "
-            f"or '500MB', got {budget!r}"
-        )
-    return int(value)
-
-
-def _costs(n_pixels: int, n_features: int, itemsize: int) -> tuple[int, int]:
-    """Bytes of the fixed per-pixel state, and per star of a chunk."""
-    k = n_features
-    fixed = n_pixels * itemsize * (5 * k * k + 4 * k * (k + 1) + 24 * k + 64)
-    return fixed, 2 * 2 * n_pixels * (itemsize + 8)
-
-
-def budget_for(rows: int, n_pixels: int, n_features: int, itemsize: int) -> int:
-    """The smallest budget whose chunks hold ``rows`` stars (before row alignment)."""
-    fixed, per_row = _costs(n_pixels, n_features, itemsize)
-    return fixed + rows * per_row
-
-
-def chunk_rows(budget: int, n_stars: int, n_pixels: int, n_features: int, itemsize: int) -> int:
-    """Stars per chunk that keep the fit's data within ``budget`` bytes.
-
-    Per star: flux and ivar in the fit's dtype and as the source hands them over
-    (up to 8 bytes each), for the chunk being summed and the one being read.
-    Fixed: the per-pixel state (Gram matrices, the refinement matrix, their
-    accumulators and a few ``(pixels, features)`` arrays). More than
-    `_ROW_ALIGN` rows are rounded down to a multiple of it.
-
-    Raises:
-        ConfigError: when the budget cannot hold the state and one star.
-    """
-    fixed, per_row = _costs(n_pixels, n_features, itemsize)
-    rows = (budget - fixed) // per_row
-    if rows < 1:
-        raise ConfigError(
-            f"memory_budget: {budget} bytes cannot hold the fit of {n_pixels} pixels "
-            f"({fixed} bytes of per-pixel state) and one star ({per_row} bytes); "
-            f"give at least {fixed + per_row} bytes"
-        )
-    rows = min(int(rows), n_stars)
-    if _ROW_ALIGN <= rows < n_stars:
-        rows -= rows % _ROW_ALIGN
-    return rows
-
-
-def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised C array whose data start `_ALIGN`-byte aligned (JAX shares it on CPU)."""
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.empty(nbytes + _ALIGN, np.uint8)
-    start = (-buf.ctypes.data) % _ALIGN
-    return buf[start : start + nbytes].view(dtype).reshape(shape)
-
-
-def _padded(arr: np.ndarray, rows: int, dtype: np.dtype) -> np.ndarray:
-    """``arr`` as an aligned ``dtype`` array of ``rows`` rows, zeros below its own."""
-    out = _aligned_empty((rows, *arr.shape[1:]), dtype)
-    out[: len(arr)] = arr
-    out[len(arr) :] = 0
-    return out
-
-
-class Chunk(NamedTuple):
-    """One chunk on the device, and its host arrays (before cleaning)."""
-
-    index: int
-    labels: jax.Array
-    flux: jax.Array
-    ivar: jax.Array
-    host_flux: np.ndarray
-    host_ivar: np.ndarray
-
-
-class Reader:
-    """The chunks of a source, padded to ``rows`` stars, cleaned where found dirty."""
-
-    def __init__(self, source: SpectraSource, labels: np.ndarray, rows: int, dtype: np.dtype):
-        self.source, self.rows, self.dtype = source, rows, dtype
-        self.n_stars, self.n_pixels = int(source.n_stars), int(source.n_pixels)
-        self.labels = labels
-        self.n_chunks = -(-self.n_stars // rows)
-        self.dirty: set[int] = set()
-
-    def bounds(self, index: int) -> tuple[int, int]:
-        return index * self.rows, min(self.n_stars, (index + 1) * self.rows)
-
-    def _checked(self, chunk: SpectraChunk, start: int, stop: int) -> tuple[np.ndarray, ...]:
-        shape = (stop - start, self.n_pixels)
-        flux = _validate.numeric(chunk.flux, "source")
-        ivar = _validate.numeric(chunk.ivar, "source")
-        for name, arr in (("flux", flux), ("ivar", ivar)):
-            if arr.shape != shape:
-                raise ShapeError(
-                    f"source: read({start}, {stop}) gave {name} of shape {arr.shape}, "
-                    f"expected {shape}"
-                )
-        return flux, ivar
-
-    def _load(self, index: int) -> Chunk:
-        start, stop = self.bounds(index)
-        flux, ivar = self._checked(self.source.read(start, stop), start, stop)
-        if index in self.dirty:
-            flux, ivar = clean(flux, ivar)
-        full = stop - start == self.rows
-        if full and flux.dtype == self.dtype and ivar.dtype == self.dtype:
-            host_flux, host_ivar = flux, ivar  # shared by JAX where aligned (no copy)
-            dev_flux, dev_ivar = _validate._to_device(flux), _validate._to_device(ivar)
-        else:
-            host_flux, host_ivar = flux, ivar
-            dev_flux = jax.device_put(_padded(flux, self.rows, self.dtype))
-            dev_ivar = jax.device_put(_padded(ivar, self.rows, self.dtype))
-        labels = jax.device_put(_padded(self.labels[start:stop], self.rows, self.dtype))
-        return Chunk(index, labels, dev_flux, dev_ivar, host_flux, host_ivar)
-
-    def device_chunk(self, index: int, flux: np.ndarray, ivar: np.ndarray) -> Chunk:
-        """Chunk ``index`` from host arrays given (its cleaned copy)."""
-        start, stop = self.bounds(index)
-        labels = jax.device_put(_padded(self.labels[start:stop], self.rows, self.dtype))
-        dev = [jax.device_put(_padded(a, self.rows, self.dtype)) for a in (flux, ivar)]
-        return Chunk(index, labels, dev[0], dev[1], flux, ivar)
-
-    def __iter__(self) -> Iterator[Chunk]:
-        """The chunks in order; the next is read on a thread while the caller works."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(self._load, 0)
-            for index in range(self.n_chunks):
-                current = ahead.result()
-                if index + 1 < self.n_chunks:
-                    ahead = pool.submit(self._load, index + 1)
-                yield current
-
-
-def clean(flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Host `clean_inputs`: unusable entries (non-finite, ivar <= 0) set to flux 0, ivar 0."""
-    with np.errstate(invalid="ignore"):
-        good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
-    return np.where(good, flux, 0), np.where(good, ivar, 0)
-
-
-def refuse_bad_ivar(flux: np.ndarray, ivar: np.ndarray, start: int, stop: int) -> None:
-    """Raise for a negative inverse variance, or ``+inf`` at a finite flux, in these rows."""
-    with np.errstate(invalid="ignore"):
-        if np.any(ivar < 0):
-            raise ValueDomainError(
-                f"source: rows {start}:{stop} hold negative inverse variances (ivar); "
-                "expected non-negative (0 masks an entry)"
-            )
-    n_inf = int(np.count_nonzero(np.isposinf(ivar) & np.isfinite(flux)))
-    if n_inf:
-        raise ValueDomainError(
-            f"source: rows {start}:{stop} hold {n_inf} entries with a finite flux and "
-            "ivar +inf (zero noise), which cannot be weighted; give finite inverse "
-            "variances (0 masks an entry)"
-        )
+from ._source import SpectraSource
 
 
 # ---------------------------------------------------------------- per-chunk kernels
@@ -307,10 +125,12 @@ class Passes:
                 refuse_bad_ivar(chunk.host_flux, chunk.host_ivar, start, stop)
                 self.reader.dirty.add(chunk.index)
                 cleaned = clean(chunk.host_flux, chunk.host_ivar)
-                cleaned_chunk = self.reader.device_chunk(chunk.index, *cleaned)
-                *sums, _, _ = self._gram(cleaned_chunk, None, True)
+                chunk = self.reader.device_chunk(chunk.index, *cleaned)
+                *sums, _, _ = self._gram(chunk, None, True)
+            self.reader.keep(chunk)
             acc = tuple(sums) if acc is None else merge_base(acc, tuple(sums))
         assert acc is not None
+        self.reader.checked = True
         return acc
 
     def normal(self, s2):
@@ -641,50 +461,6 @@ class Trainer:
         return _State(state.it + 1, step[0], s2_new, change, conv, *step[1:])
 
 
-# ---------------------------------------------------------------- the source
-def source_shape(source: SpectraSource, output_size: int) -> tuple[int, int]:
-    """``(n_stars, n_pixels)`` of a source, checked against the model."""
-    n, p = int(source.n_stars), int(source.n_pixels)
-    if p != output_size:
-        raise ShapeError(f"source: holds {p} pixels per star, expected {output_size} (output_size)")
-    if n < 1:
-        raise ValueDomainError("source: holds no stars; there is nothing to fit")
-    return n, p
-
-
-def source_labels(source: SpectraSource, rows: int, label_size: int) -> np.ndarray:
-    """Every star's labels: the source's ``labels`` array where it has one, else read by chunk.
-
-    Raises:
-        ValueDomainError: when the source holds no labels.
-        ShapeError: when they are not ``(n_stars, label_size)``.
-    """
-    n = int(source.n_stars)
-    whole = getattr(source, "labels", None)
-    if whole is not None and not callable(whole):
-        labels = np.asarray(whole)
-    else:
-        parts = []
-        for start in range(0, n, rows):
-            part = source.read(start, min(n, start + rows)).labels
-            if part is None:
-                break
-            parts.append(np.asarray(part))
-        labels = np.concatenate(parts) if parts and len(parts) * rows >= n else None
-    if labels is None:
-        raise ValueDomainError(
-            "source: holds no labels; The Cannon is trained on labelled spectra "
-            "(give the source its training labels)"
-        )
-    labels = _validate.numeric(labels, "source")
-    if labels.shape != (n, label_size):
-        raise ShapeError(
-            f"source: labels of shape {labels.shape}, expected ({n}, {label_size}) "
-            "(one row per star, label_size columns)"
-        )
-    return labels
-
-
 def fit_source(
     model,
     source: SpectraSource,
@@ -700,7 +476,8 @@ def fit_source(
     budget = parse_budget(memory_budget)
     n, p = source_shape(source, model.output_size)
     dtype = np.dtype(jnp.result_type(float))
-    rows = chunk_rows(budget, n, p, model.n_features, dtype.itemsize)
+    rows = align_to_source(chunk_rows(budget, n, p, model.n_features, dtype.itemsize), source)
+    resident = resident_chunks(budget, rows, p, model.n_features, dtype.itemsize)
     labels = source_labels(source, rows, model.label_size)
     # the array path's checks of the labels and arguments, with a stand-in for the flux
     stand_in = np.broadcast_to(np.zeros((), dtype), (n, p))
@@ -717,7 +494,7 @@ def fit_source(
     penalty = np.full(model.n_features, float(regularization))
     if model.include_bias:
         penalty[0] = 0.0
-    reader = Reader(source, labels, rows, dtype)
+    reader = Reader(source, labels, rows, dtype, resident)
     off, sc = jnp.asarray(offset, dtype), jnp.asarray(scale, dtype)
     passes = Passes(reader, off, sc, model.poly_degree, model.include_bias)
     trainer = Trainer(
