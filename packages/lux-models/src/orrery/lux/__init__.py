@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from orrery.interface import ConfigTypeError
 
-from . import datasets, plot
+from . import datasets, plot, survey
 from ._version import __version__
 from .cannon import Cannon, LabelInference
 from .compilation_cache import enable_compilation_cache
@@ -24,6 +24,7 @@ from .data import (
     PolluxData,
     ShiftScalePreprocessor,
 )
+from .survey import ArraySource, LabelStore, SpectraSource, SpectraStore, ingest, write_spectra
 
 if TYPE_CHECKING:  # loaded lazily at run time (`__getattr__`); imported here for type checkers
     from . import transforms
@@ -96,6 +97,7 @@ __all__ = [
     "AbstractTransform",
     "AdditiveOffsetTransform",
     "AffineTransform",
+    "ArraySource",
     "Cannon",
     "ConcatenateTransform",
     "ConfigTypeError",
@@ -103,6 +105,7 @@ __all__ = [
     "FunctionTransform",
     "IterativeOptimizationResult",
     "LabelInference",
+    "LabelStore",
     "LinearTransform",
     "Lux",
     "LuxData",
@@ -120,14 +123,19 @@ __all__ = [
     "ScatterTransform",
     "ShapeSpec",
     "ShiftScalePreprocessor",
+    "SpectraSource",
+    "SpectraStore",
     "TransformSequence",
     "__version__",
     "datasets",
     "default_blocks",
     "enable_compilation_cache",
+    "ingest",
     "optimize_iterative",
     "plot",
+    "survey",
     "transforms",
+    "write_spectra",
 ]
 
 
