@@ -201,3 +201,13 @@ def test_truths_outside_the_support_are_counted_in_a_warning(simulations, diagno
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a posterior without the method: no check
         diagnostic(GaussianPosterior(), moved, x)
+
+
+def test_per_observation_seeds_are_split_from_the_seed_not_offset_from_it():
+    from orrery.sbi.diagnostics._protocol import observation_seeds
+
+    a, b = observation_seeds(0, 4), observation_seeds(1, 4)
+    assert a == observation_seeds(0, 4) and len(set(a)) == 4
+    assert all(0 <= s < 2**31 for s in a + b)
+    assert not set(a) & set(b)  # with seed + i, seed 0's second draw was seed 1's first
+    assert observation_seeds(0, 0) == []

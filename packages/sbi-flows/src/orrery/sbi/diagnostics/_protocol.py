@@ -8,8 +8,8 @@ methods, tried in this order:
    estimator's batched sampler; a sequence of objects with an ``embedding``
    attribute is stacked into an ``(n, embedding_dim)`` array first);
 3. ``sample_posterior(observation, n_samples, seed) -> (S, dim)`` called once per
-   observation with seed ``seed + i``; a result with a ``samples`` attribute is
-   unwrapped.
+   observation with its own seed (`observation_seeds`: drawn from keys split
+   from ``seed``'s key); a result with a ``samples`` attribute is unwrapped.
 
 and optionally, for densities, ``log_prob_batch(observations, parameters (n, S, dim))
 -> (n, S)`` or ``log_prob(observation, parameters (S, dim)) -> (S,)``.
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from orrery.interface import ShapeError
@@ -45,6 +46,19 @@ def _unstack(observations: Any) -> Sequence[Any]:
     if isinstance(observations, Sequence) and not isinstance(observations, str):
         return observations
     return [observations[i] for i in range(len(observations))]
+
+
+def observation_seeds(seed: int, n: int) -> list[int]:
+    """``n`` seeds in ``[0, 2**31)``, one per observation, from keys split from ``seed``'s.
+
+    A stream per observation, not ``seed + i``: with that, observation 1 of seed 0
+    drew the same samples as observation 0 of seed 1.
+    """
+    if n == 0:
+        return []
+    keys = jax.random.split(jax.random.key(seed), n)
+    bits = np.asarray(jax.vmap(lambda k: jax.random.bits(k, dtype=np.uint32))(keys))
+    return [int(b) >> 1 for b in bits]
 
 
 def result_space(posterior: Any) -> str:
@@ -69,10 +83,12 @@ def draw_samples(posterior: Any, observations: Any, n_samples: int, seed: int) -
             embeddings = np.stack([np.asarray(o.embedding) for o in observations])
         samples = _as_array(posterior.batch_sample_posterior(embeddings, n_samples, seed))
     elif hasattr(posterior, "sample_posterior"):
+        each = _unstack(observations)
+        seeds = observation_seeds(seed, len(each))
         samples = np.stack(
             [
-                _as_array(posterior.sample_posterior(obs, n_samples, seed + i))
-                for i, obs in enumerate(_unstack(observations))
+                _as_array(posterior.sample_posterior(obs, n_samples, s))
+                for s, obs in zip(seeds, each, strict=True)
             ]
         )
     else:
