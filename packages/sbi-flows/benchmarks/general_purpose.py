@@ -73,7 +73,12 @@ def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs):
         samples.append(draws.to_physical())
         rates.append(draws.acceptance_rate)
     meta = artifacts.trainer_metadata
-    note = f"compile {meta['compile_time_s']:.1f} s, acceptance {np.round(rates, 3).tolist()}"
+    kept = artifacts.validation_metrics["best_epoch"] or len(artifacts.history["train_loss"])
+    gap = artifacts.history["val_loss"][kept - 1] - artifacts.history["train_loss"][kept - 1]
+    note = (
+        f"compile {meta['compile_time_s']:.1f} s, acceptance {np.round(rates, 3).tolist()}, "
+        f"validation - training loss at the kept epoch {gap:.3f} nats"
+    )
     return np.stack(samples), train_s, meta["epochs_run"], note
 
 

@@ -298,3 +298,27 @@ def test_existing_benchmarks_need_no_transform_and_raise_no_warning():
             entry["value_mean"], ds.preprocessing_metadata["auxiliary"]["value_mean"]
         )
         assert check_outliers(view, view.split_arrays("train")) == []
+
+
+def test_streaming_reader_prepares_as_in_memory(tmp_path):
+    rng = np.random.default_rng(10)
+    theta, x = _multi_scale(rng, n=200)
+    err = np.abs(x) * 0.1 + 0.5
+    np.save(tmp_path / "theta.npy", theta)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "err.npy", err)
+    streamed = SimulationDataset.from_npy(
+        tmp_path / "theta.npy",
+        {"auxiliary": tmp_path / "x.npy"},
+        uncertainties={"auxiliary": tmp_path / "err.npy"},
+    )
+    mem = SimulationDataset.from_arrays(theta, x, uncertainties=err)
+    s_view, s_msgs = prepare_dataset(streamed, "auto")
+    m_view, m_msgs = prepare_dataset(mem, "auto")
+    assert s_view.preprocessing_metadata == m_view.preprocessing_metadata and s_msgs == m_msgs
+    a, b = s_view.read_rows("train", 0, 50), m_view.split_arrays("train")
+    for kind in ("values", "uncertainties"):
+        np.testing.assert_allclose(
+            a.observations["auxiliary"][kind], b.observations["auxiliary"][kind][:50], rtol=1e-6
+        )
+    assert "transform" not in streamed.preprocessing_metadata["auxiliary"]  # caller's untouched
