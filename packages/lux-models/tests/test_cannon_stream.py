@@ -81,7 +81,8 @@ def test_a_budget_that_holds_the_data_reads_each_chunk_once(survey, x64, monkeyp
     s = survey
     monkeypatch.setattr(_cannon_chunks, "CHUNK_BYTES", 32 * P * 8)  # 32 stars a chunk
     memory = Cannon(3, P).fit(s.labels, s.spectra, s.ivar)
-    recording = Recording(ArraySource(s.spectra, s.ivar, s.labels), with_labels=True)
+    # the labels are read chunk by chunk, and those chunks are the fit's first pass
+    recording = Recording(ArraySource(s.spectra, s.ivar, s.labels))
     _assert_same(Cannon(3, P).fit(recording, memory_budget="64MiB"), memory, 1e-9)
     assert sorted(recording.reads) == [(a, min(N, a + 32)) for a in range(0, N, 32)]
     # a budget that keeps two of the five chunks reads the other three in every pass

@@ -150,6 +150,7 @@ class Reader:
         rows: int,
         dtype: np.dtype,
         resident: int = 0,
+        preloaded: dict[int, SpectraChunk] | None = None,
     ):
         self.source, self.rows, self.dtype = source, rows, dtype
         self.n_stars, self.n_pixels = int(source.n_stars), int(source.n_pixels)
@@ -158,6 +159,8 @@ class Reader:
         self.dirty: set[int] = set()
         #: chunks kept on the device once read (the first ``resident``), without host arrays
         self.resident, self.kept = resident, {}
+        #: chunks already read (by `source_labels`), handed over on their first read
+        self.preloaded = {} if preloaded is None else preloaded
         #: whether the base pass has checked (and where needed cleaned) every chunk
         self.checked = False
 
@@ -184,7 +187,9 @@ class Reader:
 
     def _load(self, index: int) -> Chunk:
         start, stop = self.bounds(index)
-        flux, ivar = self._checked(self.source.read(start, stop), start, stop)
+        given = self.preloaded.pop(index, None)
+        chunk = self.source.read(start, stop) if given is None else given
+        flux, ivar = self._checked(chunk, start, stop)
         if index in self.dirty:
             flux, ivar = clean(flux, ivar)
         full = stop - start == self.rows
@@ -275,8 +280,19 @@ def source_shape(source: SpectraSource, output_size: int) -> tuple[int, int]:
     return n, p
 
 
-def source_labels(source: SpectraSource, rows: int, label_size: int) -> np.ndarray:
+def source_labels(
+    source: SpectraSource,
+    rows: int,
+    label_size: int,
+    preload: dict[int, SpectraChunk] | None = None,
+    keep: int = 0,
+    itemsize: int = 8,
+) -> np.ndarray:
     """Every star's labels: the source's ``labels`` array where it has one, else read by chunk.
+
+    Read by chunk, the first ``keep`` chunks (``rows`` stars each) go into
+    ``preload`` for the fit's first pass, so that the chunks that will stay
+    resident are read once (not where their flux is wider than ``itemsize``).
 
     Raises:
         ValueDomainError: when the source holds no labels.
@@ -288,11 +304,14 @@ def source_labels(source: SpectraSource, rows: int, label_size: int) -> np.ndarr
         labels = np.asarray(whole)
     else:
         parts = []
-        for start in range(0, n, rows):
-            part = source.read(start, min(n, start + rows)).labels
-            if part is None:
+        for index, start in enumerate(range(0, n, rows)):
+            chunk = source.read(start, min(n, start + rows))
+            if chunk.labels is None:
                 break
-            parts.append(np.asarray(part))
+            parts.append(np.asarray(chunk.labels))
+            wide = np.asarray(chunk.flux).dtype.itemsize > itemsize
+            if preload is not None and index < keep and not wide:
+                preload[index] = chunk
         labels = np.concatenate(parts) if parts and len(parts) * rows >= n else None
     if labels is None:
         raise ValueDomainError(

@@ -478,7 +478,8 @@ def fit_source(
     dtype = np.dtype(jnp.result_type(float))
     rows = align_to_source(chunk_rows(budget, n, p, model.n_features, dtype.itemsize), source)
     resident = resident_chunks(budget, rows, p, model.n_features, dtype.itemsize)
-    labels = source_labels(source, rows, model.label_size)
+    preload: dict = {}
+    labels = source_labels(source, rows, model.label_size, preload, resident, dtype.itemsize)
     # the array path's checks of the labels and arguments, with a stand-in for the flux
     stand_in = np.broadcast_to(np.zeros((), dtype), (n, p))
     labels, _, _, offset, scale, allowed = _validate.fit_inputs(
@@ -494,7 +495,7 @@ def fit_source(
     penalty = np.full(model.n_features, float(regularization))
     if model.include_bias:
         penalty[0] = 0.0
-    reader = Reader(source, labels, rows, dtype, resident)
+    reader = Reader(source, labels, rows, dtype, resident, preload)
     off, sc = jnp.asarray(offset, dtype), jnp.asarray(scale, dtype)
     passes = Passes(reader, off, sc, model.poly_degree, model.include_bias)
     trainer = Trainer(
