@@ -339,7 +339,7 @@ class Cannon(eqx.Module):
             if memory_budget is not None:
                 raise ConfigError(
                     "memory_budget: applies to a fit from a SpectraSource; arrays are "
-                    "fitted in memory (wrap them in orrery.lux.ArraySource to stream)"
+                    "fitted in memory (wrap them in orrery.lux.survey.ArraySource to stream)"
                 )
             if output is None:
                 raise ShapeError("output: required with array labels (the training flux)")
