@@ -24,7 +24,16 @@ from .data import (
     PolluxData,
     ShiftScalePreprocessor,
 )
-from .survey import ArraySource, LabelStore, SpectraSource, SpectraStore, ingest, write_spectra
+from .survey import (
+    ArraySource,
+    LabelStore,
+    LatentStore,
+    SpectraSource,
+    SpectraStore,
+    infer_latents,
+    ingest,
+    write_spectra,
+)
 
 if TYPE_CHECKING:  # loaded lazily at run time (`__getattr__`); imported here for type checkers
     from . import transforms
@@ -106,6 +115,7 @@ __all__ = [
     "IterativeOptimizationResult",
     "LabelInference",
     "LabelStore",
+    "LatentStore",
     "LinearTransform",
     "Lux",
     "LuxData",
@@ -130,6 +140,7 @@ __all__ = [
     "datasets",
     "default_blocks",
     "enable_compilation_cache",
+    "infer_latents",
     "ingest",
     "optimize_iterative",
     "plot",

@@ -20,11 +20,13 @@ from orrery.interface import (
 from ._chunkstore import ChunkStore, check_dtype
 from ._source import SpectraChunk, SpectraSource
 
-__all__ = ["LabelStore", "SpectraStore", "write_spectra"]
+__all__ = ["LabelStore", "LatentStore", "SpectraStore", "write_spectra"]
 
 SPECTRA = "spectra"
 LABELS = "labels"
+LATENTS = "latents"
 LABELS = "labels"
+LATENTS = "latents"
 
 
 class SpectraStore:
@@ -274,9 +276,10 @@ class LabelStore:
     """
 
     COLUMNS = ("labels", "covariance", "chi2", "converged", "usable", "n_pixels_used")
+    KIND = LABELS
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._store = ChunkStore.open(path, kind=LABELS)
+        self._store = ChunkStore.open(path, kind=self.KIND)
         if not self._store.meta.get("complete"):
             raise ArtifactError(
                 f"store: {str(self._store.path)!r} is not finished: run the same "
@@ -311,3 +314,14 @@ class LabelStore:
 
     def __repr__(self) -> str:
         return f"LabelStore({str(self.path)!r}, n_stars={self.n_stars})"
+
+
+class LatentStore(LabelStore):
+    """What `orrery.lux.survey.infer_latents` writes, per object: ``latents`` ``(n, D)``,
+    ``covariance`` ``(n, D, D)``, ``chi2``, ``converged``, ``usable``, ``n_pixels_used``,
+    ``predicted_<output>`` for each output asked for, and the source's ``ids``.
+    Read it with ``columns()`` or ``store["latents"]``.
+    """
+
+    COLUMNS = ("latents", "covariance", "chi2", "converged", "usable", "n_pixels_used")
+    KIND = LATENTS

@@ -247,13 +247,16 @@ def _task(store: ChunkStore, source: SpectraSource, index: int) -> Any:
     return ("arrays", got.flux, got.ivar, got.ids)
 
 
-def _run(store, source, pending, executor, x64, retries, progress) -> int:
+def _run(
+    store, source, pending, executor, x64, retries, progress, worker=None, what="Cannon.infer_labels"
+) -> int:
     """Run the pending chunks (a bounded window in flight), retrying failures; unusable count."""
     from tqdm.auto import tqdm
 
+    worker = label_chunk if worker is None else worker
     done_rows = store.n_rows - sum(b - a for a, b in map(store.rows_of, pending))
     bar = tqdm(
-        total=store.n_rows, initial=done_rows, unit="star", desc="labelling", disable=not progress
+        total=store.n_rows, initial=done_rows, unit="star", desc=what, disable=not progress
     )
     attempts: dict[int, list[str]] = {}
     failed: list[int] = []
@@ -265,10 +268,10 @@ def _run(store, source, pending, executor, x64, retries, progress) -> int:
     def submit(index: int) -> Future:
         task = (str(store.path), index, _task(store, source, index), x64)
         if executor is not None:
-            return executor.submit(label_chunk, *task)
+            return executor.submit(worker, *task)
         fut: Future = Future()
         try:
-            fut.set_result(label_chunk(*task))
+            fut.set_result(worker(*task))
         except Exception as err:
             fut.set_exception(err)
         return fut
@@ -307,7 +310,7 @@ def _run(store, source, pending, executor, x64, retries, progress) -> int:
     if failed:
         first = attempts[failed[0]][-1]
         raise OrreryError(
-            f"Cannon.infer_labels: chunk(s) {sorted(failed)[:10]} of {str(store.path)!r} failed "
+            f"{what}: chunk(s) {sorted(failed)[:10]} of {str(store.path)!r} failed "
             f"{retries + 1} time(s) (first: {first}); every other chunk is written, and "
             "running the same call again retries only these"
         )

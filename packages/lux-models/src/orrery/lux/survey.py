@@ -3,27 +3,31 @@
 `SpectraStore` holds flux, inverse variance, optional labels (with names) and object
 ids, and the wavelength grid, in chunks of stars (plain ``.npy`` files and JSON, each
 chunk hashed and checked when read; no pickle). It is a `SpectraSource`: the
-streaming `Cannon.fit`, `Cannon.infer_labels` over a survey and `lux_infer_latents`
-take it. `write_spectra` fills one from any `SpectraSource`; `ingest` from FITS,
-HDF5, NumPy or Zarr files. Both resume where a killed run stopped, and never delete
-or overwrite what they did not create.
+streaming `Cannon.fit`, `Cannon.infer_labels` over a survey and `infer_latents`
+(Lux for new objects) take it. `write_spectra` fills one from any `SpectraSource`;
+`ingest` from FITS, HDF5, NumPy or Zarr files. Both resume where a killed run
+stopped, and never delete or overwrite what they did not create.
 
 `LabelStore` is what `Cannon.infer_labels(source, catalogue=path)` writes: labels,
-covariances, χ², convergence and usability flags per star, chunk by chunk.
+covariances, χ², convergence and usability flags per star, chunk by chunk;
+`LatentStore` what `infer_latents` writes (latents, their covariance, predicted outputs).
 """
 
 from __future__ import annotations
 
 from ._ingest import ingest
+from ._lux_survey import infer_latents
 from ._source import ArraySource, SpectraChunk, SpectraSource
-from ._spectra import LabelStore, SpectraStore, write_spectra
+from ._spectra import LabelStore, LatentStore, SpectraStore, write_spectra
 
 __all__ = [
     "ArraySource",
     "LabelStore",
+    "LatentStore",
     "SpectraChunk",
     "SpectraSource",
     "SpectraStore",
+    "infer_latents",
     "ingest",
     "write_spectra",
 ]
