@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import operator as _pyop
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import equinox as eqx
 import jax
@@ -21,6 +21,12 @@ from jax.core import Tracer
 from orrery.interface import ShapeError
 
 from ._errors import ConfigTypeError
+
+
+class BaseFields(TypedDict, total=False):
+    """The keywords of the base `Module` an operator node also takes (``name=``)."""
+
+    name: str | None
 
 
 def _has_jax_array(x: Any) -> bool:

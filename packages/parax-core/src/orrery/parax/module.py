@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy as _copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeAlias, TypedDict, Unpack
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from distreqx.bijectors import AbstractBijector
-from jaxtyping import ArrayLike, PyTree
+from distreqx.distributions import AbstractDistribution
+from jaxtyping import ArrayLike, PRNGKeyArray, PyTree
 
 from orrery.interface import Draws
 
@@ -41,6 +42,36 @@ __all__ = ["Module", "to_parameter"]
 
 ParamFilter = str | Parameter | Iterable[str | Parameter] | Callable[[str], bool] | None
 """What selects parameters: a name, a `Parameter`, several of these, or a predicate on names."""
+
+SubmoduleFilter: TypeAlias = "Module | str | Iterable[Module | str] | None"
+"""What restricts a selection to submodules: module objects or their names."""
+
+
+class _Selection(TypedDict, total=False):
+    """The keywords that select parameters, as `Module.named_params` takes them."""
+
+    include_fixed: bool
+    submodules: SubmoduleFilter
+
+
+class _FlatSelection(_Selection, total=False):
+    param_filter: ParamFilter
+
+
+class _MapKeywords(TypedDict, total=False):
+    """The keywords of `Module.with_mapped_params` besides the mapper and the filter."""
+
+    prefixes: bool
+    include_fixed: bool
+    ignore_unknown: bool
+
+
+class _MapAllKeywords(_MapKeywords, total=False):
+    map_others: Callable[[Parameter], Parameter] | None
+
+
+class _DrawKeywords(TypedDict, total=False):
+    batched: bool
 
 
 class Module(eqx.Module, metaclass=ModuleMeta):
@@ -139,7 +170,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     def _index(self) -> ParamIndex:
         return ParamIndex(self)
 
-    def path_to_param_name(self, path: Sequence[Any]) -> str:
+    def path_to_param_name(self, path: Sequence[object]) -> str:
         """Fully qualified name of the parameter at a jax key path.
 
         Args:
@@ -162,7 +193,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         *,
         include_fixed: bool = False,
         flatten: bool = False,
-        submodules: Any = None,
+        submodules: SubmoduleFilter = None,
     ) -> Iterator[tuple[str, Parameter]]:
         """Yield ``(name, Parameter)`` pairs in flattening order.
 
@@ -198,7 +229,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         param_filter: ParamFilter = None,
         *,
         include_fixed: bool = False,
-        submodules: Any = None,
+        submodules: SubmoduleFilter = None,
     ) -> dict[str, Parameter]:
         """Parameters by fully qualified name, in flattening order (free ones by default).
 
@@ -212,7 +243,11 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         )
 
     def named_param_values(
-        self, *args: Any, scaled: bool = False, latent: bool = False, **kwargs: Any
+        self,
+        *args: ParamFilter,
+        scaled: bool = False,
+        latent: bool = False,
+        **kwargs: Unpack[_Selection],
     ) -> dict[str, jax.Array]:
         """Physical (unscaled) values by name.
 
@@ -225,7 +260,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return {n: value_of(p, scaled, latent) for n, p in self.iter_params(*args, **kwargs)}
 
-    def param_names(self, *args: Any, **kwargs: Any) -> list[str]:
+    def param_names(self, *args: ParamFilter, **kwargs: Unpack[_Selection]) -> list[str]:
         """Parameter names in flattening order.
 
         Returns:
@@ -233,7 +268,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return list(self.named_params(*args, **kwargs))
 
-    def param(self, name: str, *args: Any, **kwargs: Any) -> Parameter:
+    def param(self, name: str, *args: ParamFilter, **kwargs: Unpack[_Selection]) -> Parameter:
         """One parameter by name (fixed ones included).
 
         Args:
@@ -249,7 +284,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         found = self.named_params([name], *args, **kwargs)
         return found[name]
 
-    def params(self, *args: Any, **kwargs: Any) -> list[Parameter]:
+    def params(self, *args: ParamFilter, **kwargs: Unpack[_Selection]) -> list[Parameter]:
         """Parameters as a list, in flattening order.
 
         Returns:
@@ -257,7 +292,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return list(self.named_params(*args, **kwargs).values())
 
-    def param_value(self, name: str, *args: Any, **kwargs: Any) -> jax.Array:
+    def param_value(self, name: str, *args: ParamFilter, **kwargs: Unpack[_Selection]) -> jax.Array:
         """One physical parameter value by name (fixed ones included).
 
         Args:
@@ -269,7 +304,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         kwargs.setdefault("include_fixed", True)
         return self.named_param_values([name], *args, **kwargs)[name]
 
-    def param_values(self, *args: Any, **kwargs: Any) -> list[jax.Array]:
+    def param_values(self, *args: ParamFilter, **kwargs: Unpack[_Selection]) -> list[jax.Array]:
         """Physical parameter values as a list, in flattening order.
 
         Returns:
@@ -280,7 +315,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     def named_flat_params(
         self,
         include_fixed: bool = False,
-        submodules: Any = None,
+        submodules: SubmoduleFilter = None,
         *,
         param_filter: ParamFilter = None,
     ) -> dict[str, Parameter]:
@@ -301,7 +336,12 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         )
 
     def named_flat_param_values(
-        self, scaled: bool = False, return_floats: bool = False, *, latent: bool = False, **kw: Any
+        self,
+        scaled: bool = False,
+        return_floats: bool = False,
+        *,
+        latent: bool = False,
+        **kw: Unpack[_FlatSelection],
     ) -> dict[str, jax.Array] | dict[str, float]:
         """Scalar physical values by flat name.
 
@@ -315,7 +355,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             ``{flat name: value}``.
         """
         out = {}
-        for name, p in self.iter_params(kw.pop("param_filter", None), flatten=True, **kw):
+        for name, p in self.named_flat_params(**kw).items():
             v = value_of(p, scaled, latent)
             out[name] = float(v) if return_floats else v
         return out
@@ -339,7 +379,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     def flat_param_values(
         self,
         include_fixed: bool = False,
-        submodules: Any = None,
+        submodules: SubmoduleFilter = None,
         *,
         scaled: bool = False,
         latent: bool = False,
@@ -451,7 +491,10 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         )
 
     def with_transformed_params(
-        self, bijector: AbstractBijector, param_filter: ParamFilter = None, **kwargs: Any
+        self,
+        bijector: AbstractBijector,
+        param_filter: ParamFilter = None,
+        **kwargs: Unpack[_MapAllKeywords],
     ) -> Self:
         """Apply `Parameter.transformed` with `bijector` to the selected parameters.
 
@@ -462,7 +505,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return self.with_mapped_params(lambda p: p.transformed(bijector), param_filter, **kwargs)
 
     def with_fixed_params(
-        self, param_filter: ParamFilter, free_others: bool = False, **kwargs: Any
+        self, param_filter: ParamFilter, free_others: bool = False, **kwargs: Unpack[_MapKeywords]
     ) -> Self:
         """Fix the selected parameters.
 
@@ -477,7 +520,11 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         )
 
     def with_free_params(
-        self, param_filter: ParamFilter, *, fix_others: bool = False, **kwargs: Any
+        self,
+        param_filter: ParamFilter,
+        *,
+        fix_others: bool = False,
+        **kwargs: Unpack[_MapKeywords],
     ) -> Self:
         """Free the selected parameters.
 
@@ -491,7 +538,9 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             lambda p: p.as_free(), param_filter, map_others=others, **kwargs
         )
 
-    def with_free_params_only(self, param_filter: ParamFilter, **kwargs: Any) -> Self:
+    def with_free_params_only(
+        self, param_filter: ParamFilter, **kwargs: Unpack[_MapKeywords]
+    ) -> Self:
         """Free only the selected parameters; fix all others.
 
         Args:
@@ -569,10 +618,10 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     # -- distributions ------------------------------------------------------------------------
     def with_mapped_distributions(
         self,
-        mapper: Callable[[Any], Any],
-        dist_filter: Callable[[Any], bool] | None = None,
+        mapper: Callable[[AbstractDistribution | None], AbstractDistribution | None],
+        dist_filter: Callable[[AbstractDistribution], bool] | None = None,
         *,
-        map_others: Callable[[Any], Any] | None = None,
+        map_others: Callable[[AbstractDistribution], AbstractDistribution | None] | None = None,
         param_groups: bool = False,
     ) -> Self:
         """Map parameter distributions (or, with ``param_groups=True``, group distributions).
@@ -673,7 +722,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return _modtools.with_submodule_fields(self, submodule, args, kwargs)
 
     def with_free_submodules(
-        self, submodules: Any, fix_others: bool = False, include_fixed: bool = True
+        self, submodules: SubmoduleFilter, fix_others: bool = False, include_fixed: bool = True
     ) -> Self:
         """Free every parameter inside the given submodules.
 
@@ -696,7 +745,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         kwargs.setdefault("fix_others", True)
         return self.with_free_submodules(*args, include_fixed=include_fixed, **kwargs)
 
-    def with_fixed_submodules(self, submodules: Any) -> Self:
+    def with_fixed_submodules(self, submodules: SubmoduleFilter) -> Self:
         """Fix every parameter inside the given submodules.
 
         Args:
@@ -706,7 +755,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return self.with_fixed_params(names)
 
     # -- sampling and uncertainty ---------------------------------------------------------------
-    def sampled(self, key: jax.Array | None = None, **kwargs: Any) -> Self:
+    def sampled(self, key: PRNGKeyArray | None = None, **kwargs: object) -> Self:
         """`orrery.parax.sampled` of this module: free parameters drawn from their priors.
 
         Args:
@@ -719,7 +768,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         func: Callable[[Self, PyTree], PyTree],
         args: PyTree,
         *,
-        key: jax.Array,
+        key: PRNGKeyArray,
         num_samples: int = 1000,
     ) -> PyTree:
         """`orrery.parax.func_samples` of this module: ``func(sample, args)``, vmapped.
@@ -745,7 +794,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         func: Callable[[Self, PyTree], ArrayLike],
         args: PyTree,
         kind: str = "relative",
-        norm: Any = None,
+        norm: float | str | None = None,
     ) -> dict[str, jax.Array] | jax.Array:
         """`orrery.parax.func_sensitivity` of this module.
 
@@ -768,7 +817,10 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         return summary(self, covariance)
 
     def to_draws(
-        self, key: jax.Array | None = None, num_samples: int = 1000, **kwargs: Any
+        self,
+        key: PRNGKeyArray | None = None,
+        num_samples: int = 1000,
+        **kwargs: Unpack[_DrawKeywords],
     ) -> Draws:
         """`orrery.parax.draws_from` of this module: `orrery.interface.Draws` by flat name.
 
@@ -781,5 +833,5 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 _DIRECT_METHODS = plain_method_names(Module) - {"__call__"}
 
 
-def _is_parax_module(x: Any) -> bool:
+def _is_parax_module(x: object) -> bool:
     return is_module(x)

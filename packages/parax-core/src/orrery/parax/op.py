@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import operator as _pyop
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Unpack, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, PyTree
 
 from orrery.interface import ShapeError, ValueDomainError, close_matches
 
 from ._errors import ConfigAttributeError, ConfigTypeError
 from ._field import field
 from ._op_tree import (
+    BaseFields,
     FrozenArray,
     as_value,
     freeze_array,
@@ -51,6 +53,7 @@ from .operator import (
     Index,
     Leafwise,
     Map,
+    Operand,
     Operator,
     OpInputs,
     OpOutputs,
@@ -79,7 +82,7 @@ __all__ = [
 ]
 
 
-def _static_int(value: Any, name: str, minimum: int | None = None) -> int:
+def _static_int(value: object, name: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigTypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
     if minimum is not None and value < minimum:
@@ -87,7 +90,7 @@ def _static_int(value: Any, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
-def _static_axis(axis: Any, name: str = "axis") -> int | tuple[int, ...] | None:
+def _static_axis(axis: object, name: str = "axis") -> int | tuple[int, ...] | None:
     if axis is None:
         return None
     if isinstance(axis, (list, tuple)):
@@ -106,9 +109,9 @@ class Constant(Operator[OpInputs, OpOutputs]):
             operator, so they can be differentiated or optimised.
     """
 
-    value: Any
+    value: PyTree
 
-    def __init__(self, value: Any, **kwargs: Any):
+    def __init__(self, value: PyTree, **kwargs: Unpack[BaseFields]):
         self.value = value
         set_base_fields(self, kwargs, "Constant")
 
@@ -132,7 +135,7 @@ class Lambda(Operator[OpInputs, OpOutputs]):
 
     fn: Callable = field(transparent=True)
 
-    def __init__(self, fn: Callable[OpInputs, OpOutputs], **kwargs: Any):
+    def __init__(self, fn: Callable[OpInputs, OpOutputs], **kwargs: Unpack[BaseFields]):
         self.fn = wrap_callable(fn, "Lambda fn")
         set_base_fields(self, kwargs, "Lambda")
 
@@ -157,7 +160,7 @@ class Method(Operator[OpInputs, OpOutputs]):
 
     path: str = field(static=True)
 
-    def __init__(self, path: str, **kwargs: Any):
+    def __init__(self, path: str, **kwargs: Unpack[BaseFields]):
         if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
             raise ValueDomainError(f"Method path must be a non-empty dotted name, got {path!r}")
         self.path = path
@@ -202,11 +205,17 @@ class Where(Operator[OpInputs, OpOutputs]):
         false_branch: an operator (or constant) used elsewhere.
     """
 
-    condition: Any
-    true_branch: Any
-    false_branch: Any
+    condition: Operand
+    true_branch: Operand
+    false_branch: Operand
 
-    def __init__(self, condition: Any, true_branch: Any, false_branch: Any, **kwargs: Any):
+    def __init__(
+        self,
+        condition: Operand,
+        true_branch: Operand,
+        false_branch: Operand,
+        **kwargs: Unpack[BaseFields],
+    ):
         self.condition = condition
         self.true_branch = true_branch
         self.false_branch = false_branch
@@ -225,10 +234,10 @@ class Where(Operator[OpInputs, OpOutputs]):
             on_false = evaluate(self.false_branch, args, kwargs)
             return tree_binary(lambda t, f: jnp.where(cond, t, f), on_true, on_false, "Where")
 
-        def run_true() -> Any:
+        def run_true() -> PyTree:
             return evaluate(self.true_branch, args, kwargs)
 
-        def run_false() -> Any:
+        def run_false() -> PyTree:
             return evaluate(self.false_branch, args, kwargs)
 
         # lax.cond needs identical output types: work them out abstractly first.
@@ -242,8 +251,8 @@ class Where(Operator[OpInputs, OpOutputs]):
             "Where",
         )
 
-        def conform(run: Callable[[], Any]) -> Callable[[], Any]:
-            def branch() -> Any:
+        def conform(run: Callable[[], PyTree]) -> Callable[[], PyTree]:
+            def branch() -> PyTree:
                 out = run()
                 return tree_binary(
                     lambda s, x: jnp.broadcast_to(jnp.asarray(x, s.dtype), s.shape),
@@ -272,10 +281,12 @@ class Mask(Operator[OpInputs, OpOutputs]):
         mask: a concrete boolean array, stored as static data.
     """
 
-    operator: Any = field(transparent=True)
+    operator: Operand = field(transparent=True)
     mask: FrozenArray = field(static=True)
 
-    def __init__(self, operator: Any, mask: Any, **kwargs: Any):
+    def __init__(
+        self, operator: Operand, mask: Bool[ArrayLike, "..."], **kwargs: Unpack[BaseFields]
+    ):
         arr = np.asarray(mask)
         if arr.dtype != np.bool_:
             raise ConfigTypeError(f"Mask mask must be a boolean array, got dtype {arr.dtype}")
@@ -285,7 +296,7 @@ class Mask(Operator[OpInputs, OpOutputs]):
         self.mask = freeze_array(arr, "mask")
         set_base_fields(self, kwargs, type(self).__name__)
 
-    def _apply(self, x: Any) -> Any:
+    def _apply(self, x: ArrayLike) -> Array:
         mask = self.mask.thaw()
         x = jnp.asarray(x)
         if x.ndim < 1 + mask.ndim or x.shape[1 : 1 + mask.ndim] != mask.shape:
@@ -315,7 +326,7 @@ class OffDiagonal(Mask):
 
     n_ports: int = field(static=True)
 
-    def __init__(self, operator: Any, n_ports: int, **kwargs: Any):
+    def __init__(self, operator: Operand, n_ports: int, **kwargs: Unpack[BaseFields]):
         n = _static_int(n_ports, "n_ports", minimum=1)
         super().__init__(operator, ~np.eye(n, dtype=bool), **kwargs)
         self.n_ports = n
@@ -332,14 +343,14 @@ class Diagonal(Operator[OpInputs, OpOutputs]):
         operator: the operator (or constant) returning stacks of square matrices.
     """
 
-    operator: Any = field(transparent=True)
+    operator: Operand = field(transparent=True)
 
-    def __init__(self, operator: Any, **kwargs: Any):
+    def __init__(self, operator: Operand, **kwargs: Unpack[BaseFields]):
         self.operator = operator
         set_base_fields(self, kwargs, "Diagonal")
 
     @staticmethod
-    def _apply(x: Any) -> Any:
+    def _apply(x: ArrayLike) -> Array:
         x = jnp.asarray(x)
         if x.ndim < 3 or x.shape[-1] != x.shape[-2]:
             raise ShapeError(f"Diagonal: output must have shape (lead, n, n), got {x.shape}")
@@ -360,16 +371,16 @@ class Reduce(Operator[OpInputs, OpOutputs]):
         axis: an int, a tuple of ints, or ``None`` for all axes.
     """
 
-    operator: Any = field(transparent=True)
+    operator: Operand = field(transparent=True)
     fn: Callable
     axis: int | tuple[int, ...] | None = field(static=True)
 
     def __init__(
         self,
-        operator: Any,
-        fn: Callable[..., Any],
+        operator: Operand,
+        fn: Callable[..., ArrayLike],
         axis: int | tuple[int, ...] | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[BaseFields],
     ):
         self.operator = operator
         self.fn = wrap_callable(fn, "Reduce fn")
@@ -406,9 +417,9 @@ class Sum(Reduce):
 
     def __init__(
         self,
-        operator: Any,
+        operator: Operand,
         axis: int | tuple[int, ...] | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[BaseFields],
     ):
         if isinstance(operator, (list, tuple)):
             items = list(operator)
@@ -437,7 +448,7 @@ class Negate(Map):
         -2.0
     """
 
-    def __init__(self, operator: Any, **kwargs: Any):
+    def __init__(self, operator: Operand, **kwargs: Unpack[BaseFields]):
         super().__init__(Leafwise("neg"), operator, **kwargs)
 
 
@@ -456,7 +467,7 @@ class Stack(Operator[OpInputs, OpOutputs]):
     operators: tuple
     axis: int = field(static=True)
 
-    def __init__(self, operators: Sequence[Any], axis: int = -1, **kwargs: Any):
+    def __init__(self, operators: Sequence[Operand], axis: int = -1, **kwargs: Unpack[BaseFields]):
         if isinstance(operators, Operator) or not isinstance(operators, Sequence):
             raise ConfigTypeError(
                 f"Stack operators must be a sequence of operators, got {type(operators).__name__}"
@@ -471,7 +482,7 @@ class Stack(Operator[OpInputs, OpOutputs]):
         outs = [evaluate(o, args, kwargs) for o in self.operators]
         trees = [o for o in outs if not is_value_leaf(o)]
 
-        def stack(*xs: Any) -> Any:
+        def stack(*xs: ArrayLike) -> PyTree:
             return jnp.stack(jnp.broadcast_arrays(*map(as_value, xs)), axis=self.axis)
 
         if not trees:
@@ -515,7 +526,7 @@ class Derivative(Operator[OpInputs, OpOutputs]):
         Array([1., 2., 3.], dtype=float32)
     """
 
-    operator: Any = field(transparent=True)
+    operator: Operand = field(transparent=True)
     step_attr: str = field(static=True)
     axis: int = field(static=True)
     order: int = field(static=True)
@@ -523,12 +534,12 @@ class Derivative(Operator[OpInputs, OpOutputs]):
 
     def __init__(
         self,
-        operator: Any,
+        operator: Operand,
         step_attr: str,
         axis: int = 0,
         order: int = 1,
         arg_index: int | str = 1,
-        **kwargs: Any,
+        **kwargs: Unpack[BaseFields],
     ):
         if not isinstance(step_attr, str) or not step_attr:
             raise ValueDomainError(f"step_attr must be a non-empty string, got {step_attr!r}")
@@ -541,7 +552,7 @@ class Derivative(Operator[OpInputs, OpOutputs]):
         self.arg_index = arg_index
         set_base_fields(self, kwargs, type(self).__name__)
 
-    def _spacing(self, args: tuple, kwargs: dict) -> Any:
+    def _spacing(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> ArrayLike:
         name = type(self).__name__
         if isinstance(self.arg_index, str):
             if self.arg_index not in kwargs:
@@ -565,12 +576,12 @@ class Derivative(Operator[OpInputs, OpOutputs]):
                 f"{self.step_attr!r} to take the spacing from"
             ) from None
 
-    def _apply(self, x: Any, spacing: Any) -> Any:
-        x = jnp.asarray(x)
+    def _apply(self, x: ArrayLike, spacing: ArrayLike) -> Array:
+        arr = jnp.asarray(x)
         name = type(self).__name__
-        if x.ndim == 0 or not -x.ndim <= self.axis < x.ndim:
-            raise ShapeError(f"{name}: axis {self.axis} is out of range for shape {x.shape}")
-        n = x.shape[self.axis]
+        if arr.ndim == 0 or not -arr.ndim <= self.axis < arr.ndim:
+            raise ShapeError(f"{name}: axis {self.axis} is out of range for shape {arr.shape}")
+        n = arr.shape[self.axis]
         if n < 2:
             raise ShapeError(f"{name}: needs at least 2 points along axis {self.axis}, got {n}")
         spacing = jnp.asarray(spacing)
@@ -580,8 +591,8 @@ class Derivative(Operator[OpInputs, OpOutputs]):
                 f"got shape {spacing.shape}"
             )
         for _ in range(self.order):
-            x = jnp.gradient(x, spacing, axis=self.axis)
-        return x
+            arr = jnp.asarray(jnp.gradient(arr, spacing, axis=self.axis))
+        return arr
 
     def __call__(self, *args: OpInputs.args, **kwargs: OpInputs.kwargs) -> OpOutputs:
         out = evaluate(self.operator, args, kwargs)
@@ -608,11 +619,11 @@ class Flatness(Derivative):
 
     def __init__(
         self,
-        operator: Any,
+        operator: Operand,
         step_attr: str,
         axis: int = 0,
         order: int = 1,
         arg_index: int | str = 1,
-        **kwargs: Any,
+        **kwargs: Unpack[BaseFields],
     ):
         super().__init__(operator, step_attr, axis=axis, order=order, arg_index=arg_index, **kwargs)

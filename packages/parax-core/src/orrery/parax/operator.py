@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Mapping
+from types import EllipsisType
+from typing import Generic, ParamSpec, TypeAlias, TypeVar, Unpack
 
 import equinox as eqx
+from jaxtyping import ArrayLike, PyTree
 
 from orrery.interface import ValueDomainError, close_matches
 
@@ -22,6 +24,7 @@ from ._field import field
 from ._op_tree import (
     BINARY_FNS,
     UNARY_FNS,
+    BaseFields,
     as_value,
     freeze_index,
     thaw_index,
@@ -36,12 +39,20 @@ OpOutputs = TypeVar("OpOutputs")
 
 __all__ = ["Binary", "Index", "Leafwise", "Map", "OpInputs", "OpOutputs", "Operator"]
 
+Operand: TypeAlias = "Operator | PyTree"
+"""What an operator expression combines: another operator, or a constant (number, array, pytree)."""
 
-def _binary(left: Any, right: Any, kind: str) -> Binary:
+Indices: TypeAlias = "int | slice | EllipsisType | str | ArrayLike | tuple[object, ...] | None"
+"""What `Index` takes: as in ``array[indices]``, or a key of a dict output."""
+
+T = TypeVar("T")
+
+
+def _binary(left: Operand, right: Operand, kind: str) -> Binary:
     return Binary(Leafwise(kind), left, right)
 
 
-def _unary(operand: Any, kind: str) -> Map:
+def _unary(operand: Operand, kind: str) -> Map:
     return Map(Leafwise(kind), operand)
 
 
@@ -87,55 +98,55 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
         """Evaluate the operator on the shared inputs."""
 
     # ------------------------------------------------------------------ arithmetic
-    def __add__(self, other: Any) -> Operator:
+    def __add__(self, other: Operand) -> Operator:
         return _binary(self, other, "add")
 
-    def __radd__(self, other: Any) -> Operator:
+    def __radd__(self, other: Operand) -> Operator:
         return _binary(other, self, "add")
 
-    def __sub__(self, other: Any) -> Operator:
+    def __sub__(self, other: Operand) -> Operator:
         return _binary(self, other, "sub")
 
-    def __rsub__(self, other: Any) -> Operator:
+    def __rsub__(self, other: Operand) -> Operator:
         return _binary(other, self, "sub")
 
-    def __mul__(self, other: Any) -> Operator:
+    def __mul__(self, other: Operand) -> Operator:
         return _binary(self, other, "mul")
 
-    def __rmul__(self, other: Any) -> Operator:
+    def __rmul__(self, other: Operand) -> Operator:
         return _binary(other, self, "mul")
 
-    def __truediv__(self, other: Any) -> Operator:
+    def __truediv__(self, other: Operand) -> Operator:
         return _binary(self, other, "truediv")
 
-    def __rtruediv__(self, other: Any) -> Operator:
+    def __rtruediv__(self, other: Operand) -> Operator:
         return _binary(other, self, "truediv")
 
-    def __floordiv__(self, other: Any) -> Operator:
+    def __floordiv__(self, other: Operand) -> Operator:
         return _binary(self, other, "floordiv")
 
-    def __rfloordiv__(self, other: Any) -> Operator:
+    def __rfloordiv__(self, other: Operand) -> Operator:
         return _binary(other, self, "floordiv")
 
-    def __mod__(self, other: Any) -> Operator:
+    def __mod__(self, other: Operand) -> Operator:
         return _binary(self, other, "mod")
 
-    def __rmod__(self, other: Any) -> Operator:
+    def __rmod__(self, other: Operand) -> Operator:
         return _binary(other, self, "mod")
 
-    def __pow__(self, other: Any) -> Operator:
+    def __pow__(self, other: Operand) -> Operator:
         return _binary(self, other, "pow")
 
-    def __rpow__(self, other: Any) -> Operator:
+    def __rpow__(self, other: Operand) -> Operator:
         return _binary(other, self, "pow")
 
-    def __matmul__(self, other: Any) -> Operator:
+    def __matmul__(self, other: Operand) -> Operator:
         return _binary(self, other, "matmul")
 
-    def __rmatmul__(self, other: Any) -> Operator:
+    def __rmatmul__(self, other: Operand) -> Operator:
         return _binary(other, self, "matmul")
 
-    def __getitem__(self, indices: Any) -> Operator:
+    def __getitem__(self, indices: Indices) -> Operator:
         """``op[indices]`` is ``op.Index(op, indices)``: index the output."""
         return Index(self, indices)
 
@@ -153,19 +164,19 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
         return _unary(self, "invert")
 
     # ------------------------------------------------------------------ comparisons
-    def __lt__(self, other: Any) -> Operator:
+    def __lt__(self, other: Operand) -> Operator:
         return _binary(self, other, "lt")
 
-    def __le__(self, other: Any) -> Operator:
+    def __le__(self, other: Operand) -> Operator:
         return _binary(self, other, "le")
 
-    def __gt__(self, other: Any) -> Operator:
+    def __gt__(self, other: Operand) -> Operator:
         return _binary(self, other, "gt")
 
-    def __ge__(self, other: Any) -> Operator:
+    def __ge__(self, other: Operand) -> Operator:
         return _binary(self, other, "ge")
 
-    def eq(self, other: Any) -> Operator:
+    def eq(self, other: Operand) -> Operator:
         """Pointwise ``==`` of the outputs, as an operator (``==`` itself is structural).
 
         Args:
@@ -176,7 +187,7 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
         """
         return _binary(self, other, "eq")
 
-    def ne(self, other: Any) -> Operator:
+    def ne(self, other: Operand) -> Operator:
         """Pointwise ``!=`` of the outputs, as an operator (``!=`` itself is structural).
 
         Args:
@@ -188,36 +199,36 @@ class Operator(Module, Generic[OpInputs, OpOutputs]):
         return _binary(self, other, "ne")
 
     # ------------------------------------------------------------------ logic
-    def __and__(self, other: Any) -> Operator:
+    def __and__(self, other: Operand) -> Operator:
         return _binary(self, other, "and")
 
-    def __rand__(self, other: Any) -> Operator:
+    def __rand__(self, other: Operand) -> Operator:
         return _binary(other, self, "and")
 
-    def __or__(self, other: Any) -> Operator:
+    def __or__(self, other: Operand) -> Operator:
         return _binary(self, other, "or")
 
-    def __ror__(self, other: Any) -> Operator:
+    def __ror__(self, other: Operand) -> Operator:
         return _binary(other, self, "or")
 
-    def __xor__(self, other: Any) -> Operator:
+    def __xor__(self, other: Operand) -> Operator:
         return _binary(self, other, "xor")
 
-    def __rxor__(self, other: Any) -> Operator:
+    def __rxor__(self, other: Operand) -> Operator:
         return _binary(other, self, "xor")
 
 
 # ============================================================== elementary nodes
 
 
-def evaluate(node: Any, args: tuple, kwargs: dict) -> Any:
+def evaluate(node: Operand, args: tuple[PyTree, ...], kwargs: dict[str, PyTree]) -> PyTree:
     """Call ``node`` if it is an operator; otherwise it is a constant."""
     if isinstance(node, Operator):
         return node(*args, **kwargs)
     return node
 
 
-def set_base_fields(obj: Module, kwargs: dict[str, Any], cls_name: str) -> None:
+def set_base_fields(obj: Module, kwargs: Mapping[str, object], cls_name: str) -> None:
     """Initialise the fields of the base `Module`: defaults, or ``name=`` and the like.
 
     Operators have their own ``__init__``, so the base fields must be set here for
@@ -273,7 +284,7 @@ class Leafwise(Module):
         self.kind = kind
         set_base_fields(self, {}, "Leafwise")
 
-    def __call__(self, *values: Any) -> Any:
+    def __call__(self, *values: PyTree) -> PyTree:
         if self.kind in UNARY_FNS:
             if len(values) != 1:
                 raise ConfigTypeError(f"Leafwise({self.kind!r}) takes 1 value, got {len(values)}")
@@ -286,11 +297,11 @@ class Leafwise(Module):
 class _Identity(Operator):
     """Returns its first argument (used in examples)."""
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: T) -> T:
         return x
 
 
-def _check_fn(fn: Any, cls_name: str) -> None:
+def _check_fn(fn: object, cls_name: str) -> None:
     if isinstance(fn, Operator) or not callable(fn):
         raise ConfigTypeError(
             f"{cls_name}: fn (the first argument) must be a plain callable such as "
@@ -299,7 +310,7 @@ def _check_fn(fn: Any, cls_name: str) -> None:
         )
 
 
-def _check_operand(x: Any, cls_name: str, arg: str) -> None:
+def _check_operand(x: object, cls_name: str, arg: str) -> None:
     if callable(x) and not isinstance(x, (Operator, eqx.Module)):
         raise ConfigTypeError(
             f"{cls_name}: {arg} must be an operator or a constant, got the callable "
@@ -331,10 +342,16 @@ class Binary(Operator[OpInputs, OpOutputs]):
     """
 
     fn: Callable
-    left: Any
-    right: Any
+    left: Operand
+    right: Operand
 
-    def __init__(self, fn: Callable[[Any, Any], Any], left: Any, right: Any, **kwargs: Any):
+    def __init__(
+        self,
+        fn: Callable[[PyTree, PyTree], PyTree],
+        left: Operand,
+        right: Operand,
+        **kwargs: Unpack[BaseFields],
+    ):
         _check_fn(fn, "Binary")
         _check_operand(left, "Binary", "left")
         _check_operand(right, "Binary", "right")
@@ -368,9 +385,11 @@ class Map(Operator[OpInputs, OpOutputs]):
     """
 
     fn: Callable
-    operator: Any = field(transparent=True)
+    operator: Operand = field(transparent=True)
 
-    def __init__(self, fn: Callable[[Any], Any], operator: Any, **kwargs: Any):
+    def __init__(
+        self, fn: Callable[[PyTree], PyTree], operator: Operand, **kwargs: Unpack[BaseFields]
+    ):
         _check_fn(fn, type(self).__name__)
         _check_operand(operator, type(self).__name__, "operator")
         self.fn = wrap_callable(fn, "Map fn")
@@ -394,10 +413,10 @@ class Index(Operator[OpInputs, OpOutputs]):
             must be concrete.
     """
 
-    operator: Any = field(transparent=True)
-    indices: Any = field(static=True)
+    operator: Operand = field(transparent=True)
+    indices: Indices = field(static=True)
 
-    def __init__(self, operator: Any, indices: Any, **kwargs: Any):
+    def __init__(self, operator: Operand, indices: Indices, **kwargs: Unpack[BaseFields]):
         self.operator = operator
         self.indices = freeze_index(indices)
         set_base_fields(self, kwargs, "Index")

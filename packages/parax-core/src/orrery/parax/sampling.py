@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PyTree
+from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, Draws, as_int_seed, check_positive_int
 
@@ -17,7 +17,12 @@ from ._groups import param_groups
 from ._naming import ParamIndex
 from .tree import combine, partition
 
+if TYPE_CHECKING:
+    from .module import Module
+
 __all__ = ["draws_from", "func_samples", "sampled"]
+
+M = TypeVar("M", bound="Module")
 
 
 def _clip(sample: jax.Array, bounds: jax.Array | None) -> jax.Array:
@@ -26,7 +31,7 @@ def _clip(sample: jax.Array, bounds: jax.Array | None) -> jax.Array:
     return jnp.clip(sample, bounds[..., 0], bounds[..., 1])
 
 
-def sampled(module: Any, key: jax.Array | None = None, **kwargs: Any) -> Any:
+def sampled(module: M, key: PRNGKeyArray | None = None, **kwargs: object) -> M:
     """A copy of `module` whose free parameters are drawn from their distributions.
 
     Parameters in an explicit `ParameterGroup` with a joint distribution are drawn
@@ -68,8 +73,13 @@ def sampled(module: Any, key: jax.Array | None = None, **kwargs: Any) -> Any:
 
 
 def func_samples(
-    module: Any, func: Callable, args: PyTree, *, key: jax.Array, num_samples: int = 1000
-) -> jax.Array:
+    module: M,
+    func: Callable[[M, PyTree], PyTree[Array]],
+    args: PyTree,
+    *,
+    key: PRNGKeyArray,
+    num_samples: int = 1000,
+) -> PyTree[Array]:
     """Evaluate ``func(sample, args)`` on `num_samples` sampled modules.
 
     Args:
@@ -88,23 +98,25 @@ def func_samples(
 
 
 @eqx.filter_jit
-def _func_samples(module: Any, func: Callable, args: PyTree, keys: jax.Array) -> Any:
+def _func_samples(
+    module: M, func: Callable[[M, PyTree], PyTree[Array]], args: PyTree, keys: Array
+) -> PyTree[Array]:
     return jax.vmap(lambda k: func(sampled(module, k), args))(keys)
 
 
-def _flat_values(module: Any, args: PyTree) -> dict[str, jax.Array]:
+def _flat_values(module: Module, args: PyTree) -> dict[str, Array] | dict[str, float]:
     return module.named_flat_param_values()
 
 
 @eqx.filter_jit
-def _batched_values(dyn: Any, static: Any) -> dict[str, jax.Array]:
+def _batched_values(dyn: PyTree, static: PyTree) -> dict[str, Array]:
     return jax.vmap(lambda d: combine(d, static).named_flat_param_values())(dyn)
 
 
 def draws_from(
-    module: Any,
+    module: Module,
     *,
-    key: jax.Array | None = None,
+    key: PRNGKeyArray | None = None,
     num_samples: int = 1000,
     batched: bool = False,
 ) -> Draws:

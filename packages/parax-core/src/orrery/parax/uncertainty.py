@@ -5,21 +5,30 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, SupportsFloat, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from orrery.interface import ShapeError, ValueDomainError, check_choice
 
 from ._errors import ConfigTypeError
 
+if TYPE_CHECKING:
+    from distreqx.distributions import AbstractDistribution
+
+    from .module import Module
+
+M = TypeVar("M", bound="Module")
+
 __all__ = ["covariance", "func_jacobian", "func_sensitivity", "summary"]
 
 
-def func_jacobian(module: Any, func: Callable, args: PyTree) -> dict[str, jax.Array]:
+def func_jacobian(
+    module: M, func: Callable[[M, PyTree], Float[ArrayLike, "..."]], args: PyTree
+) -> dict[str, Array]:
     """Forward-mode derivative of ``func(module, args)`` w.r.t. each free flat parameter.
 
     Derivatives are with respect to the *physical* (unscaled) values.
@@ -48,8 +57,12 @@ def func_jacobian(module: Any, func: Callable, args: PyTree) -> dict[str, jax.Ar
 
 
 def func_sensitivity(
-    module: Any, func: Callable, args: PyTree, kind: str = "relative", norm: Any = None
-) -> dict[str, jax.Array] | jax.Array:
+    module: M,
+    func: Callable[[M, PyTree], Float[ArrayLike, "..."]],
+    args: PyTree,
+    kind: str = "relative",
+    norm: float | str | None = None,
+) -> dict[str, Array] | Array:
     """Sensitivity of ``func(module, args)`` to each free flat parameter.
 
     Args:
@@ -83,8 +96,8 @@ def func_sensitivity(
 
 
 def covariance(
-    module: Any,
-    loss_fn: Callable,
+    module: M,
+    loss_fn: Callable[[M, PyTree], Float[ArrayLike, ""]],
     args: PyTree,
     *,
     at_optimum: bool = False,
@@ -172,11 +185,11 @@ def covariance(
     return jnp.asarray(cov, dtype=x0.dtype)
 
 
-def _fmt(x: Any) -> str:
+def _fmt(x: SupportsFloat) -> str:
     return f"{float(x):.6g}"
 
 
-def _describe_dist(d: Any) -> str:
+def _describe_dist(d: AbstractDistribution | None) -> str:
     if d is None:
         return "-"
     parts = []
@@ -189,7 +202,7 @@ def _describe_dist(d: Any) -> str:
     return f"{type(d).__name__}({', '.join(parts)})"
 
 
-def summary(module: Any, covariance: Any = None) -> str:
+def summary(module: Module, covariance: Float[ArrayLike, "n n"] | None = None) -> str:
     """Render a table of flat parameters: name, value, stderr, fixed, bounds, distribution.
 
     Args:
