@@ -24,6 +24,7 @@ import pytest
 
 import orrery.sbi.posterior as posterior_module
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi.training import _programs
 from orrery.sbi.training import trainer as trainer_module
 
 #: relative margin around each pin
@@ -61,7 +62,7 @@ def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]
     def spy_compiled(key, epoch_fn, args):
         sizes["epoch"] = _ops(epoch_fn.lower(*args))
         params, _, data, step_key, consts = args
-        evals = [fns for k, fns in trainer_module._JIT_CACHE.items() if k[0] == "eval"]
+        evals = [fns for k, fns in _programs.JIT_CACHE.items() if k[0] == "eval"]
         full_chunks, _ = evals[-1]  # the one this fit has just added or reused
         sizes["val"] = _ops(full_chunks.lower(params, data, step_key, consts))
         raise _Lowered

@@ -396,16 +396,16 @@ def test_bad_configuration_and_data_raise_clear_errors():
 
 
 def test_jit_cache_keeps_the_entries_a_fit_just_used():
-    from orrery.sbi.training import trainer
+    from orrery.sbi.training import _programs
 
-    saved = dict(trainer._JIT_CACHE)
-    trainer._JIT_CACHE.clear()
+    saved = dict(_programs.JIT_CACHE)
+    _programs.JIT_CACHE.clear()
     try:
-        for i in range(trainer._JIT_CACHE_SIZE):
-            trainer._cached(("entry", i), lambda i=i: i)
-        assert trainer._cached(("entry", 0), lambda: "rebuilt") == 0  # a hit, now most recent
-        trainer._cached(("new",), lambda: "new")  # evicts the least recently used: entry 1
-        assert ("entry", 0) in trainer._JIT_CACHE and ("entry", 1) not in trainer._JIT_CACHE
+        for i in range(_programs.JIT_CACHE_SIZE):
+            _programs.cached(("entry", i), lambda i=i: i)
+        assert _programs.cached(("entry", 0), lambda: "rebuilt") == 0  # a hit, now most recent
+        _programs.cached(("new",), lambda: "new")  # evicts the least recently used: entry 1
+        assert ("entry", 0) in _programs.JIT_CACHE and ("entry", 1) not in _programs.JIT_CACHE
     finally:
-        trainer._JIT_CACHE.clear()
-        trainer._JIT_CACHE.update(saved)
+        _programs.JIT_CACHE.clear()
+        _programs.JIT_CACHE.update(saved)

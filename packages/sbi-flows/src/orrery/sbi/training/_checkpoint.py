@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from orrery.interface import ArtifactError, check_choice, read_json, require
+from orrery.interface import ArtifactError, ConfigError, check_choice, read_json, require
 
 CHECKPOINT_BACKENDS = ("auto", "orbax", "equinox")
 _STATE_FILE = "trainer_state.json"
@@ -247,3 +247,50 @@ def load_latest_checkpoint(directory: str | os.PathLike, like: Any) -> tuple[Any
     if errors:
         raise ArtifactError("no readable checkpoint in {}: {}".format(directory, "; ".join(errors)))
     return None
+
+
+def snapshot(
+    history: dict[str, list[float]],
+    kept: dict[str, Any],
+    run_facts: dict[str, Any],
+    *,
+    seed: int,
+    key: jax.Array,
+) -> dict[str, Any]:
+    """The JSON state of a checkpoint: history, the `KeptState` counters and the run's facts."""
+    return {
+        "history": history,
+        **kept,
+        "run": run_facts,
+        "seed": seed,
+        "rng_key_data": np.asarray(jax.random.key_data(key)).tolist(),
+    }
+
+
+def resume(
+    directory: str | os.PathLike, like: Any, run_facts: dict[str, Any]
+) -> tuple[Any, dict[str, Any]] | None:
+    """The newest checkpoint's ``(arrays, state)`` if it was written by this same run.
+
+    ``None`` when the directory holds no checkpoint.
+
+    Raises:
+        ConfigError: the checkpoint was written with other data, seed or batch settings.
+        ArtifactError: no checkpoint is readable.
+    """
+    loaded = load_latest_checkpoint(directory, like)
+    if loaded is None:
+        return None
+    arrays, state = loaded
+    for name, value in run_facts.items():
+        if state["run"].get(name) != value:
+            what = (
+                " (different training data of the same size)" if name == "data_fingerprint" else ""
+            )
+            raise ConfigError(
+                f"cannot resume: checkpoint was written with {name}="
+                f"{state['run'].get(name)!r}, this run has {value!r}{what}; resume with the "
+                "same data, seed and batch settings, or start afresh in another "
+                "checkpoint_directory"
+            )
+    return arrays, state

@@ -1,4 +1,10 @@
-"""Generic minibatch trainer for equinox models: `SBITrainer`."""
+"""Generic minibatch trainer for equinox models: `SBITrainer`.
+
+`SBITrainer.fit` orchestrates parts that live (and are tested) on their own: the
+compiled programs and the cache that lets a later fit reuse them (`_programs`),
+the kept-epoch / plateau-decay / early-stopping decisions (`_selection.KeptState`,
+pure Python), and checkpoint snapshot and resume (`_checkpoint`).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +24,7 @@ import numpy as np
 from orrery.interface import ConfigError, ShapeError
 
 from .._config import TrainingSpec
-from .._xla import compiler_options
-from ._checkpoint import load_latest_checkpoint, resolve_backend, save_checkpoint
+from ._checkpoint import resolve_backend, resume, save_checkpoint, snapshot
 from ._data_parallel import (
     DataParallel,
     make_data_parallel_epoch,
@@ -29,14 +34,26 @@ from ._optim import (
     combine_model,
     make_optimizer,
     make_schedule,
-    make_sgd_step,
     set_lr_factor,
     split_static,
     static_key,
     trainable_spec,
 )
+from ._programs import (
+    EVAL_CHUNK,
+    evaluate_mean,
+    make_evaluate,
+    make_train_epoch,
+    strong,
+    with_consts,
+)
+from ._programs import cached as _cached
+from ._programs import compiled as _compiled
 from ._progress import EpochProgress
+from ._selection import KeptState, is_stable
 from ._streaming import SplitStream, make_stream_epoch, make_stream_evaluate
+
+__all__ = ["SBITrainer", "TrainingArtifacts"]
 
 LossFn = Callable[[Any, Any, jax.Array], jax.Array]
 
@@ -75,10 +92,6 @@ def _n_rows(data: Any, name: str) -> int:
     if n == 0:
         raise ShapeError(f"{name} is empty (leading axis 0)")
     return n
-
-
-def _take(data: Any, idx: jax.Array) -> Any:
-    return jax.tree.map(lambda a: a[idx], data)
 
 
 class SBITrainer:
@@ -296,42 +309,96 @@ class SBITrainer:
         thresholds = dict(stability_thresholds or {})
         if thresholds and epoch_metrics_fn is None:
             raise ConfigError("stability_thresholds need an epoch_metrics_fn producing the metrics")
-        # A SplitStream (a split of a streaming dataset) is read window by window.
-        streaming = isinstance(train_data, SplitStream)
-        has_val = val_data is not None
-        if streaming:
-            n_train, n_val = train_data.n_rows, val_data.n_rows if has_val else 0
-        else:
-            n_train = _n_rows(train_data, "train_data")
-            n_val = _n_rows(val_data, "val_data") if has_val else 0
-            # Data-parallel epochs gather each process's rows on the host.
-            train_data = jax.tree.map(
-                np.asarray if devices is not None else jnp.asarray, train_data
-            )
-            val_data = jax.tree.map(jnp.asarray, val_data) if has_val else None
-        batch_size = min(self.batch_size, n_train)
-        steps_per_epoch = n_train // batch_size
+        data = _as_data(train_data, val_data, devices)
+        batch_size = min(self.batch_size, data.n_train)
         dp = DataParallel(devices, batch_size) if devices is not None else None
-        horizon = self.lr_schedule_total_epochs or self.num_epochs
+        run = self._programs(model, loss_fn, val_loss_fn, batch_transform, data, batch_size, dp)
+        run_facts = {
+            "n_train": data.n_train,
+            "batch_size": batch_size,
+            "horizon_epochs": self.spec.horizon_epochs,
+            "seed": self.seed,
+            "data_fingerprint": _fingerprint(data.train),
+        }
+        state = _RunState(
+            params=run.params,
+            opt_state=run.opt_state,
+            best_params=run.params,
+            kept=KeptState(
+                has_val=data.has_val,
+                min_delta=self.early_stopping_min_delta,
+                early_stopping_patience=self.early_stopping_patience,
+                decay_patience=self.lr_decay_patience,
+                decay_factor=self.lr_decay_factor,
+                decay_max=self.lr_decay_max,
+            ),
+        )
+        if self.resume_from_checkpoint and self.checkpoint_directory is not None:
+            like = {"params": run.params, "opt": run.opt_state, "best": run.params}
+            loaded = resume(self.checkpoint_directory, like, run_facts)
+            if loaded is not None:
+                state.restore(*loaded)
+        epochs = range(state.start_epoch, self.num_epochs)
+        if state.kept.stopped_early:
+            epochs = range(0)
+        bar = EpochProgress(self.num_epochs, state.start_epoch, enabled=self.progress)
+        compile_s = 0.0
+        if len(epochs) and not data.streaming and dp is None:
+            compile_s = self._compile_ahead(run, state, data, bar)
+        try:
+            for epoch in epochs:
+                self._epoch(epoch, run, state, data, dp, epoch_metrics_fn, thresholds, run_facts)
+                bar.epoch(state.history["train_loss"][-1], state.history["val_loss"][-1])
+                if state.kept.stopped_early:
+                    break
+        finally:
+            note = None
+            if state.kept.stopped_early and state.history["train_loss"]:
+                note = (
+                    f"early stopping after epoch {len(state.history['train_loss'])}: no "
+                    f"improvement for {state.kept.since_improved} epochs; kept epoch "
+                    f"{state.kept.best_epoch}"
+                )
+            bar.close(note)
+        model_out = combine_model(state.best_params, run.consts, run.bare)
+        facts = {
+            "steps_per_epoch": data.n_train // batch_size,
+            "effective_batch_size": batch_size,
+            "wall_time_s": time.perf_counter() - start_time,
+            "compile_time_s": compile_s,
+        }
+        return model_out, self._artifacts(state, data, dp, thresholds, run_facts, facts)
+
+    def _programs(
+        self,
+        model: eqx.Module,
+        loss_fn: LossFn,
+        val_loss_fn: LossFn | None,
+        batch_transform: Callable[[Any, jax.Array], Any] | None,
+        data: _Data,
+        batch_size: int,
+        dp: DataParallel | None,
+    ) -> _Programs:
+        """Optimiser, epoch and validation programs of a fit, from the cache where it can."""
+        steps_per_epoch = data.n_train // batch_size
         schedule = make_schedule(
             learning_rate=self.learning_rate,
             use_cosine_schedule=self.use_cosine_schedule,
             steps_per_epoch=steps_per_epoch,
-            horizon_epochs=horizon,
+            horizon_epochs=self.spec.horizon_epochs,
             warmup_fraction=self.warmup_fraction,
             warmup_epochs=self.warmup_epochs,
             min_learning_rate=self.min_learning_rate,
         )
-        decays = self.lr_decay_patience is not None
         optimizer = make_optimizer(
             schedule,
             weight_decay=self.weight_decay,
             gradient_clip_norm=self.gradient_clip_norm,
-            scalable=decays,
+            scalable=self.lr_decay_patience is not None,
         )
         params, static = eqx.partition(model, trainable_spec(model))
         # Strong dtypes from the start, so the first epoch does not compile twice.
-        params = _strong(params)
+        params = strong(params)
         # The non-trained arrays (flow permutations) are inputs of the compiled
         # programs, not constants: a repeat fit with another seed reuses them.
         consts, bare = split_static(static)
@@ -339,22 +406,14 @@ class SBITrainer:
         opt_key = (self.config_key(), steps_per_epoch)
         # Jitted: eagerly, every parameter shape would compile its own small program.
         opt_init = _cached(
-            ("opt_init", opt_key), lambda: jax.jit(lambda p: _strong(optimizer.init(p)))
+            ("opt_init", opt_key), lambda: jax.jit(lambda p: strong(optimizer.init(p)))
         )
-        opt_state = opt_init(params)
-        base_key = jax.random.key(self.seed)
         # Programs taking the non-trained arrays as inputs are cached per architecture.
         by_arch = arch is not None
-        make_epoch = make_stream_epoch if streaming else _make_train_epoch
-        if dp is not None:
-            dp_epoch = make_stream_data_parallel_epoch if streaming else make_data_parallel_epoch
-
-            def make_epoch(*args):
-                return dp_epoch(*args, dp)
-
+        make_epoch = _epoch_factory(data.streaming, dp)
         train_cache_key = (
             "train",
-            streaming,
+            data.streaming,
             None if dp is None else dp.devices,
             arch if by_arch else static,
             opt_key,
@@ -368,276 +427,280 @@ class SBITrainer:
                 bare if by_arch else static, optimizer, loss_fn, batch_transform, batch_size
             ),
         )
-        if streaming and dp is None:
+        if data.streaming and dp is None:
             train_epoch = functools.partial(train_epoch, consts=consts if by_arch else None)
         val_fn = val_loss_fn or loss_fn
-        val_key = jax.random.fold_in(base_key, 0x7FFFFFFF)
         # Validation runs in chunks of at least 1024 rows: usually one call, one compile.
-        eval_chunk = max(batch_size, _EVAL_CHUNK)
+        eval_chunk = max(batch_size, EVAL_CHUNK)
         evaluate = None
-        if has_val:
+        if data.has_val:
             eval_fns = _cached(
                 ("eval", arch if arch is not None else static, val_fn, eval_chunk),
-                lambda: _make_evaluate(bare, val_fn, eval_chunk),
+                lambda: make_evaluate(bare, val_fn, eval_chunk),
             )
-            evaluate = functools.partial(_evaluate, eval_fns, eval_chunk, consts=consts)
-        if streaming and has_val:
-            evaluate = make_stream_evaluate(evaluate, eval_chunk)
+            evaluate = functools.partial(evaluate_mean, eval_fns, eval_chunk, consts=consts)
+            if data.streaming:
+                evaluate = make_stream_evaluate(evaluate, eval_chunk)
         epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         lr_of = _cached(("schedule", opt_key), lambda: jax.jit(schedule))
         epoch_lrs = np.broadcast_to(
             np.asarray(lr_of(jnp.asarray(epoch_end_steps)), dtype=np.float64),
             epoch_end_steps.shape,
         )
+        base_key = jax.random.key(self.seed)
+        return _Programs(
+            params=params,
+            opt_state=opt_init(params),
+            consts=consts,
+            bare=bare,
+            train_epoch=train_epoch,
+            train_cache_key=train_cache_key,
+            evaluate=evaluate,
+            epoch_lrs=epoch_lrs,
+            base_key=base_key,
+            val_key=jax.random.fold_in(base_key, 0x7FFFFFFF),
+        )
 
-        history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "learning_rate": []}
-        best = {"params": params, "epoch": 0, "loss": math.inf, "stable": False}
-        monitor_best, since_improved, stopped_early, start_epoch = math.inf, 0, False, 0
-        lr_factor, n_decays = 1.0, 0
-        resumed_from = None
-        run_facts = {
-            "n_train": n_train,
-            "batch_size": batch_size,
-            "horizon_epochs": horizon,
-            "seed": self.seed,
-            "data_fingerprint": _fingerprint(train_data),
-        }
+    def _compile_ahead(
+        self, run: _Programs, state: _RunState, data: _Data, bar: EpochProgress
+    ) -> float:
+        """Compile the in-memory epoch (and validation) before the first epoch; seconds taken.
 
-        if self.resume_from_checkpoint:
-            like = {"params": params, "opt": opt_state, "best": params}
-            loaded = load_latest_checkpoint(self.checkpoint_directory, like)
-            if loaded is not None:
-                arrays, state = loaded
-                for name, value in run_facts.items():
-                    if state["run"].get(name) != value:
-                        what = "different training data" if name == "data_fingerprint" else ""
-                        raise ConfigError(
-                            f"cannot resume: checkpoint was written with {name}="
-                            f"{state['run'].get(name)!r}, this run has {value!r}"
-                            + (f" ({what} of the same size)" if what else "")
-                            + "; resume with the same data, seed and batch settings, or "
-                            "start afresh in another checkpoint_directory"
-                        )
-                params, opt_state = arrays["params"], arrays["opt"]
-                history = {k: list(v) for k, v in state["history"].items()}
-                best = {
-                    "params": arrays["best"],
-                    "epoch": state["best_epoch"],
-                    "loss": state["best_loss"],
-                    "stable": state["best_stable"],
-                }
-                monitor_best = state["monitor_best"]
-                since_improved = state["since_improved"]
-                lr_factor = state.get("lr_factor", 1.0)
-                n_decays = state.get("n_decays", 0)
-                stopped_early = state["stopped_early"]
-                start_epoch = resumed_from = state["epoch"]
+        A repeat fit of the same architecture and data shapes reuses the compiled step.
+        """
+        bar.compiling("the training step")
+        t0 = time.perf_counter()
+        first_key = jax.random.fold_in(run.base_key, state.start_epoch)
+        args = (state.params, state.opt_state, data.train, first_key, run.consts)
+        program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
+        run.train_epoch = with_consts(program, run.consts)
+        if run.evaluate is not None:
+            run.evaluate(state.params, data.val, run.val_key, data.n_val)  # compiles it
+        bar.compiled(reused)
+        return time.perf_counter() - t0
 
-        epochs = range(start_epoch, self.num_epochs) if not stopped_early else range(0)
-        bar = EpochProgress(self.num_epochs, start_epoch, enabled=self.progress)
-        compile_s = 0.0
-        ckpt_backend = self.checkpoint_backend
-        if dp is not None:
-            params_dp, opt_dp = dp.replicate(params), dp.replicate(opt_state)
-            consts_dp = dp.replicate(consts)
-            if dp.multi_process:
-                # orbax's save is collective (every process must call it); process 0
-                # alone writes plain equinox files, which every process can read.
-                ckpt_backend = "equinox"
-        if len(epochs) and not streaming and dp is None:
-            # Compile before the first epoch, as its own stage; a repeat fit of the
-            # same architecture and data shapes reuses the compiled step.
-            bar.compiling("the training step")
-            t0 = time.perf_counter()
-            first_key = jax.random.fold_in(base_key, start_epoch)
-            compiled, reused = _compiled(
-                train_cache_key, train_epoch, (params, opt_state, train_data, first_key, consts)
+    def _epoch(
+        self,
+        epoch: int,
+        run: _Programs,
+        state: _RunState,
+        data: _Data,
+        dp: DataParallel | None,
+        epoch_metrics_fn: Callable[[Any], Mapping[str, float]] | None,
+        thresholds: dict[str, float],
+        run_facts: dict[str, Any],
+    ) -> None:
+        """One epoch: train, validate, record, decide (keep / decay / stop), checkpoint."""
+        history = state.history
+        key = jax.random.fold_in(run.base_key, epoch)
+        if dp is None:
+            state.params, state.opt_state, train_loss = run.train_epoch(
+                state.params, state.opt_state, data.train, key
             )
-            train_epoch = _with_consts(compiled, consts)
-            if has_val:
-                evaluate(params, val_data, val_key, n_val)  # compiles the validation pass
-            compile_s = time.perf_counter() - t0
-            bar.compiled(reused)
-        try:
-            for epoch in epochs:
-                key = jax.random.fold_in(base_key, epoch)
-                if dp is None:
-                    params, opt_state, train_loss = train_epoch(params, opt_state, train_data, key)
-                else:
-                    params_dp, opt_dp, train_loss = train_epoch(
-                        params_dp, opt_dp, train_data, key, consts_dp
-                    )
-                    params = dp.local(params_dp)
-                history["train_loss"].append(float(train_loss))
-                history["learning_rate"].append(float(epoch_lrs[epoch]) * lr_factor)
-                val_loss = (
-                    float(evaluate(params, val_data, val_key, n_val)) if has_val else math.nan
-                )
-                history["val_loss"].append(val_loss)
-                stable = True
-                if epoch_metrics_fn is not None:
-                    metrics = epoch_metrics_fn(combine_model(params, consts, bare))
-                    for name, value in metrics.items():
-                        history.setdefault(name, []).append(float(value))
-                    for name, limit in thresholds.items():
-                        if name not in metrics:
-                            raise ConfigError(
-                                f"stability threshold for {name!r} but epoch_metrics_fn returned "
-                                f"only {sorted(metrics)}"
-                            )
-                        value = float(metrics[name])
-                        if not (math.isfinite(value) and value <= limit):
-                            stable = False
-                    if thresholds:
-                        history.setdefault("stable", []).append(float(stable))
-                candidate = val_loss if has_val else float(train_loss)
-                # Kept model: best validation loss, preferring stable epochs; without
-                # validation data the last epoch (or last stable epoch) is kept.
-                finite = math.isfinite(candidate)
-                better = candidate < best["loss"] if has_val else True
-                if (stable and (not best["stable"] or (finite and better))) or (
-                    not stable and not best["stable"] and finite and better
-                ):
-                    best = {
-                        "params": params,
-                        "epoch": epoch + 1,
-                        "loss": candidate,
-                        "stable": stable,
-                    }
-                if finite and candidate < monitor_best - self.early_stopping_min_delta:
-                    monitor_best, since_improved = candidate, 0
-                else:
-                    since_improved += 1
-                if decays and n_decays < self.lr_decay_max:
-                    if since_improved >= self.lr_decay_patience:
-                        # a plateau: back to the best state, at a lower rate
-                        lr_factor *= self.lr_decay_factor
-                        n_decays += 1
-                        since_improved = 0
-                        params = best["params"]
-                        opt_state = set_lr_factor(opt_state, lr_factor)
-                        if dp is not None:
-                            params_dp = dp.replicate(params)
-                            opt_dp = dp.replicate(set_lr_factor(dp.local(opt_dp), lr_factor))
-                elif (
-                    self.early_stopping_patience is not None
-                    and since_improved >= self.early_stopping_patience
-                ):
-                    stopped_early = True
-                if self.checkpoint_directory is not None and dp is not None:
-                    opt_state = dp.local(opt_dp)
-                if self.checkpoint_directory is not None and jax.process_index() == 0:
-                    save_checkpoint(
-                        self.checkpoint_directory,
-                        backend=ckpt_backend,
-                        epoch=epoch + 1,
-                        arrays={"params": params, "opt": opt_state, "best": best["params"]},
-                        state={
-                            "history": history,
-                            "best_epoch": best["epoch"],
-                            "best_loss": best["loss"],
-                            "best_stable": best["stable"],
-                            "monitor_best": monitor_best,
-                            "since_improved": since_improved,
-                            "stopped_early": stopped_early,
-                            "lr_factor": lr_factor,
-                            "n_decays": n_decays,
-                            "run": run_facts,
-                            "seed": self.seed,
-                            "rng_key_data": np.asarray(jax.random.key_data(base_key)).tolist(),
-                        },
-                    )
-                if self.checkpoint_directory is not None and dp is not None:
-                    dp.barrier(f"orrery-sbi-checkpoint-{epoch + 1}")
-                bar.epoch(float(train_loss), val_loss)
-                if stopped_early:
-                    break
-        finally:
-            note = None
-            if stopped_early and history["train_loss"]:
-                note = (
-                    f"early stopping after epoch {len(history['train_loss'])}: no improvement "
-                    f"for {since_improved} epochs; kept epoch {best['epoch']}"
-                )
-            bar.close(note)
+        else:
+            if state.dp is None:
+                state.dp = (dp.replicate(state.params), dp.replicate(state.opt_state))
+                state.consts_dp = dp.replicate(run.consts)
+            params_dp, opt_dp, train_loss = run.train_epoch(
+                *state.dp, data.train, key, state.consts_dp
+            )
+            state.dp = (params_dp, opt_dp)
+            state.params = dp.local(params_dp)
+        history["train_loss"].append(float(train_loss))
+        history["learning_rate"].append(float(run.epoch_lrs[epoch]) * state.kept.lr_factor)
+        val_loss = math.nan
+        if run.evaluate is not None:
+            val_loss = float(run.evaluate(state.params, data.val, run.val_key, data.n_val))
+        history["val_loss"].append(val_loss)
+        stable = True
+        if epoch_metrics_fn is not None:
+            metrics = epoch_metrics_fn(combine_model(state.params, run.consts, run.bare))
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(float(value))
+            stable = is_stable(metrics, thresholds)
+            if thresholds:
+                history.setdefault("stable", []).append(float(stable))
+        decision = state.kept.update(
+            epoch + 1, val_loss if data.has_val else float(train_loss), stable=stable
+        )
+        if decision.keep:
+            state.best_params = state.params
+        if decision.decay:  # a plateau: back to the best state, at a lower rate
+            state.params = state.best_params
+            state.opt_state = set_lr_factor(state.opt_state, state.kept.lr_factor)
+            if dp is not None and state.dp is not None:
+                opt_local = set_lr_factor(dp.local(state.dp[1]), state.kept.lr_factor)
+                state.dp = (dp.replicate(state.params), dp.replicate(opt_local))
+        if self.checkpoint_directory is not None:
+            self._checkpoint(epoch, run, state, dp, run_facts)
 
+    def _checkpoint(
+        self,
+        epoch: int,
+        run: _Programs,
+        state: _RunState,
+        dp: DataParallel | None,
+        run_facts: dict[str, Any],
+    ) -> None:
+        """Write epoch ``epoch + 1``'s checkpoint (process 0; every process waits for it)."""
+        directory = self.checkpoint_directory
+        if directory is None:
+            return
+        backend = self.checkpoint_backend
+        if dp is not None and dp.multi_process:
+            # orbax's save is collective (every process must call it); process 0
+            # alone writes plain equinox files, which every process can read.
+            backend = "equinox"
+        if dp is not None and state.dp is not None:
+            state.opt_state = dp.local(state.dp[1])
+        if jax.process_index() == 0:
+            save_checkpoint(
+                directory,
+                backend=backend,
+                epoch=epoch + 1,
+                arrays={"params": state.params, "opt": state.opt_state, "best": state.best_params},
+                state=snapshot(
+                    state.history,
+                    state.kept.as_state(),
+                    run_facts,
+                    seed=self.seed,
+                    key=run.base_key,
+                ),
+            )
+        if dp is not None:
+            dp.barrier(f"orrery-sbi-checkpoint-{epoch + 1}")
+
+    def _artifacts(
+        self,
+        state: _RunState,
+        data: _Data,
+        dp: DataParallel | None,
+        thresholds: dict[str, float],
+        run_facts: dict[str, Any],
+        facts: dict[str, Any],
+    ) -> TrainingArtifacts:
+        """History, the kept epoch's summary and the run's metadata."""
+        history, kept = state.history, state.kept
         epochs_run = len(history["train_loss"])
-        kept_params, kept_epoch = best["params"], best["epoch"]
-        model_out = combine_model(kept_params, consts, bare)
         validation_metrics: dict[str, Any] = {
-            "best_epoch": kept_epoch,
-            "best_val_loss": best["loss"] if has_val else math.nan,
+            "best_epoch": kept.best_epoch,
+            "best_val_loss": kept.best_loss if data.has_val else math.nan,
             "final_val_loss": history["val_loss"][-1] if epochs_run else math.nan,
             "final_train_loss": history["train_loss"][-1] if epochs_run else math.nan,
         }
-        if kept_epoch:
+        if kept.best_epoch:
             for name, values in history.items():
                 if name not in ("train_loss", "val_loss", "learning_rate", "stable"):
-                    validation_metrics[name] = values[kept_epoch - 1]
+                    validation_metrics[name] = values[kept.best_epoch - 1]
         unstable = [i + 1 for i, s in enumerate(history.get("stable", [])) if not s]
         metadata = dict(self.config())
         metadata.update(
             {
-                "steps_per_epoch": steps_per_epoch,
-                "effective_batch_size": batch_size,
-                "n_train": n_train,
-                "n_val": n_val,
+                "steps_per_epoch": facts["steps_per_epoch"],
+                "effective_batch_size": facts["effective_batch_size"],
+                "n_train": data.n_train,
+                "n_val": data.n_val,
                 "epochs_run": epochs_run,
-                "stopped_early": stopped_early,
-                "resumed_from_epoch": resumed_from,
+                "stopped_early": kept.stopped_early,
+                "resumed_from_epoch": state.resumed_from,
                 "optimizer": "adamw" if self.weight_decay > 0 else "adam",
                 "unstable_epochs": unstable,
-                "kept_epoch_stable": bool(best["stable"]) if thresholds else None,
+                "kept_epoch_stable": bool(kept.best_stable) if thresholds else None,
                 "stability_thresholds": thresholds or None,
-                "wall_time_s": time.perf_counter() - start_time,
-                "compile_time_s": compile_s,
+                "wall_time_s": facts["wall_time_s"],
+                "compile_time_s": facts["compile_time_s"],
                 "data_fingerprint": run_facts["data_fingerprint"],
                 "devices": None if dp is None else len(dp.devices),
                 "processes": None if dp is None else len({d.process_index for d in dp.devices}),
             }
         )
-        return model_out, TrainingArtifacts(history, validation_metrics, metadata)
+        return TrainingArtifacts(history, validation_metrics, metadata)
 
 
-_EVAL_CHUNK = 1024
-_JIT_CACHE: dict = {}
-_JIT_CACHE_SIZE = 16
+@dataclass
+class _Data:
+    """The training and validation data of a fit, as its programs read them."""
+
+    train: Any
+    val: Any
+    n_train: int
+    n_val: int
+    streaming: bool
+
+    @property
+    def has_val(self) -> bool:
+        return self.val is not None
 
 
-def _cached(key: tuple, build: Callable[[], Any]) -> Any:
-    """Reuse jitted epoch functions across ``fit`` calls with identical statics.
-
-    Least recently used entries go first: a hit moves its entry to the back, so the
-    functions a fit has just used survive the entries that same fit adds. Models
-    whose static part is unhashable are simply not cached.
-    """
-    try:
-        hash(key)
-    except TypeError:
-        return build()
-    if key in _JIT_CACHE:
-        _JIT_CACHE[key] = _JIT_CACHE.pop(key)
-    else:
-        if len(_JIT_CACHE) >= _JIT_CACHE_SIZE:
-            _JIT_CACHE.pop(next(iter(_JIT_CACHE)))
-        _JIT_CACHE[key] = build()
-    return _JIT_CACHE[key]
+def _as_data(train_data: Any, val_data: Any, devices: Any) -> _Data:
+    """Row counts checked; arrays on the device (data-parallel: on the host)."""
+    # A SplitStream (a split of a streaming dataset) is read window by window.
+    if isinstance(train_data, SplitStream):
+        n_val = val_data.n_rows if isinstance(val_data, SplitStream) else 0
+        return _Data(train_data, val_data, train_data.n_rows, n_val, True)
+    n_train = _n_rows(train_data, "train_data")
+    n_val = _n_rows(val_data, "val_data") if val_data is not None else 0
+    # Data-parallel epochs gather each process's rows on the host.
+    train = jax.tree.map(np.asarray if devices is not None else jnp.asarray, train_data)
+    val = jax.tree.map(jnp.asarray, val_data) if val_data is not None else None
+    return _Data(train, val, n_train, n_val, False)
 
 
-def _compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
-    """``fn`` compiled ahead of time for ``args``' shapes; cached; ``(compiled, reused)``."""
-    leaves, treedef = jax.tree.flatten(args)
-    full = ("aot", key, treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves))
+@dataclass
+class _Programs:
+    """What `SBITrainer._programs` prepares: initial state, programs, keys, rates."""
 
-    def compile_():
-        return fn.lower(*args).compile(compiler_options=compiler_options())
+    params: Any
+    opt_state: Any
+    consts: Any
+    bare: Any
+    train_epoch: Callable[..., Any]
+    train_cache_key: tuple
+    evaluate: Callable[..., Any] | None
+    epoch_lrs: np.ndarray
+    base_key: jax.Array
+    val_key: jax.Array
 
-    try:
-        hash(full)
-    except TypeError:
-        return compile_(), False
-    reused = full in _JIT_CACHE
-    return _cached(full, compile_), reused
+
+@dataclass
+class _RunState:
+    """The state an epoch updates: parameters, optimiser, kept state and history."""
+
+    params: Any
+    opt_state: Any
+    best_params: Any
+    kept: KeptState
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {"train_loss": [], "val_loss": [], "learning_rate": []}
+    )
+    start_epoch: int = 0
+    resumed_from: int | None = None
+    #: data-parallel: the replicated (params, opt_state), and the replicated consts
+    dp: tuple[Any, Any] | None = None
+    consts_dp: Any = None
+
+    def restore(self, arrays: dict[str, Any], state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's arrays and state (see `_checkpoint.resume`)."""
+        self.params, self.opt_state, self.best_params = (
+            arrays["params"],
+            arrays["opt"],
+            arrays["best"],
+        )
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.kept = self.kept.restored(state)
+        self.start_epoch = self.resumed_from = state["epoch"]
+
+
+def _epoch_factory(streaming: bool, dp: DataParallel | None) -> Callable[..., Any]:
+    """The epoch builder for in-memory or streamed data, on one device or several."""
+    if dp is None:
+        return make_stream_epoch if streaming else make_train_epoch
+    dp_epoch = make_stream_data_parallel_epoch if streaming else make_data_parallel_epoch
+
+    def make_epoch(*args: Any) -> Any:
+        return dp_epoch(*args, dp)
+
+    return make_epoch
 
 
 def _fingerprint(data: Any) -> str | None:
@@ -650,81 +713,3 @@ def _fingerprint(data: Any) -> str | None:
         digest.update(f"{arr.dtype.str}{arr.shape}".encode())
         digest.update(arr.tobytes())
     return digest.hexdigest()
-
-
-def _with_consts(compiled: Any, consts: Any) -> Callable:
-    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last."""
-
-    def epoch(params, opt_state, data, key):
-        return compiled(params, opt_state, data, key, consts)
-
-    return epoch
-
-
-def _strong(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
-
-
-def _make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
-    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches."""
-
-    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
-
-    @jax.jit
-    def epoch_fn(params, opt_state, data, key, consts=None):
-        n = jax.tree.leaves(data)[0].shape[0]
-        n_batches = n // batch_size
-        perm_key, step_key = jax.random.split(key)
-        order = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
-        order = order.reshape(n_batches, batch_size)
-        step_keys = jax.random.split(step_key, n_batches)
-
-        def step(carry, xs):
-            idx, k = xs
-            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k, consts)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
-        return params, opt_state, jnp.mean(losses)
-
-    return epoch_fn
-
-
-def _make_evaluate(static, loss_fn, batch_size):
-    """The jitted halves of `_evaluate`: a scan over full chunks, and one chunk.
-
-    Both take the model's non-trained arrays (``consts``) as an input, so they can
-    be cached per architecture and reused by every fit of it.
-    """
-
-    def chunk_loss(params, batch, key, consts):
-        return loss_fn(combine_model(params, consts, static), batch, key)
-
-    @functools.partial(jax.jit, compiler_options=compiler_options())
-    def full_chunks(params, data, key, consts):
-        n_chunks = jax.tree.leaves(data)[0].shape[0] // batch_size
-
-        def body(total, i):
-            idx = i * batch_size + jnp.arange(batch_size)
-            return total + chunk_loss(params, _take(data, idx), key, consts), None
-
-        total, _ = jax.lax.scan(body, jnp.zeros(()), jnp.arange(n_chunks))
-        return total
-
-    return full_chunks, jax.jit(chunk_loss, compiler_options=compiler_options())
-
-
-def _evaluate(fns, batch_size, params, data, key, n, *, consts):
-    """Exact mean loss over all ``n`` rows: full chunks in one scan, plus the remainder."""
-    full_chunks, chunk_jit = fns
-    n_chunks = n // batch_size
-    total = 0.0
-    # Host floats: arithmetic on device scalars would compile small programs of its own.
-    if n_chunks:
-        head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
-        total = float(full_chunks(params, head, key, consts)) * batch_size
-    rem = n - n_chunks * batch_size
-    if rem:
-        tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
-        total = total + float(chunk_jit(params, tail, key, consts)) * rem
-    return total / n

@@ -1,0 +1,156 @@
+"""The compiled programs of a fit and the cache that lets later fits reuse them.
+
+`cached` keeps jitted epoch/validation/schedule functions across ``fit`` calls
+with identical statics (least recently used first out); `compiled` compiles an
+epoch ahead of time for its arguments' shapes. The programs take the model's
+non-trained arrays (``consts``) as inputs, so a repeat fit of the same
+architecture with another seed compiles nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._xla import compiler_options
+from ._optim import combine_model, make_sgd_step
+
+__all__ = [
+    "EVAL_CHUNK",
+    "JIT_CACHE",
+    "JIT_CACHE_SIZE",
+    "cached",
+    "compiled",
+    "evaluate_mean",
+    "make_evaluate",
+    "make_train_epoch",
+    "strong",
+    "with_consts",
+]
+
+
+def _take(data: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda a: a[idx], data)
+
+
+EVAL_CHUNK = 1024
+JIT_CACHE: dict = {}
+JIT_CACHE_SIZE = 16
+
+
+def cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """Reuse jitted epoch functions across ``fit`` calls with identical statics.
+
+    Least recently used entries go first: a hit moves its entry to the back, so the
+    functions a fit has just used survive the entries that same fit adds. Models
+    whose static part is unhashable are simply not cached.
+    """
+    try:
+        hash(key)
+    except TypeError:
+        return build()
+    if key in JIT_CACHE:
+        JIT_CACHE[key] = JIT_CACHE.pop(key)
+    else:
+        if len(JIT_CACHE) >= JIT_CACHE_SIZE:
+            JIT_CACHE.pop(next(iter(JIT_CACHE)))
+        JIT_CACHE[key] = build()
+    return JIT_CACHE[key]
+
+
+def compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
+    """``fn`` compiled ahead of time for ``args``' shapes; cached; ``(compiled, reused)``."""
+    leaves, treedef = jax.tree.flatten(args)
+    full = ("aot", key, treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves))
+
+    def compile_():
+        return fn.lower(*args).compile(compiler_options=compiler_options())
+
+    try:
+        hash(full)
+    except TypeError:
+        return compile_(), False
+    reused = full in JIT_CACHE
+    return cached(full, compile_), reused
+
+
+def with_consts(compiled: Any, consts: Any) -> Callable:
+    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last."""
+
+    def epoch(params, opt_state, data, key):
+        return compiled(params, opt_state, data, key, consts)
+
+    return epoch
+
+
+def strong(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
+
+
+def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
+    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches."""
+
+    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
+
+    @jax.jit
+    def epoch_fn(params, opt_state, data, key, consts=None):
+        n = jax.tree.leaves(data)[0].shape[0]
+        n_batches = n // batch_size
+        perm_key, step_key = jax.random.split(key)
+        order = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
+        order = order.reshape(n_batches, batch_size)
+        step_keys = jax.random.split(step_key, n_batches)
+
+        def step(carry, xs):
+            idx, k = xs
+            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k, consts)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
+        return params, opt_state, jnp.mean(losses)
+
+    return epoch_fn
+
+
+def make_evaluate(static, loss_fn, batch_size):
+    """The jitted halves of `evaluate_mean`: a scan over full chunks, and one chunk.
+
+    Both take the model's non-trained arrays (``consts``) as an input, so they can
+    be cached per architecture and reused by every fit of it.
+    """
+
+    def chunk_loss(params, batch, key, consts):
+        return loss_fn(combine_model(params, consts, static), batch, key)
+
+    @functools.partial(jax.jit, compiler_options=compiler_options())
+    def full_chunks(params, data, key, consts):
+        n_chunks = jax.tree.leaves(data)[0].shape[0] // batch_size
+
+        def body(total, i):
+            idx = i * batch_size + jnp.arange(batch_size)
+            return total + chunk_loss(params, _take(data, idx), key, consts), None
+
+        total, _ = jax.lax.scan(body, jnp.zeros(()), jnp.arange(n_chunks))
+        return total
+
+    return full_chunks, jax.jit(chunk_loss, compiler_options=compiler_options())
+
+
+def evaluate_mean(fns, batch_size, params, data, key, n, *, consts):
+    """Exact mean loss over all ``n`` rows: full chunks in one scan, plus the remainder."""
+    full_chunks, chunk_jit = fns
+    n_chunks = n // batch_size
+    total = 0.0
+    # Host floats: arithmetic on device scalars would compile small programs of its own.
+    if n_chunks:
+        head = jax.tree.map(lambda a: a[: n_chunks * batch_size], data)
+        total = float(full_chunks(params, head, key, consts)) * batch_size
+    rem = n - n_chunks * batch_size
+    if rem:
+        tail = jax.tree.map(lambda a: a[n_chunks * batch_size :], data)
+        total = total + float(chunk_jit(params, tail, key, consts)) * rem
+    return total / n
