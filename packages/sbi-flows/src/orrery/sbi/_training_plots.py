@@ -30,7 +30,7 @@ def _corner_png(
 ) -> None:
     from .diagnostics import corner
 
-    emb = _model.embed_batch(unwrap(model), observation)[0]
+    emb = _model.embed_batch(unwrap(model), dict(observation))[0]
     draws = _model.sample_space(unwrap(model), jr.key(seed), emb, CORNER_DRAWS)
     fig = corner(np.asarray(draws), labels=labels)
     fig.savefig(path, dpi=80)
@@ -38,7 +38,7 @@ def _corner_png(
 
 def plot_hook(
     observation: Mapping,
-    directory: str,
+    directory: str | None,
     interval: int,
     *,
     labels: Sequence[str] | None,

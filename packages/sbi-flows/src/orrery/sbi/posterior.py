@@ -655,12 +655,13 @@ class ConditionalFlowPosterior(
             from_recipe=self._from_recipe,
         )
         warn_preparation_and_fit(artifacts, source, train, prep_notes)
-        if self.verbose_diagnostics:
+        directory = self.diagnostics_output_directory
+        if self.verbose_diagnostics and directory is not None:  # plot_hook checked it
             write_final_plots(
                 model,
                 self.training_history,
                 plot_obs,
-                self.diagnostics_output_directory,
+                directory,
                 labels=self.parameter_names,
                 seed=self.seed,
             )

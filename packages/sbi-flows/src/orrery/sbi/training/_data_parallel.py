@@ -81,7 +81,9 @@ class DataParallel:
         def put(leaf: np.ndarray) -> jax.Array:
             shape = order.shape + leaf.shape[1:]
 
-            def shard(index: tuple) -> np.ndarray:
+            def shard(index: tuple[slice, ...] | None) -> np.ndarray:
+                if index is None:  # jax asks for the whole array
+                    index = (slice(None),) * len(shape)
                 rows = order[index[0], index[1]]
                 return leaf[rows][(slice(None), slice(None), *index[2:])]
 
@@ -100,7 +102,9 @@ class DataParallel:
             host = np.asarray(leaf)
             shape = (host.shape[0], self.batch_size, *host.shape[2:])
 
-            def shard(index: tuple) -> np.ndarray:
+            def shard(index: tuple[slice, ...] | None) -> np.ndarray:
+                if index is None:  # jax asks for the whole array
+                    index = (slice(None),) * len(shape)
                 cols = index[1]
                 local = slice(cols.start - self.offset, cols.stop - self.offset)
                 return host[(index[0], local, *index[2:])]
@@ -162,7 +166,8 @@ def _make_steps(static, optimizer, loss_fn, batch_transform, dp):
         def step(carry, xs):
             batch, k = xs
             batch = jax.lax.with_sharding_constraint(batch, dp.rows)
-            params, opt_state, loss = sgd_step(*carry, batch, k, consts)
+            params, opt_state = carry
+            params, opt_state, loss = sgd_step(params, opt_state, batch, k, consts)
             params = jax.lax.with_sharding_constraint(params, dp.replicated)
             return (params, opt_state), loss
 

@@ -107,7 +107,8 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
 
         def step(carry, xs):
             idx, k = xs
-            params, opt_state, loss = sgd_step(*carry, _take(data, idx), k, consts)
+            params, opt_state = carry
+            params, opt_state, loss = sgd_step(params, opt_state, _take(data, idx), k, consts)
             return (params, opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))

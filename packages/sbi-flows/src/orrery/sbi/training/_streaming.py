@@ -185,7 +185,8 @@ def make_stream_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     @jax.jit
     def steps(params, opt_state, batches, keys, consts):
         def step(carry, xs):
-            params, opt_state, loss = sgd_step(*carry, *xs, consts)
+            (params, opt_state), (batch, key) = carry, xs
+            params, opt_state, loss = sgd_step(params, opt_state, batch, key, consts)
             return (params, opt_state), loss
 
         keys = jax.random.wrap_key_data(keys)

@@ -82,11 +82,12 @@ def _n_rows(data: Any, name: str) -> int:
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ShapeError(f"{name} must be a pytree holding at least one array; got {data!r}")
-    sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in leaves}
+    leading = [int(np.shape(leaf)[0]) if np.ndim(leaf) else None for leaf in leaves]
+    sizes = {-1 if n is None else n for n in leading}
     if len(sizes) != 1 or -1 in sizes:
+        shown = sorted(leading, key=lambda n: -1 if n is None else n)
         raise ShapeError(
-            f"every array in {name} must share one leading (batch) axis; got leading sizes "
-            f"{sorted(np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves)}"
+            f"every array in {name} must share one leading (batch) axis; got leading sizes {shown}"
         )
     n = sizes.pop()
     if n == 0:
@@ -697,8 +698,10 @@ def _epoch_factory(streaming: bool, dp: DataParallel | None) -> Callable[..., An
         return make_stream_epoch if streaming else make_train_epoch
     dp_epoch = make_stream_data_parallel_epoch if streaming else make_data_parallel_epoch
 
-    def make_epoch(*args: Any) -> Any:
-        return dp_epoch(*args, dp)
+    def make_epoch(
+        static: Any, optimizer: Any, loss_fn: LossFn, batch_transform: Any, batch_size: int
+    ) -> Any:
+        return dp_epoch(static, optimizer, loss_fn, batch_transform, batch_size, dp)
 
     return make_epoch
 
