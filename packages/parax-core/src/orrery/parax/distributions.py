@@ -6,7 +6,6 @@ import functools
 import math
 import operator
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,7 @@ from distreqx.distributions import (
     AbstractProbDistribution,
     AbstractSampleLogProbDistribution,
 )
-from jaxtyping import Array, Key
+from jaxtyping import Array, ArrayLike, Key, PyTree
 
 from orrery.interface import ConfigError
 
@@ -26,7 +25,7 @@ __all__ = ["Joint", "sample"]
 
 def sample(
     distribution: AbstractDistribution, key: Key[Array, ""], sample_shape: int | tuple = ()
-) -> Any:
+) -> PyTree[Array]:
     """Draw ``sample_shape`` independent samples (vmapped over split keys).
 
     Args:
@@ -51,7 +50,7 @@ def sample(
     return jax.tree_util.tree_map(lambda a: a.reshape(*shape, *a.shape[1:]), draws)
 
 
-def _sum(tree: Any) -> Array:
+def _sum(tree: PyTree[ArrayLike]) -> Array:
     sums = [jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
     return functools.reduce(operator.add, sums) if sums else jnp.asarray(0.0)
 
@@ -92,10 +91,10 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
                 )
         self.distributions = dists
 
-    def _map(self, method: str, *args: Any) -> dict[str, Any]:
+    def _map(self, method: str, *args: PyTree) -> dict[str, PyTree]:
         return {k: getattr(d, method)(*args) for k, d in self.distributions.items()}
 
-    def _map_values(self, method: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    def _map_values(self, method: str, value: Mapping[str, PyTree]) -> dict[str, PyTree]:
         return {k: getattr(d, method)(value[k]) for k, d in self.distributions.items()}
 
     def log_prob(self, value: Mapping[str, Array]) -> Array:
@@ -103,7 +102,7 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
         return _sum(self._map_values("log_prob", value))
 
     @property
-    def event_shape(self) -> dict[str, Any]:
+    def event_shape(self) -> dict[str, tuple[int, ...]]:
         return {k: d.event_shape for k, d in self.distributions.items()}
 
     def sample(self, key: Key[Array, ""]) -> dict[str, Array]:
@@ -147,7 +146,7 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
     def mode(self) -> dict[str, Array]:
         return self._map("mode")
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         """Sum of component KL divergences to another `Joint` with the same names."""
         if not isinstance(other_dist, Joint) or set(other_dist.distributions) != set(
             self.distributions

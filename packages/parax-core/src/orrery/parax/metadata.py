@@ -29,7 +29,7 @@ class NameList(list):
         return hash(tuple(self))
 
 
-def as_name(name: Any) -> str | tuple[str, ...] | None:
+def as_name(name: object) -> str | tuple[str, ...] | None:
     """Store names hashably: a str, a tuple of str (for vector parameters) or None."""
     if name is None or isinstance(name, str):
         return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any, TypeGuard
+from typing import Any, TypeAlias, TypeGuard
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -33,6 +33,18 @@ __all__ = [
     "is_valid_param",
 ]
 
+ValueLike = ArrayLike | Sequence[float] | Sequence[Sequence[float]]
+"""A parameter value: a number, an array, or a (nested) list of numbers."""
+
+BoundsLike = ArrayLike | Sequence[float] | Sequence[Sequence[float]]
+"""``(low, high)``, or pairs of them broadcastable to ``(*shape, 2)``."""
+
+ParamInput: TypeAlias = "Parameter | ValueLike | list[ParamInput] | dict[str, ParamInput]"
+"""What `as_param` converts: parameters, values, and lists or dicts of them."""
+
+ParamTree: TypeAlias = "Parameter | list[ParamTree] | dict[str, ParamTree]"
+"""What `as_param` returns: a `Parameter`, or a list or dict of them (nested as given)."""
+
 _CORE = ("name", "distribution", "transform", "bounds", "scale", "info")
 # Keywords people plausibly mean as a core field; they must raise rather than go to `info`.
 _ALIASES = {
@@ -51,14 +63,14 @@ _ALIASES = {
 }
 
 
-def _check_type(value: Any, cls: type, arg: str) -> None:
+def _check_type(value: object, cls: type, arg: str) -> None:
     if value is not None and not isinstance(value, cls):
         raise ConfigTypeError(
             f"{arg}: expected a distreqx {cls.__name__} or None, got {type(value).__name__}"
         )
 
 
-def _prepare_bounds(bounds: Any, shape: tuple[int, ...]) -> Array | None:
+def _prepare_bounds(bounds: BoundsLike | None, shape: tuple[int, ...]) -> Array | None:
     if bounds is None:
         return None
     try:
@@ -120,12 +132,12 @@ def _physical_to_latent(value: Array, meta: ParameterMetadata) -> Array:
     return latent
 
 
-def _defers(other: Any) -> bool:
+def _defers(other: object) -> bool:
     """Modules that are not arrays (e.g. an ``Operator``) implement the reflected operation."""
     return isinstance(other, eqx.Module) and not hasattr(other, "__jax_array__")
 
 
-def _split_kwargs(kwargs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def _split_kwargs(kwargs: dict[str, object], info: dict[str, object]) -> dict[str, Any]:
     """Core keywords by field name; other keywords go to `info`, near-misses raise."""
     core: dict[str, Any] = {}
     for key, val in kwargs.items():
@@ -177,11 +189,11 @@ class Parameter(eqx.Module):
 
     def __init__(
         self,
-        value: Any = None,
+        value: ValueLike | None = None,
         fixed: bool = False,
         metadata: ParameterMetadata | None = None,
         n: int | None = None,
-        **kwargs: Any,
+        **kwargs: object,
     ):
         latent = _pop_latent(kwargs)
         if latent is not None and value is not None:
@@ -429,7 +441,7 @@ class Parameter(eqx.Module):
     def _with_meta(self, **changes: Any) -> Parameter:
         return fast_set(self, metadata=fast_set(self.metadata, **changes))
 
-    def with_value(self, value: Any, *, latent: bool = False) -> Parameter:
+    def with_value(self, value: ValueLike, *, latent: bool = False) -> Parameter:
         """A copy with a new physical (or, with ``latent=True``, latent) value.
 
         Args:
@@ -513,7 +525,7 @@ class Parameter(eqx.Module):
         meta = fast_set(self.metadata, transform=transform)
         return fast_set(self, metadata=meta, latent_value=_physical_to_latent(value, meta))
 
-    def with_bounds(self, bounds: Any) -> Parameter:
+    def with_bounds(self, bounds: BoundsLike | None) -> Parameter:
         """A copy with new physical bounds.
 
         Args:
@@ -630,7 +642,7 @@ class Parameter(eqx.Module):
 _DIRECT_METHODS = plain_method_names(Parameter)
 
 
-def _pop_latent(kwargs: dict[str, Any]) -> Any:
+def _pop_latent(kwargs: dict[str, object]) -> object:
     if "latent_value" in kwargs and "latent" in kwargs:
         raise ConfigError("Parameter: give latent_value or its alias latent, not both")
     if "latent" in kwargs:
@@ -639,8 +651,8 @@ def _pop_latent(kwargs: dict[str, Any]) -> Any:
 
 
 def _initial_array(
-    value: Any,
-    latent: Any,
+    value: object,
+    latent: object,
     n: int | None,
     dist: AbstractDistribution | None,
     old_transform: AbstractBijector | None,
@@ -658,7 +670,7 @@ def _initial_array(
     return (physical if n is None else _vectorise(physical, n, "value")), False
 
 
-def _default_value(dist: AbstractDistribution | None) -> Any:
+def _default_value(dist: AbstractDistribution | None) -> ArrayLike:
     if dist is None:
         return 0.0
     try:
@@ -667,7 +679,7 @@ def _default_value(dist: AbstractDistribution | None) -> Any:
         return 0.0
 
 
-def _as_array(value: Any, arg: str) -> Array:
+def _as_array(value: object, arg: str) -> Array:
     try:
         return as_float_array(value)
     except TypeError:
@@ -744,7 +756,7 @@ def is_fixed_param(x: object) -> TypeGuard[Parameter]:
     return is_valid_param(x) and x.fixed
 
 
-def as_param(x: Any, **kwargs: Any) -> Any:
+def as_param(x: ParamInput, **kwargs: Any) -> ParamTree:
     """`x` as a `Parameter`: parameters pass through, lists and dicts are converted itemwise.
 
     Args:
@@ -772,7 +784,7 @@ def as_param(x: Any, **kwargs: Any) -> Any:
     return Parameter(x, **kwargs)
 
 
-def _check_names(name: Any, shape: tuple[int, ...]) -> None:
+def _check_names(name: object, shape: tuple[int, ...]) -> None:
     if isinstance(name, tuple):
         size = int(np.prod(shape, dtype=int))
         if len(name) != size:

@@ -59,7 +59,7 @@ def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Array, Array]:
     return first, second
 
 
-def _require(cond: Any, message: str) -> None:
+def _require(cond: ArrayLike, message: str) -> None:
     if is_concrete(cond) and not bool(jnp.all(cond)):
         raise ValueDomainError(message)
 
@@ -118,7 +118,9 @@ def Normal(mean: Number, std: Number, value: Number | None = None, **kwargs: Any
     return Parameter(mu if value is None else value, distribution=_Normal(mu, sd), **kwargs)
 
 
-def CenteredUniform(mean: Number, half_width: Number, *args: Any, **kwargs: Any) -> Parameter:
+def CenteredUniform(
+    mean: Number, half_width: Number, *args: Number | None, **kwargs: Any
+) -> Parameter:
     """Uniform on ``[mean - half_width, mean + half_width]``, value at the mean.
 
     Args:
@@ -139,7 +141,7 @@ def CenteredUniform(mean: Number, half_width: Number, *args: Any, **kwargs: Any)
 
 
 def RelativeUniform(
-    mean: Number, deviation_fraction: Number, *args: Any, **kwargs: Any
+    mean: Number, deviation_fraction: Number, *args: Number | None, **kwargs: Any
 ) -> Parameter:
     """Uniform on ``mean * (1 ± deviation_fraction)`` (sorted for negative means).
 

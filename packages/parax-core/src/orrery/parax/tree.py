@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import PyTree
 
 from ._util import fast_set
 from .parameter import Parameter
@@ -28,7 +29,7 @@ def is_parameter(x: object) -> TypeGuard[Parameter]:
     return isinstance(x, Parameter)
 
 
-def _none_like(tree: Any) -> Any:
+def _none_like(tree: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda _: None, tree)
 
 
@@ -80,7 +81,7 @@ def partition(
     return treedef.unflatten(dyn), treedef.unflatten(sta)
 
 
-def combine(*trees: Any) -> Any:
+def combine(*trees: PyTree) -> PyTree:
     """Inverse of `partition` (same as `equinox.combine`).
 
     Args:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
 
 import equinox as eqx
 import jax
@@ -33,6 +33,9 @@ from .distributions import AbstractDistribution
 from .probability import AbstractProbabilistic
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 __all__ = [
     "AbstractUnwrappable",
@@ -57,57 +60,59 @@ __all__ = [
 ]
 
 
-def _resolve_all(node: Any, include_self: bool) -> Any:
+def _resolve_all(node: PyTree, include_self: bool) -> PyTree:
     """Unwrap every unwrappable in `node` (and `node` itself if `include_self`)."""
 
-    def one(leaf: Any) -> Any:
+    def one(leaf: PyTree) -> PyTree:
         if not is_unwrappable(leaf):
             return leaf
         if not leaf.unwraps_descendants_first:
             return _resolve_all(leaf.unwrap(), include_self=True)
         return _resolve_all(leaf, include_self=False).unwrap()
 
-    def stop(x: Any) -> bool:
+    def stop(x: PyTree) -> bool:
         return is_unwrappable(x) and (include_self or x is not node)
 
     return jax.tree.map(one, node, is_leaf=stop)
 
 
-def _resolve_from_match(node: Any, only_if: Callable[[Any], bool], include_self: bool) -> Any:
+def _resolve_from_match(
+    node: PyTree, only_if: Callable[[PyTree], bool], include_self: bool
+) -> PyTree:
     """Top-down: the first node matching `only_if` is unwrapped whole."""
     if include_self and only_if(node):
         return _resolve_all(node, include_self=True)
 
-    def one(leaf: Any) -> Any:
+    def one(leaf: PyTree) -> PyTree:
         if only_if(leaf):
             return _resolve_all(leaf, include_self=True)
         if is_unwrappable(leaf):
             return _resolve_from_match(leaf, only_if, include_self=False)
         return leaf
 
-    def stop(x: Any) -> bool:
+    def stop(x: PyTree) -> bool:
         return (is_unwrappable(x) or only_if(x)) and (include_self or x is not node)
 
     return jax.tree.map(one, node, is_leaf=stop)
 
 
-def _resolve_matches(node: Any, only_if: Callable[[Any], bool], include_self: bool) -> Any:
+def _resolve_matches(node: PyTree, only_if: Callable[[PyTree], bool], include_self: bool) -> PyTree:
     """Bottom-up: only the unwrappables matching `only_if` are unwrapped."""
 
-    def one(leaf: Any) -> Any:
+    def one(leaf: PyTree) -> PyTree:
         if not is_unwrappable(leaf):
             return leaf
         inner = _resolve_matches(leaf, only_if, include_self=False)
         return inner.unwrap() if only_if(leaf) else inner
 
-    def stop(x: Any) -> bool:
+    def stop(x: PyTree) -> bool:
         return is_unwrappable(x) and (include_self or x is not node)
 
     return jax.tree.map(one, node, is_leaf=stop)
 
 
 def unwrap(
-    tree: PyTree, only_if: Callable[[Any], bool] | None = None, cascade: bool = True
+    tree: PyTree, only_if: Callable[[PyTree], bool] | None = None, cascade: bool = True
 ) -> PyTree:
     """Replace unwrappable nodes by what they stand for, innermost first.
 
@@ -129,17 +134,19 @@ def unwrap(
     return _resolve_matches(tree, only_if, include_self=True)
 
 
-def unwrap_self(method: Callable) -> Callable:
+def unwrap_self(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """Decorator: the method runs on ``unwrap(self)``."""
 
     @functools.wraps(method)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
         return method(unwrap(self), *args, **kwargs)
 
     return run
 
 
-def wrap(template: PyTree, values: PyTree, only_if: Callable[[Any], bool] | None = None) -> PyTree:
+def wrap(
+    template: PyTree, values: PyTree, only_if: Callable[[PyTree], bool] | None = None
+) -> PyTree:
     """Put unwrapped `values` back into the wrappables of `template`, outermost first.
 
     The inverse of `unwrap` for wrappable nodes (variables, `Freeze`, `Static`, ...):
@@ -155,32 +162,32 @@ def wrap(template: PyTree, values: PyTree, only_if: Callable[[Any], bool] | None
 def _wrap_all(t: PyTree, u: PyTree, include_self: bool) -> PyTree:
     """Wrap `u` into every wrappable of `t`, outermost first."""
 
-    def one(tl: Any, ul: Any) -> Any:
+    def one(tl: PyTree, ul: PyTree) -> PyTree:
         if not is_wrappable(tl):
             return ul
         return _wrap_all(tl, tl.wrap(ul), include_self=False)
 
-    def stop(x: Any) -> bool:
+    def stop(x: PyTree) -> bool:
         return is_wrappable(x) and (include_self or x is not t)
 
     return jax.tree.map(one, t, u, is_leaf=stop)
 
 
 def _wrap_matching(
-    t: PyTree, u: PyTree, only_if: Callable[[Any], bool], include_self: bool
+    t: PyTree, u: PyTree, only_if: Callable[[PyTree], bool], include_self: bool
 ) -> PyTree:
     """Wrap `u` into the subtrees of `t` whose root matches `only_if`."""
     if include_self and only_if(t):
         return _wrap_all(t, u, include_self=True)
 
-    def one(tl: Any, ul: Any) -> Any:
+    def one(tl: PyTree, ul: PyTree) -> PyTree:
         if only_if(tl):
             return _wrap_all(tl, ul, include_self=True)
         if is_wrappable(tl):
             return _wrap_matching(tl, ul, only_if, include_self=False)
         return ul
 
-    def stop(x: Any) -> bool:
+    def stop(x: PyTree) -> bool:
         return (is_wrappable(x) or only_if(x)) and (include_self or x is not t)
 
     return jax.tree.map(one, t, u, is_leaf=stop)
@@ -190,10 +197,10 @@ class Parameterize(AbstractUnwrappable[T]):
     """Unwraps to ``fn(*args, **kwargs)`` (the arguments unwrapped first)."""
 
     fn: Callable[..., T]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    args: tuple[PyTree, ...]
+    kwargs: dict[str, PyTree]
 
-    def __init__(self, fn: Callable[..., T], *args: Any, **kwargs: Any):
+    def __init__(self, fn: Callable[..., T], *args: PyTree, **kwargs: PyTree):
         self.fn = fn
         self.args = tuple(args)
         self.kwargs = kwargs
@@ -209,19 +216,19 @@ class Apply(AbstractUnwrappable[T]):
     array-like and are mapped.
     """
 
-    fn: Callable[..., Any]
+    fn: Callable[..., PyTree]
     tree: T
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    args: tuple[PyTree, ...]
+    kwargs: dict[str, PyTree]
 
-    def __init__(self, fn: Callable[..., Any], tree: T, *args: Any, **kwargs: Any):
+    def __init__(self, fn: Callable[..., PyTree], tree: T, *args: PyTree, **kwargs: PyTree):
         self.fn = fn
         self.tree = tree
         self.args = tuple(args)
         self.kwargs = kwargs
 
     def unwrap(self) -> T:
-        def one(x: Any) -> Any:
+        def one(x: PyTree) -> PyTree:
             return self.fn(x, *self.args, **self.kwargs) if eqx.is_array_like(x) else x
 
         return jax.tree.map(one, self.tree, is_leaf=eqx.is_array_like)
@@ -257,7 +264,7 @@ class _TiePlaceholder(eqx.Module):
     """What stands where a tied target was: no arrays, so optimisers never see it."""
 
 
-class Tie(AbstractUnwrappable[Any]):
+class Tie(AbstractUnwrappable[PyTree]):
     """Ties `target` to `source`: the target is removed and recomputed on unwrap.
 
     ``Tie(model, target=lambda m: m.b, source=lambda m: m.a, tie_fn=f)`` unwraps to
@@ -266,24 +273,24 @@ class Tie(AbstractUnwrappable[Any]):
     so a wrapper that collapses a path when unwrapped cannot take an endpoint with it.
     """
 
-    tree: Any
+    tree: PyTree
     ties: tuple = eqx.field(static=True)
 
     unwraps_descendants_first: ClassVar[bool] = False
 
     def __init__(
         self,
-        tree: Any,
-        target: Callable[[Any], Any],
-        source: Callable[[Any], Any],
-        tie_fn: Callable[[Any], Any] = lambda x: x,
+        tree: PyTree,
+        target: Callable[[PyTree], PyTree],
+        source: Callable[[PyTree], PyTree],
+        tie_fn: Callable[[PyTree], PyTree] = lambda x: x,
     ):
         base = tree.tree if isinstance(tree, Tie) else tree
         self.tree = eqx.tree_at(target, base, replace_fn=lambda _: _TiePlaceholder())
         previous = tree.ties if isinstance(tree, Tie) else ()
         self.ties = (*previous, (target, source, tie_fn))
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> PyTree:
         out = self.tree
         for target, source, tie_fn in self.ties:
             out = eqx.tree_at(target, out, tie_fn(unwrap(source(out))))
@@ -308,7 +315,7 @@ class Static(AbstractUnwrappable[T], AbstractWrappable[T]):
         return Static(tree)
 
 
-def as_opaque(tree: Any) -> Freeze | Static:
+def as_opaque(tree: PyTree) -> Freeze | Static:
     """`tree` hidden from optimisers: `Static` for an opaque Python object (a function),
     `Freeze` for arrays and pytrees; a `Freeze` or `Static` is returned as it is."""
     if isinstance(tree, Freeze | Static):
@@ -325,7 +332,7 @@ class Combine(AbstractUnwrappable[T]):
     pytrees: tuple[Any, ...]
     is_leaf: Any = eqx.field(converter=as_opaque)
 
-    def __init__(self, *pytrees: Any, is_leaf: Callable[[Any], bool] | None = None):
+    def __init__(self, *pytrees: PyTree, is_leaf: Callable[[PyTree], bool] | None = None):
         self.pytrees = pytrees
         self.is_leaf = is_leaf
 
