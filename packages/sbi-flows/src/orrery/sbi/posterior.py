@@ -26,14 +26,7 @@ from . import _model
 from ._aux import unwrap as unwrap_aux
 from ._aux import with_aux_heads
 from ._build import compiled_build
-from ._config import (
-    EncoderSpec,
-    FlowSpec,
-    RegularizerSpec,
-    SpecField,
-    TrainingSpec,
-    posterior_specs,
-)
+from ._config import PosteriorConfig, posterior_specs
 from ._fit_checks import warn_preparation_and_fit
 from ._fit_report import warn_after_fit
 from ._inference import PosteriorInference
@@ -94,7 +87,7 @@ def _check_observations(batch: PosteriorBatch, split: str) -> None:
 
 
 class ConditionalFlowPosterior(
-    PosteriorInference, FlowPosteriorPersistence, PersistentPosteriorEstimator
+    PosteriorInference, FlowPosteriorPersistence, PersistentPosteriorEstimator, PosteriorConfig
 ):
     """Amortized posterior ``q(theta | x)``: observation encoders and a conditional flow.
 
@@ -213,65 +206,6 @@ class ConditionalFlowPosterior(
     estimator_family: ClassVar[str] = "conditional_flow"
     _forced_flow_family: ClassVar[str | None] = None
 
-    flow_spec: FlowSpec
-    encoder_spec: EncoderSpec
-    training_spec: TrainingSpec
-    regularizer_spec: RegularizerSpec
-    # The constructor arguments under their own names, read from (and written
-    # through) the spec that holds them.
-    parameter_dim = SpecField[int]("flow_spec")
-    embedding_dim = SpecField[int]("flow_spec", "encoder_spec")
-    num_coupling_layers = SpecField[int]("flow_spec")
-    hidden_dim = SpecField[int]("flow_spec")
-    conditioner_depth = SpecField[int]("flow_spec")
-    autoregressive_transform_units = SpecField[int]("flow_spec")
-    neural_autoregressive_min_slope = SpecField[float]("flow_spec")
-    neural_autoregressive_min_residual = SpecField[float]("flow_spec")
-    neural_autoregressive_inverse_bisection_steps = SpecField[int]("flow_spec")
-    flow_family = SpecField[str]("flow_spec")
-    num_spline_bins = SpecField[int]("flow_spec")
-    spline_bound = SpecField[float]("flow_spec")
-    base_distribution = SpecField[str]("flow_spec")
-    use_base_affine = SpecField[bool]("flow_spec")
-    linear_gaussian_start = SpecField[bool]("flow_spec")
-    spectrum_encoder_type = SpecField[str]("encoder_spec")
-    n_wavelengths = SpecField[int]("encoder_spec")
-    spectrum_embedding_dim = SpecField[int]("encoder_spec")
-    photometry_embedding_dim = SpecField[int]("encoder_spec")
-    encoder_patch_size = SpecField[int]("encoder_spec", field="patch_size")
-    encoder_linear_skip = SpecField[bool]("encoder_spec", field="linear_skip")
-    learning_rate = SpecField[float]("training_spec")
-    batch_size = SpecField[int]("training_spec")
-    num_epochs = SpecField[int]("training_spec")
-    gradient_clip_norm = SpecField[float | None]("training_spec")
-    weight_decay = SpecField[float]("training_spec")
-    early_stopping_patience = SpecField[int | None]("training_spec")
-    early_stopping_min_delta = SpecField[float]("training_spec")
-    use_cosine_schedule = SpecField[bool]("training_spec")
-    warmup_fraction = SpecField[float]("training_spec")
-    warmup_epochs = SpecField[float | None]("training_spec")
-    min_learning_rate = SpecField[float]("training_spec")
-    lr_schedule_total_epochs = SpecField[float | None]("training_spec")
-    lr_decay_patience = SpecField[int | None]("training_spec")
-    lr_decay_factor = SpecField[float]("training_spec")
-    lr_decay_max = SpecField[int]("training_spec")
-    checkpoint_directory = SpecField[str | None]("training_spec")
-    checkpoint_backend = SpecField[str]("training_spec")
-    resume_from_checkpoint = SpecField[bool]("training_spec")
-    seed = SpecField[int]("training_spec")
-    embedding_noise_std = SpecField[float]("regularizer_spec")
-    embedding_noise_min_scale = SpecField[float]("regularizer_spec")
-    parameter_noise_floor = SpecField[float]("regularizer_spec")
-    aux_scale_loss_weight = SpecField[float]("regularizer_spec")
-    aux_parameter_loss_weight = SpecField[float]("regularizer_spec")
-    spline_small_bin_regularization_weight = SpecField[float | None]("regularizer_spec")
-    spline_min_bin_ratio_target = SpecField[float]("regularizer_spec")
-    spline_entropy_regularization_weight = SpecField[float]("regularizer_spec")
-    spline_derivative_regularization_weight = SpecField[float]("regularizer_spec")
-    spline_entropy_floor = SpecField[float]("regularizer_spec")
-    spline_min_derivative_target = SpecField[float]("regularizer_spec")
-    spline_max_derivative_target = SpecField[float]("regularizer_spec")
-
     def __init__(
         self,
         parameter_dim: int,
@@ -362,7 +296,7 @@ class ConditionalFlowPosterior(
         )
         self.stable_cube_edge_hit_rate_threshold = stable_cube_edge_hit_rate_threshold
         self.encoder_hidden_dim = encoder_hidden_dim
-        self.task_metadata: dict[str, Any] = config["task_metadata"]
+        self.task_metadata = config["task_metadata"]
         self.verbose_diagnostics = bool(verbose_diagnostics)
         self.diagnostics_output_directory = diagnostics_output_directory
         self.diagnostics_plot_interval = check_positive_int(
