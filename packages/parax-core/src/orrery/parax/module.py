@@ -420,14 +420,14 @@ class Module(eqx.Module, metaclass=ModuleMeta):
     # -- parameter updates --------------------------------------------------------------------
     def with_params(
         self,
-        params: Mapping[str, Any] | ArrayLike | None = None,
+        params: Mapping[str, Parameter | ArrayLike] | ArrayLike | None = None,
         check_missing: bool = False,
         check_unknown: bool = True,
         fix_others: bool = False,
         include_fixed: bool = False,
         *,
         latent: bool = False,
-        **param_kwargs: Any,
+        **param_kwargs: Parameter | ArrayLike,
     ) -> Self:
         """A copy with parameters replaced.
 
@@ -548,7 +548,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return self.with_free_params(param_filter, fix_others=True, **kwargs)
 
-    def with_all_params_fixed(self, **kwargs: Any) -> Self:
+    def with_all_params_fixed(self, **kwargs: bool) -> Self:
         """Fix every parameter.
 
         Args:
@@ -559,10 +559,10 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Raises:
             ConfigError: `fix_others=False`, or any other keyword (also a `TypeError`).
         """
-        kwargs = _modtools.all_params_keywords(kwargs, "fix_others", "with_all_params_fixed")
-        return self.with_mapped_params(lambda p: p.as_fixed(), None, **kwargs)
+        mapping = _modtools.all_params_keywords(kwargs, "fix_others", "with_all_params_fixed")
+        return self.with_mapped_params(lambda p: p.as_fixed(), None, **mapping)
 
-    def with_all_params_free(self, **kwargs: Any) -> Self:
+    def with_all_params_free(self, **kwargs: bool) -> Self:
         """Free every parameter.
 
         Args:
@@ -573,8 +573,8 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Raises:
             ConfigError: `include_fixed=False`, or any other keyword (also a `TypeError`).
         """
-        kwargs = _modtools.all_params_keywords(kwargs, "include_fixed", "with_all_params_free")
-        return self.with_mapped_params(lambda p: p.as_free(), None, **kwargs)
+        mapping = _modtools.all_params_keywords(kwargs, "include_fixed", "with_all_params_free")
+        return self.with_mapped_params(lambda p: p.as_free(), None, **mapping)
 
     # -- parameter groups ---------------------------------------------------------------------
     def param_groups(
@@ -643,7 +643,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         respect_bounds: bool = False,
         remove_param_groups: bool = True,
         zero_values: str = "keep",
-        **kwargs: Any,
+        **kwargs: Unpack[_MapAllKeywords],
     ) -> Self:
         """Uniform distributions ``value * (1 ± percentage)`` on the selected parameters.
 
@@ -665,7 +665,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
 
     # -- fields and submodules ----------------------------------------------------------------
     @classmethod
-    def with_defaults(cls, *args: Any, **kwargs: Any) -> type:
+    def with_defaults(cls, *args: object, **kwargs: object) -> type:
         """A subclass of this type whose constructor defaults to the given arguments.
 
         Returns:
@@ -689,7 +689,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return _modtools.merged(self, modules)
 
-    def with_fields(self, *args: Mapping[str, Any], **kwargs: Any) -> Self:
+    def with_fields(self, *args: Mapping[str, object], **kwargs: object) -> Self:
         """A copy with fields replaced (converters applied)."""
         return _modtools.with_fields(self, *args, **kwargs)
 
@@ -701,16 +701,16 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         """
         return fast_set(self, name=name)
 
-    def with_attrs(self, *args: Any, **kwargs: Any) -> Self:
+    def with_attrs(self, *args: object, **kwargs: object) -> Self:
         """A copy with attributes replaced by dotted path."""
         return _modtools.with_attrs(self, args, kwargs)
 
-    def with_submodules(self, *args: Any, **kwargs: Any) -> Self:
+    def with_submodules(self, *args: object, **kwargs: object) -> Self:
         """Replace submodules addressed by their parameter-style names."""
         return _modtools.with_submodules(self, args, kwargs)
 
     def with_submodule_fields(
-        self, submodule: str | Sequence[str], *args: Any, **kwargs: Any
+        self, submodule: str | Sequence[str], *args: Mapping[str, object], **kwargs: object
     ) -> Self:
         """Field replacements on a nested submodule addressed by dotted attribute path.
 

@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.core import Tracer
-from jaxtyping import Array, Inexact
+from jaxtyping import Array, ArrayLike, Inexact, PyTree
 
 from orrery.interface import ConfigError, ConfigTypeError
 
@@ -79,7 +79,7 @@ class AbstractVariable(ArrayOps, AbstractUnwrappable[Array]):
     def as_fixed(self) -> Fixed:
         return Fixed(self)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Array]:
         return iter(self.value)
 
 
@@ -121,7 +121,7 @@ class Real(AbstractVariable, AbstractWrappable[Array]):
         return eqx.tree_at(lambda m: m.raw_value, self, value)
 
 
-def as_variable(value: Any) -> AbstractVariable:
+def as_variable(value: AbstractVariable | ArrayLike) -> AbstractVariable:
     """`value` if it is a variable, else `Real(value)`."""
     return value if is_variable(value) else Real(value)
 
@@ -149,12 +149,12 @@ class Fixed(AbstractVariable, AbstractConstant[Any], AbstractWrappable[Array]):
 
     raw_value: Any = eqx.field(converter=as_param)
 
-    def __init__(self, raw_value: Any = None):
+    def __init__(self, raw_value: AbstractVariable | ArrayLike | None = None):
         if raw_value is None:
             raise ConfigError("Fixed: raw_value is required")
         self.raw_value = raw_value.raw_value if isinstance(raw_value, Fixed) else raw_value
 
-    def free(self) -> Any:
+    def free(self) -> AbstractVariable | Array:
         return self.raw_value
 
     @property
@@ -167,7 +167,7 @@ class Fixed(AbstractVariable, AbstractConstant[Any], AbstractWrappable[Array]):
         return eqx.tree_at(lambda m: m.raw_value, self, value)
 
 
-def as_fixed(value: Any) -> Fixed:
+def as_fixed(value: AbstractVariable | ArrayLike) -> Fixed:
     """`value` if already `Fixed`, else `Fixed(value)`."""
     return value if isinstance(value, Fixed) else Fixed(value)
 
@@ -189,7 +189,7 @@ class Transformed(AbstractVariable, AbstractWrappable[Array]):
     bijector: Any = eqx.field(converter=as_opaque)
     raw_value: Any = eqx.field(converter=as_param)
 
-    def __init__(self, bijector: AbstractBijector, raw_value: Any):
+    def __init__(self, bijector: AbstractBijector, raw_value: AbstractVariable | ArrayLike):
         if isinstance(raw_value, Transformed):
             bijector = Chain([bijector, as_unwrapped(raw_value.bijector)])
             raw_value = raw_value.raw_value
@@ -211,7 +211,7 @@ class Bounded(AbstractVariable, AbstractBounded[Array], AbstractWrappable[Array]
     bounds: Any = eqx.field(converter=as_opaque)
     raw_value: Any = eqx.field(converter=jnp.asarray)
 
-    def __init__(self, bounds: tuple[Any, Any], raw_value: Any = None):
+    def __init__(self, bounds: tuple[ArrayLike, ArrayLike], raw_value: ArrayLike | None = None):
         if raw_value is not None:
             lower, upper = jnp.asarray(bounds)
             arr = jnp.asarray(raw_value)
@@ -385,13 +385,15 @@ class Random(_ConstrainedVariable, AbstractProbabilistic[Array]):
         return Random(dist, constraint, self.value)
 
 
-def tree_named_params(tree: Any) -> dict[str, Any]:
+def tree_named_params(tree: PyTree) -> dict[str, AbstractVariable | Array]:
     """``{keystr(path): param}`` for every param (variable or inexact array) in `tree`."""
     leaves, _ = jax.tree.flatten_with_path(tree, is_leaf=is_param)
     return {jax.tree_util.keystr(p): leaf for p, leaf in leaves if is_param(leaf)}
 
 
-def constrain_param(variable: Any, *constraints: AbstractConstraint) -> Any:
+def constrain_param(
+    variable: AbstractVariable | ArrayLike, *constraints: AbstractConstraint
+) -> Any:
     """Put the intersection of `constraints` on a parameter, however it is wrapped.
 
     Constrainable variables take it directly; `Fixed` and `Tagged` pass it to what they
