@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import NoReturn
 
 import equinox as eqx
 import jax
@@ -38,7 +38,7 @@ from distreqx.distributions import (
     Uniform,
 )
 from jax.scipy.special import ndtr, ndtri
-from jaxtyping import Array, Key, PyTree
+from jaxtyping import Array, ArrayLike, Key, PyTree
 
 from orrery.interface import ConfigError
 
@@ -86,7 +86,7 @@ class TruncatedNormal(AbstractProbDistribution, strict=True):
     low: Array
     high: Array
 
-    def __init__(self, loc: Any, scale: Any, low: Any, high: Any):
+    def __init__(self, loc: ArrayLike, scale: ArrayLike, low: ArrayLike, high: ArrayLike):
         self.loc = jnp.asarray(loc)
         self.scale = jnp.asarray(scale)
         self.low = jnp.asarray(low)
@@ -187,7 +187,7 @@ class TruncatedNormal(AbstractProbDistribution, strict=True):
     def median(self) -> Array:
         return self.icdf(jnp.asarray(0.5, dtype=jnp.result_type(self.loc, float)))
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         raise NotImplementedError("TruncatedNormal has no closed-form KL divergence")
 
 
@@ -212,18 +212,18 @@ class Independent(AbstractProbDistribution, strict=True):
         self.distribution = distribution
         self.reinterpreted_batch_ndims = reinterpreted_batch_ndims
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, method: str, *args: PyTree) -> PyTree:
         fn = lambda d, *a: getattr(d, method)(*a)
         for _ in range(self.reinterpreted_batch_ndims):
             fn = eqx.filter_vmap(fn)
         return fn(self.distribution, *args)
 
-    def _summed(self, method: str, *args: Any) -> Array:
+    def _summed(self, method: str, *args: PyTree) -> Array:
         out = self._call(method, *args)
         return functools.reduce(jnp.add, [jnp.sum(v) for v in jax.tree.leaves(out)])
 
     @property
-    def event_shape(self) -> Any:
+    def event_shape(self) -> tuple[int, ...]:
         if self.reinterpreted_batch_ndims == 0:
             return self.distribution.event_shape
         return eqx.filter_eval_shape(self.sample, jax.random.key(0)).shape
@@ -276,7 +276,7 @@ class Independent(AbstractProbDistribution, strict=True):
     def icdf(self, value: Array) -> Array:
         return self._call("icdf", value)
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         raise NotImplementedError("Independent has no KL divergence here")
 
 
@@ -286,7 +286,7 @@ class LogNormal(AbstractProbDistribution, strict=True):
     loc: Array
     scale: Array
 
-    def __init__(self, loc: Any, scale: Any):
+    def __init__(self, loc: ArrayLike, scale: ArrayLike):
         self.loc = jnp.asarray(loc, dtype=float)
         self.scale = jnp.asarray(scale, dtype=float)
 
@@ -349,7 +349,7 @@ class LogNormal(AbstractProbDistribution, strict=True):
     def median(self) -> Array:
         return jnp.exp(self.loc)
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         if not isinstance(other_dist, LogNormal):
             raise NotImplementedError("LogNormal: KL divergence to LogNormal only")
         ratio = self.scale / other_dist.scale
@@ -434,7 +434,7 @@ class Joint(AbstractSampleLogProbDistribution, AbstractProbDistribution, strict=
     def stddev(self) -> PyTree:
         return self._map("stddev")
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         if not isinstance(other_dist, Joint):
             raise ConfigError("other_dist: expected a Joint distribution")
         kls = jax.tree.map(
@@ -476,7 +476,7 @@ class ImproperUniform(AbstractProbDistribution, strict=True):
     def stddev(self) -> Array:
         return jnp.full(self.shape, jnp.inf)
 
-    def _undefined(self, *args: Any, **kwargs: Any) -> Any:
+    def _undefined(self, *args: object, **kwargs: object) -> NoReturn:
         raise NotImplementedError("ImproperUniform is improper: it has no sample or CDF")
 
     def sample(self, key: Key[Array, ""]) -> Array:
@@ -500,5 +500,5 @@ class ImproperUniform(AbstractProbDistribution, strict=True):
     def icdf(self, value: Array) -> Array:
         return self._undefined()
 
-    def kl_divergence(self, other_dist: Any, **kwargs: Any) -> Array:
+    def kl_divergence(self, other_dist: AbstractDistribution, **kwargs: object) -> Array:
         return self._undefined()
