@@ -44,14 +44,26 @@ def _residuals(flux, features, theta):
 
 
 def _pass(
-    flux, ivar, features, theta, u, *, first: bool, with_rhs: bool, with_sens: bool, total=False
+    flux,
+    ivar,
+    features,
+    theta,
+    u,
+    *,
+    first: bool,
+    with_rhs: bool,
+    with_sens: bool,
+    total=False,
+    mix=None,
 ):
     """One blocked pass: ``g(u)``, ``h(u)`` (and ``Fᵀ W(u) r`` with ``with_rhs``).
 
     With ``first`` it also returns ``max r²`` over unmasked entries and ``g(0)``
     (and, first of all, with ``total`` their ``Σ r²``), ahead of the others. With
     ``with_sens`` it also returns, last, ``q(u) = dh/du`` and ``Fᵀ W(u)² r``
-    (``-d/du`` of ``Fᵀ W r``; ``-½ dg/dθ``).
+    (``-d/du`` of ``Fᵀ W r``; ``-½ dg/dθ``). With ``mix`` (a 0/1 scalar, data,
+    not static; ``with_rhs`` and ``with_sens`` False) it returns, last, ``q(u)``
+    and ``Fᵀ W(u)^(1 + mix) r``: either matrix from one program.
     """
     n, p = flux.shape
     dtype = flux.dtype
@@ -73,6 +85,9 @@ def _pass(
         if with_sens:
             ww = w * w
             out += [col_sum(ww * (6.0 * r2 * ww - 2.0 * w)), fb.T @ (ww * r)]
+        if mix is not None:  # w (1 - mix + mix w): exactly w or w² (no select)
+            ww = w * w
+            out += [col_sum(ww * (6.0 * r2 * ww - 2.0 * w)), fb.T @ ((w * (keep + mix * w)) * r)]
         ops = ((["sum"] if total else []) + ["max", "sum"]) if first else []
         ops += ["sum"] * (len(out) - len(ops))
         return tuple(
@@ -80,12 +95,13 @@ def _pass(
             for a, o, op in zip(acc, out, ops, strict=True)
         )
 
+    keep = None if mix is None else 1.0 - mix
     zero = jnp.zeros(p, dtype)
     init = [zero] * (2 + bool(total)) if first else []
     init += [zero, zero]
     if with_rhs:
         init.append(jnp.zeros((k, p), dtype))
-    if with_sens:
+    if with_sens or mix is not None:
         init += [zero, jnp.zeros((k, p), dtype)]
     rows = block_rows(n, p, dtype.itemsize)
     return row_blocks(body, (feats, flux, ivar), tuple(init), rows)
@@ -131,6 +147,7 @@ def fit_scatter(
     with_rhs: bool = False,
     handoff: float = 0.0,
     with_sensitivity: bool = False,
+    mix: Float[Array, ""] | None = None,
 ):
     """Per-pixel ``s²`` maximising ``-½ Σ_n [log(σ² + s²) + r² / (σ² + s²)]``.
 
@@ -160,6 +177,10 @@ def fit_scatter(
         with_sensitivity: also return, at the last point evaluated, ``g``, ``h``,
             ``q = dh/du`` and ``Fᵀ W² r`` ``(p, k)``: enough to predict, without a
             pass, the next Newton step after a small change of ``s²`` and ``θ``.
+        mix: instead of either (both False), return at the last point evaluated
+            ``g``, ``h``, ``q`` and ``Fᵀ W^(1 + mix) r``: ``mix`` 0 gives
+            ``with_rhs``'s matrix, 1 ``with_sensitivity``'s. It is data, so a
+            caller that needs either in different rounds compiles one program.
 
     The derivative ``g(u)`` is negative for ``u >= max r²``; when ``g(0) <= 0`` the
     maximum sits on the boundary ``s² = 0``. Otherwise Newton steps, in ``u``
@@ -176,11 +197,21 @@ def fit_scatter(
         ``s²`` per pixel, whether the pixel converged within ``n_iter`` steps,
         with ``with_rhs`` ``Fᵀ W r`` and the ``s²`` it was evaluated at, and with
         ``with_sensitivity`` that point (unless already returned) and the four
-        quantities above.
+        quantities above; with ``mix``, ``(s², converged, at, g, h, q, matrix)``.
     """
     dtype = flux.dtype
+    if mix is not None and (with_rhs or with_sensitivity):
+        raise ValueError("mix: not with with_rhs or with_sensitivity")
+    mix = None if mix is None else jnp.asarray(mix, dtype)
     passes = partial(
-        _pass, flux, ivar, features, theta, with_rhs=with_rhs, with_sens=with_sensitivity
+        _pass,
+        flux,
+        ivar,
+        features,
+        theta,
+        with_rhs=with_rhs,
+        with_sens=with_sensitivity,
+        mix=mix,
     )
     probe = jnp.zeros_like(sum_var) if init is None else jnp.maximum(init, 0.0)
     out = passes(probe, first=True, total=init is None)
@@ -227,7 +258,7 @@ def fit_scatter(
     out = (s2, done)
     if with_rhs:
         out += (extra.pop(0).T, at)
-    if with_sensitivity:
+    if with_sensitivity or mix is not None:
         q, d = extra
         out += (g, h, q, d.T) if with_rhs else (at, g, h, q, d.T)
     return out

@@ -15,8 +15,12 @@ less than the tolerance, it is taken from them without reading the data. A
 typical fit so reads the data five times: the base normal equations, two
 scatter passes, the Gram matrix at the new weights, and one more scatter pass.
 
-No pass sits inside a conditional: XLA on the CPU copies a conditional's
-operands, and a copy of the data costs as much as a pass.
+No pass sits inside a conditional outside the loop: XLA on the CPU copies a
+conditional's operands, and a copy of the data costs as much as a pass (the
+first round inside the loop, re-solved in a branch, made a warm fit about a
+fifth slower). The predicted round and the loop's rounds share one loop body,
+their kind a number in its state, so the program holds the scatter fit twice
+(the first round's and the loop's), not three times.
 """
 
 from __future__ import annotations
@@ -221,11 +225,24 @@ def _train(
 
         return row_blocks(body, (features, flux, ivar), jnp.zeros(p, dtype), rows)
 
-    def round_(state, first: bool, predict: bool = False):
-        """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept)."""
-        it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
-        warm = refinable and not first
+    # after the first round (outside the loop: no pass in a conditional) one loop runs
+    # every round, the predicted one (with the L2 penalty and noise: it may settle the
+    # fit) and the loop's, its kind data rather than code: the program holds two scatter
+    # fits, not one per kind of round
+    first_kind, predict_kind, loop_kind = (jnp.asarray(i, jnp.int32) for i in range(3))
+    predicting = refinable and max_iter > 1
+
+    def round_(state, first: bool = False):
+        """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept).
+
+        ``first``: the first round, traced apart (cold start, always re-solved);
+        otherwise the round's kind is ``state[0]``.
+        """
+        kind, it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
+        predict = kind == predict_kind
         if known_noise:
+            # in the loop with refinement every pass also sums Fᵀ W r (loop rounds) or,
+            # in the predicted round, q and Fᵀ W² r: one matrix, chosen by data
             out = fit_scatter(
                 flux,
                 ivar,
@@ -234,9 +251,8 @@ def _train(
                 start if first else s2_old,
                 features=features,
                 theta=theta,
-                with_rhs=warm and not predict,
                 handoff=HANDOFF if refinable else 0.0,
-                with_sensitivity=predict,
+                mix=predict.astype(dtype) if refinable and not first else None,
             )
             s2_new, conv = out[:2]
         else:
@@ -266,33 +282,37 @@ def _train(
             # solved for the new weights even when they barely moved: a conditional
             # around a pass costs XLA a copy of the data on the CPU, more than the pass
             theta, ref_s2, ref_matrix, exact = resolve(None)
-            return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
-        if predict:
-            # with_sensitivity and not with_rhs: out[2:] is (at, g, h, q, Fᵀ W² r)
-            settled, final = _predicted_round(theta, s2_new, out[2:], ref_s2, ref_matrix, exact)
-            # unsettled, the round is as if not taken: the loop's rounds take it again
-            return jax.tree.map(
-                lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state)
-            )
-        if not warm:
+            after = predict_kind if predicting else loop_kind
+            return after, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+        if not refinable:
             theta, ref_s2, ref_matrix, exact = jax.lax.cond(moving, resolve, keep, None)
-            return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+            return loop_kind, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
 
-        resid_rhs, evaluated_at = out[2], out[3]
+        at, matrix = out[2], out[6]
         # the step aims at the weights the residual was summed with: they must be s2_new's
         near = (weight_shift(s2_new, ref_s2) <= REFINE_MAX) & (
-            weight_shift(evaluated_at, s2_new) <= REFINE_MAX
+            weight_shift(at, s2_new) <= REFINE_MAX
         )
 
         def refine(_):
-            step = _refine(ref_matrix, theta, resid_rhs, penalty, allowed)
+            step = _refine(ref_matrix, theta, matrix, penalty, allowed)
             return step, ref_s2, ref_matrix, jnp.asarray(False)
 
         # θ solved exactly for these very weights already: the step would be zero
-        done = exact & jnp.all(jnp.where(usable, evaluated_at == ref_s2, True))
+        done = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
         branch = jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
-        theta, ref_s2, ref_matrix, exact = jax.lax.switch(branch, (keep, refine, resolve), None)
-        return it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+        # the predicted round's θ comes from `_predicted_round`, not from a branch
+        branch = jnp.where(predict, 0, branch)
+        step = jax.lax.switch(branch, (keep, refine, resolve), None)
+        new = (loop_kind, it + 1, step[0], s2_new, change, conv, *step[1:])
+        if not predicting:
+            return new
+        settled, final = _predicted_round(theta, s2_new, out[2:], ref_s2, ref_matrix, exact)
+        # unsettled, the predicted round is as if not taken: the loop's rounds take it again
+        predicted = jax.tree.map(
+            lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state[1:])
+        )
+        return jax.tree.map(lambda a, b: jnp.where(predict, a, b), (loop_kind, *predicted), new)
 
     def _predicted_round(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact):
         """The round after this one, predicted from this pass's derivatives, when small.
@@ -332,17 +352,26 @@ def _train(
         return settled, final
 
     def cond(state):
-        it, _, _, change, conv, _, _, _ = state
+        kind, it, _, _, change, conv, _, _, _ = state
         # with hand-off a round may leave pixels one Newton step short: finish them too
         unfinished = jnp.any(usable & ~conv) if refinable else False
-        return (it < max_iter) & ((change >= tol) | unfinished)
+        # the predicted round always runs (the first ran before the loop)
+        return (kind != loop_kind) | ((it < max_iter) & ((change >= tol) | unfinished))
 
     ref_matrix = ref_matrix if refinable else jnp.zeros((), dtype)
     inf = jnp.asarray(jnp.inf, dtype)
-    init = (jnp.asarray(0), coeffs, s2, inf, all_conv, s2, ref_matrix, jnp.asarray(True))
+    init = (
+        first_kind,
+        jnp.asarray(0),
+        coeffs,
+        s2,
+        inf,
+        all_conv,
+        s2,
+        ref_matrix,
+        jnp.asarray(True),
+    )
     state = round_(init, first=True)  # cold scatter and exact solve, outside the loop
-    if refinable and known_noise and max_iter > 1:  # one warm round may settle the next
-        state = round_(state, first=False, predict=True)
-    state = jax.lax.while_loop(cond, partial(round_, first=False), state)
-    _, coeffs, s2, _, conv, _, _, _ = state
+    state = jax.lax.while_loop(cond, round_, state)
+    _, _, coeffs, s2, _, conv, _, _, _ = state
     return coeffs, jnp.where(usable, s2, 0.0), usable, conv
