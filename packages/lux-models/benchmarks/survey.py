@@ -142,6 +142,22 @@ def _rss_now() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _reset_peak() -> int | None:
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs``); None where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return 0
+
+
+def _peak_since_reset() -> int | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 # ---------------------------------------------------------------- one child, one measurement
 def child(args) -> dict:
     import jax
@@ -172,14 +188,74 @@ def child(args) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(fit().coeffs)
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if len(times) == 1:  # the cold fit's compilation is not part of the warm peak
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            warm_peak = _reset_peak()
+    if warm_peak is not None:
+        warm_peak = _peak_since_reset()
     return {
         "cold": times[0],
         "warm": float(np.median(times[1:])),
         "fastest": float(np.min(times[1:])),
         "base_rss": base_rss,
         "peak_rss": peak,
+        "warm_peak_rss": warm_peak,
     }
+
+
+def label_child(args) -> dict:
+    """Labelling: the in-memory test step, then the store on 0 (this process), 1 and 2 workers.
+
+    The model is fitted in memory on the first 2,000 stars. Each executor labels
+    the whole store twice, into fresh catalogues: cold (worker start-up, imports
+    and compilation included) and warm (the same workers again).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from orrery.lux import Cannon
+    from orrery.lux.survey import SpectraStore
+
+    folder = Path(args.folder)
+    store = SpectraStore(folder / "store")
+    n = store.n_stars
+    train = store.read(0, min(n, 2000))
+    cannon = Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
+    sub = store.read(0, min(n, 4096))
+    cannon.infer_labels(sub.flux[:64], sub.ivar[:64])  # compile
+    t0 = time.perf_counter()
+    cannon.infer_labels(sub.flux, sub.ivar)
+    out = {"memory": len(sub.flux) / (time.perf_counter() - t0)}
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        for workers in (0, 1, 2):
+            pool = ProcessPoolExecutor(workers) if workers else None
+            for run in ("cold", "warm"):
+                t0 = time.perf_counter()
+                cannon.infer_labels(
+                    store,
+                    catalogue=Path(tmp) / f"labels_{workers}_{run}",
+                    executor=pool,
+                    progress=False,
+                )
+                out[f"{workers}_{run}"] = n / (time.perf_counter() - t0)
+            if pool is not None:
+                pool.shutdown()
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def _label_table(args, r: dict) -> str:
+    if "error" in r:
+        return f"labelling: {r['error']}"
+    lines = [
+        "| labelling | stars/s cold | stars/s warm | vs in-memory test step (warm) |",
+        "|---|---|---|---|",
+        f"| in memory, {min(args.stars, 4096)} stars | | {r['memory']:,.0f} | 1.00x |",
+    ]
+    for workers, name in ((0, "store, this process"), (1, "store, 1 worker"), (2, "2 workers")):
+        cold, warm = r[f"{workers}_cold"], r[f"{workers}_warm"]
+        lines.append(f"| {name} | {cold:,.0f} | {warm:,.0f} | {warm / r['memory']:.2f}x |")
+    lines.append(f"\n1 -> 2 workers (warm): {r['2_warm'] / r['1_warm']:.2f}x")
+    return "\n".join(lines)
 
 
 def _run_child(args, kind: str, budget: str | None) -> dict:
@@ -209,18 +285,19 @@ def _table(args, rows: list[tuple[str, str, dict]]) -> str:
     gib = 2**30
     lines = [
         "| source | budget | cold (stars/s) | warm (stars/s) | warm vs memory "
-        "| fastest vs memory | RSS before data | peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| fastest vs memory | RSS before data | peak RSS (cold) | peak RSS (warm) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, budget, r in rows:
         if "error" in r:
-            lines.append(f"| {kind} | {budget or '-'} | {r['error']} | | | | | |")
+            lines.append(f"| {kind} | {budget or '-'} | {r['error']} | | | | | | |")
             continue
         ratio = f"{memory['warm'] / r['warm']:.2f}x" if memory else "-"
         best = f"{memory['fastest'] / r['fastest']:.2f}x" if memory else "-"
         lines.append(
             f"| {kind} | {budget or '-'} | {n / r['cold']:,.0f} | {n / r['warm']:,.0f} | {ratio} "
-            f"| {best} | {r['base_rss'] / gib:.2f} GiB | {r['peak_rss'] / gib:.2f} GiB |"
+            f"| {best} | {r['base_rss'] / gib:.2f} GiB | {r['peak_rss'] / gib:.2f} GiB "
+            f"| {(r['warm_peak_rss'] or 0) / gib:.2f} GiB |"
         )
     return "\n".join(lines)
 
@@ -235,12 +312,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-limit", type=float, default=0.6)
     parser.add_argument("--keep", help="a folder for the survey, kept (and reused) afterwards")
-    parser.add_argument("--child", choices=["memory", "npy", "store"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["memory", "npy", "store", "label"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--budget", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args)))
+        print(json.dumps(label_child(args) if args.child == "label" else child(args)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         args.folder = Path(args.keep or tmp) / f"survey_{args.stars}x{args.pixels}"
@@ -262,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
             f"load average {os.getloadavg()}"
         )
         print(_table(args, rows))
+        if has_store:
+            print(_label_table(args, _run_child(args, "label", None)))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,14 @@ def merge_base(acc, out):
     return gram + g2, rhs + r2, count + c2, jnp.maximum(ivar_max, m2), sum_ivar + s2, sum_wyy + w2
 
 
+def _throttle(previous, out):
+    """Wait for the chunk before ``out``'s: JAX dispatches asynchronously, and a loop
+    that ran ahead would hold every chunk it has read until its kernel ran. Returns ``out``."""
+    if previous is not None:
+        jax.block_until_ready(previous)
+    return out
+
+
 class Passes:
     """The passes of the training loop, each a loop over the chunks of ``reader``."""
 
@@ -135,16 +143,17 @@ class Passes:
 
     def normal(self, s2):
         """``Fᵀ W F`` and ``Fᵀ W y`` at the weights ``1 / (σ² + s²)``."""
-        acc = None
+        acc = previous = None
         for chunk in self.reader:
             out = self._gram(chunk, s2, False)
+            previous = _throttle(previous, out)
             acc = out if acc is None else merge(acc, out)
         assert acc is not None
         return acc
 
     def scatter(self, theta, u, *, first: bool, with_rhs: bool, with_sens: bool):
         """The sums of one scatter pass at ``s² = u`` (as `_pass`, ``total`` False)."""
-        acc = None
+        acc = previous = None
         for chunk in self.reader:
             out = scatter_chunk(
                 chunk.labels,
@@ -159,6 +168,7 @@ class Passes:
                 with_sens=with_sens,
                 **self.opts,
             )
+            previous = _throttle(previous, out)
             acc = out if acc is None else merge(acc, out, first_is_max=first)
         assert acc is not None
         return acc
