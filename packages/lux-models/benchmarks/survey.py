@@ -57,6 +57,8 @@ def _thread_env(n: int) -> dict[str, str]:
 # ---------------------------------------------------------------- the survey on disk
 def generate(folder: Path, n_stars: int, n_pixels: int, seed: int, chunk: int = 2048) -> None:
     """Write ``labels.npy``, ``flux.npy``, ``ivar.npy`` (float32) a chunk of stars at a time."""
+    import jax.numpy as jnp
+
     from orrery.lux._poly import poly_features
     from orrery.lux.datasets import synthetic_survey
 
@@ -72,7 +74,8 @@ def generate(folder: Path, n_stars: int, n_pixels: int, seed: int, chunk: int = 
     for start in range(0, n_stars, chunk):
         stop = min(n_stars, start + chunk)
         lab = rng.uniform(lo, hi, size=(stop - start, 3))
-        feats = np.asarray(poly_features((lab - model.label_offset) / model.label_scale, 2))
+        scaled = jnp.asarray((lab - model.label_offset) / model.label_scale)
+        feats = np.asarray(poly_features(scaled, 2))
         clean = feats @ model.coeffs.T
         sigma = np.abs(clean) / 100.0
         noise = rng.standard_normal(clean.shape) * np.sqrt(sigma**2 + 0.01**2)
@@ -117,7 +120,7 @@ class NpySource:
         buf = np.empty(nbytes + 64, np.uint8)
         first = (-buf.ctypes.data) % 64
         out = buf[first : first + nbytes]
-        view, done = memoryview(out), 0
+        view, done = memoryview(out.data), 0
         while done < nbytes:
             done += os.preadv(fd, [view[done:]], offset + start * row + done)
         return out.view(dtype).reshape(stop - start, self.n_pixels)
@@ -219,6 +222,7 @@ def label_child(args) -> dict:
     store = SpectraStore(folder / "store")
     n = store.n_stars
     train = store.read(0, min(n, 2000))
+    assert train.labels is not None
     cannon = Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
     sub = store.read(0, min(n, 4096))
     cannon.infer_labels(sub.flux[:64], sub.ivar[:64])  # compile
@@ -303,7 +307,7 @@ def _table(args, rows: list[tuple[str, str, dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--stars", type=int, default=4000)
     parser.add_argument("--pixels", type=int, default=8575)
     parser.add_argument("--budgets", nargs="+", default=["2GiB", "256MiB"])
