@@ -57,12 +57,12 @@ def tree_bounds(tree: PyTree) -> tuple[PyTree, PyTree]:
     return tree_lower(tree), tree_upper(tree)
 
 
-def is_leaf(x: Any) -> bool:
+def is_leaf(x: object) -> bool:
     """Stop points for bounded partitioning: unwrappable bounded nodes and constants."""
     return (is_bounded(x) and is_unwrappable(x)) or is_constant(x)
 
 
-def is_dynamic(x: Any) -> bool:
+def is_dynamic(x: object) -> bool:
     """Trainable under bounded inference: not constant, and a bounded node or array."""
     if is_constant(x):
         return False

@@ -143,12 +143,12 @@ def tree_constrain(tree: PyTree, constraints: PyTree) -> PyTree:
     return jax.tree.map(apply, tree, constraints, is_leaf=is_constrainable)
 
 
-def is_leaf(x: Any) -> bool:
+def is_leaf(x: object) -> bool:
     """Stop points for constrained partitioning: unwrappable constrained nodes and constants."""
     return (is_constrained(x) and is_unwrappable(x)) or is_constant(x)
 
 
-def is_dynamic(x: Any) -> bool:
+def is_dynamic(x: object) -> bool:
     """Trainable under constrained inference: not constant, and a constrained node or array."""
     if is_constant(x):
         return False

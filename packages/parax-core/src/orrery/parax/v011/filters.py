@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 import equinox as eqx
 from distreqx.bijectors import AbstractBijector
@@ -25,9 +25,9 @@ def is_bijector(x: object) -> TypeGuard[AbstractBijector]:
 
 def remove(
     pytree: PyTree,
-    condition: Callable[[Any], bool],
+    condition: Callable[[PyTree], bool],
     *,
-    stop_if: Callable[[Any], bool] | None = None,
+    stop_if: Callable[[PyTree], bool] | None = None,
 ) -> PyTree:
     """`pytree` with every node matching `condition` replaced by None.
 

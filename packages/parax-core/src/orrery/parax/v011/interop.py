@@ -13,11 +13,12 @@ from typing import Any
 
 import jax
 import numpy as np
+from jaxtyping import PRNGKeyArray, PyTree
 
 from orrery.interface import ConfigError, Draws, check_positive_int
 
 from ._base import as_unwrapped
-from .probability import is_probabilistic
+from .probability import AbstractProbabilistic, is_probabilistic
 from .variables import is_param
 
 __all__ = ["draws_from", "random_variable_names"]
@@ -27,7 +28,7 @@ def _name(path: Any) -> str:
     return jax.tree_util.keystr(path, simple=True, separator="_")
 
 
-def random_variable_names(model: Any) -> dict[str, Any]:
+def random_variable_names(model: PyTree) -> dict[str, AbstractProbabilistic]:
     """``{name: variable}`` for the probabilistic variables of `model`.
 
     Names are the attribute path joined by ``_`` (``model.layer.w`` is ``layer_w``).
@@ -36,7 +37,7 @@ def random_variable_names(model: Any) -> dict[str, Any]:
     return {_name(p): leaf for p, leaf in leaves if is_probabilistic(leaf)}
 
 
-def draws_from(model: Any, key: jax.Array, num_samples: int = 1000) -> Draws:
+def draws_from(model: PyTree, key: PRNGKeyArray, num_samples: int = 1000) -> Draws:
     """Independent draws of each random variable from its distribution (one chain).
 
     Args:

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox import AbstractVar
-from jaxtyping import PyTree
+from jaxtyping import ArrayLike, PyTree
 
 from orrery.interface import ConfigError
 
@@ -80,7 +80,9 @@ def tree_unconstrained_distribution(tree: PyTree) -> AbstractDistribution:
     return Transformed(tree_joint_distribution(tree), Inverse(bijector))
 
 
-def truncate_distribution(dist: AbstractDistribution, low: Any, high: Any) -> AbstractDistribution:
+def truncate_distribution(
+    dist: AbstractDistribution, low: ArrayLike, high: ArrayLike
+) -> AbstractDistribution:
     """`Normal` becomes `TruncatedNormal`, `Uniform` a narrower `Uniform`.
 
     Raises:
@@ -93,12 +95,12 @@ def truncate_distribution(dist: AbstractDistribution, low: Any, high: Any) -> Ab
     raise ConfigError(f"dist: a {type(dist).__name__} cannot be truncated")
 
 
-def is_leaf(x: Any) -> bool:
+def is_leaf(x: object) -> bool:
     """Stop points for probabilistic partitioning."""
     return (is_probabilistic(x) and is_unwrappable(x)) or is_constant(x)
 
 
-def is_dynamic(x: Any) -> bool:
+def is_dynamic(x: object) -> bool:
     """Trainable under probabilistic inference."""
     if is_constant(x):
         return False

@@ -17,7 +17,7 @@ __all__ = ["tree_replace"]
 def tree_replace(
     pytree: PyTree,
     *,
-    is_leaf: Callable[[Any], bool] | None = dataclasses.is_dataclass,
+    is_leaf: Callable[[PyTree], bool] | None = dataclasses.is_dataclass,
     **kwargs: PyTree,
 ) -> PyTree:
     """Replace fields of the nodes `is_leaf` picks, broadcasting each keyword over them.
