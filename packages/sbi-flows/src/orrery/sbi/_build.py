@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
+from jax.core import Tracer
 
 from ._xla import compiler_options
 
@@ -53,7 +54,7 @@ def _walk(
     skipped. ``cell`` is the closure cell that holds the tracer, or ``None`` when it
     sits somewhere a cell write cannot reach.
     """
-    if isinstance(obj, jax.core.Tracer):  # before `seen`: report every holder
+    if isinstance(obj, Tracer):  # before `seen`: report every holder
         if static or cell is not None:
             on_tracer(cell, obj)
         return

@@ -38,7 +38,7 @@ from flowjax.distributions import (
 from flowjax.flows import _affine_with_min_scale, masked_autoregressive_flow
 from jaxtyping import PRNGKeyArray
 
-from orrery.interface import ConfigError, check_choice
+from orrery.interface import ConfigError, ShapeError, check_choice
 
 from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from ._linear_start import ConditionalLinearGaussian
@@ -105,6 +105,8 @@ class _ResidualBNAF(AbstractBijection):
         for i, (linear, log_jacobian_fn) in enumerate(net.layers[:-1]):
             x = linear(x)
             if i == 0 and condition is not None:
+                if net.cond_linear is None:
+                    raise ShapeError("condition: given to a network built without cond_dim")
                 x = x + net.cond_linear(condition)
             log_jacs.append(log_jacobian_fn(linear))
             x, act = net._activation_and_log_jacobian_3d(x)

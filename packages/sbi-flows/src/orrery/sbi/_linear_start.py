@@ -28,7 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flowjax.bijections import AbstractBijection, Chain, Invert, Permute, Scan
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
+
+from orrery.interface import ConfigError, ShapeError
 
 from ._spline import SplineCoupling
 
@@ -68,13 +70,18 @@ class ConditionalLinearGaussian(AbstractBijection):
         """``P = L^{-1}``."""
         return jnp.tril(self.lower, -1) + jnp.diag(jnp.exp(self.log_diag))
 
+    def _condition(self, condition: ArrayLike | None) -> Array:
+        if condition is None:
+            raise ShapeError("condition: the linear-Gaussian layer needs a context, got None")
+        return jnp.asarray(condition)
+
     def transform_and_log_det(self, x, condition=None):
-        shift = self.weight @ condition + self.bias
+        shift = self.weight @ self._condition(condition) + self.bias
         y = jax.scipy.linalg.solve_triangular(self.precision_factor(), x, lower=True) + shift
         return y, -self.log_diag.sum()
 
     def inverse_and_log_det(self, y, condition=None):
-        x = self.precision_factor() @ (y - self.weight @ condition - self.bias)
+        x = self.precision_factor() @ (y - self.weight @ self._condition(condition) - self.bias)
         return x, self.log_diag.sum()
 
 
@@ -112,7 +119,7 @@ def ridge_leave_one_out(
     proj = xc @ vec
     xty = vec.T @ (xc.T @ yc)
     unit = float(eig.mean()) or 1.0  # constant features: any penalty gives zero coefficients
-    best = None
+    best: tuple[float, np.ndarray, np.ndarray, float] | None = None
     for alpha in RIDGE_GRID:
         inv = 1.0 / (eig + alpha * unit)
         coef = vec @ (xty * inv[:, None])
@@ -121,6 +128,8 @@ def ridge_leave_one_out(
         err = float(np.mean(loo**2))
         if best is None or err < best[0]:
             best = (err, coef, loo, alpha * unit)
+    if best is None:  # RIDGE_GRID is not empty
+        raise ConfigError("RIDGE_GRID: expected at least one penalty")
     _, coef, loo, penalty = best
     return coef, y_mean - x_mean @ coef, loo, penalty
 
@@ -149,8 +158,11 @@ def _parameter_side_order(flow: Any, d: int) -> np.ndarray:
     """
     layers = flow.bijection.bijections
     order = np.arange(d)
+    at = linear_layer_index(flow.bijection)
+    if at is None:
+        raise TypeError("the flow was not built with one linear-Gaussian layer")
     # parameters -> linear layer: each stack's inverse, its layers in order
-    for stack in reversed(layers[linear_layer_index(flow.bijection) + 1 :]):
+    for stack in reversed(layers[at + 1 :]):
         if not (isinstance(stack, Invert) and isinstance(stack.bijection, Scan)):
             raise TypeError(f"unexpected layer after the linear-Gaussian layer: {type(stack)}")
         stacked = stack.bijection.bijection

@@ -26,7 +26,7 @@ COMPUTE_DTYPE = "float32"
 @contextlib.contextmanager
 def float32_scope() -> Iterator[None]:
     """Run the enclosed JAX code with 64-bit types disabled (a no-op without x64)."""
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         yield
         return
     scope = getattr(jax, "enable_x64", None)

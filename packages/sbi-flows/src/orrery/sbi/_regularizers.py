@@ -66,7 +66,10 @@ def spline_parameters(flow: Any, z: Array, condition: Array) -> tuple[Array, Arr
             return None
         z, out = met
         found.append(out)
-    return tuple(jnp.concatenate(arrays, axis=0) for arrays in zip(*found, strict=True))
+    widths, heights, derivs = (
+        jnp.concatenate(arrays, axis=0) for arrays in zip(*found, strict=True)
+    )
+    return widths, heights, derivs
 
 
 def _stack_parameters(bij: Any, z: Array, condition: Array) -> tuple[Array, Any] | None:
@@ -81,6 +84,8 @@ def _stack_parameters(bij: Any, z: Array, condition: Array) -> tuple[Array, Any]
     def step(x, layer_params):
         layer = eqx.combine(layer_params, static)
         cpl = _coupling_of(layer)
+        if cpl is None:  # checked on the stack above; every layer has the same structure
+            raise TypeError(f"expected a spline coupling layer, got {type(layer).__name__}")
         x_pos, y_pos, derivs = spline_knots(cpl.spline_parameters(x, condition), cpl.bound)
         out = (jnp.diff(x_pos, axis=-1), jnp.diff(y_pos, axis=-1), derivs)
         return layer.transform(x, condition), out

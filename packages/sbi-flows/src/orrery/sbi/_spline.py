@@ -24,7 +24,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from flowjax.bijections import AbstractBijection
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 __all__ = ["SplineCoupling", "spline_knots", "spline_transform"]
 
@@ -160,7 +160,11 @@ class SplineCoupling(AbstractBijection):
         return jnp.concatenate([x[: self.untransformed_dim], tail]), log_det
 
     def transform_and_log_det(self, x, condition=None):
-        return self._apply(x, condition, inverse=False)
+        return self._apply(jnp.asarray(x), _as_condition(condition), inverse=False)
 
     def inverse_and_log_det(self, y, condition=None):
-        return self._apply(y, condition, inverse=True)
+        return self._apply(jnp.asarray(y), _as_condition(condition), inverse=True)
+
+
+def _as_condition(condition: ArrayLike | None) -> Array | None:
+    return None if condition is None else jnp.asarray(condition)

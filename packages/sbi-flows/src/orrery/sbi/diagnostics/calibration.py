@@ -61,7 +61,7 @@ def _warn_outside_support(posterior: Any, theta: np.ndarray, where: str) -> None
     box = support() if callable(support) else None
     if box is None:
         return
-    lower, upper = (np.asarray(b, np.float64) for b in box)
+    lower, upper = np.asarray(box, np.float64)
     outside = ~np.all((theta >= lower) & (theta <= upper), axis=1)
     count = int(np.sum(outside))
     if count:
