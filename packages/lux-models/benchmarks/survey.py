@@ -213,6 +213,7 @@ def label_child(args) -> dict:
     the whole store twice, into fresh catalogues: cold (worker start-up, imports
     and compilation included) and warm (the same workers again).
     """
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from orrery.lux import Cannon
@@ -225,13 +226,15 @@ def label_child(args) -> dict:
     assert train.labels is not None
     cannon = Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
     sub = store.read(0, min(n, 4096))
-    cannon.infer_labels(sub.flux[:64], sub.ivar[:64])  # compile
+    cannon.infer_labels(sub.flux, sub.ivar)  # compile for this shape
     t0 = time.perf_counter()
     cannon.infer_labels(sub.flux, sub.ivar)
     out = {"memory": len(sub.flux) / (time.perf_counter() - t0)}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         for workers in (0, 1, 2):
-            pool = ProcessPoolExecutor(workers) if workers else None
+            # spawned, not forked: a fork of a process running JAX's threads can deadlock
+            spawn = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers else None
             for run in ("cold", "warm"):
                 t0 = time.perf_counter()
                 cannon.infer_labels(
