@@ -19,9 +19,17 @@ each for every budget of ``--budgets`` (default ``2GiB`` and ``256MiB``, the lat
 well below the data at the default size, so the fit really streams). Per child:
 the first fit (cold: compilation included) and the median of ``--repeats`` more
 (warm), as stars/s, the ratio of warm throughput to the in-memory one measured in
-the same run, the RSS before the data (imports and JAX) and the peak RSS. Every
-child gets ``--threads`` threads (default 2) through the BLAS/OpenMP variables and
-``XLA_FLAGS``. The load average is printed with the figures.
+the same run (from the medians and from the fastest of each), the RSS before the
+data (imports and JAX), the peak RSS of the whole child (compilation included) and
+the peak of the warm fits alone (Linux: the peak mark is reset after the cold fit).
+
+With the store, one more child labels it (`Cannon.infer_labels(store,
+catalogue=..., executor=...)`, a model fitted in memory on 2,000 stars) in this
+process and on 1 and 2 spawned worker processes, each twice (cold: worker start-up
+and compilation; warm), against the in-memory test step on up to 4,096 stars.
+
+Every child gets ``--threads`` threads (default 2) through the BLAS/OpenMP
+variables and ``XLA_FLAGS``. The load average is printed with the figures.
 
     uv run python packages/lux-models/benchmarks/survey.py               # 4,000 stars
     uv run python packages/lux-models/benchmarks/survey.py --stars 300000 --keep DIR
