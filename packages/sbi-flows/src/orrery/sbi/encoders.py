@@ -144,6 +144,22 @@ class MLPEncoder(eqx.Module):
 class VectorEncoder(MLPEncoder):
     """The photometry/auxiliary encoder: an MLP on values (and uncertainties)."""
 
+    def __init__(
+        self,
+        in_channels: int,
+        length: int,
+        out_dim: int,
+        hidden_dim: int,
+        *,
+        depth: int = 2,
+        key: PRNGKeyArray,
+    ) -> None:
+        super().__init__(in_channels, length, out_dim, hidden_dim, depth=depth, key=key)
+
+
+#: The encoder of one observation block.
+_BlockEncoder = Conv1dEncoder | PatchEncoder | MLPEncoder
+
 
 class ObservationEncoder(eqx.Module):
     """All block encoders of an observation and the fusion MLP to the context vector.
@@ -153,13 +169,13 @@ class ObservationEncoder(eqx.Module):
     """
 
     block_names: tuple[str, ...] = eqx.field(static=True)
-    blocks: dict[str, eqx.Module]
+    blocks: dict[str, _BlockEncoder]
     fusion: eqx.nn.MLP
     skip: eqx.nn.Linear | None
 
     def __init__(
         self,
-        blocks: Mapping[str, eqx.Module],
+        blocks: Mapping[str, _BlockEncoder],
         fusion: eqx.nn.MLP,
         skip: eqx.nn.Linear | None = None,
     ) -> None:
@@ -228,7 +244,7 @@ def build_observation_encoder(
     if not schema:
         raise ConfigError("observation schema: expected at least one block")
     keys = jr.split(key, len(schema) + 1)
-    blocks: dict[str, eqx.Module] = {}
+    blocks: dict[str, _BlockEncoder] = {}
     total = raw_total = 0
     for k, (name, spec) in zip(keys[:-1], schema.items(), strict=True):
         size, channels = int(spec["size"]), 2 if spec["has_uncertainties"] else 1
