@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from orrery.interface import ArtifactError, NotFittedError, ShapeError, ValueDomainError
+from orrery.interface import (
+    ArtifactError,
+    ConfigError,
+    NotFittedError,
+    ShapeError,
+    ValueDomainError,
+)
 from orrery.lux import Cannon, LabelInference
 from orrery.lux._cannon_fit import normal_equations
 from orrery.lux._poly import poly_features
@@ -186,7 +192,7 @@ def test_bad_inputs_raise_clear_errors(train):
     const[:, 1] = 2.0
     with pytest.raises(ValueDomainError, match="spread"):
         Cannon(3, N_PIX).fit(const, flux, ivar)
-    with pytest.raises(ValueDomainError, match="regularization"):
+    with pytest.raises(ConfigError, match="regularization"):
         Cannon(3, N_PIX).fit(labels, flux, ivar, -1.0)
 
 

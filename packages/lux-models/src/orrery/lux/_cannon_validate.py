@@ -17,6 +17,7 @@ from orrery.interface import (
     check_choice,
     check_finite,
     check_ndim,
+    check_nonnegative_float,
     check_positive_int,
 )
 
@@ -114,8 +115,9 @@ def fit_inputs(
 
     Raises:
         ShapeError: for arrays of the wrong shape.
+        ConfigError: for a negative or non-finite regularization.
         ValueDomainError: for non-numeric or non-finite labels, a label without
-            spread, text outputs, a negative regularization, or too few stars.
+            spread, text outputs, or too few stars.
     """
     check_choice(regularization_type, ("l2", "l1"), "regularization_type")
     labels = np.asarray(numeric(labels, "labels"), dtype=float)
@@ -144,8 +146,7 @@ def fit_inputs(
             raise ShapeError(
                 f"output_ivar: expected the shape of output {flux.shape}, got {ivar.shape}"
             )
-    if not np.isfinite(regularization) or regularization < 0:
-        raise ValueDomainError(f"regularization: expected >= 0, got {regularization}")
+    regularization = check_nonnegative_float(regularization, "regularization")
     n_stars = labels.shape[0]
     if n_stars < model.n_features and regularization == 0:
         raise ValueDomainError(

@@ -307,8 +307,9 @@ class Cannon(eqx.Module):
 
         Raises:
             ShapeError: for arrays of the wrong shape.
-            ConfigError: for a source given with ``output``/``output_ivar``, or a
-                ``memory_budget`` with arrays or too small for one star.
+            ConfigError: for a source given with ``output``/``output_ivar``, a
+                ``memory_budget`` with arrays or too small for one star, or a
+                negative or non-finite ``regularization``.
             ValueDomainError: for non-numeric (e.g. text) labels or outputs,
                 non-finite labels, negative, ``+inf`` or all-zero inverse
                 variances, no usable pixel, or non-finite fitted coefficients.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import jax
 
-from orrery.interface import ConfigError
+from orrery.interface import ConfigError, check_nonnegative_float
 
 __all__ = ["default_cache_dir", "enable_compilation_cache"]
 
@@ -66,17 +66,10 @@ def enable_compilation_cache(
         The cache folder.
 
     Raises:
-        ConfigError: if ``min_compile_time_s`` is negative or not a number, or
+        ConfigError: if ``min_compile_time_s`` is negative, infinite or not a number, or
             ``path`` exists and is not a folder.
     """
-    try:
-        min_time = float(min_compile_time_s)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"min_compile_time_s: expected a number of seconds, got {min_compile_time_s!r}"
-        ) from None
-    if not min_time >= 0.0:
-        raise ConfigError(f"min_compile_time_s: expected >= 0, got {min_compile_time_s!r}")
+    min_time = check_nonnegative_float(min_compile_time_s, "min_compile_time_s")
     folder = Path(default_cache_dir() if path is None else path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"path: {str(folder)!r} exists and is not a folder")

@@ -12,6 +12,8 @@ from orrery.interface import (
     SeedLike,
     ValueDomainError,
     as_numpy_rng,
+    check_fraction,
+    check_positive_float,
     check_positive_int,
     close_matches,
 )
@@ -161,12 +163,10 @@ def synthetic_survey(
     n_stars = check_positive_int(n_stars, "n_stars")
     n_pixels = check_positive_int(n_pixels, "n_pixels")
     poly_degree = check_positive_int(poly_degree, "poly_degree")
-    if not np.isfinite(snr) or snr <= 0:
-        raise ValueDomainError(f"snr: expected a positive number, got {snr}")
-    if not 0.0 <= bad_pixel_fraction < 1.0:
-        raise ValueDomainError(
-            f"bad_pixel_fraction: expected a value in [0, 1), got {bad_pixel_fraction}"
-        )
+    snr = check_positive_float(snr, "snr")
+    bad_pixel_fraction = check_fraction(
+        bad_pixel_fraction, "bad_pixel_fraction", include_zero=True, include_one=False
+    )
     scatter = np.broadcast_to(np.asarray(intrinsic_scatter, float), (n_pixels,)).copy()
     if np.any(~np.isfinite(scatter)) or np.any(scatter < 0):
         raise ValueDomainError("intrinsic_scatter: expected finite non-negative values")
