@@ -201,11 +201,11 @@ def main() -> None:
             load = os.getloadavg()[0]
             print(f"load average: {load:.2f}")
             summary.append((shape, ours, theirs, load))
-    cols = f"{'orrery total':>14}{'The Cannon 2':>14}{'ratio':>8}{'cpu ratio':>11}{'load':>7}"
+    cols = f"{'orrery wall / cpu':>19}{'The Cannon 2':>19}{'ratio':>8}{'cpu ratio':>11}{'load':>7}"
     print(f"\n{'stars x pixels':<16}{cols}")
     for shape, ours, theirs, load in summary:
-        o = f"{ours['total']:>13.2f}s" if ours else f"{'-':>14}"
-        t = f"{theirs['total']:>13.2f}s" if theirs else f"{'-':>14}"
+        o = f"{ours['total']:>10.2f} / {ours['cpu']:>5.2f}" if ours else f"{'-':>19}"
+        t = f"{theirs['total']:>10.2f} / {theirs['cpu']:>5.2f}" if theirs else f"{'-':>19}"
         both = ours and theirs
         ratio = f"{ours['total'] / theirs['total']:>8.2f}" if both else f"{'-':>8}"
         cpu = f"{ours['cpu'] / theirs['cpu']:>11.2f}" if both else f"{'-':>11}"
