@@ -233,6 +233,7 @@ class Reader:
                 yield current
                 del current
                 release_freed_memory()
+        release_freed_memory()
 
 
 def _libc_trim():

@@ -37,6 +37,7 @@ from ._cannon_chunks import (
     clean,
     parse_budget,
     refuse_bad_ivar,
+    release_freed_memory,
     resident_chunks,
     source_labels,
     source_shape,
@@ -484,6 +485,7 @@ def fit_source(
 ):
     """`Cannon.fit` from a source: ``(θ, s², usable, converged, offset, scale, allowed)``."""
     budget = parse_budget(memory_budget)
+    release_freed_memory()  # what an earlier fit freed, before this one allocates
     n, p = source_shape(source, model.output_size)
     dtype = np.dtype(jnp.result_type(float))
     rows = align_to_source(chunk_rows(budget, n, p, model.n_features, dtype.itemsize), source)
@@ -518,4 +520,7 @@ def fit_source(
         fit_scatter_=bool(fit_scatter_),
         max_iter=int(max_iter),
     )
-    return (*trainer.run(), offset, scale, allowed)
+    trained = trainer.run()
+    del trainer, passes, reader  # the resident chunks, handed back before returning
+    release_freed_memory()
+    return (*trained, offset, scale, allowed)
