@@ -356,6 +356,11 @@ class Cannon(eqx.Module):
                 tol,
             )
             what = "output_ivar"
+        return self._fitted(trained, what, regularization, regularization_type, censoring_mask)
+
+    def _fitted(self, trained, what, regularization, regularization_type, censoring_mask):
+        """The fitted `Cannon` from the training's arrays, after checking them (``what``:
+        the argument an error names); warns about unusable and unconverged pixels."""
         coeffs, s2, usable, scatter_ok, offset, scale, allowed = trained
         dtype = jnp.result_type(float)
         usable_np = np.asarray(usable)
@@ -381,14 +386,14 @@ class Cannon(eqx.Module):
                 "they are marked unusable (Cannon.usable), predict NaN and are ignored by "
                 "infer_labels",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=5,
             )
         n_slow = int(np.sum(~np.asarray(scatter_ok) & usable_np))
         if n_slow:
             warnings.warn(
                 f"Cannon.fit: the intrinsic scatter of {n_slow} pixel(s) did not converge",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=5,
             )
 
         raw = _basis.raw_from_scaled(
