@@ -12,6 +12,7 @@ from orrery.interface.testing import (
     import_cycle,
     import_graph,
     module_imports,
+    offset_keys,
     package_modules,
     private_imports,
 )
@@ -31,9 +32,13 @@ def test_no_import_cycle_inside_the_package():
     assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
 
 
-def test_no_public_module_imports_a_private_name_of_a_public_sibling():
-    found = private_imports(MODULES)
+def test_no_module_imports_a_private_name_of_a_public_module():
+    found = private_imports(MODULES, private_importers=True)
     assert found <= KNOWN_PRIVATE_IMPORTS, sorted(found - KNOWN_PRIVATE_IMPORTS)
+
+
+def test_random_streams_are_never_offset():
+    assert {m: offset_keys(p) for m, p in MODULES.items() if offset_keys(p)} == {}
 
 
 def test_cycles_and_type_checking_imports(tmp_path):
@@ -49,3 +54,18 @@ def test_cycles_and_type_checking_imports(tmp_path):
     assert module_imports(modules, "pkg.sub.a") == {"pkg.sub.c"}  # b only for type checking
     assert module_imports(modules, "pkg.sub.b") == {"pkg.sub.a"}
     assert private_imports(modules) == {("pkg.sub.b", "pkg.sub.a", "_hidden")}
+    (tmp_path / "_d.py").write_text("from .a import _hidden\n")
+    modules["pkg.sub._d"] = tmp_path / "_d.py"
+    assert ("pkg.sub._d", "pkg.sub.a", "_hidden") not in private_imports(modules)
+    assert ("pkg.sub._d", "pkg.sub.a", "_hidden") in private_imports(
+        modules, private_importers=True
+    )
+
+
+def test_offset_keys_finds_seed_and_key_arithmetic(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import jax\nk = jax.random.key(self.seed + 1)\nj = key - 2\n"
+        "n = count + 1\nsub = jax.random.split(key)[1]\n"
+    )
+    assert offset_keys(bad) == [2, 3]

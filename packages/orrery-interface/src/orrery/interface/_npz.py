@@ -36,8 +36,8 @@ def manifest_entry(arr: np.ndarray) -> dict[str, Any]:
 def write_npz(fh: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed npz to the open binary file ``fh``."""
     with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for key, arr in arrays.items():
-            with zf.open(key + _SUFFIX, "w", force_zip64=True) as member:
+        for name, arr in arrays.items():
+            with zf.open(name + _SUFFIX, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 

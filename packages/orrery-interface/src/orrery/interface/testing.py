@@ -21,7 +21,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["import_cycle", "import_graph", "module_imports", "package_modules", "private_imports"]
+__all__ = [
+    "import_cycle",
+    "import_graph",
+    "module_imports",
+    "offset_keys",
+    "package_modules",
+    "private_imports",
+]
 
 
 def package_modules(package: ModuleType) -> dict[str, Path]:
@@ -113,11 +120,17 @@ def _is_private(name: str) -> bool:
     return any(part.startswith("_") for part in name.split(".")[2:])
 
 
-def private_imports(modules: Mapping[str, Path]) -> set[tuple[str, str, str]]:
-    """``(importer, module, name)``: private names public modules take from public siblings."""
+def private_imports(
+    modules: Mapping[str, Path], *, private_importers: bool = False
+) -> set[tuple[str, str, str]]:
+    """``(importer, module, name)``: private names taken from public modules of the package.
+
+    By default only public importers count; ``private_importers=True`` also reports a private
+    module reaching into a public one (its shared helper belongs in a private module too).
+    """
     found = set()
     for name, path in modules.items():
-        if _is_private(name):
+        if _is_private(name) and not private_importers:
             continue
         for base, names in _from_imports(name, path):
             if base not in modules or _is_private(base):
@@ -126,3 +139,19 @@ def private_imports(modules: Mapping[str, Path]) -> set[tuple[str, str, str]]:
                 if n.startswith("_") and not n.startswith("__") and f"{base}.{n}" not in modules:
                     found.add((name, base, n))
     return found
+
+
+def offset_keys(path: Path) -> list[int]:
+    """Lines of ``path`` that add to or subtract from a seed or key (``seed + 1``).
+
+    Random streams are split (``jax.random.split``/``fold_in``), never offset: with offsets
+    seed 1's first stream is seed 0's second.
+    """
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            for side in (node.left, node.right):
+                word = side.id if isinstance(side, ast.Name) else getattr(side, "attr", "")
+                if "seed" in word.lower() or "key" in word.lower():
+                    lines.append(node.lineno)
+    return sorted(set(lines))
