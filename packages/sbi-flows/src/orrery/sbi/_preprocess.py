@@ -264,10 +264,10 @@ def _block_values(dataset: Any, name: str) -> tuple[np.ndarray, np.ndarray] | No
     if source is None:
         return None
     field = f"obs:{name}"
-    minimum = None
+    minimum = np.full(int(source.blocks[name]), np.inf)
     for a in range(0, dataset.n_simulations, 65_536):
-        part = source.read(field, a, min(a + 65_536, dataset.n_simulations)).min(0)
-        minimum = part if minimum is None else np.minimum(minimum, part)
+        part = source.read(field, a, min(a + 65_536, dataset.n_simulations))
+        minimum = np.minimum(minimum, part.min(0))
     return source.take(field, np.sort(rows)), minimum
 
 
