@@ -178,6 +178,8 @@ EXTENSION_DEFAULTS = {
     "lr_decay_max": 3,
     "encoder_linear_skip": False,
     "linear_gaussian_start": False,
+    "observation_transform": "none",
+    "parameter_transform": "none",
 }
 
 
