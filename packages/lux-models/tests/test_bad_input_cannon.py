@@ -129,7 +129,7 @@ def test_pixel_whose_stars_share_labels_is_unusable(survey):
 
 
 def test_non_finite_coefficients_are_refused(survey, monkeypatch):
-    from orrery.lux import _cannon_train
+    from orrery.lux._cannon import train as _cannon_train
 
     real = _cannon_train.fit_all
 

@@ -11,7 +11,7 @@ from orrery.interface import (
     ValueDomainError,
 )
 from orrery.lux import Cannon, LabelInference
-from orrery.lux._cannon_fit import normal_equations
+from orrery.lux._cannon.fit import normal_equations
 from orrery.lux._poly import poly_features
 from orrery.lux.datasets import synthetic_survey
 

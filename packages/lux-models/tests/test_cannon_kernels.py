@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from orrery.lux import Cannon
-from orrery.lux import _cannon_fit as fit_kernels
-from orrery.lux import _cannon_scatter as scatter_kernels
+from orrery.lux._cannon import fit as fit_kernels
+from orrery.lux._cannon import scatter as scatter_kernels
 from orrery.lux.datasets import synthetic_survey
 
 P = 12
@@ -84,7 +84,7 @@ def _fresh_fit(survey, **kw):
 
 def test_refined_rounds_equal_exact_alternation(survey, x64, monkeypatch):
     """Refinement steps and scatter hand-off land where exact re-solves every round do."""
-    from orrery.lux import _cannon_train
+    from orrery.lux._cannon import train as _cannon_train
 
     fast = _fresh_fit(survey)
     monkeypatch.setattr(_cannon_train, "REFINE_MAX", -1.0)  # never refine: a Gram pass per round
@@ -98,7 +98,7 @@ def test_refined_rounds_equal_exact_alternation(survey, x64, monkeypatch):
 
 def test_block_sizes_do_not_change_the_fit(survey, x64, monkeypatch):
     """Many blocks with a remainder (8 rows each over 80 + 3 stars) give the one-block fit."""
-    from orrery.lux import _cannon_blocks
+    from orrery.lux._cannon import blocks as _cannon_blocks
 
     data = synthetic_survey(83, P, snr=100, intrinsic_scatter=0.01, seed=5)
     one_block = _fresh_fit(data)
@@ -114,7 +114,7 @@ def test_block_sizes_do_not_change_the_fit(survey, x64, monkeypatch):
 def test_unaligned_host_arrays_are_copied_aligned_and_aligned_ones_shared():
     import jax
 
-    from orrery.lux._cannon_validate import _ALIGN, _to_device
+    from orrery.lux._cannon.validate import _ALIGN, _to_device
 
     raw = np.arange(4096 + 1, dtype=np.float32)
     unaligned = raw[1:].reshape(64, 64)  # 4 bytes past a (64-byte aligned) NumPy buffer

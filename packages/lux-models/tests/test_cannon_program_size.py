@@ -16,7 +16,8 @@ import jax.extend
 import jax.numpy as jnp
 import pytest
 
-from orrery.lux import _cannon_infer, _cannon_train
+from orrery.lux._cannon import infer as _cannon_infer
+from orrery.lux._cannon import train as _cannon_train
 from orrery.lux._poly import feature_exponents
 
 #: (stars, pixels) of the issue-37 table: one-block and many-block passes included

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
-from orrery.lux import Cannon, _cannon_chunks
-from orrery.lux._cannon_chunks import budget_for, chunk_rows, parse_budget
+from orrery.lux import Cannon
+from orrery.lux._cannon import chunks as _cannon_chunks
+from orrery.lux._cannon.chunks import budget_for, chunk_rows, parse_budget
 from orrery.lux._source import ArraySource, SpectraChunk
 from orrery.lux.datasets import synthetic_survey
 

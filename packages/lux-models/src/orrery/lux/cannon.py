@@ -26,18 +26,18 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _cannon_basis as _basis
-from . import _cannon_fit as _fit
-from . import _cannon_io as _io
-from . import _cannon_label as _label
-from . import _cannon_stream as _stream
-from . import _cannon_train as _train
-from . import _cannon_validate as _validate
+from ._cannon import basis as _basis
+from ._cannon import fit as _fit
+from ._cannon import io as _io
+from ._cannon import label as _label
+from ._cannon import stream as _stream
+from ._cannon import train as _train
+from ._cannon import validate as _validate
 from ._poly import feature_exponents, n_poly_features, poly_features
 from ._source import SpectraSource
 
 if TYPE_CHECKING:
-    from ._spectra import LabelStore
+    from ._survey.spectra import LabelStore
 
 __all__ = ["Cannon", "LabelInference"]
 
@@ -578,7 +578,7 @@ class Cannon(eqx.Module):
         settings = {"n_starts": int(n_starts), "max_iter": int(max_iter), "xtol": float(xtol)}
         settings.update(ftol=float(ftol), seed=int(seed))
         if isinstance(output, SpectraSource):
-            from . import _survey_label
+            from ._survey import label as _survey_label
 
             return _survey_label.label_survey(
                 self,

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from orrery.interface import ConfigError, ConfigTypeError, check_positive_int
 
-from ._cannon_fit import normal_equations
+from ._cannon.fit import normal_equations
 from ._likelihood import (
     as_lux_data,
     check_errors,

@@ -15,10 +15,10 @@ covariances, χ², convergence and usability flags per star, chunk by chunk;
 
 from __future__ import annotations
 
-from ._ingest import ingest
-from ._lux_survey import infer_latents
 from ._source import ArraySource, SpectraChunk, SpectraSource
-from ._spectra import LabelStore, LatentStore, SpectraStore, write_spectra
+from ._survey.ingest import ingest
+from ._survey.lux import infer_latents
+from ._survey.spectra import LabelStore, LatentStore, SpectraStore, write_spectra
 
 __all__ = [
     "ArraySource",

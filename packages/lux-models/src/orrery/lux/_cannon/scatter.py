@@ -4,7 +4,7 @@ Given the flux, the model's prediction (features and coefficients) and the
 inverse variances, ``fit_scatter`` finds per pixel the ``s²`` that maximises
 ``-½ Σ_n [log(σ²_n + s²) + r²_n / (σ²_n + s²)]`` with ``r`` the residual. Each
 iteration is one read-only pass over flux and ivar in blocks of stars
-(`orrery.lux._cannon_blocks`): the residuals are formed block by block, never
+(`orrery.lux._cannon.blocks`): the residuals are formed block by block, never
 stored. With a warm start the first pass also returns the derivatives at the
 start, so a round of the training loop whose scatter has barely moved costs one
 or two passes. On request each pass also accumulates ``Fᵀ W r`` (``W`` the
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._cannon_blocks import block_rows, col_max, col_sum, row_blocks
+from .blocks import block_rows, col_max, col_sum, row_blocks
 
 #: per-pixel tolerance of the scatter's Newton step, relative to ``s² + σ²``
 XTOL = 1e-5

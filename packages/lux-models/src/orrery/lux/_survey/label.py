@@ -36,11 +36,11 @@ from orrery.interface import (
     save_artifact,
 )
 
-from . import _cannon_label as _label
-from . import _cannon_validate as _validate
-from ._chunkstore import ChunkStore
-from ._source import SpectraSource
-from ._spectra import LABELS, LabelStore, SpectraStore
+from .._cannon import label as _label
+from .._cannon import validate as _validate
+from .._source import SpectraSource
+from .chunkstore import ChunkStore
+from .spectra import LABELS, LabelStore, SpectraStore
 
 _MODEL_KIND = "orrery.lux.CannonTestStep"
 _MODELS: dict[tuple[str, str], _label.ModelArrays] = {}
@@ -248,16 +248,22 @@ def _task(store: ChunkStore, source: SpectraSource, index: int) -> Any:
 
 
 def _run(
-    store, source, pending, executor, x64, retries, progress, worker=None, what="Cannon.infer_labels"
+    store,
+    source,
+    pending,
+    executor,
+    x64,
+    retries,
+    progress,
+    worker=None,
+    what="Cannon.infer_labels",
 ) -> int:
     """Run the pending chunks (a bounded window in flight), retrying failures; unusable count."""
     from tqdm.auto import tqdm
 
     worker = label_chunk if worker is None else worker
     done_rows = store.n_rows - sum(b - a for a, b in map(store.rows_of, pending))
-    bar = tqdm(
-        total=store.n_rows, initial=done_rows, unit="star", desc=what, disable=not progress
-    )
+    bar = tqdm(total=store.n_rows, initial=done_rows, unit="star", desc=what, disable=not progress)
     attempts: dict[int, list[str]] = {}
     failed: list[int] = []
     queue = list(pending)

@@ -19,8 +19,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._cannon_fit import _pairs
-from ._poly import linear_term_slice, poly_features
+from .._poly import linear_term_slice, poly_features
+from .fit import _pairs
 
 
 def _phi(x, degree, include_bias):

@@ -1,8 +1,8 @@
 """The training loop of The Cannon: one compiled program for a whole fit.
 
 Training alternates, vectorised over pixels, the coefficients given the
-weights ``1 / (σ² + s²)`` (`orrery.lux._cannon_fit`) and the intrinsic scatter
-given the coefficients (`orrery.lux._cannon_scatter.fit_scatter`), until the
+weights ``1 / (σ² + s²)`` (`orrery.lux._cannon.fit`) and the intrinsic scatter
+given the coefficients (`orrery.lux._cannon.scatter.fit_scatter`), until the
 scatter settles. Every step is a blocked pass over the data that materialises
 nothing of its size, and after the first round a round whose weights moved by
 less than `REFINE_MAX` (relative) refines the coefficients with an earlier
@@ -30,8 +30,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._cannon_blocks import block_rows, col_sum, row_blocks
-from ._cannon_fit import (
+from .blocks import block_rows, col_sum, row_blocks
+from .fit import (
     _l2_system,
     _refine,
     _well_posed,
@@ -40,7 +40,7 @@ from ._cannon_fit import (
     solve_from_gram,
     weighted_normal,
 )
-from ._cannon_scatter import XTOL, fit_scatter
+from .scatter import XTOL, fit_scatter
 
 #: largest relative weight change a round may refine across (else it re-solves)
 REFINE_MAX = 1e-3
@@ -76,7 +76,7 @@ def fit_all(
     """The whole training loop in one compiled program.
 
     The first pass over ``flux`` and ``ivar`` builds the base normal equations
-    and scans the inputs (`orrery.lux._cannon_fit._stats_fold`); if any ivar is
+    and scans the inputs (`orrery.lux._cannon.fit._stats_fold`); if any ivar is
     negative or any entry is not finite, nothing else runs and the flags say
     so (then `clean_inputs` and call again). Clean data are finite with ``ivar
     >= 0``; an entry with ``ivar = 0`` is masked. Without measurement noise

@@ -30,10 +30,10 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, ShapeError, check_positive_int
 
-from ._chunkstore import ChunkStore
-from ._source import SpectraSource
-from ._spectra import LATENTS, LatentStore
-from ._survey_label import _run
+from .._source import SpectraSource
+from .chunkstore import ChunkStore
+from .label import _run
+from .spectra import LATENTS, LatentStore
 
 _MODELS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
 _LOCK = threading.Lock()
@@ -55,7 +55,7 @@ def _load(folder: Path, digest: str) -> tuple[Any, dict[str, Any]]:
         hit = _MODELS.get(key)
     if hit is not None:
         return hit
-    from .lux import Lux
+    from ..lux import Lux
 
     model, params = Lux.load(folder)
     if params is None or _digest(model, params) != digest:
@@ -110,7 +110,7 @@ def _solve(flux, ivar, pars, predict, prior: bool, max_iter: int, size: int):
 
 def latent_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, Any]:
     """Worker side: latents of chunk ``index``, written into the catalogue."""
-    from ._spectra import SpectraStore
+    from .spectra import SpectraStore
 
     t0 = time.perf_counter()
     if bool(jax.config.read("jax_enable_x64")) != x64:

@@ -22,8 +22,8 @@ import numpy as np
 
 from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
-from . import _cannon_validate as _validate
-from ._source import SpectraChunk, SpectraSource
+from .._source import SpectraChunk, SpectraSource
+from . import validate as _validate
 
 #: the budget when none is given: 2 GiB
 DEFAULT_BUDGET = 2 * 2**30

@@ -16,10 +16,10 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, load_artifact, save_artifact
 
-from ._cannon_basis import raw_from_scaled
-from ._poly import n_poly_features
-from ._precision import warn_if_narrowed
-from ._version import __version__
+from .._poly import n_poly_features
+from .._precision import warn_if_narrowed
+from .._version import __version__
+from .basis import raw_from_scaled
 
 _KIND = "orrery.lux.Cannon"
 

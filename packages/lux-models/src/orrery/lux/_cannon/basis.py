@@ -15,7 +15,7 @@ import numpy as np
 
 from orrery.interface import ConfigError
 
-from ._poly import _term_indices
+from .._poly import _term_indices
 
 
 def _expansion(a: np.ndarray, b: np.ndarray, label_size: int, degree: int) -> np.ndarray:

@@ -30,8 +30,8 @@ from orrery.interface import (
     require,
 )
 
-from ._source import SpectraChunk
-from ._spectra import write_spectra
+from .._source import SpectraChunk
+from .spectra import write_spectra
 
 FORMATS = ("fits", "hdf5", "npy", "zarr")
 _SUFFIX = {

@@ -17,8 +17,8 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from ._chunkstore import ChunkStore, check_dtype
-from ._source import SpectraChunk, SpectraSource
+from .._source import SpectraChunk, SpectraSource
+from .chunkstore import ChunkStore, check_dtype
 
 __all__ = ["LabelStore", "LatentStore", "SpectraStore", "write_spectra"]
 

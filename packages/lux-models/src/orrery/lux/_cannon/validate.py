@@ -21,7 +21,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _cannon_fit as _fit
+from . import fit as _fit
 
 _ALIGN = 64  # bytes; XLA's CPU client shares (does not copy) host buffers aligned to this
 
@@ -183,7 +183,7 @@ def training_data(flux, ivar):
     """The training data on the device; without ivar, unit weights where the flux is finite.
 
     With ivar the arrays are used as given: the first pass of the training
-    program scans them (`orrery.lux._cannon_train.fit_all`), and only data
+    program scans them (`orrery.lux._cannon.train.fit_all`), and only data
     found not finite there are cleaned (`clean_inputs`).
     """
     flux_j = _to_device(flux)

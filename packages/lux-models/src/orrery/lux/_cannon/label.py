@@ -15,8 +15,8 @@ import numpy as np
 
 from orrery.interface import ValueDomainError
 
-from . import _cannon_infer as _infer
-from . import _cannon_validate as _validate
+from . import infer as _infer
+from . import validate as _validate
 
 
 class ModelArrays(NamedTuple):

@@ -4,10 +4,10 @@ Per pixel ``p`` the model is ``y_np = θ_p · φ(x_n) + noise`` with variance
 ``σ²_np + s²_p``; the coefficients are weighted least squares with weights
 ``1 / (σ² + s²)`` plus an L2 (closed form) or L1 (FISTA proximal gradient)
 penalty on non-bias terms. Here: the normal equations, their solves, the input
-scan and cleaning. The training loop is `orrery.lux._cannon_train`.
+scan and cleaning. The training loop is `orrery.lux._cannon.train`.
 
 The data arrive as ``(stars, pixels)`` flux and inverse variance and are never
-copied: every pass walks the stars in blocks (`orrery.lux._cannon_blocks`) and
+copied: every pass walks the stars in blocks (`orrery.lux._cannon.blocks`) and
 keeps what it forms (weights) in cache. The Gram matrices are sums over the
 distinct feature products ``k(k+1)/2``.
 """
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from . import _cannon_blocks as _blocks
-from ._cannon_blocks import block_rows, col_max, col_sum, row_blocks
+from . import blocks as _blocks
+from .blocks import block_rows, col_max, col_sum, row_blocks
 
 
 @lru_cache(maxsize=16)

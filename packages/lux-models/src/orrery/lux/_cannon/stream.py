@@ -1,9 +1,9 @@
 """Training The Cannon from a `SpectraSource`, one chunk of stars at a time.
 
-Every step of the in-memory training loop (`orrery.lux._cannon_train.fit_all`)
+Every step of the in-memory training loop (`orrery.lux._cannon.train.fit_all`)
 that reads the data is a sum over stars: the normal equations with their input
 statistics (`weighted_normal`) and each pass of the scatter's Newton iteration
-(`orrery.lux._cannon_scatter._pass`). Here the same rounds run on the host, and
+(`orrery.lux._cannon.scatter._pass`). Here the same rounds run on the host, and
 each such pass is a loop over chunks of a fixed number of stars, each chunk
 folded in by one small compiled kernel (the very kernels of the in-memory fit);
 everything between passes (solves, Newton steps, the round's decisions) is
@@ -13,7 +13,7 @@ budget sets, and not by the number of stars.
 The last chunk is padded to the full chunk size with rows of zero weight (flux,
 ivar and labels 0), which add nothing to any sum, so one compiled program
 serves every chunk. A chunk found holding a non-finite entry is cleaned as
-`orrery.lux._cannon_fit.clean_inputs` cleans the in-memory data (the entry is
+`orrery.lux._cannon.fit.clean_inputs` cleans the in-memory data (the entry is
 masked), and cleaned again whenever it is read; a negative or, at a finite
 flux, infinite inverse variance is refused. The next chunk is read on a
 background thread while the current one is summed.
@@ -28,8 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _cannon_validate as _validate
-from ._cannon_chunks import (
+from .._poly import feature_exponents, poly_features
+from .._source import SpectraSource
+from . import validate as _validate
+from .chunks import (
     Chunk,
     Reader,
     align_to_source,
@@ -42,7 +44,7 @@ from ._cannon_chunks import (
     source_labels,
     source_shape,
 )
-from ._cannon_fit import (
+from .fit import (
     _l2_system,
     _refine,
     _well_posed,
@@ -51,10 +53,8 @@ from ._cannon_fit import (
     solve_from_gram,
     weighted_normal,
 )
-from ._cannon_scatter import XTOL, _newton, _pass
-from ._cannon_train import HANDOFF, REFINE_MAX
-from ._poly import feature_exponents, poly_features
-from ._source import SpectraSource
+from .scatter import XTOL, _newton, _pass
+from .train import HANDOFF, REFINE_MAX
 
 
 # ---------------------------------------------------------------- per-chunk kernels
@@ -73,7 +73,7 @@ def gram_chunk(
 def scatter_chunk(
     labels, flux, ivar, offset, scale, theta, u, *, degree, include_bias, first, with_rhs, with_sens
 ):
-    """One chunk's sums of a scatter pass (`orrery.lux._cannon_scatter._pass`)."""
+    """One chunk's sums of a scatter pass (`orrery.lux._cannon.scatter._pass`)."""
     feats = poly_features((labels - offset) / scale, degree, include_bias)
     return _pass(flux, ivar, feats, theta, u, first=first, with_rhs=with_rhs, with_sens=with_sens)
 
@@ -216,7 +216,7 @@ def fit_scatter(
     n_iter: int = 20,
     xtol: float = XTOL,
 ):
-    """`orrery.lux._cannon_scatter.fit_scatter` with a warm start, a chunked pass per step.
+    """`orrery.lux._cannon.scatter.fit_scatter` with a warm start, a chunked pass per step.
 
     Returns what that function returns for the same arguments.
     """
@@ -346,7 +346,7 @@ _solve = jax.jit(solve_from_gram, static_argnames=("reg_type", "l1_iter"))
 
 
 class Trainer:
-    """`orrery.lux._cannon_train._train` (with measurement noise) over chunked passes.
+    """`orrery.lux._cannon.train._train` (with measurement noise) over chunked passes.
 
     The same rounds, decisions and stopping rule; each pass over the data is
     `Passes`' loop over chunks and everything per pixel is a small program.

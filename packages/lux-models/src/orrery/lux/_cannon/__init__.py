@@ -1,0 +1,1 @@
+"""Internals of orrery.lux._cannon: private, no public API."""

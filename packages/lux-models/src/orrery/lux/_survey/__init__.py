@@ -1,0 +1,1 @@
+"""Internals of orrery.lux._survey: private, no public API."""
