@@ -82,7 +82,7 @@ def training_data(n: int, root: str) -> tuple[SimulationDataset, str]:
         chunk_size=500,
         executor=cf.ThreadPoolExecutor(1),
     )
-    from orrery.sbi._row_sources import StoreSource
+    from orrery.sbi._store.row_sources import StoreSource
 
     rows = StoreSource(path)
     theta = rows.read("parameters", 0, rows.n_rows)
@@ -128,8 +128,8 @@ def verification_overhead(path: str, repeats: int) -> None:
     """Read time of a streamed epoch with and without the checks, and the one-time hashing."""
     from pathlib import Path
 
-    from orrery.sbi import _store_read
-    from orrery.sbi._store import read_config
+    from orrery.sbi._store.write import read as _store_read
+    from orrery.sbi._store.write import read_config
 
     config = read_config(Path(path))
     ds = SimulationDataset.from_store(path, memory_budget=16 * 2**20)

@@ -62,7 +62,7 @@ def campaign(engine: str, store: str) -> dict:
     from engines import simulator as sim  # by module name: importable in every worker
 
     from orrery.sbi import simulate
-    from orrery.sbi._store import read_config
+    from orrery.sbi._store.write import read_config
 
     t0 = time.perf_counter()
     version = f"python {sys.version.split()[0]}"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from orrery.sbi import ConditionalFlowPosterior
-from orrery.sbi._aux import AuxTrainingModel, aux_loss, with_aux_heads
-from orrery.sbi._model import PosteriorModel, npe_loss
+from orrery.sbi._posterior.aux import AuxTrainingModel, aux_loss, with_aux_heads
+from orrery.sbi._posterior.model import PosteriorModel, npe_loss
 
 CONFIG = dict(
     embedding_dim=8,

@@ -10,8 +10,9 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from orrery.sbi import ConditionalFlowPosterior, SimulationDataset, _build
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
 from orrery.sbi._config import FlowSpec
+from orrery.sbi._posterior import build as _build
 from orrery.sbi._xla import compiler_options
 
 

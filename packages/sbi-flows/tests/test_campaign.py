@@ -15,8 +15,8 @@ import pytest
 
 from orrery.interface import ArtifactError, ConfigError
 from orrery.sbi import SimulationDataset, simulate
-from orrery.sbi._store import finished_chunks, read_config
-from orrery.sbi._store_read import ChunkReader
+from orrery.sbi._store.read import ChunkReader
+from orrery.sbi._store.write import finished_chunks, read_config
 
 pytest.importorskip("zarr")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from orrery.interface import ConfigError
-from orrery.sbi._flows import FLOW_FAMILIES, build_flow
-from orrery.sbi._linear_start import ConditionalLinearGaussian
+from orrery.sbi._flows.flows import FLOW_FAMILIES, build_flow
+from orrery.sbi._flows.linear_start import ConditionalLinearGaussian
 
 SMALL = dict(num_layers=2, hidden_dim=16, depth=1, autoregressive_transform_units=4)
 

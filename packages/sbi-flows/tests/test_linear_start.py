@@ -14,7 +14,7 @@ from orrery.sbi import (
     SimulationDataset,
     _linear_start,
 )
-from orrery.sbi._linear_start import ConditionalLinearGaussian, ridge_leave_one_out
+from orrery.sbi._flows.linear_start import ConditionalLinearGaussian, ridge_leave_one_out
 
 NOISE = 0.5  # x = theta + N(0, NOISE^2), theta ~ N(0, I): posterior N(x / (1 + s2), s2 / (1 + s2))
 TINY = dict(hidden_dim=16, embedding_dim=8, photometry_embedding_dim=8, num_coupling_layers=2)

@@ -511,7 +511,7 @@ def test_elbo_training_recovers_a_gaussian_posterior_inside_the_cube():
 
 
 def test_noise_injection_only_touches_training_batches(problem, fitted):
-    from orrery.sbi._noise import make_batch_transform
+    from orrery.sbi._posterior.objectives import make_batch_transform
 
     _, (_, obs, unc) = problem
     post, _ = fitted

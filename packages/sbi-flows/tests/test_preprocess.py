@@ -12,6 +12,7 @@ import pytest
 from orrery.interface import ConfigError, ValueDomainError
 from orrery.sbi import ConditionalFlowPosterior, ObservationBlock, SimulationDataset
 from orrery.sbi._fit_checks import OVERFIT_GAP, overfit_gap, warn_preparation_and_fit
+from orrery.sbi._posterior.recipe import recommended_config
 from orrery.sbi._preprocess import (
     check_outliers,
     choose_block,
@@ -20,7 +21,6 @@ from orrery.sbi._preprocess import (
     inverse,
     prepare_dataset,
 )
-from orrery.sbi._recipe import recommended_config
 from orrery.sbi.spaces import ParameterSpace, choose_log_dims
 
 TINY = dict(
@@ -165,7 +165,7 @@ def test_log_prob_carries_the_jacobian(fitted):
 
 def test_log_dims_closed_form_density():
     """A log-space coordinate: density over theta = density over log theta / theta."""
-    from orrery.sbi import _model
+    from orrery.sbi._posterior import model as _model
 
     coords = _model._Coordinates("physical", np.zeros(1), np.ones(1), log_dims=(True,))
     theta = np.array([[0.5], [2.0], [7.0]], np.float32)

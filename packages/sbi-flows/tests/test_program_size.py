@@ -7,7 +7,7 @@ here. A recipe-shaped fit (``ConditionalFlowPosterior.recommended``) runs up to
 the point where the trainer would compile its epoch; the three programs a fit
 compiles are lowered to StableHLO and their ops counted:
 
-- ``build``: the network initialisation (`orrery.sbi._build.compiled_build`);
+- ``build``: the network initialisation (`orrery.sbi._posterior.build.compiled_build`);
 - ``epoch``: one training epoch, a ``lax.scan`` over the minibatches;
 - ``val``: the validation pass, a ``lax.scan`` over full chunks.
 

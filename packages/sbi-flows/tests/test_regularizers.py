@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from orrery.sbi import ConditionalFlowPosterior
-from orrery.sbi._regularizers import regularized_loss, spline_parameters, spline_penalties
+from orrery.sbi._flows.regularizers import regularized_loss, spline_parameters, spline_penalties
 
 # Strict targets, so that a degenerate spline is far from them.
 TARGETS = dict(

@@ -7,7 +7,7 @@ import jax.random as jr
 import numpy as np
 from flowjax.bijections import Coupling, RationalQuadraticSpline
 
-from orrery.sbi._spline import SplineCoupling, spline_knots
+from orrery.sbi._flows.spline import SplineCoupling, spline_knots
 
 DIM, KEPT, COND, KNOTS, BOUND = 5, 2, 3, 6, 3.0
 

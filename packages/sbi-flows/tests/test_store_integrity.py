@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from orrery.interface import ArtifactError, ConfigError
-from orrery.sbi import SimulationDataset, _store_read, simulate
-from orrery.sbi._store import chunk_path, read_config
-from orrery.sbi._store_read import ChunkReader
+from orrery.sbi import SimulationDataset, simulate
+from orrery.sbi._store.read import ChunkReader
+from orrery.sbi._store.write import chunk_path, read_config
+from orrery.sbi._store.write import read as _store_read
 
 pytest.importorskip("zarr")
 
@@ -377,7 +378,7 @@ def test_a_store_is_hashed_once_per_process_and_checked_again_when_a_file_change
 
 
 def test_complete_means_every_chunk_verified(copy):
-    from orrery.sbi._store import update_config
+    from orrery.sbi._store.write import update_config
 
     update_config(copy, {"complete": False})
     file = chunk_file(copy, 2, "obs/y")

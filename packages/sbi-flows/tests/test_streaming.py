@@ -49,7 +49,7 @@ def store(tmp_path_factory):
 
 
 def memory_twin(store, **kwargs):
-    from orrery.sbi._row_sources import StoreSource
+    from orrery.sbi._store.row_sources import StoreSource
 
     src = StoreSource(store)
     theta = src.read("parameters", 0, src.n_rows)

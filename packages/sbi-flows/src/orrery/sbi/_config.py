@@ -33,7 +33,7 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
+from ._flows.names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from .encoders import SPECTRUM_ENCODER_TYPES
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class FlowSpec:
 
     def build(self, key: jax.Array) -> Any:
         """The flow (a flowjax ``Transformed``) initialised from ``key``."""
-        from ._flows import build_flow  # flowjax's flows load on first build
+        from ._flows.flows import build_flow  # flowjax's flows load on first build
 
         return build_flow(
             key,
@@ -296,7 +296,7 @@ class RegularizerSpec:
 
     def regularized(self, loss_fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
         """``loss_fn`` plus the weighted spline penalties (``loss_fn`` itself when all are 0)."""
-        from ._regularizers import regularized_loss
+        from ._flows.regularizers import regularized_loss
 
         return regularized_loss(
             loss_fn,
@@ -311,7 +311,7 @@ class RegularizerSpec:
 
     def batch_transform(self, flow_scale: np.ndarray) -> Callable[[Any, jax.Array], Any] | None:
         """The training batches' noise injection, or ``None`` when off."""
-        from ._noise import make_batch_transform
+        from ._posterior.objectives import make_batch_transform
 
         return make_batch_transform(
             embedding_noise_std=self.embedding_noise_std,

@@ -30,8 +30,8 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _store
 from ._splits import resolve_parameter_names
+from ._store import write as _store
 from .observations import MODALITIES
 
 __all__ = ["simulate"]
@@ -418,7 +418,7 @@ def _finalize(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     "complete" is recorded only when every chunk passed its checks (digest, layout,
     counts): a store marked complete holds every simulation of the campaign.
     """
-    from ._store_read import check_campaign, fingerprint, verify_chunk
+    from ._store.read import check_campaign, fingerprint, verify_chunk
 
     check_campaign(path, config)
     missing = sorted(set(range(config["n_chunks"])) - _store.finished_chunks(path))

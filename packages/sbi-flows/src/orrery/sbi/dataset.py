@@ -26,7 +26,6 @@ from orrery.interface import (
 )
 
 from ._preprocess import forward, forward_uncertainties
-from ._row_sources import NpySource, StoreSource
 from ._splits import (  # BOUNDS_MARGIN and SPLITS stay importable from here
     BOUNDS_MARGIN as BOUNDS_MARGIN,
 )
@@ -43,6 +42,7 @@ from ._splits import (
 from ._splits import (
     SPLITS as SPLITS,
 )
+from ._store.row_sources import NpySource, StoreSource
 from .streaming import StreamingSimulationDataset
 
 __all__ = ["PosteriorBatch", "SimulationDataset"]

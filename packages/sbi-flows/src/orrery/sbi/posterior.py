@@ -22,21 +22,22 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _model
-from ._aux import unwrap as unwrap_aux
-from ._aux import with_aux_heads
-from ._build import compiled_build
 from ._config import PosteriorConfig, posterior_specs
 from ._fit_checks import warn_preparation_and_fit
-from ._fit_report import warn_after_fit
-from ._inference import PosteriorInference
-from ._linear_start import MAX_ROWS as START_ROWS
-from ._linear_start import linear_gaussian_start
-from ._noise import make_elbo_loss
-from ._posterior_io import FlowPosteriorPersistence
+from ._flows.linear_start import MAX_ROWS as START_ROWS
+from ._flows.linear_start import linear_gaussian_start
+from ._posterior import model as _model
+from ._posterior.aux import unwrap as unwrap_aux
+from ._posterior.aux import with_aux_heads
+from ._posterior.build import compiled_build
+from ._posterior.fit_report import warn_after_fit
+from ._posterior.inference import PosteriorInference
+from ._posterior.io import FlowPosteriorPersistence
+from ._posterior.objectives import make_elbo_loss
+from ._posterior.recipe import recommended_config
+from ._posterior.training_plots import merge_hooks, plot_hook, write_final_plots
 from ._precision import in_float32
 from ._preprocess import OBSERVATION_TRANSFORMS, prepare_dataset
-from ._recipe import recommended_config
 from ._sharding import resolve_devices
 from ._splits import (
     BatchReader,
@@ -45,7 +46,6 @@ from ._splits import (
     as_source,
     derived_bounds,
 )
-from ._training_plots import merge_hooks, plot_hook, write_final_plots
 from .persistence import PersistentPosteriorEstimator
 from .spaces import (
     PARAMETER_SPACES,
@@ -148,7 +148,7 @@ class ConditionalFlowPosterior(
         linear_gaussian_start: give the flow a conditional linear-Gaussian layer (in
             the spline families, half the couplings follow it) and start `fit` from the
             ridge-regression posterior ``N(A r + b, Σ)`` of the raw observation ``r``
-            (conditioners start as the identity; see ``orrery.sbi._linear_start``). Needs
+            (conditioners start as the identity; see ``orrery.sbi._flows.linear_start``). Needs
             ``encoder_linear_skip``, ``embedding_dim >= parameter_dim`` and a family other
             than ``"neural_autoregressive"``. Not upstream.
         observation_transform: observation preprocessing chosen from the training data at
@@ -340,7 +340,7 @@ class ConditionalFlowPosterior(
         bounded prior rejected), an encoder with a linear skip, width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
         8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus,
-        and early stopping that restores the best state (see ``orrery.sbi._recipe``
+        and early stopping that restores the best state (see ``orrery.sbi._posterior.recipe``
         for each choice).
 
         Args:

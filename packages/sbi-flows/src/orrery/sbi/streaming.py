@@ -32,8 +32,6 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _host_buffers
-from ._prefetch import prefetch
 from ._preprocess import forward, forward_uncertainties
 from ._splits import (
     DEFAULT_MEMORY_BUDGET,
@@ -45,6 +43,8 @@ from ._splits import (
     split_indices,
     value_scale,
 )
+from ._store import host_buffers as _host_buffers
+from ._store.prefetch import prefetch
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "StreamingSimulationDataset"]
 

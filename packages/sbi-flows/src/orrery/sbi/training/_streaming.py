@@ -19,7 +19,7 @@ import numpy as np
 
 from orrery.interface import ConfigError
 
-from .._prefetch import prefetch
+from .._store.prefetch import prefetch
 from ._optim import make_sgd_step
 
 

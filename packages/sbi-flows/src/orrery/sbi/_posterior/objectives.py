@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._splits import PosteriorBatch
-from .spaces import unconstrained_to_cube
+from .._splits import PosteriorBatch
+from ..spaces import unconstrained_to_cube
 
 
 def make_batch_transform(

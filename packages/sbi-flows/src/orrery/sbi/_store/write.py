@@ -22,7 +22,7 @@ time writes a store: the driver holds an exclusive lock on ``.lock`` while it ru
 The store needs a POSIX file system shared by the driver and the workers.
 
 Reading (`ChunkReader`) never goes through Zarr: every chunk is checked by
-`orrery.sbi._store_read` (digest, layout, counts) before its rows are used.
+`orrery.sbi._store.read` (digest, layout, counts) before its rows are used.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, require
 
-from ._store_files import Digest, read_json
+from .files import Digest, read_json
 
 STORE_FORMAT = "orrery.sbi.campaign"
 STORE_VERSION = 1

@@ -18,8 +18,8 @@ import numpy as np
 
 from orrery.interface import ConfigError, check_positive_int, require
 
-from . import _model
-from ._aux import unwrap
+from . import model as _model
+from .aux import unwrap
 
 #: Posterior draws per corner plot.
 CORNER_DRAWS = 1_000
@@ -28,7 +28,7 @@ CORNER_DRAWS = 1_000
 def _corner_png(
     model: Any, observation: Mapping, labels: Sequence[str] | None, seed: int, path: str
 ) -> None:
-    from .diagnostics import corner
+    from ..diagnostics import corner
 
     emb = _model.embed_batch(unwrap(model), dict(observation))[0]
     draws = _model.sample_space(unwrap(model), jr.key(seed), emb, CORNER_DRAWS)

@@ -16,9 +16,9 @@ from typing import Any
 
 from orrery.interface import ArtifactError
 
-from ._preprocess import TRANSFORMS
-from .observations import MODALITIES
-from .spaces import PARAMETER_SPACES
+from .._preprocess import TRANSFORMS
+from ..observations import MODALITIES
+from ..spaces import PARAMETER_SPACES
 
 _NUM = (int, float)
 #: Constructor arguments added after artifacts were first written: absent means the default.

@@ -40,9 +40,9 @@ from jaxtyping import PRNGKeyArray
 
 from orrery.interface import ConfigError, ShapeError, check_choice
 
-from ._flow_names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
-from ._linear_start import ConditionalLinearGaussian
-from ._spline import SplineCoupling
+from .linear_start import ConditionalLinearGaussian
+from .names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
+from .spline import SplineCoupling
 
 __all__ = ["BASE_DISTRIBUTIONS", "FLOW_FAMILIES", "build_flow"]
 

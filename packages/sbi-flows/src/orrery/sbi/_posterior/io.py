@@ -15,10 +15,10 @@ import numpy as np
 
 from orrery.interface import NotFittedError
 
-from ._posterior_checks import check_posterior_metadata
-from ._precision import float32_scope
-from .persistence import deserialise_module, serialise_module
-from .spaces import ParameterSpace
+from .._precision import float32_scope
+from ..persistence import deserialise_module, serialise_module
+from ..spaces import ParameterSpace
+from .checks import check_posterior_metadata
 
 
 class FlowPosteriorPersistence:

@@ -32,7 +32,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from orrery.interface import ConfigError, ShapeError
 
-from ._spline import SplineCoupling
+from .spline import SplineCoupling
 
 __all__ = ["ConditionalLinearGaussian", "linear_gaussian_start", "linear_layer_index"]
 

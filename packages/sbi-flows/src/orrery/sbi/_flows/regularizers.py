@@ -26,8 +26,8 @@ from flowjax.bijections import Chain, Invert, Scan
 from flowjax.distributions import unwrap  # paramax.unwrap, re-exported by flowjax
 from jaxtyping import Array
 
-from ._linear_start import ConditionalLinearGaussian, linear_layer_index
-from ._spline import SplineCoupling, spline_knots
+from .linear_start import ConditionalLinearGaussian, linear_layer_index
+from .spline import SplineCoupling, spline_knots
 
 
 def _coupling_of(layer: Any) -> SplineCoupling | None:

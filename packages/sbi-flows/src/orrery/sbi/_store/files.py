@@ -1,6 +1,6 @@
 """Checked file access both store modules use: the chunk digest and bounded reads.
 
-`orrery.sbi._store` (writing a campaign) and `orrery.sbi._store_read` (verified
+`orrery.sbi._store.write` (writing a campaign) and `orrery.sbi._store.read` (verified
 reading) both import from here, so the writer never imports the reader (the reader
 builds on the writer's layout: `chunk_path`, `read_config`, `finished_chunks`).
 """

@@ -16,8 +16,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
-from .encoders import ObservationEncoder
-from .spaces import cube_to_unconstrained, unconstrained_to_cube
+from ..encoders import ObservationEncoder
+from ..spaces import cube_to_unconstrained, unconstrained_to_cube
 
 #: Cube coordinates are clipped to [eps, 1 - eps] before the logit when building targets.
 CUBE_EPS = 1e-6

@@ -33,12 +33,12 @@ from orrery.interface import (
     check_positive_int,
 )
 
-from . import _model
-from ._precision import in_float32
-from ._preprocess import forward, forward_uncertainties
-from ._sharding import gather, shard_batch
-from .observations import EncodedObservation, ObservationBlock, blocks_by_name
-from .samples import PosteriorSamples, clamp_nonfinite
+from .._precision import in_float32
+from .._preprocess import forward, forward_uncertainties
+from .._sharding import gather, shard_batch
+from ..observations import EncodedObservation, ObservationBlock, blocks_by_name
+from ..samples import PosteriorSamples, clamp_nonfinite
+from . import model as _model
 
 #: A warning is issued when fewer than this share of proposed draws lie in the support.
 ACCEPTANCE_WARNING_THRESHOLD = 0.2

@@ -28,7 +28,7 @@ import equinox as eqx
 import jax
 from jax.core import Tracer
 
-from ._xla import compiler_options
+from .._xla import compiler_options
 
 __all__ = ["compiled_build"]
 

@@ -18,13 +18,15 @@ import numpy as np
 
 from orrery.interface import ArtifactError, ConfigError, ShapeError
 
-from . import _host_buffers, _store, _store_read
+from . import host_buffers as _host_buffers
+from . import read as _store_read
+from . import write as _store
 
 
 class StoreSource:
     """The successful rows of a finished campaign store, in campaign order.
 
-    Opening it verifies every chunk (see `orrery.sbi._store_read`: digests, layout,
+    Opening it verifies every chunk (see `orrery.sbi._store.read`: digests, layout,
     counts, the campaign fingerprint), once per process. Chunk arrays are plain
     little-endian bytes in one file each: a read takes only the span of rows asked
     for, in one ``pread``.

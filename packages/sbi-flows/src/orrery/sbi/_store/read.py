@@ -1,4 +1,4 @@
-"""Verified reading of a campaign store (see `orrery.sbi._store` for the layout).
+"""Verified reading of a campaign store (see `orrery.sbi._store.write` for the layout).
 
 Nothing in a store is trusted before it is checked: metadata files are read with a
 size limit (and no unbounded recursion), every path must stay inside the store after
@@ -30,8 +30,9 @@ import numpy as np
 
 from orrery.interface import ArtifactError
 
-from . import _store, _store_files
-from ._store_files import MAX_METADATA_BYTES, Digest, inside
+from . import files as _store_files
+from . import write as _store
+from .files import MAX_METADATA_BYTES, Digest, inside
 
 # Zarr v3 data types of the plain layout simulate writes
 _PLAIN_DTYPES = {

@@ -1,0 +1,1 @@
+"""Internals of orrery.sbi._flows.flows: private, no public API."""

@@ -1,0 +1,1 @@
+"""Internals of orrery.sbi._posterior: private, no public API."""

@@ -1,0 +1,1 @@
+"""Internals of orrery.sbi._store.write: private, no public API."""
