@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import numpy as np
-
 from orrery.interface import (
     ConfigError,
     as_int_seed,
@@ -307,17 +305,6 @@ class RegularizerSpec:
             entropy_floor=self.spline_entropy_floor,
             min_derivative_target=self.spline_min_derivative_target,
             max_derivative_target=self.spline_max_derivative_target,
-        )
-
-    def batch_transform(self, flow_scale: np.ndarray) -> Callable[[Any, jax.Array], Any] | None:
-        """The training batches' noise injection, or ``None`` when off."""
-        from ._posterior.objectives import make_batch_transform
-
-        return make_batch_transform(
-            embedding_noise_std=self.embedding_noise_std,
-            embedding_noise_min_scale=self.embedding_noise_min_scale,
-            parameter_noise_floor=self.parameter_noise_floor,
-            flow_scale=flow_scale,
         )
 
 

@@ -33,7 +33,7 @@ from ._posterior.build import compiled_build
 from ._posterior.fit_report import warn_after_fit
 from ._posterior.inference import PosteriorInference
 from ._posterior.io import FlowPosteriorPersistence
-from ._posterior.objectives import make_elbo_loss
+from ._posterior.objectives import make_batch_transform, make_elbo_loss
 from ._posterior.recipe import recommended_config
 from ._posterior.training_plots import merge_hooks, plot_hook, write_final_plots
 from ._precision import in_float32
@@ -574,7 +574,12 @@ class ConditionalFlowPosterior(
             val_data,
             val_loss_fn=val_loss_fn,
             epoch_metrics_fn=metrics_fn,
-            batch_transform=self.regularizer_spec.batch_transform(self._flow_scale),
+            batch_transform=make_batch_transform(
+                embedding_noise_std=self.embedding_noise_std,
+                embedding_noise_min_scale=self.embedding_noise_min_scale,
+                parameter_noise_floor=self.parameter_noise_floor,
+                flow_scale=self._flow_scale,
+            ),
             stability_thresholds=thresholds or None,
             devices=devices,
         )

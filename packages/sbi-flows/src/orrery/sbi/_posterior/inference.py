@@ -25,7 +25,6 @@ import numpy as np
 
 from orrery.interface import (
     ConfigError,
-    NotFittedError,
     ShapeError,
     ValueDomainError,
     as_int_seed,
@@ -39,6 +38,7 @@ from .._sharding import gather, shard_batch
 from ..observations import EncodedObservation, ObservationBlock, blocks_by_name
 from ..samples import PosteriorSamples, clamp_nonfinite
 from . import model as _model
+from .state import PosteriorState
 
 #: A warning is issued when fewer than this share of proposed draws lie in the support.
 ACCEPTANCE_WARNING_THRESHOLD = 0.2
@@ -56,20 +56,13 @@ def _is_blocks(obj: Any) -> bool:
     )
 
 
-class PosteriorInference:
+class PosteriorInference(PosteriorState):
     """Mixin of `ConditionalFlowPosterior`: encoding, sampling, densities, support."""
 
     #: Space of the truths, draws and densities exchanged with `orrery.sbi.diagnostics`.
     diagnostics_space: ClassVar[str] = "physical"
 
     # ------------------------------------------------------------------ helpers
-    def _require_fitted(self) -> _model.PosteriorModel:
-        if self.model is None:
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted: call fit(dataset) or load(path) first"
-            )
-        return self.model
-
     def _normalise_blocks(self, blocks: Any) -> dict[str, dict[str, np.ndarray]]:
         by_name = blocks_by_name(blocks)
         schema = self.observation_schema

@@ -19,9 +19,10 @@ from .._precision import float32_scope
 from ..persistence import deserialise_module, serialise_module
 from ..spaces import ParameterSpace
 from .checks import check_posterior_metadata
+from .state import PosteriorState
 
 
-class FlowPosteriorPersistence:
+class FlowPosteriorPersistence(PosteriorState):
     """Mixin of `ConditionalFlowPosterior` holding its persistence hooks."""
 
     def _build_estimator_config(self) -> dict[str, Any]:
