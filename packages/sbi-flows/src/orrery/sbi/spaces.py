@@ -111,23 +111,25 @@ class ParameterSpace:
         return f"ParameterSpace({self.kind!r}, dim={self.dim})"
 
     def _width(self) -> Array:
+        if self.lower is None or self.upper is None:
+            raise ConfigError("this parameter space has no bounds; cube coordinates are undefined")
         return jnp.asarray(self.upper - self.lower)
 
-    def physical_to_cube(self, theta: Float[Array, "... d"]) -> Array:
+    def physical_to_cube(self, theta: Float[Array | np.ndarray, "... d"]) -> Array:
         """``(theta - lower) / (upper - lower)``."""
         self._need_bounds()
         return (jnp.asarray(theta) - jnp.asarray(self.lower)) / self._width()
 
-    def cube_to_physical(self, u: Float[Array, "... d"]) -> Array:
+    def cube_to_physical(self, u: Float[Array | np.ndarray, "... d"]) -> Array:
         """``lower + u * (upper - lower)``."""
         self._need_bounds()
         return jnp.asarray(self.lower) + jnp.asarray(u) * self._width()
 
-    def from_physical(self, theta: Float[Array, "... d"]) -> Array:
+    def from_physical(self, theta: Float[Array | np.ndarray, "... d"]) -> Array:
         """Map physical parameters into this space."""
         return self.from_physical_and_log_det(theta)[0]
 
-    def to_physical(self, s: Float[Array, "... d"]) -> Array:
+    def to_physical(self, s: Float[Array | np.ndarray, "... d"]) -> Array:
         """Map coordinates of this space back to physical units."""
         s = jnp.asarray(s)
         if self.kind == "physical":
@@ -136,7 +138,9 @@ class ParameterSpace:
             s = unconstrained_to_cube(s)[0]
         return self.cube_to_physical(s)
 
-    def from_physical_and_log_det(self, theta: Float[Array, "... d"]) -> tuple[Array, Array]:
+    def from_physical_and_log_det(
+        self, theta: Float[Array | np.ndarray, "... d"]
+    ) -> tuple[Array, Array]:
         """Coordinates in this space and ``log|d s / d theta|`` (summed over the last axis)."""
         theta = jnp.asarray(theta)
         if self.kind == "physical":
@@ -148,7 +152,7 @@ class ParameterSpace:
         v, extra = cube_to_unconstrained(u)
         return v, log_det + extra
 
-    def log_abs_det_jacobian(self, theta: Float[Array, "... d"]) -> Array:
+    def log_abs_det_jacobian(self, theta: Float[Array | np.ndarray, "... d"]) -> Array:
         """``log|d s / d theta|`` of the map from physical units into this space."""
         return self.from_physical_and_log_det(theta)[1]
 

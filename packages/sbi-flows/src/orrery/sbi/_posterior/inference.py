@@ -65,7 +65,7 @@ class PosteriorInference(PosteriorState):
     # ------------------------------------------------------------------ helpers
     def _normalise_blocks(self, blocks: Any) -> dict[str, dict[str, np.ndarray]]:
         by_name = blocks_by_name(blocks)
-        schema = self.observation_schema
+        schema = self._require_schema()
         missing = [n for n in schema if n not in by_name]
         extra = [n for n in by_name if n not in schema]
         if missing or extra:
@@ -101,7 +101,7 @@ class PosteriorInference(PosteriorState):
                     )
             # the recorded transform, centre and scale: exactly as the training batches
             entry = {"values": forward(block.values, prep).astype(np.float32)}
-            if spec["has_uncertainties"]:
+            if block.uncertainties is not None:  # the schema's has_uncertainties (checked)
                 sigma = forward_uncertainties(block.values, block.uncertainties, prep)
                 entry["uncertainties"] = sigma.astype(np.float32)
             out[name] = entry
@@ -110,7 +110,7 @@ class PosteriorInference(PosteriorState):
     def _raw_as_blocks(self, values: Any, what: str) -> list[ObservationBlock]:
         """A raw vector as the single block of a one-block posterior, else a clear error."""
         arr = np.asarray(values)
-        schema = self.observation_schema
+        schema = self._require_schema()
         hint = (
             "pass the observation as ObservationBlock(s) or an EncodedObservation from "
             "encode_observation (a raw array is never taken as an embedding)"
@@ -177,8 +177,10 @@ class PosteriorInference(PosteriorState):
     # ------------------------------------------------------------------ support
     def _support_box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Physical bounds of the prior's support, when the dataset gave them."""
-        if getattr(self, "support_bounded", False) and self.space.lower is not None:
-            return self.space.lower, self.space.upper
+        space = self._require_space()
+        if getattr(self, "support_bounded", False) and space.lower is not None:
+            if space.upper is not None:
+                return space.lower, space.upper
         return None
 
     def diagnostics_support(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -190,26 +192,31 @@ class PosteriorInference(PosteriorState):
         calibration diagnostics warn about truths outside it.
         """
         self._require_fitted()
-        if self.space.kind == "physical":
+        space = self._require_space()
+        if space.kind == "physical":
             return self._support_box()
-        return (self.space.lower, self.space.upper) if self.space.lower is not None else None
+        if space.lower is None or space.upper is None:
+            return None
+        return space.lower, space.upper
 
     def _in_support(self, s: np.ndarray) -> np.ndarray:
         """Whether each vector of ``s`` (in ``parameter_space``) lies in the support."""
         s = np.asarray(s)
         ok = np.all(np.isfinite(s), axis=-1)
-        if any(self.space.log_dims):  # a positive prior's parameters, modelled in log space
-            ok &= self.space.contains(s)
-        if self.space.kind == "cube":
+        space = self._require_space()
+        if any(space.log_dims):  # a positive prior's parameters, modelled in log space
+            ok &= space.contains(s)
+        box = self._support_box()
+        if space.kind == "cube":
             ok &= np.all((s >= 0) & (s <= 1), axis=-1)
-        elif self.space.kind == "physical" and self._support_box() is not None:
-            lo, hi = self._support_box()
+        elif space.kind == "physical" and box is not None:
+            lo, hi = box
             ok &= np.all((s >= lo) & (s <= hi), axis=-1)
         return ok
 
     def _rejects(self, reject_outside_support: bool) -> bool:
         return bool(reject_outside_support) and (
-            self.space.kind == "physical" and self._support_box() is not None
+            self._require_space().kind == "physical" and self._support_box() is not None
         )
 
     @staticmethod
@@ -234,6 +241,7 @@ class PosteriorInference(PosteriorState):
             The draws and each row's acceptance rate (in-support share of its proposals).
         """
         kept: list[list[np.ndarray]] | None = None
+        counts = accepted = proposed = np.zeros(0, int)  # sized at the first round
         for r in range(MAX_REJECTION_ROUNDS):
             block = np.asarray(draw(key if r == 0 else jr.fold_in(key, r)))
             ok = self._in_support(block)
@@ -274,9 +282,10 @@ class PosteriorInference(PosteriorState):
         normalised = [self._normalise_blocks(b) for b in blocks_list]
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *normalised)
         emb = np.asarray(_model.embed_batch(model, stacked))
+        schema = self._require_schema()
         meta = {
-            "block_names": list(self.observation_schema),
-            "modalities": [s["modality"] for s in self.observation_schema.values()],
+            "block_names": list(schema),
+            "modalities": [s["modality"] for s in schema.values()],
         }
         return [EncodedObservation(e, dict(meta)) for e in emb]
 
@@ -324,10 +333,9 @@ class PosteriorInference(PosteriorState):
         else:
             draws = np.asarray(_model.sample_space(model, key, emb, n))
         outside = int(np.sum(~self._in_support(draws)))
-        arr, n_bad = clamp_nonfinite(draws, self.space)
-        return PosteriorSamples(
-            arr, list(self.parameter_names), self.space, n_bad, seed, rate, outside
-        )
+        space = self._require_space()
+        arr, n_bad = clamp_nonfinite(draws, space)
+        return PosteriorSamples(arr, list(self.parameter_names), space, n_bad, seed, rate, outside)
 
     @in_float32
     def batch_sample_posterior(
@@ -387,7 +395,7 @@ class PosteriorInference(PosteriorState):
                 self._warn_acceptance(float(rates.min()), where)
         else:
             draws = draw(base)
-        return clamp_nonfinite(draws, self.space)[0]
+        return clamp_nonfinite(draws, self._require_space())[0]
 
     def _check_parameters(self, parameters: Any) -> tuple[np.ndarray, bool]:
         theta = np.asarray(parameters, np.float64)
@@ -412,13 +420,14 @@ class PosteriorInference(PosteriorState):
         return np.where(inside, out, np.where(np.isnan(s).any(axis=-1), np.nan, -np.inf))
 
     def _support_centre(self) -> np.ndarray:
-        if self.space.kind == "cube":
+        space = self._require_space()
+        if space.kind == "cube":
             return np.full(self.parameter_dim, 0.5)
-        if any(self.space.log_dims):  # inside a positive prior's support
-            return np.where(self.space.log_dims, np.exp(self._flow_shift), self._flow_shift)
-        if self.space.kind == "unconstrained" or self.space.lower is None:
+        if any(space.log_dims):  # inside a positive prior's support
+            return np.where(space.log_dims, np.exp(self._flow_shift), self._flow_shift)
+        if space.kind == "unconstrained" or space.lower is None or space.upper is None:
             return np.zeros(self.parameter_dim)
-        return 0.5 * (self.space.lower + self.space.upper)
+        return 0.5 * (space.lower + space.upper)
 
     @in_float32
     def log_prob(self, observation: Any, parameters: Any) -> Any:
@@ -454,7 +463,7 @@ class PosteriorInference(PosteriorState):
         """
         emb = self._embeddings_of_many(observations)
         draws = self.batch_sample_posterior(emb, n_samples, seed)
-        return np.asarray(self.space.to_physical(np.asarray(draws, np.float64)))
+        return np.asarray(self._require_space().to_physical(np.asarray(draws, np.float64)))
 
     @in_float32
     def log_prob_batch(self, observations: Any, parameters: Any) -> np.ndarray:
@@ -486,9 +495,10 @@ class PosteriorInference(PosteriorState):
         if box is not None:
             inside &= np.all((flat >= box[0]) & (flat <= box[1]), axis=-1)
         safe = np.where(inside[:, None], flat, 0.5 * (box[0] + box[1]) if box else 0.0)
-        s, log_det = self.space.from_physical_and_log_det(safe)
+        space = self._require_space()
+        s, log_det = space.from_physical_and_log_det(safe)
         s, log_det = np.asarray(s, np.float64), np.asarray(log_det, np.float64)
-        if self.space.kind == "unconstrained":  # a bound itself maps to +-inf: not a density
+        if space.kind == "unconstrained":  # a bound itself maps to +-inf: not a density
             inside &= np.all(np.isfinite(s), axis=-1)
             s = np.where(np.isfinite(s), s, 0.0)
         s = s.reshape(theta.shape)
