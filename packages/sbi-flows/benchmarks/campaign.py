@@ -128,7 +128,7 @@ def verification_overhead(path: str, repeats: int) -> None:
     """Read time of a streamed epoch with and without the checks, and the one-time hashing."""
     from pathlib import Path
 
-    from orrery.sbi._store.write import read as _store_read
+    from orrery.sbi._store import read as _store_read
     from orrery.sbi._store.write import read_config
 
     config = read_config(Path(path))

@@ -12,8 +12,8 @@ from orrery.sbi import (
     ObservationBlock,
     PersistentPosteriorEstimator,
     SimulationDataset,
-    _linear_start,
 )
+from orrery.sbi._flows import linear_start as _linear_start
 from orrery.sbi._flows.linear_start import ConditionalLinearGaussian, ridge_leave_one_out
 
 NOISE = 0.5  # x = theta + N(0, NOISE^2), theta ~ N(0, I): posterior N(x / (1 + s2), s2 / (1 + s2))

@@ -22,9 +22,9 @@ import pytest
 
 from orrery.interface import ArtifactError, ConfigError
 from orrery.sbi import SimulationDataset, simulate
+from orrery.sbi._store import read as _store_read
 from orrery.sbi._store.read import ChunkReader
 from orrery.sbi._store.write import chunk_path, read_config
-from orrery.sbi._store.write import read as _store_read
 
 pytest.importorskip("zarr")
 

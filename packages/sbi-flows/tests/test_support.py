@@ -14,8 +14,8 @@ from orrery.sbi import (
     ObservationBlock,
     ParameterSpace,
     SimulationDataset,
-    _inference,
 )
+from orrery.sbi._posterior import inference as _inference
 
 TINY = dict(embedding_dim=8, hidden_dim=16, num_coupling_layers=2, conditioner_depth=1)
 
