@@ -88,17 +88,27 @@ class PersistentPosteriorEstimator:
     def _load_backend_state_bytes(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def _build_model_skeleton(self) -> None:
+        """Build the model (initial weights) that `_load_backend_state_bytes` fills."""
+        raise NotImplementedError
+
+    def _fitted_metadata(self) -> dict[str, Any]:
+        """The fitted state saved beside the configuration (none by default)."""
+        return {}
+
     # -- provided ---------------------------------------------------------------------
     def _build_serialized_metadata(
         self, artifact_metadata: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Everything needed to rebuild the estimator, without its weights."""
+        fitted = self._fitted_metadata()
         return {
             "posterior_schema_version": POSTERIOR_SCHEMA_VERSION,
             "package_version": _package_version(),
             "estimator_class": type(self).__name__,
             "estimator_family": self.estimator_family,
             "estimator_config": self._build_estimator_config(),
+            **fitted,
             **dict(artifact_metadata or {}),
         }
 
@@ -160,6 +170,7 @@ class PersistentPosteriorEstimator:
     @classmethod
     def _load(cls, path: str | os.PathLike[str]) -> PersistentPosteriorEstimator:
         artifact = load_artifact(path, kind=ARTIFACT_KIND)
+        root = Path(path) if artifact.path is None else artifact.path
         found = artifact.config_value("posterior_schema_version", int, default=None)
         if found != POSTERIOR_SCHEMA_VERSION:
             raise ArtifactError(
@@ -178,25 +189,24 @@ class PersistentPosteriorEstimator:
         state = artifact.array("backend_state", kind="u", shape=(None,))
         if state.dtype != np.uint8:
             raise ArtifactError(
-                f"{artifact.path / 'arrays.npz'}: array 'backend_state' has dtype {state.dtype}, "
+                f"{root / 'arrays.npz'}: array 'backend_state' has dtype {state.dtype}, "
                 "expected uint8"
             )
         try:
             estimator = klass.from_serialized_metadata(config)
         except OrreryError as err:
             raise ArtifactError(
-                f"{artifact.path / 'metadata.json'}: the saved constructor arguments are "
-                f"invalid ({err})"
+                f"{root / 'metadata.json'}: the saved constructor arguments are invalid ({err})"
             ) from err
         estimator._restore_metadata(config)
         expected, n_arrays = estimator._expected_state_bytes()
         if not expected <= state.size <= expected + _NPY_HEADER_BYTES * n_arrays:
             raise ArtifactError(
-                f"{artifact.path / 'arrays.npz'}: array 'backend_state' holds {state.size} "
+                f"{root / 'arrays.npz'}: array 'backend_state' holds {state.size} "
                 f"bytes; the configured model needs {expected} bytes of weights in "
                 f"{n_arrays} arrays"
             )
-        estimator.model = estimator._build_model()
+        estimator._build_model_skeleton()
         estimator._load_backend_state_bytes(state.tobytes())
         return estimator
 

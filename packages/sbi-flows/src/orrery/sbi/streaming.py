@@ -60,7 +60,9 @@ class _Moments:
     """Per-column mean and variance merged over row pieces (Chan et al.)."""
 
     def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, None, None
+        self.n = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
 
     def add(self, x: np.ndarray) -> None:
         m = x.shape[0]
@@ -68,7 +70,7 @@ class _Moments:
             return
         mean_b = x.mean(0)
         m2_b = ((x - mean_b) ** 2).sum(0)
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:
             self.n, self.mean, self.m2 = m, mean_b, m2_b
             return
         total = self.n + m
@@ -77,8 +79,11 @@ class _Moments:
         self.m2 = self.m2 + m2_b + delta**2 * (self.n * m / total)
         self.n = total
 
-    def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / self.n)
+    def mean_and_std(self, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the rows added (``what`` names them)."""
+        if self.mean is None or self.m2 is None:
+            raise ValueDomainError(f"{what}: no training rows to take moments of")
+        return self.mean, np.sqrt(self.m2 / self.n)
 
 
 class StreamingSimulationDataset(SplitMetadata):
@@ -168,7 +173,7 @@ class StreamingSimulationDataset(SplitMetadata):
             lo, hi = np.minimum(lo, theta.min(0)), np.maximum(hi, theta.max(0))
             # the in-memory fit sees float32 parameters: take moments of the same values
             theta_moments.add(theta[self._is_train[a:b]].astype(np.float32).astype(np.float64))
-        self._theta_mean, self._theta_std = theta_moments.mean, theta_moments.std()
+        self._theta_mean, self._theta_std = theta_moments.mean_and_std("parameters")
         if bounds is None:
             self.parameter_bounds, self.bounds_source = derived_bounds(lo, hi), "derived"
         else:
@@ -201,7 +206,8 @@ class StreamingSimulationDataset(SplitMetadata):
                 if field.startswith("obs:"):
                     moments.add(x[self._is_train[a:b]])
             if field.startswith("obs:"):
-                mean, scale = moments.mean, value_scale(moments.mean, moments.std())
+                mean, std = moments.mean_and_std(_label(field))
+                scale = value_scale(mean, std)
                 self.preprocessing_metadata[field[4:]] = {
                     "modality": self.modalities[field[4:]],
                     "value_mean": mean.tolist(),

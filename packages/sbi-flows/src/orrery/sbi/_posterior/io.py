@@ -40,24 +40,21 @@ class FlowPosteriorPersistence(PosteriorState):
             "backend": "flowjax+equinox",
         }
 
-    def _build_serialized_metadata(self, artifact_metadata: Any = None) -> dict[str, Any]:
+    def _fitted_metadata(self) -> dict[str, Any]:
         self._require_fitted()
-        return super()._build_serialized_metadata(
-            {
-                "task_metadata": self.task_metadata,
-                "parameter_names": self.parameter_names,
-                "parameter_space": self.space.to_config(),
-                "flow_shift": self._flow_shift.tolist(),
-                "flow_scale": self._flow_scale.tolist(),
-                "observation_schema": self.observation_schema,
-                "preprocessing_metadata": self.preprocessing_metadata,
-                "dataset_manifest": self.dataset_manifest,
-                "dataset_fingerprint": self.dataset_fingerprint,
-                "support_bounded": self.support_bounded,
-                "training_history": self.training_history,
-                **dict(artifact_metadata or {}),
-            }
-        )
+        return {
+            "task_metadata": self.task_metadata,
+            "parameter_names": self.parameter_names,
+            "parameter_space": self._require_space().to_config(),
+            "flow_shift": self._flow_shift.tolist(),
+            "flow_scale": self._flow_scale.tolist(),
+            "observation_schema": self.observation_schema,
+            "preprocessing_metadata": self.preprocessing_metadata,
+            "dataset_manifest": self.dataset_manifest,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "support_bounded": self.support_bounded,
+            "training_history": self.training_history,
+        }
 
     @staticmethod
     def _resolve_estimator_config(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,6 +100,9 @@ class FlowPosteriorPersistence(PosteriorState):
         """Restore dataset-derived state (names, space, schema, preprocessing, manifest)
         and build the model skeleton that `load_backend_state` fills."""
         self._restore_metadata(metadata)
+        self._build_model_skeleton()
+
+    def _build_model_skeleton(self) -> None:
         self.model = self._build_model()
 
     def _restore_metadata(self, metadata: Mapping[str, Any]) -> None:
