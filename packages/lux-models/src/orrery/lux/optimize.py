@@ -573,15 +573,7 @@ def optimize_iterative(
             sites = [s for s in _block_sites(model, block.params) if s not in fixed_flat]
             if not sites:
                 continue
-            if block.optimizer == "least_squares":
-                if block.params == "latents":
-                    flat = _solve_latent_block(state, flat)
-                else:
-                    name = block.params.partition(":")[0]
-                    flat = _solve_output_block(state, name, flat)
-            else:
-                key, sub = jax.random.split(key)
-                flat = _svi_block(state, block, sites, flat, sub)
+            flat, key = _run_block(state, block, sites, flat, key)
             flat.update(fixed_flat)
             if history is not None:
                 history.append(
@@ -606,6 +598,21 @@ def optimize_iterative(
     return IterativeOptimizationResult(
         params, losses, cycle + 1, converged, history, joint, list(resolved)
     )
+
+
+def _run_block(state: _State, block: ParameterBlock, sites, flat, key):
+    """One block's update of the flat parameters; returns them and the next key.
+
+    Least-squares blocks are solved exactly (no randomness); any other block runs
+    SVI on a key split off ``key``.
+    """
+    if block.optimizer == "least_squares":
+        if block.params == "latents":
+            return _solve_latent_block(state, flat), key
+        name = block.params.partition(":")[0]
+        return _solve_output_block(state, name, flat), key
+    key, sub = jax.random.split(key)
+    return _svi_block(state, block, sites, flat, sub), key
 
 
 def _apply_block_options(blocks: list[ParameterBlock], options) -> list[ParameterBlock]:

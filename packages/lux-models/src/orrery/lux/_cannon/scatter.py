@@ -132,6 +132,24 @@ def _newton(u, g, h, lo, hi, done, var_scale, xtol):
     return jnp.where(done, u, u_new), lo, hi, done | conv, newton_step
 
 
+def _warm_step(init, g, h, u0, zero, hi0, done, step, var_scale, xtol):
+    """The first Newton step from a warm start ``init``, where it is usable.
+
+    Pixels whose ``init`` lies strictly inside ``(0, hi0)`` take the step with
+    the derivatives ``g``, ``h`` already evaluated there; the others keep the
+    cold start ``u0`` with the full bracket ``[zero, hi0]``.
+    """
+    valid = (init > 0) & (init < hi0)
+    u1, lo1, hi1, done1, step1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
+    return (
+        jnp.where(valid, u1, u0),
+        jnp.where(valid, lo1, zero),
+        jnp.where(valid, hi1, hi0),
+        jnp.where(valid, done1, done),
+        jnp.where(valid, step1, step),
+    )
+
+
 @partial(jax.jit, static_argnames=("n_iter", "with_rhs", "with_sensitivity"))
 def fit_scatter(
     flux: Float[Array, "n p"],
@@ -231,13 +249,7 @@ def fit_scatter(
     u, lo, hi = u0, zero, hi0
     step = jnp.full_like(u0, jnp.inf)
     if init is not None:  # warm start: the first step uses the derivatives at init
-        valid = (init > 0) & (init < hi0)
-        u1, lo1, hi1, done1, step1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
-        u = jnp.where(valid, u1, u0)
-        lo = jnp.where(valid, lo1, zero)
-        hi = jnp.where(valid, hi1, hi0)
-        done = jnp.where(valid, done1, done)
-        step = jnp.where(valid, step1, step)
+        u, lo, hi, done, step = _warm_step(init, g, h, u0, zero, hi0, done, step, var_scale, xtol)
         it = jnp.asarray(1)
 
     def body(carry):
