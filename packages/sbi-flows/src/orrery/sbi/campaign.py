@@ -242,6 +242,47 @@ def _check_store_options(overwrite: Any, wait: Any, timeout: Any, retries: Any) 
         raise ConfigError(f"retries: expected a non-negative int, got {retries!r}")
 
 
+def _campaign_config(
+    prior: Any,
+    num_simulations: int,
+    chunk_size: int,
+    seed: int,
+    parameter_names: Sequence[str] | None,
+    modalities: Mapping[str, str] | None,
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Checked campaign arguments: the prior's bounds and the config the store records."""
+    num = check_positive_int(num_simulations, "num_simulations")
+    chunk = check_positive_int(chunk_size, "chunk_size")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
+    seed = int(seed)
+    bounds, prior_cfg = _prior_config(prior, None)
+    n_chunks = math.ceil(num / chunk)
+    first = _chunk_parameters(prior, bounds, seed, 0, min(chunk, num))
+    if first.ndim != 2 or first.shape[0] != min(chunk, num):
+        raise ShapeError(f"prior.sample: expected shape ({min(chunk, num)}, d), got {first.shape}")
+    d = first.shape[1]
+    if prior_cfg["parameter_bounds"] is not None and len(prior_cfg["parameter_bounds"]) != d:
+        raise ShapeError(f"prior.bounds: expected shape ({d}, 2)")
+    names = resolve_parameter_names(parameter_names, d)
+    mods = {str(k): str(v) for k, v in (modalities or {}).items()}
+    for name, mod in mods.items():
+        if mod not in MODALITIES:
+            raise ConfigError(
+                f"modalities[{name!r}]: expected one of {list(MODALITIES)}, got {mod!r}"
+            )
+    config = {
+        **prior_cfg,
+        "parameter_names": names,
+        "num_simulations": num,
+        "chunk_size": chunk,
+        "n_chunks": n_chunks,
+        "seed": seed,
+        "modalities": mods,
+    }
+    return bounds, config
+
+
 def simulate(
     simulator: Callable[[np.ndarray], Mapping[str, Any]],
     prior: Any,
@@ -313,38 +354,13 @@ def simulate(
         >>> SimulationDataset.from_store(path, validation_fraction=0.2).n_train
         8
     """
-    num = check_positive_int(num_simulations, "num_simulations")
-    chunk = check_positive_int(chunk_size, "chunk_size")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
-    seed = int(seed)
     if not callable(simulator):
         raise ConfigError(f"simulator: expected a callable, got {type(simulator).__name__}")
     _check_store_options(overwrite, wait, timeout, retries)
-    bounds, prior_cfg = _prior_config(prior, None)
-    n_chunks = math.ceil(num / chunk)
-    first = _chunk_parameters(prior, bounds, seed, 0, min(chunk, num))
-    if first.ndim != 2 or first.shape[0] != min(chunk, num):
-        raise ShapeError(f"prior.sample: expected shape ({min(chunk, num)}, d), got {first.shape}")
-    d = first.shape[1]
-    if prior_cfg["parameter_bounds"] is not None and len(prior_cfg["parameter_bounds"]) != d:
-        raise ShapeError(f"prior.bounds: expected shape ({d}, 2)")
-    names = resolve_parameter_names(parameter_names, d)
-    mods = {str(k): str(v) for k, v in (modalities or {}).items()}
-    for name, mod in mods.items():
-        if mod not in MODALITIES:
-            raise ConfigError(
-                f"modalities[{name!r}]: expected one of {list(MODALITIES)}, got {mod!r}"
-            )
-    config = {
-        **prior_cfg,
-        "parameter_names": names,
-        "num_simulations": num,
-        "chunk_size": chunk,
-        "n_chunks": n_chunks,
-        "seed": seed,
-        "modalities": mods,
-    }
+    bounds, config = _campaign_config(
+        prior, num_simulations, chunk_size, seed, parameter_names, modalities
+    )
+    n_chunks = config["n_chunks"]
     path = Path(store).expanduser().absolute()
     _store.refuse_foreign(path)  # before anything is written there
     path.mkdir(parents=True, exist_ok=True)
