@@ -481,6 +481,24 @@ class ConditionalFlowPosterior(
         return SBITrainer.from_spec(self.training_spec)
 
     @in_float32
+    def _elbo_loss(
+        self,
+        elbo_log_likelihood_fn: Callable[[jax.Array, Any], jax.Array] | None,
+        elbo_num_samples: int,
+    ) -> Callable[..., jax.Array] | None:
+        """The ELBO loss for ``training_objective="elbo"`` (checked), else None."""
+        if self.training_objective != "elbo":
+            return None
+        if self.parameter_space != "cube":
+            raise ConfigError(
+                "training_objective='elbo' needs parameter_space='cube' (uniform prior), "
+                f"got parameter_space={self.parameter_space!r}"
+            )
+        if elbo_log_likelihood_fn is None:
+            raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
+        num = check_positive_int(elbo_num_samples, "elbo_num_samples")
+        return make_elbo_loss(elbo_log_likelihood_fn, num)
+
     def fit(
         self,
         dataset: SimulationSource | BatchReader,
@@ -520,17 +538,7 @@ class ConditionalFlowPosterior(
         """
         if devices is not None:
             resolve_devices(devices)  # a bad value fails before any data is read
-        elbo_loss = None
-        if self.training_objective == "elbo":
-            if self.parameter_space != "cube":
-                raise ConfigError(
-                    "training_objective='elbo' needs parameter_space='cube' (uniform prior), "
-                    f"got parameter_space={self.parameter_space!r}"
-                )
-            if elbo_log_likelihood_fn is None:
-                raise ConfigError("training_objective='elbo' needs elbo_log_likelihood_fn")
-            num = check_positive_int(elbo_num_samples, "elbo_num_samples")
-            elbo_loss = make_elbo_loss(elbo_log_likelihood_fn, num)
+        elbo_loss = self._elbo_loss(elbo_log_likelihood_fn, elbo_num_samples)
         dataset, prep_notes = prepare_dataset(dataset, self.observation_transform)
         source = as_source(dataset, seed=self.seed)
         train, val = self._checked_splits(source)
