@@ -132,16 +132,22 @@ def _newton(u, g, h, lo, hi, done, var_scale, xtol):
     return jnp.where(done, u, u_new), lo, hi, done | conv, newton_step
 
 
-def _warm_step(init, g, h, u0, zero, hi0, done, step, var_scale, xtol):
-    """The first Newton step from a warm start ``init``, where it is usable.
+def _start(init, g, h, u0, zero, hi0, done, var_scale, xtol):
+    """The loop's first carry ``(it, u, lo, hi, done, step)``.
 
-    Pixels whose ``init`` lies strictly inside ``(0, hi0)`` take the step with
-    the derivatives ``g``, ``h`` already evaluated there; the others keep the
-    cold start ``u0`` with the full bracket ``[zero, hi0]``.
+    Cold (``init`` None): ``u0`` in the full bracket ``[zero, hi0]``, no step
+    taken. Warm: pixels whose ``init`` lies strictly inside ``(0, hi0)`` take
+    the first Newton step with the derivatives ``g``, ``h`` already evaluated
+    there; the others keep the cold start.
     """
+    it = jnp.asarray(0)
+    step = jnp.full_like(u0, jnp.inf)
+    if init is None:
+        return it, u0, zero, hi0, done, step
     valid = (init > 0) & (init < hi0)
     u1, lo1, hi1, done1, step1 = _newton(init, g, h, zero, hi0, done, var_scale, xtol)
     return (
+        jnp.asarray(1),
         jnp.where(valid, u1, u0),
         jnp.where(valid, lo1, zero),
         jnp.where(valid, hi1, hi0),
@@ -244,13 +250,7 @@ def fit_scatter(
     guess = probe if total is None else (total - sum_var) / jnp.maximum(count, 1.0)
     u0 = jnp.clip(guess, 0.01 * hi0, 0.99 * hi0)
     zero = jnp.zeros_like(hi0)
-    done = ~interior
-    it = jnp.asarray(0)
-    u, lo, hi = u0, zero, hi0
-    step = jnp.full_like(u0, jnp.inf)
-    if init is not None:  # warm start: the first step uses the derivatives at init
-        u, lo, hi, done, step = _warm_step(init, g, h, u0, zero, hi0, done, step, var_scale, xtol)
-        it = jnp.asarray(1)
+    it, u, lo, hi, done, step = _start(init, g, h, u0, zero, hi0, ~interior, var_scale, xtol)
 
     def body(carry):
         it, u, lo, hi, done, _, _, _ = carry
