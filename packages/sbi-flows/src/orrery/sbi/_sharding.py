@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import equinox as eqx
 import jax
@@ -13,7 +13,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from orrery.interface import ConfigError
 
 
-def resolve_devices(devices: Any) -> tuple[jax.Device, ...]:
+class DeviceLike(Protocol):
+    """What this module needs of a ``jax.Device`` (``jax.Device`` is no static type)."""
+
+    id: int
+    platform: str
+    process_index: int
+
+
+def resolve_devices(devices: Any) -> tuple[DeviceLike, ...]:
     """``"all"`` or a sequence of devices -> a tuple of distinct devices."""
     if isinstance(devices, str):
         if devices != "all":
