@@ -7,13 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 
 from orrery.interface import ConfigError
 
 from ._errors import ConfigKeyError, ConfigTypeError
 from ._flat import flat_element
-from ._naming import ParamIndex, is_module, named_submodules, unknown_names_error
+from ._naming import (
+    ParamIndex,
+    is_module,
+    join,
+    named_submodules,
+    path_segments,
+    unknown_names_error,
+)
+from ._updates import validate_param, value_of
 from ._util import fast_set
 from .parameter import Parameter
 from .tree import is_parameter
@@ -410,3 +419,66 @@ def all_params_keywords(kwargs: dict, must_be_true: str, method: str) -> dict:
         "prefixes": bool(kwargs.get("prefixes", False)),
         "ignore_unknown": bool(kwargs.get("ignore_unknown", False)),
     }
+
+
+def path_to_param_name(module: Any, path: Sequence[Any]) -> str:
+    """`Module.path_to_param_name`: the qualified name of the parameter at a key path."""
+    segs, last = path_segments(module, tuple(path))
+    leaf = module
+    for key in path:
+        leaf = get_key(leaf, key)
+    own = leaf.metadata.name if isinstance(leaf, Parameter) else None
+    return join(segs, own if isinstance(own, str) else last)
+
+
+def flat_values(
+    module: Any, include_fixed: bool, submodules: Any, scaled: bool, latent: bool, param_filter: Any
+) -> jax.Array:
+    """`Module.flat_param_values`: the selected values raveled into one 1-D array."""
+    vals = [
+        jnp.ravel(value_of(p, scaled, latent))
+        for _, p in module.iter_params(
+            param_filter, include_fixed=include_fixed, submodules=submodules
+        )
+    ]
+    return jnp.concatenate(vals) if vals else jnp.zeros((0,))
+
+
+def named_flat_values(
+    module: Any, scaled: bool, return_floats: bool, latent: bool, selection: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`Module.named_flat_param_values`: scalar values (or floats) by flat name."""
+    out = {}
+    for name, p in module.named_flat_params(**selection).items():
+        v = value_of(p, scaled, latent)
+        out[name] = float(v) if return_floats else v
+    return out
+
+
+def count_free(module: Any, flat: bool) -> int:
+    """`Module.num_params` (``flat`` False) or `Module.num_flat_params` (True)."""
+    params = [p for p in module._index().params() if not p.fixed]
+    return sum(p.size for p in params) if flat else len(params)
+
+
+def validate_all(module: Any, include_fixed: bool) -> Any:
+    """`Module.validate_params`: check every parameter's value; return the module."""
+    for name, p in module.iter_params(include_fixed=include_fixed):
+        validate_param(name, p)
+    return module
+
+
+def fix_or_free(module: Any, param_filter: Any, fix: bool, flip_others: bool, kwargs: Any) -> Any:
+    """`Module.with_fixed_params` (``fix``) or `Module.with_free_params` (not ``fix``).
+
+    ``flip_others`` gives every unselected parameter the opposite state; ``kwargs`` are
+    `Module.with_mapped_params`'s, ``include_fixed`` defaulting to True.
+    """
+    kwargs.setdefault("include_fixed", True)
+    if fix:
+        mapper, others = (lambda p: p.as_fixed()), (lambda p: p.as_free())
+    else:
+        mapper, others = (lambda p: p.as_free()), (lambda p: p.as_fixed())
+    return module.with_mapped_params(
+        mapper, param_filter, map_others=others if flip_others else None, **kwargs
+    )

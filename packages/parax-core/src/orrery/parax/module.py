@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy as _copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Self, TypeAlias, TypedDict, Unpack
+from typing import Any, ClassVar, Self, Unpack
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from distreqx.bijectors import AbstractBijector
 from distreqx.distributions import AbstractDistribution
 from jaxtyping import ArrayLike, PRNGKeyArray, PyTree
@@ -24,14 +23,17 @@ from orrery.interface import Draws
 from . import _groups, _modtools
 from ._converters import inject_converters, to_parameter
 from ._field import ModuleMeta, field
-from ._naming import (
-    ParamIndex,
-    is_module,
-    join,
-    named_submodules,
-    path_segments,
+from ._naming import ParamIndex, is_module, named_submodules
+from ._selection import (
+    ParamFilter,
+    SubmoduleFilter,
+    _DrawKeywords,
+    _FlatSelection,
+    _MapAllKeywords,
+    _MapKeywords,
+    _Selection,
 )
-from ._updates import validate_param, value_of, with_params
+from ._updates import value_of, with_params
 from ._util import fast_set, plain_method_names
 from .group import ParameterGroup
 from .parameter import Parameter
@@ -39,39 +41,6 @@ from .sampling import draws_from, func_samples, sampled
 from .uncertainty import func_jacobian, func_sensitivity, summary
 
 __all__ = ["Module", "to_parameter"]
-
-ParamFilter = str | Parameter | Iterable[str | Parameter] | Callable[[str], bool] | None
-"""What selects parameters: a name, a `Parameter`, several of these, or a predicate on names."""
-
-SubmoduleFilter: TypeAlias = "Module | str | Iterable[Module | str] | None"
-"""What restricts a selection to submodules: module objects or their names."""
-
-
-class _Selection(TypedDict, total=False):
-    """The keywords that select parameters, as `Module.named_params` takes them."""
-
-    include_fixed: bool
-    submodules: SubmoduleFilter
-
-
-class _FlatSelection(_Selection, total=False):
-    param_filter: ParamFilter
-
-
-class _MapKeywords(TypedDict, total=False):
-    """The keywords of `Module.with_mapped_params` besides the mapper and the filter."""
-
-    prefixes: bool
-    include_fixed: bool
-    ignore_unknown: bool
-
-
-class _MapAllKeywords(_MapKeywords, total=False):
-    map_others: Callable[[Parameter], Parameter] | None
-
-
-class _DrawKeywords(TypedDict, total=False):
-    batched: bool
 
 
 class Module(eqx.Module, metaclass=ModuleMeta):
@@ -162,9 +131,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Raises:
             ValueDomainError: naming the first parameter with an invalid value.
         """
-        for name, p in self.iter_params(include_fixed=include_fixed):
-            validate_param(name, p)
-        return self
+        return _modtools.validate_all(self, include_fixed)
 
     # -- traversal ------------------------------------------------------------------------
     def _index(self) -> ParamIndex:
@@ -180,12 +147,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Returns:
             The parameter's name, as in `param_names`.
         """
-        segs, last = path_segments(self, tuple(path))
-        leaf = self
-        for key in path:
-            leaf = _modtools.get_key(leaf, key)
-        own = leaf.metadata.name if isinstance(leaf, Parameter) else None
-        return join(segs, own if isinstance(own, str) else last)
+        return _modtools.path_to_param_name(self, path)
 
     def iter_params(
         self,
@@ -354,11 +316,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Returns:
             ``{flat name: value}``.
         """
-        out = {}
-        for name, p in self.named_flat_params(**kw).items():
-            v = value_of(p, scaled, latent)
-            out[name] = float(v) if return_floats else v
-        return out
+        return _modtools.named_flat_values(self, scaled, return_floats, latent, kw)
 
     def flat_param_names(self, *args: Any, **kwargs: Any) -> list[str]:
         """Flat parameter names (vector parameters split into ``name_i``).
@@ -397,25 +355,17 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Returns:
             A 1-D array, the inverse of `with_params` given an array.
         """
-        vals = [
-            jnp.ravel(value_of(p, scaled, latent))
-            for _, p in self.iter_params(
-                param_filter, include_fixed=include_fixed, submodules=submodules
-            )
-        ]
-        return jnp.concatenate(vals) if vals else jnp.zeros((0,))
+        return _modtools.flat_values(self, include_fixed, submodules, scaled, latent, param_filter)
 
     @property
     def num_params(self) -> int:
         """Number of free parameters."""
-        idx = self._index()
-        return sum(not p.fixed for p in idx.params())
+        return _modtools.count_free(self, flat=False)
 
     @property
     def num_flat_params(self) -> int:
         """Number of free scalar (flattened) parameters."""
-        idx = self._index()
-        return sum(p.size for p in idx.params() if not p.fixed)
+        return _modtools.count_free(self, flat=True)
 
     # -- parameter updates --------------------------------------------------------------------
     def with_params(
@@ -513,11 +463,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             param_filter: the parameters to fix.
             free_others: free every other parameter.
         """
-        kwargs.setdefault("include_fixed", True)
-        others = (lambda p: p.as_free()) if free_others else None
-        return self.with_mapped_params(
-            lambda p: p.as_fixed(), param_filter, map_others=others, **kwargs
-        )
+        return _modtools.fix_or_free(self, param_filter, True, free_others, kwargs)
 
     def with_free_params(
         self,
@@ -532,11 +478,7 @@ class Module(eqx.Module, metaclass=ModuleMeta):
             param_filter: the parameters to free.
             fix_others: fix every other parameter.
         """
-        kwargs.setdefault("include_fixed", True)
-        others = (lambda p: p.as_fixed()) if fix_others else None
-        return self.with_mapped_params(
-            lambda p: p.as_free(), param_filter, map_others=others, **kwargs
-        )
+        return _modtools.fix_or_free(self, param_filter, False, fix_others, kwargs)
 
     def with_free_params_only(
         self, param_filter: ParamFilter, **kwargs: Unpack[_MapKeywords]
