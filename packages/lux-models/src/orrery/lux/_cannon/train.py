@@ -26,6 +26,7 @@ their kind a number in its state, so the program holds the scatter fit twice
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -181,12 +182,6 @@ def _train(
     n, p = flux.shape
     rows = block_rows(n, p, dtype.itemsize)
 
-    # masked entries have ivar = 0, which zeroes their weight in every sum below;
-    # unusable pixels keep theirs, but their coefficients are censored to 0 and
-    # their scatter is not fitted (count 0), so nothing of them reaches the result
-    def normal(s2):
-        return weighted_normal(features, ivar, flux, s2, products, layout=layout)
-
     zeros = jnp.zeros((p, features.shape[1]), dtype)
     s2 = jnp.zeros(p, dtype)
     # too little information also means normal equations that the labels leave singular
@@ -212,152 +207,17 @@ def _train(
     start = (chi2 - dof) / jnp.maximum(sum_ivar * dof / jnp.maximum(n_good, 1.0), 1e-30)
     # below this relative change of s the re-solved θ equals the current one to round-off
     still = jnp.asarray(max(float(jnp.finfo(dtype).eps) * 64, 1e-12), dtype)
-
-    def weight_shift(new, old):
-        """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
-        shift = jnp.abs(new - old) * ivar_max / (1.0 + ivar_max * new)
-        return jnp.max(jnp.where(usable, shift, 0.0))
-
-    def total_r2(theta):
-        def body(acc, fb, yb, mb):
-            r = yb - fb @ theta.T
-            return acc + col_sum(r * r * mb)
-
-        return row_blocks(body, (features, flux, ivar), jnp.zeros(p, dtype), rows)
-
     # after the first round (outside the loop: no pass in a conditional) one loop runs
     # every round, the predicted one (with the L2 penalty and noise: it may settle the
     # fit) and the loop's, its kind data rather than code: the program holds two scatter
     # fits, not one per kind of round
     first_kind, predict_kind, loop_kind = (jnp.asarray(i, jnp.int32) for i in range(3))
-    predicting = refinable and max_iter > 1
-
-    def round_(state, first: bool = False):
-        """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept).
-
-        ``first``: the first round, traced apart (cold start, always re-solved);
-        otherwise the round's kind is ``state[0]``.
-        """
-        kind, it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
-        predict = kind == predict_kind
-        if known_noise:
-            # in the loop with refinement every pass also sums Fᵀ W r (loop rounds) or,
-            # in the predicted round, q and Fᵀ W² r: one matrix, chosen by data
-            out = fit_scatter(
-                flux,
-                ivar,
-                n_good,
-                sum_var,
-                start if first else s2_old,
-                features=features,
-                theta=theta,
-                handoff=HANDOFF if refinable else 0.0,
-                mix=predict.astype(dtype) if refinable and not first else None,
-            )
-            s2_new, conv = out[:2]
-        else:
-            s2_new = total_r2(theta) / jnp.maximum(n_good, 1.0)
-            conv = all_conv
-        # relative change of the variance the likelihood sees, s² + (typical σ²)
-        floor = var_scale if known_noise else 0.0
-        rel = jnp.abs(s2_new - s2_old) / jnp.maximum(s2_new + floor, jnp.finfo(dtype).tiny)
-        change = jnp.max(jnp.where(usable, rel, 0.0))
-        moving = (change > still) & (change >= tol)
-
-        def resolve(_):
-            if known_noise:
-                gram, rhs = normal(s2_new)
-            else:
-                scale = 1.0 / jnp.maximum(s2_new, 1e-30)
-                gram, rhs = base_gram * scale[:, None, None], base_rhs * scale[:, None]
-            if refinable:
-                new, matrix = _l2_system(gram, rhs, penalty, allowed)
-                return new, s2_new, matrix, jnp.asarray(True)
-            return solve(gram, rhs, penalty, allowed, theta), ref_s2, ref_matrix, exact
-
-        def keep(_):
-            return theta, ref_s2, ref_matrix, exact
-
-        if first:
-            # solved for the new weights even when they barely moved: a conditional
-            # around a pass costs XLA a copy of the data on the CPU, more than the pass
-            theta, ref_s2, ref_matrix, exact = resolve(None)
-            after = predict_kind if predicting else loop_kind
-            return after, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
-        if not refinable:
-            theta, ref_s2, ref_matrix, exact = jax.lax.cond(moving, resolve, keep, None)
-            return loop_kind, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
-
-        at, matrix = out[2], out[6]
-        # the step aims at the weights the residual was summed with: they must be s2_new's
-        near = (weight_shift(s2_new, ref_s2) <= REFINE_MAX) & (
-            weight_shift(at, s2_new) <= REFINE_MAX
-        )
-
-        def refine(_):
-            step = _refine(ref_matrix, theta, matrix, penalty, allowed)
-            return step, ref_s2, ref_matrix, jnp.asarray(False)
-
-        # θ solved exactly for these very weights already: the step would be zero
-        done = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
-        branch = jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
-        # the predicted round's θ comes from `_predicted_round`, not from a branch
-        branch = jnp.where(predict, 0, branch)
-        step = jax.lax.switch(branch, (keep, refine, resolve), None)
-        new = (loop_kind, it + 1, step[0], s2_new, change, conv, *step[1:])
-        if not predicting:
-            return new
-        settled, final = _predicted_round(theta, s2_new, out[2:], ref_s2, ref_matrix, exact)
-        # unsettled, the predicted round is as if not taken: the loop's rounds take it again
-        predicted = jax.tree.map(
-            lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state[1:])
-        )
-        return jax.tree.map(lambda a, b: jnp.where(predict, a, b), (loop_kind, *predicted), new)
-
-    def _predicted_round(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact):
-        """The round after this one, predicted from this pass's derivatives, when small.
-
-        ``sensitivity`` is `fit_scatter`'s ``(at, g, h, q, Fᵀ W² r)``: this round
-        evaluated the scatter's derivatives at ``at``. Where θ was
-        solved exactly there, to first order in ``Δ = s2_new - at`` the normal
-        equations' residual at ``s2_new`` is ``Λθ - Δ Fᵀ W² r``, and one
-        refinement step with it gives the θ of ``s2_new``. The next round's Newton
-        step at that θ is then predicted from ``g``, ``h``, ``q = dh/du`` and
-        ``dg/dθ = -2 Fᵀ W² r`` (errors of order ``Δ³`` and ``Δθ²``). If the weights
-        moved by at most `REFINE_MAX` and that step is below ``tol`` and the
-        per-pixel tolerance everywhere, the fit is settled without another pass.
-
-        Returns:
-            whether it is settled, and the final round's ``(θ, s², change,
-            converged, ref_s2, matrix, exact)``.
-        """
-        at, g, h, q, wwr = sensitivity
-        delta = s2_new - at
-        exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
-        can_refine = exact_here & (weight_shift(s2_new, ref_s2) <= REFINE_MAX)
-        resid = penalty * theta - delta[:, None] * wwr
-        new_theta = _refine(ref_matrix, theta, resid, penalty, allowed)
-        g_next = g + h * delta + 0.5 * q * delta * delta
-        g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
-        h_next = h + q * delta
-        inside = s2_new > 0
-        ok = inside & (h_next < 0)
-        step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
-        s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
-        rel = jnp.abs(step) / jnp.maximum(s2_next + var_scale, jnp.finfo(dtype).tiny)
-        rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
-        change = jnp.max(rel)
-        settled = can_refine & (change < tol) & jnp.all(rel < XTOL)
-        final = (new_theta, s2_next, change, all_conv, ref_s2, ref_matrix, jnp.asarray(False))
-        return settled, final
-
-    def cond(state):
-        kind, it, _, _, change, conv, _, _, _ = state
-        # with hand-off a round may leave pixels one Newton step short: finish them too
-        unfinished = jnp.any(usable & ~conv) if refinable else False
-        # the predicted round always runs (the first ran before the loop)
-        return (kind != loop_kind) | ((it < max_iter) & ((change >= tol) | unfinished))
-
+    c = _Rounds(
+        features, products, flux, ivar, layout, base_gram, base_rhs, penalty, allowed,
+        usable, n_good, sum_var, var_scale, ivar_max, start, still, tol, rows, dtype,
+        solve, known_noise, refinable, refinable and max_iter > 1, max_iter, all_conv,
+        predict_kind, loop_kind,
+    )  # fmt: skip
     ref_matrix = ref_matrix if refinable else jnp.zeros((), dtype)
     inf = jnp.asarray(jnp.inf, dtype)
     init = (
@@ -371,7 +231,192 @@ def _train(
         ref_matrix,
         jnp.asarray(True),
     )
-    state = round_(init, first=True)  # cold scatter and exact solve, outside the loop
-    state = jax.lax.while_loop(cond, round_, state)
+    state = _round(c, init, first=True)  # cold scatter and exact solve, outside the loop
+    state = jax.lax.while_loop(partial(_cond, c), partial(_round, c), state)
     _, _, coeffs, s2, _, conv, _, _, _ = state
     return coeffs, jnp.where(usable, s2, 0.0), usable, conv
+
+
+class _Rounds(NamedTuple):
+    """What `_train`'s scatter/θ rounds share (trace-time values and static flags)."""
+
+    features: Any
+    products: Any
+    flux: Any
+    ivar: Any
+    layout: Any
+    base_gram: Any
+    base_rhs: Any
+    penalty: Any
+    allowed: Any
+    usable: Any
+    n_good: Any
+    sum_var: Any
+    var_scale: Any
+    ivar_max: Any
+    start: Any
+    still: Any
+    tol: Any
+    rows: int
+    dtype: Any
+    solve: Any
+    known_noise: bool
+    refinable: bool
+    predicting: bool
+    max_iter: int
+    all_conv: Any
+    predict_kind: Any
+    loop_kind: Any
+
+
+def _normal(c: _Rounds, s2):
+    # masked entries have ivar = 0, which zeroes their weight in every sum below;
+    # unusable pixels keep theirs, but their coefficients are censored to 0 and
+    # their scatter is not fitted (count 0), so nothing of them reaches the result
+    return weighted_normal(c.features, c.ivar, c.flux, s2, c.products, layout=c.layout)
+
+
+def _weight_shift(c: _Rounds, new, old):
+    """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
+    shift = jnp.abs(new - old) * c.ivar_max / (1.0 + c.ivar_max * new)
+    return jnp.max(jnp.where(c.usable, shift, 0.0))
+
+
+def _total_r2(c: _Rounds, theta):
+    def body(acc, fb, yb, mb):
+        r = yb - fb @ theta.T
+        return acc + col_sum(r * r * mb)
+
+    p = c.flux.shape[1]
+    return row_blocks(body, (c.features, c.flux, c.ivar), jnp.zeros(p, c.dtype), c.rows)
+
+
+def _round(c: _Rounds, state, first: bool = False):
+    """Scatter given θ, then θ given the new weights (exactly, by refinement, or kept).
+
+    ``first``: the first round, traced apart (cold start, always re-solved);
+    otherwise the round's kind is ``state[0]``.
+    """
+    kind, it, theta, s2_old, _, _, ref_s2, ref_matrix, exact = state
+    dtype, refinable, loop_kind = c.dtype, c.refinable, c.loop_kind
+    predict = kind == c.predict_kind
+    if c.known_noise:
+        # in the loop with refinement every pass also sums Fᵀ W r (loop rounds) or,
+        # in the predicted round, q and Fᵀ W² r: one matrix, chosen by data
+        out = fit_scatter(
+            c.flux,
+            c.ivar,
+            c.n_good,
+            c.sum_var,
+            c.start if first else s2_old,
+            features=c.features,
+            theta=theta,
+            handoff=HANDOFF if refinable else 0.0,
+            mix=predict.astype(dtype) if refinable and not first else None,
+        )
+        s2_new, conv = out[:2]
+    else:
+        s2_new = _total_r2(c, theta) / jnp.maximum(c.n_good, 1.0)
+        conv = c.all_conv
+    # relative change of the variance the likelihood sees, s² + (typical σ²)
+    floor = c.var_scale if c.known_noise else 0.0
+    rel = jnp.abs(s2_new - s2_old) / jnp.maximum(s2_new + floor, jnp.finfo(dtype).tiny)
+    change = jnp.max(jnp.where(c.usable, rel, 0.0))
+    moving = (change > c.still) & (change >= c.tol)
+
+    def resolve(_):
+        if c.known_noise:
+            gram, rhs = _normal(c, s2_new)
+        else:
+            scale = 1.0 / jnp.maximum(s2_new, 1e-30)
+            gram, rhs = c.base_gram * scale[:, None, None], c.base_rhs * scale[:, None]
+        if refinable:
+            new, matrix = _l2_system(gram, rhs, c.penalty, c.allowed)
+            return new, s2_new, matrix, jnp.asarray(True)
+        return c.solve(gram, rhs, c.penalty, c.allowed, theta), ref_s2, ref_matrix, exact
+
+    def keep(_):
+        return theta, ref_s2, ref_matrix, exact
+
+    if first:
+        # solved for the new weights even when they barely moved: a conditional
+        # around a pass costs XLA a copy of the data on the CPU, more than the pass
+        theta, ref_s2, ref_matrix, exact = resolve(None)
+        after = c.predict_kind if c.predicting else loop_kind
+        return after, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+    if not refinable:
+        theta, ref_s2, ref_matrix, exact = jax.lax.cond(moving, resolve, keep, None)
+        return loop_kind, it + 1, theta, s2_new, change, conv, ref_s2, ref_matrix, exact
+
+    at, matrix = out[2], out[6]
+    # the step aims at the weights the residual was summed with: they must be s2_new's
+    near = (_weight_shift(c, s2_new, ref_s2) <= REFINE_MAX) & (
+        _weight_shift(c, at, s2_new) <= REFINE_MAX
+    )
+
+    def refine(_):
+        step = _refine(ref_matrix, theta, matrix, c.penalty, c.allowed)
+        return step, ref_s2, ref_matrix, jnp.asarray(False)
+
+    # θ solved exactly for these very weights already: the step would be zero
+    done = exact & jnp.all(jnp.where(c.usable, at == ref_s2, True))
+    branch = jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
+    # the predicted round's θ comes from `_predicted_round`, not from a branch
+    branch = jnp.where(predict, 0, branch)
+    step = jax.lax.switch(branch, (keep, refine, resolve), None)
+    new = (loop_kind, it + 1, step[0], s2_new, change, conv, *step[1:])
+    if not c.predicting:
+        return new
+    settled, final = _predicted_round(c, theta, s2_new, out[2:], ref_s2, ref_matrix, exact)
+    # unsettled, the predicted round is as if not taken: the loop's rounds take it again
+    predicted = jax.tree.map(
+        lambda a, b: jnp.where(settled, a, b), (it + 2, *final), tuple(state[1:])
+    )
+    return jax.tree.map(lambda a, b: jnp.where(predict, a, b), (loop_kind, *predicted), new)
+
+
+def _predicted_round(c: _Rounds, theta, s2_new, sensitivity, ref_s2, ref_matrix, exact):
+    """The round after this one, predicted from this pass's derivatives, when small.
+
+    ``sensitivity`` is `fit_scatter`'s ``(at, g, h, q, Fᵀ W² r)``: this round
+    evaluated the scatter's derivatives at ``at``. Where θ was
+    solved exactly there, to first order in ``Δ = s2_new - at`` the normal
+    equations' residual at ``s2_new`` is ``Λθ - Δ Fᵀ W² r``, and one
+    refinement step with it gives the θ of ``s2_new``. The next round's Newton
+    step at that θ is then predicted from ``g``, ``h``, ``q = dh/du`` and
+    ``dg/dθ = -2 Fᵀ W² r`` (errors of order ``Δ³`` and ``Δθ²``). If the weights
+    moved by at most `REFINE_MAX` and that step is below ``tol`` and the
+    per-pixel tolerance everywhere, the fit is settled without another pass.
+
+    Returns:
+        whether it is settled, and the final round's ``(θ, s², change,
+        converged, ref_s2, matrix, exact)``.
+    """
+    usable, penalty = c.usable, c.penalty
+    at, g, h, q, wwr = sensitivity
+    delta = s2_new - at
+    exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
+    can_refine = exact_here & (_weight_shift(c, s2_new, ref_s2) <= REFINE_MAX)
+    resid = penalty * theta - delta[:, None] * wwr
+    new_theta = _refine(ref_matrix, theta, resid, penalty, c.allowed)
+    g_next = g + h * delta + 0.5 * q * delta * delta
+    g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
+    h_next = h + q * delta
+    inside = s2_new > 0
+    ok = inside & (h_next < 0)
+    step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
+    s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
+    rel = jnp.abs(step) / jnp.maximum(s2_next + c.var_scale, jnp.finfo(c.dtype).tiny)
+    rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
+    change = jnp.max(rel)
+    settled = can_refine & (change < c.tol) & jnp.all(rel < XTOL)
+    final = (new_theta, s2_next, change, c.all_conv, ref_s2, ref_matrix, jnp.asarray(False))
+    return settled, final
+
+
+def _cond(c: _Rounds, state):
+    kind, it, _, _, change, conv, _, _, _ = state
+    # with hand-off a round may leave pixels one Newton step short: finish them too
+    unfinished = jnp.any(c.usable & ~conv) if c.refinable else False
+    # the predicted round always runs (the first ran before the loop)
+    return (kind != c.loop_kind) | ((it < c.max_iter) & ((change >= c.tol) | unfinished))
