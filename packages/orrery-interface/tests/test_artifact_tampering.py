@@ -450,3 +450,26 @@ def test_two_saver_processes_racing(tmp_path):
     assert a.config["value"] in (1.0, 2.0)
     np.testing.assert_array_equal(a.array("w"), np.full(2000, a.config["value"]))
     assert os.listdir(tmp_path) == ["m"]
+
+
+def test_read_json_inside_refuses_links_out_and_non_files(tmp_path):
+    from orrery.interface import read_json_inside, resolve_inside
+
+    store, other = tmp_path / "store", tmp_path / "other"
+    store.mkdir()
+    other.mkdir()
+    (store / "meta.json").write_text('{"a": 1}')
+    (other / "meta.json").write_text('{"a": 2}')
+    assert read_json_inside(store / "meta.json", store, "the metadata") == {"a": 1}
+    (store / "link.json").symlink_to(other / "meta.json")
+    with pytest.raises(ArtifactError, match="the metadata .* is a link that leaves the store"):
+        read_json_inside(store / "link.json", store, "the metadata")
+    (store / "sub").mkdir()
+    with pytest.raises(ArtifactError, match="is not a regular file"):
+        read_json_inside(store / "sub", store, "a folder")
+    with pytest.raises(ArtifactError, match="cannot read the index"):
+        read_json_inside(store / "missing.json", store, "the index")
+    (store / "big.json").write_text("[" + "1," * 100 + "1]")
+    with pytest.raises(ArtifactError, match="store: the big file: "):
+        read_json_inside(store / "big.json", store, "the big file", max_bytes=10)
+    assert resolve_inside(store / "meta.json", store, "x").endswith("meta.json")

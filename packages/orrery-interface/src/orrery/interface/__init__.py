@@ -14,6 +14,8 @@ from .artifacts import (
     check_json_safe,
     load_artifact,
     read_json,
+    read_json_inside,
+    resolve_inside,
     save_artifact,
 )
 from .draws import Draws, element_names, parse_element_name
@@ -93,7 +95,9 @@ __all__ = [
     "load_artifact",
     "parse_element_name",
     "read_json",
+    "read_json_inside",
     "require",
+    "resolve_inside",
     "save_artifact",
     "validation",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Any
 
 from .errors import ArtifactError
@@ -98,6 +99,43 @@ def read_json(
             "artifact writes that, so the file was edited or is not an orrery file"
         )
     return doc
+
+
+def resolve_inside(path: str | os.PathLike[str], root: str | os.PathLike[str], what: str) -> str:
+    """``path`` with links resolved, refused (`ArtifactError`) when that leaves ``root``.
+
+    On-disk stores use it before reading a file so that a link planted in a store
+    cannot make it read another campaign's data or a device.
+    """
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise ArtifactError(f"store: {what} ({str(path)!r}) is a link that leaves the store")
+    return real
+
+
+def read_json_inside(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    what: str,
+    *,
+    max_bytes: int | None = DEFAULT_MAX_JSON_BYTES,
+) -> Any:
+    """`read_json` of a regular file that stays inside ``root``; errors name its role ``what``.
+
+    Raises:
+        ArtifactError: a link out of ``root``, not a regular file, unreadable, or any
+            `read_json` refusal.
+    """
+    real = resolve_inside(path, root, what)
+    try:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise ArtifactError(f"store: {what} ({str(path)!r}) is not a regular file")
+    except OSError as err:
+        raise ArtifactError(f"store: cannot read {what} ({str(path)!r}): {err!r}") from err
+    try:
+        return read_json(real, max_bytes=max_bytes)
+    except ArtifactError as err:
+        raise ArtifactError(f"store: {what}: {err}") from err
 
 
 def _too_large(label: str, found: str, max_bytes: int) -> str:

@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from ._json import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH, json_depth, read_json
+from ._json import (
+    DEFAULT_MAX_JSON_BYTES,
+    DEFAULT_MAX_JSON_DEPTH,
+    json_depth,
+    read_json,
+    read_json_inside,
+    resolve_inside,
+)
 from ._npz import manifest_entry, read_npz, write_npz
 from ._savelock import backup_prefix, debris, save_lock, temp_prefix
 from .errors import ArtifactError, ConfigError
@@ -56,6 +63,8 @@ __all__ = [
     "check_json_safe",
     "load_artifact",
     "read_json",
+    "read_json_inside",
+    "resolve_inside",
     "save_artifact",
 ]
 

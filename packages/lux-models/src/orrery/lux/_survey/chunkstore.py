@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from orrery.interface import ArtifactError, ConfigError, read_json
+from orrery.interface import ArtifactError, ConfigError, read_json_inside, resolve_inside
 
 FORMAT = "orrery.lux.store"
 VERSION = 1
@@ -72,23 +72,11 @@ def _write_json(file: Path, value: Any) -> None:
 
 
 def _inside(path: Path, root: Path, what: str) -> str:
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
-        raise ArtifactError(f"store: {what} ({str(path)!r}) is a link that leaves the store")
-    return real
+    return resolve_inside(path, root, what)
 
 
 def _json(file: Path, root: Path, what: str) -> Any:
-    real = _inside(file, root, what)
-    try:
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            raise ArtifactError(f"store: {what} ({str(file)!r}) is not a regular file")
-    except OSError as err:
-        raise ArtifactError(f"store: cannot read {what} ({str(file)!r}): {err!r}") from err
-    try:
-        return read_json(real, max_bytes=_MAX_JSON)
-    except ArtifactError as err:
-        raise ArtifactError(f"store: {what}: {err}") from err
+    return read_json_inside(file, root, what, max_bytes=_MAX_JSON)
 
 
 def read_npy(file: Path, root: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:

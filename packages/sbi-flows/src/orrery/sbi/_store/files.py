@@ -8,15 +8,12 @@ builds on the writer's layout: `chunk_path`, `read_config`, `finished_chunks`).
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from orrery.interface import ArtifactError
-from orrery.interface import read_json as interface_read_json
+from orrery.interface import read_json_inside, resolve_inside
 
 __all__ = ["MAX_METADATA_BYTES", "Digest", "inside", "read_json"]
 
@@ -40,11 +37,7 @@ class Digest:
 
 def inside(path: Path, store: Path, what: str) -> str:
     """``path`` with links resolved; ``ArtifactError`` when that leaves the store."""
-    real = os.path.realpath(path)
-    root = os.path.realpath(store)
-    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
-        raise ArtifactError(f"store: {what} ({str(path)!r}) is a link that leaves the store")
-    return real
+    return resolve_inside(path, store, what)
 
 
 def read_json(file: Path, store: Path, what: str, max_bytes: int = MAX_METADATA_BYTES) -> Any:
@@ -53,13 +46,4 @@ def read_json(file: Path, store: Path, what: str, max_bytes: int = MAX_METADATA_
     The size and nesting limits are `orrery.interface.read_json`'s; this adds the store's own
     checks (no link out of the store, a regular file) and names the file's role in the store.
     """
-    real = inside(file, store, what)
-    try:
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            raise ArtifactError(f"store: {what} ({str(file)!r}) is not a regular file")
-    except OSError as err:
-        raise ArtifactError(f"store: cannot read {what} ({str(file)!r}): {err!r}") from err
-    try:
-        return interface_read_json(real, max_bytes=max_bytes)
-    except ArtifactError as err:
-        raise ArtifactError(f"store: {what}: {err}") from err
+    return read_json_inside(file, store, what, max_bytes=max_bytes)
