@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import thread_env
+
 THANNON_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
 
 _CANNON2_WORKER = r"""
@@ -62,18 +64,6 @@ t_test = time.perf_counter() - t0
 json.dump({"train": times, "test": t_test, "labels": np.asarray(labels).tolist(),
            "scatter_median": float(np.median(np.sqrt(model.s2)))}, open(sys.argv[2], "w"))
 """
-
-
-def _thread_env(n: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(n)
-    multi = "true" if n > 1 else "false"
-    env["XLA_FLAGS"] = (
-        f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={n} "
-        + env.get("XLA_FLAGS", "")
-    ).strip()
-    return env
 
 
 def _survey(args):
@@ -232,7 +222,7 @@ def main() -> None:
         Path(args.worker_out).write_text(json.dumps(result))
         return
 
-    env = _thread_env(args.threads)
+    env = thread_env(args.threads)
     n, p = args.n_stars, args.n_pixels
     print(
         f"The Cannon benchmark: {n} training + {args.n_test} test stars × {p} pixels × 3 "

@@ -42,6 +42,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import thread_env
+
 SHAPES = ("2000x200", "2000x100", "5000x200", "300x200", "2000x1000", "2000x8575")
 CANNON2_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
 
@@ -94,18 +96,6 @@ t_end = time.perf_counter()
 json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
            "cpu": time.process_time() - c0, "compile": 0.0}, open(sys.argv[2], "w"))
 """
-
-
-def _thread_env(n: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(n)
-    multi = "true" if n > 1 else "false"
-    env["XLA_FLAGS"] = (
-        f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={n} "
-        + env.get("XLA_FLAGS", "")
-    ).strip()
-    return env
 
 
 def _write_data(shape: str, seed: int, path: Path) -> None:
@@ -162,7 +152,7 @@ def main() -> None:
     ap.add_argument("--uv", default=shutil.which("uv"), help="the uv executable")
     ap.add_argument("--cache", default="", help="persistent compilation cache folder")
     args = ap.parse_args()
-    env = _thread_env(args.threads)
+    env = thread_env(args.threads)
     print(
         f"Cold start (fresh process: import + first Cannon.fit, 3 labels, degree 2, float32); "
         f"{args.threads} threads per process; load average before: {os.getloadavg()[0]:.2f}"

@@ -48,18 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _thread_env(n: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(n)
-    multi = "true" if n > 1 else "false"
-    env["XLA_FLAGS"] = (
-        f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={n} "
-        + env.get("XLA_FLAGS", "")
-    ).strip()
-    return env
+from _common import thread_env
 
 
 # ---------------------------------------------------------------- the survey on disk
@@ -277,7 +266,7 @@ def _run_child(args, kind: str, budget: str | None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--folder", str(args.folder)]
     cmd += ["--repeats", str(args.repeats)] + (["--budget", budget] if budget else [])
     proc = subprocess.run(
-        cmd, env=_thread_env(args.threads), capture_output=True, text=True, check=False
+        cmd, env=thread_env(args.threads), capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
