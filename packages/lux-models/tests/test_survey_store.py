@@ -119,6 +119,49 @@ def test_edited_bytes_fail_the_digest(tmp_path):
         SpectraStore(path).read(0, 23)
 
 
+def _counting_digest(monkeypatch):
+    from orrery.lux._survey import chunkstore
+
+    calls = []
+    real = chunkstore._digest
+
+    def counted(arrays):
+        calls.append(sorted(arrays))
+        return real(arrays)
+
+    monkeypatch.setattr(chunkstore, "_digest", counted)
+    return calls
+
+
+def test_an_unchanged_chunk_is_hashed_once_per_process(tmp_path, monkeypatch):
+    path = _store(tmp_path)
+    calls = _counting_digest(monkeypatch)
+    for _ in range(3):  # a fresh store object each time: the process remembers, not the object
+        got = SpectraStore(path).read(5, 10)
+    assert len(calls) == 1
+    flux, _, _, _ = _arrays()
+    np.testing.assert_array_equal(got.flux, flux[5:10])
+    SpectraStore(path).read(0, 23)  # the other four chunks, once each
+    SpectraStore(path).read(0, 23)
+    assert len(calls) == 5
+
+
+def test_a_chunk_edited_after_its_first_read_is_caught(tmp_path, monkeypatch):
+    path = _store(tmp_path)
+    calls = _counting_digest(monkeypatch)
+    SpectraStore(path).read(10, 15)
+    file = path / "chunks" / "c00000002" / "flux.npy"
+    before = os.stat(file)
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))  # same size, same inode: only the mtime tells
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert os.stat(file).st_size == before.st_size
+    with pytest.raises(ArtifactError, match="chunk 2 .*digest"):
+        SpectraStore(path).read(10, 15)
+    assert len(calls) == 2
+
+
 def test_an_object_array_is_never_unpickled(tmp_path):
     path = _store(tmp_path)
     file = path / "chunks" / "c00000000" / "labels.npy"
