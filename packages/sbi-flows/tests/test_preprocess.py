@@ -322,3 +322,54 @@ def test_streaming_reader_prepares_as_in_memory(tmp_path):
             a.observations["auxiliary"][kind], b.observations["auxiliary"][kind][:50], rtol=1e-6
         )
     assert "transform" not in streamed.preprocessing_metadata["auxiliary"]  # caller's untouched
+
+
+# ----------------------------------------------------------------------------- heavy tails
+def _distractors(rng, n=4000):
+    """slcp_distractors-like: an informative feature beside signed heavy-tailed noise."""
+    theta = rng.normal(size=(n, 1))
+    tails = 3.0 + 0.5 * rng.standard_t(1.2, size=(n, 3))  # centred away from 0
+    return theta, np.hstack([theta + 0.3 * rng.normal(size=(n, 1)), tails])
+
+
+def test_auto_centres_an_asinh_on_heavy_tails_and_the_outliers_go_quiet(tmp_path):
+    rng = np.random.default_rng(11)
+    theta, x = _distractors(rng)
+    entry, notes = choose_block(x, x.min(0), "auto", "auxiliary")
+    assert entry["transform"] == ["none", "asinh", "asinh", "asinh"] and notes["tails"] == [1, 2, 3]
+    assert notes["asinh"] == [] and entry["transform_centre"][0] == 0.0
+    np.testing.assert_allclose(entry["transform_centre"][1:], np.median(x[:, 1:], 0))
+    np.testing.assert_allclose(inverse(forward(x, entry), entry), x, rtol=1e-12, atol=1e-9)
+    eps = 1e-6  # the uncertainties follow the centred derivative
+    numeric = (forward(x[:3] + eps, entry) - forward(x[:3] - eps, entry)) / (2 * eps)
+    np.testing.assert_allclose(
+        forward_uncertainties(x[:3], np.ones((3, 4)), entry), numeric, rtol=1e-5
+    )
+    ds = SimulationDataset.from_arrays(theta, x, seed=0)
+    view, messages = prepare_dataset(ds, "auto")
+    assert check_outliers(view, view.split_arrays("train")) == []
+    assert "3 of 4 features asinh about their median (heavy tails" in messages[0]
+    robust, _ = prepare_dataset(ds, "robust")  # the same data left untransformed: it speaks
+    (loud,) = check_outliers(robust, robust.split_arrays("train"))
+    assert "3 of 4 features have extreme outliers" in loud
+    post = ConditionalFlowPosterior(1, **TINY, observation_transform="auto")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post.fit(ds)
+    assert not [w for w in caught if "extreme outliers" in str(w.message)]
+    loaded = ConditionalFlowPosterior.load(post.save(tmp_path / "p"))
+    assert loaded.preprocessing_metadata == post.preprocessing_metadata
+    obs = [ObservationBlock("auxiliary", x[0])]
+    np.testing.assert_array_equal(post.log_prob(obs, theta[:3]), loaded.log_prob(obs, theta[:3]))
+
+
+def test_outliers_the_preparation_leaves_still_warn():
+    """A positive feature with a few collapsed values (Lotka-Volterra's 1e-10 floor)."""
+    rng = np.random.default_rng(12)
+    x = np.exp(rng.normal(0.0, 1.5, size=(5000, 2)))
+    x[:30, 0] = 1e-10
+    ds = SimulationDataset.from_arrays(np.zeros((5000, 1)), x, seed=0)
+    view, _ = prepare_dataset(ds, "auto")
+    assert view.preprocessing_metadata["auxiliary"]["transform"] == ["log", "log"]
+    (message,) = check_outliers(view, view.split_arrays("train"))
+    assert "1 of 2 features have extreme outliers" in message

@@ -6,9 +6,10 @@ transform ``f`` per feature:
 
 - ``"none"``: ``f(x) = x``;
 - ``"log"``: ``f(x) = log x`` (positive features only);
-- ``"asinh"``: ``f(x) = asinh(x / a)`` with the feature's ``transform_scale`` ``a``:
-  linear within ``|x| < a``, logarithmic beyond, so zeros and negative values are
-  admitted (counts, fluxes with noise).
+- ``"asinh"``: ``f(x) = asinh((x - c) / a)`` with the feature's ``transform_scale``
+  ``a`` and ``transform_centre`` ``c`` (0 when the entry has none): linear within
+  ``|x - c| < a``, logarithmic beyond, so zeros and negative values are admitted
+  (counts, fluxes with noise, signed heavy tails).
 
 Entries written before transforms existed (no ``"transform"`` key) are all
 ``"none"`` with the dataset's mean and standard deviation, as they were. The same
@@ -25,7 +26,12 @@ training data were. Uncertainties follow the transform's derivative
   spike count, 1 to 100 of 100, spans 1.06 and stays as it is), ``"asinh"`` for data with
   zeros or negative values whose magnitudes span more than `DECADES_AUTO` decades
   (99.5th percentile over the median of the non-zero magnitudes) or that are counts with
-  zeros reaching `COUNTS_MAX` (on the SEIR benchmark, C2ST 0.74 -> 0.68), else ``"none"``; the
+  zeros reaching `COUNTS_MAX` (on the SEIR benchmark, C2ST 0.74 -> 0.68), ``"asinh"``
+  centred on the median with the robust spread as ``a`` for any other feature whose
+  standard deviation exceeds `HEAVY_RATIO` robust spreads and more than
+  `OUTLIER_FRACTION` of whose rows lie beyond `OUTLIER_Z` robust spreads from the median
+  (heavy tails of either sign: slcp_distractors' distractors, |z| up to 457 -> under
+  10, so `check_outliers` speaks only of outliers the preparation left), else ``"none"``; the
   centre and scale are the median and a robust spread (IQR / 1.349, else
   MAD x 1.4826) where a transform was chosen or the standard deviation exceeds
   `HEAVY_RATIO` robust spreads (outliers dominate it), else the mean and standard
@@ -119,6 +125,21 @@ def _asinh_scale(x: np.ndarray) -> float:
     return float(max(np.percentile(mag, 10), 1e-3 * top, np.finfo(np.float32).tiny))
 
 
+def _heavy_tail(x: np.ndarray) -> tuple[float, float] | None:
+    """``(c, a)`` of a centred asinh for a feature whose outliers dominate it, else ``None``.
+
+    Heavy: the standard deviation exceeds `HEAVY_RATIO` robust spreads and more than
+    `OUTLIER_FRACTION` of the rows lie beyond `OUTLIER_Z` spreads from the median.
+    """
+    spread = float(_robust_spread(x[:, None])[0])
+    if not spread > 0 or not x.std() > HEAVY_RATIO * spread:
+        return None
+    median = float(np.median(x))
+    if np.mean(np.abs(x - median) > OUTLIER_Z * spread) <= OUTLIER_FRACTION:
+        return None
+    return median, spread
+
+
 def forward(x: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
     """The network input of raw values ``x`` (``(..., k)``, float64) under ``entry``.
 
@@ -145,8 +166,15 @@ def forward(x: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
             y[..., log] = np.log(x[..., log])
         ash = kinds_a == "asinh"
         if ash.any():
-            y[..., ash] = np.arcsinh(x[..., ash] / np.asarray(entry["transform_scale"])[ash])
+            shifted = x[..., ash] - _centres(entry)[ash]
+            y[..., ash] = np.arcsinh(shifted / np.asarray(entry["transform_scale"])[ash])
     return (y - np.asarray(entry["value_mean"])) / np.asarray(entry["value_scale"])
+
+
+def _centres(entry: dict[str, Any]) -> np.ndarray:
+    """The asinh centres ``c`` of an entry (0 where none is recorded, as before them)."""
+    centre = entry.get("transform_centre")
+    return np.zeros(len(entry["transform"])) if centre is None else np.asarray(centre, float)
 
 
 def inverse(z: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
@@ -162,7 +190,8 @@ def inverse(z: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
     x = y.copy()
     x[..., kinds_a == "log"] = np.exp(y[..., kinds_a == "log"])
     ash = kinds_a == "asinh"
-    x[..., ash] = np.sinh(y[..., ash]) * np.asarray(entry["transform_scale"])[ash]
+    a = np.asarray(entry["transform_scale"])
+    x[..., ash] = np.sinh(y[..., ash]) * a[ash] + _centres(entry)[ash]
     return x
 
 
@@ -178,7 +207,8 @@ def forward_uncertainties(x: np.ndarray, sigma: np.ndarray, entry: dict[str, Any
         a = np.asarray(entry["transform_scale"])
         deriv = np.ones_like(x)
         deriv = np.where(kinds_a == "log", 1.0 / np.where(x > 0, x, 1.0), deriv)
-        deriv = np.where(kinds_a == "asinh", 1.0 / np.sqrt(x**2 + a**2), deriv)
+        shifted = x - _centres(entry)
+        deriv = np.where(kinds_a == "asinh", 1.0 / np.sqrt(shifted**2 + a**2), deriv)
         sigma = sigma * deriv
     return sigma / np.asarray(entry["value_scale"])
 
@@ -195,8 +225,9 @@ def choose_block(
         modality: the block's modality (kept in the entry).
 
     Returns:
-        The entry and ``{"log": [...], "asinh": [...], "constant": [...],
-        "near_constant": [...]}`` feature indices, for the warning.
+        The entry and ``{"log": [...], "asinh": [...], "tails": [...], "constant": [...],
+        "near_constant": [...]}`` feature indices, for the warning (``"tails"``: the
+        centred asinh of heavy-tailed features, not counted under ``"asinh"``).
 
     Raises:
         ValueDomainError: ``mode="log"`` on a feature with a value <= 0.
@@ -204,6 +235,8 @@ def choose_block(
     k = train.shape[1]
     kinds = ["none"] * k
     scales = [1.0] * k
+    centres = [0.0] * k
+    tails = []
     for j in range(k):
         x = train[:, j]
         positive = minimum[j] > 0
@@ -216,7 +249,12 @@ def choose_block(
             kinds[j] = "log"
         elif mode == "asinh" or (mode == "auto" and (_decades(x) > DECADES_AUTO or _counts(x))):
             kinds[j], scales[j] = "asinh", _asinh_scale(x)
+        elif mode == "auto" and (tail := _heavy_tail(x)) is not None:
+            kinds[j], centres[j], scales[j] = "asinh", *tail
+            tails.append(j)
     entry = {"modality": modality, "transform": kinds, "transform_scale": scales}
+    if tails:  # only then: every other entry is written as before
+        entry["transform_centre"] = centres
     y = forward(train, {**entry, "value_mean": np.zeros(k), "value_scale": np.ones(k)})
     mean, std = y.mean(0), y.std(0)
     median, spread = np.median(y, 0), _robust_spread(y)
@@ -230,7 +268,8 @@ def choose_block(
     entry["value_scale"] = scale.tolist()
     notes = {
         "log": [j for j in range(k) if kinds[j] == "log"],
-        "asinh": [j for j in range(k) if kinds[j] == "asinh"],
+        "asinh": [j for j in range(k) if kinds[j] == "asinh" and j not in tails],
+        "tails": tails,
         "constant": np.flatnonzero(constant).tolist(),
         # a robust scale was wanted but the spread is 0: the standard deviation stands in
         "near_constant": np.flatnonzero(
@@ -311,6 +350,12 @@ def prepare_dataset(dataset: Any, mode: str) -> tuple[Any, list[str]]:
         parts = [f"{len(notes[t])} of {k} features {t}" for t in ("log", "asinh") if notes[t]]
         if mode == "auto" and parts:
             said.append(f"block {name!r}: {', '.join(parts)} (values spanning decades)")
+        if notes["tails"]:
+            said.append(
+                f"block {name!r}: {len(notes['tails'])} of {k} features asinh about their "
+                "median (heavy tails: outliers beyond "
+                f"{OUTLIER_Z:g} robust spreads in more than {OUTLIER_FRACTION:.1%} of rows)"
+            )
         if notes["constant"]:
             said.append(
                 f"block {name!r}: features {notes['constant'][:10]} are constant in the "

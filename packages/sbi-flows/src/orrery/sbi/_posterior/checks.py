@@ -60,6 +60,8 @@ def _transform_entry(artifact: Any, entry: dict, base: str, size: int) -> None:
             artifact, f"{base}.transform", f"must be {size} of {TRANSFORMS}, got {kinds!r:.80}"
         )
     _numbers(artifact, f"{base}.transform_scale", entry["transform_scale"], size, positive=True)
+    if "transform_centre" in entry:  # written only where 'auto' centred an asinh
+        _numbers(artifact, f"{base}.transform_centre", entry["transform_centre"], size)
 
 
 def check_posterior_metadata(cls: type, artifact: Any) -> dict[str, Any]:
