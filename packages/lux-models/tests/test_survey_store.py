@@ -138,12 +138,44 @@ def test_an_unchanged_chunk_is_hashed_once_per_process(tmp_path, monkeypatch):
     calls = _counting_digest(monkeypatch)
     for _ in range(3):  # a fresh store object each time: the process remembers, not the object
         got = SpectraStore(path).read(5, 10)
-    assert len(calls) == 1
+    assert calls == [["flux"], ["ivar"], ["labels"]]  # one digest per array, each once
     flux, _, _, _ = _arrays()
     np.testing.assert_array_equal(got.flux, flux[5:10])
     SpectraStore(path).read(0, 23)  # the other four chunks, once each
     SpectraStore(path).read(0, 23)
-    assert len(calls) == 5
+    assert len(calls) == 15
+
+
+def test_the_labels_alone_read_and_hash_only_the_label_files(tmp_path, monkeypatch):
+    path = _store(tmp_path)
+    calls = _counting_digest(monkeypatch)
+    _, _, labels, _ = _arrays()
+    np.testing.assert_array_equal(SpectraStore(path).labels, labels)
+    assert calls == [["labels"]] * 5
+    file = path / "chunks" / "c00000004" / "labels.npy"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0x01
+    file.write_bytes(bytes(data))
+    os.utime(file, ns=(0, os.stat(file).st_mtime_ns + 1_000_000))
+    with pytest.raises(ArtifactError, match="chunk 4 .*labels.npy.*digest"):
+        SpectraStore(path).labels
+
+
+def test_a_chunk_with_one_digest_over_its_arrays_is_verified_whole(tmp_path):
+    from orrery.lux._survey.chunkstore import _digest
+
+    path = _store(tmp_path)
+    flux, ivar, labels, _ = _arrays()
+    file = path / "chunks" / "c00000001" / "chunk.json"
+    info = json.loads(file.read_text())
+    del info["digests"]  # as written before per-array digests
+    info["digest"] = _digest({"flux": flux[5:10], "ivar": ivar[5:10], "labels": labels[5:10]})
+    file.write_text(json.dumps(info))
+    np.testing.assert_array_equal(SpectraStore(path).read(5, 10).ivar, ivar[5:10])
+    info["digest"] = "0" * 64
+    file.write_text(json.dumps(info))
+    with pytest.raises(ArtifactError, match="chunk 1 .*digest"):
+        SpectraStore(path).read(5, 10)
 
 
 def test_a_chunk_edited_after_its_first_read_is_caught(tmp_path, monkeypatch):
@@ -157,9 +189,9 @@ def test_a_chunk_edited_after_its_first_read_is_caught(tmp_path, monkeypatch):
     file.write_bytes(bytes(data))  # same size, same inode: only the mtime tells
     os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
     assert os.stat(file).st_size == before.st_size
-    with pytest.raises(ArtifactError, match="chunk 2 .*digest"):
+    with pytest.raises(ArtifactError, match="chunk 2 .*flux.npy.*digest"):
         SpectraStore(path).read(10, 15)
-    assert len(calls) == 2
+    assert calls == [["flux"], ["ivar"], ["labels"], ["flux"]]
 
 
 def test_an_object_array_is_never_unpickled(tmp_path):

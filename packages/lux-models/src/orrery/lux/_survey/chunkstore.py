@@ -6,7 +6,8 @@
 <store>/.lock                   held (flock) by the process writing the store
 <store>/extras/<name>.npy       whole-store arrays (e.g. the wavelength grid)
 <store>/chunks/c00000012/       rows [12 * chunk_rows, ...): one <array>.npy each and
-    chunk.json                  {"index", "start", "n", "digest"} (sha256 of the arrays)
+    chunk.json                  {"index", "start", "n", "digests", "digest"}: the sha256
+                                of each array, and one over those (the chunk's digest)
 <store>/.incomplete/            chunks being written (never read)
 ```
 
@@ -54,8 +55,9 @@ def chunk_name(index: int) -> str:
     return f"c{index:08d}"
 
 
-#: chunks this process has verified: (store, index, digest) -> identity of each array file
-_VERIFIED: dict[tuple[str, int, str], dict[str, tuple[int, ...]]] = {}
+#: what this process has verified: (store, index, array, digest) -> the identity of its
+#: file; (store, index, digest) -> the identities of a whole-chunk-digest chunk's files
+_VERIFIED: dict[tuple[Any, ...], Any] = {}
 _VERIFIED_LOCK = threading.Lock()
 
 
@@ -66,6 +68,13 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
         h.update(arr.tobytes())
     return h.hexdigest()
+
+
+def _combined(digests: Mapping[str, str]) -> str:
+    """A chunk's digest from its arrays' digests."""
+    return hashlib.sha256(
+        "".join(f"{k}={digests[k]};" for k in sorted(digests)).encode()
+    ).hexdigest()
 
 
 def _write_json(file: Path, value: Any) -> None:
@@ -328,7 +337,14 @@ class ChunkStore:
         try:
             for name, arr in clean.items():
                 _save_npy(tmp / f"{name}.npy", arr)
-            info = {"index": index, "start": start, "n": stop - start, "digest": _digest(clean)}
+            digests = {name: _digest({name: arr}) for name, arr in clean.items()}
+            info = {
+                "index": index,
+                "start": start,
+                "n": stop - start,
+                "digests": digests,
+                "digest": _combined(digests),
+            }
             _write_json(tmp / "chunk.json", info)
             try:
                 os.rename(tmp, final)
@@ -377,7 +393,15 @@ class ChunkStore:
         try:
             found = (info["index"], info["start"], info["n"])
             ok = isinstance(info["digest"], str)
-        except (KeyError, TypeError) as err:
+            per = info.get("digests")
+            if per is not None:
+                ok = ok and (
+                    isinstance(per, dict)
+                    and set(per) == set(self.meta["arrays"])
+                    and all(isinstance(v, str) for v in per.values())
+                    and _combined(per) == info["digest"]
+                )
+        except (KeyError, TypeError, AttributeError) as err:
             raise ArtifactError(f"store: {what} has a malformed chunk.json ({err!r})") from err
         if found != (index, start, stop - start) or not ok:
             raise ArtifactError(
@@ -387,15 +411,46 @@ class ChunkStore:
         return info
 
     def read_chunk(self, index: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Chunk ``index``'s arrays, checked against its digest (``ArtifactError``).
+        """Chunk ``index``'s arrays (``names``, default all), checked against their digests.
 
-        Hashed the first time this process reads the chunk; afterwards only the
-        arrays asked for are read, and hashed again only when a file changed.
+        Each file is hashed the first time this process reads it, and again only
+        when its identity changed (see the module docstring).
+
+        Raises:
+            ArtifactError: a missing, truncated, edited or damaged chunk (naming it).
         """
         if not 0 <= index < self.n_chunks:
             raise ArtifactError(f"store: chunk {index} is outside 0..{self.n_chunks - 1}")
         info = self._chunk_info(index)
         wanted = list(self.meta["arrays"]) if names is None else list(names)
+        per = info.get("digests")
+        if per is None:
+            return self._read_whole(index, info, wanted)
+        arrays, identity = self._read_arrays(index, int(info["n"]), wanted)
+        for name, arr in arrays.items():
+            key = (str(self.path), index, name, per[name])
+            with _VERIFIED_LOCK:
+                known = _VERIFIED.get(key)
+            if known != identity[name]:
+                if _digest({name: arr}) != per[name]:
+                    raise self._damaged(index, name)
+                with _VERIFIED_LOCK:
+                    _VERIFIED[key] = identity[name]
+        return arrays
+
+    def _damaged(self, index: int, name: str | None = None) -> ArtifactError:
+        where = self.path / "chunks" / chunk_name(index)
+        if name is not None:
+            where = where / f"{name}.npy"
+        return ArtifactError(
+            f"store: chunk {index} ({str(where)!r}) does not match the digest recorded when "
+            "it was written: it was edited or damaged"
+        )
+
+    def _read_whole(
+        self, index: int, info: dict[str, Any], wanted: list[str]
+    ) -> dict[str, np.ndarray]:
+        """A chunk with one digest over all its arrays: verified whole, once per process."""
         key = (str(self.path), index, str(info["digest"]))
         with _VERIFIED_LOCK:
             known = _VERIFIED.get(key)
@@ -405,11 +460,7 @@ class ChunkStore:
                 return arrays
         arrays, identity = self._read_arrays(index, int(info["n"]), list(self.meta["arrays"]))
         if _digest(arrays) != info["digest"]:
-            raise ArtifactError(
-                f"store: chunk {index} ({str(self.path / 'chunks' / chunk_name(index))!r}) "
-                "does not match the digest recorded when it was written: it was edited or "
-                "damaged"
-            )
+            raise self._damaged(index)
         with _VERIFIED_LOCK:
             _VERIFIED[key] = identity
         return {k: arrays[k] for k in wanted}

@@ -25,8 +25,6 @@ __all__ = ["LabelStore", "LatentStore", "SpectraStore", "write_spectra"]
 SPECTRA = "spectra"
 LABELS = "labels"
 LATENTS = "latents"
-LABELS = "labels"
-LATENTS = "latents"
 
 
 class SpectraStore:
@@ -74,6 +72,17 @@ class SpectraStore:
     def label_names(self) -> list[str] | None:
         names = self._store.meta["attrs"].get("label_names")
         return None if names is None else list(names)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Every star's labels ``(n_stars, n_labels)`` (float64), None when the store has none.
+
+        Read from the chunks' label files alone (each checked against its digest),
+        so that a fit learns its label scaling without reading the spectra.
+        """
+        if "labels" not in self._store.meta["arrays"]:
+            return None
+        return self._store.read_rows(0, self.n_stars, ["labels"])["labels"]
 
     @property
     def has_ids(self) -> bool:
