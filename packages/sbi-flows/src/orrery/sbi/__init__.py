@@ -9,7 +9,13 @@ sample its posterior::
     posterior.fit(dataset)
     encoded = posterior.encode_observation([ObservationBlock("auxiliary", x_obs)])
     draws = posterior.sample_posterior(encoded, 1000).to_physical()
+
+Each campaign worker or survey process compiles the same programs again; the
+opt-in, process-global `enable_compilation_cache` (`orrery.interface`'s, also
+``orrery.lux.enable_compilation_cache``) keeps them on disk for the next process.
 """
+
+from orrery.interface.compilation_cache import enable_compilation_cache
 
 from . import encoders, spaces, training
 from ._version import __version__
@@ -47,6 +53,7 @@ __all__ = [
     "TrainingArtifacts",
     "__version__",
     "diagnostics",
+    "enable_compilation_cache",
     "encoders",
     "simulate",
     "spaces",
