@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from orrery.interface import ConfigError, OrreryError, ShapeError
-from orrery.lux import Cannon
+from orrery.lux import Cannon, LabelInference
 from orrery.lux.datasets import synthetic_survey
 from orrery.lux.survey import ArraySource, LabelStore, write_spectra
 
@@ -61,6 +61,11 @@ def test_equals_the_in_memory_call_whatever_the_chunks(survey, tmp_path):
     np.testing.assert_array_equal(got["chi2"], ref.chi2)
     np.testing.assert_array_equal(got["converged"], ref.converged)
     assert got["ids"].tolist() == list(range(1000, 1000 + N_TEST))
+    back = cat.read()  # the in-memory call's own type, equal field by field
+    assert isinstance(back, LabelInference)
+    for name in ("labels", "covariance", "chi2", "converged"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ref, name), err_msg=name)
+    np.testing.assert_array_equal(cat.read(12, 31).uncertainties, ref.uncertainties[12:31])
     # the NaN-only chunk: flagged, never answered with certainty
     assert not got["usable"][40:45].any() and got["usable"][:40].all()
     assert np.isnan(got["labels"][40:45]).all() and (got["n_pixels_used"][40:45] == 0).all()
@@ -144,7 +149,7 @@ _CHILD = """
 import sys, jax
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, sys.argv[4])
-from orrery.lux import Cannon
+from orrery.lux import Cannon, LabelInference
 from orrery.lux.survey import SpectraStore
 from test_survey_label import Slow
 

@@ -99,7 +99,7 @@ def read_npy(file: Path, root: Path, dtype: str, shape: tuple[int, ...]) -> np.n
     return _read_npy(file, root, dtype, shape)[0]
 
 
-def _aligned_bytes(nbytes: int) -> np.ndarray:
+def aligned_bytes(nbytes: int) -> np.ndarray:
     """``nbytes`` uninitialised bytes starting 64-byte aligned (JAX on the CPU shares them)."""
     buf = np.empty(nbytes + 64, np.uint8)
     start = (-buf.ctypes.data) % 64
@@ -134,7 +134,7 @@ def _read_npy(
                     f"store: {str(file)!r} has {info.st_size - offset} data bytes, expected "
                     f"{nbytes} for {want} {tuple(shape)} (truncated or damaged)"
                 )
-            data = _aligned_bytes(nbytes)
+            data = aligned_bytes(nbytes)
             view, done = memoryview(data), 0
             while done < nbytes:
                 got = fh.readinto(view[done:])
@@ -515,4 +515,4 @@ class ChunkStore:
         return out
 
 
-__all__ = ["ChunkStore", "check_dtype", "chunk_name", "read_npy"]
+__all__ = ["ChunkStore", "aligned_bytes", "check_dtype", "chunk_name", "read_npy"]

@@ -2,14 +2,16 @@
 
 The driver writes the label catalogue's layout and the model (its test-step arrays, an
 ``orrery.interface`` artifact in ``<catalogue>/model``, no pickle), then hands out one
-task per chunk of stars: a worker (a process of a pool, a Dask worker, or this process
-when there is no executor) loads the model once per process from the artifact, checks
-its digest, reads its rows (from the store itself when the source is a `SpectraStore`,
-so only a path travels; otherwise the rows), runs `_cannon_label.label_rows` and writes
-its chunk of the catalogue atomically. A chunk's result depends only on its rows and
-the settings, so a catalogue resumed after ``kill -9`` equals an uninterrupted one bit
-for bit. A failed task is recorded in the catalogue and run again up to ``retries``
-times; a chunk that still fails makes the call raise naming it, never a silent gap.
+task per chunk of stars: a worker (a process of a pool, a Dask worker, or one of two
+threads of this process when there is no executor, so that one chunk's reading and
+writing overlap the other's test step) loads the model once per process from the
+artifact, checks its digest, reads its rows (from the store itself when the source is a
+`SpectraStore`, so only a path travels; otherwise the rows), runs
+`_cannon_label.label_rows` and writes its chunk of the catalogue atomically. A chunk's
+result depends only on its rows and the settings, so a catalogue resumed after
+``kill -9`` equals an uninterrupted one bit for bit. A failed task is recorded in the
+catalogue and run again up to ``retries`` times; a chunk that still fails makes the
+call raise naming it, never a silent gap.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import threading
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,14 @@ from orrery.interface import (
 from .._cannon import label as _label
 from .._cannon import validate as _validate
 from .._source import SpectraSource
-from .chunkstore import ChunkStore
+from .chunkstore import ChunkStore, aligned_bytes
 from .spectra import LABELS, LabelStore, SpectraStore
 
 _MODEL_KIND = "orrery.lux.CannonTestStep"
 _MODELS: dict[tuple[str, str], _label.ModelArrays] = {}
 _MODELS_LOCK = threading.Lock()
+#: chunks labelled at once in this process when no executor is given
+_THREADS = 2
 
 
 def _model_payload(model: _label.ModelArrays) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -108,6 +112,15 @@ def _load_model(folder: Path, digest: str) -> _label.ModelArrays:
     return model
 
 
+def _padded(arr: np.ndarray, rows: int, fill: float) -> np.ndarray:
+    """``arr`` with ``fill`` rows below it up to ``rows``, in a buffer JAX shares (no copy)."""
+    shape = (rows, *arr.shape[1:])
+    out = aligned_bytes(arr.dtype.itemsize * int(np.prod(shape))).view(arr.dtype).reshape(shape)
+    out[: len(arr)] = arr
+    out[len(arr) :] = fill
+    return out
+
+
 def label_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, Any]:
     """Worker side: label chunk ``index`` and write it into the catalogue.
 
@@ -133,9 +146,8 @@ def label_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, A
         raise ShapeError(f"chunk {index}: got {len(flux)} rows, expected {n}")
     flux, ivar = np.asarray(flux), np.asarray(ivar)
     if n < out.chunk_rows:  # the last chunk, padded with empty rows: one compiled shape
-        pad = ((0, out.chunk_rows - n), (0, 0))
-        flux = np.pad(flux, pad, constant_values=np.nan)
-        ivar = np.pad(ivar, pad, constant_values=0.0)
+        flux = _padded(flux, out.chunk_rows, np.nan)
+        ivar = _padded(ivar, out.chunk_rows, 0.0)
     flux, ivar = _validate.checked_output(flux, ivar, int(np.asarray(model.coeffs).shape[0]))
     res = _label.Rows(
         *(a[:n] for a in _label.label_rows(model, flux, ivar, None, **attrs["settings"]))
@@ -262,6 +274,10 @@ def _run(
     from tqdm.auto import tqdm
 
     worker = label_chunk if worker is None else worker
+    own = None
+    if executor is None:  # this process: two chunks at a time, so that one's reading and
+        # writing overlap the other's test step (JAX, hashing and file I/O release the GIL)
+        own = executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="orrery-survey")
     done_rows = store.n_rows - sum(b - a for a, b in map(store.rows_of, pending))
     bar = tqdm(total=store.n_rows, initial=done_rows, unit="star", desc=what, disable=not progress)
     attempts: dict[int, list[str]] = {}
@@ -273,14 +289,7 @@ def _run(
 
     def submit(index: int) -> Future:
         task = (str(store.path), index, _task(store, source, index), x64)
-        if executor is not None:
-            return executor.submit(worker, *task)
-        fut: Future = Future()
-        try:
-            fut.set_result(worker(*task))
-        except Exception as err:
-            fut.set_exception(err)
-        return fut
+        return executor.submit(worker, *task)
 
     try:
         while queue or running:
@@ -312,6 +321,8 @@ def _run(
             fut.cancel()
         raise
     finally:
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)
         bar.close()
     if failed:
         first = attempts[failed[0]][-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from orrery.interface import (
 
 from .._source import SpectraChunk, SpectraSource
 from .chunkstore import ChunkStore, check_dtype
+
+if TYPE_CHECKING:
+    from ..cannon import LabelInference
 
 __all__ = ["LabelStore", "LatentStore", "SpectraStore", "write_spectra"]
 
@@ -312,6 +315,24 @@ class LabelStore:
         """Rows ``start:stop`` of every column (and ``ids`` when there are any)."""
         stop = self.n_stars if stop is None else stop
         return self._store.read_rows(start, stop, list(self._store.meta["arrays"]))
+
+    def read(self, start: int = 0, stop: int | None = None) -> LabelInference:
+        """Rows ``start:stop`` as the `orrery.lux.LabelInference` the in-memory call returns.
+
+        ``Cannon.infer_labels(flux, ivar)`` and ``Cannon.infer_labels(source,
+        catalogue=path).read()`` give equal labels, covariances, χ² and convergence
+        flags for the same spectra; ``usable`` and ``n_pixels_used`` stay in `columns`.
+        """
+        from ..cannon import LabelInference
+
+        if self.KIND != LABELS:
+            raise ConfigError(
+                f"read: {type(self).__name__} holds no labels; read its columns() instead"
+            )
+        stop = self.n_stars if stop is None else stop
+        names = ["labels", "covariance", "chi2", "converged"]
+        got = self._store.read_rows(start, stop, names)
+        return LabelInference(*(got[name] for name in names))
 
     def __getitem__(self, column: str) -> np.ndarray:
         """One column for every star (``store["labels"]``)."""
