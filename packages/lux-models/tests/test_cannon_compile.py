@@ -30,3 +30,15 @@ def test_second_fit_and_test_step_compile_nothing(caplog):
     assert _compiles(caplog, again) == []
     # the probe does see a compilation when there is one
     assert _compiles(caplog, lambda: jax.jit(lambda x: x * 3 + 1)(np.ones(7)))
+
+
+def test_first_fit_compiles_only_the_training_program(caplog):
+    # a shape no other test fits: everything the fit needs is compiled here, and the
+    # features, the checks and the fitted arrays are formed on the host (each small
+    # device program would cost a first fit its own compilation)
+    s = synthetic_survey(53, 19, seed=3)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), jax.log_compiles(True):
+        Cannon(3, 19).fit(s.labels, s.spectra, s.ivar)
+    done = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+    assert len(done) == 1 and "jit(fit_all)" in done[0], done

@@ -187,3 +187,14 @@ def test_scatter_sensitivities_equal_the_derivatives_of_the_likelihood(x64):
     np.testing.assert_allclose(q, jnp.diagonal(dh), rtol=1e-9)
     dg_dtheta = jax.jacfwd(g_of, argnums=1)(at_j, th_j)  # (p, p, k): pixel i, θ of pixel j
     np.testing.assert_allclose(-2.0 * wwr, jnp.einsum("iik->ik", dg_dtheta), rtol=1e-10)
+
+
+@pytest.mark.parametrize(("degree", "bias"), [(2, True), (3, False)])
+def test_host_features_equal_the_device_features(degree, bias):
+    """The features a fit forms in NumPy are those `poly_features` forms on the device."""
+    from orrery.lux._poly import poly_features, poly_features_host
+
+    x = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    host = poly_features_host(x, degree, bias)
+    assert host.dtype == np.float32
+    np.testing.assert_array_equal(host, np.asarray(poly_features(x, degree, bias)))

@@ -43,6 +43,16 @@ def poly_features(
     return jnp.concatenate(cols, axis=-1)
 
 
+def poly_features_host(labels: np.ndarray, degree: int, include_bias: bool = True) -> np.ndarray:
+    """`poly_features` in NumPy, in the labels' dtype: no program to compile.
+
+    The same products in the same order, so the same numbers as on the device.
+    """
+    cols = [np.ones((*labels.shape[:-1], 1), labels.dtype)] if include_bias else []
+    cols += [np.prod(labels[..., idx], axis=-1) for idx in _term_indices(labels.shape[-1], degree)]
+    return np.concatenate(cols, axis=-1).astype(labels.dtype, copy=False)
+
+
 @lru_cache(maxsize=64)
 def feature_exponents(
     label_size: int, degree: int, include_bias: bool = True

@@ -33,7 +33,7 @@ from ._cannon import label as _label
 from ._cannon import stream as _stream
 from ._cannon import train as _train
 from ._cannon import validate as _validate
-from ._poly import feature_exponents, n_poly_features, poly_features
+from ._poly import feature_exponents, n_poly_features, poly_features, poly_features_host
 from ._source import SpectraSource
 
 if TYPE_CHECKING:
@@ -67,16 +67,6 @@ class LabelInference:
     def uncertainties(self) -> np.ndarray:
         """One-sigma label uncertainties, ``sqrt(diag(covariance))``."""
         return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=-2, axis2=-1), 0.0, None))
-
-
-@partial(jax.jit, static_argnames=("degree", "include_bias"))
-def _scaled_features(labels, offset, scale, degree, include_bias):
-    return poly_features((labels - offset) / scale, degree, include_bias)
-
-
-@jax.jit
-def _finite_rows(coeffs, s2):
-    return jnp.all(jnp.isfinite(coeffs), axis=1) & jnp.isfinite(s2)
 
 
 class Cannon(eqx.Module):
@@ -364,7 +354,9 @@ class Cannon(eqx.Module):
         coeffs, s2, usable, scatter_ok, offset, scale, allowed = trained
         dtype = jnp.result_type(float)
         usable_np = np.asarray(usable)
-        finite = np.asarray(_finite_rows(coeffs, s2))
+        # on the host, as below: each small device program would be compiled on a first fit
+        s2_np = np.asarray(s2)
+        finite = np.all(np.isfinite(np.asarray(coeffs)), axis=1) & np.isfinite(s2_np)
         n_unusable = int(np.sum(~usable_np))
         if not np.any(usable_np):
             raise ValueDomainError(
@@ -404,12 +396,12 @@ class Cannon(eqx.Module):
             self.output_size,
             self.poly_degree,
             self.include_bias,
-            coeffs=jnp.asarray(raw, dtype),
+            coeffs=jax.device_put(np.asarray(raw, dtype)),
             scaled_coeffs=coeffs,
-            scatter=jnp.sqrt(s2),
-            label_offset=jnp.asarray(offset, dtype),
-            label_scale=jnp.asarray(scale, dtype),
-            censoring_mask=None if censoring_mask is None else jnp.asarray(~allowed),
+            scatter=jax.device_put(np.sqrt(s2_np)),
+            label_offset=jax.device_put(np.asarray(offset, dtype)),
+            label_scale=jax.device_put(np.asarray(scale, dtype)),
+            censoring_mask=None if censoring_mask is None else jax.device_put(~allowed),
             regularization=float(regularization),
             regularization_type=regularization_type,
             usable=usable,
@@ -439,13 +431,11 @@ class Cannon(eqx.Module):
             max_iter,
         )
         dtype = jnp.result_type(float)
-        feats = _scaled_features(
-            jnp.asarray(labels, dtype),
-            jnp.asarray(offset, dtype),
-            jnp.asarray(scale, dtype),
-            self.poly_degree,
-            self.include_bias,
-        )
+        # the features and the small arrays are formed on the host, in the device's
+        # dtype: on the device each would be a program of its own to compile, and the
+        # first fit would pay for compiling them (a few tenths of a second)
+        scaled = (np.asarray(labels, dtype) - np.asarray(offset, dtype)) / np.asarray(scale, dtype)
+        feats = poly_features_host(scaled, self.poly_degree, self.include_bias)
         penalty = np.full(self.n_features, float(regularization))
         if self.include_bias:
             penalty[0] = 0.0
@@ -454,9 +444,9 @@ class Cannon(eqx.Module):
         train = partial(
             _train.fit_all,
             feats,
-            penalty=jnp.asarray(penalty, dtype),
-            allowed=jnp.asarray(allowed),
-            tol=jnp.asarray(tol, dtype),
+            penalty=np.asarray(penalty, dtype),
+            allowed=np.asarray(allowed),
+            tol=np.asarray(tol, dtype),
             reg_type=regularization_type,
             known_noise=ivar is not None,
             fit_scatter_=bool(fit_scatter),
