@@ -16,7 +16,7 @@ import pytest
 from orrery.interface import ConfigError, OrreryError, ShapeError
 from orrery.lux import Cannon, LabelInference
 from orrery.lux.datasets import synthetic_survey
-from orrery.lux.survey import ArraySource, LabelStore, write_spectra
+from orrery.lux.survey import ArraySource, LabelStore, limit_threads, write_spectra
 
 N_TEST, P = 60, 30
 COLUMNS = ("labels", "covariance", "chi2", "converged", "usable", "n_pixels_used")
@@ -125,11 +125,22 @@ def test_dask_and_a_process_pool_label_alike(survey, tmp_path):
         )
     _same(dask, local)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=limit_threads, initargs=(1,)) as pool:
         procs = cannon.infer_labels(
             store, catalogue=tmp_path / "pool", executor=pool, progress=False
         )
+        flags = pool.submit(os.getenv, "XLA_FLAGS").result()
     _same(procs, local)
+    assert "--xla_cpu_multi_thread_eigen=false" in flags.split()
+    assert "intra_op_parallelism_threads=1" in flags.split()
+
+
+def test_limit_threads_refuses_what_cannot_take_effect():
+    jax.numpy.zeros(1).block_until_ready()  # this process's backend has started
+    with pytest.raises(ConfigError, match="already started"):
+        limit_threads(1)
+    with pytest.raises(ConfigError, match="n"):
+        limit_threads(0)
 
 
 class Slow:

@@ -11,6 +11,7 @@ stopped, and never delete or overwrite what they did not create.
 `LabelStore` is what `Cannon.infer_labels(source, catalogue=path)` writes: labels,
 covariances, χ², convergence and usability flags per star, chunk by chunk;
 `LatentStore` what `infer_latents` writes (latents, their covariance, predicted outputs).
+`limit_threads` sets the threads of a worker process (a pool's initializer).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._source import ArraySource, SpectraChunk, SpectraSource
 from ._survey.ingest import ingest
 from ._survey.lux import infer_latents
 from ._survey.spectra import LabelStore, LatentStore, SpectraStore, write_spectra
+from ._survey.workers import limit_threads
 
 __all__ = [
     "ArraySource",
@@ -29,5 +31,6 @@ __all__ = [
     "SpectraStore",
     "infer_latents",
     "ingest",
+    "limit_threads",
     "write_spectra",
 ]
