@@ -166,9 +166,13 @@ def child(args) -> dict:
 
     folder = Path(args.folder)
     base_rss = _rss_now()
-    if args.child == "memory":
-        labels = np.load(folder / "labels.npy")
-        flux, ivar = np.load(folder / "flux.npy"), np.load(folder / "ivar.npy")
+    n = args.stars
+    if args.child == "memory":  # the first --memory-stars rows, read whole into memory
+        rows = slice(0, args.memory_stars)
+        labels = np.load(folder / "labels.npy")[rows]
+        flux = np.array(np.load(folder / "flux.npy", mmap_mode="r")[rows])
+        ivar = np.array(np.load(folder / "ivar.npy", mmap_mode="r")[rows])
+        n = len(flux)
 
         def fit():
             return Cannon(3, flux.shape[1]).fit(labels, flux, ivar)
@@ -184,55 +188,81 @@ def child(args) -> dict:
             return Cannon(3, source.n_pixels).fit(source, memory_budget=args.budget)
 
     times = []
-    for _ in range(1 + args.repeats):
+    repeats = max(args.repeats, 2) if args.child == "memory" else args.repeats  # warm: the bar
+    for _ in range(1 + repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(fit().coeffs)
         times.append(time.perf_counter() - t0)
         if len(times) == 1:  # the cold fit's compilation is not part of the warm peak
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             warm_peak = _reset_peak()
-    if warm_peak is not None:
+    warm_peak = None if len(times) == 1 else warm_peak
+    if warm_peak is not None and len(times) > 1:
         warm_peak = _peak_since_reset()
     return {
-        "cold": times[0],
-        "warm": float(np.median(times[1:])),
-        "fastest": float(np.min(times[1:])),
+        "stars": n,
+        "cold": n / times[0],
+        "warm": n / float(np.median(times[1:])) if len(times) > 1 else None,
+        "fastest": n / float(np.min(times[1:])) if len(times) > 1 else None,
         "base_rss": base_rss,
         "peak_rss": peak,
         "warm_peak_rss": warm_peak,
     }
 
 
-def label_child(args) -> dict:
-    """Labelling: the in-memory test step, then the store on 0 (this process), 1 and 2 workers.
+def _trained(store, n_train: int = 2000):
+    """A Cannon fitted in memory on the store's first ``n_train`` stars."""
+    from orrery.lux import Cannon
 
-    The model is fitted in memory on the first 2,000 stars. Each executor labels
-    the whole store twice, into fresh catalogues: cold (worker start-up, imports
-    and compilation included) and warm (the same workers again).
-    """
+    train = store.read(0, min(store.n_stars, n_train))
+    assert train.labels is not None
+    return Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
+
+
+def _pool(workers: int, threads: int):
+    """A spawned pool whose workers share ``threads`` (one each when there are as many)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from orrery.lux import Cannon
+    from orrery.lux.survey import limit_threads
+
+    # spawned, not forked: a fork of a process running JAX's threads can deadlock
+    spawn = multiprocessing.get_context("spawn")
+    each = max(1, threads // workers)
+    return ProcessPoolExecutor(
+        workers, mp_context=spawn, initializer=limit_threads, initargs=(each,)
+    )
+
+
+def label_child(args) -> dict:
+    """Labelling: the in-memory test step, then the store on each of ``--workers``.
+
+    0 workers: this process (two chunks at a time on threads). Each executor labels
+    the whole store ``1 + --label-repeats`` times into fresh catalogues: cold (worker
+    start-up, imports and compilation included), then warm (the same workers again,
+    the median). Peak RSS: this process, and the largest worker (Linux counts a
+    worker once it has exited, so each pool is shut down before the next).
+    """
     from orrery.lux.survey import SpectraStore
 
     folder = Path(args.folder)
     store = SpectraStore(folder / "store")
     n = store.n_stars
-    train = store.read(0, min(n, 2000))
-    assert train.labels is not None
-    cannon = Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
+    cannon = _trained(store)
     sub = store.read(0, min(n, 4096))
     cannon.infer_labels(sub.flux, sub.ivar)  # compile for this shape
-    t0 = time.perf_counter()
-    cannon.infer_labels(sub.flux, sub.ivar)
-    out = {"memory": len(sub.flux) / (time.perf_counter() - t0)}
+    rates = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        cannon.infer_labels(sub.flux, sub.ivar)
+        rates.append(len(sub.flux) / (time.perf_counter() - t0))
+    out: dict = {"memory": float(np.median(rates)), "memory_stars": len(sub.flux)}
+    del sub
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        for workers in (0, 1, 2):
-            # spawned, not forked: a fork of a process running JAX's threads can deadlock
-            spawn = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers else None
-            for run in ("cold", "warm"):
+        for workers in args.workers:
+            pool = _pool(workers, args.threads) if workers else None
+            times = []
+            for run in range(1 + args.label_repeats):
                 t0 = time.perf_counter()
                 cannon.infer_labels(
                     store,
@@ -240,31 +270,48 @@ def label_child(args) -> dict:
                     executor=pool,
                     progress=False,
                 )
-                out[f"{workers}_{run}"] = n / (time.perf_counter() - t0)
+                times.append(time.perf_counter() - t0)
+            out[f"{workers}_cold"] = n / times[0]
+            if len(times) > 1:
+                out[f"{workers}_warm"] = n / float(np.median(times[1:]))
             if pool is not None:
                 pool.shutdown()
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["worker_peak_rss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    out["load"] = os.getloadavg()
     return out
 
 
 def _label_table(args, r: dict) -> str:
     if "error" in r:
         return f"labelling: {r['error']}"
+    gib = 2**30
     lines = [
-        "| labelling | stars/s cold | stars/s warm | vs in-memory test step (warm) |",
+        "| labelling | stars/s cold | stars/s warm | vs in-memory test step (cold / warm) |",
         "|---|---|---|---|",
-        f"| in memory, {min(args.stars, 4096)} stars | | {r['memory']:,.0f} | 1.00x |",
+        f"| in memory, {r['memory_stars']:,} stars | | {r['memory']:,.0f} | 1.00x |",
     ]
-    for workers, name in ((0, "store, this process"), (1, "store, 1 worker"), (2, "2 workers")):
-        cold, warm = r[f"{workers}_cold"], r[f"{workers}_warm"]
-        lines.append(f"| {name} | {cold:,.0f} | {warm:,.0f} | {warm / r['memory']:.2f}x |")
-    lines.append(f"\n1 -> 2 workers (warm): {r['2_warm'] / r['1_warm']:.2f}x")
+    for workers in args.workers:
+        name = "store, this process" if workers == 0 else f"store, {workers} worker(s)"
+        cold, warm = r[f"{workers}_cold"], r.get(f"{workers}_warm")
+        ratio = f"{cold / r['memory']:.2f}x / " + (f"{warm / r['memory']:.2f}x" if warm else "-")
+        shown = f"{warm:,.0f}" if warm else "-"
+        lines.append(f"| {name} | {cold:,.0f} | {shown} | {ratio} |")
+    lines.append(
+        f"\npeak RSS: this process {r['peak_rss'] / gib:.2f} GiB, largest worker "
+        f"{r['worker_peak_rss'] / gib:.2f} GiB; load average after {r['load']}"
+    )
+    if "1_warm" in r and "2_warm" in r:
+        lines.append(f"1 -> 2 workers (warm): {r['2_warm'] / r['1_warm']:.2f}x")
     return "\n".join(lines)
 
 
 def _run_child(args, kind: str, budget: str | None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--folder", str(args.folder)]
     cmd += ["--repeats", str(args.repeats)] + (["--budget", budget] if budget else [])
+    cmd += ["--stars", str(args.stars), "--memory-stars", str(args.memory_stars)]
+    cmd += ["--threads", str(args.threads), "--label-repeats", str(args.label_repeats)]
+    cmd += ["--workers", *map(str, args.workers)]
     proc = subprocess.run(
         cmd, env=thread_env(args.threads), capture_output=True, text=True, check=False
     )
@@ -273,80 +320,129 @@ def _run_child(args, kind: str, budget: str | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _write_store(folder: Path) -> bool:
+def _write_store(folder: Path) -> dict | None:
+    """The store written from the ``.npy`` files (once; its timing kept in ``ingest.json``)."""
     try:
         from orrery.lux.survey import write_spectra
     except ImportError:
-        return False
+        return None
+    record = folder / "ingest.json"
     if not (folder / "store").exists():
-        write_spectra(folder / "store", NpySource(folder), progress=False)
-    return True
+        t0 = time.perf_counter()
+        source = NpySource(folder)
+        write_spectra(folder / "store", source, progress=False)
+        seconds = time.perf_counter() - t0
+        info = {"stars": source.n_stars, "seconds": seconds, "load": os.getloadavg()}
+        record.write_text(json.dumps(info))
+    return json.loads(record.read_text()) if record.exists() else {}
 
 
-def _table(args, rows: list[tuple[str, str, dict]]) -> str:
-    n = args.stars
-    memory = next((r for k, _, r in rows if k == "memory" and "warm" in r), None)
+def _table(rows: list[tuple[str, str, dict]]) -> str:
+    memory = next((r for k, _, r in rows if k == "memory" and "cold" in r), None)
     gib = 2**30
+
+    def ratio(r, key):
+        return f"{r[key] / memory[key]:.2f}x" if memory and r[key] and memory[key] else "-"
+
     lines = [
-        "| source | budget | cold (stars/s) | warm (stars/s) | warm vs memory "
+        "| source | stars | budget | cold (stars/s) | warm (stars/s) | warm vs memory "
         "| fastest vs memory | RSS before data | peak RSS (cold) | peak RSS (warm) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, budget, r in rows:
         if "error" in r:
-            lines.append(f"| {kind} | {budget or '-'} | {r['error']} | | | | | | |")
+            lines.append(f"| {kind} | | {budget or '-'} | {r['error']} | | | | | | |")
             continue
-        ratio = f"{memory['warm'] / r['warm']:.2f}x" if memory else "-"
-        best = f"{memory['fastest'] / r['fastest']:.2f}x" if memory else "-"
+        warm = f"{r['warm']:,.0f}" if r["warm"] else "-"
         lines.append(
-            f"| {kind} | {budget or '-'} | {n / r['cold']:,.0f} | {n / r['warm']:,.0f} | {ratio} "
-            f"| {best} | {r['base_rss'] / gib:.2f} GiB | {r['peak_rss'] / gib:.2f} GiB "
-            f"| {(r['warm_peak_rss'] or 0) / gib:.2f} GiB |"
+            f"| {kind} | {r['stars']:,} | {budget or '-'} | {r['cold']:,.0f} | {warm} "
+            f"| {ratio(r, 'warm')} | {ratio(r, 'fastest')} | {r['base_rss'] / gib:.2f} GiB "
+            f"| {r['peak_rss'] / gib:.2f} GiB | {(r['warm_peak_rss'] or 0) / gib:.2f} GiB |"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+PARTS = ("ingest", "train", "label", "scaling")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--stars", type=int, default=4000)
     parser.add_argument("--pixels", type=int, default=8575)
+    parser.add_argument(
+        "--part",
+        nargs="+",
+        choices=["all", *PARTS],
+        default=["all"],
+        help="what to measure (scaling: labelling on 1 and 2 workers only)",
+    )
     parser.add_argument("--budgets", nargs="+", default=["2GiB", "256MiB"])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sources", nargs="+", choices=["npy", "store"], default=["npy", "store"])
+    parser.add_argument("--repeats", type=int, default=2, help="warm fits after the cold one")
+    parser.add_argument("--label-repeats", type=int, default=1, help="warm labelling runs")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-limit", type=float, default=0.6)
+    parser.add_argument(
+        "--memory-stars",
+        type=int,
+        default=0,
+        help="stars of the in-memory fit (default: all that fit within --memory-limit)",
+    )
     parser.add_argument("--keep", help="a folder for the survey, kept (and reused) afterwards")
     parser.add_argument(
         "--child", choices=["memory", "npy", "store", "label"], help=argparse.SUPPRESS
     )
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--budget", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     if args.child:
         print(json.dumps(label_child(args) if args.child == "label" else child(args)))
         return
+    parts = set(PARTS) - {"scaling"} if "all" in args.part else set(args.part)
+    if parts == {"scaling"}:  # labelling on 1 and 2 workers alone: a quick, quiet check
+        args.workers, args.label_repeats = [1, 2], max(args.label_repeats, 2)
     with tempfile.TemporaryDirectory() as tmp:
         args.folder = Path(args.keep or tmp) / f"survey_{args.stars}x{args.pixels}"
         t0 = time.perf_counter()
         if not (args.folder / "ivar.npy").exists():
             generate(args.folder, args.stars, args.pixels, args.seed)
-        has_store = _write_store(args.folder)
-        print(f"survey {args.stars} x {args.pixels} on disk ({time.perf_counter() - t0:.0f} s)")
-        data = 2 * args.stars * args.pixels * 4
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        rows = []
-        if data < args.memory_limit * physical:
-            rows.append(("memory", "", _run_child(args, "memory", None)))
-        for budget in args.budgets:
-            for kind in ("npy", "store") if has_store else ("npy",):
-                rows.append((kind, budget, _run_child(args, kind, budget)))
+        ingest = _write_store(args.folder)
         print(
-            f"flux + ivar {data / 2**30:.2f} GiB; threads {args.threads}; "
-            f"load average {os.getloadavg()}"
+            f"survey {args.stars:,} x {args.pixels:,} on disk ({time.perf_counter() - t0:.0f} s); "
+            f"threads {args.threads}; load average {os.getloadavg()}"
         )
-        print(_table(args, rows))
-        if has_store:
+        if ingest and "ingest" in parts and ingest.get("seconds"):
+            rate = ingest["stars"] / ingest["seconds"]
+            print(
+                f"ingest (write_spectra from the .npy files): {rate:,.0f} stars/s "
+                f"({ingest['seconds']:.0f} s, load average {ingest['load']})"
+            )
+        if "train" in parts:
+            _train(args, has_store=ingest is not None)
+        if ingest is not None and parts & {"label", "scaling"}:
             print(_label_table(args, _run_child(args, "label", None)))
+        print(f"load average after: {os.getloadavg()}")
+
+
+def _train(args, has_store: bool) -> None:
+    per_star = 2 * args.pixels * 4
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    # the in-memory child holds the data twice (the arrays and the copy JAX shares)
+    fits = int(args.memory_limit * physical / (2 * per_star))
+    args.memory_stars = min(args.stars, args.memory_stars or fits)
+    rows = [("memory", "", _run_child(args, "memory", None))]
+    for budget in args.budgets:
+        for kind in args.sources:
+            if kind == "npy" or has_store:
+                rows.append((kind, budget, _run_child(args, kind, budget)))
+    print(f"flux + ivar {args.stars * per_star / 2**30:.2f} GiB; load average {os.getloadavg()}")
+    print(_table(rows))
 
 
 if __name__ == "__main__":
