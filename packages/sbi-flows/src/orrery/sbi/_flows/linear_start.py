@@ -85,12 +85,19 @@ class ConditionalLinearGaussian(AbstractBijection):
         return x, self.log_diag.sum()
 
 
+def _device(values: np.ndarray, dtype: Any) -> Array:
+    """``values`` cast on the host, then put on the device: no program is compiled."""
+    return jax.device_put(np.asarray(values, dtype=dtype))
+
+
 def _zero_output_layers(tree: Any) -> Any:
     """Zero the last layer (weights and bias; masks kept) of every ``eqx.nn.MLP`` in ``tree``."""
 
     def zero(mlp: eqx.nn.MLP) -> eqx.nn.MLP:
+        # Zeros made on the host: eagerly, each shape would compile a program of its own.
         last = jax.tree.map(
-            lambda a: jnp.zeros_like(a) if eqx.is_inexact_array(a) else a, mlp.layers[-1]
+            lambda a: _device(np.zeros(a.shape), a.dtype) if eqx.is_inexact_array(a) else a,
+            mlp.layers[-1],
         )
         return eqx.tree_at(lambda m: m.layers[-1], mlp, last)
 
@@ -219,17 +226,17 @@ def linear_gaussian_start(
         lambda e: (e.weight, e.bias, e.lower, e.log_diag),
         layer,
         (
-            jnp.asarray(np.eye(d, emb_dim), dtype),
-            jnp.asarray(intercept, dtype),
-            jnp.asarray(np.tril(precision, -1), dtype),
-            jnp.asarray(np.log(np.diag(precision)), dtype),
+            _device(np.eye(d, emb_dim), dtype),
+            _device(intercept, dtype),
+            _device(np.tril(precision, -1), dtype),
+            _device(np.log(np.diag(precision)), dtype),
         ),
     )
     flow = eqx.tree_at(_linear_layer, flow, started)
     encoder = eqx.tree_at(
         lambda e: (e.fusion, e.skip.weight),
         model.encoder,
-        (_zero_output_layers(model.encoder.fusion), jnp.asarray(skip_w, skip.weight.dtype)),
+        (_zero_output_layers(model.encoder.fusion), _device(skip_w, skip.weight.dtype)),
     )
     total = np.var(z[rows], axis=0)
     residual = np.empty(d)

@@ -445,7 +445,7 @@ class SBITrainer:
         epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         lr_of = _cached(("schedule", opt_key), lambda: jax.jit(schedule))
         epoch_lrs = np.broadcast_to(
-            np.asarray(lr_of(jnp.asarray(epoch_end_steps)), dtype=np.float64),
+            np.asarray(lr_of(jax.device_put(epoch_end_steps)), dtype=np.float64),
             epoch_end_steps.shape,
         )
         base_key = jax.random.key(self.seed)
@@ -642,9 +642,14 @@ def _as_data(train_data: Any, val_data: Any, devices: Any) -> _Data:
     n_train = _n_rows(train_data, "train_data")
     n_val = _n_rows(val_data, "val_data") if val_data is not None else 0
     # Data-parallel epochs gather each process's rows on the host.
-    train = jax.tree.map(np.asarray if devices is not None else jnp.asarray, train_data)
-    val = jax.tree.map(jnp.asarray, val_data) if val_data is not None else None
+    train = jax.tree.map(np.asarray if devices is not None else _on_device, train_data)
+    val = jax.tree.map(_on_device, val_data) if val_data is not None else None
     return _Data(train, val, n_train, n_val, False)
+
+
+def _on_device(leaf: Any) -> jax.Array:
+    """``jnp.asarray(leaf)``; a NumPy array is put on the device without compiling a copy."""
+    return jax.device_put(leaf) if isinstance(leaf, np.ndarray) else jnp.asarray(leaf)
 
 
 @dataclass
