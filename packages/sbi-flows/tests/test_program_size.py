@@ -9,28 +9,32 @@ compiles are lowered to StableHLO and their ops counted:
 
 - ``build``: the network initialisation (`orrery.sbi._posterior.build.compiled_build`);
 - ``epoch``: one training epoch, a ``lax.scan`` over the minibatches;
-- ``val``: the validation pass, a ``lax.scan`` over full chunks.
+- ``val``: the validation pass, a ``lax.scan`` over full chunks;
+- ``sample``: drawing from the posterior of one observation
+  (`orrery.sbi._posterior.model.sample_space`, the network as built).
 
 The build program is still compiled (once per module, as in a real fit); the
-epoch and validation programs are only lowered.
+epoch, validation and sampling programs are only lowered.
 
 When a deliberate change moves a pin, update it (with the new count in the
 commit message); the margin absorbs JAX-version noise, not a new design.
 """
 
 import equinox as eqx
+import jax
 import numpy as np
 import pytest
 
 import orrery.sbi.posterior as posterior_module
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi._posterior import model as model_module
 from orrery.sbi.training import _programs
 from orrery.sbi.training import trainer as trainer_module
 
 #: relative margin around each pin
 MARGIN = 0.25
 #: StableHLO ops, recommended(3, 2000), 5 auxiliary observations (jax 0.10)
-PINS = {"build": 3300, "epoch": 2765, "val": 834}
+PINS = {"build": 3300, "epoch": 2765, "val": 834, "sample": 884}
 
 
 class _Lowered(Exception):
@@ -59,16 +63,27 @@ def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]
         sizes["build"] = _ops(eqx.filter_jit(make).lower(key))
         return real_build(make, key, cache_key)
 
+    real_programs = trainer_module.SBITrainer._programs
+
+    def spy_programs(self, model, *args):
+        sizes["model"] = model
+        return real_programs(self, model, *args)
+
     def spy_compiled(key, epoch_fn, args):
         sizes["epoch"] = _ops(epoch_fn.lower(*args))
         params, _, data, step_key, consts = args
         evals = [fns for k, fns in _programs.JIT_CACHE.items() if k[0] == "eval"]
         full_chunks, _ = evals[-1]  # the one this fit has just added or reused
         sizes["val"] = _ops(full_chunks.lower(params, data, step_key, consts))
+        model = sizes.pop("model")
+        embedding = model.embed(jax.tree.map(lambda a: a[0], data.observations))
+        lowered = model_module.sample_space.lower(model, step_key, embedding, 100)
+        sizes["sample"] = _ops(lowered)
         raise _Lowered
 
     with monkeypatch.context() as patch:
         patch.setattr(posterior_module, "compiled_build", spy_build)
+        patch.setattr(trainer_module.SBITrainer, "_programs", spy_programs)
         patch.setattr(trainer_module, "_compiled", spy_compiled)
         with pytest.raises(_Lowered):
             post.fit(dataset)
