@@ -4,8 +4,9 @@ The budget (`parse_budget`) sets the stars per chunk (`chunk_rows`) and how many
 chunks stay resident once read (`resident_chunks`); `Reader` hands the chunks
 over in order, padded to one length with rows of zero weight (flux, ivar and
 labels 0), cleaned where the base pass found them dirty, the next one read on a
-background thread. A source's ``read`` must return arrays it does not change
-afterwards: on the CPU a full, aligned chunk is shared with JAX, not copied.
+background thread, every other pass in reverse (see `Reader.__iter__`). A source's
+``read`` must return arrays it does not change afterwards: on the CPU a full, aligned
+chunk is shared with JAX, not copied.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ class Reader:
         self.preloaded = {} if preloaded is None else preloaded
         #: whether the base pass has checked (and where needed cleaned) every chunk
         self.checked = False
+        #: passes after the base pass that read chunks (odd ones walk backwards)
+        self.passes = 0
 
     def keep(self, chunk: Chunk) -> None:
         """Keep ``chunk`` for later passes, if it is one of the resident ones."""
@@ -213,14 +216,23 @@ class Reader:
         return Chunk(index, labels, dev[0], dev[1], flux, ivar)
 
     def __iter__(self) -> Iterator[Chunk]:
-        """The chunks in order: kept ones from memory, the others read on a thread ahead.
+        """The chunks, kept ones from memory, the others read on a thread ahead.
 
-        A chunk read is kept (`keep`) unless the base pass has yet to check it.
+        A chunk read is kept (`keep`) unless the base pass has yet to check it. After
+        the base pass, a pass that must read chunks again walks them in the opposite
+        direction to the pass before: the chunks it reads first are those the last
+        pass read last, still in the system's page cache when the source is a file
+        larger than that cache (a scan in one direction would find none of them).
         """
-        todo = [i for i in range(self.n_chunks) if i not in self.kept]
+        order = list(range(self.n_chunks))
+        todo = [i for i in order if i not in self.kept]
+        if todo and self.checked:
+            self.passes += 1
+            if self.passes % 2:
+                order, todo = order[::-1], todo[::-1]
         with ThreadPoolExecutor(max_workers=1) as pool:
             ahead = pool.submit(self._load, todo[0]) if todo else None
-            for index in range(self.n_chunks):
+            for index in order:
                 if index in self.kept:
                     yield self.kept[index]
                     continue
