@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, overload
 
@@ -33,6 +32,7 @@ from ._cannon import label as _label
 from ._cannon import stream as _stream
 from ._cannon import train as _train
 from ._cannon import validate as _validate
+from ._inference import LabelInference
 from ._poly import feature_exponents, n_poly_features, poly_features, poly_features_host
 from ._source import SpectraSource
 
@@ -40,33 +40,6 @@ if TYPE_CHECKING:
     from ._survey.spectra import LabelStore
 
 __all__ = ["Cannon", "LabelInference"]
-
-
-@dataclass(frozen=True)
-class LabelInference:
-    """Labels inferred by `Cannon.infer_labels` (NumPy arrays, physical units).
-
-    Attributes:
-        labels: best-fit labels, ``(n_spectra, label_size)``.
-        covariance: label covariance from the Gauss–Newton Hessian ``(JᵀWJ)⁻¹``,
-            ``(n_spectra, label_size, label_size)``.
-        chi2: χ² at the best fit with variance ``σ² + s²``, ``(n_spectra,)``.
-        converged: whether Levenberg–Marquardt met its tolerance, ``(n_spectra,)``.
-            False also flags a spectrum without enough usable pixels (fewer
-            than ``label_size`` pixels with positive weight at pixels the
-            model can use) or with a singular Hessian: its labels are NaN
-            when no pixel is usable, and its uncertainties are infinite.
-    """
-
-    labels: np.ndarray
-    covariance: np.ndarray
-    chi2: np.ndarray
-    converged: np.ndarray
-
-    @property
-    def uncertainties(self) -> np.ndarray:
-        """One-sigma label uncertainties, ``sqrt(diag(covariance))``."""
-        return np.sqrt(np.clip(np.diagonal(self.covariance, axis1=-2, axis2=-1), 0.0, None))
 
 
 class Cannon(eqx.Module):

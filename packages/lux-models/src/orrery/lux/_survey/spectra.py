@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +17,9 @@ from orrery.interface import (
     check_positive_int,
 )
 
+from .._inference import LabelInference
 from .._source import SpectraChunk, SpectraSource
 from .chunkstore import ChunkStore, check_dtype
-
-if TYPE_CHECKING:
-    from ..cannon import LabelInference
 
 __all__ = ["LabelStore", "LatentStore", "SpectraStore", "write_spectra"]
 
@@ -323,8 +321,6 @@ class LabelStore:
         catalogue=path).read()`` give equal labels, covariances, χ² and convergence
         flags for the same spectra; ``usable`` and ``n_pixels_used`` stay in `columns`.
         """
-        from ..cannon import LabelInference
-
         if self.KIND != LABELS:
             raise ConfigError(
                 f"read: {type(self).__name__} holds no labels; read its columns() instead"
