@@ -25,14 +25,25 @@ the peak of the warm fits alone (Linux: the peak mark is reset after the cold fi
 
 With the store, one more child labels it (`Cannon.infer_labels(store,
 catalogue=..., executor=...)`, a model fitted in memory on 2,000 stars) in this
-process and on 1 and 2 spawned worker processes, each twice (cold: worker start-up
-and compilation; warm), against the in-memory test step on up to 4,096 stars.
+process (two chunks at a time on threads) and on each of ``--workers`` spawned
+worker processes (default 1 and 2; each worker on ``--threads / workers`` threads
+through `orrery.lux.survey.limit_threads`), cold (worker start-up and compilation)
+and then ``--label-repeats`` warm runs, against the in-memory test step on up to
+4,096 stars. Peak RSS of this child and of its largest worker.
+
+``--part`` picks what runs: ``ingest`` (write_spectra's stars/s, kept in
+``ingest.json``), ``train``, ``label``, ``scaling`` (labelling on 1 and 2 workers
+alone, 8,192 stars by default, warm median of 2: about two minutes, for a quiet
+machine); default all but ``scaling``. Where the survey does not fit in memory the
+in-memory fit takes its first ``--memory-stars`` stars (default: as many as fit).
 
 Every child gets ``--threads`` threads (default 2) through the BLAS/OpenMP
 variables and ``XLA_FLAGS``. The load average is printed with the figures.
 
     uv run python packages/lux-models/benchmarks/survey.py               # 4,000 stars
-    uv run python packages/lux-models/benchmarks/survey.py --stars 300000 --keep DIR
+    uv run python packages/lux-models/benchmarks/survey.py --part scaling
+    uv run python packages/lux-models/benchmarks/survey.py --stars 300000 --keep DIR \
+        --sources store --budgets 2GiB --repeats 0 --label-repeats 0 --workers 0
 """
 
 from __future__ import annotations
@@ -367,7 +378,9 @@ PARTS = ("ingest", "train", "label", "scaling")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--stars", type=int, default=4000)
+    parser.add_argument(
+        "--stars", type=int, default=None, help="default 4,000 (8,192 for --part scaling)"
+    )
     parser.add_argument("--pixels", type=int, default=8575)
     parser.add_argument(
         "--part",
@@ -407,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = set(PARTS) - {"scaling"} if "all" in args.part else set(args.part)
     if parts == {"scaling"}:  # labelling on 1 and 2 workers alone: a quick, quiet check
         args.workers, args.label_repeats = [1, 2], max(args.label_repeats, 2)
+        args.stars = args.stars or 8192  # eight chunks: four per worker
+    args.stars = args.stars or 4000
     with tempfile.TemporaryDirectory() as tmp:
         args.folder = Path(args.keep or tmp) / f"survey_{args.stars}x{args.pixels}"
         t0 = time.perf_counter()
