@@ -25,6 +25,12 @@ reason is printed.
     uv run python packages/lux-models/benchmarks/cold_start.py
     uv run python packages/lux-models/benchmarks/cold_start.py --shapes 300x200 2000x200
     uv run python packages/lux-models/benchmarks/cold_start.py --skip-cannon2 --cache DIR
+    uv run python packages/lux-models/benchmarks/cold_start.py --shapes --lux 2000x200
+
+``--lux [SHAPE ...]`` also times a first Lux fit (2 latents, one affine output
+of the synthetic flux, ten cycles of exact least-squares blocks) per shape in a
+fresh process, and a second fit in the same process (warm CPU seconds);
+``--shapes`` with no shape skips the Cannon rows.
 
 ``--cache DIR`` switches on the persistent compilation cache
 (`orrery.lux.enable_compilation_cache`) in every child, and runs each shape
@@ -79,6 +85,45 @@ json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
            "cpu": time.process_time() - c0, "compile": compile_s[0]}, open(sys.argv[2], "w"))
 """
 
+# A Lux fit (2 latents, one affine output, exact least-squares blocks): the first
+# `optimize_iterative` in a fresh process, then a second one in the same process (warm).
+_LUX_WORKER = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import json, sys
+import jax
+import jax.monitoring
+
+compile_s = [0.0]
+
+def _listen(name, seconds, **kwargs):
+    if name.endswith("backend_compile_duration"):
+        compile_s[0] += seconds
+
+jax.monitoring.register_event_duration_secs_listener(_listen)
+import numpy as np
+from orrery.lux import AffineTransform, Lux, LuxData, OutputData, optimize_iterative
+t_import = time.perf_counter() - t0
+d = np.load(sys.argv[1])
+flux = d["flux"]
+
+def fit():
+    model = Lux(2)
+    model.register_output("flux", AffineTransform(flux.shape[1]))
+    data = LuxData(flux=OutputData(flux, err=0.01))
+    res = optimize_iterative(model, data, max_cycles=10, progress=False)
+    jax.block_until_ready(res.params)
+
+t1 = time.perf_counter()
+fit()
+t_end, cpu = time.perf_counter(), time.process_time() - c0
+c2 = time.process_time()
+fit()
+warm_cpu = time.process_time() - c2
+json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0, "cpu": cpu,
+           "compile": compile_s[0], "warm_cpu": warm_cpu}, open(sys.argv[2], "w"))
+"""
+
 _CANNON2_WORKER = r"""
 import time
 t0, c0 = time.perf_counter(), time.process_time()
@@ -128,6 +173,30 @@ def _orrery(data: Path, tmp: Path, env, cache: str) -> dict | str:
     return _run([sys.executable, str(worker), str(data), str(out), cache], out, env, tmp)
 
 
+def _lux(data: Path, tmp: Path, env) -> dict | str:
+    worker, out = tmp / "lux_worker.py", tmp / "lux.json"
+    worker.write_text(_LUX_WORKER)
+    return _run([sys.executable, str(worker), str(data), str(out)], out, env, tmp)
+
+
+def _lux_rows(shapes: list[str], seed: int, env) -> None:
+    """A first Lux fit per shape (stars x outputs) in a fresh process, and a warm one."""
+    print("\nLux (2 latents, affine output, 10 cycles of exact blocks); seconds")
+    print(
+        f"{'stars x outputs':<22}{'import':>8}{'fit':>8}{'compile':>9}{'total':>8}{'cpu':>8}"
+        f"{'warm cpu':>10}{'load':>7}"
+    )
+    for shape in shapes:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            _write_data(shape, seed, tmp / "data.npz")
+            r = _lux(tmp / "data.npz", tmp, env)
+            if isinstance(r, str):
+                print(f"{shape:<22}failed: {r}")
+                continue
+            print(f"{_row(shape, r)}{r['warm_cpu']:>10.2f}{os.getloadavg()[0]:>7.2f}")
+
+
 def _cannon2(data: Path, tmp: Path, env, uv: str) -> dict | str:
     worker, out = tmp / "cannon2_worker.py", tmp / "cannon2.json"
     worker.write_text(_CANNON2_WORKER)
@@ -145,14 +214,25 @@ def _row(name: str, r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), help="stars x pixels")
+    ap.add_argument("--shapes", nargs="*", default=list(SHAPES), help="stars x pixels")
     ap.add_argument("--threads", type=int, default=2, help="threads per process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-cannon2", action="store_true")
     ap.add_argument("--uv", default=shutil.which("uv"), help="the uv executable")
     ap.add_argument("--cache", default="", help="persistent compilation cache folder")
+    ap.add_argument(
+        "--lux",
+        nargs="*",
+        default=None,
+        metavar="SHAPE",
+        help="also time a first Lux fit at these stars x outputs (default 2000x200)",
+    )
     args = ap.parse_args()
     env = thread_env(args.threads)
+    if args.lux is not None:
+        _lux_rows(args.lux or ["2000x200"], args.seed, env)
+        if not args.shapes:
+            return
     print(
         f"Cold start (fresh process: import + first Cannon.fit, 3 labels, degree 2, float32); "
         f"{args.threads} threads per process; load average before: {os.getloadavg()[0]:.2f}"
