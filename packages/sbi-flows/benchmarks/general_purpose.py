@@ -29,6 +29,7 @@ The machine is shared: wall times are noisy (the load average is printed).
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import os
 import sys
@@ -50,13 +51,14 @@ def _sbi(*args):
     return samples, train_s, epochs, ""
 
 
-def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs):
+def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs, extra=None):
     import warnings
 
     from orrery.sbi import ConditionalFlowPosterior, ObservationBlock, SimulationDataset
 
     dataset = SimulationDataset.from_arrays(theta, x, bounds=bounds, seed=seed)
     overrides = {"seed": seed} if epochs is None else {"seed": seed, "num_epochs": epochs}
+    overrides.update(extra or {})
     posterior = ConditionalFlowPosterior.recommended(theta.shape[1], len(theta), **overrides)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -77,8 +79,15 @@ def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs):
     gap = artifacts.history["val_loss"][kept - 1] - artifacts.history["train_loss"][kept - 1]
     note = (
         f"compile {meta['compile_time_s']:.1f} s, acceptance {np.round(rates, 3).tolist()}, "
-        f"validation - training loss at the kept epoch {gap:.3f} nats"
+        f"validation loss at the kept epoch {artifacts.history['val_loss'][kept - 1]:.3f}, "
+        f"validation - training loss there {gap:.3f} nats"
     )
+    refit = meta.get("recipe_refit")
+    if refit:  # the first fit over-fitted: the recipe fitted again, regularised
+        note += (
+            f"; first fit {refit['first_gap']:.3f} nats apart, refitted with "
+            f"{refit['settings']}, kept the {refit['kept']} fit"
+        )
     return np.stack(samples), train_s, meta["epochs_run"], note
 
 
@@ -99,6 +108,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--positive", nargs="*", default=[], choices=list(POSITIVE_TASKS))
     parser.add_argument("--judge", nargs="*", default=[], choices=list(JUDGE_TASKS))
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="recipe constructor arguments to replace (VALUE read as a Python literal)",
+    )
     parser.add_argument("--skip-sbi", action="store_true")
     parser.add_argument("--skip-recipe", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -110,6 +126,8 @@ def main(argv=None) -> int:
         args.epochs = args.epochs or 5
 
     from orrery.sbi.diagnostics import c2st
+
+    extra = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in args.override)}
 
     print(f"load average at start: {os.getloadavg()}")
     fits, refs = [], {}
@@ -139,7 +157,9 @@ def main(argv=None) -> int:
             recipe_args = (*common, bounds, args.num_samples, seed)
             runners = []
             if not args.skip_recipe:
-                runners.append(("recipe", functools.partial(run_recipe, *recipe_args, args.epochs)))
+                runners.append(
+                    ("recipe", functools.partial(run_recipe, *recipe_args, args.epochs, extra))
+                )
             if not args.skip_sbi:
                 sbi_args = (task, *common, args.num_samples, args.seed, Path(tmp), prior)
                 runners.append(("sbi 0.27", functools.partial(_sbi, *sbi_args)))

@@ -65,3 +65,123 @@ def test_a_repeat_fit_of_the_same_architecture_with_another_seed_compiles_nothin
     assert perm and any(not np.array_equal(a, b) for a, b in zip(perm, perm2, strict=True))
     assert second.training_history["val_loss"] != first.training_history["val_loss"]
     assert draws.to_physical().shape == (50, 3)
+
+
+# ----------------------------------------------------------------------------- over-fitting
+def test_regularisation_adapts_noise_to_the_budget():
+    from orrery.sbi._posterior.recipe import regularisation
+
+    assert regularisation(10, 10_000, 10) == {"embedding_noise_std": 0.1}
+    assert regularisation(2, 2_500, 100) == {"embedding_noise_std": 0.2}
+    assert regularisation(5, 1_000, 3) == {"embedding_noise_std": 0.2}  # capped
+    assert regularisation(5, 40_000, 3) == {"embedding_noise_std": 0.05}
+    assert regularisation(5, 10**7, 3) == {"embedding_noise_std": 0.02}  # floor
+    with pytest.raises(ConfigError, match="observation_dim"):
+        regularisation(5, 1_000, 0)
+
+
+def _artifacts(train, val, kept):
+    import types
+
+    return types.SimpleNamespace(
+        history={"train_loss": list(train), "val_loss": list(val)},
+        validation_metrics={"best_epoch": kept},
+        trainer_metadata={"n_train": 9000, "n_val": 1000},
+    )
+
+
+class _Fits:
+    """A stand-in for a posterior's fits: each call returns the next artifacts, records noise."""
+
+    def __init__(self, *runs):
+        import types
+
+        self.runs, self.noise_seen = list(runs), []
+        self.post = types.SimpleNamespace(
+            parameter_dim=2,
+            observation_schema={"auxiliary": {"size": 5}},
+            embedding_noise_std=0.0,
+            model="first model",
+            training_history={"val_loss": []},
+        )
+
+    def __call__(self):
+        import warnings
+
+        self.noise_seen.append(self.post.embedding_noise_std)
+        self.post.model = f"model {len(self.noise_seen)}"
+        warnings.warn(f"fit {len(self.noise_seen)}", UserWarning, stacklevel=1)
+        return self.runs.pop(0)
+
+
+def test_a_fit_that_does_not_over_fit_runs_once_as_before(recwarn):
+    from orrery.sbi._posterior.recipe import fit_with_overfitting_control
+
+    fits = _Fits(_artifacts([1.0, 0.5], [1.0, 0.7], 2))
+    out = fit_with_overfitting_control(fits.post, fits, frozenset())
+    assert fits.noise_seen == [0.0] and "recipe_refit" not in out.trainer_metadata
+    assert [str(w.message) for w in recwarn] == ["fit 1"]
+
+
+def test_an_over_fitting_fit_is_refitted_with_noise_and_the_better_one_kept(recwarn):
+    from orrery.sbi._posterior.recipe import fit_with_overfitting_control
+
+    first, better = _artifacts([0.0, -0.6], [0.3, 0.2], 2), _artifacts([0.2, 0.1], [0.2, 0.15], 2)
+    fits = _Fits(first, better)
+    out = fit_with_overfitting_control(fits.post, fits, frozenset())
+    assert out is better and fits.noise_seen == [0.0, 0.1]
+    assert fits.post.embedding_noise_std == 0.1 and fits.post.model == "model 2"
+    assert out.trainer_metadata["recipe_refit"]["kept"] == "regularised"
+    assert [str(w.message) for w in recwarn] == ["fit 2"]  # the dropped fit's are not said
+
+    worse = _artifacts([0.2, 0.1], [0.4, 0.35], 2)
+    fits = _Fits(_artifacts([0.0, -0.6], [0.3, 0.2], 2), worse)
+    out = fit_with_overfitting_control(fits.post, fits, frozenset())
+    assert out is not worse and fits.post.embedding_noise_std == 0.0  # settings restored
+    assert fits.post.model == "model 1" and out.trainer_metadata["recipe_refit"]["kept"] == "first"
+
+
+def test_an_overridden_setting_is_not_replaced():
+    from orrery.sbi._posterior.recipe import fit_with_overfitting_control
+
+    fits = _Fits(_artifacts([0.0, -0.6], [0.3, 0.2], 2))
+    with pytest.warns(UserWarning, match="fit 1"):
+        fit_with_overfitting_control(fits.post, fits, frozenset({"embedding_noise_std"}))
+    assert fits.noise_seen == [0.0]
+
+
+def _row_id_data(n, distractors):
+    """theta with a weak signal beside noise features that tell every row apart."""
+    import numpy as np
+
+    from orrery.sbi import SimulationDataset
+
+    rng = np.random.default_rng(5)
+    theta = rng.normal(size=(n, 2))
+    noise = rng.normal(size=(n, distractors))
+    x = np.hstack([theta + 1.0 * rng.normal(size=(n, 2)), noise])
+    return SimulationDataset.from_arrays(theta, x, seed=0)
+
+
+def _over_fitting_messages(post, ds):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post.fit(ds)
+    return [str(w.message) for w in caught if "over-fitting: at the kept" in str(w.message)]
+
+
+def test_the_over_fitting_warning_fires_on_an_over_fitting_fit_and_not_on_a_regularised_one():
+    # 150 simulations, 60 pure-noise features, 27k weights: validation 1.3 nats above training
+    loud = ConditionalFlowPosterior(
+        2, flow_family="affine", num_coupling_layers=2, hidden_dim=64, embedding_dim=32,
+        num_epochs=30, batch_size=32, learning_rate=3e-3,
+    )  # fmt: skip
+    (message,) = _over_fitting_messages(loud, _row_id_data(150, 60))
+    assert "nats per simulation above the training loss" in message
+    quiet = ConditionalFlowPosterior(
+        2, flow_family="affine", num_coupling_layers=1, hidden_dim=8, embedding_dim=2,
+        num_epochs=20, batch_size=64, early_stopping_patience=3,
+    )  # fmt: skip
+    assert _over_fitting_messages(quiet, _row_id_data(400, 40)) == []

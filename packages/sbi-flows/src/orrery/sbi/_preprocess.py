@@ -27,11 +27,11 @@ training data were. Uncertainties follow the transform's derivative
   zeros or negative values whose magnitudes span more than `DECADES_AUTO` decades
   (99.5th percentile over the median of the non-zero magnitudes) or that are counts with
   zeros reaching `COUNTS_MAX` (on the SEIR benchmark, C2ST 0.74 -> 0.68), ``"asinh"``
-  centred on the median with the robust spread as ``a`` for any other feature whose
-  standard deviation exceeds `HEAVY_RATIO` robust spreads and more than
-  `OUTLIER_FRACTION` of whose rows lie beyond `OUTLIER_Z` robust spreads from the median
-  (heavy tails of either sign: slcp_distractors' distractors, |z| up to 457 -> under
-  10, so `check_outliers` speaks only of outliers the preparation left), else ``"none"``; the
+  centred on the median with the robust spread as ``a`` for any other feature that
+  `check_outliers` would report (more than `OUTLIER_FRACTION` of its rows beyond
+  `OUTLIER_Z` scale units as scaled below: heavy tails of either sign, as
+  slcp_distractors' distractors, |z| up to 457), so that the warning speaks only of
+  outliers the preparation left, else ``"none"``; the
   centre and scale are the median and a robust spread (IQR / 1.349, else
   MAD x 1.4826) where a transform was chosen or the standard deviation exceeds
   `HEAVY_RATIO` robust spreads (outliers dominate it), else the mean and standard
@@ -126,18 +126,22 @@ def _asinh_scale(x: np.ndarray) -> float:
 
 
 def _heavy_tail(x: np.ndarray) -> tuple[float, float] | None:
-    """``(c, a)`` of a centred asinh for a feature whose outliers dominate it, else ``None``.
+    """``(c, a)`` of a centred asinh for a feature with extreme outliers, else ``None``.
 
-    Heavy: the standard deviation exceeds `HEAVY_RATIO` robust spreads and more than
-    `OUTLIER_FRACTION` of the rows lie beyond `OUTLIER_Z` spreads from the median.
+    Extreme outliers: scaled as ``"auto"`` would scale it untransformed (median and
+    robust spread when the standard deviation exceeds `HEAVY_RATIO` of them, else mean
+    and standard deviation), more than `OUTLIER_FRACTION` of the rows lie beyond
+    `OUTLIER_Z`: the feature `check_outliers` would report.
     """
-    spread = float(_robust_spread(x[:, None])[0])
-    if not spread > 0 or not x.std() > HEAVY_RATIO * spread:
+    spread, std = float(_robust_spread(x[:, None])[0]), float(x.std())
+    if not std > 0:
         return None
     median = float(np.median(x))
-    if np.mean(np.abs(x - median) > OUTLIER_Z * spread) <= OUTLIER_FRACTION:
+    heavy = spread > 0 and std > HEAVY_RATIO * spread
+    z = (x - median) / spread if heavy else (x - x.mean()) / std
+    if np.mean(np.abs(z) > OUTLIER_Z) <= OUTLIER_FRACTION:
         return None
-    return median, spread
+    return median, spread if spread > 0 else std
 
 
 def forward(x: np.ndarray, entry: dict[str, Any] | None) -> np.ndarray:
