@@ -341,7 +341,9 @@ class ConditionalFlowPosterior(
         bounded prior rejected), an encoder with a linear skip, width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
         8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus,
-        and early stopping that restores the best state (see ``orrery.sbi._posterior.recipe``
+        and early stopping that restores the best state; a fit that over-fits (validation
+        loss more than 0.3 nats above training) is fitted again with noise on the
+        observations and the better of the two kept (see ``orrery.sbi._posterior.recipe``
         for each choice).
 
         Args:
