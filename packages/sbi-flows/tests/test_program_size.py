@@ -34,7 +34,7 @@ from orrery.sbi.training import trainer as trainer_module
 #: relative margin around each pin
 MARGIN = 0.25
 #: StableHLO ops, recommended(3, 2000), 5 auxiliary observations (jax 0.10)
-PINS = {"build": 3300, "epoch": 2765, "val": 834, "sample": 884}
+PINS = {"build": 3285, "epoch": 2765, "val": 834, "sample": 884}
 
 
 class _Lowered(Exception):
@@ -60,7 +60,9 @@ def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]
     real_build = posterior_module.compiled_build
 
     def spy_build(make, key, cache_key):
-        sizes["build"] = _ops(eqx.filter_jit(make).lower(key))
+        lowered = eqx.filter_jit(make).lower(key)
+        sizes["build"] = _ops(lowered)
+        sizes["build_callbacks"] = lowered.as_text().count("callback")
         return real_build(make, key, cache_key)
 
     real_programs = trainer_module.SBITrainer._programs
@@ -116,3 +118,10 @@ def test_programs_do_not_grow_with_the_simulations(sizes, program):
 def test_the_margin_can_fail():
     assert not _within(int(PINS["epoch"] * 1.3), PINS["epoch"])
     assert not _within(int(PINS["epoch"] * 0.7), PINS["epoch"])
+
+
+def test_the_build_has_no_host_callback(sizes):
+    # JAX's persistent compilation cache refuses programs with host callbacks (such as
+    # equinox's argument checks in flowjax's constructors): the build would be compiled
+    # again in every process even with `orrery.sbi.enable_compilation_cache` on.
+    assert sizes["small"]["build_callbacks"] == 0

@@ -8,7 +8,10 @@ Every flow is a ``flowjax.distributions.Transformed`` whose bijection runs
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import equinox as eqx
@@ -251,6 +254,35 @@ def build_base(dim: int, base_distribution: str, use_base_affine: bool) -> Abstr
     return _FixedStudentT((dim,), STUDENT_T_DF)
 
 
+@contextlib.contextmanager
+def _own_arguments_unchecked() -> Iterator[None]:
+    """flowjax's constructors without their ``eqx.error_if`` argument checks.
+
+    ``Permute`` checks that its permutation is one and ``Affine`` that its scale is
+    positive; the flows here hand them ``jax.random.permutation`` draws and unit
+    scales, which always pass. Traced in the compiled network build, each check is a
+    host callback, and JAX's persistent compilation cache refuses a program with
+    host callbacks: the build would be compiled again in every process. equinox
+    reads its ``EQX_ON_ERROR`` setting (module-global, private) when a check is
+    made, so it is ``"off"`` while a flow is built; the values are the same.
+    """
+    try:
+        errors = importlib.import_module("equinox._errors")
+    except ImportError:  # a future equinox: the checks stay
+        yield
+        return
+    before = getattr(errors, "EQX_ON_ERROR", None)
+    if before is None:
+        yield
+        return
+    errors.EQX_ON_ERROR = "off"
+    try:
+        yield
+    finally:
+        errors.EQX_ON_ERROR = before
+
+
+@_own_arguments_unchecked()
 def build_flow(
     key: PRNGKeyArray,
     *,
