@@ -15,7 +15,13 @@ this parent process, so the child times only what a user waits for:
 - ``total``: from the child's first statement to the fitted posterior;
 - ``cpu``: the child's CPU seconds over the same span (the machine is shared;
   wall times swing with the load, printed with the figures);
-- ``warm fit``: the second fit in the same process.
+- ``warm fit``: the second fit in the same process;
+- ``--cache``: two more fresh processes with ``orrery.sbi.enable_compilation_cache``
+  on one new folder: the first fills it, the second reads its programs back.
+
+To time another checkout against this one, put its ``src`` first on the child's
+path: ``PYTHONPATH=/old/checkout/packages/sbi-flows/src python cold_start.py`` (the
+module the child imported is printed).
 
 ``sbi`` 0.27 (NPE, its defaults) runs in its isolated environment exactly as
 ``general_purpose.py`` runs it (``_tasks.run_sbi``); its ``total`` is the wall
@@ -27,6 +33,7 @@ its line says why); ``--skip-sbi`` leaves it out.
     uv run python packages/sbi-flows/benchmarks/cold_start.py            # 10^4 sims, 10 epochs
     uv run python packages/sbi-flows/benchmarks/cold_start.py --epochs 0 # the recipe's epochs
     uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --num-simulations 2000
+    uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --cache
 """
 
 from __future__ import annotations
@@ -56,15 +63,20 @@ import jax
 import jax.monitoring
 
 compile_s = [0.0]
+programs = []
 
 def _listen(name, seconds, **kwargs):
     if name.endswith("backend_compile_duration"):
         compile_s[0] += seconds
+        programs.append(seconds)
 
 jax.monitoring.register_event_duration_secs_listener(_listen)
+import orrery.sbi
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
 import numpy as np
 t_import = time.perf_counter() - t0
+if len(sys.argv) > 3:
+    orrery.sbi.enable_compilation_cache(sys.argv[3])
 d = np.load(sys.argv[1])
 theta, x, epochs = d["theta"], d["x"], int(d["epochs"])
 overrides = {"seed": 0} if epochs <= 0 else {"seed": 0, "num_epochs": epochs}
@@ -81,7 +93,9 @@ meta = fit()
 t_end = time.perf_counter()
 cold = {"import": t_import, "fit": t_end - t1, "total": t_end - t0,
         "cpu": time.process_time() - c0, "compile": compile_s[0],
-        "trainer_compile": meta["compile_time_s"], "epochs": meta["epochs_run"]}
+        "trainer_compile": meta["compile_time_s"], "epochs": meta["epochs_run"],
+        "programs": len(programs), "largest": sorted(programs, reverse=True)[:3],
+        "module": orrery.sbi.__file__}
 compile_s[0] = 0.0
 t2 = time.perf_counter()
 meta = fit()
@@ -91,13 +105,12 @@ json.dump(cold, open(sys.argv[2], "w"))
 """
 
 
-def run_orrery(theta, x, epochs: int, tmp: Path) -> dict:
+def run_orrery(theta, x, epochs: int, tmp: Path, cache: Path | None = None) -> dict:
     data, out, worker = tmp / "data.npz", tmp / "orrery.json", tmp / "worker.py"
     np.savez(data, theta=theta.astype(np.float32), x=x.astype(np.float32), epochs=epochs)
     worker.write_text(_WORKER)
-    proc = subprocess.run(
-        [sys.executable, str(worker), str(data), str(out)], capture_output=True, text=True
-    )
+    command = [sys.executable, str(worker), str(data), str(out)]
+    proc = subprocess.run(command + ([str(cache)] if cache else []), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(out.read_text())
@@ -109,12 +122,29 @@ def run_sbi_cold(theta, x, x_obs, num_samples: int, tmp: Path) -> dict:
     return {"total": time.perf_counter() - start, "fit": train_s, "epochs": epochs}
 
 
+def _report(label: str, ours: dict) -> None:
+    largest = ", ".join(f"{t:.1f}" for t in ours["largest"])
+    print(
+        f"{label}: import {ours['import']:.1f} s, first fit {ours['fit']:.1f} s "
+        f"({ours['epochs']} epochs; XLA compiling {ours['compile']:.1f} s in "
+        f"{ours['programs']} programs, largest {largest} s; trainer's compile stage "
+        f"{ours['trainer_compile']:.1f} s), total {ours['total']:.1f} s, cpu {ours['cpu']:.1f} s; "
+        f"warm second fit {ours['warm_fit']:.1f} s (compiling {ours['warm_compile']:.1f} s) "
+        f"(load {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-simulations", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=10, help="cap the recipe's; 0: its own")
     parser.add_argument("--num-samples", type=int, default=100, help="sbi's draws (1 obs)")
     parser.add_argument("--skip-sbi", action="store_true")
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="two more fresh processes with enable_compilation_cache (empty, then filled)",
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     theta, x, x_obs, _ = task_data(
@@ -123,14 +153,14 @@ def main(argv=None) -> int:
     print(f"{TASK}, {args.num_simulations} simulations; load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_orrery(theta, x, args.epochs, Path(tmp))
-        load = os.getloadavg()[0]
-        print(
-            f"orrery.sbi cold: import {ours['import']:.1f} s, first fit {ours['fit']:.1f} s "
-            f"({ours['epochs']} epochs; XLA compiling {ours['compile']:.1f} s, trainer's "
-            f"compile stage {ours['trainer_compile']:.1f} s), total {ours['total']:.1f} s, "
-            f"cpu {ours['cpu']:.1f} s; warm second fit {ours['warm_fit']:.1f} s "
-            f"(compiling {ours['warm_compile']:.1f} s) (load {load:.1f})"
-        )
+        print(f"({ours['module']})")
+        _report("orrery.sbi cold", ours)
+        if args.cache:
+            for label in ("empty persistent cache", "filled persistent cache"):
+                _report(
+                    f"orrery.sbi, {label}",
+                    run_orrery(theta, x, args.epochs, Path(tmp), Path(tmp) / "jax-cache"),
+                )
         if not args.skip_sbi:
             try:
                 theirs = run_sbi_cold(theta, x, x_obs, args.num_samples, Path(tmp))
