@@ -129,8 +129,29 @@ def _apply_censoring(gram, rhs, allowed):
 
 
 def _batched_solve(a, b):
-    """``a x = b`` for every pixel: ``(p, k, k)`` and ``(p, k)``."""
-    return jnp.linalg.solve(a, b[..., None])[..., 0]
+    """``a x = b`` for every pixel, ``(p, k, k)`` and ``(p, k)``: Gauss–Jordan elimination.
+
+    Without pivoting, one column per step of a ``fori_loop`` (vectorised over
+    pixels). Every matrix solved here is symmetric positive definite (a censored,
+    penalised Gram matrix of a pixel that passed `_well_posed`, or the identity
+    of a pixel that did not), for which elimination without pivoting is as
+    stable as Cholesky. Written out rather than LAPACK's LU (`jnp.linalg.solve`),
+    which a first fit paid for twice: lowering it imports SciPy (0.4 CPU s), and
+    its pivots, permutations and column-major copies are kernels to compile.
+    """
+    k = a.shape[-1]
+    index = jnp.arange(k)
+    aug = jnp.concatenate([a, b[..., None]], axis=-1)  # (p, k, k + 1)
+
+    def step(j, aug):
+        row = jax.lax.dynamic_index_in_dim(aug, j, axis=1, keepdims=False)  # (p, k + 1)
+        row = row / jax.lax.dynamic_index_in_dim(row, j, axis=1, keepdims=True)
+        col = jax.lax.dynamic_index_in_dim(aug, j, axis=2, keepdims=False)  # (p, k)
+        col = jnp.where(index == j, 0.0, col)
+        aug = aug - col[:, :, None] * row[:, None, :]
+        return jnp.where((index == j)[None, :, None], row[:, None, :], aug)
+
+    return jax.lax.fori_loop(0, k, step, aug)[..., k]
 
 
 def _solve_l2(gram, rhs, penalty_diag):
@@ -149,8 +170,7 @@ def _refine(matrix, theta, resid_rhs, penalty_diag, allowed):
 
     ``resid_rhs = Fᵀ W (y - F θ)``; the normal equations' residual is that minus
     ``Λ θ`` on the free terms, and ``matrix`` (an earlier round's, `_l2_system`)
-    stands in for the current one. (LU, not Cholesky: a batched Cholesky
-    solve inside the training loop's ``while_loop`` hung XLA's CPU runtime.)
+    stands in for the current one.
     """
     m = allowed.astype(theta.dtype)
     resid = (resid_rhs - penalty_diag * theta) * m
