@@ -49,6 +49,10 @@ _MODELS: dict[tuple[str, str], _label.ModelArrays] = {}
 _MODELS_LOCK = threading.Lock()
 #: chunks labelled at once in this process when no executor is given
 _THREADS = 2
+#: one chunk's device computation at a time in a process (its threads overlap the rest):
+#: XLA's CPU runtime deadlocked with two test steps run at once from two threads (every
+#: thread idle, each waiting for its result), and two would only share the same cores
+COMPUTE_LOCK = threading.Lock()
 
 
 def _model_payload(model: _label.ModelArrays) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -148,10 +152,11 @@ def label_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, A
     if n < out.chunk_rows:  # the last chunk, padded with empty rows: one compiled shape
         flux = _padded(flux, out.chunk_rows, np.nan)
         ivar = _padded(ivar, out.chunk_rows, 0.0)
-    flux, ivar = _validate.checked_output(flux, ivar, int(np.asarray(model.coeffs).shape[0]))
-    res = _label.Rows(
-        *(a[:n] for a in _label.label_rows(model, flux, ivar, None, **attrs["settings"]))
-    )
+    with COMPUTE_LOCK:
+        flux, ivar = _validate.checked_output(flux, ivar, int(np.asarray(model.coeffs).shape[0]))
+        res = _label.Rows(
+            *(a[:n] for a in _label.label_rows(model, flux, ivar, None, **attrs["settings"]))
+        )
     diag = np.diagonal(res.covariance, axis1=-2, axis2=-1)
     columns = {
         "labels": res.labels,

@@ -32,7 +32,7 @@ from orrery.interface import ArtifactError, ConfigError, ShapeError, check_posit
 
 from .._source import SpectraSource
 from .chunkstore import ChunkStore
-from .label import _run
+from .label import COMPUTE_LOCK, _padded, _run
 from .spectra import LATENTS, LatentStore
 
 _MODELS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
@@ -127,18 +127,22 @@ def latent_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, 
     n, dtype = stop - start, jnp.result_type(float)
     flux, ivar = np.asarray(flux, dtype), np.asarray(ivar, dtype)
     if n < out.chunk_rows:  # one compiled shape per catalogue
-        pad = ((0, out.chunk_rows - n), (0, 0))
-        flux = np.pad(flux, pad, constant_values=np.nan)
-        ivar = np.pad(ivar, pad, constant_values=0.0)
+        flux = _padded(flux, out.chunk_rows, np.nan)
+        ivar = _padded(ivar, out.chunk_rows, 0.0)
     name = attrs["output"]
-    pars = model.output_pars(params)
-    predict = _Predict(model, name)
-    z, cov, chi2, done, used = (
-        np.asarray(a)[:n]
-        for a in _solve(
-            flux, ivar, pars, predict, attrs["prior"], attrs["max_iter"], model.latent_size
+    with COMPUTE_LOCK:  # see `orrery.lux._survey.label.COMPUTE_LOCK`
+        pars = model.output_pars(params)
+        predict = _Predict(model, name)
+        z, cov, chi2, done, used = (
+            np.asarray(a)[:n]
+            for a in _solve(
+                flux, ivar, pars, predict, attrs["prior"], attrs["max_iter"], model.latent_size
+            )
         )
-    )
+        predicted = {
+            other: np.asarray(model.predict_outputs(z, pars, [other])[other])
+            for other in attrs["predict"]
+        }
     # without the prior, fewer pixels than latents leave an object undetermined
     weak = (used == 0) if attrs["prior"] else (used < model.latent_size)
     columns: dict[str, np.ndarray] = {
@@ -149,8 +153,8 @@ def latent_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, 
         "usable": ~weak & np.all(np.isfinite(z), axis=1),
         "n_pixels_used": used.astype(np.int32),
     }
-    for other in attrs["predict"]:
-        columns[f"predicted_{other}"] = np.asarray(model.predict_outputs(z, pars, [other])[other])
+    for other, values in predicted.items():
+        columns[f"predicted_{other}"] = values
     if "ids" in out.meta["arrays"]:
         columns["ids"] = np.asarray(ids)
     out.write_chunk(index, columns)
