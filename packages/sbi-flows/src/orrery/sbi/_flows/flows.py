@@ -254,6 +254,10 @@ def build_base(dim: int, base_distribution: str, use_base_affine: bool) -> Abstr
     return _FixedStudentT((dim,), STUDENT_T_DF)
 
 
+#: equinox's module-global switch for its runtime checks (read when a check is made)
+_EQX_SETTING = "EQX_ON_ERROR"
+
+
 @contextlib.contextmanager
 def _own_arguments_unchecked() -> Iterator[None]:
     """flowjax's constructors without their ``eqx.error_if`` argument checks.
@@ -271,15 +275,15 @@ def _own_arguments_unchecked() -> Iterator[None]:
     except ImportError:  # a future equinox: the checks stay
         yield
         return
-    before = getattr(errors, "EQX_ON_ERROR", None)
+    before = getattr(errors, _EQX_SETTING, None)
     if before is None:
         yield
         return
-    errors.EQX_ON_ERROR = "off"
+    setattr(errors, _EQX_SETTING, "off")
     try:
         yield
     finally:
-        errors.EQX_ON_ERROR = before
+        setattr(errors, _EQX_SETTING, before)
 
 
 @_own_arguments_unchecked()
