@@ -34,7 +34,7 @@ from ._posterior.fit_report import warn_after_fit
 from ._posterior.inference import PosteriorInference
 from ._posterior.io import FlowPosteriorPersistence
 from ._posterior.objectives import make_batch_transform, make_elbo_loss
-from ._posterior.recipe import fit_with_overfitting_control, recommended_config
+from ._posterior.recipe import recommended_config
 from ._posterior.training_plots import merge_hooks, plot_hook, write_final_plots
 from ._precision import in_float32
 from ._preprocess import OBSERVATION_TRANSFORMS, prepare_dataset
@@ -315,7 +315,6 @@ class ConditionalFlowPosterior(
         self._flow_shift = np.zeros(parameter_dim)
         self._flow_scale = np.ones(parameter_dim)
         self._from_recipe = False  # set by `recommended`: the fit warnings' advice differs
-        self._recipe_overrides: frozenset[str] = frozenset()  # what the caller set on it
         self.observation_transform = check_choice(
             observation_transform, OBSERVATION_TRANSFORMS, "observation_transform"
         )
@@ -341,9 +340,7 @@ class ConditionalFlowPosterior(
         bounded prior rejected), an encoder with a linear skip, width and batch size
         adapted to ``num_simulations``, a cosine learning-rate schedule over about
         8,000 optimiser steps and at least 60 epochs, lowered on validation plateaus,
-        and early stopping that restores the best state; a fit that over-fits (validation
-        loss more than 0.3 nats above training) is fitted again with noise on the
-        observations and the better of the two kept (see ``orrery.sbi._posterior.recipe``
+        and early stopping that restores the best state (see ``orrery.sbi._posterior.recipe``
         for each choice).
 
         Args:
@@ -372,7 +369,6 @@ class ConditionalFlowPosterior(
         config.update(overrides)
         posterior = cls(parameter_dim, **config)
         posterior._from_recipe = True
-        posterior._recipe_overrides = frozenset(overrides)
         return posterior
 
     def __repr__(self) -> str:
@@ -542,22 +538,6 @@ class ConditionalFlowPosterior(
         """
         if devices is not None:
             resolve_devices(devices)  # a bad value fails before any data is read
-
-        def fit_once() -> TrainingArtifacts:
-            return self._fit_once(dataset, elbo_log_likelihood_fn, elbo_num_samples, devices)
-
-        if self._from_recipe:  # again regularised if it over-fits (`_posterior.recipe`)
-            return fit_with_overfitting_control(self, fit_once, self._recipe_overrides)
-        return fit_once()
-
-    def _fit_once(
-        self,
-        dataset: SimulationSource | BatchReader,
-        elbo_log_likelihood_fn: Callable[[jax.Array, Any], jax.Array] | None,
-        elbo_num_samples: int,
-        devices: Any,
-    ) -> TrainingArtifacts:
-        """One fit with the current settings (`fit`'s arguments, checked)."""
         elbo_loss = self._elbo_loss(elbo_log_likelihood_fn, elbo_num_samples)
         dataset, prep_notes = prepare_dataset(dataset, self.observation_transform)
         source = as_source(dataset, seed=self.seed)
