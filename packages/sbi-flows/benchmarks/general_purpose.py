@@ -82,12 +82,6 @@ def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs, extra=None):
         f"validation loss at the kept epoch {artifacts.history['val_loss'][kept - 1]:.3f}, "
         f"validation - training loss there {gap:.3f} nats"
     )
-    refit = meta.get("recipe_refit")
-    if refit:  # the first fit over-fitted: the recipe fitted again, regularised
-        note += (
-            f"; first fit {refit['first_gap']:.3f} nats apart, refitted with "
-            f"{refit['settings']}, kept the {refit['kept']} fit"
-        )
     return np.stack(samples), train_s, meta["epochs_run"], note
 
 
