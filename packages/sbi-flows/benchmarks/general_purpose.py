@@ -23,7 +23,9 @@ C2ST uses sbibm's classifier (``orrery.sbi.diagnostics.c2st``).
     uv run python packages/sbi-flows/benchmarks/general_purpose.py --sbibm slcp gaussian_mixture \
         gaussian_linear_uniform bernoulli_glm bernoulli_glm_raw slcp_distractors
 
-The machine is shared: wall times are noisy (the load average is printed).
+``--override NAME=VALUE ...`` replaces recipe settings (e.g. ``weight_decay=0.5``) to try
+a change on every task; the default runs the recipe unchanged. The machine is shared:
+wall times are noisy (the load average is printed).
 """
 
 from __future__ import annotations
