@@ -53,8 +53,9 @@ from _common import thread_env
 SHAPES = ("2000x200", "2000x100", "5000x200", "300x200", "2000x1000", "2000x8575")
 CANNON2_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
 
-# Timed from the first statement: both workers start their clocks before any import.
-_ORRERY_WORKER = r"""
+# Timed from the first statement: the JAX workers start their clocks before any import
+# and add up XLA's compile durations.
+_JAX_PREAMBLE = r"""
 import time
 t0, c0 = time.perf_counter(), time.process_time()
 import json, sys
@@ -68,6 +69,11 @@ def _listen(name, seconds, **kwargs):
         compile_s[0] += seconds
 
 jax.monitoring.register_event_duration_secs_listener(_listen)
+"""
+
+_ORRERY_WORKER = (
+    _JAX_PREAMBLE
+    + r"""
 cache = sys.argv[3]
 import orrery.lux
 from orrery.lux import Cannon
@@ -84,23 +90,13 @@ t_end = time.perf_counter()
 json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
            "cpu": time.process_time() - c0, "compile": compile_s[0]}, open(sys.argv[2], "w"))
 """
+)
 
 # A Lux fit (2 latents, one affine output, exact least-squares blocks): the first
 # `optimize_iterative` in a fresh process, then a second one in the same process (warm).
-_LUX_WORKER = r"""
-import time
-t0, c0 = time.perf_counter(), time.process_time()
-import json, sys
-import jax
-import jax.monitoring
-
-compile_s = [0.0]
-
-def _listen(name, seconds, **kwargs):
-    if name.endswith("backend_compile_duration"):
-        compile_s[0] += seconds
-
-jax.monitoring.register_event_duration_secs_listener(_listen)
+_LUX_WORKER = (
+    _JAX_PREAMBLE
+    + r"""
 import numpy as np
 from orrery.lux import AffineTransform, Lux, LuxData, OutputData, optimize_iterative
 t_import = time.perf_counter() - t0
@@ -123,6 +119,7 @@ warm_cpu = time.process_time() - c2
 json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0, "cpu": cpu,
            "compile": compile_s[0], "warm_cpu": warm_cpu}, open(sys.argv[2], "w"))
 """
+)
 
 _CANNON2_WORKER = r"""
 import time
