@@ -66,7 +66,7 @@ def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-        h.update(arr.reshape(-1).view(np.uint8))  # the bytes in place (tobytes copies them)
+        h.update(arr.reshape(-1).view(np.uint8).data)  # the bytes in place (tobytes copies them)
     return h.hexdigest()
 
 
@@ -135,7 +135,7 @@ def _read_npy(
                     f"{nbytes} for {want} {tuple(shape)} (truncated or damaged)"
                 )
             data = aligned_bytes(nbytes)
-            view, done = memoryview(data), 0
+            view, done = data.data, 0
             while done < nbytes:
                 got = fh.readinto(view[done:])
                 if not got:
