@@ -54,7 +54,7 @@ from .fit import (
     weighted_normal,
 )
 from .scatter import XTOL, _newton, _pass
-from .train import HANDOFF, REFINE_MAX
+from .train import HANDOFF, REFINE_MAX, predicted_step, weight_shift
 
 
 # ---------------------------------------------------------------- per-chunk kernels
@@ -276,12 +276,6 @@ def _setup(base, penalty, allowed, *, reg_type: str, refinable: bool, l1_iter: i
     return usable, allowed, n_good, sum_var, var_scale, coeffs, ref_matrix, start
 
 
-def _weight_shift(new, old, ivar_max, usable):
-    """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
-    shift = jnp.abs(new - old) * ivar_max / (1.0 + ivar_max * new)
-    return jnp.max(jnp.where(usable, shift, 0.0))
-
-
 @jax.jit
 def _change(s2_new, s2_old, var_scale, usable):
     """The round's largest relative change of ``s² + σ²`` over usable pixels."""
@@ -292,8 +286,8 @@ def _change(s2_new, s2_old, var_scale, usable):
 @jax.jit
 def _warm_branch(s2_new, evaluated_at, ref_s2, exact, moving, ivar_max, usable):
     """0 keep, 1 refine, 2 re-solve: `_train`'s choice for a warm round."""
-    near = (_weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX) & (
-        _weight_shift(evaluated_at, s2_new, ivar_max, usable) <= REFINE_MAX
+    near = (weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX) & (
+        weight_shift(evaluated_at, s2_new, ivar_max, usable) <= REFINE_MAX
     )
     done = exact & jnp.all(jnp.where(usable, evaluated_at == ref_s2, True))
     return jnp.where(near & ~done, 1, jnp.where(moving & ~near, 2, 0))
@@ -302,32 +296,7 @@ def _warm_branch(s2_new, evaluated_at, ref_s2, exact, moving, ivar_max, usable):
 _refine_step = jax.jit(_refine)
 
 
-@jax.jit
-def _predicted_round(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact, consts, tol):
-    """`_train`'s prediction of the round after a warm one (see `_cannon_train`).
-
-    Returns whether the fit is settled, and the final θ, s² and change.
-    """
-    penalty, allowed, usable, var_scale, ivar_max = consts
-    at, g, h, q, wwr = sensitivity
-    dtype = theta.dtype
-    delta = s2_new - at
-    exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
-    can_refine = exact_here & (_weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX)
-    resid = penalty * theta - delta[:, None] * wwr
-    new_theta = _refine(ref_matrix, theta, resid, penalty, allowed)
-    g_next = g + h * delta + 0.5 * q * delta * delta
-    g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
-    h_next = h + q * delta
-    inside = s2_new > 0
-    ok = inside & (h_next < 0)
-    step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
-    s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
-    rel = jnp.abs(step) / jnp.maximum(s2_next + var_scale, jnp.finfo(dtype).tiny)
-    rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
-    change = jnp.max(rel)
-    settled = can_refine & (change < tol) & jnp.all(rel < XTOL)
-    return settled, new_theta, s2_next, change
+_predicted_round = jax.jit(predicted_step)
 
 
 class _State(NamedTuple):

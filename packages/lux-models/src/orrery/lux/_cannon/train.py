@@ -228,11 +228,34 @@ def _train(
     # fits, not one per kind of round
     first_kind, predict_kind, loop_kind = (jnp.asarray(i, jnp.int32) for i in range(3))
     c = _Rounds(
-        features, products, flux, ivar, layout, base_gram, base_rhs, penalty, allowed,
-        usable, n_good, sum_var, var_scale, ivar_max, start, still, tol, rows, dtype,
-        solve, known_noise, refinable, refinable and max_iter > 1, max_iter, all_conv,
-        predict_kind, loop_kind,
-    )  # fmt: skip
+        features,
+        products,
+        flux,
+        ivar,
+        layout,
+        base_gram,
+        base_rhs,
+        penalty,
+        allowed,
+        usable,
+        n_good,
+        sum_var,
+        var_scale,
+        ivar_max,
+        start,
+        still,
+        tol,
+        rows,
+        dtype,
+        solve,
+        known_noise,
+        refinable,
+        refinable and max_iter > 1,
+        max_iter,
+        all_conv,
+        predict_kind,
+        loop_kind,
+    )
     ref_matrix = ref_matrix if refinable else jnp.zeros((), dtype)
     inf = jnp.asarray(jnp.inf, dtype)
     init = (
@@ -291,10 +314,14 @@ def _normal(c: _Rounds, s2):
     return weighted_normal(c.features, c.ivar, c.flux, s2, c.products, layout=c.layout)
 
 
-def _weight_shift(c: _Rounds, new, old):
+def weight_shift(new, old, ivar_max, usable):
     """Largest relative change of any usable weight ``1 / (σ² + s²)`` from s²=old to new."""
-    shift = jnp.abs(new - old) * c.ivar_max / (1.0 + c.ivar_max * new)
-    return jnp.max(jnp.where(c.usable, shift, 0.0))
+    shift = jnp.abs(new - old) * ivar_max / (1.0 + ivar_max * new)
+    return jnp.max(jnp.where(usable, shift, 0.0))
+
+
+def _weight_shift(c: _Rounds, new, old):
+    return weight_shift(new, old, c.ivar_max, c.usable)
 
 
 def _total_r2(c: _Rounds, theta):
@@ -407,13 +434,33 @@ def _predicted_round(c: _Rounds, theta, s2_new, sensitivity, ref_s2, ref_matrix,
         whether it is settled, and the final round's ``(θ, s², change,
         converged, ref_s2, matrix, exact)``.
     """
-    usable, penalty = c.usable, c.penalty
+    settled, new_theta, s2_next, change = predicted_step(
+        theta,
+        s2_new,
+        sensitivity,
+        ref_s2,
+        ref_matrix,
+        exact,
+        (c.penalty, c.allowed, c.usable, c.var_scale, c.ivar_max),
+        c.tol,
+    )
+    final = (new_theta, s2_next, change, c.all_conv, ref_s2, ref_matrix, jnp.asarray(False))
+    return settled, final
+
+
+def predicted_step(theta, s2_new, sensitivity, ref_s2, ref_matrix, exact, consts, tol):
+    """`_predicted_round`'s prediction, shared with the streaming fit.
+
+    ``consts`` is ``(penalty, allowed, usable, var_scale, ivar_max)``. Returns
+    whether the fit is settled, and the predicted θ, s² and change.
+    """
+    penalty, allowed, usable, var_scale, ivar_max = consts
     at, g, h, q, wwr = sensitivity
     delta = s2_new - at
     exact_here = exact & jnp.all(jnp.where(usable, at == ref_s2, True))
-    can_refine = exact_here & (_weight_shift(c, s2_new, ref_s2) <= REFINE_MAX)
+    can_refine = exact_here & (weight_shift(s2_new, ref_s2, ivar_max, usable) <= REFINE_MAX)
     resid = penalty * theta - delta[:, None] * wwr
-    new_theta = _refine(ref_matrix, theta, resid, penalty, c.allowed)
+    new_theta = _refine(ref_matrix, theta, resid, penalty, allowed)
     g_next = g + h * delta + 0.5 * q * delta * delta
     g_next = g_next - 2.0 * jnp.sum(wwr * (new_theta - theta), axis=1)
     h_next = h + q * delta
@@ -421,12 +468,11 @@ def _predicted_round(c: _Rounds, theta, s2_new, sensitivity, ref_s2, ref_matrix,
     ok = inside & (h_next < 0)
     step = jnp.where(ok, -g_next / jnp.where(ok, h_next, -1.0), 0.0)
     s2_next = jnp.where(inside, jnp.maximum(s2_new + step, 0.0), 0.0)
-    rel = jnp.abs(step) / jnp.maximum(s2_next + c.var_scale, jnp.finfo(c.dtype).tiny)
+    rel = jnp.abs(step) / jnp.maximum(s2_next + var_scale, jnp.finfo(theta.dtype).tiny)
     rel = jnp.where(usable, jnp.where(inside & ~ok, jnp.inf, rel), 0.0)
     change = jnp.max(rel)
-    settled = can_refine & (change < c.tol) & jnp.all(rel < XTOL)
-    final = (new_theta, s2_next, change, c.all_conv, ref_s2, ref_matrix, jnp.asarray(False))
-    return settled, final
+    settled = can_refine & (change < tol) & jnp.all(rel < XTOL)
+    return settled, new_theta, s2_next, change
 
 
 def _cond(c: _Rounds, state):
