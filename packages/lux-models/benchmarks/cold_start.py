@@ -16,6 +16,12 @@ child times only what a user waits for. Per child it reports
   machine this was written on has two cores shared with other work, so wall
   times swing with the load (printed with the figures); CPU seconds swing less.
 
+A last table breaks each cold total down by phase: the interpreter's start
+(spawn to first statement), importing NumPy and JAX, importing orrery.lux on
+top, loading the data, and the first fit's tracing, lowering and XLA
+compiling (JAX's ``jax.monitoring`` durations) and the rest of it (the run and
+the host work: checks, copies to the device, results back).
+
 The Cannon 2 (PyPI ``annieslasso``, module ``thecannon``) runs in its own
 isolated environment through ``uv run --isolated`` with the pins it needs (the
 same as ``benchmarks/cannon.py``), timed the same way from inside its process.
@@ -46,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from _common import thread_env
@@ -57,18 +64,24 @@ CANNON2_PINS = ["annieslasso", "numpy<2", "astropy<6.1", "scipy<1.14"]
 # and add up XLA's compile durations.
 _JAX_PREAMBLE = r"""
 import time
-t0, c0 = time.perf_counter(), time.process_time()
+t0, c0, e0 = time.perf_counter(), time.process_time(), time.time()
 import json, sys
 import jax
 import jax.monitoring
 
 compile_s = [0.0]
+phases = {"trace": 0.0, "lower": 0.0}
+_PHASE = {"jaxpr_trace_duration": "trace", "jaxpr_to_mlir_module_duration": "lower"}
 
 def _listen(name, seconds, **kwargs):
     if name.endswith("backend_compile_duration"):
         compile_s[0] += seconds
+    phase = _PHASE.get(name.rsplit("/", 1)[-1])
+    if phase:
+        phases[phase] += seconds
 
 jax.monitoring.register_event_duration_secs_listener(_listen)
+t_jax, c_jax = time.perf_counter() - t0, time.process_time() - c0
 """
 
 _ORRERY_WORKER = (
@@ -80,15 +93,18 @@ from orrery.lux import Cannon
 if cache:
     orrery.lux.enable_compilation_cache(cache)
 import numpy as np
-t_import = time.perf_counter() - t0
+t_import, c_import = time.perf_counter() - t0, time.process_time() - c0
 d = np.load(sys.argv[1])
 labels, flux, ivar = d["labels"], d["flux"], d["ivar"]
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 cannon = Cannon(labels.shape[1], flux.shape[1]).fit(labels, flux, ivar)
 jax.block_until_ready(cannon.coeffs)
-t_end = time.perf_counter()
+t_end, c_end = time.perf_counter(), time.process_time()
 json.dump({"import": t_import, "fit": t_end - t1, "total": t_end - t0,
-           "cpu": time.process_time() - c0, "compile": compile_s[0]}, open(sys.argv[2], "w"))
+           "cpu": c_end - c0, "compile": compile_s[0], **phases,
+           "wall_jax": t_jax, "cpu_jax": c_jax, "cpu_import": c_import,
+           "wall_data": t1 - t0 - t_import, "cpu_data": c1 - c0 - c_import,
+           "cpu_fit": c_end - c1, "started": e0, "cpu_start": c0}, open(sys.argv[2], "w"))
 """
 )
 
@@ -156,12 +172,16 @@ def _write_data(shape: str, seed: int, path: Path) -> None:
 
 
 def _run(cmd: list[str], out: Path, env, cwd) -> dict | str:
+    spawned = time.time()
     try:
         subprocess.run(cmd, check=True, env=env, cwd=cwd, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as err:
         tail = (getattr(err, "stderr", "") or "")[-1500:]
         return f"{err}\n{tail}"
-    return json.loads(out.read_text())
+    r = json.loads(out.read_text())
+    if "started" in r:  # from the spawn to the child's first statement (interpreter start)
+        r["wall_start"] = r["started"] - spawned
+    return r
 
 
 def _orrery(data: Path, tmp: Path, env, cache: str) -> dict | str:
@@ -200,6 +220,25 @@ def _cannon2(data: Path, tmp: Path, env, uv: str) -> dict | str:
     with_ = [a for pin in CANNON2_PINS for a in ("--with", pin)]
     cmd = [uv, "run", "--isolated", "--no-project", *with_, "python", str(worker)]
     return _run([*cmd, str(data), str(out)], out, env, tmp)
+
+
+def _phases(shape: str, r: dict) -> str:
+    """One row of the breakdown: wall (CPU) seconds per phase of a cold Cannon fit."""
+    jax_w, jax_c = r["wall_jax"], r["cpu_jax"]
+    lux_w, lux_c = r["import"] - jax_w, r["cpu_import"] - jax_c
+    rest = r["fit"] - r["trace"] - r["lower"] - r["compile"]
+    cells = [
+        f"{r.get('wall_start', float('nan')):.2f} ({r['cpu_start']:.2f})",
+        f"{jax_w:.2f} ({jax_c:.2f})",
+        f"{lux_w:.2f} ({lux_c:.2f})",
+        f"{r['wall_data']:.2f} ({r['cpu_data']:.2f})",
+        f"{r['trace']:.2f}",
+        f"{r['lower']:.2f}",
+        f"{r['compile']:.2f}",
+        f"{rest:.2f}",
+        f"{r['fit']:.2f} ({r['cpu_fit']:.2f})",
+    ]
+    return f"{shape:<12}" + "".join(f"{c:>14}" for c in cells)
 
 
 def _row(name: str, r: dict) -> str:
@@ -277,6 +316,13 @@ def main() -> None:
         ratio = f"{ours['total'] / theirs['total']:>8.2f}" if both else f"{'-':>8}"
         cpu = f"{ours['cpu'] / theirs['cpu']:>11.2f}" if both else f"{'-':>11}"
         print(f"{shape:<16}{o}{t}{ratio}{cpu}{load:>7.2f}")
+    names = ("python", "numpy+jax", "orrery.lux", "data", "trace", "lower", "compile", "run+host")
+    print("\nWhere a cold total goes: wall seconds (CPU seconds) per phase; trace, lower and")
+    print("compile are JAX's event durations (wall), run+host the rest of the first fit")
+    print(f"{'':<12}" + "".join(f"{n:>14}" for n in (*names, "fit")))
+    for shape, ours, _, _ in summary:
+        if ours:
+            print(_phases(shape, ours))
 
 
 if __name__ == "__main__":
