@@ -30,6 +30,24 @@ def test_the_cannon_does_not_import_the_lux_side():
     assert not loaded & set(LUX_ONLY), sorted(loaded & set(LUX_ONLY))
 
 
+#: heavy packages a Cannon fit never needs: SciPy (0.3-0.4 CPU s, pulled in by lowering
+#: LAPACK's solves), Matplotlib (`orrery.lux.plot` imports it on first use), and the Lux side
+CANNON_NEVER = ("scipy", "matplotlib", *LUX_ONLY)
+
+
+def test_a_first_cannon_fit_imports_nothing_heavy():
+    code = (
+        "import numpy as np\nimport orrery.lux\n"
+        "rng = np.random.default_rng(0)\n"
+        "labels = rng.normal(size=(40, 2)).astype(np.float32)\n"
+        "flux = (1 + 0.1 * labels[:, :1] + 0.01 * rng.normal(size=(40, 6))).astype(np.float32)\n"
+        "orrery.lux.Cannon(2, 6).fit(labels, flux, np.full_like(flux, 1e4))"
+    )
+    loaded = _loaded_after(code)
+    assert "jaxlib" in loaded  # the fit ran (compiled) in the probe
+    assert not loaded & set(CANNON_NEVER), sorted(loaded & set(CANNON_NEVER))
+
+
 def test_lazy_names_resolve_to_their_modules():
     from orrery.lux import lux, optimize, transforms
 
