@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,29 +231,40 @@ def _trained(store, n_train: int = 2000):
     return Cannon(3, store.n_pixels).fit(train.labels, train.flux, train.ivar)
 
 
-def _pool(workers: int, threads: int):
-    """A spawned pool whose workers share ``threads`` (one each when there are as many)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _pool(workers: int, threads: int, pin: bool):
+    """A spawned pool whose workers share ``threads`` (one each when there are as many),
+    each pinned to cores of its own with ``pin``."""
+    from orrery.lux.survey import process_pool
 
-    from orrery.lux.survey import limit_threads
+    return process_pool(workers, threads=max(1, threads // workers), pin=pin)
 
-    # spawned, not forked: a fork of a process running JAX's threads can deadlock
-    spawn = multiprocessing.get_context("spawn")
-    each = max(1, threads // workers)
-    return ProcessPoolExecutor(
-        workers, mp_context=spawn, initializer=limit_threads, initargs=(each,)
-    )
+
+def _view(store: Path, folder: Path) -> Path:
+    """``store`` hard-linked at ``folder`` (copied where links fail): the same bytes at a
+    path no process has read, so every chunk is hashed again, once, by whoever reads it."""
+    for root, _, files in os.walk(store):
+        target = folder / Path(root).relative_to(store)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            try:
+                os.link(Path(root) / name, target / name)
+            except OSError:
+                shutil.copy2(Path(root) / name, target / name)
+    return folder
 
 
 def label_child(args) -> dict:
     """Labelling: the in-memory test step, then the store on each of ``--workers``.
 
     0 workers: this process (two chunks at a time on threads). Each executor labels
-    the whole store ``1 + --label-repeats`` times into fresh catalogues: cold (worker
+    the store ``1 + --label-repeats`` times into fresh catalogues: cold (worker
     start-up, imports and compilation included), then warm (the same workers again,
-    the median). Peak RSS: this process, and the largest worker (Linux counts a
-    worker once it has exited, so each pool is shut down before the next).
+    the median), each warm run on a hard-linked view of the store at a new path, so
+    that every chunk is hashed once by the worker that reads it, whatever the number
+    of workers (as when a survey is labelled: each chunk read once). With ``--pin``
+    both unpinned and pinned pools (each worker on cores of its own) run. Peak RSS:
+    this process, and the largest worker (Linux counts a worker once it has exited,
+    so each pool is shut down before the next).
     """
     from orrery.lux.survey import SpectraStore
 
@@ -270,23 +282,30 @@ def label_child(args) -> dict:
     out: dict = {"memory": float(np.median(rates)), "memory_stars": len(sub.flux)}
     del sub
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        for workers in args.workers:
-            pool = _pool(workers, args.threads) if workers else None
-            times = []
-            for run in range(1 + args.label_repeats):
-                t0 = time.perf_counter()
-                cannon.infer_labels(
-                    store,
-                    catalogue=Path(tmp) / f"labels_{workers}_{run}",
-                    executor=pool,
-                    progress=False,
-                )
-                times.append(time.perf_counter() - t0)
-            out[f"{workers}_cold"] = n / times[0]
-            if len(times) > 1:
-                out[f"{workers}_warm"] = n / float(np.median(times[1:]))
-            if pool is not None:
-                pool.shutdown()
+        for pin in (False, True) if args.pin else (False,):
+            for workers in args.workers:
+                key = f"{workers}{'p' if pin else ''}"
+                pool = _pool(workers, args.threads, pin) if workers else None
+                times = []
+                for run in range(1 + args.label_repeats):
+                    source = (
+                        store
+                        if run == 0
+                        else SpectraStore(_view(store.path, Path(tmp) / f"view_{key}_{run}"))
+                    )
+                    t0 = time.perf_counter()
+                    cannon.infer_labels(
+                        source,
+                        catalogue=Path(tmp) / f"labels_{key}_{run}",
+                        executor=pool,
+                        progress=False,
+                    )
+                    times.append(time.perf_counter() - t0)
+                out[f"{key}_cold"] = n / times[0]
+                if len(times) > 1:
+                    out[f"{key}_warm"] = n / float(np.median(times[1:]))
+                if pool is not None:
+                    pool.shutdown()
     out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out["worker_peak_rss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     out["load"] = os.getloadavg()
@@ -302,18 +321,25 @@ def _label_table(args, r: dict) -> str:
         "|---|---|---|---|",
         f"| in memory, {r['memory_stars']:,} stars | | {r['memory']:,.0f} | 1.00x |",
     ]
-    for workers in args.workers:
-        name = "store, this process" if workers == 0 else f"store, {workers} worker(s)"
-        cold, warm = r[f"{workers}_cold"], r.get(f"{workers}_warm")
-        ratio = f"{cold / r['memory']:.2f}x / " + (f"{warm / r['memory']:.2f}x" if warm else "-")
-        shown = f"{warm:,.0f}" if warm else "-"
-        lines.append(f"| {name} | {cold:,.0f} | {shown} | {ratio} |")
+    for pin in (False, True) if args.pin else (False,):
+        for workers in args.workers:
+            key = f"{workers}{'p' if pin else ''}"
+            name = "store, this process" if workers == 0 else f"store, {workers} worker(s)"
+            name += ", pinned" if pin and workers else ""
+            cold, warm = r[f"{key}_cold"], r.get(f"{key}_warm")
+            ratio = f"{cold / r['memory']:.2f}x / " + (
+                f"{warm / r['memory']:.2f}x" if warm else "-"
+            )
+            shown = f"{warm:,.0f}" if warm else "-"
+            lines.append(f"| {name} | {cold:,.0f} | {shown} | {ratio} |")
     lines.append(
         f"\npeak RSS: this process {r['peak_rss'] / gib:.2f} GiB, largest worker "
         f"{r['worker_peak_rss'] / gib:.2f} GiB; load average after {r['load']}"
     )
-    if "1_warm" in r and "2_warm" in r:
-        lines.append(f"1 -> 2 workers (warm): {r['2_warm'] / r['1_warm']:.2f}x")
+    for key, what in (("", "unpinned"), ("p", "pinned, one core each")):
+        if f"1{key}_warm" in r and f"2{key}_warm" in r:
+            scale = r[f"2{key}_warm"] / r[f"1{key}_warm"]
+            lines.append(f"1 -> 2 workers (warm, {what}): {scale:.2f}x")
     return "\n".join(lines)
 
 
@@ -322,7 +348,7 @@ def _run_child(args, kind: str, budget: str | None) -> dict:
     cmd += ["--repeats", str(args.repeats)] + (["--budget", budget] if budget else [])
     cmd += ["--stars", str(args.stars), "--memory-stars", str(args.memory_stars)]
     cmd += ["--threads", str(args.threads), "--label-repeats", str(args.label_repeats)]
-    cmd += ["--workers", *map(str, args.workers)]
+    cmd += ["--workers", *map(str, args.workers)] + (["--pin"] if args.pin else [])
     proc = subprocess.run(
         cmd, env=thread_env(args.threads), capture_output=True, text=True, check=False
     )
@@ -395,6 +421,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-repeats", type=int, default=1, help="warm labelling runs")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="labelling also on workers pinned to cores of their own (default with scaling)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-limit", type=float, default=0.6)
     parser.add_argument(
@@ -420,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     parts = set(PARTS) - {"scaling"} if "all" in args.part else set(args.part)
     if parts == {"scaling"}:  # labelling on 1 and 2 workers alone: a quick, quiet check
         args.workers, args.label_repeats = [1, 2], max(args.label_repeats, 2)
+        args.pin = True  # unpinned and pinned workers
         args.stars = args.stars or 8192  # eight chunks: four per worker
     args.stars = args.stars or 4000
     with tempfile.TemporaryDirectory() as tmp:

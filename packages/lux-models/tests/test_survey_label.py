@@ -1,13 +1,12 @@
 """Labelling a survey on an executor into a resumable catalogue (issue 36)."""
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -15,8 +14,15 @@ import pytest
 
 from orrery.interface import ConfigError, OrreryError, ShapeError
 from orrery.lux import Cannon, LabelInference
+from orrery.lux._survey import workers as _workers
 from orrery.lux.datasets import synthetic_survey
-from orrery.lux.survey import ArraySource, LabelStore, limit_threads, write_spectra
+from orrery.lux.survey import (
+    ArraySource,
+    LabelStore,
+    limit_threads,
+    process_pool,
+    write_spectra,
+)
 
 N_TEST, P = 60, 30
 COLUMNS = ("labels", "covariance", "chi2", "converged", "usable", "n_pixels_used")
@@ -124,23 +130,50 @@ def test_dask_and_a_process_pool_label_alike(survey, tmp_path):
             store, catalogue=tmp_path / "dask", executor=client.get_executor(), progress=False
         )
     _same(dask, local)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=limit_threads, initargs=(1,)) as pool:
+    pin = hasattr(os, "sched_setaffinity")
+    with process_pool(2, threads=1, pin=pin) as pool:
         procs = cannon.infer_labels(
             store, catalogue=tmp_path / "pool", executor=pool, progress=False
         )
         flags = pool.submit(os.getenv, "XLA_FLAGS").result()
+        seen = dict(pool.map(_where, [0.2] * 6))
     _same(procs, local)
     assert "--xla_cpu_multi_thread_eigen=false" in flags.split()
     assert "intra_op_parallelism_threads=1" in flags.split()
+    if pin:  # each worker on one core of this process's, different ones where there are two
+        cores = sorted(os.sched_getaffinity(0))
+        assert all(len(c) == 1 and c[0] in cores for c in seen.values()), seen
+        if len(seen) == 2 and len(cores) >= 2:
+            assert len({c[0] for c in seen.values()}) == 2, seen
 
 
-def test_limit_threads_refuses_what_cannot_take_effect():
+def _where(delay: float) -> tuple[int, list[int]]:
+    """A worker's process id and the cores it may run on."""
+    time.sleep(delay)
+    return os.getpid(), sorted(os.sched_getaffinity(0))
+
+
+def test_limit_threads_refuses_what_cannot_take_effect(monkeypatch):
     jax.numpy.zeros(1).block_until_ready()  # this process's backend has started
     with pytest.raises(ConfigError, match="already started"):
         limit_threads(1)
     with pytest.raises(ConfigError, match="n"):
         limit_threads(0)
+    with pytest.raises(ConfigError, match="workers"):
+        process_pool(0)
+    with pytest.raises(ConfigError, match="threads"):
+        process_pool(1, threads=0)
+    if hasattr(os, "sched_setaffinity"):
+        before = os.sched_getaffinity(0)
+        for bad in ([-1], [True], [], [10**6]):
+            with pytest.raises(ConfigError, match="cores"):
+                _workers._pin(bad)
+        assert os.sched_getaffinity(0) == before  # nothing changed
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    with pytest.raises(ConfigError, match="Linux"):
+        process_pool(2, pin=True)
+    with pytest.raises(ConfigError, match="Linux"):
+        _workers._pin([0])
 
 
 class Slow:

@@ -11,7 +11,9 @@ stopped, and never delete or overwrite what they did not create.
 `LabelStore` is what `Cannon.infer_labels(source, catalogue=path)` writes: labels,
 covariances, χ², convergence and usability flags per star, chunk by chunk;
 `LatentStore` what `infer_latents` writes (latents, their covariance, predicted outputs).
-`limit_threads` sets the threads of a worker process (a pool's initializer).
+`limit_threads` sets the threads (and optionally the cores) of a worker process (a pool's
+initializer); `process_pool` makes a spawned pool of such workers, each pinned to cores of
+its own on request.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ._source import ArraySource, SpectraChunk, SpectraSource
 from ._survey.ingest import ingest
 from ._survey.lux import infer_latents
 from ._survey.spectra import LabelStore, LatentStore, SpectraStore, write_spectra
-from ._survey.workers import limit_threads
+from ._survey.workers import limit_threads, process_pool
 
 __all__ = [
     "ArraySource",
@@ -32,5 +34,6 @@ __all__ = [
     "infer_latents",
     "ingest",
     "limit_threads",
+    "process_pool",
     "write_spectra",
 ]
