@@ -115,7 +115,10 @@ def test_training_settings_share_the_build_program_and_architecture_settings_do_
 def test_the_package_compiler_options_are_accepted_and_keep_the_numbers():
     options = compiler_options()
     if jax.default_backend() == "cpu":
-        assert options == {"xla_cpu_use_fusion_emitters": False}
+        assert options == {
+            "xla_cpu_use_fusion_emitters": False,
+            "xla_backend_optimization_level": 1,
+        }
     x = jnp.linspace(-2.0, 2.0, 7)
     compiled = jax.jit(lambda v: jnp.sin(v) * jnp.exp(v)).lower(x).compile(compiler_options=options)
     np.testing.assert_allclose(compiled(x), np.sin(x) * np.exp(x), rtol=1e-6)

@@ -51,9 +51,17 @@ def data(unit_box_data):
     return unit_box_data(256)
 
 
+#: Long enough for the outcome to be a property of the penalties, not of the rounding:
+#: after 3 epochs (14 steps each at learning rate 1e-2 from very uneven bins) the
+#: small-bin penalty kept 30% of its start at XLA's LLVM level 2 and 62% at level 1,
+#: rounding alone steering the short run; after 10 epochs it keeps 5% and 1.5%.
+EPOCHS_FROM_DEGENERATE = 10
+
+
 def fit_from_degenerate(ds, **weights):
     # seed 2: keys are split from the root key since issue 34 (seed 0 was pinned before)
-    post = ConditionalFlowPosterior(2, **{**CONFIG, "seed": 2}, **weights)
+    config = {**CONFIG, "seed": 2, "num_epochs": EPOCHS_FROM_DEGENERATE}
+    post = ConditionalFlowPosterior(2, **config, **weights)
     build = post._build_model
     post._build_model = lambda: degenerate(build())
     post.fit(ds)
@@ -84,11 +92,12 @@ def test_weight_zero_leaves_the_loss_unchanged():
 
 @pytest.mark.parametrize("name", ["small_bin", "entropy", "derivative"])
 def test_penalty_is_positive_on_a_degenerate_spline_and_training_reduces_it(penalties, name):
-    # Without the penalties the same run keeps 66% (small bins), 64% (entropy) and
-    # 147% (derivatives) of the starting values; with them it keeps 3-30%.
+    # Without the penalties the same run keeps 84% (small bins), 82% (entropy) and
+    # 146% (derivatives) of the starting values (79%, 76%, 222% at LLVM level 1); with
+    # them it keeps 0.3-5% (0-1.5%).
     start, regularised = penalties
     assert float(start[name]) > 0.1
-    assert float(regularised[name]) < 0.35 * float(start[name])
+    assert float(regularised[name]) < 0.2 * float(start[name])
 
 
 def test_a_uniform_spline_has_zero_penalties(data):
