@@ -473,3 +473,23 @@ def test_read_json_inside_refuses_links_out_and_non_files(tmp_path):
     with pytest.raises(ArtifactError, match="store: the big file: "):
         read_json_inside(store / "big.json", store, "the big file", max_bytes=10)
     assert resolve_inside(store / "meta.json", store, "x").endswith("meta.json")
+
+
+def test_publish_folder_renames_once_and_yields_to_a_finished_one(tmp_path):
+    from orrery.interface import publish_folder
+
+    final = tmp_path / "c0"
+    first, second = tmp_path / "tmp1", tmp_path / "tmp2"
+    for folder, text in ((first, "1"), (second, "2")):
+        folder.mkdir()
+        (folder / "done.json").write_text(text)
+        (folder / "data").write_text(text)
+    assert publish_folder(first, final, "done.json") is True
+    assert not first.exists() and (final / "data").read_text() == "1"
+    assert publish_folder(second, final, "done.json") is False  # another writer finished it
+    assert (final / "data").read_text() == "1" and second.exists()  # nothing replaced
+    (final / "done.json").unlink()  # a final folder that is not finished: the error stands
+    with pytest.raises(OSError):
+        publish_folder(second, final, "done.json")
+    with pytest.raises(OSError):
+        publish_folder(tmp_path / "missing", tmp_path / "c1", "done.json")

@@ -113,6 +113,29 @@ def resolve_inside(path: str | os.PathLike[str], root: str | os.PathLike[str], w
     return real
 
 
+def publish_folder(tmp: str | os.PathLike[str], final: str | os.PathLike[str], marker: str) -> bool:
+    """Rename the finished folder ``tmp`` to ``final`` in one ``os.rename``.
+
+    The tail of an on-disk store's atomic chunk write: a chunk is written whole under
+    a temporary name, then made visible at once. Where another writer finished the
+    same chunk first (``final/marker`` is a file), nothing is replaced and the result
+    is False; ``tmp`` stays for the caller to remove.
+
+    Returns:
+        True when ``tmp`` became ``final``, False when another writer's ``final`` was there.
+
+    Raises:
+        OSError: the rename failed for any other reason (no finished ``final``).
+    """
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if os.path.isfile(os.path.join(final, marker)):  # another writer finished it first
+            return False
+        raise
+    return True
+
+
 def read_json_inside(
     path: str | os.PathLike[str],
     root: str | os.PathLike[str],

@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from orrery.interface import ArtifactError, ConfigError, read_json_inside, resolve_inside
+from orrery.interface import (
+    ArtifactError,
+    ConfigError,
+    publish_folder,
+    read_json_inside,
+    resolve_inside,
+)
 
 FORMAT = "orrery.lux.store"
 VERSION = 1
@@ -370,13 +376,7 @@ class ChunkStore:
             _dump_json(tmp / "chunk.json", info, sync=False)
             # every file on disk before the rename makes the chunk visible
             _sync_files([tmp / f"{name}.npy" for name in clean] + [tmp / "chunk.json"])
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if (final / "chunk.json").is_file():  # another writer finished it first
-                    return False
-                raise
-            return True
+            return publish_folder(tmp, final, "chunk.json")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

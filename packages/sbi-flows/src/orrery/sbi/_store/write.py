@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from orrery.interface import ArtifactError, ConfigError, require
+from orrery.interface import ArtifactError, ConfigError, publish_folder, require
 
 from .files import Digest, read_json
 
@@ -284,12 +284,6 @@ def write_chunk(
             "digest": chunk_digest(parameters, ok, obs),
             "timeouts": int(timeouts),
         }
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if (final / "zarr.json").is_file():  # another writer finished it first
-                return False
-            raise
-        return True
+        return publish_folder(tmp, final, "zarr.json")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
