@@ -78,11 +78,15 @@ def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs, extra=None):
         rates.append(draws.acceptance_rate)
     meta = artifacts.trainer_metadata
     kept = artifacts.validation_metrics["best_epoch"] or len(artifacts.history["train_loss"])
-    gap = artifacts.history["val_loss"][kept - 1] - artifacts.history["train_loss"][kept - 1]
+    val = artifacts.history["val_loss"][kept - 1]
+    # The training loss of the kept state on as many rows as validation (the warning's);
+    # the epoch's running mean beside it.
+    gap = val - artifacts.validation_metrics.get("kept_train_loss", float("nan"))
+    running = val - artifacts.history["train_loss"][kept - 1]
     note = (
         f"compile {meta['compile_time_s']:.1f} s, acceptance {np.round(rates, 3).tolist()}, "
-        f"validation loss at the kept epoch {artifacts.history['val_loss'][kept - 1]:.3f}, "
-        f"validation - training loss there {gap:.3f} nats"
+        f"validation loss at the kept epoch {val:.3f}, validation - training loss there "
+        f"{gap:.3f} nats (epoch's running mean: {running:.3f})"
     )
     return np.stack(samples), train_s, meta["epochs_run"], note
 

@@ -270,6 +270,16 @@ def test_overfit_warning():
         out = warn_preparation_and_fit(loud, None, _batch(np.zeros((10, 2))), [])
     assert len(out) == 1 and loud.trainer_metadata["warnings"] == ["earlier", *out]
     assert OVERFIT_GAP < 0.94
+    # The trainer's kept_train_loss (the validation loss function on the kept parameters
+    # over as many training rows) replaces the epoch's running mean where recorded.
+    measured = artifacts([1.0, 0.5, 0.4], [1.0, 0.6, 0.7])
+    measured.validation_metrics["kept_train_loss"] = 0.1
+    assert overfit_gap(measured.history, 2, 0.1) == pytest.approx(0.5)
+    with pytest.warns(
+        UserWarning, match=r"0.50 nats per simulation above the training loss \(0.100"
+    ):
+        warn_preparation_and_fit(measured, None, _batch(np.zeros((10, 2))), [])
+    assert overfit_gap(measured.history, 2, float("nan")) == pytest.approx(0.1)
 
 
 def _benchmark_like(rng, n=3000):

@@ -73,6 +73,22 @@ def test_fit_reduces_loss_and_records_history():
     assert val_loss < history["val_loss"][0]
 
 
+def test_kept_train_loss_is_the_validation_loss_on_as_many_training_rows():
+    model, train, val = regression_problem()
+    trainer = SBITrainer(learning_rate=1e-2, batch_size=32, num_epochs=6, progress=False, seed=3)
+    fitted, artifacts = trainer.fit(model, mlp_loss, train, val, batch_transform=noisy_inputs)
+    vm = artifacts.validation_metrics
+    # The kept parameters, the fixed validation key, the first n_val = 60 training rows
+    # and no training-only noise: not the epoch's running mean.
+    key = jax.random.fold_in(jax.random.key(3), 0x7FFFFFFF)
+    rows = jax.tree.map(lambda a: a[:60], train)
+    assert vm["kept_train_loss"] == pytest.approx(float(mlp_loss(fitted, rows, key)), rel=1e-5)
+    kept = vm["best_epoch"] - 1
+    assert vm["kept_train_loss"] != pytest.approx(artifacts.history["train_loss"][kept], rel=1e-3)
+    _, no_val = trainer.fit(model, mlp_loss, train)
+    assert math.isnan(no_val.validation_metrics["kept_train_loss"])
+
+
 def test_weight_decay_and_clipping_change_the_optimiser():
     trainer = SBITrainer(
         learning_rate=0.1, batch_size=64, num_epochs=3, weight_decay=0.5, progress=False

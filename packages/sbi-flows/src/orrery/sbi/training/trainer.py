@@ -68,7 +68,9 @@ class TrainingArtifacts:
             update); plus one list per ``epoch_metrics_fn`` key and ``"stable"``
             (1.0 / 0.0) when stability thresholds are given.
         validation_metrics: summary of the kept epoch (``best_epoch``, ``best_val_loss``,
-            ``final_val_loss`` and that epoch's metrics).
+            ``final_val_loss``, that epoch's metrics, and ``kept_train_loss``: the
+            validation loss function on the kept parameters over ``n_val`` training
+            rows, so that ``best_val_loss - kept_train_loss`` is the generalisation gap).
         trainer_metadata: configuration and run facts (epochs run, early stop,
             resume, checkpoint backend, wall time, unstable epochs).
     """
@@ -363,6 +365,7 @@ class SBITrainer:
             bar.close(note)
         model_out = combine_model(state.best_params, run.consts, run.bare)
         facts = {
+            "kept_train_loss": _kept_train_loss(run, state, data),
             "steps_per_epoch": data.n_train // batch_size,
             "effective_batch_size": batch_size,
             "wall_time_s": time.perf_counter() - start_time,
@@ -588,6 +591,7 @@ class SBITrainer:
             "best_val_loss": kept.best_loss if data.has_val else math.nan,
             "final_val_loss": history["val_loss"][-1] if epochs_run else math.nan,
             "final_train_loss": history["train_loss"][-1] if epochs_run else math.nan,
+            "kept_train_loss": facts["kept_train_loss"],
         }
         if kept.best_epoch:
             for name, values in history.items():
@@ -631,6 +635,22 @@ class _Data:
     @property
     def has_val(self) -> bool:
         return self.val is not None
+
+
+def _kept_train_loss(run: _Programs, state: _RunState, data: _Data) -> float:
+    """The validation loss function on the kept parameters over ``n_val`` training rows.
+
+    The epoch's ``train_loss`` is a running mean over minibatches while the
+    parameters move (and with the training-only noise); this is the quantity the
+    validation loss is, on as many training rows, so that their difference at the
+    kept epoch is the generalisation gap. NaN without validation data, epochs or
+    in-memory rows (a streaming fit).
+    """
+    if run.evaluate is None or data.streaming or not state.history["train_loss"]:
+        return math.nan
+    n = min(data.n_val, data.n_train)
+    rows = jax.tree.map(lambda a: a[:n], data.train)
+    return float(run.evaluate(state.best_params, rows, run.val_key, n))
 
 
 def _as_data(train_data: Any, val_data: Any, devices: Any) -> _Data:
