@@ -198,3 +198,45 @@ def test_host_features_equal_the_device_features(degree, bias):
     host = poly_features_host(x, degree, bias)
     assert host.dtype == np.float32
     np.testing.assert_array_equal(host, np.asarray(poly_features(x, degree, bias)))
+
+
+def _offset_copy(a: np.ndarray) -> np.ndarray:
+    """``a`` copied 16 bytes past a 64-byte boundary (as a large NumPy array sits)."""
+    buf = np.empty(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + 16
+    out = buf[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_padded_outputs_change_no_number(monkeypatch):
+    """Outputs padded to a multiple of PAD_OUTPUTS (when the data are copied anyway)
+    give the fit of the unpadded data bit for bit, cut back to the real outputs."""
+    from orrery.lux._cannon import validate
+
+    p = 13
+    s = synthetic_survey(90, p, snr=100, intrinsic_scatter=0.01, seed=5)
+    labels = _offset_copy(s.labels.astype(np.float32))
+    flux, ivar = _offset_copy(s.spectra.astype(np.float32)), _offset_copy(s.ivar.astype(np.float32))
+    ivar[::7, 4] = 0.0  # a masked entry or two
+    widths = []
+    real = validate.training_data
+
+    def spy(f, i):
+        out = real(f, i)
+        widths.append(out[0].shape[1])
+        return out
+
+    monkeypatch.setattr(validate, "training_data", spy)
+    fits = {}
+    for pad in (8, 1):
+        monkeypatch.setattr(validate, "PAD_OUTPUTS", pad)
+        fits[pad] = Cannon(3, p).fit(labels, flux, ivar, regularization=0.01)
+    import jax
+
+    if jax.default_backend() == "cpu":
+        assert widths == [16, p]  # the padded program ran
+    for name in ("coeffs", "scaled_coeffs", "scatter", "usable"):
+        got, want = np.asarray(getattr(fits[8], name)), np.asarray(getattr(fits[1], name))
+        assert got.shape == want.shape and got.shape[0] == p
+        np.testing.assert_array_equal(got, want)

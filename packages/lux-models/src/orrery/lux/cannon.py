@@ -414,17 +414,23 @@ class Cannon(eqx.Module):
             penalty[0] = 0.0
 
         flux_j, ivar_j = _validate.training_data(flux, ivar)
+        allowed_np = np.asarray(allowed)
+        padded = flux_j.shape[1] != self.output_size  # masked outputs appended (training_data)
+        if padded:  # censored as well as masked: unusable, cut from the results in the program
+            pad = flux_j.shape[1] - self.output_size
+            allowed_np = np.concatenate([allowed_np, np.zeros((pad, allowed_np.shape[1]), bool)])
         train = partial(
             _train.fit_all,
             feats,
             penalty=np.asarray(penalty, dtype),
-            allowed=np.asarray(allowed),
+            allowed=allowed_np,
             tol=np.asarray(tol, dtype),
             reg_type=regularization_type,
             known_noise=ivar is not None,
             fit_scatter_=bool(fit_scatter),
             max_iter=int(max_iter),
             exponents=feature_exponents(self.label_size, self.poly_degree, self.include_bias),
+            n_outputs=self.output_size if padded else None,
         )
         coeffs, s2, usable, scatter_ok, negative, dirty = train(flux_j, ivar_j)
         # a negative ivar in a pixel that also holds a non-finite entry is not flagged

@@ -50,7 +50,15 @@ HANDOFF = 1e-2
 
 
 #: the arguments of `fit_all` that select its program
-_STATIC = ("reg_type", "known_noise", "fit_scatter_", "max_iter", "l1_iter", "exponents")
+_STATIC = (
+    "reg_type",
+    "known_noise",
+    "fit_scatter_",
+    "max_iter",
+    "l1_iter",
+    "exponents",
+    "n_outputs",
+)
 #: XLA options for the training program on a CPU. Its compile time goes to LLVM,
 #: once per distinct fused kernel (about 120-170 of them, whatever the data's shape);
 #: the classic kernel emitters at LLVM's -O1 compile them about a quarter to a third
@@ -88,6 +96,7 @@ def _fit_all(
     max_iter: int,
     l1_iter: int = 500,
     exponents: tuple[tuple[int, ...], ...] | None = None,
+    n_outputs: int | None = None,
 ):
     """The whole training loop in one compiled program.
 
@@ -127,6 +136,13 @@ def _fit_all(
     of the labels (`orrery.lux._poly.feature_exponents`), so that Gram passes
     sum each distinct product once (`product_layout`).
 
+    ``n_outputs``: when the data carry padding columns after the real outputs
+    (`orrery.lux._cannon.validate.PAD_OUTPUTS`; masked, ``ivar = 0``, and
+    censored, ``allowed`` False), the number of real ones: the per-output
+    results are cut to them in the program. Padding changes no real output's
+    numbers (every pass is per output; what is reduced over outputs skips the
+    unusable ones).
+
     Returns:
         coefficients ``(p, k)``, ``s²`` ``(p,)``, usable ``(p,)``, scatter
         converged ``(p,)``, whether any ivar is negative and whether any entry
@@ -160,6 +176,8 @@ def _fit_all(
         return jnp.zeros((p, k), dtype), jnp.zeros(p, dtype), jnp.zeros(p, bool), jnp.ones(p, bool)
 
     out = jax.lax.cond(negative | dirty, skip, run)
+    if n_outputs is not None:
+        out = tuple(o[:n_outputs] for o in out)
     return (*out, negative, dirty)
 
 

@@ -24,9 +24,18 @@ from orrery.interface import (
 from . import fit as _fit
 
 _ALIGN = 64  # bytes; XLA's CPU client shares (does not copy) host buffers aligned to this
+#: the training data's outputs are padded to a multiple of this when they are copied anyway:
+#: XLA's CPU kernels over a vector-width multiple of outputs need no remainder loops, and the
+#: training program compiles faster (2,000 x 8,575 -> 8,576: about 3.6 -> 2.7-3.1 CPU s)
+PAD_OUTPUTS = 8
 
 
-def _to_device(arr: np.ndarray) -> jax.Array:
+def _copied(arr: np.ndarray) -> bool:
+    """Whether `_to_device` copies ``arr`` (a NumPy array not shared as it is)."""
+    return jax.default_backend() == "cpu" and arr.size > 0 and not _aligned(arr)
+
+
+def _to_device(arr: np.ndarray, width: int | None = None) -> jax.Array:
     """A NumPy array on the default device, shared rather than copied where JAX can.
 
     On the CPU an ``_ALIGN``-byte-aligned C-contiguous array is shared, not
@@ -36,12 +45,21 @@ def _to_device(arr: np.ndarray) -> jax.Array:
     gets huge pages. So an unaligned array is first copied by NumPy into an
     aligned buffer that JAX then shares. Nothing here writes to the result, so
     sharing memory is safe; the copy belongs to this call alone.
+
+    ``width``: with a copy, the 2-d result's columns (at least ``arr``'s), the
+    extra ones zero; only for an array `_copied` copies.
     """
-    if jax.default_backend() == "cpu" and arr.size and not _aligned(arr):
-        buf = np.empty(arr.nbytes + _ALIGN, np.uint8)
+    if _copied(arr):
+        shape = arr.shape if width is None else (arr.shape[0], width)
+        nbytes = int(np.prod(shape)) * arr.itemsize
+        buf = np.empty(nbytes + _ALIGN, np.uint8)
         start = (-buf.ctypes.data) % _ALIGN
-        out = buf[start : start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
-        np.copyto(out, arr)
+        out = buf[start : start + nbytes].view(arr.dtype).reshape(shape)
+        if shape == arr.shape:
+            np.copyto(out, arr)
+        else:
+            np.copyto(out[:, : arr.shape[1]], arr)
+            out[:, arr.shape[1] :] = 0
         arr = out
     return jax.device_put(arr)
 
@@ -184,9 +202,15 @@ def training_data(flux, ivar):
 
     With ivar the arrays are used as given: the first pass of the training
     program scans them (`orrery.lux._cannon.train.fit_all`), and only data
-    found not finite there are cleaned (`clean_inputs`).
+    found not finite there are cleaned (`clean_inputs`). When both are copied
+    anyway (`_to_device`), their outputs are padded to a multiple of
+    `PAD_OUTPUTS` with masked entries (flux and ivar 0), which costs nothing
+    more; the caller cuts the results back (``fit_all``'s ``n_outputs``).
     """
-    flux_j = _to_device(flux)
     if ivar is None:
-        return _fit.clean_inputs(flux_j, None)
-    return flux_j, _to_device(ivar)
+        return _fit.clean_inputs(_to_device(flux), None)
+    p = flux.shape[1]
+    width = None
+    if p % PAD_OUTPUTS and _copied(flux) and _copied(ivar):
+        width = -(-p // PAD_OUTPUTS) * PAD_OUTPUTS
+    return _to_device(flux, width), _to_device(ivar, width)
