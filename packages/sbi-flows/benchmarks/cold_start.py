@@ -17,7 +17,11 @@ this parent process, so the child times only what a user waits for:
   wall times swing with the load, printed with the figures);
 - ``warm fit``: the second fit in the same process;
 - ``--cache``: two more fresh processes with ``orrery.sbi.enable_compilation_cache``
-  on one new folder: the first fills it, the second reads its programs back.
+  on one new folder: the first fills it, the second reads its programs back;
+- ``--programs``: one more fresh process that lowers the fit's three large programs
+  (build, epoch, validation) as the trainer would and compiles each once with the
+  package's compiler options, timing the compile's CPU seconds (``process_time``)
+  and counting the fused kernels in the optimised HLO.
 
 To time another checkout against this one, put its ``src`` first on the child's
 path: ``PYTHONPATH=/old/checkout/packages/sbi-flows/src python cold_start.py`` (the
@@ -34,6 +38,7 @@ its line says why); ``--skip-sbi`` leaves it out.
     uv run python packages/sbi-flows/benchmarks/cold_start.py --epochs 0 # the recipe's epochs
     uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --num-simulations 2000
     uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --cache
+    uv run python packages/sbi-flows/benchmarks/cold_start.py --skip-sbi --programs
 """
 
 from __future__ import annotations
@@ -104,6 +109,77 @@ cold["warm_compile"] = compile_s[0]
 json.dump(cold, open(sys.argv[2], "w"))
 """
 
+# Lowers the build, epoch and validation programs of the same fit and compiles each.
+_PROGRAMS_WORKER = r"""
+import json, re, sys, time
+import equinox as eqx
+import jax
+import numpy as np
+import orrery.sbi.posterior as posterior_module
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+from orrery.sbi._xla import compiler_options
+from orrery.sbi._posterior import build as build_module
+from orrery.sbi.training import _programs
+from orrery.sbi.training import trainer as trainer_module
+
+class Lowered(Exception):
+    pass
+
+d = np.load(sys.argv[1])
+theta, x, epochs = d["theta"], d["x"], int(d["epochs"])
+overrides = {"seed": 0} if epochs <= 0 else {"seed": 0, "num_epochs": epochs}
+data = SimulationDataset.from_arrays(theta, x, seed=0)
+post = ConditionalFlowPosterior.recommended(theta.shape[1], len(theta), **overrides)
+lowered = {}
+real_build = posterior_module.compiled_build
+
+def spy_build(make, key, cache_key):
+    lowered["build"] = (eqx.filter_jit(make).lower(key).lowered, build_module._COMPILER_OPTIONS)
+    return real_build(make, key, cache_key)
+
+def spy_compiled(key, epoch_fn, args):
+    lowered["epoch"] = (epoch_fn.lower(*args), {})
+    params, _, train, step_key, consts = args
+    full_chunks, chunk = [f for k, f in _programs.JIT_CACHE.items() if k[0] == "eval"][-1]
+    n_val = len(theta) - len(jax.tree.leaves(train)[0])
+    size = max(post.batch_size, _programs.EVAL_CHUNK)
+    if n_val >= size:
+        head = jax.tree.map(lambda a: a[:size], train)
+        lowered["validation"] = (full_chunks.lower(params, head, step_key, consts), {})
+    if n_val % size:
+        tail = jax.tree.map(lambda a: a[: n_val % size], train)
+        lowered["validation, rest"] = (chunk.lower(params, tail, step_key, consts), {})
+    raise Lowered
+
+posterior_module.compiled_build = spy_build
+trainer_module._compiled = spy_compiled
+try:
+    post.fit(data)
+except Lowered:
+    pass
+out = {}
+for name, (low, extra) in lowered.items():
+    c0 = time.process_time()
+    compiled = low.compile(compiler_options={**compiler_options(), **extra})
+    cpu = time.process_time() - c0
+    hlo = compiled.as_text() or ""
+    ops = sum(1 for line in low.as_text().splitlines() if " = " in line)
+    out[name] = {"cpu": cpu, "kernels": len(re.findall(r" = [^=]*fusion\(", hlo)), "ops": ops}
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def run_programs(theta, x, epochs: int, tmp: Path) -> dict:
+    data, out, worker = tmp / "data.npz", tmp / "programs.json", tmp / "programs.py"
+    np.savez(data, theta=theta.astype(np.float32), x=x.astype(np.float32), epochs=epochs)
+    worker.write_text(_PROGRAMS_WORKER)
+    proc = subprocess.run(
+        [sys.executable, str(worker), str(data), str(out)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(out.read_text())
+
 
 def run_orrery(theta, x, epochs: int, tmp: Path, cache: Path | None = None) -> dict:
     data, out, worker = tmp / "data.npz", tmp / "orrery.json", tmp / "worker.py"
@@ -145,6 +221,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="two more fresh processes with enable_compilation_cache (empty, then filled)",
     )
+    parser.add_argument(
+        "--programs",
+        action="store_true",
+        help="one more fresh process: compile CPU seconds and kernels of each large program",
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     theta, x, x_obs, _ = task_data(
@@ -160,6 +241,12 @@ def main(argv=None) -> int:
                 _report(
                     f"orrery.sbi, {label}",
                     run_orrery(theta, x, args.epochs, Path(tmp), Path(tmp) / "jax-cache"),
+                )
+        if args.programs:
+            for name, row in run_programs(theta, x, args.epochs, Path(tmp)).items():
+                print(
+                    f"  {name}: compile {row['cpu']:.2f} CPU s, {row['kernels']} fused "
+                    f"kernels, {row['ops']} StableHLO ops (load {os.getloadavg()[0]:.1f})"
                 )
         if not args.skip_sbi:
             try:
