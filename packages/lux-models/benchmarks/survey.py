@@ -27,15 +27,19 @@ With the store, one more child labels it (`Cannon.infer_labels(store,
 catalogue=..., executor=...)`, a model fitted in memory on 2,000 stars) in this
 process (two chunks at a time on threads) and on each of ``--workers`` spawned
 worker processes (default 1 and 2; each worker on ``--threads / workers`` threads
-through `orrery.lux.survey.limit_threads`), cold (worker start-up and compilation)
+through `orrery.lux.survey.process_pool`), cold (worker start-up and compilation)
 and then ``--label-repeats`` warm runs, against the in-memory test step on up to
 4,096 stars. Peak RSS of this child and of its largest worker.
 
 ``--part`` picks what runs: ``ingest`` (write_spectra's stars/s, kept in
 ``ingest.json``), ``train``, ``label``, ``scaling`` (labelling on 1 and 2 workers
-alone, 8,192 stars by default, warm median of 2: about two minutes, for a quiet
-machine); default all but ``scaling``. Where the survey does not fit in memory the
-in-memory fit takes its first ``--memory-stars`` stars (default: as many as fit).
+alone, unpinned and then each worker pinned to a core of its own with
+``process_pool(..., pin=True)``, 8,192 stars by default, warm median of 2: about four
+minutes, for a quiet machine); default all but ``scaling``. Warm labelling runs read
+a hard-linked view of the store at a new path, so each chunk is hashed once per run
+by the worker that reads it, as in a survey labelled once. Where the survey does not
+fit in memory the in-memory fit takes its first ``--memory-stars`` stars (default: as
+many as fit).
 
 Every child gets ``--threads`` threads (default 2) through the BLAS/OpenMP
 variables and ``XLA_FLAGS``. The load average is printed with the figures.
