@@ -1,5 +1,6 @@
 """Labelling a survey on an executor into a resumable catalogue (issue 36)."""
 
+import importlib
 import json
 import os
 import signal
@@ -116,9 +117,14 @@ def test_a_failed_chunk_is_recorded_retried_and_never_dropped(survey, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Cannon.infer_labels")
-def test_dask_and_a_process_pool_label_alike(survey, tmp_path):
+def test_dask_and_a_process_pool_label_alike(survey, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     cannon, store, _, _ = survey
+    # spawned workers cannot import this test module (pytest's importlib mode): the probe
+    # lives in a module of its own on the path the workers inherit
+    (tmp_path / "where_probe.py").write_text(_WHERE_PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    where = importlib.import_module("where_probe").where
     local = cannon.infer_labels(store, catalogue=tmp_path / "local", progress=False)
     with (
         distributed.LocalCluster(
@@ -136,7 +142,7 @@ def test_dask_and_a_process_pool_label_alike(survey, tmp_path):
             store, catalogue=tmp_path / "pool", executor=pool, progress=False
         )
         flags = pool.submit(os.getenv, "XLA_FLAGS").result()
-        seen = dict(pool.map(_where, [0.2] * 6))
+        seen = dict(pool.map(where, [0.2] * 6))
     _same(procs, local)
     assert "--xla_cpu_multi_thread_eigen=false" in flags.split()
     assert "intra_op_parallelism_threads=1" in flags.split()
@@ -147,10 +153,15 @@ def test_dask_and_a_process_pool_label_alike(survey, tmp_path):
             assert len({c[0] for c in seen.values()}) == 2, seen
 
 
-def _where(delay: float) -> tuple[int, list[int]]:
-    """A worker's process id and the cores it may run on."""
+_WHERE_PROBE = """
+import os, time
+
+
+def where(delay):
+    \"\"\"A worker's process id and the cores it may run on.\"\"\"
     time.sleep(delay)
     return os.getpid(), sorted(os.sched_getaffinity(0))
+"""
 
 
 def test_limit_threads_refuses_what_cannot_take_effect(monkeypatch):
