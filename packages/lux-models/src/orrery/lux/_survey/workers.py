@@ -26,17 +26,18 @@ def _backend_started() -> bool:
     return bool(getattr(xla_bridge, "_backends", None))
 
 
-def _can_pin() -> bool:
-    return hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity")
+def _require_pinning(argument: str, instead: str) -> None:
+    """Raise `ConfigError` naming ``argument`` where processes cannot be pinned (not Linux)."""
+    if not (hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity")):
+        raise ConfigError(
+            f"{argument}: pinning to cores needs os.sched_setaffinity, which this "
+            f"platform lacks (Linux has it); {instead}"
+        )
 
 
 def _pin(cores: Iterable[int]) -> None:
     """This process (every thread it starts from now on) on ``cores`` only."""
-    if not _can_pin():
-        raise ConfigError(
-            "cores: pinning a process to cores needs os.sched_setaffinity, which this "
-            "platform lacks (Linux has it); leave cores=None here"
-        )
+    _require_pinning("cores", "leave cores=None here")
     wanted = set()
     for core in cores:
         if isinstance(core, bool) or not isinstance(core, int) or core < 0:
@@ -124,11 +125,7 @@ def process_pool(workers: int, *, threads: int = 1, pin: bool = False) -> Proces
     spawn = multiprocessing.get_context("spawn")
     cores = None
     if pin:
-        if not _can_pin():
-            raise ConfigError(
-                "pin: pinning workers to cores needs os.sched_setaffinity, which this "
-                "platform lacks (Linux has it); use pin=False"
-            )
+        _require_pinning("pin", "use pin=False")
         cores = tuple(sorted(os.sched_getaffinity(0)))
     slots = spawn.Value("i", 0)  # the next worker's slot, shared by the workers
     return ProcessPoolExecutor(

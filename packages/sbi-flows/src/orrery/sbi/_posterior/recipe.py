@@ -43,12 +43,13 @@ Chosen for robustness rather than for one task:
   and validation, Lotka-Volterra 0.84 (the issue's 0.94).
 
 Over-fitting is not adapted to yet (issue 35). Measured on the kept state
-(`SBITrainer.fit`'s ``kept_train_loss``, seed 0): slcp 1.11 nats apart, bernoulli_glm_raw
-0.82, folded_5d 0.47, bernoulli_glm 0.77 and slcp_distractors 1.4-1.6 (running mean); on slcp
-the validation loss keeps improving while the gap grows, so earlier stopping costs held-out
-fit. Weight decay 1.0 brings bernoulli_glm to 0.49 at a better validation loss (0.188), but
-it has gaussian_linear's sizes, so no budget/size rule tells them apart, and its C2ST was not
-measured on the ten (benchmarks/README.md). Tried earlier (validation loss at the kept
+(`SBITrainer.fit`'s ``kept_train_loss``, seed 0 or 1): slcp_distractors 1.55 nats apart, slcp
+1.11, bernoulli_glm_raw 0.82, bernoulli_glm 0.65, folded_5d 0.47, gaussian_linear_uniform
+0.37; on slcp the validation loss keeps improving while the gap grows, so earlier stopping
+costs held-out fit. Weight decay 1.0 brings bernoulli_glm to 0.49 at a better validation
+loss (0.188), but its C2ST is no better (0.608 against 0.599, same seed and observations),
+and it has gaussian_linear's sizes, so no budget/size rule tells them apart
+(benchmarks/README.md). Tried earlier (validation loss at the kept
 epoch / gap, 10^4 simulations): bernoulli_glm recipe 0.209 / 0.77, weight decay 0.5
 0.170 / 0.66, 2.0 0.234 / 0.36, hidden width 32 0.222 / 0.62, Gaussian noise of 0.1 on the scaled
 observations 0.186 / 0.08 but C2ST 0.605 -> 0.638 (the posterior given a blurred
