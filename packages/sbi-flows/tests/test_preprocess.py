@@ -11,7 +11,12 @@ import pytest
 
 from orrery.interface import ConfigError, ValueDomainError
 from orrery.sbi import ConditionalFlowPosterior, ObservationBlock, SimulationDataset
-from orrery.sbi._fit_checks import OVERFIT_GAP, overfit_gap, warn_preparation_and_fit
+from orrery.sbi._fit_checks import (
+    OVERFIT_GAP,
+    overfit_gap,
+    overfit_signs,
+    warn_preparation_and_fit,
+)
 from orrery.sbi._posterior.recipe import recommended_config
 from orrery.sbi._preprocess import (
     check_outliers,
@@ -255,24 +260,32 @@ def test_preparation_warns_with_numbers(fitted):
 
 
 def test_overfit_warning():
-    def artifacts(train, val):
+    def artifacts(train, val, kept=2):
         return types.SimpleNamespace(
             history={"train_loss": train, "val_loss": val},
-            validation_metrics={"best_epoch": 2},
+            validation_metrics={"best_epoch": kept},
             trainer_metadata={"warnings": ["earlier"]},
         )
 
     quiet = artifacts([1.0, 0.5, 0.4], [1.0, 0.6, 0.7])
     assert overfit_gap(quiet.history, 2) == pytest.approx(0.1)
     assert warn_preparation_and_fit(quiet, None, _batch(np.zeros((10, 2))), []) == []
-    loud = artifacts([1.0, -5.24, -5.3], [1.0, -4.30, -4.2])
+    # The issue's Lotka-Volterra gap, with the held-out fit lost after the kept epoch.
+    loud = artifacts([1.0, -5.24, -5.3, -5.6, -5.9, -6.0], [1.0, -4.30, -4.2, -3.9, -3.7, -3.6])
     with pytest.warns(UserWarning, match=r"over-fitting: at the kept epoch 2.*0.94 nats"):
         out = warn_preparation_and_fit(loud, None, _batch(np.zeros((10, 2))), [])
     assert len(out) == 1 and loud.trainer_metadata["warnings"] == ["earlier", *out]
+    assert "stopped improving at epoch 2 of 6" in out[0] and "rose by 0.70 nats" in out[0]
     assert OVERFIT_GAP < 0.94
+    # The same gap while the validation loss kept improving until late (slcp's 1.11 nats
+    # at epoch 118 of 130): the kept state is the best held-out fit, no warning.
+    improving = artifacts([1.0, -1.0, -3.0, -5.24, -5.3], [1.0, -2.0, -3.8, -4.30, -4.28], 4)
+    assert overfit_gap(improving.history, 4) == pytest.approx(0.94)
+    assert overfit_signs(improving.history, 4) == []
+    assert warn_preparation_and_fit(improving, None, _batch(np.zeros((10, 2))), []) == []
     # The trainer's kept_train_loss (the validation loss function on the kept parameters
     # over as many training rows) replaces the epoch's running mean where recorded.
-    measured = artifacts([1.0, 0.5, 0.4], [1.0, 0.6, 0.7])
+    measured = artifacts([1.0, 0.5, 0.4, 0.3, 0.2, 0.1], [1.0, 0.6, 0.7, 0.8, 0.9, 1.2])
     measured.validation_metrics["kept_train_loss"] = 0.1
     assert overfit_gap(measured.history, 2, 0.1) == pytest.approx(0.5)
     with pytest.warns(
@@ -280,6 +293,58 @@ def test_overfit_warning():
     ):
         warn_preparation_and_fit(measured, None, _batch(np.zeros((10, 2))), [])
     assert overfit_gap(measured.history, 2, float("nan")) == pytest.approx(0.1)
+
+
+# (task, kept epoch, epochs run, kept-state gap, validation rise after the kept epoch):
+# the recipe on the ten benchmark problems, 10^4 simulations (benchmarks/README.md,
+# "Over-fitting, third session"), and over-fitting fits of 150-500 simulations.
+_MEASURED = [
+    ("gaussian_linear", 27, 39, -0.04, 0.001),
+    ("two_moons", 93, 105, 0.10, 0.005),
+    ("folded_5d", 52, 64, 0.47, 0.006),
+    ("heavy_tailed_3d", 31, 43, 0.09, 0.002),
+    ("slcp", 118, 130, 1.11, 0.068),
+    ("gaussian_mixture", 100, 120, 0.01, 0.005),
+    ("gaussian_linear_uniform", 48, 60, 0.37, 0.012),
+    ("bernoulli_glm", 33, 53, 0.65, 0.036),
+    ("bernoulli_glm_raw", 37, 49, 0.82, 0.022),
+    ("slcp_distractors", 55, 75, 1.55, 0.186),
+]
+_OVER_FITTED = [
+    ("affine, 27k weights, 150 simulations, 60 noise features", 1, 30, 1.68, 818.7),
+    ("affine, width 256, 200 simulations", 12, 32, 1.97, 7.83),
+    ("recipe, 200 simulations, 60 noise features", 1, 37, 1.19, 0.141),
+    ("recipe, 500 simulations, 100 noise features", 1, 37, 0.78, 0.779),
+]
+
+
+def _history(kept, run, gap, rise):
+    """A validation history with these facts (falling to the kept epoch, then rising)."""
+    val = [1.0 - 0.01 * i for i in range(kept)]
+    best = val[-1]
+    val += [best + rise * (i + 1) / (run - kept) for i in range(run - kept)]
+    train = [v - gap for v in val]
+    return types.SimpleNamespace(
+        history={"train_loss": train, "val_loss": val},
+        validation_metrics={"best_epoch": kept, "kept_train_loss": best - gap},
+        trainer_metadata={},
+    )
+
+
+@pytest.mark.parametrize("case", _MEASURED, ids=[c[0] for c in _MEASURED])
+def test_overfit_warning_is_quiet_on_the_benchmark_problems(case):
+    _, kept, run, gap, rise = case
+    fit = _history(kept, run, gap, rise)
+    assert warn_preparation_and_fit(fit, None, _batch(np.zeros((10, 2))), []) == []
+
+
+@pytest.mark.parametrize("case", _OVER_FITTED, ids=[c[0] for c in _OVER_FITTED])
+def test_overfit_warning_fires_on_over_fitted_fits(case):
+    _, kept, run, gap, rise = case
+    fit = _history(kept, run, gap, rise)
+    with pytest.warns(UserWarning, match="over-fitting: at the kept"):
+        (message,) = warn_preparation_and_fit(fit, None, _batch(np.zeros((10, 2))), [])
+    assert f"{gap:.2f} nats per simulation" in message
 
 
 def _benchmark_like(rng, n=3000):

@@ -103,3 +103,12 @@ def test_the_over_fitting_warning_fires_on_an_over_fitting_fit_and_not_on_a_regu
         num_epochs=20, batch_size=64, early_stopping_patience=3,
     )  # fmt: skip
     assert _over_fitting_messages(quiet, _row_id_data(400, 40)) == []
+
+
+@pytest.mark.slow  # about 20 s (the recipe's flow compiles)
+def test_the_over_fitting_warning_fires_on_the_recipe_given_too_few_simulations():
+    # The recipe's own network on 200 simulations with 60 noise features: the held-out
+    # loss is best after the first epoch (of 37) and the kept state is 1.2 nats apart.
+    ds = _row_id_data(200, 60)
+    (message,) = _over_fitting_messages(ConditionalFlowPosterior.recommended(2, 200), ds)
+    assert "stopped improving at epoch 1 of" in message
