@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from .._xla import compiler_options
-from ._optim import combine_model, make_sgd_step
+from ._optim import combine_model, flat_layout, make_sgd_step
 
 __all__ = [
     "EVAL_CHUNK",
@@ -92,12 +92,16 @@ def strong(tree: Any) -> Any:
 
 
 def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
-    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches."""
+    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches.
 
-    sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform)
+    The scan carries the trained arrays as one vector (`flat_layout`), ravelled on
+    entry and split again on exit; the epoch's inputs and outputs keep their pytrees.
+    """
 
     @jax.jit
     def epoch_fn(params, opt_state, data, key, consts=None):
+        ravel, unravel = flat_layout(params)
+        sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel)
         n = jax.tree.leaves(data)[0].shape[0]
         n_batches = n // batch_size
         perm_key, step_key = jax.random.split(key)
@@ -107,12 +111,14 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
 
         def step(carry, xs):
             idx, k = xs
-            params, opt_state = carry
-            params, opt_state, loss = sgd_step(params, opt_state, _take(data, idx), k, consts)
-            return (params, opt_state), loss
+            flat, opt_state = carry
+            flat, opt_state, loss = sgd_step(flat, opt_state, _take(data, idx), k, consts)
+            return (flat, opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, step_keys))
-        return params, opt_state, jnp.mean(losses)
+        (flat, opt_state), losses = jax.lax.scan(
+            step, (ravel(params), opt_state), (order, step_keys)
+        )
+        return unravel(flat), opt_state, jnp.mean(losses)
 
     return epoch_fn
 
