@@ -10,7 +10,31 @@ from orrery.interface import ArtifactError, ConfigError, ShapeError, ValueDomain
 from orrery.lux.survey import ArraySource, SpectraSource, SpectraStore, write_spectra
 
 
-def _arrays(n=23, p=7, dtype=np.float32, seed=0):
+@pytest.fixture(autouse=True, params=["read", "mapped"])
+def _how(request, monkeypatch):
+    """Every test twice: arrays read into memory, and arrays memory-mapped (large ones
+    are; here every one is, down to a few bytes)."""
+    from orrery.lux._survey import chunkstore
+
+    if request.param == "mapped":
+        if chunkstore._MAP_FLAGS is None:
+            pytest.skip("no memory maps here")
+        monkeypatch.setattr(chunkstore, "_MAP_MIN", 0)
+    else:
+        monkeypatch.setattr(chunkstore, "_MAP_MIN", 2**62)
+    return request.param
+
+
+def _mapped(arr: object) -> bool:
+    import mmap
+
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+
+
+def _arrays(n=23, p=7, dtype: type = np.float32, seed=0):
     rng = np.random.default_rng(seed)
     flux = rng.normal(1.0, 0.1, size=(n, p)).astype(dtype)
     ivar = rng.uniform(1.0, 4.0, size=(n, p)).astype(dtype)
@@ -44,12 +68,31 @@ def test_round_trip_across_chunks(tmp_path, dtype):
     assert sorted(os.listdir(tmp_path / "s" / "chunks")) == [f"c{i:08d}" for i in range(5)]
 
 
+def test_large_arrays_are_mapped_aligned_and_small_ones_read(tmp_path, _how, monkeypatch):
+    from orrery.lux._survey import chunkstore
+
+    if _how == "read":
+        pytest.skip("the default threshold is what this test checks")
+    monkeypatch.setattr(chunkstore, "_MAP_MIN", 64 * 1024)
+    flux, ivar, labels, _ = _arrays(n=40, p=300, dtype=np.float64)  # 96,000 bytes a chunk
+    store = write_spectra(
+        tmp_path / "s", ArraySource(flux, ivar, labels), chunk_stars=40, progress=False
+    )
+    got = store.read(0, 40)
+    assert _mapped(got.flux) and _mapped(got.ivar) and not _mapped(got.labels)
+    assert got.flux.ctypes.data % 64 == 0  # JAX on the CPU shares it without a copy
+    assert not got.flux.flags.writeable
+    np.testing.assert_array_equal(got.flux, flux)
+    np.testing.assert_array_equal(got.ivar, ivar)
+
+
 def test_text_ids_and_no_labels(tmp_path):
     flux, ivar, _, _ = _arrays(n=4)
     ids = np.array(["2M0001+01", "2M0002+02", "b", "c"], dtype=object)
     store = write_spectra(tmp_path / "s", ArraySource(flux, ivar, ids=ids), progress=False)
     assert store.label_names is None and store.read(0, 4).labels is None
-    assert store.read(0, 4).ids.tolist() == ids.tolist()
+    got = store.read(0, 4).ids
+    assert got is not None and got.tolist() == ids.tolist()
 
 
 class _Dying:
