@@ -97,6 +97,15 @@ def test_a_budget_that_holds_the_data_reads_each_chunk_once(survey, x64, monkeyp
     assert starts[:11] == [0, 32, 64, 96, 128, 128, 96, 64, 64, 96, 128]
 
 
+def test_chunks_to_read_are_spread_among_the_kept_ones():
+    from orrery.lux._cannon.chunks import interleaved
+
+    # each read overlaps the sums of the kept chunks before it; every chunk once, in order
+    assert interleaved([0, 1, 2, 3], [4, 5]) == [0, 1, 4, 2, 3, 5]
+    assert interleaved([3, 2, 1, 0], [6, 5, 4]) == [3, 6, 2, 5, 1, 0, 4]
+    assert interleaved([], [2, 1]) == [2, 1] and interleaved([0, 1], []) == [0, 1]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -230,6 +230,7 @@ class Reader:
             self.passes += 1
             if self.passes % 2:
                 order, todo = order[::-1], todo[::-1]
+        order = interleaved([i for i in order if i in self.kept], todo)
         with ThreadPoolExecutor(max_workers=1) as pool:
             ahead = pool.submit(self._load, todo[0]) if todo else None
             for index in order:
@@ -245,6 +246,22 @@ class Reader:
                 yield current
                 del current
         release_freed_memory()
+
+
+def interleaved(kept: list[int], todo: list[int]) -> list[int]:
+    """``todo`` in its order, spread evenly among ``kept`` (in theirs): kept chunks first.
+
+    Each chunk to read is then read on the thread while the kept chunks before it
+    are summed, instead of all reads falling due one after another at the end (or
+    start) of a pass with nothing else to overlap them.
+    """
+    if not todo:
+        return list(kept)
+    out: list[int] = []
+    for j, index in enumerate(todo):
+        out += kept[len(kept) * j // len(todo) : len(kept) * (j + 1) // len(todo)]
+        out.append(index)
+    return out
 
 
 def _libc_trim():
