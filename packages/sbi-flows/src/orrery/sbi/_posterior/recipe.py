@@ -43,26 +43,26 @@ Chosen for robustness rather than for one task:
   and validation, Lotka-Volterra 0.84 (the issue's 0.94).
 
 Over-fitting is not adapted to (issue 35): nothing tried closes the gap without losing
-held-out fit, so the over-fitting warning asks for a sign that held-out fit was lost
-besides the gap (`orrery.sbi._fit_checks.overfit_signs`). Averaging the parameters (an
-exponential average of the epoch-end states, weight 0.8, kept on validation; third
-session) lowered the validation loss on 5 of the 6 problems below (slcp 1.366 -> 1.232,
-slcp_distractors 2.938 -> 2.767, bernoulli_glm 0.204 -> 0.173) but not the gaps (0.40-1.74
-nats) and raised gaussian_linear_uniform's validation loss (5.692 -> 5.738). Measured on the kept state
-(`SBITrainer.fit`'s ``kept_train_loss``, seed 0 or 1): slcp_distractors 1.55 nats apart, slcp
-1.11, bernoulli_glm_raw 0.82, bernoulli_glm 0.65, folded_5d 0.47, gaussian_linear_uniform
-0.37; on slcp the validation loss keeps improving while the gap grows, so earlier stopping
-costs held-out fit. Weight decay 1.0 brings bernoulli_glm to 0.49 at a better validation
-loss (0.188), but its C2ST is no better (0.608 against 0.599, same seed and observations),
-and it has gaussian_linear's sizes, so no budget/size rule tells them apart
-(benchmarks/README.md). Tried earlier (validation loss at the kept
-epoch / gap, 10^4 simulations): bernoulli_glm recipe 0.209 / 0.77, weight decay 0.5
-0.170 / 0.66, 2.0 0.234 / 0.36, hidden width 32 0.222 / 0.62, Gaussian noise of 0.1 on the scaled
-observations 0.186 / 0.08 but C2ST 0.605 -> 0.638 (the posterior given a blurred
-observation is wider); slcp_distractors 3.21 / 1.19, weight decay 0.5 2.77 / 1.26, hidden
-32 3.06 / 1.19, embedding 16 2.75 / 1.60, noise 0.1 3.30 / 1.26 (its 92 distractors let
-any of these networks tell the training rows apart). A refit with that noise when a fit
-over-fits was built and withdrawn for bernoulli_glm's C2ST.
+held-out fit, so the over-fitting warning asks for a sign that held-out fit was lost besides
+the gap (`orrery.sbi._fit_checks.overfit_signs`). Averaging the parameters (an exponential
+average of the epoch-end states, weight 0.8, kept on validation; third session) lowered the
+validation loss on 5 of the 6 problems below (slcp 1.366 -> 1.232, slcp_distractors 2.938 ->
+2.767, bernoulli_glm 0.204 -> 0.173) but not the gaps (0.40-1.74 nats) and raised
+gaussian_linear_uniform's validation loss (5.692 -> 5.738). Measured on the kept state
+(`SBITrainer.fit`'s ``kept_train_loss``, seed 0 or 1): slcp_distractors 1.55 nats apart,
+slcp 1.11, bernoulli_glm_raw 0.82, bernoulli_glm 0.65, folded_5d 0.47,
+gaussian_linear_uniform 0.37; on slcp the validation loss keeps improving while the gap
+grows, so earlier stopping costs held-out fit. Weight decay 1.0 brings bernoulli_glm to 0.49
+at a better validation loss (0.188), but its C2ST is no better (0.608 against 0.599, same
+seed and observations), and it has gaussian_linear's sizes, so no budget/size rule tells
+them apart (benchmarks/README.md). Tried earlier (validation loss at the kept epoch / gap,
+10^4 simulations): bernoulli_glm recipe 0.209 / 0.77, weight decay 0.5 0.170 / 0.66, 2.0
+0.234 / 0.36, hidden width 32 0.222 / 0.62, Gaussian noise of 0.1 on the scaled observations
+0.186 / 0.08 but C2ST 0.605 -> 0.638 (the posterior given a blurred observation is wider);
+slcp_distractors 3.21 / 1.19, weight decay 0.5 2.77 / 1.26, hidden 32 3.06 / 1.19, embedding
+16 2.75 / 1.60, noise 0.1 3.30 / 1.26 (its 92 distractors let any of these networks tell the
+training rows apart). A refit with that noise when a fit over-fits was built and withdrawn
+for bernoulli_glm's C2ST.
 
 Measured on four problems (held-out negative log-likelihood of 5,000 fresh
 simulations, 10^4 training simulations; lower is better; the exact posterior's
