@@ -16,7 +16,8 @@ def test_recommended_is_unfitted_and_adapts_to_the_budget():
     # 8,000 steps would be 23 epochs of 10^5 simulations; the floor keeps 60
     assert large.num_epochs == 60 and small.num_epochs == 400
     assert small.parameter_space == "physical" and small.flow_family == "spline_affine"
-    assert small.lr_decay_patience < small.early_stopping_patience
+    decay, patience = small.lr_decay_patience, small.early_stopping_patience
+    assert decay is not None and patience is not None and decay < patience
     assert small.encoder_linear_skip
 
 
@@ -63,7 +64,9 @@ def test_a_repeat_fit_of_the_same_architecture_with_another_seed_compiles_nothin
 
     perm, perm2 = int_arrays(first.model), int_arrays(second.model)
     assert perm and any(not np.array_equal(a, b) for a, b in zip(perm, perm2, strict=True))
-    assert second.training_history["val_loss"] != first.training_history["val_loss"]
+    history, history2 = first.training_history, second.training_history
+    assert history is not None and history2 is not None
+    assert history2["val_loss"] != history["val_loss"]
     assert draws.to_physical().shape == (50, 3)
 
 
