@@ -27,6 +27,7 @@ __all__ = [
     "compiled",
     "evaluate_mean",
     "make_evaluate",
+    "make_setup",
     "make_train_epoch",
     "strong",
     "with_consts",
@@ -121,6 +122,32 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
         return unravel(flat), opt_state, jnp.mean(losses)
 
     return epoch_fn
+
+
+#: ``fold_in`` data of the validation key (the epochs' keys fold in the epoch number)
+VAL_KEY_DATA = 0x7FFFFFFF
+
+
+def make_setup(optimizer, schedule):
+    """What a fit needs before its first epoch, as one jitted program.
+
+    ``setup(params, base_key, end_steps) -> (opt_state, learning rates, epoch keys'
+    data, validation key)``: the optimiser's initial state, the schedule at each
+    epoch's last step, ``fold_in(base_key, epoch)`` for every epoch (as raw key data,
+    read on the host, so that an epoch's key costs no program) and the validation
+    key. Computed apart, they were four small programs a first fit compiled
+    (issue 37); the values are the same.
+    """
+
+    @jax.jit
+    def setup(params, base_key, end_steps):
+        epochs = jnp.arange(end_steps.shape[0])
+        keys = jax.vmap(lambda epoch: jax.random.fold_in(base_key, epoch))(epochs)
+        val_key = jax.random.fold_in(base_key, VAL_KEY_DATA)
+        opt_state = strong(optimizer.init(params))
+        return opt_state, schedule(end_steps), jax.random.key_data(keys), val_key
+
+    return setup
 
 
 def make_evaluate(static, loss_fn, batch_size):

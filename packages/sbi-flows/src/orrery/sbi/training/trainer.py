@@ -43,6 +43,7 @@ from ._programs import (
     EVAL_CHUNK,
     evaluate_mean,
     make_evaluate,
+    make_setup,
     make_train_epoch,
     strong,
     with_consts,
@@ -408,10 +409,6 @@ class SBITrainer:
         consts, bare = split_static(static)
         arch = static_key(bare)
         opt_key = (self.config_key(), steps_per_epoch)
-        # Jitted: eagerly, every parameter shape would compile its own small program.
-        opt_init = _cached(
-            ("opt_init", opt_key), lambda: jax.jit(lambda p: strong(optimizer.init(p)))
-        )
         # Programs taking the non-trained arrays as inputs are cached per architecture.
         by_arch = arch is not None
         make_epoch = _epoch_factory(data.streaming, dp)
@@ -445,24 +442,23 @@ class SBITrainer:
             evaluate = functools.partial(evaluate_mean, eval_fns, eval_chunk, consts=consts)
             if data.streaming:
                 evaluate = make_stream_evaluate(evaluate, eval_chunk)
-        epoch_end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
-        lr_of = _cached(("schedule", opt_key), lambda: jax.jit(schedule))
-        epoch_lrs = np.broadcast_to(
-            np.asarray(lr_of(jax.device_put(epoch_end_steps)), dtype=np.float64),
-            epoch_end_steps.shape,
-        )
+        # Optimiser state, rates and keys in one program (eagerly, each its own programs).
+        setup = _cached(("setup", opt_key), lambda: make_setup(optimizer, schedule))
+        end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         base_key = jax.random.key(self.seed)
+        opt_state, lrs, epoch_keys, val_key = setup(params, base_key, jax.device_put(end_steps))
         return _Programs(
             params=params,
-            opt_state=opt_init(params),
+            opt_state=opt_state,
             consts=consts,
             bare=bare,
             train_epoch=train_epoch,
             train_cache_key=train_cache_key,
             evaluate=evaluate,
-            epoch_lrs=epoch_lrs,
+            epoch_lrs=np.broadcast_to(np.asarray(lrs, dtype=np.float64), end_steps.shape),
+            epoch_keys=np.asarray(epoch_keys),
             base_key=base_key,
-            val_key=jax.random.fold_in(base_key, 0x7FFFFFFF),
+            val_key=val_key,
         )
 
     def _compile_ahead(
@@ -474,7 +470,7 @@ class SBITrainer:
         """
         bar.compiling("the training step")
         t0 = time.perf_counter()
-        first_key = jax.random.fold_in(run.base_key, state.start_epoch)
+        first_key = run.epoch_key(state.start_epoch)
         args = (state.params, state.opt_state, data.train, first_key, run.consts)
         program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
         run.train_epoch = with_consts(program, run.consts)
@@ -496,7 +492,7 @@ class SBITrainer:
     ) -> None:
         """One epoch: train, validate, record, decide (keep / decay / stop), checkpoint."""
         history = state.history
-        key = jax.random.fold_in(run.base_key, epoch)
+        key = run.epoch_key(epoch)
         if dp is None:
             state.params, state.opt_state, train_loss = run.train_epoch(
                 state.params, state.opt_state, data.train, key
@@ -684,8 +680,14 @@ class _Programs:
     train_cache_key: tuple
     evaluate: Callable[..., Any] | None
     epoch_lrs: np.ndarray
+    #: raw data of ``fold_in(base_key, epoch)`` for every epoch, on the host
+    epoch_keys: np.ndarray
     base_key: jax.Array
     val_key: jax.Array
+
+    def epoch_key(self, epoch: int) -> jax.Array:
+        """``fold_in(base_key, epoch)``, from the host copy (no program to compile)."""
+        return jax.random.wrap_key_data(self.epoch_keys[epoch])
 
 
 @dataclass
