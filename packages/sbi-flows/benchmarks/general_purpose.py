@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import io
 import os
 import sys
 import tempfile
@@ -83,16 +84,20 @@ def run_recipe(theta, x, x_obs, bounds, num_samples, seed, epochs, extra=None):
     # the epoch's running mean beside it.
     gap = val - artifacts.validation_metrics.get("kept_train_loss", float("nan"))
     running = val - artifacts.history["train_loss"][kept - 1]
+    # The over-fitting warning's other inputs: where the kept epoch sits, how far the
+    # validation loss rose after it.
+    rise = max(artifacts.history["val_loss"][kept - 1 :]) - val
     note = (
         f"compile {meta['compile_time_s']:.1f} s, acceptance {np.round(rates, 3).tolist()}, "
         f"validation loss at the kept epoch {val:.3f}, validation - training loss there "
-        f"{gap:.3f} nats (epoch's running mean: {running:.3f})"
+        f"{gap:.3f} nats (epoch's running mean: {running:.3f}), kept epoch {kept} of "
+        f"{len(artifacts.history['val_loss'])}, validation rise after it {rise:.3f}"
     )
     return np.stack(samples), train_s, meta["epochs_run"], note
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "benchmark").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 sims, 1 obs, 300 draws")
     parser.add_argument("--num-simulations", type=int, default=10_000)
     parser.add_argument("--num-samples", type=int, default=10_000, help="draws per C2ST set")
@@ -120,7 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=-1, help="C2ST folds fitted in parallel")
     args = parser.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     if args.quick:
         args.num_simulations, args.num_samples, args.num_observations = 1_000, 300, 1
         args.epochs = args.epochs or 5
