@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import equinox as eqx
@@ -374,6 +374,9 @@ class CouplingsAroundLinear(Chain):
     add up in another order (float round-off). Falls back to the plain chain when
     the stacks differ in kind.
     """
+
+    def __init__(self, bijections: Sequence[AbstractBijection]) -> None:
+        super().__init__(bijections)
 
     def inverse_and_log_det(self, y, condition=None):
         split = _split_stacks(self.bijections)
