@@ -17,7 +17,7 @@ def _how(request, monkeypatch):
     from orrery.lux._survey import chunkstore
 
     if request.param == "mapped":
-        if chunkstore._MAP_FLAGS is None:
+        if chunkstore._LIBC is None:
             pytest.skip("no memory maps here")
         monkeypatch.setattr(chunkstore, "_MAP_MIN", 0)
     else:
@@ -26,12 +26,12 @@ def _how(request, monkeypatch):
 
 
 def _mapped(arr: object) -> bool:
-    import mmap
+    from orrery.lux._survey.chunkstore import _Mapping
 
     base = arr
     while isinstance(base, np.ndarray):
         base = base.base
-    return isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+    return isinstance(base, _Mapping)
 
 
 def _arrays(n=23, p=7, dtype: type = np.float32, seed=0):
@@ -84,6 +84,20 @@ def test_large_arrays_are_mapped_aligned_and_small_ones_read(tmp_path, _how, mon
     assert not got.flux.flags.writeable
     np.testing.assert_array_equal(got.flux, flux)
     np.testing.assert_array_equal(got.ivar, ivar)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_mapped_chunks_hold_no_file_descriptors(tmp_path, _how):
+    flux, ivar, labels, _ = _arrays(n=60)
+    store = write_spectra(
+        tmp_path / "s", ArraySource(flux, ivar, labels), chunk_stars=1, progress=False
+    )
+    before = len(os.listdir("/proc/self/fd"))
+    # 60 chunks kept at once (as a fit keeps its resident ones): 120 arrays, mapped or not
+    kept = [store.read(i, i + 1) for i in range(60)]
+    assert len(os.listdir("/proc/self/fd")) - before < 5
+    assert all(_mapped(k.flux) for k in kept) == (_how == "mapped")
+    np.testing.assert_array_equal(np.concatenate([k.ivar for k in kept]), ivar)
 
 
 def test_text_ids_and_no_labels(tmp_path):

@@ -30,6 +30,7 @@ and refused, at its next read, since its identity (size, inode, mtime) changed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
@@ -68,6 +69,32 @@ _MAP_MIN = 2**20
 _MAP_FLAGS: int | None = (
     mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0) if hasattr(mmap, "MAP_PRIVATE") else None
 )
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library's ``mmap`` and ``munmap`` (POSIX), or None."""
+    if _MAP_FLAGS is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int64,
+        ]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
 
 
 def chunk_name(index: int) -> str:
@@ -145,24 +172,48 @@ def aligned_bytes(nbytes: int) -> np.ndarray:
     return buf[start : start + nbytes]
 
 
+class _Mapping:
+    """``length`` bytes of a file mapped read-only (``mmap(2)`` through ctypes), unmapped
+    when the last array made from it is gone. Unlike `mmap.mmap`, which keeps a copy of
+    the file descriptor open for as long as the mapping lives, it holds no descriptor:
+    a fit keeping thousands of mapped chunks must not run out of them."""
+
+    def __init__(self, fd: int, length: int) -> None:
+        assert _LIBC is not None and _MAP_FLAGS is not None
+        addr = _LIBC.mmap(None, length, mmap.PROT_READ, _MAP_FLAGS, fd, 0)
+        if addr is None or addr == _MAP_FAILED:
+            raise OSError(ctypes.get_errno(), "mmap failed")
+        self.addr, self.length = addr, length
+        self.__array_interface__ = {
+            "data": (addr, True),
+            "shape": (length,),
+            "typestr": "|u1",
+            "version": 3,
+        }
+
+    def __del__(self) -> None:
+        if _LIBC is not None:
+            _LIBC.munmap(self.addr, self.length)
+
+
 def _mapped(fd: int, offset: int, nbytes: int) -> np.ndarray | None:
     """The ``nbytes`` data bytes at ``offset`` of the file ``fd``, mapped read-only, or None.
 
     Large arrays are mapped rather than read (`_MAP_FLAGS`: private, read-only, and
     on Linux populated at once from the page cache): a ``read`` copies every byte
-    out of the page cache into fresh memory that must first be zeroed, about
-    0.2 CPU s per GiB on top of the reading itself, where a mapping shares the
-    cached pages. The bytes start 64-byte aligned when the ``.npy`` header is (as
-    NumPy writes it), so JAX on the CPU shares them too. None (read instead) for
-    small or unaligned arrays, or where the system cannot map the file.
+    out of the page cache into fresh memory that must first be faulted in (zeroed),
+    where a mapping shares the cached pages. The bytes start 64-byte aligned when
+    the ``.npy`` header is (as NumPy writes it), so JAX on the CPU shares them too.
+    None (read instead) for small or unaligned arrays, or where the system cannot
+    map the file.
     """
-    if _MAP_FLAGS is None or nbytes < _MAP_MIN or offset % 64:
+    if _LIBC is None or nbytes < _MAP_MIN or offset % 64:
         return None
     try:
-        mapping = mmap.mmap(fd, offset + nbytes, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
-    except (OSError, ValueError):
+        whole = np.asarray(_Mapping(fd, offset + nbytes))
+    except OSError:
         return None
-    return np.frombuffer(mapping, np.uint8, count=nbytes, offset=offset)
+    return whole[offset:]
 
 
 def _read_npy(
