@@ -16,12 +16,19 @@ process, so its peak RSS (``resource.getrusage``) is its own:
   when ``orrery.lux.survey`` is there;
 
 each for every budget of ``--budgets`` (default ``2GiB`` and ``256MiB``, the latter
-well below the data at the default size, so the fit really streams). Per child:
-the first fit (cold: compilation included) and the median of ``--repeats`` more
-(warm), as stars/s, the ratio of warm throughput to the in-memory one measured in
-the same run (from the medians and from the fastest of each), the RSS before the
-data (imports and JAX), the peak RSS of the whole child (compilation included) and
-the peak of the warm fits alone (Linux: the peak mark is reset after the cold fit).
+well below the data at the default size, so the fit really streams). With
+``--aligned-memory`` also ``aligned``: in memory from arrays that start 64-byte
+aligned, which JAX shares, so the fit does not copy its data first (most NumPy
+arrays are copied: the in-memory fit's usual case, and its cost). Per child: the
+first fit (cold: compilation included) and the median of ``--repeats`` more (warm),
+as stars/s, the ratio of warm throughput to the in-memory one measured in the same
+round (from the medians and from the fastest of each), the warm fits' median CPU
+seconds (all threads), the RSS before the data (imports and JAX), the peak RSS of
+the whole child (compilation included) and the peak of the warm fits alone (Linux:
+the peak mark is reset after the cold fit). ``--rounds N`` runs the in-memory and
+source children N times in turn and summarises them (median, least and most; each
+ratio against the in-memory child of its own round). What generating and ingesting
+wrote is flushed to disk (``os.sync``) before anything is timed.
 
 With the store, one more child labels it (`Cannon.infer_labels(store,
 catalogue=..., executor=...)`, a model fitted in memory on 2,000 stars) in this
@@ -158,6 +165,22 @@ def _rss_now() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _aligned_copy(arr: np.ndarray) -> np.ndarray:
+    """``arr`` copied into memory that starts 64-byte aligned: JAX on the CPU then shares
+    it, so a fit does not copy its data first (as it must for most NumPy arrays)."""
+    buf = np.empty(arr.nbytes + 64, np.uint8)
+    first = (-buf.ctypes.data) % 64
+    out = buf[first : first + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _reset_peak() -> int | None:
     """Reset the kernel's peak-RSS mark (Linux ``clear_refs``); None where that is not possible."""
     try:
@@ -183,11 +206,12 @@ def child(args) -> dict:
     folder = Path(args.folder)
     base_rss = _rss_now()
     n = args.stars
-    if args.child == "memory":  # the first --memory-stars rows, read whole into memory
+    if args.child in ("memory", "aligned"):  # the first --memory-stars rows, read whole
         rows = slice(0, args.memory_stars)
         labels = np.load(folder / "labels.npy")[rows]
-        flux = np.array(np.load(folder / "flux.npy", mmap_mode="r")[rows])
-        ivar = np.array(np.load(folder / "ivar.npy", mmap_mode="r")[rows])
+        load = _aligned_copy if args.child == "aligned" else np.array
+        flux = load(np.load(folder / "flux.npy", mmap_mode="r")[rows])
+        ivar = load(np.load(folder / "ivar.npy", mmap_mode="r")[rows])
         n = len(flux)
 
         def fit():
@@ -203,12 +227,14 @@ def child(args) -> dict:
         def fit():
             return Cannon(3, source.n_pixels).fit(source, memory_budget=args.budget)
 
-    times = []
-    repeats = max(args.repeats, 2) if args.child == "memory" else args.repeats  # warm: the bar
+    times, cpu = [], []
+    in_memory = args.child in ("memory", "aligned")
+    repeats = max(args.repeats, 2) if in_memory else args.repeats  # warm: the bar
     for _ in range(1 + repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         jax.block_until_ready(fit().coeffs)
         times.append(time.perf_counter() - t0)
+        cpu.append(_cpu_seconds() - c0)
         if len(times) == 1:  # the cold fit's compilation is not part of the warm peak
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             warm_peak = _reset_peak()
@@ -220,6 +246,7 @@ def child(args) -> dict:
         "cold": n / times[0],
         "warm": n / float(np.median(times[1:])) if len(times) > 1 else None,
         "fastest": n / float(np.min(times[1:])) if len(times) > 1 else None,
+        "warm_cpu": float(np.median(cpu[1:])) if len(cpu) > 1 else None,
         "base_rss": base_rss,
         "peak_rss": peak,
         "warm_peak_rss": warm_peak,
@@ -387,17 +414,19 @@ def _table(rows: list[tuple[str, str, dict]]) -> str:
 
     lines = [
         "| source | stars | budget | cold (stars/s) | warm (stars/s) | warm vs memory "
-        "| fastest vs memory | RSS before data | peak RSS (cold) | peak RSS (warm) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| fastest vs memory | warm CPU s | RSS before data | peak RSS (cold) "
+        "| peak RSS (warm) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, budget, r in rows:
         if "error" in r:
-            lines.append(f"| {kind} | | {budget or '-'} | {r['error']} | | | | | | |")
+            lines.append(f"| {kind} | | {budget or '-'} | {r['error']} | | | | | | | |")
             continue
         warm = f"{r['warm']:,.0f}" if r["warm"] else "-"
+        cpu = f"{r['warm_cpu']:.2f}" if r.get("warm_cpu") else "-"
         lines.append(
             f"| {kind} | {r['stars']:,} | {budget or '-'} | {r['cold']:,.0f} | {warm} "
-            f"| {ratio(r, 'warm')} | {ratio(r, 'fastest')} | {r['base_rss'] / gib:.2f} GiB "
+            f"| {ratio(r, 'warm')} | {ratio(r, 'fastest')} | {cpu} | {r['base_rss'] / gib:.2f} GiB "
             f"| {r['peak_rss'] / gib:.2f} GiB | {(r['warm_peak_rss'] or 0) / gib:.2f} GiB |"
         )
     return "\n".join(lines)
@@ -422,6 +451,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--budgets", nargs="+", default=["2GiB", "256MiB"])
     parser.add_argument("--sources", nargs="+", choices=["npy", "store"], default=["npy", "store"])
     parser.add_argument("--repeats", type=int, default=2, help="warm fits after the cold one")
+    parser.add_argument(
+        "--aligned-memory",
+        action="store_true",
+        help="training: also in memory from 64-byte aligned arrays (shared by JAX, no copy)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="training: rounds of (in-memory child, source children), summarised over rounds",
+    )
     parser.add_argument("--label-repeats", type=int, default=1, help="warm labelling runs")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
@@ -440,7 +480,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep", help="a folder for the survey, kept (and reused) afterwards")
     parser.add_argument(
-        "--child", choices=["memory", "npy", "store", "label"], help=argparse.SUPPRESS
+        "--child", choices=["memory", "aligned", "npy", "store", "label"], help=argparse.SUPPRESS
     )
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--budget", help=argparse.SUPPRESS)
@@ -464,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.folder / "ivar.npy").exists():
             generate(args.folder, args.stars, args.pixels, args.seed)
         ingest = _write_store(args.folder)
+        # what generation and ingest wrote goes to disk now, not during the timed fits
+        os.sync()
         print(
             f"survey {args.stars:,} x {args.pixels:,} on disk ({time.perf_counter() - t0:.0f} s); "
             f"threads {args.threads}; load average {os.getloadavg()}"
@@ -482,18 +524,63 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _train(args, has_store: bool) -> None:
+    """Training: ``--rounds`` rounds, each the in-memory child and then every source child,
+    so that both sides of a ratio ran one after the other on the machine of that moment."""
     per_star = 2 * args.pixels * 4
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     # the in-memory child holds the data twice (the arrays and the copy JAX shares)
     fits = int(args.memory_limit * physical / (2 * per_star))
     args.memory_stars = min(args.stars, args.memory_stars or fits)
-    rows = [("memory", "", _run_child(args, "memory", None))]
-    for budget in args.budgets:
-        for kind in args.sources:
-            if kind == "npy" or has_store:
-                rows.append((kind, budget, _run_child(args, kind, budget)))
-    print(f"flux + ivar {args.stars * per_star / 2**30:.2f} GiB; load average {os.getloadavg()}")
-    print(_table(rows))
+    print(f"flux + ivar {args.stars * per_star / 2**30:.2f} GiB")
+    rounds = []
+    for number in range(args.rounds):
+        rows = [("memory", "", _run_child(args, "memory", None))]
+        if args.aligned_memory:
+            rows.append(("memory, aligned", "", _run_child(args, "aligned", None)))
+        for budget in args.budgets:
+            for kind in args.sources:
+                if kind == "npy" or has_store:
+                    rows.append((kind, budget, _run_child(args, kind, budget)))
+        print(f"\nround {number + 1} of {args.rounds}; load average after {os.getloadavg()}")
+        print(_table(rows))
+        rounds.append(rows)
+    if len(rounds) > 1:
+        print(_summary(rounds))
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{np.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def _summary(rounds: list[list[tuple[str, str, dict]]]) -> str:
+    """Median [least-most] over the rounds: warm stars/s, its ratio to the same round's
+    in-memory figures (copied and, with ``--aligned-memory``, shared arrays), warm CPU
+    seconds per fit and the peak RSS of the warm fits."""
+    kinds = [kind for kind, _, _ in rounds[0]]
+    bases = [kinds.index(k) for k in ("memory", "memory, aligned") if k in kinds]
+    lines = [
+        f"\nover {len(rounds)} rounds: median [least-most]",
+        "| source | budget | warm (stars/s) | "
+        + " | ".join(f"warm vs {kinds[b]} (same round)" for b in bases)
+        + " | warm CPU s | peak RSS (warm) |",
+        "|---|---|---|" + "---|" * len(bases) + "---|---|",
+    ]
+    for i, (kind, budget, _) in enumerate(rounds[0]):
+        runs = [rows[i][2] for rows in rounds if rows[i][2].get("warm")]
+        if not runs:
+            continue
+        ratios = []
+        for b in bases:
+            pairs = [(rows[b][2], rows[i][2]) for rows in rounds]
+            got = [r["warm"] / m["warm"] for m, r in pairs if r.get("warm") and m.get("warm")]
+            ratios.append(f"{_spread(got, '.2f')}x" if got else "-")
+        peaks = [(r["warm_peak_rss"] or 0) / 2**30 for r in runs]
+        lines.append(
+            f"| {kind} | {budget or '-'} | {_spread([r['warm'] for r in runs], ',.0f')} | "
+            + " | ".join(ratios)
+            + f" | {_spread([r['warm_cpu'] for r in runs], '.2f')} | {_spread(peaks, '.2f')} GiB |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

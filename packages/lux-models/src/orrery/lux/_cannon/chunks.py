@@ -4,7 +4,8 @@ The budget (`parse_budget`) sets the stars per chunk (`chunk_rows`) and how many
 chunks stay resident once read (`resident_chunks`); `Reader` hands the chunks
 over in order, padded to one length with rows of zero weight (flux, ivar and
 labels 0), cleaned where the base pass found them dirty, the next one read on a
-background thread, every other pass in reverse (see `Reader.__iter__`). A source's
+background thread while kept ones are summed, every other pass in reverse (see
+`Reader.__iter__`). A source's
 ``read`` must return arrays it does not change afterwards: on the CPU a full, aligned
 chunk is shared with JAX, not copied.
 """
