@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import ClassVar
 
 import equinox as eqx
@@ -47,7 +47,7 @@ from .linear_start import ConditionalLinearGaussian
 from .names import BASE_DISTRIBUTIONS, FLOW_FAMILIES
 from .spline import SplineCoupling
 
-__all__ = ["BASE_DISTRIBUTIONS", "FLOW_FAMILIES", "CouplingsAroundLinear", "build_flow"]
+__all__ = ["BASE_DISTRIBUTIONS", "FLOW_FAMILIES", "build_flow"]
 
 #: Degrees of freedom of the ``"student_t"`` base (heavy tails, finite variance).
 STUDENT_T_DF = 5.0
@@ -356,86 +356,7 @@ def build_flow(
         width=hidden_dim,
         depth=depth,
     )
-    return Transformed(
-        inner.base_dist, CouplingsAroundLinear([inner.bijection, linear, outer.bijection])
-    )
-
-
-class CouplingsAroundLinear(Chain):
-    """``Chain([base side, linear-Gaussian layer, parameter side])`` of `build_flow`.
-
-    The same bijection, parameters and pytree leaves as the plain ``Chain``; only its
-    inverse (the log-density's direction, so training's) runs differently: both
-    coupling stacks, stacked alike, go through one ``lax.scan`` over all their
-    layers, the layers between them applied (under ``lax.cond``) before the first
-    base-side coupling. A differentiated ``Scan`` is a loop body forwards and
-    another backwards, each compiled on its own; one scan instead of two takes a
-    quarter of the kernels out of the training step (issue 37). Log-determinants
-    add up in another order (float round-off). Falls back to the plain chain when
-    the stacks differ in kind.
-    """
-
-    def __init__(self, bijections: Sequence[AbstractBijection]) -> None:
-        super().__init__(bijections)
-
-    def inverse_and_log_det(self, y, condition=None):
-        split = _split_stacks(self.bijections)
-        if split is None:
-            return super().inverse_and_log_det(y, condition)
-        stacked, static, n_first, between = split
-
-        # Recomputed when differentiated: kept, its intermediates would be stored
-        # for every layer of the scan, not only the one that runs it.
-        @functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.nothing_saveable)
-        def middle(z, log_det):
-            for bijection in between:
-                z, log_det_i = bijection.inverse_and_log_det(z, condition)
-                log_det = log_det + log_det_i.sum()
-            return z, log_det
-
-        def step(carry, xs):
-            layer_params, i = xs
-            z, log_det = jax.lax.cond(i == n_first, middle, lambda *c: c, *carry)
-            z, log_det_i = eqx.combine(layer_params, static).transform_and_log_det(z, condition)
-            return (z, log_det + log_det_i.sum()), None
-
-        n_layers = jax.tree.leaves(stacked)[0].shape[0]
-        init = (y, jnp.zeros((), jnp.result_type(y)))
-        (x, log_det), _ = jax.lax.scan(step, init, (stacked, jnp.arange(n_layers)))
-        return x, log_det
-
-
-def _scan_of(bijection):
-    """The stacked layers of an ``Invert(Scan(...))``, else ``None``."""
-    if isinstance(bijection, Invert) and isinstance(bijection.bijection, Scan):
-        return bijection.bijection.bijection
-    return None
-
-
-def _split_stacks(bijections):
-    """``(stacked params, static, parameter-side layers, layers between)`` or ``None``.
-
-    The parameter-side stack's layers come first in the inverse direction, then
-    those between the stacks (the linear layer's inverse, then those of the
-    base side's non-coupling layers, last first), then the base-side stack.
-    """
-    if len(bijections) != 3:
-        return None
-    base_side, linear, parameter_side = bijections
-    rest: tuple = ()
-    if isinstance(base_side, Chain):
-        base_side, rest = base_side.bijections[0], base_side.bijections[1:]
-    first, second = _scan_of(parameter_side), _scan_of(base_side)
-    if first is None or second is None:
-        return None
-    first_params, first_static = eqx.partition(first, eqx.is_array)
-    second_params, second_static = eqx.partition(second, eqx.is_array)
-    same = jax.tree.structure(first_params) == jax.tree.structure(second_params)
-    if not same or not eqx.tree_equal(first_static, second_static):
-        return None
-    stacked = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first_params, second_params)
-    n_first = jax.tree.leaves(first_params)[0].shape[0]
-    return stacked, first_static, n_first, (linear, *reversed(rest))
+    return Transformed(inner.base_dist, Chain([inner.bijection, linear, outer.bijection]))
 
 
 def _spline_coupling(num_spline_bins: int, spline_bound: float):
