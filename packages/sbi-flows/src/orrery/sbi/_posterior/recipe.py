@@ -49,9 +49,9 @@ average of the epoch-end states, weight 0.8, kept on validation; third session) 
 validation loss on 5 of the 6 problems below (slcp 1.366 -> 1.232, slcp_distractors 2.938 ->
 2.767, bernoulli_glm 0.204 -> 0.173) but not the gaps (0.40-1.74 nats) and raised
 gaussian_linear_uniform's validation loss (5.692 -> 5.738); its C2ST was no better
-(bernoulli_glm 0.613 against 0.599, slcp's first observation 0.700 against 0.677). Measured on the kept state
-(`SBITrainer.fit`'s ``kept_train_loss``, seed 0 or 1): slcp_distractors 1.55 nats apart,
-slcp 1.11, bernoulli_glm_raw 0.82, bernoulli_glm 0.65, folded_5d 0.47,
+(bernoulli_glm 0.613 against 0.599, slcp's first observation 0.700 against 0.677). Measured
+on the kept state (`SBITrainer.fit`'s ``kept_train_loss``, seed 0 or 1): slcp_distractors
+1.55 nats apart, slcp 1.11, bernoulli_glm_raw 0.82, bernoulli_glm 0.65, folded_5d 0.47,
 gaussian_linear_uniform 0.37; on slcp the validation loss keeps improving while the gap
 grows, so earlier stopping costs held-out fit. Weight decay 1.0 brings bernoulli_glm to 0.49
 at a better validation loss (0.188), but its C2ST is no better (0.608 against 0.599, same
