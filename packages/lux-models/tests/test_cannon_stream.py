@@ -8,6 +8,7 @@ source is refused naming it.
 """
 
 import logging
+from typing import Any
 
 import jax
 import numpy as np
@@ -130,8 +131,9 @@ def test_censoring_and_masked_data_equal_the_in_memory_fit(survey, x64):
     flux[40:80] = np.nan  # a whole chunk of NaN flux: masked, as in memory
     ivar[3, :5] = 0.0
     ivar[100, 7] = np.nan
-    censor = np.zeros((P, K), bool)
-    censor[:10, 4:] = True
+    censor_np = np.zeros((P, K), bool)
+    censor_np[:10, 4:] = True
+    censor: Any = censor_np  # Cannon.fit takes any array
     memory = Cannon(3, P).fit(s.labels, flux, ivar, censoring_mask=censor)
     source = ArraySource(flux, ivar, s.labels)
     streamed = Cannon(3, P).fit(source, memory_budget=_budget(32, 8), censoring_mask=censor)
@@ -182,6 +184,7 @@ def test_budget_sets_the_chunk_and_parses_sizes():
     assert parse_budget("500MB") == 500 * 10**6
     assert parse_budget(1e6) == 10**6
     assert parse_budget(None) == 2 * 2**30
+    bad: Any
     for bad in ("two gigs", "-1GB", 0, True, "1 parsec", [1]):
         with pytest.raises(ConfigError, match="memory_budget"):
             parse_budget(bad)
