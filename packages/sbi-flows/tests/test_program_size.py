@@ -20,6 +20,8 @@ When a deliberate change moves a pin, update it (with the new count in the
 commit message); the margin absorbs JAX-version noise, not a new design.
 """
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -56,7 +58,7 @@ def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]
     x = theta @ rng.normal(size=(3, 5)) + 0.1 * rng.normal(size=(n_rows, 5))
     dataset = SimulationDataset.from_arrays(theta, x, seed=0)
     post = ConditionalFlowPosterior.recommended(3, recipe_rows, seed=0)
-    sizes: dict[str, int] = {}
+    sizes: dict[str, Any] = {}  # op counts, and the model while its programs lower
     real_build = posterior_module.compiled_build
 
     def spy_build(make, key, cache_key):
