@@ -236,7 +236,9 @@ def child(args) -> dict:
         times.append(time.perf_counter() - t0)
         cpu.append(_cpu_seconds() - c0)
         if len(times) == 1:  # the cold fit's compilation is not part of the warm peak
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child
+            # started by this (large) parent would report the parent's peak
+            peak = _peak_since_reset() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             warm_peak = _reset_peak()
     warm_peak = None if len(times) == 1 else warm_peak
     if warm_peak is not None and len(times) > 1:
@@ -337,7 +339,10 @@ def label_child(args) -> dict:
                     out[f"{key}_warm"] = n / float(np.median(times[1:]))
                 if pool is not None:
                     pool.shutdown()
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss"] = (
+        _peak_since_reset() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    # an upper bound: a worker's ru_maxrss starts from this process's RSS when it forked
     out["worker_peak_rss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     out["load"] = os.getloadavg()
     return out
