@@ -7,7 +7,6 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 
@@ -82,33 +81,10 @@ def set_lr_factor(opt_state, factor: float):
     )
 
 
-def flat_layout(tree):
-    """``(ravel, unravel)`` between a pytree of arrays like ``tree`` and one vector.
-
-    The leaves in ``jax.tree.flatten`` order, each reshaped to one axis and
-    concatenated: the layout `make_optimizer`'s ``optax.flatten`` gives its state,
-    so that a flat vector can be handed to that optimiser as it is.
-    """
-    leaves, treedef = jax.tree.flatten(tree)
-    shapes = [jnp.shape(leaf) for leaf in leaves]
-    ends = np.cumsum([math.prod(shape) for shape in shapes])[:-1].tolist()
-
-    def ravel(t):
-        return jnp.concatenate([jnp.reshape(leaf, (-1,)) for leaf in jax.tree.leaves(t)])
-
-    def unravel(vector):
-        parts = jnp.split(vector, ends)
-        return jax.tree.unflatten(
-            treedef, [jnp.reshape(part, shape) for part, shape in zip(parts, shapes, strict=True)]
-        )
-
-    return ravel, unravel
-
-
 def make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel=None):
     """One optimiser step on one minibatch, shared by every epoch builder.
 
-    With ``unravel`` (from `flat_layout`) the step takes and returns the trained
+    With ``unravel`` (from ``jax.flatten_util.ravel_pytree``) the step takes and returns the trained
     arrays as one vector: the gradient is then one vector too, and the optimiser's
     arithmetic one set of kernels over it. Handed a pytree, XLA fuses the update
     into every parameter array's own kernel again (a copy of Adam per array: a

@@ -15,9 +15,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from .._xla import compiler_options
-from ._optim import combine_model, flat_layout, make_sgd_step
+from ._optim import combine_model, make_sgd_step
 
 __all__ = [
     "EVAL_CHUNK",
@@ -95,13 +96,15 @@ def strong(tree: Any) -> Any:
 def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches.
 
-    The scan carries the trained arrays as one vector (`flat_layout`), ravelled on
-    entry and split again on exit; the epoch's inputs and outputs keep their pytrees.
+    The scan carries the trained arrays as one vector (``ravel_pytree``: the leaves in
+    ``jax.tree.flatten`` order, the layout ``optax.flatten`` gives the optimiser's
+    state), ravelled on entry and split again on exit; the epoch's inputs and outputs
+    keep their pytrees.
     """
 
     @jax.jit
     def epoch_fn(params, opt_state, data, key, consts=None):
-        ravel, unravel = flat_layout(params)
+        flat, unravel = ravel_pytree(params)
         sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel)
         n = jax.tree.leaves(data)[0].shape[0]
         n_batches = n // batch_size
@@ -116,9 +119,7 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             flat, opt_state, loss = sgd_step(flat, opt_state, _take(data, idx), k, consts)
             return (flat, opt_state), loss
 
-        (flat, opt_state), losses = jax.lax.scan(
-            step, (ravel(params), opt_state), (order, step_keys)
-        )
+        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (order, step_keys))
         return unravel(flat), opt_state, jnp.mean(losses)
 
     return epoch_fn
