@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -120,7 +120,7 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             return (flat, opt_state), loss
 
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (order, step_keys))
-        return unravel(flat), opt_state, jnp.mean(losses)
+        return unravel(cast(jax.Array, flat)), opt_state, jnp.mean(losses)
 
     return epoch_fn
 
