@@ -195,12 +195,19 @@ class ObservationEncoder(eqx.Module):
         return out + self.skip(self.raw_features(observation))
 
     def raw_features(self, observation: Mapping[str, Mapping[str, Array]]) -> Float[Array, " m"]:
-        """The raw observation as one vector: each block's values, then its uncertainties."""
-        raw = [
-            _channels(observation[name]["values"], observation[name].get("uncertainties"))
-            for name in self.block_names
-        ]
-        return jnp.concatenate([r.reshape(-1) for r in raw])
+        """The raw observation as one vector: each block's values, then its uncertainties.
+
+        Only reshapes and one concatenation (none for a single 1-D block without
+        uncertainties): the linear start calls it eagerly under ``vmap``, where every
+        operation is a program compiled of its own.
+        """
+        raw = []
+        for name in self.block_names:
+            block = observation[name]
+            raw.append(jnp.reshape(block["values"], -1))
+            if block.get("uncertainties") is not None:
+                raw.append(jnp.reshape(block["uncertainties"], -1))
+        return raw[0] if len(raw) == 1 else jnp.concatenate(raw)
 
 
 def build_observation_encoder(

@@ -26,6 +26,7 @@ from ._config import PosteriorConfig, posterior_specs
 from ._fit_checks import warn_preparation_and_fit
 from ._flows.linear_start import MAX_ROWS as START_ROWS
 from ._flows.linear_start import linear_gaussian_start
+from ._host_keys import split_seed
 from ._posterior import model as _model
 from ._posterior.aux import unwrap as unwrap_aux
 from ._posterior.aux import with_aux_heads
@@ -384,8 +385,12 @@ class ConditionalFlowPosterior(
         return self.encoder_spec.hidden_dim
 
     def _root_keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(build, auxiliary heads, epoch metrics)`` keys, split from ``seed``'s key."""
-        k_build, k_aux, k_metrics = jr.split(jr.key(self.seed), 3)
+        """``(build, auxiliary heads, epoch metrics)`` keys, split from ``seed``'s key.
+
+        ``jr.split(jr.key(seed), 3)``'s values, computed on the host (eagerly, JAX
+        compiles four small programs for them).
+        """
+        k_build, k_aux, k_metrics = split_seed(self.seed, 3)
         return k_build, k_aux, k_metrics
 
     @in_float32
@@ -401,8 +406,9 @@ class ConditionalFlowPosterior(
         encoder, flow = compiled_build(self._build_networks, key, architecture)
         coords = _model._Coordinates(
             self.parameter_space,
-            jnp.asarray(self._flow_shift, jnp.float32),
-            jnp.asarray(self._flow_scale, jnp.float32),
+            # cast by NumPy: a device-side cast would be a program of its own
+            jax.device_put(np.asarray(self._flow_shift, np.float32)),
+            jax.device_put(np.asarray(self._flow_scale, np.float32)),
             log_dims=self.space.log_dims if self.space is not None else (),
         )
         return _model.PosteriorModel(encoder, flow, coords)

@@ -24,6 +24,7 @@ import numpy as np
 from orrery.interface import ConfigError, ShapeError
 
 from .._config import TrainingSpec
+from .._host_keys import seed_key
 from ._checkpoint import resolve_backend, resume, save_checkpoint, snapshot
 from ._data_parallel import (
     DataParallel,
@@ -445,7 +446,7 @@ class SBITrainer:
         # Optimiser state, rates and keys in one program (eagerly, each its own programs).
         setup = _cached(("setup", opt_key), lambda: make_setup(optimizer, schedule))
         end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
-        base_key = jax.random.key(self.seed)
+        base_key = seed_key(self.seed)  # jax.random.key's value, without a program
         opt_state, lrs, epoch_keys, val_key = setup(params, base_key, jax.device_put(end_steps))
         return _Programs(
             params=params,
@@ -627,6 +628,8 @@ class _Data:
     n_train: int
     n_val: int
     streaming: bool
+    #: the training pytree as the caller gave it (NumPy leaves stay on the host)
+    given_train: Any = None
 
     @property
     def has_val(self) -> bool:
@@ -645,7 +648,12 @@ def _kept_train_loss(run: _Programs, state: _RunState, data: _Data) -> float:
     if run.evaluate is None or data.streaming or not state.history["train_loss"]:
         return math.nan
     n = min(data.n_val, data.n_train)
-    rows = jax.tree.map(lambda a: a[:n], data.train)
+    # The caller's NumPy rows are sliced on the host: a device slice is a program.
+    rows = jax.tree.map(
+        lambda given, a: _on_device(given[:n]) if isinstance(given, np.ndarray) else a[:n],
+        data.given_train,
+        data.train,
+    )
     return float(run.evaluate(state.best_params, rows, run.val_key, n))
 
 
@@ -660,7 +668,7 @@ def _as_data(train_data: Any, val_data: Any, devices: Any) -> _Data:
     # Data-parallel epochs gather each process's rows on the host.
     train = jax.tree.map(np.asarray if devices is not None else _on_device, train_data)
     val = jax.tree.map(_on_device, val_data) if val_data is not None else None
-    return _Data(train, val, n_train, n_val, False)
+    return _Data(train, val, n_train, n_val, False, given_train=train_data)
 
 
 def _on_device(leaf: Any) -> jax.Array:

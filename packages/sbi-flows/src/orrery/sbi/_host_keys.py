@@ -1,0 +1,83 @@
+"""Threefry keys derived on the host, so that a fit's first keys compile no program.
+
+``jax.random.split(jax.random.key(seed), n)`` run eagerly compiles four small XLA
+programs (the seed's staging, ``threefry_seed``, the split, the unstacking); in a
+fresh process that is a few tenths of a second before any training (issue 37).
+`seed_key` and `split_seed` compute the same key data with NumPy (Threefry-2x32, 20 rounds, as
+in Salmon et al. 2011 and JAX's default ``threefry2x32`` implementation with
+``jax_threefry_partitionable``) and wraps it as typed keys, which costs no
+program. Where JAX is configured otherwise (another PRNG implementation, the
+non-partitionable split) or the seed is outside ``[0, 2**31)``, JAX computes the
+keys itself: the values are the same either way.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+__all__ = ["seed_key", "split_seed", "threefry2x32"]
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _rotl(v: np.ndarray, r: int) -> np.ndarray:
+    return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
+
+
+def threefry2x32(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32 of the counter pairs ``(x0, x1)`` under the key words ``key``.
+
+    Args:
+        key: the two ``uint32`` words of a raw key.
+        x0, x1: ``uint32`` arrays of one shape (high and low counter words).
+
+    Returns:
+        The two output words, each of the counters' shape.
+    """
+    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
+    schedule = (k0, k1, k0 ^ k1 ^ _PARITY)
+    a = np.asarray(x0, np.uint32) + schedule[0]
+    b = np.asarray(x1, np.uint32) + schedule[1]
+    for group in range(5):
+        for r in _ROTATIONS[group % 2]:
+            a = a + b
+            b = _rotl(b, r) ^ a
+        a = a + schedule[(group + 1) % 3]
+        b = b + schedule[(group + 2) % 3] + np.uint32(group + 1)
+    return a, b
+
+
+def _host_split_applies(seed: int) -> bool:
+    return (
+        0 <= seed < 2**31
+        and str(jax.config.jax_default_prng_impl) == "threefry2x32"  # pyright: ignore[reportAttributeAccessIssue]
+        and bool(jax.config.jax_threefry_partitionable)  # pyright: ignore[reportAttributeAccessIssue]
+    )
+
+
+def seed_key(seed: int) -> jax.Array:
+    """``jax.random.key(seed)``, without compiling (see `split_seed`)."""
+    if not _host_split_applies(int(seed)):
+        return jax.random.key(seed)
+    return jax.random.wrap_key_data(jax.device_put(np.array([0, seed], np.uint32)))
+
+
+def split_seed(seed: int, num: int) -> tuple[jax.Array, ...]:
+    """``tuple(jax.random.split(jax.random.key(seed), num))``, without compiling.
+
+    Args:
+        seed: a non-negative integer seed (others go through JAX, same values).
+        num: how many keys.
+
+    Returns:
+        ``num`` typed keys, bit-identical to JAX's split of ``seed``'s key.
+    """
+    if not _host_split_applies(int(seed)):
+        return tuple(jax.random.split(jax.random.key(seed), num))
+    root = np.array([0, seed], np.uint32)  # threefry_seed of a 32-bit seed
+    with np.errstate(over="ignore"):
+        hi, lo = threefry2x32(root, np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32))
+    data = np.stack([hi, lo], axis=1)
+    return tuple(jax.random.wrap_key_data(jax.device_put(row)) for row in data)

@@ -1,0 +1,104 @@
+"""A first fit compiles only its real programs: no one-op programs around them (issue 37).
+
+Eagerly, every JAX operation is a small XLA program compiled once per process:
+the root keys' split, a dtype cast, the raw features under ``vmap`` in the linear
+start, a row slice. These are computed on the host instead, with the same values.
+Whether something compiles is checked in a fresh process (in this one, earlier
+tests have compiled and cached the same small programs).
+"""
+
+import json
+import subprocess
+import sys
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from orrery.sbi._host_keys import seed_key, split_seed, threefry2x32
+from orrery.sbi.training import SBITrainer
+
+
+def _data(key) -> np.ndarray:
+    return np.asarray(jax.random.key_data(key))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345, 2**31 - 1])
+@pytest.mark.parametrize("num", [1, 3, 5])
+def test_host_keys_are_jax_keys(seed, num):
+    host = np.stack([_data(k) for k in split_seed(seed, num)])
+    np.testing.assert_array_equal(host, _data(jax.random.split(jax.random.key(seed), num)))
+    np.testing.assert_array_equal(_data(seed_key(seed)), _data(jax.random.key(seed)))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_seeds_outside_the_host_range_go_through_jax(seed):
+    with jax.enable_x64(True):  # 2**31 is a seed only with 64-bit integers
+        host = np.stack([_data(k) for k in split_seed(seed, 3)])
+        np.testing.assert_array_equal(host, _data(jax.random.split(jax.random.key(seed), 3)))
+
+
+def test_threefry_matches_the_known_answer():
+    # Random123's known-answer vector for Threefry-2x32, 20 rounds (key and counter
+    # all ones), which JAX's own tests use as well.
+    ones = np.array([0xFFFFFFFF, 0xFFFFFFFF], np.uint32)
+    with np.errstate(over="ignore"):
+        a, b = threefry2x32(ones, ones[:1], ones[1:])
+    assert (int(a[0]), int(b[0])) == (0x1CB996FC, 0xBB002BE7)
+
+
+_FRESH = r"""
+import json, sys
+import jax, jax.monitoring
+import numpy as np
+events = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, s, **kw: events.append(name) if name.endswith("backend_compile_duration") else None
+)
+from orrery.sbi._host_keys import seed_key, split_seed
+from orrery.sbi.encoders import build_observation_encoder
+schema = {"x": {"modality": "photometry", "size": 5, "has_uncertainties": False}}
+encoder = build_observation_encoder(schema, embedding_dim=4, linear_skip=True, key=seed_key(1))
+counts = {}
+start = len(events)
+split_seed(0, 3), seed_key(0)
+counts["keys"] = len(events) - start
+start = len(events)
+obs = {"x": {"values": np.ones((7, 5), np.float32)}}
+np.asarray(jax.vmap(encoder.raw_features)(obs))
+counts["raw_features"] = len(events) - start
+start = len(events)
+jax.random.split(jax.random.key(2), 3)  # the eager split: shows that compiles are counted
+counts["eager_split"] = len(events) - start
+json.dump(counts, sys.stdout)
+"""
+
+
+def test_keys_and_raw_features_compile_nothing_in_a_fresh_process():
+    proc = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["eager_split"] > 0
+    assert counts["keys"] == 0 and counts["raw_features"] == 0
+
+
+def _mlp_loss(model, batch, key):
+    jitter = 1.0 + 0.1 * jax.random.uniform(key, ())
+    return jitter * jnp.mean((jax.vmap(model)(batch["x"]) - batch["y"]) ** 2)
+
+
+def test_kept_train_loss_of_host_rows_equals_that_of_device_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)).astype(np.float32)
+    model = eqx.nn.MLP(3, "scalar", 8, 1, key=jax.random.key(2))
+    trainer = SBITrainer(learning_rate=1e-2, batch_size=32, num_epochs=2, progress=False)
+    host = {"x": x[:150], "y": y[:150]}
+    val = {"x": x[150:], "y": y[150:]}
+    _, on_host = trainer.fit(model, _mlp_loss, host, val)
+    _, on_device = trainer.fit(model, _mlp_loss, jax.tree.map(jnp.asarray, host), val)
+    kept = on_host.validation_metrics["kept_train_loss"]
+    assert np.isfinite(kept)
+    assert kept == on_device.validation_metrics["kept_train_loss"]
