@@ -26,9 +26,11 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
+import numpy as np
 from jax.core import Tracer
 
 from .._xla import compiler_options
+from . import _host_eval
 
 __all__ = ["compiled_build"]
 
@@ -37,7 +39,7 @@ T = TypeVar("T")
 _CACHE_SIZE = 32
 #: The build runs once: compile time matters, run time does not.
 _COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-_BUILDERS: dict[Hashable, list] = {}
+_BUILDERS: dict[Hashable, _Builder] = {}
 
 
 def _walk(
@@ -90,7 +92,12 @@ def _leaked(tree: Any) -> bool:
 
 
 def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Hashable) -> T:
-    """``make(key)`` evaluated as one jitted program, cached under ``cache_key``.
+    """``make(key)``, evaluated on the host from its jaxpr, cached under ``cache_key``.
+
+    The first build of an architecture traces ``make`` to a jaxpr (no XLA compile)
+    and evaluates it with NumPy (`_host_eval`); later builds, with any key, evaluate
+    the cached jaxpr again. Should the jaxpr need what the host interpreter does not
+    reproduce exactly, the build is compiled as one XLA program instead (also cached).
 
     Args:
         make: builds a pytree (an equinox module) from a PRNG key; everything else it
@@ -103,40 +110,17 @@ def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Ha
     """
     entry = _BUILDERS.get(cache_key)
     if entry is None:
-        cells: list = []
-        # `make` is handed in per call rather than captured: a cached program must not
-        # keep alive whatever object `make` is bound to (a whole posterior).
-        maker: list = [None]
-
-        def traced(k):
-            out = maker[0](k)
-            cells.clear()
-            unrepairable: list = []
-
-            def record(cell, tracer):
-                (cells if cell is not None else unrepairable).append(cell)
-
-            _walk(out, set(), record)
-            if unrepairable:
-                raise _Unrepairable
-            return out, [cell.cell_contents for cell in cells]
-
-        entry = [eqx.filter_jit(traced), cells, maker]
-    builder, cells, maker = entry
-    maker[0] = make
+        entry = _Builder()
+    entry.maker[0] = make
     try:
-        if not isinstance(builder, _Compiled):
-            lowered = builder.lower(key)
-            options = {**compiler_options(), **_COMPILER_OPTIONS}
-            builder = entry[0] = _Compiled(lowered.compile(compiler_options=options))
-        out, values = builder(key)
+        out = entry.host(key)
+        if out is None:
+            out = entry.compiled(key)
     except _Unrepairable:
         return make(key)
     finally:
-        maker[0] = None
-    for cell, value in zip(cells, values, strict=True):
-        cell.cell_contents = value
-    if _leaked(out):  # defensive: every holder was repaired above
+        entry.maker[0] = None
+    if _leaked(out):  # defensive: every holder was repaired
         _BUILDERS.pop(cache_key, None)
         return make(key)
     if cache_key not in _BUILDERS:
@@ -146,14 +130,78 @@ def compiled_build(make: Callable[[jax.Array], T], key: jax.Array, cache_key: Ha
     return out
 
 
-class _Compiled:
-    """An ahead-of-time compiled build program."""
+class _Builder:
+    """One architecture's build: its jaxpr for the host, else its compiled program."""
 
-    def __init__(self, compiled: Any) -> None:
-        self.compiled = compiled
+    def __init__(self) -> None:
+        #: closure cells that held tracers in the traced output, in output order
+        self.cells: list = []
+        # `make` is handed in per call rather than captured: a cached build must not
+        # keep alive whatever object `make` is bound to (a whole posterior).
+        self.maker: list = [None]
+        #: per ``jax_enable_x64``: (jaxpr, output treedef, static output), or None
+        #: once the host interpreter refused this architecture
+        self.plans: dict[bool, tuple[Any, Any, Any] | None] = {}
+        self.program: Any = None
 
-    def __call__(self, key: jax.Array) -> Any:
-        return self.compiled(key)
+    def traced(self, k: jax.Array) -> tuple[Any, list]:
+        """``make(k)`` and the values of the closure cells that hold tracers."""
+        out = self.maker[0](k)
+        self.cells.clear()
+        unrepairable: list = []
+
+        def record(cell, tracer):
+            (self.cells if cell is not None else unrepairable).append(cell)
+
+        _walk(out, set(), record)
+        if unrepairable:
+            raise _Unrepairable
+        return out, [cell.cell_contents for cell in self.cells]
+
+    def host(self, key: jax.Array) -> Any:
+        """The build evaluated with NumPy from its jaxpr; None where it cannot be."""
+        if not _is_threefry_key(key):
+            return None
+        x64 = bool(jax.config.read("jax_enable_x64"))
+        if x64 not in self.plans:
+            jaxpr, struct, static = eqx.filter_make_jaxpr(self.traced)(key)
+            self.plans[x64] = (jaxpr, jax.tree.structure(struct), static)
+        plan = self.plans[x64]
+        if plan is None:
+            return None
+        jaxpr, treedef, static = plan
+        try:
+            leaves = _host_eval.evaluate(jaxpr, [np.asarray(jax.random.key_data(key))])
+        except _host_eval.Unsupported:
+            self.plans[x64] = None
+            return None
+        dynamic = jax.tree.unflatten(treedef, [jax.device_put(leaf) for leaf in leaves])
+        out, values = eqx.combine(dynamic, static)
+        self._repair(values)
+        return out
+
+    def compiled(self, key: jax.Array) -> Any:
+        """The build as one XLA program, compiled on first use."""
+        if self.program is None:
+            lowered = eqx.filter_jit(self.traced).lower(key)
+            options = {**compiler_options(), **_COMPILER_OPTIONS}
+            self.program = lowered.compile(compiler_options=options)
+        out, values = self.program(key)
+        self._repair(values)
+        return out
+
+    def _repair(self, values: list) -> None:
+        for cell, value in zip(self.cells, values, strict=True):
+            cell.cell_contents = value
+
+
+def _is_threefry_key(key: Any) -> bool:
+    """A typed key array of JAX's default threefry PRNG (what `_host_eval` reproduces)."""
+    try:
+        typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        return typed and str(jax.random.key_impl(key)) == "threefry2x32"
+    except (AttributeError, TypeError):
+        return False
 
 
 class _Unrepairable(Exception):
