@@ -19,7 +19,8 @@ where NumPy and XLA agree: integer division by zero, float-to-int overflow)
 raises `Unsupported`; the caller then compiles the build instead. Equations
 whose results are unused are skipped.
 
-Keys travel as their ``uint32`` data, with the trailing axis of length 2.
+Keys travel as their ``uint32`` data, with the trailing axis of length 2 (the
+outputs must not be keys: they would come back as that raw data).
 """
 
 from __future__ import annotations
@@ -305,6 +306,9 @@ _OTHER: dict[str, Callable[..., Any]] = {
     "random_split": _random_split,
     "random_bits": _random_bits,
     "random_fold_in": _random_fold_in,
+    # a key is its data here; the key-typed side's PRNG is checked in `_apply`
+    "random_wrap": lambda x, **_: x,
+    "random_unwrap": lambda x: x,
     "sort": _sort,
     "copy": lambda x: x,
     "copy_p": lambda x: x,
@@ -331,6 +335,8 @@ def evaluate(closed: jex.ClosedJaxpr, args: Sequence[np.ndarray]) -> list[np.nda
     """
     if not getattr(jax.config, _PARTITIONABLE):
         raise Unsupported("jax_threefry_partitionable is off")
+    if any(_is_key(aval) for aval in closed.out_avals):  # would come back as raw data
+        raise Unsupported("a key-typed output")
     with np.errstate(all="ignore"):  # integer wrap-around is the point of threefry
         outs = _eval_jaxpr(closed.jaxpr, closed.consts, list(args), None)
     return [out for out in outs if out is not None]
@@ -410,7 +416,7 @@ def _apply(eqn: Any, args: list[Any], live: set) -> list[Any]:
             if name not in _OTHER or not all(
                 _key_impl_ok(a) for a, k in zip(avals, keys, strict=True) if k
             ):
-                raise Unsupported(f"{name} (only threefry's split, bits and fold_in)")
+                raise Unsupported(f"{name} (only threefry keys)")
             out = _OTHER[name](*args, **params)
         elif name in _SHAPE_OPS:
             out = _SHAPE_OPS[name](*args, key=any(keys), **params)
