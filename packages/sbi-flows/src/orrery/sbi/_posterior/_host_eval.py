@@ -240,10 +240,6 @@ _ELEMENTWISE: dict[str, Callable[..., Any]] = {
     "abs": np.abs,
     "sign": np.sign,
     "sqrt": np.sqrt,
-    "exp": np.exp,
-    "log": np.log,
-    "log1p": np.log1p,
-    "expm1": np.expm1,
     "and": np.bitwise_and,
     "or": np.bitwise_or,
     "xor": np.bitwise_xor,
@@ -260,7 +256,16 @@ _ELEMENTWISE: dict[str, Callable[..., Any]] = {
     "select_n": _select_n,
 }
 
-_FLOAT_ONLY = {"sqrt", "exp", "log", "log1p", "expm1"}
+_FLOAT_ONLY = {"sqrt"}
+
+#: float ops whose result depends on XLA's code (polynomials, reduction order): each
+#: runs as its own one-op XLA program, compiled once per process and shape
+_XLA_OPS = frozenset(
+    {"exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "erf", "erf_inv", "erfc"}
+    | {"sin", "cos", "tan", "atan2", "pow", "cbrt", "rsqrt", "reduce_sum"}
+)
+_XLA_PROGRAMS: dict[tuple, Any] = {}
+_XLA_CACHE_SIZE = 256
 
 #: primitives whose key-typed operands keep their data's trailing axis
 _SHAPE_OPS: dict[str, Callable[..., Any]] = {
@@ -293,9 +298,6 @@ _OTHER: dict[str, Callable[..., Any]] = {
     "iota": _iota,
     "pad": _pad,
     "integer_pow": _integer_pow,
-    "reduce_sum": lambda x, *, axes, **_: np.sum(
-        x, axis=tuple(int(a) for a in axes), dtype=x.dtype
-    ),
     "reduce_max": _reduce(np.max),
     "reduce_min": _reduce(np.min),
     "reduce_and": _reduce(np.all),
@@ -327,8 +329,13 @@ _DEFAULT_NONE = ("out_dtype", "accuracy")
 
 
 # ---------------------------------------------------------------- interpreter
-def evaluate(closed: jex.ClosedJaxpr, args: Sequence[np.ndarray]) -> list[np.ndarray]:
+def evaluate(
+    closed: jex.ClosedJaxpr, args: Sequence[np.ndarray], compiler_options: dict[str, Any]
+) -> list[np.ndarray]:
     """The outputs of ``closed`` applied to ``args`` (keys as their ``uint32`` data).
+
+    ``compiler_options`` compile the one-op programs of `_XLA_OPS` (those of the
+    compiled build, so that both give the same bits).
 
     Raises:
         Unsupported: the jaxpr needs something this interpreter does not reproduce.
@@ -338,12 +345,16 @@ def evaluate(closed: jex.ClosedJaxpr, args: Sequence[np.ndarray]) -> list[np.nda
     if any(_is_key(aval) for aval in closed.out_avals):  # would come back as raw data
         raise Unsupported("a key-typed output")
     with np.errstate(all="ignore"):  # integer wrap-around is the point of threefry
-        outs = _eval_jaxpr(closed.jaxpr, closed.consts, list(args), None)
+        outs = _eval_jaxpr(closed.jaxpr, closed.consts, list(args), None, compiler_options)
     return [out for out in outs if out is not None]
 
 
 def _eval_jaxpr(
-    jaxpr: jex.Jaxpr, consts: Sequence[Any], args: list[Any], needed: list[bool] | None
+    jaxpr: jex.Jaxpr,
+    consts: Sequence[Any],
+    args: list[Any],
+    needed: list[bool] | None,
+    options: dict[str, Any],
 ) -> list[Any]:
     if jaxpr.effects:
         raise Unsupported(f"effects {jaxpr.effects}")
@@ -372,7 +383,7 @@ def _eval_jaxpr(
         return env[var]
 
     for eqn in reversed(plan):
-        outs = _apply(eqn, [read(v) for v in eqn.invars], live)
+        outs = _apply(eqn, [read(v) for v in eqn.invars], live, options)
         for var, out in zip(eqn.outvars, outs, strict=True):
             if out is not None and not isinstance(var, jex.DropVar):
                 env[var] = _checked(out, var.aval, eqn.primitive.name)
@@ -395,7 +406,7 @@ def _checked(value: Any, aval: Any, name: str) -> np.ndarray:
     return out
 
 
-def _apply(eqn: Any, args: list[Any], live: set) -> list[Any]:
+def _apply(eqn: Any, args: list[Any], live: set, options: dict[str, Any]) -> list[Any]:
     name = eqn.primitive.name
     params = {k: v for k, v in eqn.params.items() if k not in _IGNORED_PARAMS}
     for option in _DEFAULT_NONE:  # only their defaults are reproduced
@@ -405,7 +416,7 @@ def _apply(eqn: Any, args: list[Any], live: set) -> list[Any]:
         sub = params[_CALLS[name]]
         inner, consts = (sub.jaxpr, sub.consts) if isinstance(sub, jex.ClosedJaxpr) else (sub, [])
         needed = [v in live for v in eqn.outvars]
-        return _eval_jaxpr(inner, consts, args, needed)
+        return _eval_jaxpr(inner, consts, args, needed, options)
     avals = [v.aval for v in (*eqn.invars, *eqn.outvars)]
     keys = [_is_key(a) for a in avals]
     floats = [np.dtype(a.dtype) for a in avals if not _is_key(a) and np.dtype(a.dtype).kind == "f"]
@@ -422,6 +433,8 @@ def _apply(eqn: Any, args: list[Any], live: set) -> list[Any]:
             out = _SHAPE_OPS[name](*args, key=any(keys), **params)
         elif any(keys):
             raise Unsupported(f"{name} on keys")
+        elif name in _XLA_OPS:
+            out = _xla_op(eqn, args, options)
         elif name in _ELEMENTWISE:
             if name in _FLOAT_ONLY and not floats:
                 raise Unsupported(f"{name} on integers")
@@ -433,3 +446,20 @@ def _apply(eqn: Any, args: list[Any], live: set) -> list[Any]:
     except (TypeError, ValueError, IndexError, KeyError) as error:  # a parameter not expected
         raise Unsupported(f"{name}: {error}") from error
     return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _xla_op(eqn: Any, args: list[Any], options: dict[str, Any]) -> Any:
+    """One equation as its own XLA program (cached per primitive, parameters and shapes)."""
+    signature = tuple((a.shape, a.dtype.str) for a in args)
+    params = tuple(sorted((k, repr(v)) for k, v in eqn.params.items()))
+    key = (eqn.primitive.name, params, signature, tuple(sorted(options.items())))
+    program = _XLA_PROGRAMS.get(key)
+    if program is None:
+        primitive, eqn_params = eqn.primitive, dict(eqn.params)
+        structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
+        lowered = jax.jit(lambda *xs: primitive.bind(*xs, **eqn_params)).lower(*structs)
+        program = lowered.compile(compiler_options=options)
+        if len(_XLA_PROGRAMS) >= _XLA_CACHE_SIZE:
+            _XLA_PROGRAMS.pop(next(iter(_XLA_PROGRAMS)))
+        _XLA_PROGRAMS[key] = program
+    return np.asarray(program(*args))

@@ -171,7 +171,8 @@ class _Builder:
             return None
         jaxpr, treedef, static = plan
         try:
-            leaves = _host_eval.evaluate(jaxpr, [np.asarray(jax.random.key_data(key))])
+            data = [np.asarray(jax.random.key_data(key))]
+            leaves = _host_eval.evaluate(jaxpr, data, {**compiler_options(), **_COMPILER_OPTIONS})
         except _host_eval.Unsupported:
             self.plans[x64] = None
             return None
