@@ -5,6 +5,8 @@ compile nothing, and hand anything it does not reproduce exactly to the compiled
 build.
 """
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.monitoring
@@ -88,7 +90,8 @@ def test_transcendentals_run_as_one_op_programs():
     np.testing.assert_allclose(host, np.asarray(draw(key)), rtol=1e-6, atol=1e-7)
     f = lambda x: jnp.log(-jnp.expm1(-x)) + x  # the affine transformer's template
     x = jnp.array([0.99, 0.5, 3.0], jnp.float32)
-    compiled = jax.jit(f).lower(x).compile(compiler_options=compiler_options())
+    options: dict[str, Any] = {**compiler_options()}
+    compiled = jax.jit(f).lower(x).compile(compiler_options=options)
     np.testing.assert_array_equal(_host(f, x)[0], np.asarray(compiled(x)))
 
 
