@@ -7,14 +7,16 @@ here. A recipe-shaped fit (``ConditionalFlowPosterior.recommended``) runs up to
 the point where the trainer would compile its epoch; the three programs a fit
 compiles are lowered to StableHLO and their ops counted:
 
-- ``build``: the network initialisation (`orrery.sbi._posterior.build.compiled_build`);
+- ``build``: the network initialisation (`orrery.sbi._posterior.build.compiled_build`;
+  evaluated on the host from its jaxpr, compiled only as the fallback, its size
+  still bounds both);
 - ``epoch``: one training epoch, a ``lax.scan`` over the minibatches;
 - ``val``: the validation pass, a ``lax.scan`` over full chunks;
 - ``sample``: drawing from the posterior of one observation
   (`orrery.sbi._posterior.model.sample_space`, the network as built).
 
-The build program is still compiled (once per module, as in a real fit); the
-epoch, validation and sampling programs are only lowered.
+The build runs as in a real fit (on the host); the epoch, validation and
+sampling programs are only lowered.
 
 When a deliberate change moves a pin, update it (with the new count in the
 commit message); the margin absorbs JAX-version noise, not a new design.
