@@ -146,6 +146,50 @@ def test_host_build_equals_the_compiled_build_bit_for_bit(family, compiles):
             np.testing.assert_array_equal(a, b)
 
 
+def _compare_builds(posterior: ConditionalFlowPosterior, seeds=(0,), exact: bool = True) -> None:
+    """Host and compiled builds of ``posterior``'s networks: arrays and closure cells equal
+    (integers always; floats to a few ULP unless ``exact``)."""
+    builder = _build._Builder()
+    builder.maker[0] = posterior._build_networks
+    for seed in seeds:
+        key = jr.fold_in(posterior._root_keys()[0], seed)
+        with jax.enable_x64(False):
+            host = _leaves(builder.host(key))
+            assert builder.plans[False] is not None
+            host += [np.asarray(cell.cell_contents) for cell in builder.cells]
+            compiled = _leaves(builder.compiled(key))
+            compiled += [np.asarray(cell.cell_contents) for cell in builder.cells]
+        assert len(host) == len(compiled)
+        for a, b in zip(host, compiled, strict=True):
+            assert a.dtype == b.dtype
+            if exact or a.dtype.kind != "f":
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+# conv1d (the recipe's default) and mlp: bit for bit. The patch encoder's positions,
+# 0.02 * normal draws, are a few ULP off: XLA's simplifier refolds the constants
+# around erf_inv in the whole program, not in the one-op program (as in the eager build).
+@pytest.mark.parametrize("encoder", ["conv1d", "patch", "mlp"])
+def test_spectrum_and_photometry_encoders_build_on_the_host(encoder):
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(size=(128, 2))
+    spec = np.sin(np.linspace(0, 3, 16) * (1 + theta[:, :1])) + 0.05 * rng.normal(size=(128, 16))
+    data = SimulationDataset.from_arrays(
+        theta,
+        {"spec": spec, "photometry": theta + 0.05 * rng.normal(size=(128, 2))},
+        modalities={"spec": "spectrum"},
+        uncertainties={"spec": np.full((128, 16), 0.05)},
+        seed=0,
+    )
+    posterior = ConditionalFlowPosterior.recommended(
+        2, 128, seed=0, n_wavelengths=16, spectrum_encoder_type=encoder, num_coupling_layers=2
+    )
+    posterior._adopt_dataset_metadata(data, data.split_arrays("train"))
+    _compare_builds(posterior, exact=encoder != "patch")
+
+
 def test_a_recipe_build_compiles_nothing_and_is_traced_once(compiles, monkeypatch):
     _recipe("spline_affine", 0)._build_model()  # this architecture's jaxpr is cached
     traces = []

@@ -10,11 +10,13 @@ bit for bit, integer, shape and IEEE float ops exactly as XLA runs them op by op
 Transcendentals (the affine transformer's template, BNAF weight norms, normal
 draws) and float sums run as one-op XLA programs, tiny and compiled once per
 process. The recipe's flows (spline, spline-affine, affine, autoregressive with
-the linear start) come out bit-identical to the compiled build, closure cells
-included, so fits are unchanged; the arrays equal the eager build's up to XLA's
-fused rounding (a few ULP: a fused multiply-add in the eager uniform draws, the
-BNAF's weight norms). The jaxpr is cached: a second fit of the architecture, any
-seed, neither traces nor compiles.
+the linear start) and its conv1d / mlp spectrum encoders come out bit-identical
+to the compiled build, closure cells included, so fits are unchanged. Where XLA
+rewrites float expressions across a whole program (the patch encoder's
+``0.02 * normal`` positions, the BNAF's weight norms) the two differ by a few
+ULP, as the eager build differs from both (a fused multiply-add in the eager
+uniform draws); integers (permutations) are always identical. The jaxpr is
+cached: a second fit of the architecture, any seed, neither traces nor compiles.
 
 Caveats: only JAX's default PRNG (threefry, ``jax_threefry_partitionable`` on)
 and a known set of primitives are interpreted; anything else (another PRNG, a
