@@ -419,8 +419,9 @@ def _apply(eqn: Any, args: list[Any], live: set, options: dict[str, Any]) -> lis
         return _eval_jaxpr(inner, consts, args, needed, options)
     avals = [v.aval for v in (*eqn.invars, *eqn.outvars)]
     keys = [_is_key(a) for a in avals]
-    floats = [np.dtype(a.dtype) for a in avals if not _is_key(a) and np.dtype(a.dtype).kind == "f"]
-    if any(d not in (np.float32, np.float64) for d in floats):
+    dtypes = [np.dtype(a.dtype) for a, k in zip(avals, keys, strict=True) if not k]
+    floats = [d for d in dtypes if d.kind not in "biu"]
+    if any(d not in (np.float32, np.float64) for d in floats):  # complex, bfloat16, ...
         raise Unsupported(f"{name} on {floats}")
     try:
         if name.startswith("random_"):
