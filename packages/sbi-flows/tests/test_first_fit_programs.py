@@ -47,7 +47,7 @@ def test_threefry_matches_the_known_answer():
     # all ones), which JAX's own tests use as well.
     ones = np.array([0xFFFFFFFF, 0xFFFFFFFF], np.uint32)
     with np.errstate(over="ignore"):
-        a, b = threefry2x32(ones, ones[:1], ones[1:])
+        a, b = threefry2x32(ones[0], ones[1], ones[:1], ones[1:])
     assert (int(a[0]), int(b[0])) == (0x1CB996FC, 0xBB002BE7)
 
 

@@ -26,20 +26,18 @@ def _rotl(v: np.ndarray, r: int) -> np.ndarray:
     return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
 
 
-def threefry2x32(key: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Threefry-2x32 of the counter pairs ``(x0, x1)`` under the key words ``key``.
+def threefry2x32(
+    k1: np.ndarray, k2: np.ndarray, x1: np.ndarray, x2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32 (20 rounds) of the counter words ``(x1, x2)`` under the key words ``(k1, k2)``.
 
-    Args:
-        key: the two ``uint32`` words of a raw key.
-        x0, x1: ``uint32`` arrays of one shape (high and low counter words).
-
-    Returns:
-        The two output words, each of the counters' shape.
+    All four are ``uint32`` arrays (or scalars) that broadcast together; the two output
+    words have the broadcast shape. Wrap-around is the point: call under
+    ``np.errstate(over="ignore")`` when the inputs are scalars.
     """
-    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
-    schedule = (k0, k1, k0 ^ k1 ^ _PARITY)
-    a = np.asarray(x0, np.uint32) + schedule[0]
-    b = np.asarray(x1, np.uint32) + schedule[1]
+    schedule = (k1, k2, k1 ^ k2 ^ _PARITY)
+    a = x1 + schedule[0]
+    b = x2 + schedule[1]
     for group in range(5):
         for r in _ROTATIONS[group % 2]:
             a = a + b
@@ -78,6 +76,8 @@ def split_seed(seed: int, num: int) -> tuple[jax.Array, ...]:
         return tuple(jax.random.split(jax.random.key(seed), num))
     root = np.array([0, seed], np.uint32)  # threefry_seed of a 32-bit seed
     with np.errstate(over="ignore"):
-        hi, lo = threefry2x32(root, np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32))
+        hi, lo = threefry2x32(
+            root[0], root[1], np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32)
+        )
     data = np.stack([hi, lo], axis=1)
     return tuple(jax.random.wrap_key_data(jax.device_put(row)) for row in data)

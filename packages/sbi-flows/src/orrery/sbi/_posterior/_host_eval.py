@@ -33,11 +33,11 @@ import jax
 import jax.extend.core as jex
 import numpy as np
 
-__all__ = ["Unsupported", "evaluate", "threefry2x32"]
+from .._host_keys import threefry2x32
+
+__all__ = ["Unsupported", "evaluate"]
 
 _U32 = np.uint32
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = _U32(0x1BD11BDA)
 _MASK32 = np.uint64(0xFFFFFFFF)
 #: the counter layout reproduced here (JAX's default since 0.5)
 _PARTITIONABLE = "jax_threefry_partitionable"
@@ -48,23 +48,6 @@ class Unsupported(Exception):
 
 
 # ---------------------------------------------------------------- threefry
-def threefry2x32(
-    k1: np.ndarray, k2: np.ndarray, x1: np.ndarray, x2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The Threefry-2x32 hash (20 rounds) of counters ``(x1, x2)`` under key ``(k1, k2)``."""
-    ks = (k1, k2, k1 ^ k2 ^ _PARITY)
-    a = x1 + ks[0]
-    b = x2 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            a = a + b
-            b = (b << _U32(r)) | (b >> _U32(32 - r))
-            b = a ^ b
-        a = a + ks[(i + 1) % 3]
-        b = b + ks[(i + 2) % 3] + _U32(i + 1)
-    return a, b
-
-
 def _counters(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """A C-order ``uint64`` iota of ``shape`` as (high, low) ``uint32`` halves."""
     counts = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
