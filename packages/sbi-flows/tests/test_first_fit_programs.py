@@ -7,7 +7,6 @@ Whether something compiles is checked in a fresh process (in this one, earlier
 tests have compiled and cached the same small programs).
 """
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import numpy as np
 import pytest
 
 from orrery.sbi._host_keys import seed_key, split_seed, threefry2x32
-from orrery.sbi._precision import float32_scope
 from orrery.sbi.training import SBITrainer
 
 
@@ -104,48 +102,3 @@ def test_kept_train_loss_of_host_rows_equals_that_of_device_rows():
     kept = on_host.validation_metrics["kept_train_loss"]
     assert np.isfinite(kept)
     assert kept == on_device.validation_metrics["kept_train_loss"]
-
-
-@contextlib.contextmanager
-def _caller_x64_differs(caller_x64: bool):
-    """The calling thread's ``jax_enable_x64`` set to ``caller_x64``, other threads' not."""
-    if caller_x64:
-        with jax.enable_x64(True):
-            yield
-        return
-    jax.config.update("jax_enable_x64", True)  # the posterior's case: x64 on, fit in float32
-    try:
-        with float32_scope():
-            yield
-    finally:
-        jax.config.update("jax_enable_x64", False)
-
-
-@pytest.mark.parametrize("caller_x64", [True, False])
-def test_validation_compiles_once_beside_the_epoch_in_the_callers_precision(caller_x64):
-    # Validation compiles on a second thread; JAX's x64 switch is per thread, so the
-    # thread must trace under the caller's setting or the epochs would compile it again.
-    events = []
-
-    def val_loss(model, batch, key):  # a new function: nothing cached from other tests
-        # jnp.arange(2.0) is float64 under x64: traced in the other precision, it differs
-        return _mlp_loss(model, batch, key) + 0.0 * jnp.sum(jnp.arange(2.0))
-
-    def listen(event: str, duration_secs: float, **kwargs: str | int) -> None:
-        if event.endswith("backend_compile_duration"):
-            events.append(str(kwargs.get("fun_name", "")))
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(120, 3)).astype(np.float32)
-    y = x.sum(axis=1).astype(np.float32)
-    model = eqx.nn.MLP(3, "scalar", 4, 1, key=jax.random.key(5))
-    trainer = SBITrainer(learning_rate=1e-2, batch_size=32, num_epochs=2, progress=False)
-    train, val = {"x": x[:90], "y": y[:90]}, {"x": x[90:], "y": y[90:]}
-    try:
-        with _caller_x64_differs(caller_x64):
-            _, artifacts = trainer.fit(model, _mlp_loss, train, val, val_loss_fn=val_loss)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    assert len(artifacts.history["val_loss"]) == 2
-    assert sum("chunk_loss" in name for name in events) == 1, events

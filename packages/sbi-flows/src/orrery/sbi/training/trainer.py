@@ -13,7 +13,6 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,6 @@ from orrery.interface import ConfigError, ShapeError
 
 from .._config import TrainingSpec
 from .._host_keys import seed_key
-from .._precision import float32_scope
 from ._checkpoint import resolve_backend, resume, save_checkpoint, snapshot
 from ._data_parallel import (
     DataParallel,
@@ -470,23 +468,15 @@ class SBITrainer:
         """Compile the in-memory epoch (and validation) before the first epoch; seconds taken.
 
         A repeat fit of the same architecture and data shapes reuses the compiled step.
-        Validation compiles on a second thread meanwhile: XLA compiles without holding
-        the GIL, so on a second core it overlaps the epoch's tracing and compiling
-        (issue 37). The programs are the same as compiled one after the other.
         """
         bar.compiling("the training step")
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            if run.evaluate is not None:  # a first call compiles it
-                call = _in_caller_precision(run.evaluate)
-                pending = pool.submit(call, state.params, data.val, run.val_key, data.n_val)
-            first_key = run.epoch_key(state.start_epoch)
-            args = (state.params, state.opt_state, data.train, first_key, run.consts)
-            program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
-            run.train_epoch = with_consts(program, run.consts)
-            if pending is not None:
-                pending.result()
+        first_key = run.epoch_key(state.start_epoch)
+        args = (state.params, state.opt_state, data.train, first_key, run.consts)
+        program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
+        run.train_epoch = with_consts(program, run.consts)
+        if run.evaluate is not None:
+            run.evaluate(state.params, data.val, run.val_key, data.n_val)  # compiles it
         bar.compiled(reused)
         return time.perf_counter() - t0
 
@@ -665,29 +655,6 @@ def _kept_train_loss(run: _Programs, state: _RunState, data: _Data) -> float:
         data.train,
     )
     return float(run.evaluate(state.best_params, rows, run.val_key, n))
-
-
-def _in_caller_precision(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` for another thread, run with the calling thread's ``jax_enable_x64``.
-
-    JAX's precision switch is per thread (the posterior trains inside a float32 scope);
-    a program traced under another setting would be cached apart and compiled again.
-    """
-    x64 = bool(jax.config.read("jax_enable_x64"))
-
-    def call(*args: Any) -> Any:
-        if bool(jax.config.read("jax_enable_x64")) == x64:
-            return fn(*args)
-        if not x64:
-            with float32_scope():
-                return fn(*args)
-        scope = getattr(jax, "enable_x64", None)
-        if scope is None:  # older JAX: run as is (the caller's own call compiles again)
-            return fn(*args)
-        with scope(True):
-            return fn(*args)
-
-    return call
 
 
 def _as_data(train_data: Any, val_data: Any, devices: Any) -> _Data:
