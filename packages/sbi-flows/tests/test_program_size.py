@@ -26,10 +26,8 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
 
 import orrery.sbi.posterior as posterior_module
 from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
@@ -40,7 +38,7 @@ from orrery.sbi.training import trainer as trainer_module
 #: relative margin around each pin
 MARGIN = 0.25
 #: StableHLO ops, recommended(3, 2000), 5 auxiliary observations (jax 0.10)
-PINS = {"build": 3285, "epoch": 2683, "val": 838, "sample": 890}
+PINS = {"build": 3285, "epoch": 2736, "val": 838, "sample": 890}
 
 
 class _Lowered(Exception):
@@ -77,8 +75,8 @@ def _program_sizes(monkeypatch, n_rows: int, recipe_rows: int) -> dict[str, int]
         sizes["model"] = model
         return real_programs(self, model, *args)
 
-    def spy_compiled(key, epoch_fn, args, **static):
-        sizes["epoch"] = _ops(epoch_fn.lower(*args, **static))
+    def spy_compiled(key, epoch_fn, args):
+        sizes["epoch"] = _ops(epoch_fn.lower(*args))
         params, _, data, step_key, consts = args
         evals = [fns for k, fns in _programs.JIT_CACHE.items() if k[0] == "eval"]
         full_chunks, _ = evals[-1]  # the one this fit has just added or reused
@@ -131,22 +129,3 @@ def test_the_build_has_no_host_callback(sizes):
     # equinox's argument checks in flowjax's constructors): the build would be compiled
     # again in every process even with `orrery.sbi.enable_compilation_cache` on.
     assert sizes["small"]["build_callbacks"] == 0
-
-
-def test_host_unravel_splits_the_flat_vector_like_ravel_pytree():
-    keys = jax.random.split(jax.random.key(0), 3)
-    like = {
-        "w": jax.random.normal(keys[0], (3, 4)),
-        "b": jax.random.normal(keys[1], (4,)),
-        "s": (jax.random.normal(keys[2], ()), None),
-    }
-    flat, unravel = ravel_pytree(like)
-    split = _programs.host_unravel(like)
-    assert split is not None
-    got, want = split(flat + 1.0), unravel(flat + 1.0)
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # mixed dtypes: ravel_pytree converts, so the split stays in the program
-    assert _programs.host_unravel({"a": jnp.zeros(2), "i": jnp.zeros(2, jnp.float16)}) is None

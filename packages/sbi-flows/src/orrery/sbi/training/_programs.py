@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._xla import compiler_options
@@ -28,7 +27,6 @@ __all__ = [
     "cached",
     "compiled",
     "evaluate_mean",
-    "host_unravel",
     "make_evaluate",
     "make_setup",
     "make_train_epoch",
@@ -66,15 +64,13 @@ def cached(key: tuple, build: Callable[[], Any]) -> Any:
     return JIT_CACHE[key]
 
 
-def compiled(key: tuple, fn: Any, args: tuple, **static: Any) -> tuple[Any, bool]:
-    """``fn`` compiled ahead of time for ``args``' shapes (and its static keyword
-    arguments ``static``); cached; ``(compiled, reused)``."""
+def compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
+    """``fn`` compiled ahead of time for ``args``' shapes; cached; ``(compiled, reused)``."""
     leaves, treedef = jax.tree.flatten(args)
-    shapes = tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-    full = ("aot", key, treedef, shapes, tuple(sorted(static.items())))
+    full = ("aot", key, treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves))
 
     def compile_():
-        return fn.lower(*args, **static).compile(compiler_options=compiler_options())
+        return fn.lower(*args).compile(compiler_options=compiler_options())
 
     try:
         hash(full)
@@ -84,47 +80,13 @@ def compiled(key: tuple, fn: Any, args: tuple, **static: Any) -> tuple[Any, bool
     return cached(full, compile_), reused
 
 
-def with_consts(
-    compiled: Any, consts: Any, unravel: Callable[[jax.Array], Any] | None = None
-) -> Callable:
-    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last.
-
-    With ``unravel`` (`host_unravel`) the compiled epoch returns the trained arrays as
-    its one flat vector, split into the parameter pytree here.
-    """
+def with_consts(compiled: Any, consts: Any) -> Callable:
+    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last."""
 
     def epoch(params, opt_state, data, key):
-        out, opt_state, loss = compiled(params, opt_state, data, key, consts)
-        return (out if unravel is None else unravel(out)), opt_state, loss
+        return compiled(params, opt_state, data, key, consts)
 
     return epoch
-
-
-def host_unravel(like: Any) -> Callable[[jax.Array], Any] | None:
-    """Split ``ravel_pytree(like)``'s vector into ``like``'s pytree on the host, or ``None``.
-
-    The epoch's last act was this split, one slice kernel per parameter array (31 of
-    the recipe's epoch program's ~490 kernels): on a CPU the slices are views of the
-    result, bit for bit the same arrays, and nothing to compile. ``None`` off the CPU
-    (each epoch would copy the vector to the host and back) or when the leaves' dtypes
-    differ (``ravel_pytree`` then converts them).
-    """
-    leaves, treedef = jax.tree.flatten(like)
-    dtypes = {jnp.result_type(x) for x in leaves}
-    if jax.default_backend() != "cpu" or len(dtypes) != 1 or not leaves:
-        return None
-    shapes = [tuple(np.shape(x)) for x in leaves]
-    ends = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes]).tolist()
-
-    def unravel(flat: jax.Array) -> Any:
-        host = np.asarray(flat)
-        starts = [0, *ends[:-1]]
-        parts = [
-            jnp.asarray(host[a:b].reshape(s)) for a, b, s in zip(starts, ends, shapes, strict=True)
-        ]
-        return jax.tree.unflatten(treedef, parts)
-
-    return unravel
 
 
 def strong(tree: Any) -> Any:
@@ -137,12 +99,11 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     The scan carries the trained arrays as one vector (``ravel_pytree``: the leaves in
     ``jax.tree.flatten`` order, the layout ``optax.flatten`` gives the optimiser's
     state), ravelled on entry and split again on exit; the epoch's inputs and outputs
-    keep their pytrees, but for ``flat_out=True``: the trained arrays come back as the
-    one vector (`host_unravel` splits it without a program).
+    keep their pytrees.
     """
 
-    @functools.partial(jax.jit, static_argnames="flat_out")
-    def epoch_fn(params, opt_state, data, key, consts=None, flat_out=False):
+    @jax.jit
+    def epoch_fn(params, opt_state, data, key, consts=None):
         flat, unravel = ravel_pytree(params)
         sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel)
         n = jax.tree.leaves(data)[0].shape[0]
@@ -159,8 +120,7 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             return (flat, opt_state), loss
 
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (order, step_keys))
-        flat = cast(jax.Array, flat)
-        return (flat if flat_out else unravel(flat)), opt_state, jnp.mean(losses)
+        return unravel(cast(jax.Array, flat)), opt_state, jnp.mean(losses)
 
     return epoch_fn
 

@@ -43,7 +43,6 @@ from ._optim import (
 from ._programs import (
     EVAL_CHUNK,
     evaluate_mean,
-    host_unravel,
     make_evaluate,
     make_setup,
     make_train_epoch,
@@ -474,10 +473,8 @@ class SBITrainer:
         t0 = time.perf_counter()
         first_key = run.epoch_key(state.start_epoch)
         args = (state.params, state.opt_state, data.train, first_key, run.consts)
-        unravel = host_unravel(state.params)
-        static = {} if unravel is None else {"flat_out": True}
-        program, reused = _compiled(run.train_cache_key, run.train_epoch, args, **static)
-        run.train_epoch = with_consts(program, run.consts, unravel)
+        program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
+        run.train_epoch = with_consts(program, run.consts)
         if run.evaluate is not None:
             run.evaluate(state.params, data.val, run.val_key, data.n_val)  # compiles it
         bar.compiled(reused)
