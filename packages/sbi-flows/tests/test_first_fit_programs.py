@@ -102,3 +102,30 @@ def test_kept_train_loss_of_host_rows_equals_that_of_device_rows():
     kept = on_host.validation_metrics["kept_train_loss"]
     assert np.isfinite(kept)
     assert kept == on_device.validation_metrics["kept_train_loss"]
+
+
+_FIRST_FIT = r"""
+import json, sys
+import jax, jax.monitoring
+import numpy as np
+names = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, s, **kw: names.append(name) if name.endswith("backend_compile_duration") else None
+)
+from orrery.sbi import ConditionalFlowPosterior, SimulationDataset
+rng = np.random.default_rng(0)
+theta = rng.normal(size=(300, 3)).astype(np.float32)
+x = (theta + 0.1 * rng.normal(size=theta.shape)).astype(np.float32)
+post = ConditionalFlowPosterior.recommended(3, 300, seed=0, num_epochs=2)
+post.fit(SimulationDataset.from_arrays(theta, x, seed=0))
+json.dump({"programs": len(names)}, sys.stdout)
+"""
+
+
+def test_a_recipe_first_fit_compiles_six_programs_in_a_fresh_process():
+    # Issue 37's guard against one-op programs creeping back (a host array turned into a
+    # device array with `jnp.asarray` compiles a staging program per shape): the build's
+    # two one-op programs, setup, epoch, validation and one convert after training.
+    proc = subprocess.run([sys.executable, "-c", _FIRST_FIT], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["programs"] <= 6
