@@ -13,13 +13,16 @@ keys itself: the values are the same either way.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import numpy as np
 
-__all__ = ["seed_key", "split_seed", "threefry2x32"]
+__all__ = ["hash_counters", "seed_key", "split_keys", "split_seed", "threefry2x32"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
+_MASK32 = np.uint64(0xFFFFFFFF)
 
 
 def _rotl(v: np.ndarray, r: int) -> np.ndarray:
@@ -45,6 +48,26 @@ def threefry2x32(
         a = a + schedule[(group + 1) % 3]
         b = b + schedule[(group + 2) % 3] + np.uint32(group + 1)
     return a, b
+
+
+def hash_counters(keys: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry of every raw key (data ``(*kshape, 2)``) over a counter block of ``shape``.
+
+    The counters are a C-order ``uint64`` iota of ``shape`` split into (high, low)
+    words: ``jax_threefry_partitionable``'s layout for splits and random bits. The two
+    output words have the shape ``(*kshape, *shape)``.
+    """
+    counts = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
+    hi = (counts >> np.uint64(32)).astype(np.uint32)
+    lo = (counts & _MASK32).astype(np.uint32)
+    lead = keys.shape[:-1] + (1,) * len(shape)
+    with np.errstate(over="ignore"):
+        return threefry2x32(keys[..., 0].reshape(lead), keys[..., 1].reshape(lead), hi, lo)
+
+
+def split_keys(keys: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``jax.random.split``'s key data for raw keys ``(*kshape, 2)``: ``(*kshape, *shape, 2)``."""
+    return np.stack(hash_counters(keys, tuple(shape)), axis=-1)
 
 
 def _host_split_applies(seed: int) -> bool:
@@ -75,9 +98,5 @@ def split_seed(seed: int, num: int) -> tuple[jax.Array, ...]:
     if not _host_split_applies(int(seed)):
         return tuple(jax.random.split(jax.random.key(seed), num))
     root = np.array([0, seed], np.uint32)  # threefry_seed of a 32-bit seed
-    with np.errstate(over="ignore"):
-        hi, lo = threefry2x32(
-            root[0], root[1], np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32)
-        )
-    data = np.stack([hi, lo], axis=1)
+    data = split_keys(root, (num,))
     return tuple(jax.random.wrap_key_data(jax.device_put(row)) for row in data)

@@ -25,7 +25,6 @@ outputs must not be keys: they would come back as that raw data).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,12 +32,11 @@ import jax
 import jax.extend.core as jex
 import numpy as np
 
-from .._host_keys import threefry2x32
+from .._host_keys import hash_counters, split_keys, threefry2x32
 
 __all__ = ["Unsupported", "evaluate"]
 
 _U32 = np.uint32
-_MASK32 = np.uint64(0xFFFFFFFF)
 #: the counter layout reproduced here (JAX's default since 0.5)
 _PARTITIONABLE = "jax_threefry_partitionable"
 
@@ -48,26 +46,8 @@ class Unsupported(Exception):
 
 
 # ---------------------------------------------------------------- threefry
-def _counters(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """A C-order ``uint64`` iota of ``shape`` as (high, low) ``uint32`` halves."""
-    counts = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
-    return (counts >> np.uint64(32)).astype(_U32), (counts & _MASK32).astype(_U32)
-
-
-def _hash_keys(keys: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Threefry of every key (data ``(*kshape, 2)``) over a counter block of ``shape``."""
-    hi, lo = _counters(shape)
-    lead = keys.shape[:-1] + (1,) * len(shape)
-    return threefry2x32(keys[..., 0].reshape(lead), keys[..., 1].reshape(lead), hi, lo)
-
-
-def _random_split(keys: np.ndarray, *, shape: tuple[int, ...]) -> np.ndarray:
-    bits1, bits2 = _hash_keys(keys, tuple(shape))
-    return np.stack([bits1, bits2], axis=-1)
-
-
 def _random_bits(keys: np.ndarray, *, bit_width: int, shape: tuple[int, ...]) -> np.ndarray:
-    bits1, bits2 = _hash_keys(keys, tuple(shape))
+    bits1, bits2 = hash_counters(keys, tuple(shape))
     if bit_width == 64:
         return (bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)
     if bit_width in (8, 16, 32):
@@ -288,7 +268,7 @@ _OTHER: dict[str, Callable[..., Any]] = {
     "unvmap_any": lambda x: np.any(x),
     "unvmap_all": lambda x: np.all(x),
     "unvmap_max": lambda x: np.max(x),
-    "random_split": _random_split,
+    "random_split": lambda keys, *, shape: split_keys(keys, tuple(shape)),
     "random_bits": _random_bits,
     "random_fold_in": _random_fold_in,
     # a key is its data here; the key-typed side's PRNG is checked in `_apply`
