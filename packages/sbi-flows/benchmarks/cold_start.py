@@ -139,7 +139,8 @@ def spy_build(make, key, cache_key):
 
 def spy_compiled(key, epoch_fn, args):
     lowered["epoch"] = (epoch_fn.lower(*args), {})
-    params, _, train, step_key, consts = args
+    params, _, train, _, consts = args
+    step_key = jax.random.key(0)
     full_chunks, chunk = [f for k, f in _programs.JIT_CACHE.items() if k[0] == "eval"][-1]
     n_val = len(theta) - len(jax.tree.leaves(train)[0])
     size = max(post.batch_size, _programs.EVAL_CHUNK)

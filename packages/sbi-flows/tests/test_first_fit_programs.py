@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from orrery.sbi._host_keys import seed_key, split_seed, threefry2x32
+from orrery.sbi._host_keys import epoch_draws, permutation, seed_key, split_seed, threefry2x32
 from orrery.sbi.training import SBITrainer
 
 
@@ -47,6 +47,51 @@ def test_threefry_matches_the_known_answer():
     with np.errstate(over="ignore"):
         a, b = threefry2x32(ones[0], ones[1], ones[:1], ones[1:])
     assert (int(a[0]), int(b[0])) == (0x1CB996FC, 0xBB002BE7)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 2**31 - 1])
+@pytest.mark.parametrize("n", [1, 2, 7, 256, 9000, 100_003])
+def test_host_permutation_is_jax_permutation(seed, n):
+    key = jax.random.key(seed)
+    np.testing.assert_array_equal(
+        permutation(_data(key), n), np.asarray(jax.random.permutation(key, n))
+    )
+
+
+def test_host_permutation_breaks_ties_as_jax_does():
+    # 2**17 rows draw 32-bit sort keys with collisions (about two per round): the
+    # order of tied rows is the stable sort's, in both.
+    key = jax.random.key(5)
+    n = 2**17
+    bits = np.asarray(jax.random.bits(jax.random.split(jax.random.split(key)[0])[1], (n,)))
+    assert len(np.unique(bits)) < n  # the case is exercised
+    np.testing.assert_array_equal(
+        permutation(_data(jax.random.split(key)[0]), n),
+        np.asarray(jax.random.permutation(jax.random.split(key)[0], n)),
+    )
+
+
+@pytest.mark.parametrize("n, batch", [(9000, 256), (1000, 64), (256, 256)])
+def test_epoch_draws_are_the_device_epochs_draws(n, batch):
+    # What the epoch program drew from its key before issue 37 moved it to the host.
+    key = jax.random.fold_in(jax.random.key(11), 4)
+    order, step_keys = epoch_draws(_data(key), n, batch)
+    perm_key, step_key = jax.random.split(key)
+    steps = n // batch
+    expect = np.asarray(jax.random.permutation(perm_key, n))[: steps * batch]
+    np.testing.assert_array_equal(order, expect.reshape(steps, batch))
+    np.testing.assert_array_equal(step_keys, _data(jax.random.split(step_key, steps)))
+    assert order.dtype == np.int32 and step_keys.dtype == np.uint32
+
+
+def test_epoch_draws_under_another_prng_go_through_jax():
+    with jax.default_prng_impl("rbg"):
+        key = jax.random.key(2)
+        order, step_keys = epoch_draws(_data(key), 600, 128)
+        perm_key, step_key = jax.random.split(key)
+        expect = np.asarray(jax.random.permutation(perm_key, 600))[:512].reshape(4, 128)
+        np.testing.assert_array_equal(order, expect)
+        np.testing.assert_array_equal(step_keys, _data(jax.random.split(step_key, 4)))
 
 
 _FRESH = r"""

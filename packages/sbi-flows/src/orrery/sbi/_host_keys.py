@@ -18,7 +18,15 @@ import math
 import jax
 import numpy as np
 
-__all__ = ["hash_counters", "seed_key", "split_keys", "split_seed", "threefry2x32"]
+__all__ = [
+    "epoch_draws",
+    "hash_counters",
+    "permutation",
+    "seed_key",
+    "split_keys",
+    "split_seed",
+    "threefry2x32",
+]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -70,12 +78,15 @@ def split_keys(keys: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.stack(hash_counters(keys, tuple(shape)), axis=-1)
 
 
-def _host_split_applies(seed: int) -> bool:
+def _threefry_partitionable() -> bool:
     return (
-        0 <= seed < 2**31
-        and str(jax.config.jax_default_prng_impl) == "threefry2x32"  # pyright: ignore[reportAttributeAccessIssue]
+        str(jax.config.jax_default_prng_impl) == "threefry2x32"  # pyright: ignore[reportAttributeAccessIssue]
         and bool(jax.config.jax_threefry_partitionable)  # pyright: ignore[reportAttributeAccessIssue]
     )
+
+
+def _host_split_applies(seed: int) -> bool:
+    return 0 <= seed < 2**31 and _threefry_partitionable()
 
 
 def seed_key(seed: int) -> jax.Array:
@@ -100,3 +111,42 @@ def split_seed(seed: int, num: int) -> tuple[jax.Array, ...]:
     root = np.array([0, seed], np.uint32)  # threefry_seed of a 32-bit seed
     data = split_keys(root, (num,))
     return tuple(jax.random.wrap_key_data(jax.device_put(row)) for row in data)
+
+
+def permutation(key_data: np.ndarray, n: int) -> np.ndarray:
+    """``jax.random.permutation(wrap_key_data(key_data), n)`` computed with NumPy.
+
+    JAX shuffles by stable sorts on fresh 32-bit random keys, ``ceil(3 ln n / ln
+    (2**32 - 1))`` rounds, each round's key split off the last; a stable NumPy sort
+    of the same bits gives the same permutation. Threefry, partitionable layout only
+    (`epoch_draws` checks).
+    """
+    x = np.arange(n, dtype=np.int32)
+    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(np.iinfo(np.uint32).max))
+    key = np.asarray(key_data, np.uint32)
+    for _ in range(rounds):
+        key, sub = split_keys(key, (2,))
+        hi, lo = hash_counters(sub, (n,))
+        x = x[np.argsort(hi ^ lo, kind="stable")]
+    return x
+
+
+def epoch_draws(key_data: np.ndarray, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An in-memory epoch's shuffle and step keys' data from its key's data, on the host.
+
+    ``perm_key, step_key = split(key)``; the order is ``permutation(perm_key, n)``'s
+    first ``steps * batch_size`` rows as ``(steps, batch_size)``, the step keys
+    ``split(step_key, steps)``, with ``steps = n // batch_size``. Computed with NumPy
+    under JAX's default Threefry (issue 37: the epoch program then holds no sort and
+    no Threefry), by JAX otherwise; the same values either way.
+    """
+    steps = n // batch_size
+    if _threefry_partitionable():
+        perm_data, step_data = split_keys(np.asarray(key_data, np.uint32), (2,))
+        order = permutation(perm_data, n)
+        step_keys = split_keys(step_data, (steps,))
+    else:
+        perm_key, step_key = jax.random.split(jax.random.wrap_key_data(key_data))
+        order = np.asarray(jax.random.permutation(perm_key, n))
+        step_keys = np.asarray(jax.random.key_data(jax.random.split(step_key, steps)))
+    return order[: steps * batch_size].reshape(steps, batch_size), step_keys

@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from orrery.interface import ConfigError
 
+from .._host_keys import epoch_draws
 from .._sharding import resolve_devices
 from ._optim import make_sgd_step
 
@@ -138,18 +139,6 @@ def _local_part(devices: tuple, batch_size: int) -> tuple[tuple[int, int], int]:
     return (0, 1), 0
 
 
-def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The single-device epoch's shuffle and key, on the host: ``(order, key_data)``.
-
-    ``order`` has shape ``(steps, batch_size)``; it is the permutation the
-    single-device epoch draws from the same key.
-    """
-    n_batches = n // batch_size
-    perm_key, _ = jax.random.split(key)
-    order = np.asarray(jax.random.permutation(perm_key, n))[: n_batches * batch_size]
-    return order.reshape(n_batches, batch_size), np.asarray(jax.random.key_data(key))
-
-
 def _make_steps(static, optimizer, loss_fn, batch_transform, dp):
     """Jitted ``steps(params, opt_state, batches, step_key_data, consts)`` over the mesh.
 
@@ -193,8 +182,9 @@ def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, batch_
 
     def epoch(params, opt_state, data, key, consts):
         n = jax.tree.leaves(data)[0].shape[0]
-        order, _ = epoch_order(key, n, batch_size)
-        keys = dp.replicate(_step_keys(key, order.shape[0]))
+        # the single-device epoch's shuffle and step keys, drawn on the host
+        order, step_keys = epoch_draws(np.asarray(jax.random.key_data(key)), n, batch_size)
+        keys = dp.replicate(step_keys)
         batches = dp.epoch_batches(data, order)
         params, opt_state, losses = steps(params, opt_state, batches, keys, consts)
         return params, opt_state, jnp.mean(jnp.asarray(np.asarray(losses)))

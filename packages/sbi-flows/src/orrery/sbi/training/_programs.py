@@ -94,24 +94,22 @@ def strong(tree: Any) -> Any:
 
 
 def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
-    """One jitted epoch: shuffle, then ``lax.scan`` over the full minibatches.
+    """One jitted epoch: ``lax.scan`` over the full minibatches of a given shuffle.
 
-    The scan carries the trained arrays as one vector (``ravel_pytree``: the leaves in
+    ``epoch_fn(params, opt_state, data, draws, consts)`` takes ``draws = (order,
+    step_keys)`` from `orrery.sbi._host_keys.epoch_draws`: the rows of each step
+    ``(steps, batch_size)`` and the raw data of the steps' keys, drawn on the host (a shuffle in the
+    program was a quarter of its sorts and Threefry loops to compile; issue 37). The
+    scan carries the trained arrays as one vector (``ravel_pytree``: the leaves in
     ``jax.tree.flatten`` order, the layout ``optax.flatten`` gives the optimiser's
     state), ravelled on entry and split again on exit; the epoch's inputs and outputs
     keep their pytrees.
     """
 
     @jax.jit
-    def epoch_fn(params, opt_state, data, key, consts=None):
+    def epoch_fn(params, opt_state, data, draws, consts=None):
         flat, unravel = ravel_pytree(params)
         sgd_step = make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel)
-        n = jax.tree.leaves(data)[0].shape[0]
-        n_batches = n // batch_size
-        perm_key, step_key = jax.random.split(key)
-        order = jax.random.permutation(perm_key, n)[: n_batches * batch_size]
-        order = order.reshape(n_batches, batch_size)
-        step_keys = jax.random.split(step_key, n_batches)
 
         def step(carry, xs):
             idx, k = xs
@@ -119,7 +117,9 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
             flat, opt_state, loss = sgd_step(flat, opt_state, _take(data, idx), k, consts)
             return (flat, opt_state), loss
 
-        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (order, step_keys))
+        order, key_data = draws
+        xs = (order, jax.random.wrap_key_data(key_data))
+        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), xs)
         return unravel(cast(jax.Array, flat)), opt_state, jnp.mean(losses)
 
     return epoch_fn

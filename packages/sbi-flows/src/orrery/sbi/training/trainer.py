@@ -24,7 +24,7 @@ import numpy as np
 from orrery.interface import ConfigError, ShapeError
 
 from .._config import TrainingSpec
-from .._host_keys import seed_key
+from .._host_keys import epoch_draws, seed_key
 from ._checkpoint import resolve_backend, resume, save_checkpoint, snapshot
 from ._data_parallel import (
     DataParallel,
@@ -460,6 +460,7 @@ class SBITrainer:
             epoch_keys=np.asarray(epoch_keys),
             base_key=base_key,
             val_key=val_key,
+            batch_size=batch_size,
         )
 
     def _compile_ahead(
@@ -471,8 +472,8 @@ class SBITrainer:
         """
         bar.compiling("the training step")
         t0 = time.perf_counter()
-        first_key = run.epoch_key(state.start_epoch)
-        args = (state.params, state.opt_state, data.train, first_key, run.consts)
+        first = run.epoch_draws(state.start_epoch, data.n_train)
+        args = (state.params, state.opt_state, data.train, first, run.consts)
         program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
         run.train_epoch = with_consts(program, run.consts)
         if run.evaluate is not None:
@@ -495,8 +496,9 @@ class SBITrainer:
         history = state.history
         key = run.epoch_key(epoch)
         if dp is None:
+            draws = key if data.streaming else run.epoch_draws(epoch, data.n_train)
             state.params, state.opt_state, train_loss = run.train_epoch(
-                state.params, state.opt_state, data.train, key
+                state.params, state.opt_state, data.train, draws
             )
         else:
             if state.dp is None:
@@ -692,10 +694,15 @@ class _Programs:
     epoch_keys: np.ndarray
     base_key: jax.Array
     val_key: jax.Array
+    batch_size: int
 
     def epoch_key(self, epoch: int) -> jax.Array:
         """``fold_in(base_key, epoch)``, from the host copy (no program to compile)."""
         return jax.random.wrap_key_data(self.epoch_keys[epoch])
+
+    def epoch_draws(self, epoch: int, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+        """The in-memory epoch's shuffle and step keys (`epoch_draws`), from the host copy."""
+        return epoch_draws(self.epoch_keys[epoch], n_train, self.batch_size)
 
 
 @dataclass
