@@ -15,8 +15,10 @@ from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._posterior import _host_eval
 from .._xla import compiler_options
 from ._optim import combine_model, make_sgd_step
 
@@ -30,6 +32,7 @@ __all__ = [
     "make_evaluate",
     "make_setup",
     "make_train_epoch",
+    "run_setup",
     "strong",
     "with_consts",
 ]
@@ -133,7 +136,7 @@ def make_setup(optimizer, schedule):
     """What a fit needs before its first epoch, as one jitted program.
 
     ``setup(params, base_key, end_steps) -> (opt_state, learning rates, epoch keys'
-    data, validation key)``: the optimiser's initial state, the schedule at each
+    data, validation key's data)``: the optimiser's initial state, the schedule at each
     epoch's last step, ``fold_in(base_key, epoch)`` for every epoch (as raw key data,
     read on the host, so that an epoch's key costs no program) and the validation
     key. Computed apart, they were four small programs a first fit compiled
@@ -146,9 +149,34 @@ def make_setup(optimizer, schedule):
         keys = jax.vmap(lambda epoch: jax.random.fold_in(base_key, epoch))(epochs)
         val_key = jax.random.fold_in(base_key, VAL_KEY_DATA)
         opt_state = strong(optimizer.init(params))
-        return opt_state, schedule(end_steps), jax.random.key_data(keys), val_key
+        keys, val_key = jax.random.key_data(keys), jax.random.key_data(val_key)
+        return opt_state, schedule(end_steps), keys, val_key
 
     return setup
+
+
+def run_setup(setup: Any, params: Any, base_key: jax.Array, end_steps: np.ndarray) -> Any:
+    """``setup(params, base_key, end_steps)``, evaluated on the host from its jaxpr.
+
+    The setup's arithmetic (key folds, the schedule, zeros) is small; compiled, it
+    was a program of its own in every first fit (issue 37). `_host_eval` gives the
+    same keys and optimiser state bit for bit and the (reported) learning rates to
+    rounding (XLA fuses the schedule's arithmetic differently); where it cannot
+    evaluate the jaxpr, the compiled program runs.
+    """
+    end_steps = np.asarray(end_steps, jnp.result_type(int))  # as the program sees them
+    closed, shapes = jax.make_jaxpr(setup, return_shape=True)(params, base_key, end_steps)
+    args = [np.asarray(a) for a in jax.tree.leaves(params)]
+    args += [np.asarray(jax.random.key_data(base_key)), end_steps]
+    try:
+        outs = _host_eval.evaluate(closed, args, compiler_options())
+    except _host_eval.Unsupported:
+        return setup(params, base_key, jax.device_put(end_steps))
+    leaves = [
+        jax.device_put(np.asarray(out, shape.dtype))
+        for out, shape in zip(outs, jax.tree.leaves(shapes), strict=True)
+    ]
+    return jax.tree.unflatten(jax.tree.structure(shapes), leaves)
 
 
 def make_evaluate(static, loss_fn, batch_size):

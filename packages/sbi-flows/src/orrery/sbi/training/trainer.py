@@ -46,6 +46,7 @@ from ._programs import (
     make_evaluate,
     make_setup,
     make_train_epoch,
+    run_setup,
     strong,
     with_consts,
 )
@@ -447,7 +448,7 @@ class SBITrainer:
         setup = _cached(("setup", opt_key), lambda: make_setup(optimizer, schedule))
         end_steps = np.arange(1, self.num_epochs + 1) * steps_per_epoch - 1
         base_key = seed_key(self.seed)  # jax.random.key's value, without a program
-        opt_state, lrs, epoch_keys, val_key = setup(params, base_key, jax.device_put(end_steps))
+        opt_state, lrs, epoch_keys, val_data = run_setup(setup, params, base_key, end_steps)
         return _Programs(
             params=params,
             opt_state=opt_state,
@@ -459,7 +460,7 @@ class SBITrainer:
             epoch_lrs=np.broadcast_to(np.asarray(lrs, dtype=np.float64), end_steps.shape),
             epoch_keys=np.asarray(epoch_keys),
             base_key=base_key,
-            val_key=val_key,
+            val_key=jax.random.wrap_key_data(val_data),
             batch_size=batch_size,
         )
 
