@@ -146,7 +146,7 @@ def epoch_draws(key_data: np.ndarray, n: int, batch_size: int) -> tuple[np.ndarr
         order = permutation(perm_data, n)
         step_keys = split_keys(step_data, (steps,))
     else:
-        perm_key, step_key = jax.random.split(jax.random.wrap_key_data(key_data))
+        perm_key, step_key = jax.random.split(jax.random.wrap_key_data(jax.device_put(key_data)))
         order = np.asarray(jax.random.permutation(perm_key, n))
         step_keys = np.asarray(jax.random.key_data(jax.random.split(step_key, steps)))
     return order[: steps * batch_size].reshape(steps, batch_size), step_keys

@@ -5,10 +5,10 @@ couplings)), Invert(affine), linear, Invert(Scan(parameter-side couplings))])``.
 Evaluated as written, XLA compiles each stack's scan body, forward and backward, on
 its own: two copies of the same coupling, a third of the training program's kernels
 (issue 37). `flow_log_prob` runs both stacks through one scan over their
-concatenated layers, with the layers between them applied once, by ``lax.cond``, at
-the step where the first stack ends. The density is the same function
-(`flowjax`'s ``Transformed.log_prob``, summed in another order: equal to rounding);
-any other flow takes `flowjax`'s own path.
+concatenated layers, with the layers between them applied once, by ``lax.cond``
+(rematerialised for the gradient), at the step where the first stack ends. The
+density is the same function (`flowjax`'s ``Transformed.log_prob``, summed in
+another order: equal to rounding); any other flow takes `flowjax`'s own path.
 """
 
 from __future__ import annotations
@@ -91,16 +91,19 @@ def _row_log_det(stacks: _Stacks, x: Array, condition: Array | None) -> tuple[Ar
     def keep(y, stack_ld, chain_ld):
         return y, stack_ld, chain_ld
 
+    # Rematerialised, the crossing's residuals for the gradient are its inputs and the
+    # arrays it closes over (loop constants, which the scan keeps once); as a plain
+    # cond its residuals were outputs of the cond, stacked once per layer.
+    @jax.checkpoint
+    def crossing(i, y, stack_ld, chain_ld):
+        return jax.lax.cond(i == stacks.boundary - 1, cross, keep, y, stack_ld, chain_ld)
+
     def step(carry, xs):
         params, i = xs
         y, stack_ld, chain_ld = carry
         # each layer is one of flowjax's Scan layers, run as Invert(Scan).inverse runs it
         y, ld = eqx.combine(params, stacks.static).transform_and_log_det(y, condition)
-        stack_ld = stack_ld + ld.sum()
-        carry = jax.lax.cond(
-            i == stacks.boundary - 1, jax.checkpoint(cross), keep, y, stack_ld, chain_ld
-        )
-        return carry, None
+        return crossing(i, y, stack_ld + ld.sum(), chain_ld), None
 
     zero = jnp.zeros((), x.dtype)
     (z, stack_ld, chain_ld), _ = jax.lax.scan(
