@@ -228,6 +228,17 @@ _XLA_OPS = frozenset(
     | {"sin", "cos", "tan", "atan2", "pow", "cbrt", "rsqrt", "reduce_sum"}
 )
 _XLA_PROGRAMS: dict[tuple, Any] = {}
+#: NumPy's versions of some of them, where rounding differences do not matter
+_NUMPY_FLOATS: dict[str, Callable[..., Any]] = {
+    "exp": np.exp,
+    "log": np.log,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "tanh": np.tanh,
+    "sin": np.sin,
+    "cos": np.cos,
+    "pow": np.power,
+}
 _XLA_CACHE_SIZE = 256
 
 #: primitives whose key-typed operands keep their data's trailing axis
@@ -293,12 +304,15 @@ _DEFAULT_NONE = ("out_dtype", "accuracy")
 
 # ---------------------------------------------------------------- interpreter
 def evaluate(
-    closed: jex.ClosedJaxpr, args: Sequence[np.ndarray], compiler_options: dict[str, Any]
+    closed: jex.ClosedJaxpr,
+    args: Sequence[np.ndarray],
+    compiler_options: dict[str, Any] | None,
 ) -> list[np.ndarray]:
     """The outputs of ``closed`` applied to ``args`` (keys as their ``uint32`` data).
 
     ``compiler_options`` compile the one-op programs of `_XLA_OPS` (those of the
-    compiled build, so that both give the same bits).
+    compiled build, so that both give the same bits). ``None`` computes the common
+    transcendentals with NumPy instead (no program; equal to XLA's to rounding).
 
     Raises:
         Unsupported: the jaxpr needs something this interpreter does not reproduce.
@@ -317,7 +331,7 @@ def _eval_jaxpr(
     consts: Sequence[Any],
     args: list[Any],
     needed: list[bool] | None,
-    options: dict[str, Any],
+    options: dict[str, Any] | None,
 ) -> list[Any]:
     if jaxpr.effects:
         raise Unsupported(f"effects {jaxpr.effects}")
@@ -369,7 +383,7 @@ def _checked(value: Any, aval: Any, name: str) -> np.ndarray:
     return out
 
 
-def _apply(eqn: Any, args: list[Any], live: set, options: dict[str, Any]) -> list[Any]:
+def _apply(eqn: Any, args: list[Any], live: set, options: dict[str, Any] | None) -> list[Any]:
     name = eqn.primitive.name
     params = {k: v for k, v in eqn.params.items() if k not in _IGNORED_PARAMS}
     for option in _DEFAULT_NONE:  # only their defaults are reproduced
@@ -397,8 +411,10 @@ def _apply(eqn: Any, args: list[Any], live: set, options: dict[str, Any]) -> lis
             out = _SHAPE_OPS[name](*args, key=any(keys), **params)
         elif any(keys):
             raise Unsupported(f"{name} on keys")
+        elif name in _XLA_OPS and options is None and name in _NUMPY_FLOATS:
+            out = _NUMPY_FLOATS[name](*args)
         elif name in _XLA_OPS:
-            out = _xla_op(eqn, args, options)
+            out = _xla_op(eqn, args, {} if options is None else options)
         elif name in _ELEMENTWISE:
             if name in _FLOAT_ONLY and not floats:
                 raise Unsupported(f"{name} on integers")

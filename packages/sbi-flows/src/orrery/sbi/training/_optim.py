@@ -7,6 +7,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -76,9 +77,9 @@ def make_optimizer(
 def set_lr_factor(opt_state, factor: float):
     """``opt_state`` of a ``scalable`` optimiser with its learning-rate factor set."""
     current = optax.tree_utils.tree_get(opt_state, "step_size")
-    return optax.tree_utils.tree_set(
-        opt_state, step_size=jnp.asarray(factor, dtype=jnp.result_type(current))
-    )
+    # cast on the host: `jnp.asarray` of a Python float compiles a convert (issue 37)
+    value = np.asarray(factor, dtype=jnp.result_type(current))
+    return optax.tree_utils.tree_set(opt_state, step_size=jax.device_put(value))
 
 
 def make_sgd_step(static, optimizer, loss_fn, batch_transform, unravel=None):

@@ -161,15 +161,16 @@ def run_setup(setup: Any, params: Any, base_key: jax.Array, end_steps: np.ndarra
     The setup's arithmetic (key folds, the schedule, zeros) is small; compiled, it
     was a program of its own in every first fit (issue 37). `_host_eval` gives the
     same keys and optimiser state bit for bit and the (reported) learning rates to
-    rounding (XLA fuses the schedule's arithmetic differently); where it cannot
-    evaluate the jaxpr, the compiled program runs.
+    rounding (NumPy's ``cos``; XLA also fuses the schedule's arithmetic differently);
+    where it cannot evaluate the jaxpr, the compiled program runs.
     """
     end_steps = np.asarray(end_steps, jnp.result_type(int))  # as the program sees them
     closed, shapes = jax.make_jaxpr(setup, return_shape=True)(params, base_key, end_steps)
     args = [np.asarray(a) for a in jax.tree.leaves(params)]
     args += [np.asarray(jax.random.key_data(base_key)), end_steps]
     try:
-        outs = _host_eval.evaluate(closed, args, compiler_options())
+        # NumPy's transcendentals: only the reported rates use them
+        outs = _host_eval.evaluate(closed, args, None)
     except _host_eval.Unsupported:
         return setup(params, base_key, jax.device_put(end_steps))
     leaves = [
