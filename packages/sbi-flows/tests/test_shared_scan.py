@@ -138,6 +138,15 @@ def test_stacks_of_another_shape_are_not_merged():
     np.testing.assert_array_equal(_ours(flow, x, c), _flowjax(flow, x, c))
 
 
+def test_a_missing_condition_fails_as_in_flowjax():
+    flow = _flow()
+    x, _ = _points(5)
+    with pytest.raises(Exception) as theirs:
+        flow.log_prob(x, condition=None)
+    with pytest.raises(type(theirs.value)):
+        flow_log_prob(flow, x, None)
+
+
 def test_unbatched_and_nan_rows_follow_flowjax():
     flow = _flow()
     x, c = _points(5)

@@ -113,11 +113,12 @@ def _row_log_det(stacks: _Stacks, x: Array, condition: Array | None) -> tuple[Ar
 
 
 def flow_log_prob(
-    flow: Any, x: Float[Array, "n d"], condition: Float[Array, "n c"]
+    flow: Any, x: Float[Array, "n d"], condition: Float[Array, "n c"] | None
 ) -> Float[Array, " n"]:
     """``flow.log_prob(x, condition=condition)`` for rows ``x`` and their conditions."""
     flow = unwrap(flow)
-    stacks = shared_stacks(flow.bijection) if x.ndim == 2 and condition.ndim == 2 else None
+    batched = condition is not None and x.ndim == 2 and jnp.ndim(condition) == 2
+    stacks = shared_stacks(flow.bijection) if batched else None
     if stacks is None:
         return flow.log_prob(x, condition=condition)
 

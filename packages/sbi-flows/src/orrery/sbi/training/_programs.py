@@ -101,12 +101,12 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
 
     ``epoch_fn(params, opt_state, data, draws, consts)`` takes ``draws = (order,
     step_keys)`` from `orrery.sbi._host_keys.epoch_draws`: the rows of each step
-    ``(steps, batch_size)`` and the raw data of the steps' keys, drawn on the host (a shuffle in the
-    program was a quarter of its sorts and Threefry loops to compile; issue 37). The
-    scan carries the trained arrays as one vector (``ravel_pytree``: the leaves in
-    ``jax.tree.flatten`` order, the layout ``optax.flatten`` gives the optimiser's
-    state), ravelled on entry and split again on exit; the epoch's inputs and outputs
-    keep their pytrees.
+    ``(steps, batch_size)`` and the raw data of the steps' keys, drawn on the host
+    (in the program, the shuffle's sorts and Threefry loops were an eighth of its
+    kernels; issue 37). The scan carries the trained arrays as one vector
+    (``ravel_pytree``: the leaves in ``jax.tree.flatten`` order, the layout
+    ``optax.flatten`` gives the optimiser's state), ravelled on entry and split again
+    on exit; the epoch's inputs and outputs keep their pytrees.
     """
 
     @jax.jit
