@@ -19,8 +19,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from flowjax.bijections import Chain, Invert, Scan
+from flowjax.distributions import unwrap  # paramax.unwrap, re-exported by flowjax
 from jaxtyping import Array, Float
-from paramax import unwrap
 
 __all__ = ["flow_log_prob", "shared_stacks"]
 
