@@ -117,8 +117,9 @@ def flow_log_prob(
 ) -> Float[Array, " n"]:
     """``flow.log_prob(x, condition=condition)`` for rows ``x`` and their conditions."""
     flow = unwrap(flow)
-    batched = condition is not None and x.ndim == 2 and jnp.ndim(condition) == 2
-    stacks = shared_stacks(flow.bijection) if batched else None
+    if condition is None or x.ndim != 2 or jnp.ndim(condition) != 2:
+        return flow.log_prob(x, condition=condition)
+    stacks = shared_stacks(flow.bijection)
     if stacks is None:
         return flow.log_prob(x, condition=condition)
 
