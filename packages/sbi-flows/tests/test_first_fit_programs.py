@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from orrery.sbi._host_keys import epoch_draws, permutation, seed_key, split_seed, threefry2x32
 from orrery.sbi.training import SBITrainer
 from orrery.sbi.training._optim import make_optimizer, make_schedule
-from orrery.sbi.training._programs import make_setup, run_setup
+from orrery.sbi.training._programs import host_unravel, make_setup, returns_vector, run_setup
 
 
 def _data(key) -> np.ndarray:
@@ -207,3 +208,21 @@ def test_setup_on_the_host_is_the_compiled_setup(weight_decay, clip):
     for a, b in zip(host_leaves, jax.tree.leaves((opt_d, keys_d, val_d)), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(lrs_h, lrs_d, rtol=1e-5, atol=0)
+
+
+def test_the_host_split_of_the_trained_vector_is_ravel_pytrees():
+    params = {
+        "w": jax.random.normal(jax.random.key(0), (3, 4)),
+        "b": jnp.arange(4.0),
+        "s": jnp.float32(2.5),
+        "stack": jax.random.normal(jax.random.key(1), (2, 5, 3)),
+    }
+    flat, unravel = ravel_pytree(params)
+    ours, theirs = host_unravel(params)(flat), unravel(flat)
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    # one dtype on a CPU: the epoch returns the vector; mixed dtypes keep the split in it
+    assert returns_vector(params) == (jax.default_backend() == "cpu")
+    assert not returns_vector({**params, "n": jnp.arange(3)})

@@ -10,6 +10,7 @@ architecture with another seed compiles nothing.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -29,9 +30,11 @@ __all__ = [
     "cached",
     "compiled",
     "evaluate_mean",
+    "host_unravel",
     "make_evaluate",
     "make_setup",
     "make_train_epoch",
+    "returns_vector",
     "run_setup",
     "strong",
     "with_consts",
@@ -83,13 +86,53 @@ def compiled(key: tuple, fn: Any, args: tuple) -> tuple[Any, bool]:
     return cached(full, compile_), reused
 
 
-def with_consts(compiled: Any, consts: Any) -> Callable:
-    """``epoch(params, opt_state, data, key)`` of a compiled epoch taking ``consts`` last."""
+def with_consts(compiled: Any, consts: Any, like: Any = None) -> Callable:
+    """``epoch(params, opt_state, data, draws)`` of a compiled epoch taking ``consts`` last.
 
-    def epoch(params, opt_state, data, key):
-        return compiled(params, opt_state, data, key, consts)
+    Where the epoch returns its trained vector (`returns_vector` of ``like``, the
+    parameters' pytree), it is split into that pytree here, on the host.
+    """
+    split = host_unravel(like) if like is not None and returns_vector(like) else None
+
+    def epoch(params, opt_state, data, draws):
+        out, opt_state, loss = compiled(params, opt_state, data, draws, consts)
+        return (out if split is None else split(out)), opt_state, loss
 
     return epoch
+
+
+def returns_vector(params: Any) -> bool:
+    """Whether the in-memory epoch returns the trained arrays as their one vector.
+
+    Split in the program, that vector is one slice kernel per parameter array at
+    the epoch's end (31 of the recipe's); on a CPU the host splits it into views
+    without a program, the same arrays bit for bit (issue 37). Not off the CPU (the
+    vector would go to the host and back every epoch), nor for leaves of several
+    dtypes (``ravel_pytree`` converts them).
+    """
+    leaves = jax.tree.leaves(params)
+    dtypes = {jnp.result_type(x) for x in leaves}
+    return jax.default_backend() == "cpu" and len(dtypes) == 1
+
+
+def host_unravel(like: Any) -> Callable[[jax.Array], Any]:
+    """Split ``ravel_pytree(like)``'s vector into ``like``'s pytree with NumPy.
+
+    Each part goes to the device by ``jax.device_put``, which compiles nothing
+    (``jnp.asarray`` would compile a staging program per shape).
+    """
+    leaves, treedef = jax.tree.flatten(like)
+    shapes = [tuple(np.shape(x)) for x in leaves]
+    ends = np.cumsum([math.prod(s) for s in shapes]).tolist()
+    starts = [0, *ends[:-1]]
+
+    def unravel(flat: jax.Array) -> Any:
+        host = np.asarray(flat)
+        pieces = zip(starts, ends, shapes, strict=True)
+        parts = [jax.device_put(host[a:b].reshape(s)) for a, b, s in pieces]
+        return jax.tree.unflatten(treedef, parts)
+
+    return unravel
 
 
 def strong(tree: Any) -> Any:
@@ -105,8 +148,8 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
     (in the program, the shuffle's sorts and Threefry loops were an eighth of its
     kernels; issue 37). The scan carries the trained arrays as one vector
     (``ravel_pytree``: the leaves in ``jax.tree.flatten`` order, the layout
-    ``optax.flatten`` gives the optimiser's state), ravelled on entry and split again
-    on exit; the epoch's inputs and outputs keep their pytrees.
+    ``optax.flatten`` gives the optimiser's state), ravelled on entry and, off the
+    CPU, split again on exit (on a CPU it is returned whole: `returns_vector`).
     """
 
     @jax.jit
@@ -123,7 +166,8 @@ def make_train_epoch(static, optimizer, loss_fn, batch_transform, batch_size):
         order, key_data = draws
         xs = (order, jax.random.wrap_key_data(key_data))
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), xs)
-        return unravel(cast(jax.Array, flat)), opt_state, jnp.mean(losses)
+        out = flat if returns_vector(params) else unravel(cast(jax.Array, flat))
+        return out, opt_state, jnp.mean(losses)
 
     return epoch_fn
 

@@ -476,7 +476,7 @@ class SBITrainer:
         first = run.epoch_draws(state.start_epoch, data.n_train)
         args = (state.params, state.opt_state, data.train, first, run.consts)
         program, reused = _compiled(run.train_cache_key, run.train_epoch, args)
-        run.train_epoch = with_consts(program, run.consts)
+        run.train_epoch = with_consts(program, run.consts, like=state.params)
         if run.evaluate is not None:
             run.evaluate(state.params, data.val, run.val_key, data.n_val)  # compiles it
         bar.compiled(reused)
