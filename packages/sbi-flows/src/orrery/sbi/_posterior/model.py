@@ -16,7 +16,6 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._flows.shared_scan import flow_log_prob
 from ..encoders import ObservationEncoder
 from ..spaces import cube_to_unconstrained, unconstrained_to_cube
 
@@ -73,7 +72,7 @@ class PosteriorModel(eqx.Module):
 
     def flow_log_prob(self, z: Array, embeddings: Array) -> Array:
         """Log-density of flow coordinates given context vectors (batched)."""
-        return flow_log_prob(self.flow, z, embeddings)
+        return self.flow.log_prob(z, condition=embeddings)
 
 
 def npe_loss(model: PosteriorModel, batch: Any, key: Any = None) -> Array:
@@ -105,7 +104,7 @@ def batch_sample_space(model: PosteriorModel, keys: Array, embeddings: Array, n:
 def log_prob_space(model: PosteriorModel, embedding: Array, s: Array) -> Array:
     z, log_det = model.coords.space_to_flow(s)
     cond = jnp.broadcast_to(embedding, (s.shape[0], embedding.shape[-1]))
-    return flow_log_prob(model.flow, z, cond) + log_det
+    return model.flow.log_prob(z, condition=cond) + log_det
 
 
 @eqx.filter_jit
