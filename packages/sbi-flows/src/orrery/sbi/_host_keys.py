@@ -25,6 +25,7 @@ __all__ = [
     "seed_key",
     "split_keys",
     "split_seed",
+    "step_keys",
     "threefry2x32",
 ]
 
@@ -131,22 +132,32 @@ def permutation(key_data: np.ndarray, n: int) -> np.ndarray:
     return x
 
 
+def step_keys(key_data: np.ndarray, steps: int) -> np.ndarray:
+    """Raw data of an epoch's step keys, ``split(split(key)[1], steps)``, on the host.
+
+    NumPy under JAX's default Threefry, JAX otherwise; the same values either way.
+    """
+    if not _threefry_partitionable():
+        _, step_key = jax.random.split(jax.random.wrap_key_data(jax.device_put(key_data)))
+        return np.asarray(jax.random.key_data(jax.random.split(step_key, steps)))
+    _, step_data = split_keys(np.asarray(key_data, np.uint32), (2,))
+    return split_keys(step_data, (steps,))
+
+
 def epoch_draws(key_data: np.ndarray, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """An in-memory epoch's shuffle and step keys' data from its key's data, on the host.
 
     ``perm_key, step_key = split(key)``; the order is ``permutation(perm_key, n)``'s
     first ``steps * batch_size`` rows as ``(steps, batch_size)``, the step keys
-    ``split(step_key, steps)``, with ``steps = n // batch_size``. Computed with NumPy
-    under JAX's default Threefry (issue 37: the epoch program then holds no sort and
-    no Threefry), by JAX otherwise; the same values either way.
+    `step_keys`, with ``steps = n // batch_size``. Computed with NumPy under JAX's
+    default Threefry (issue 37: the epoch program then holds no sort and no
+    Threefry), by JAX otherwise; the same values either way.
     """
     steps = n // batch_size
     if _threefry_partitionable():
-        perm_data, step_data = split_keys(np.asarray(key_data, np.uint32), (2,))
+        perm_data, _ = split_keys(np.asarray(key_data, np.uint32), (2,))
         order = permutation(perm_data, n)
-        step_keys = split_keys(step_data, (steps,))
     else:
-        perm_key, step_key = jax.random.split(jax.random.wrap_key_data(jax.device_put(key_data)))
+        perm_key, _ = jax.random.split(jax.random.wrap_key_data(jax.device_put(key_data)))
         order = np.asarray(jax.random.permutation(perm_key, n))
-        step_keys = np.asarray(jax.random.key_data(jax.random.split(step_key, steps)))
-    return order[: steps * batch_size].reshape(steps, batch_size), step_keys
+    return order[: steps * batch_size].reshape(steps, batch_size), step_keys(key_data, steps)

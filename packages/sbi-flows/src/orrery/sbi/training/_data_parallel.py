@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from orrery.interface import ConfigError
 
 from .._host_keys import epoch_draws
+from .._host_keys import step_keys as host_step_keys
 from .._sharding import resolve_devices
 from ._optim import make_sgd_step
 
@@ -166,12 +167,6 @@ def _make_steps(static, optimizer, loss_fn, batch_transform, dp):
     return steps
 
 
-def _step_keys(key: jax.Array, n_batches: int) -> np.ndarray:
-    """Raw data of the single-device epochs' step keys (on the host)."""
-    _, step_key = jax.random.split(key)
-    return np.asarray(jax.random.key_data(jax.random.split(step_key, n_batches)))
-
-
 def make_data_parallel_epoch(static, optimizer, loss_fn, batch_transform, batch_size, dp):
     """``epoch(params, opt_state, data, key, consts)`` over in-memory (host) arrays.
 
@@ -204,7 +199,7 @@ def make_stream_data_parallel_epoch(static, optimizer, loss_fn, batch_transform,
     def epoch(params, opt_state, stream, key, consts):
         n_batches = stream.n_rows // batch_size
         perm_key, _ = jax.random.split(key)
-        step_keys = _step_keys(key, n_batches)
+        step_keys = host_step_keys(np.asarray(jax.random.key_data(key)), n_batches)
         losses, done = [], 0
         groups = stream.epoch_groups(perm_key, batch_size, n_batches, part=dp.part)
         for group in groups:

@@ -495,9 +495,8 @@ class SBITrainer:
     ) -> None:
         """One epoch: train, validate, record, decide (keep / decay / stop), checkpoint."""
         history = state.history
-        key = run.epoch_key(epoch)
         if dp is None:
-            draws = key if data.streaming else run.epoch_draws(epoch, data.n_train)
+            draws = run.epoch_key(epoch) if data.streaming else run.epoch_draws(epoch, data.n_train)
             state.params, state.opt_state, train_loss = run.train_epoch(
                 state.params, state.opt_state, data.train, draws
             )
@@ -506,7 +505,7 @@ class SBITrainer:
                 state.dp = (dp.replicate(state.params), dp.replicate(state.opt_state))
                 state.consts_dp = dp.replicate(run.consts)
             params_dp, opt_dp, train_loss = run.train_epoch(
-                *state.dp, data.train, key, state.consts_dp
+                *state.dp, data.train, run.epoch_key(epoch), state.consts_dp
             )
             state.dp = (params_dp, opt_dp)
             state.params = dp.local(params_dp)
