@@ -96,6 +96,32 @@ def test_rhat_flags_chains_that_disagree_and_ess_sees_autocorrelation():
     assert 16000 / 19 * 0.7 < ess < 16000 / 19 * 1.3
 
 
+def test_ess_of_anticorrelated_chains_is_the_cap_not_negative():
+    # lag-1 autocorrelation below -1: no positive pair; Stan floors tau at 1 / log10(m n)
+    rng = np.random.default_rng(2)
+    x = np.tile([1.0, -1.0], (4, 50)) + 1e-3 * rng.normal(size=(4, 100))
+    ess = Draws({"x": x}).summary()["ess"][0]
+    assert ess == pytest.approx(400 * np.log10(400), rel=1e-12)
+
+
+def _ar1(rng, phi, chains, draws):
+    x = np.zeros((chains, draws))
+    eps = rng.normal(size=x.shape)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + eps[:, t]
+    return x
+
+
+@pytest.mark.parametrize("phi", [-0.95, -0.5, 0.0, 0.7, 0.99])
+@pytest.mark.parametrize("draws", [4, 7, 10, 51, 300])
+def test_rhat_and_ess_equal_arviz_split_estimators(phi, draws):
+    az = pytest.importorskip("arviz")
+    x = _ar1(np.random.default_rng(draws), phi, 3, draws)
+    s = Draws({"x": x}).summary()
+    assert s["r_hat"][0] == pytest.approx(float(az.rhat(x, method="split")), rel=1e-12)
+    assert s["ess"][0] == pytest.approx(float(az.ess(x, method="mean")), rel=1e-12)
+
+
 def test_single_chain_summary_has_no_convergence_columns():
     s = Draws({"x": np.arange(10.0)[None]}).summary(quantiles=(0.5,))
     assert list(s.columns) == ["mean", "sd", "50%"]

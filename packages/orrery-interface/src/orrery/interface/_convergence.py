@@ -40,26 +40,37 @@ def _autocov(s: np.ndarray) -> np.ndarray:
 
 
 def ess(x: np.ndarray) -> np.ndarray:
-    """Effective sample size for ``x`` of shape ``(chains, draws, k)``; NaN when undefined."""
+    """Effective sample size for ``x`` of shape ``(chains, draws, k)``; NaN when undefined.
+
+    Stan's estimator on split chains (ArviZ's ``ess(method="mean")``): autocorrelations
+    summed in pairs of lags while the pairs stay positive (lags up to ``n - 2``), the
+    pairs made non-increasing, the even lag of the first pair that is not positive
+    counted once when it is positive, and ``tau`` floored at ``1 / log10(m n)``.
+    """
     if x.shape[1] < 4:
         return np.full(x.shape[2], np.nan)
     s = _split(x.astype(np.float64))
     m, n = s.shape[0], s.shape[1]
     acov = _autocov(s)
-    chain_var = acov[:, 0] * n / (n - 1)
-    mean_var = chain_var.mean(axis=0)
+    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1)
     var_plus = mean_var * (n - 1) / n + s.mean(axis=1).var(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # (n, k)
     rho[0] = 1.0
-    n_pairs = n // 2
+    n_pairs = max(1, 1 + (n - 3) // 2)  # Stan evaluates lag pairs up to lag n - 2
     pairs = rho[: 2 * n_pairs : 2] + rho[1 : 2 * n_pairs : 2]  # (n_pairs, k)
-    # Geyer: keep the initial positive run, then force it to be non-increasing.
+    # pair j > 0 is evaluated while every pair before it is positive; the pairs before
+    # the last one evaluated form the initial positive sequence, made non-increasing
     positive = np.cumprod(pairs > 0, axis=0).astype(bool)
-    pairs = np.minimum.accumulate(np.where(positive, pairs, np.inf), axis=0)
-    pairs = np.where(positive, pairs, 0.0)
-    tau = -1.0 + 2.0 * pairs.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = m * n / tau
+    n_summed = positive[:-1].sum(axis=0)  # the last pair evaluated is pair n_summed
+    monotone = np.minimum.accumulate(pairs, axis=0)
+    summed = np.where(np.arange(n_pairs)[:, None] < n_summed, monotone, 0.0).sum(axis=0)
+    cols = np.arange(pairs.shape[1])
+    # its even lag counts once: when positive, or when the pair itself was kept (sum >= 0)
+    even = np.where(n_summed > 0, rho[2 * n_summed, cols], 1.0)
+    kept = (n_summed > 0) & (pairs[n_summed, cols] >= 0)
+    extra = np.where((even > 0) | kept, even, 0.0)
+    tau = np.maximum(-1.0 + 2.0 * summed + extra, 1.0 / np.log10(m * n))
     constant = ~np.isfinite(var_plus) | (var_plus <= 0)
-    return np.where(constant, np.nan, np.minimum(out, m * n * np.log10(m * n)))
+    with np.errstate(invalid="ignore"):
+        return np.where(constant, np.nan, m * n / tau)
