@@ -232,3 +232,19 @@ def test_replace_and_construct_by_latent_value():
     assert float(parax.Parameter(latent=0.0, transform=Exp()).value) == 1.0  # alias
     with pytest.raises(ValueError, match="outside its bounds"):
         dataclasses.replace(p, latent_value=jnp.log(30.0))  # 30 > 5
+
+
+# -- audit against parax 0.4.11's source (each failed before its fix) ---------------------
+
+
+def test_with_mapped_distributions_filter_is_asked_about_missing_distributions():
+    # parax 0.4 calls dist_filter(node.distribution) for every parameter, None included,
+    # so "give a prior to every parameter that has none" maps the offset.
+    line = Line(slope=Normal(2.0, 1.0), offset=0.5)
+    prior = DNormal(jnp.asarray(0.0), jnp.asarray(10.0))
+    out = line.with_mapped_distributions(lambda d: prior, lambda d: d is None)
+    assert out.offset.distribution is prior
+    assert out.slope.distribution is line.slope.distribution  # rejected, no map_others
+    seen = []
+    line.with_mapped_distributions(lambda d: d, lambda d: seen.append(d) or False)
+    assert len(seen) == 2 and seen[1] is None  # the filter saw both parameters

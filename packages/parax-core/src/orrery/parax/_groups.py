@@ -115,9 +115,8 @@ def demoted(module: Any) -> Any:
 
 def mapped_distributions(module, mapper, dist_filter, map_others, param_groups_mode):
     def apply(d):
-        if dist_filter is None:
-            return mapper(d)  # no filter: every distribution, None included
-        if d is not None and dist_filter(d):
+        # As parax 0.4: the filter is asked about every distribution, None included.
+        if dist_filter is None or dist_filter(d):
             return mapper(d)
         return map_others(d) if map_others is not None else d
 

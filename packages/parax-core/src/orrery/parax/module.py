@@ -571,7 +571,8 @@ class Module(eqx.Module, metaclass=ModuleMeta):
         Args:
             mapper: ``distribution -> distribution``. Without `dist_filter` it is called for
                 every parameter, with None for those without a distribution.
-            dist_filter: a predicate on (non-None) distributions selecting those to map.
+            dist_filter: a predicate on distributions (None for a parameter without one)
+                selecting those to map.
             map_others: applied to the distributions `dist_filter` rejects.
             param_groups: map the distributions of explicit parameter groups instead.
         """
