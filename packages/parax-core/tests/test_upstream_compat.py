@@ -248,3 +248,12 @@ def test_with_mapped_distributions_filter_is_asked_about_missing_distributions()
     seen = []
     line.with_mapped_distributions(lambda d: d, lambda d: seen.append(d) or False)
     assert len(seen) == 2 and seen[1] is None  # the filter saw both parameters
+
+
+def test_relative_uniform_takes_the_value_positionally():
+    # parax 0.4: RelativeUniform(mean, deviation_fraction, *args) hands *args to Uniform,
+    # whose third positional argument is the value.
+    p = parax.RelativeUniform(10.0, 0.1, 10.5)
+    assert float(p.value) == pytest.approx(10.5)
+    assert (float(p.distribution.low), float(p.distribution.high)) == pytest.approx((9.0, 11.0))
+    assert float(parax.RelativeUniform(-10.0, 0.1).value) == -10.0  # default: the mean

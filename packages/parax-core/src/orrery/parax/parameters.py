@@ -161,7 +161,8 @@ def RelativeUniform(
     _require(f > 0, f"deviation_fraction: must be positive, got {np.asarray(f).tolist()}")
     _require(mu != 0, "mean: a relative width needs a non-zero mean, got 0")
     a, b = mu * (1 - f), mu * (1 + f)
-    kwargs.setdefault("value", mu)
+    if not args:  # a positional value (parax 0.4's *args to Uniform) wins over the default
+        kwargs.setdefault("value", mu)
     return Uniform(jnp.minimum(a, b), jnp.maximum(a, b), *args, **kwargs)
 
 
