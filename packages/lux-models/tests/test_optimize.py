@@ -1,5 +1,7 @@
 """optimize_iterative: exact least-squares blocks, fixed blocks, SVI blocks, convergence."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +177,65 @@ def test_cannon_sequence_output_block_is_solved_exactly():
     a = res.params["flux"]["data"][1]["A"]
     # the unit-Normal prior is a ridge of 1 against weights ~1e4: negligible
     np.testing.assert_allclose(a, c.scaled_coeffs, atol=2e-3)  # latents: scaled labels
+
+
+def _scatter_model():
+    m = Lux(L)
+    err_t = FunctionTransform(
+        P, lambda e, s: jnp.sqrt(e**2 + s**2), priors={"s": dist.HalfNormal(1.0)}
+    )
+    m.register_output("flux", AffineTransform(P), err_transform=err_t)
+    return m
+
+
+def test_err_parameters_left_out_of_every_block_warn(truth):
+    """As upstream: an err_transform's free parameters that no block optimises warn.
+
+    Without the warning `s` silently kept its random prior draw as the fitted value.
+    """
+    _, _, _, y = truth
+    data = LuxData(flux=OutputData(y, err=0.05))
+    with pytest.warns(UserWarning, match="flux:err"):
+        optimize_iterative(
+            _scatter_model(), data, blocks=["latents", "flux"], max_cycles=1, progress=False
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # covered by a block, or fixed: no warning
+        optimize_iterative(
+            _scatter_model(),
+            data,
+            blocks=["latents", "flux:data"],
+            fixed_pars={"flux": {"err": {"s": jnp.asarray(0.05)}}},
+            max_cycles=1,
+            progress=False,
+        )
+        optimize_iterative(
+            _scatter_model(),
+            data,
+            blocks=[
+                "latents",
+                "flux:data",
+                ParameterBlock("s", "flux:err", num_steps=5),
+            ],
+            max_cycles=1,
+            progress=False,
+        )
+
+
+def test_bare_output_name_in_an_svi_block_optimises_its_err_parameters_too(truth):
+    """Upstream's ParameterBlock: params="<output>" means all of that output's parameters."""
+    _, _, _, y = truth
+    m = _scatter_model()
+    data = LuxData(flux=OutputData(y, err=0.05))
+    start = {"flux": {"err": {"s": jnp.asarray(0.5)}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = optimize_iterative(
+            m,
+            data,
+            blocks=["latents", ParameterBlock("flux", "flux", num_steps=50)],
+            initial_params=start,
+            max_cycles=1,
+            progress=False,
+        )
+    assert float(res.params["flux"]["err"]["s"]) != pytest.approx(0.5)

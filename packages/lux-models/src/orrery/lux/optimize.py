@@ -11,6 +11,7 @@ warm-started from the current values.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -66,8 +67,9 @@ class ParameterBlock:
 
     Args:
         name: a label for progress and history.
-        params: `"latents"`, `"<output>:data"` or `"<output>:err"`
-            (`"<output>"` alone means its data parameters).
+        params: `"latents"`, `"<output>:data"`, `"<output>:err"` or
+            `"<output>"` (all of its parameters, as upstream; a least-squares
+            block solves only the data parameters).
         optimizer: `"least_squares"` (exact; linear blocks only); None (SVI
             with `numpyro.optim.Adam`, as upstream); a numpyro optimizer or
             optax transformation instance; or an optimizer class or factory
@@ -378,16 +380,44 @@ def _block_sites(model: Lux, params: str) -> list[str]:
     if params == "latents":
         return ["latents"]
     name, _, part = params.partition(":")
-    part = part or "data"
-    if name not in model.outputs or part not in ("data", "err"):
+    if name not in model.outputs or part not in ("", "data", "err"):
         raise ConfigError(
-            f"blocks: unknown parameter group {params!r}; use 'latents', '<output>:data' or "
-            f"'<output>:err' with outputs {list(model.outputs)}"
+            f"blocks: unknown parameter group {params!r}; use 'latents', '<output>', "
+            f"'<output>:data' or '<output>:err' with outputs {list(model.outputs)}"
         )
     dt, et = model.outputs[name]
-    if part == "data":
-        return [f"{name}:{p}" for p in dt.param_names()]
-    return [f"{name}:err:{p}" for p in (et.param_names() if et is not None else ())]
+    data_sites = [f"{name}:{p}" for p in dt.param_names()]
+    err_sites = [f"{name}:err:{p}" for p in (et.param_names() if et is not None else ())]
+    # as upstream, the bare output name means all of its parameters
+    return {"": data_sites + err_sites, "data": data_sites, "err": err_sites}[part]
+
+
+def _warn_unoptimised_err(model: Lux, blocks: list[ParameterBlock], names, fixed_flat) -> None:
+    """Warn, as upstream, about err-transform parameters no block optimises.
+
+    They would keep their starting value (a prior draw) as the fitted one. A
+    least-squares block solves only data parameters, so it covers no err site.
+    """
+    covered = set()
+    for b in blocks:
+        sites = _block_sites(model, b.params)
+        if b.optimizer == "least_squares":
+            sites = [s for s in sites if ":err:" not in s]
+        covered.update(sites)
+    for name in names:
+        left = [
+            s
+            for s in _block_sites(model, f"{name}:err")
+            if s not in covered and s not in fixed_flat
+        ]
+        if left:
+            warnings.warn(
+                f"output {name!r}: err_transform parameter(s) {left} are in no optimisation "
+                f"block and not fixed, so they keep their starting values; add a block with "
+                f"params='{name}:err' or give them in fixed_pars",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _linear_ok(model: Lux, params: str, names=None) -> bool:
@@ -546,6 +576,7 @@ def optimize_iterative(
     if block_options:  # re-checked after the change
         resolved = _resolve_blocks(model, _apply_block_options(resolved, block_options), names)
     fixed_flat = model._flat_fixed(fixed_pars, data.data_size)
+    _warn_unoptimised_err(model, resolved, names, fixed_flat)
     key, init_key = jax.random.split(key)
     flat = _initial_flat(
         model,
@@ -571,6 +602,8 @@ def optimize_iterative(
     for cycle in bar:
         for block in resolved:
             sites = [s for s in _block_sites(model, block.params) if s not in fixed_flat]
+            if block.optimizer == "least_squares":  # it solves data parameters only
+                sites = [s for s in sites if ":err:" not in s]
             if not sites:
                 continue
             flat, key = _run_block(state, block, sites, flat, key)
