@@ -47,7 +47,7 @@ def make_net():
 
 NAMES = [
     "l1_a", "l1_b", "second_a", "second_b", "layers_0_a", "layers_0_b",
-    "layers_six_a", "layers_six_b", "extra_k", "extra_eight", "c", "a",
+    "layers_six_a", "layers_six_b", "extra_k", "extra_z", "hidden", "a",
 ]  # fmt: skip
 
 
@@ -127,7 +127,7 @@ def test_with_params_forms_and_errors():
     fixed = net.with_params({"l1_a": 1.0}, fix_others=True)
     assert fixed.param_names() == ["l1_a"]
     new = Parameter(42.0, fixed=True)
-    assert net.with_params({"c": new}).hidden.c is new
+    assert net.with_params({"hidden": new}).hidden.c is new
 
 
 def test_with_params_is_traceable():
@@ -142,10 +142,10 @@ def test_mapped_fixed_free():
     assert float(m.param_value("l1_a")) == 2.0 and float(m.param_value("l1_b")) == 2.0
     m = net.with_mapped_params(lambda p: p, ["layers_six_a"], map_others=lambda p: p.as_fixed())
     assert m.param_names() == ["layers_six_a"]
-    assert net.with_fixed_params(["l1_a", "c"]).num_params == 10
-    assert net.with_fixed_params("c", free_others=True).num_params == 12
+    assert net.with_fixed_params(["l1_a", "hidden"]).num_params == 10
+    assert net.with_fixed_params("hidden", free_others=True).num_params == 12
     assert net.with_free_params("b").num_params == 13
-    assert net.with_free_params_only(["b", "c"]).param_names() == ["c", "b"]
+    assert net.with_free_params_only(["b", "hidden"]).param_names() == ["hidden", "b"]
     assert net.with_all_params_fixed().num_params == 0
     assert net.with_all_params_free().num_params == 13
     with pytest.raises(ConfigError, match="did you mean"):
@@ -216,7 +216,7 @@ def test_distribution_edits():
 def test_fields_and_structure():
     net = make_net()
     assert net.with_name("other").name == "other"
-    assert net.with_fields(hidden=Hidden(1.5)).param_value("c") == 1.5
+    assert net.with_fields(hidden=Hidden(1.5)).param_value("hidden") == 1.5
     assert float(net.with_attrs("first.a", 3.0).param_value("l1_a")) == 3.0
     m = net.with_attrs({"layers.0.a": 4.0}, name="x")
     assert float(m.param_value("layers_0_a")) == 4.0 and m.name == "x"

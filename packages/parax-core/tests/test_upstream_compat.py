@@ -257,3 +257,28 @@ def test_relative_uniform_takes_the_value_positionally():
     assert float(p.value) == pytest.approx(10.5)
     assert (float(p.distribution.low), float(p.distribution.high)) == pytest.approx((9.0, 11.0))
     assert float(parax.RelativeUniform(-10.0, 0.1).value) == -10.0  # default: the mean
+
+
+class _Wrapper(parax.Module, transparent=True):
+    inner: Line
+
+
+class _Top(parax.Module):
+    wrapped: _Wrapper
+    table: dict
+
+
+def test_a_transparent_module_hides_its_fields_not_itself():
+    # parax 0.4's path_to_param_name drops the segment of an attribute *of* a transparent
+    # module (the module's own attribute name stays); a dict key always names its item,
+    # even an explicitly named one (only attributes and sequence items take the name).
+    top = _Top(
+        wrapped=_Wrapper(inner=Line(slope=1.0, offset=2.0)),
+        table={"k": parax.Parameter(3.0, name="kk"), "m": Line(4.0, 5.0, name="lin")},
+    )
+    names = ["wrapped_slope", "wrapped_offset", "table_k", "table_m_slope", "table_m_offset"]
+    assert top.param_names() == names
+    assert list(top.named_param_values()) == names
+    out = top.with_params({"wrapped_slope": 7.0, "table_k": 8.0})
+    assert float(out.wrapped.inner.slope.value) == 7.0 and float(out.table["k"].value) == 8.0
+    assert top.with_free_submodules_only("wrapped").param_names() == names[:2]

@@ -423,11 +423,11 @@ def all_params_keywords(kwargs: dict, must_be_true: str, method: str) -> dict:
 
 def path_to_param_name(module: Any, path: Sequence[Any]) -> str:
     """`Module.path_to_param_name`: the qualified name of the parameter at a key path."""
-    segs, last = path_segments(module, tuple(path))
+    segs, last, by_key = path_segments(module, tuple(path))
     leaf = module
     for key in path:
         leaf = get_key(leaf, key)
-    own = leaf.metadata.name if isinstance(leaf, Parameter) else None
+    own = leaf.metadata.name if isinstance(leaf, Parameter) and not by_key else None
     return join(segs, own if isinstance(own, str) else last)
 
 

@@ -1,10 +1,11 @@
 """Name building: turning pytree paths into parameter names.
 
-Rules: path segments are joined by ``_``; an attribute/key/index segment is replaced by
-the explicit name of the child it leads to (a named `Module` or `Parameter`); a
-transparent module, or a field declared ``field(transparent=True)``, contributes no
-segment; dict keys become ``str(k)``; sequence items use their index; the root's own
-name is never included.
+Rules (parax 0.4's): path segments are joined by ``_``; an attribute or sequence-index
+segment is replaced by the explicit name of the child it leads to (a named `Module` or
+`Parameter`); the attributes of a transparent module, and fields declared
+``field(transparent=True)``, contribute no segment (an explicit name still does); dict
+keys always become ``str(k)``; sequence items use their index; the root's own name is
+never included.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .parameter import Parameter
 from .tree import is_parameter
 
 SEP = "_"
-_CACHE: dict[Any, tuple[list[int], list[tuple[str, ...]], list[str | None]]] = {}
+_CACHE: dict[Any, tuple[list[int], list[tuple[str, ...]], list[str | None], list[bool]]] = {}
 _TRANSPARENT_FIELDS: dict[type, frozenset[str]] = {}
 
 
@@ -50,39 +51,44 @@ def transparent_fields(cls: type) -> frozenset[str]:
     return out
 
 
-def _key_segment(parent: Any, key: Any) -> tuple[str | None, Any]:
-    """The default segment for `key` and the child it leads to."""
+def _key_segment(parent: Any, key: Any) -> tuple[str | None, Any, bool]:
+    """The default segment for `key`, the child it leads to, and whether the key names it.
+
+    As parax 0.4: an attribute of a transparent module, or a transparent field, has no
+    default segment; a dict key always names its item (an explicit name does not replace it).
+    """
     if isinstance(key, GetAttrKey):
         child = getattr(parent, key.name)
-        if key.name in transparent_fields(type(parent)):
-            return None, child
-        return key.name, child
+        if key.name in transparent_fields(type(parent)) or (
+            is_module(parent) and is_transparent(parent)
+        ):
+            return None, child, False
+        return key.name, child, False
     if isinstance(key, DictKey):
-        return str(key.key), parent[key.key]
+        return str(key.key), parent[key.key], True
     if isinstance(key, SequenceKey):
-        return str(key.idx), parent[key.idx]
-    return str(getattr(key, "key", key)), None
+        return str(key.idx), parent[key.idx], False
+    return str(getattr(key, "key", key)), None, False
 
 
-def path_segments(root: Any, path: tuple) -> tuple[list[str], str | None]:
-    """Segments of the containers along `path` and the default last segment."""
+def path_segments(root: Any, path: tuple) -> tuple[list[str], str | None, bool]:
+    """Segments of the containers along `path`, the default last segment, and whether
+    that last segment is a dict key (which an explicit name does not replace)."""
     segs: list[str] = []
     obj = root
     last: str | None = None
+    by_key = False
     for i, key in enumerate(path):
-        seg, child = _key_segment(obj, key) if obj is not None else (str(key), None)
+        seg, child, by_key = _key_segment(obj, key) if obj is not None else (str(key), None, False)
         if i == len(path) - 1:
             last = seg
             break
-        if child is not None and is_module(child):
-            if is_transparent(child):
-                seg = None
-            elif child.name is not None:
-                seg = child.name
+        if child is not None and is_module(child) and not by_key and child.name is not None:
+            seg = child.name
         if seg is not None and seg != "":
             segs.append(seg)
         obj = child
-    return segs, last
+    return segs, last, by_key
 
 
 def join(segs: tuple[str, ...] | list[str], last: str | None) -> str:
@@ -93,30 +99,33 @@ def join(segs: tuple[str, ...] | list[str], last: str | None) -> str:
 class ParamIndex:
     """Flattened view of a module: parameter leaves, their positions and names."""
 
-    __slots__ = ("lasts", "leaves", "names", "positions", "prefixes", "treedef")
+    __slots__ = ("by_key", "lasts", "leaves", "names", "positions", "prefixes", "treedef")
 
     def __init__(self, tree: Any):
         leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=is_parameter)
         cached = _CACHE.get(treedef)
         if cached is None:
             paths, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_parameter)
-            positions, prefixes, lasts = [], [], []
+            positions, prefixes, lasts, by_key = [], [], [], []
             for i, (path, leaf) in enumerate(paths):
                 if isinstance(leaf, Parameter):
-                    segs, last = path_segments(tree, path)
+                    segs, last, keyed = path_segments(tree, path)
                     positions.append(i)
                     prefixes.append(tuple(segs))
                     lasts.append(last)
+                    by_key.append(keyed)
             if len(_CACHE) > 512:
                 _CACHE.clear()
-            cached = _CACHE[treedef] = (positions, prefixes, lasts)
+            cached = _CACHE[treedef] = (positions, prefixes, lasts, by_key)
         self.leaves = leaves
         self.treedef = treedef
-        self.positions, self.prefixes, self.lasts = cached
+        self.positions, self.prefixes, self.lasts, self.by_key = cached
         names = []
-        for pos, pre, last in zip(self.positions, self.prefixes, self.lasts, strict=True):
+        for pos, pre, last, keyed in zip(
+            self.positions, self.prefixes, self.lasts, self.by_key, strict=True
+        ):
             own = leaves[pos].metadata.name
-            names.append(join(pre, own if isinstance(own, str) else last))
+            names.append(join(pre, own if isinstance(own, str) and not keyed else last))
         self.names = names
         if len(set(names)) != len(names):
             dup = sorted(n for n, c in Counter(names).items() if c > 1)
@@ -133,7 +142,7 @@ class ParamIndex:
         if p.shape == ():
             return [self.names[k]]
         own = p.metadata.name
-        if isinstance(own, tuple):
+        if isinstance(own, tuple) and not self.by_key[k]:
             return [join(self.prefixes[k], n) for n in flat_names_of(own, p.size)]
         return flat_names_of(self.names[k], p.size, SEP)
 
@@ -168,10 +177,8 @@ def named_submodules(root: Any) -> list[tuple[str, tuple, Any]]:
         for sub_path, leaf in flat:
             if not is_module(leaf):
                 continue
-            segs, last = path_segments(mod, sub_path)
-            if is_transparent(leaf):
-                last = None
-            elif leaf.name is not None:
+            segs, last, by_key = path_segments(mod, sub_path)
+            if not by_key and leaf.name is not None:
                 last = leaf.name
             full = [*prefix, *segs] + ([last] if last else [])
             out.append((SEP.join(full), path + tuple(sub_path), leaf))
