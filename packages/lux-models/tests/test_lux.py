@@ -215,3 +215,29 @@ def test_save_load_fitted_lux(tmp_path, truth):
 def test_bad_names_raise(model):
     with pytest.raises(ConfigError, match="names"):
         model.predict_outputs(jnp.zeros((2, L)), {}, names=["nope"])
+
+
+def test_custom_model_gets_upstreams_per_output_parameters(truth):
+    """setup_numpyro returns, as upstream, {output: {site name: value}} with err names merged.
+
+    A pollux `custom_model(latents, pars, data)` reads e.g. `pars["flux"]["A"]`.
+    """
+    _, _, _, y = truth
+    m = Lux(latent_size=L)
+    err_t = FunctionTransform(
+        P, lambda e, s: jnp.sqrt(e**2 + s**2), priors={"s": dist.HalfNormal(1.0)}
+    )
+    m.register_output("flux", AffineTransform(P), err_transform=err_t)
+    m.register_output(
+        "poly", TransformSequence((PolyFeatureTransform(degree=2), LinearTransform(3)))
+    )
+    data = LuxData(flux=OutputData(y, err=0.05), poly=np.zeros((N, 3)))
+    seen = {}
+
+    def custom_model(latents, pars, data):
+        seen.update({k: set(v) for k, v in pars.items()})
+        numpyro.factor("a_norm", -jnp.sum(pars["flux"]["A"] ** 2))
+
+    with numpyro.handlers.seed(rng_seed=0):
+        m.default_numpyro_model(data, custom_model=custom_model)
+    assert seen == {"flux": {"A", "b", "s"}, "poly": {"1:A"}}

@@ -155,7 +155,9 @@ class Lux(eqx.Module):
         """Sample every output's parameters, predict, and observe the data.
 
         Returns:
-            The sampled parameters, nested as ``{name: {"data": ..., "err": ...}}``.
+            The sampled parameters as upstream, ``{name: {param: value}}``: the
+            data transform's names (``"i:name"`` in a sequence) with the err
+            transform's merged in. `custom_model` receives this.
         """
         data = as_lux_data(data)
         n = latents.shape[0]
@@ -180,10 +182,9 @@ class Lux(eqx.Module):
             y = jnp.where(mask, od.data, 0.0)
             sd = jnp.where(mask, err, 1.0)
             numpyro.sample(f"obs:{name}", dist.Normal(pred, sd).mask(mask).to_event(2), obs=y)
-            pars[name] = {
-                "data": dt.unpack_pars(dflat),
-                "err": et.unpack_pars(eflat) if et is not None else {},
-            }
+            # upstream's layout: the output's site names (a sequence's "i:name"),
+            # its err-transform's merged in (they win a clash, as upstream)
+            pars[name] = {**dflat, **eflat}
         return pars
 
     def default_numpyro_model(
