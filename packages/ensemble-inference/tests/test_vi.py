@@ -192,3 +192,33 @@ def test_autoguide_members_start_apart_and_guide_stays_reusable(linear):
     # the shared guide holds no tracers: it can be traced again
     state, losses = vi.update(state, x, y)
     assert losses.shape == (3,) and bool(jnp.all(jnp.isfinite(losses)))
+
+
+def _three_site_model(x, y=None):
+    # sites declared in a different order than their sorted names (w, b, s -> b, s, w)
+    w = numpyro.sample("w", dist.Normal(0.0, TAU).expand([2]).to_event(1))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(x @ w + b, s), obs=y)
+
+
+def test_flat_latent_autoguide_members_are_svi_run_on_their_keys(linear):
+    """AutoContinuous guides pack all latents in one vector: every member must use the
+    layout of the guide it is updated with, so each member equals ``SVI.run`` on its key
+    (the prototype built inside vmap orders the sites differently from an eager one)."""
+    from numpyro.infer.autoguide import AutoDiagonalNormal
+
+    x, y = linear.data
+    keys = jax.random.split(KEY, 2)
+    result = EnsembleVI(
+        _three_site_model, AutoDiagonalNormal(_three_site_model), OPTAX_ADAM, ensemble_size=2
+    ).run(KEY, 10, x, y)
+    for e in range(2):
+        ref = SVI(
+            _three_site_model, AutoDiagonalNormal(_three_site_model), OPTAX_ADAM, Trace_ELBO()
+        ).run(keys[e], 10, x, y, progress_bar=False)
+        np.testing.assert_allclose(result.losses[e], ref.losses, rtol=1e-4)
+        for name in ("auto_loc", "auto_scale"):
+            np.testing.assert_allclose(
+                result.params[name][e], ref.params[name], rtol=1e-4, atol=1e-6
+            )

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
+from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.svi import SVI, SVIState
 
 from orrery.interface import ConfigError, check_positive_int
@@ -117,6 +118,22 @@ def _member_init_guide(guide: Callable[..., object]) -> Callable[..., object]:
         return guide
     fresh = copy.copy(guide)
     fresh.prototype_trace = None
+    shared_locs = getattr(guide, "_init_locs", None)
+    if isinstance(guide, AutoContinuous) and shared_locs:
+        # A flat-latent guide packs its sites into one vector in the order of `_init_locs`.
+        # Built inside vmap that order is sorted by name, built eagerly (the shared guide,
+        # which every update uses) it is the model's: pack each member's initial values in
+        # the shared guide's layout, or they land on the wrong sites.
+        order = list(shared_locs)
+
+        def setup_in_shared_layout(*args: PyTree, **kwargs: PyTree) -> None:
+            type(fresh)._setup_prototype(fresh, *args, **kwargs)
+            locs = {name: fresh._init_locs[name] for name in order}
+            fresh._init_locs = locs
+            fresh._init_latent = jnp.concatenate([jnp.reshape(v, -1) for v in locs.values()])
+            fresh._unpack_latent = guide._unpack_latent
+
+        fresh._setup_prototype = setup_in_shared_layout
     return fresh
 
 
