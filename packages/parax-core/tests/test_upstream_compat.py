@@ -282,3 +282,24 @@ def test_a_transparent_module_hides_its_fields_not_itself():
     out = top.with_params({"wrapped_slope": 7.0, "table_k": 8.0})
     assert float(out.wrapped.inner.slope.value) == 7.0 and float(out.table["k"].value) == 8.0
     assert top.with_free_submodules_only("wrapped").param_names() == names[:2]
+
+
+def test_with_params_takes_a_list_of_flat_values():
+    # parax 0.4 turns the sequence into an array; it raised TypeError in jnp.reshape.
+    line = Line(slope=2.0, offset=1.0)
+    out = line.with_params([3.0, 4.0])
+    assert out.named_flat_param_values(return_floats=True) == {"slope": 3.0, "offset": 4.0}
+    assert float(line.with_params((5.0, 6.0)).offset.value) == 6.0
+
+
+def test_parameter_arithmetic_takes_lists():
+    # parax 0.4's +, -, *, / wrap the other operand in jnp.array, as for a scaled value.
+    p = parax.Parameter(2.0, scale=3.0)  # 6.0 as an array
+    np.testing.assert_array_equal(p * [1.0, 2.0], [6.0, 12.0])
+    np.testing.assert_array_equal([1.0, 2.0] * p, [6.0, 12.0])
+    np.testing.assert_array_equal(p + [1.0, 2.0], [7.0, 8.0])  # noqa: RUF005 (elementwise)
+    np.testing.assert_array_equal([1.0, 2.0] + p, [7.0, 8.0])  # noqa: RUF005
+    np.testing.assert_array_equal(p - (1.0, 2.0), [5.0, 4.0])
+    np.testing.assert_array_equal((1.0, 2.0) - p, [-5.0, -4.0])
+    np.testing.assert_array_equal(p / [2.0, 3.0], [3.0, 2.0])
+    np.testing.assert_array_equal([12.0, 18.0] / p, [2.0, 3.0])

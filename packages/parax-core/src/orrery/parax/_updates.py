@@ -57,6 +57,8 @@ def from_array(
     params = [idx.leaves[idx.positions[k]] for k in eligible]
     sizes = [p.size for p in params]
     total = sum(sizes)
+    if isinstance(arr, (list, tuple)):  # as parax 0.4, a sequence of flat values
+        arr = jnp.asarray(arr)
     shape = tuple(np.shape(arr))
     if shape != (total,):
         raise ShapeError(

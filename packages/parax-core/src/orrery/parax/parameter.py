@@ -137,6 +137,11 @@ def _defers(other: object) -> bool:
     return isinstance(other, eqx.Module) and not hasattr(other, "__jax_array__")
 
 
+def _operand(other: Any) -> Any:
+    """parax 0.4's ``jnp.array(other)`` for +, -, *, /: a list or tuple becomes an array."""
+    return jnp.asarray(other) if isinstance(other, (list, tuple)) else other
+
+
 def _split_kwargs(kwargs: dict[str, object], info: dict[str, object]) -> dict[str, Any]:
     """Core keywords by field name; other keywords go to `info`, near-misses raise."""
     core: dict[str, Any] = {}
@@ -351,34 +356,34 @@ class Parameter(eqx.Module):
     def __add__(self, other):
         if _defers(other):
             return NotImplemented
-        return jnp.add(self.__jax_array__(), other)
+        return jnp.add(self.__jax_array__(), _operand(other))
 
     def __radd__(self, other):
-        return jnp.add(other, self.__jax_array__())
+        return jnp.add(_operand(other), self.__jax_array__())
 
     def __sub__(self, other):
         if _defers(other):
             return NotImplemented
-        return jnp.subtract(self.__jax_array__(), other)
+        return jnp.subtract(self.__jax_array__(), _operand(other))
 
     def __rsub__(self, other):
-        return jnp.subtract(other, self.__jax_array__())
+        return jnp.subtract(_operand(other), self.__jax_array__())
 
     def __mul__(self, other):
         if _defers(other):
             return NotImplemented
-        return jnp.multiply(self.__jax_array__(), other)
+        return jnp.multiply(self.__jax_array__(), _operand(other))
 
     def __rmul__(self, other):
-        return jnp.multiply(other, self.__jax_array__())
+        return jnp.multiply(_operand(other), self.__jax_array__())
 
     def __truediv__(self, other):
         if _defers(other):
             return NotImplemented
-        return jnp.true_divide(self.__jax_array__(), other)
+        return jnp.true_divide(self.__jax_array__(), _operand(other))
 
     def __rtruediv__(self, other):
-        return jnp.true_divide(other, self.__jax_array__())
+        return jnp.true_divide(_operand(other), self.__jax_array__())
 
     def __pow__(self, other):
         if _defers(other):
