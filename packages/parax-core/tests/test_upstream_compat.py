@@ -303,3 +303,26 @@ def test_parameter_arithmetic_takes_lists():
     np.testing.assert_array_equal((1.0, 2.0) - p, [-5.0, -4.0])
     np.testing.assert_array_equal(p / [2.0, 3.0], [3.0, 2.0])
     np.testing.assert_array_equal([12.0, 18.0] / p, [2.0, 3.0])
+
+
+def test_parax_04_submodule_paths_import():
+    # parax 0.4's own tests import from these modules (parax.parameter_metadata, ...).
+    import importlib
+
+    paths = {
+        "parameter_metadata": ["ParameterMetadata"],
+        "parameter_group": ["ParameterGroup"],
+        "field": ["field"],
+        "serialization": ["load", "save"],
+        "parameter": ["Parameter", "is_param", "as_param"],
+        "parameters": ["Uniform", "Normal", "Fixed", "Free"],
+        "module": ["Module"],
+        "tree": ["partition"],
+        "operator": ["Operator", "OpInputs", "OpOutputs"],
+    }
+    for mod, names in paths.items():
+        m = importlib.import_module(f"orrery.parax.{mod}")
+        for name in names:
+            assert getattr(m, name) is getattr(parax, name), (mod, name)
+    field_module = importlib.import_module("orrery.parax.field")
+    assert callable(parax.field) and parax.field is field_module.field

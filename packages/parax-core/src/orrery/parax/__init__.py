@@ -11,9 +11,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from . import bijectors, distributions, op, parameters
-from ._field import field
 from ._generations import V011_ONLY_NAMES
 from ._registry import register_loadable
+from .field import field
 from .group import ParameterGroup
 from .io import load, save
 from .metadata import ParameterMetadata
