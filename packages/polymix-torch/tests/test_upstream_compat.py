@@ -483,3 +483,29 @@ def test_user_surrogate_written_for_upstream_runs():
         model.parameter_groups[0].params.copy_(torch.tensor([1.0, 2.0]))
     y = model(torch.tensor([[0.0], [1.0]]), num_samples=3)
     torch.testing.assert_close(y, torch.tensor([[[1.0], [3.0]]] * 3))
+
+
+# -- audit against pypolymix's source ---------------------------------------------------
+
+
+def test_tensor_prior_hyperparameters_keep_their_gradient():
+    # pypolymix keeps a tensor mean/std (loc/scale) as given (`torch.as_tensor`), so a
+    # learnable prior (empirical Bayes: the tensor handed to the optimiser) gets a gradient
+    # and the prior sees every optimiser step; a detached copy would silently freeze it
+    torch.manual_seed(0)
+    loc = torch.nn.Parameter(torch.tensor(0.2))
+    std = torch.nn.Parameter(torch.tensor([1.0, 2.0, 0.5]))
+    scale = torch.nn.Parameter(torch.tensor([0.5, 1.5, 1.0]))
+    iid = IIDGaussianGroup("a", 3, IIDGaussianPrior(loc, std))
+    det = DeterministicGroup("b", 3, LaplacePrior(loc, scale))
+    (iid.distribution_loss() + det.distribution_loss()).backward()
+    for t in (loc, std, scale):
+        assert t.grad is not None and bool(torch.isfinite(t.grad).all()) and t.grad.abs().sum() > 0
+    # KL(N(m, s²) ‖ N(loc, std²)) by hand: d/dstd = 1/std - (s² + (m - loc)²)/std³
+    m, s = iid.mean.detach(), iid.std.detach()
+    want = 1 / std.detach() - (s**2 + (m - 0.2) ** 2) / std.detach() ** 3
+    torch.testing.assert_close(std.grad, want)
+    # an optimiser step on the hyper-parameter is what the prior uses next
+    opt = torch.optim.SGD([std], lr=0.1)
+    opt.step()
+    assert torch.equal(iid.prior_distribution().base_dist.scale.detach(), std.detach())

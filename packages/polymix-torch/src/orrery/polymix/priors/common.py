@@ -16,8 +16,9 @@ __all__ = ["GaussianPrior", "IIDGaussianPrior", "LaplacePrior"]
 
 def _buffer(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
-        t = value.detach().clone()
-        return t if torch.is_floating_point(t) else t.to(torch.get_default_dtype())
+        # a floating tensor is kept as given (pypolymix's `torch.as_tensor`): a learnable
+        # hyper-parameter keeps its gradient and the prior sees every optimiser step
+        return value if torch.is_floating_point(value) else value.to(torch.get_default_dtype())
     try:
         return torch.as_tensor(value, dtype=torch.get_default_dtype())
     except (TypeError, ValueError, RuntimeError) as err:
@@ -158,13 +159,15 @@ class GaussianPrior(Prior):
                 "GaussianPrior: give exactly one of covariance_matrix and scale_tril, got "
                 + ("neither" if covariance_matrix is None else "both")
             )
-        mean_t = _buffer(mean, "mean")
+        # copies, as pypolymix's `clone()` (the factor is computed once, here)
+        mean_t = _buffer(mean, "mean").detach().clone()
         if mean_t.ndim != 1:
             raise ShapeError(f"mean: expected shape (P,), got {tuple(mean_t.shape)}")
         _check_finite(mean_t, "mean")
         p = mean_t.shape[0]
         given = "covariance_matrix" if covariance_matrix is not None else "scale_tril"
         mat = _buffer(covariance_matrix if covariance_matrix is not None else scale_tril, given)
+        mat = mat.detach().clone()
         if tuple(mat.shape) != (p, p):
             raise ShapeError(
                 f"{given}: expected shape ({p}, {p}) to match mean, got {tuple(mat.shape)}"
