@@ -326,3 +326,21 @@ def test_parax_04_submodule_paths_import():
             assert getattr(m, name) is getattr(parax, name), (mod, name)
     field_module = importlib.import_module("orrery.parax.field")
     assert callable(parax.field) and parax.field is field_module.field
+
+
+def test_factories_take_latent_value_instead_of_a_value():
+    # parax 0.4.11: Uniform/Normal/Fixed/Free(..., latent_value=z) build from the latent
+    # value (no default value is filled in); Fixed/Free without either raise.
+    u = parax.Uniform(0.0, 4.0, latent_value=1.0)
+    assert float(u.value) == 1.0 and float(u.distribution.high) == 4.0
+    assert float(parax.Normal(0.0, 1.0, latent_value=0.5).value) == 0.5
+    f = parax.Fixed(latent_value=jnp.log(2.0), transform=Exp())
+    assert f.fixed and float(f.value) == pytest.approx(2.0)  # exp(log 2)
+    free = parax.Free(latent_value=0.0, transform=Exp())
+    assert not free.fixed and float(free.value) == 1.0
+    assert float(parax.RelativeUniform(10.0, 0.1, latent_value=10.5).value) == 10.5
+    for make in (parax.Fixed, parax.Free):
+        with pytest.raises(ValueError, match="latent_value"):
+            make()
+    with pytest.raises(ValueError, match="not both"):
+        parax.Uniform(0.0, 4.0, 1.0, latent_value=1.0)

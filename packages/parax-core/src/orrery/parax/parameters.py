@@ -15,7 +15,7 @@ from distreqx.distributions import Normal as _Normal
 from distreqx.distributions import Uniform as _Uniform
 from jaxtyping import Array, ArrayLike
 
-from orrery.interface import ShapeError, ValueDomainError
+from orrery.interface import ConfigError, ShapeError, ValueDomainError
 
 from ._errors import ConfigTypeError
 from ._generations import refuse_under_differentiation, refuse_v011_variable
@@ -59,6 +59,20 @@ def _pair(a: Number, b: Number, names: tuple[str, str]) -> tuple[Array, Array]:
     return first, second
 
 
+def _has_latent(kwargs: dict[str, Any]) -> bool:
+    return "latent_value" in kwargs or "latent" in kwargs
+
+
+def _default(value: Number | None, default: Number, kwargs: dict[str, Any]) -> Number | None:
+    """`value`, else `default` unless a latent value is given (parax 0.4.11's factories)."""
+    return default if value is None and not _has_latent(kwargs) else value
+
+
+def _need_a_value(value: Number | None, kwargs: dict[str, Any], name: str) -> None:
+    if value is None and not _has_latent(kwargs):
+        raise ConfigError(f"{name}: give value or latent_value")
+
+
 def _require(cond: ArrayLike, message: str) -> None:
     if is_concrete(cond) and not bool(jnp.all(cond)):
         raise ValueDomainError(message)
@@ -90,7 +104,7 @@ def Uniform(low: Number, high: Number, value: Number | None = None, **kwargs: An
         f"high: need high > low, got low={np.asarray(lo).tolist()}, high={np.asarray(hi).tolist()}",
     )
     kwargs.setdefault("bounds", jnp.stack([lo, hi], axis=-1))
-    value = (lo + hi) / 2 if value is None else value
+    value = _default(value, (lo + hi) / 2, kwargs)
     return Parameter(value, distribution=_Uniform(lo, hi), **kwargs)
 
 
@@ -115,7 +129,7 @@ def Normal(mean: Number, std: Number, value: Number | None = None, **kwargs: Any
     """
     mu, sd = _pair(mean, std, ("mean", "std"))
     _require(sd > 0, f"std: must be positive, got {np.asarray(sd).tolist()}")
-    return Parameter(mu if value is None else value, distribution=_Normal(mu, sd), **kwargs)
+    return Parameter(_default(value, mu, kwargs), distribution=_Normal(mu, sd), **kwargs)
 
 
 def CenteredUniform(
@@ -161,8 +175,8 @@ def RelativeUniform(
     _require(f > 0, f"deviation_fraction: must be positive, got {np.asarray(f).tolist()}")
     _require(mu != 0, "mean: a relative width needs a non-zero mean, got 0")
     a, b = mu * (1 - f), mu * (1 + f)
-    if not args:  # a positional value (parax 0.4's *args to Uniform) wins over the default
-        kwargs.setdefault("value", mu)
+    if not args and not _has_latent(kwargs):  # a positional value (parax 0.4's *args to
+        kwargs.setdefault("value", mu)  # Uniform) or a latent value wins over the default
     return Uniform(jnp.minimum(a, b), jnp.maximum(a, b), *args, **kwargs)
 
 
@@ -186,45 +200,51 @@ def RelativeNormal(mean: Number, std_fraction: Number, **kwargs: Any) -> Paramet
     return Normal(mu, jnp.abs(mu) * f, **kwargs)
 
 
-def Fixed(value: Number, **kwargs: Any) -> Parameter:
+def Fixed(value: Number | None = None, **kwargs: Any) -> Parameter:
     """A fixed parameter (`partition` keeps it out of the trainable half).
 
     parax 0.4's meaning: gradients still pass through its value. parax 0.11's `Fixed`
     (a stop-gradient variable) is `orrery.parax.v011.Fixed`.
 
     Args:
-        value: the physical value.
+        value: the physical value (or give `latent_value` instead).
         **kwargs: passed to `Parameter`.
 
     Returns:
         The `Parameter`.
 
     Raises:
-        ConfigError: `value` is being differentiated (inside `jax.grad`, where the two
-            generations give different gradients) or is a parax 0.11 variable.
+        ConfigError: neither `value` nor `latent_value` given; `value` is being
+            differentiated (inside `jax.grad`, where the two generations give different
+            gradients) or is a parax 0.11 variable.
 
     Example:
         >>> Fixed(3.0).fixed
         True
     """
+    _need_a_value(value, kwargs, "Fixed")
     refuse_v011_variable(value, "Fixed")
     refuse_under_differentiation(value, "Fixed")
     return Parameter(value, fixed=True, **kwargs)
 
 
-def Free(value: Number, n: int | None = None, **kwargs: Any) -> Parameter:
+def Free(value: Number | None = None, n: int | None = None, **kwargs: Any) -> Parameter:
     """A free parameter.
 
     Args:
-        value: the physical value.
+        value: the physical value (or give `latent_value` instead).
         n: repeat a scalar value into a vector of length `n`.
         **kwargs: passed to `Parameter`.
 
     Returns:
         The `Parameter`.
 
+    Raises:
+        ConfigError: neither `value` nor `latent_value` given.
+
     Example:
         >>> Free(1.0, n=3).shape
         (3,)
     """
+    _need_a_value(value, kwargs, "Free")
     return Parameter(value, fixed=False, n=n, **kwargs)
