@@ -509,3 +509,26 @@ def test_tensor_prior_hyperparameters_keep_their_gradient():
     opt = torch.optim.SGD([std], lr=0.1)
     opt.step()
     assert torch.equal(iid.prior_distribution().base_dist.scale.detach(), std.detach())
+
+
+def test_activation_module_is_registered_once_as_upstream():
+    # pypolymix stores the activation as `activation` only: a stateful activation module
+    # (PReLU) appears once in the state dict, under upstream's key
+    torch.manual_seed(0)
+    net = NeuralNetwork(1, 1, width=3, activation=torch.nn.PReLU())
+    assert list(net.state_dict()) == ["activation.weight"]
+    gate = GatingNetwork(1, 2, width=3, activation=torch.nn.PReLU())
+    assert list(gate.state_dict()) == ["network.activation.weight"]
+    model = StochasticModel(net, IIDGaussianGroup("w", net.num_params()))
+    upstream_state = {
+        "surrogate_model.activation.weight": torch.tensor([0.3]),
+        "parameter_groups.0.mean": torch.zeros(net.num_params()),
+        "parameter_groups.0.log_std": torch.full((net.num_params(),), -0.5),
+    }
+    model.load_state_dict(upstream_state, strict=True)
+    assert net.activation.weight.item() == pytest.approx(0.3)
+    assert [n for n, _ in model.named_parameters()] == [
+        "surrogate_model.activation.weight",
+        "parameter_groups.0.mean",
+        "parameter_groups.0.log_std",
+    ]

@@ -93,6 +93,8 @@ class NeuralNetwork(SurrogateModel):
         torch.Size([3, 5, 1])
     """
 
+    activation_spec: type[nn.Module] | nn.Module | Callable
+
     def __init__(
         self,
         num_inputs: int,
@@ -104,7 +106,9 @@ class NeuralNetwork(SurrogateModel):
         super().__init__(num_inputs, num_outputs)
         self.width = check_positive_int(width, "width")
         self.depth = check_positive_int(depth, "depth", minimum=0)
-        self.activation_spec = activation
+        # kept out of the module registry: a module instance is registered once, as
+        # `activation` (pypolymix's state_dict key), not a second time under this name
+        self.__dict__["activation_spec"] = activation
         act = _activation(activation)
         # registered as a submodule only when it is one, so modules with state move with .to()
         self.activation = act
