@@ -152,6 +152,27 @@ def test_nan_parameters_member_is_skipped_for_every_step(runner, linear):
     assert bool(jnp.all(jnp.isfinite(res.params["w"][jnp.array([0, 2, 3])])))
 
 
+def test_skip_keeps_member_whose_update_overflows():
+    # finite loss and gradient, but lr * gradient overflows float32: the update is inf
+    def log_joint(params, x, y):
+        return -1e30 * params["w"], 0.0  # a constant, finite gradient of 1e30
+
+    runner = EnsembleMAP(
+        log_joint,
+        lambda k: {"w": jnp.zeros(())},
+        optax.sgd(1e10),
+        ensemble_size=2,
+        prior_weight=0.0,
+    )
+    state = runner.init(0)
+    state = state._replace(params={"w": jnp.array([0.0, 1.0])})
+    x, y = jnp.zeros((3, 1)), jnp.zeros(3)
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[0, 1\]"):
+        res = runner.run(KEY, 5, x, y, init_state=state)
+    assert res.skipped_steps.tolist() == [5, 5]
+    assert res.params["w"].tolist() == [0.0, 1.0]  # both kept their last finite state
+
+
 def test_raise_mode_names_member_and_step(linear):
     x, y = linear.data
     strict = EnsembleMAP(

@@ -105,10 +105,10 @@ def step_members(
     optimizer: optax.GradientTransformation,
     on_nonfinite: str,
 ) -> tuple[EnsembleState, Float[Array, " E"], Bool[Array, " E"]]:
-    """One vmapped step that also reports, per member, whether loss and gradient were finite.
+    """One vmapped step that reports, per member, whether loss, gradient and update were finite.
 
-    Under ``on_nonfinite == "skip"`` a member with a non-finite loss or
-    gradient keeps its previous parameters and optimizer state.
+    Under ``on_nonfinite == "skip"`` a member with a non-finite loss, gradient
+    or update keeps its previous parameters and optimizer state.
     """
 
     def one(params: PyTree, opt_state: optax.OptState):
@@ -117,7 +117,8 @@ def step_members(
             grads, opt_state, eqx.filter(params, eqx.is_inexact_array)
         )
         new_params = eqx.apply_updates(params, updates)
-        ok = jnp.isfinite(loss) & all_finite(grads)
+        # a finite gradient can still give a non-finite update (lr * grad overflowing)
+        ok = jnp.isfinite(loss) & all_finite(grads) & all_finite(updates)
         if on_nonfinite == "skip":
             new_params = select(ok, new_params, params)
             new_opt_state = select(ok, new_opt_state, opt_state)
