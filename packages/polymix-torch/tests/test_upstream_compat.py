@@ -31,6 +31,7 @@ from orrery.polymix import (
     NeuralNetwork,
     PolynomialChaosExpansion,
     StochasticModel,
+    legendre_polynomial_p,
 )
 
 # -- module paths --------------------------------------------------------------
@@ -532,3 +533,18 @@ def test_activation_module_is_registered_once_as_upstream():
         "parameter_groups.0.mean",
         "parameter_groups.0.log_std",
     ]
+
+
+def test_legendre_polynomial_p_takes_a_tensor_degree_as_upstream():
+    # pypolymix's expansion calls it with an entry of `multi_indices` (a 0-d long tensor)
+    x = torch.linspace(-1, 1, 7)
+    pce = PolynomialChaosExpansion(2, 1, 3)
+    for alpha in pce.multi_indices:
+        for dim in range(2):
+            torch.testing.assert_close(
+                legendre_polynomial_p(x, alpha[dim]), legendre_polynomial_p(x, int(alpha[dim]))
+            )
+    with pytest.raises(ConfigError, match="n"):
+        legendre_polynomial_p(x, torch.tensor(-1))
+    with pytest.raises(ConfigError, match="n"):
+        legendre_polynomial_p(x, torch.tensor(1.5))

@@ -87,14 +87,17 @@ def legendre_polynomials(x: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(polys, dim=-1)
 
 
-def legendre_polynomial_p(x: torch.Tensor, n: int) -> torch.Tensor:
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def legendre_polynomial_p(x: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
     """The Legendre polynomial `P_n` at `x` (pypolymix's helper).
 
     Computed by the three-term recurrence in `x`'s dtype, differentiable.
 
     Args:
         x: any shape.
-        n: the degree (>= 0).
+        n: the degree (>= 0), an int or a 0-d integer tensor.
 
     Returns:
         Same shape as `x`.
@@ -106,6 +109,8 @@ def legendre_polynomial_p(x: torch.Tensor, n: int) -> torch.Tensor:
         >>> legendre_polynomial_p(torch.tensor([0.5]), 2)
         tensor([-0.1250])
     """
+    if isinstance(n, torch.Tensor) and n.ndim == 0 and n.dtype in _INTEGER_DTYPES:
+        n = int(n)  # an entry of `multi_indices`, as pypolymix's expansion passes it
     n = check_positive_int(n, "n", minimum=0)
     return legendre_polynomials(check_tensor(x, "x"), n)[..., n]
 
