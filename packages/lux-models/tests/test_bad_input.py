@@ -248,3 +248,19 @@ def test_misspelt_data_output_is_not_silently_skipped():
         m.optimize(data, 5, KEY)
     with pytest.raises(ConfigError, match="none of the registered outputs"):
         m.optimize(LuxData(other=np.zeros((6, 2))), 5, KEY)
+
+
+def test_given_latents_of_the_wrong_shape_are_refused():
+    """Was: `optimize` conditioned on a (1, 2) `latents` and broadcast it over all 6 objects,
+    fitting the output parameters to one shared latent vector without a word."""
+    m = _model()
+    data = LuxData(flux=OutputData(np.ones((6, 3)), err=0.1))
+    for bad in (jnp.zeros((1, 2)), jnp.zeros((6, 3)), jnp.zeros(2)):
+        with pytest.raises(ShapeError, match=r"fixed_pars\['latents'\]: expected shape \(6, 2\)"):
+            m.optimize(data, 5, KEY, fixed_pars={"latents": bad})
+        with pytest.raises(ShapeError, match=r"fixed_pars\['latents'\]"):
+            m.optimize_iterative(data, blocks=["flux"], fixed_pars={"latents": bad}, progress=False)
+        with pytest.raises(ShapeError, match=r"initial_params\['latents'\]"):
+            m.optimize_iterative(data, initial_params={"latents": bad}, progress=False)
+    params, _ = m.optimize(data, 5, KEY, fixed_pars={"latents": np.zeros((6, 2))})
+    assert params["flux"]["data"]["A"].shape == (3, 2)

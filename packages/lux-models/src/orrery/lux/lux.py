@@ -221,20 +221,31 @@ class Lux(eqx.Module):
         else:
             body()
 
-    def _flat_fixed(self, fixed_pars, data_size: int | None = None) -> dict[str, Any]:
+    def _flat_fixed(
+        self, fixed_pars, data_size: int | None = None, what: str = "fixed_pars"
+    ) -> dict[str, Any]:
         """`fixed_pars` (nested or flat site names) as flat site names, every name checked.
 
         Raises:
             ConfigError: for a name that is no parameter of the model (a
                 misspelt output or parameter would otherwise be ignored), naming
                 the closest valid name.
+            ShapeError: for `latents` that are not `(data_size, latent_size)`
+                (numpyro would broadcast e.g. one row over every object).
         """
         if not fixed_pars:
             return {}
         if not isinstance(fixed_pars, Mapping):
             raise ConfigTypeError(
-                f"fixed_pars: expected a dict of parameters, got {type(fixed_pars).__name__}"
+                f"{what}: expected a dict of parameters, got {type(fixed_pars).__name__}"
             )
+        if data_size is not None and "latents" in fixed_pars:
+            shape = tuple(jnp.shape(fixed_pars["latents"]))
+            if shape != (data_size, self.latent_size):
+                raise ShapeError(
+                    f"{what}['latents']: expected shape ({data_size}, {self.latent_size}) "
+                    f"(objects in the data, latent_size), got {shape}"
+                )
         if all(":" in k or k == "latents" for k in fixed_pars) and not any(
             k in self.outputs for k in fixed_pars
         ):
@@ -333,7 +344,10 @@ class Lux(eqx.Module):
             optimizer = numpyro.optim.optax_to_numpyro(optimizer)
         model = self.default_numpyro_model
         if guide is None and initial_params:
-            init = {k: jnp.asarray(v) for k, v in self._flat_fixed(initial_params, n).items()}
+            init = {
+                k: jnp.asarray(v)
+                for k, v in self._flat_fixed(initial_params, n, "initial_params").items()
+            }
             guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
         elif guide is None:
             guide = AutoDelta(model)

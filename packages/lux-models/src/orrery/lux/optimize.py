@@ -587,7 +587,7 @@ def optimize_iterative(
         names=names,
     )
     if initial_params is not None:
-        flat.update(model._flat_fixed(initial_params, data.data_size))
+        flat.update(model._flat_fixed(initial_params, data.data_size, "initial_params"))
     flat.update(fixed_flat)
     flat = {k: jnp.asarray(v) for k, v in flat.items()}
     state = _State(model, data, latents_prior, fixed_flat)
