@@ -86,6 +86,22 @@ CASES = [
     (lambda: GaussianGroup("w", 2, jitter=-1.0), ConfigError, "jitter"),
     (lambda: GaussianGroup("w", 2).set_scale_tril(torch.eye(3)), ShapeError, "scale_tril"),
     (lambda: GaussianGroup("w", 2).set_scale_tril(-torch.eye(2)), ValueDomainError, "scale_tril"),
+    # an upper factor (e.g. cholesky(upper=True)) would silently lose its off-diagonal
+    (
+        lambda: GaussianGroup("w", 2).set_scale_tril(torch.tensor([[1.0, 0.5], [0.0, 1.0]])),
+        ValueDomainError,
+        "scale_tril",
+    ),
+    (
+        lambda: GaussianGroup("w", 2).set_scale_tril(torch.tensor([[1.0, 0.0], [math.nan, 1.0]])),
+        ValueDomainError,
+        "scale_tril",
+    ),
+    (
+        lambda: GaussianGroup("w", 2).set_scale_tril(torch.tensor([[1.0, 0.0], [math.inf, 1.0]])),
+        ValueDomainError,
+        "scale_tril",
+    ),
     (lambda: LowRankGaussianGroup("w", 3, rank=4), ConfigError, "rank"),
     (
         lambda: LowRankGaussianGroup("w", 3, 1, init_scale_factor=-1.0),

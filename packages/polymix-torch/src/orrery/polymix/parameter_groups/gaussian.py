@@ -191,12 +191,20 @@ class GaussianGroup(ParameterGroup):
 
         Raises:
             ShapeError: for a wrong shape.
-            ValueDomainError: when the diagonal is not above `jitter`.
+            ValueDomainError: for non-finite values, non-zero entries above the
+                diagonal, or a diagonal not above `jitter`.
         """
         d = self.num_params
         if not isinstance(scale_tril, torch.Tensor) or tuple(scale_tril.shape) != (d, d):
             got = tuple(scale_tril.shape) if isinstance(scale_tril, torch.Tensor) else scale_tril
             raise ShapeError(f"scale_tril: expected a ({d}, {d}) tensor, got {got!r}")
+        if not bool(torch.isfinite(scale_tril).all()):
+            raise ValueDomainError("scale_tril: expected finite values")
+        if not torch.equal(scale_tril, torch.tril(scale_tril)):
+            # an upper factor would otherwise lose its off-diagonal entries silently
+            raise ValueDomainError(
+                "scale_tril: expected a lower-triangular factor (zeros above the diagonal)"
+            )
         diag = torch.diagonal(scale_tril) - self.jitter
         if not bool((diag > 0).all()):
             raise ValueDomainError(f"scale_tril: expected a diagonal above jitter={self.jitter}")
