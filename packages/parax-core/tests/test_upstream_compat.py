@@ -344,3 +344,46 @@ def test_factories_take_latent_value_instead_of_a_value():
             make()
     with pytest.raises(ValueError, match="not both"):
         parax.Uniform(0.0, 4.0, 1.0, latent_value=1.0)
+
+
+def test_from_json_reads_parax_04_json():
+    # parax 0.4.11's Parameter.to_json layout: "fixed" and "scale" always, "value" (or
+    # "latent_value" with a transform), distributions as {"class", "params"} and
+    # transforms as {"class", "module", "params"}; ours raised "entry lacks '__t'".
+    import json
+
+    normal = {
+        "fixed": False,
+        "scale": 1.0,
+        "value": 1.0,
+        "distribution": {"class": "Normal", "params": {"loc": 1.0, "scale": 2.0}},
+        "name": "n",
+        "info": {"units": "m"},
+    }
+    p = parax.Parameter.from_json(json.dumps(normal))
+    assert float(p.value) == 1.0 and p.name == "n" and p.info == {"units": "m"}
+    assert float(p.distribution.scale) == 2.0
+    assert float(p.distribution.log_prob(jnp.asarray(1.0))) == pytest.approx(
+        -np.log(2.0) - 0.5 * np.log(2 * np.pi)
+    )
+    uniform = {
+        "fixed": True,
+        "scale": 3.0,
+        "value": [1.0, 2.0],
+        "distribution": {"class": "Uniform", "params": {"low": [0.0, 1.0], "high": [2.0, 3.0]}},
+    }
+    u = parax.Parameter.from_json(json.dumps(uniform))
+    assert u.fixed and u.scale == 3.0
+    np.testing.assert_array_equal(u.distribution.high, [2.0, 3.0])
+    tanh = {
+        "fixed": False,
+        "scale": 1.0,
+        "latent_value": 0.5,
+        "transform": {"class": "Tanh", "module": "distreqx.bijectors._tanh", "params": {}},
+    }
+    t = parax.Parameter.from_json(json.dumps(tanh))
+    assert float(t.latent_value) == 0.5 and float(t.value) == pytest.approx(np.tanh(0.5))
+    # Only distreqx / orrery.parax classes are looked up; nothing named is imported.
+    bad = dict(tanh, transform={"class": "system", "module": "os", "params": {}})
+    with pytest.raises(ValueError, match="system"):
+        parax.Parameter.from_json(json.dumps(bad))

@@ -20,6 +20,7 @@ from ._codec import describe_plain, rebuild_plain
 from ._errors import ConfigTypeError
 from ._flat import flat_element, flat_names_of
 from ._generations import refuse_v011_variable
+from ._json04 import is_parax04_node, rebuild_parax04
 from ._util import as_float_array, fast_set, is_concrete, plain_method_names
 from .bijectors import Inverse
 from .metadata import Info, ParameterMetadata, as_name
@@ -619,7 +620,7 @@ class Parameter(eqx.Module):
 
     @classmethod
     def from_json(cls, s: str) -> Parameter:
-        """Rebuild a parameter written by `to_json`.
+        """Rebuild a parameter written by `to_json` (or by parax 0.4's `to_json`).
 
         Args:
             s: the JSON text.
@@ -635,12 +636,15 @@ class Parameter(eqx.Module):
         """
         d = json.loads(s)
         kwargs: dict[str, Any] = {}
-        for key in ("name", "bounds", "scale", "info"):
+        for key in ("name", "bounds", "scale", "info", "latent_value"):
             if key in d:
                 kwargs[key] = d[key]
         for key in ("distribution", "transform"):
-            if key in d:
-                kwargs[key] = rebuild_plain(d[key])
+            if key in d:  # parax 0.4's layout, or orrery's own
+                node = d[key]
+                kwargs[key] = (
+                    rebuild_parax04(node, key) if is_parax04_node(node) else rebuild_plain(node)
+                )
         return cls(d.get("value"), fixed=d.get("fixed", False), **kwargs)
 
 
