@@ -548,3 +548,107 @@ def test_legendre_polynomial_p_takes_a_tensor_degree_as_upstream():
         legendre_polynomial_p(x, torch.tensor(-1))
     with pytest.raises(ConfigError, match="n"):
         legendre_polynomial_p(x, torch.tensor(1.5))
+
+
+# -- user extensions written for pypolymix: custom groups, priors and gates ------------------
+
+
+class _BatchPrior(polymix.priors.Prior):
+    """A user prior with a batch shape (no `Independent`), as pypolymix allows."""
+
+    def distribution(self, event_shape, device, dtype):
+        return td.Normal(torch.zeros(event_shape, device=device, dtype=dtype), 2.0)
+
+
+class _BatchGroup(polymix.parameter_groups.ParameterGroup):
+    """A user group whose `q` has a batch shape; only the abstract methods are written."""
+
+    def __init__(self, name, num_params, prior=None, **kwargs):
+        super().__init__(name, num_params, prior, **kwargs)
+        self.loc = torch.nn.Parameter(torch.linspace(0.0, 1.0, num_params))
+
+    def sample_parameters(self, num_samples=1):
+        return self.variational_distribution().rsample((num_samples,))
+
+    def variational_distribution(self):
+        return td.Normal(self.loc, 0.5)
+
+
+def test_user_group_kl_is_summed_to_a_scalar_as_upstream():
+    # pypolymix's base class returns `kl_divergence(q, p).sum()`
+    group = _BatchGroup("g", 3, _BatchPrior())
+    loc = torch.linspace(0.0, 1.0, 3)
+    want = td.kl_divergence(td.Normal(loc, 0.5), td.Normal(torch.zeros(3), 2.0)).sum()
+    got = group.distribution_loss()
+    assert got.shape == ()
+    torch.testing.assert_close(got, want)
+    net = NeuralNetwork(1, 1, width=2)
+    model = StochasticModel(net, [group, IIDGaussianGroup("w", net.num_params() - 3)])
+    assert model.distribution_loss().shape == ()
+    # its Monte Carlo fallback (no closed form against a Student-t batch) as upstream: the
+    # mean of log q - log p over draws and entries
+    group = _BatchGroup("g", 3, kl_estimator="upstream")
+    group.prior = type(
+        "P",
+        (polymix.priors.Prior,),
+        {"distribution": lambda self, s, d, t: td.StudentT(3.0, torch.zeros(s, dtype=t))},
+    )()
+    torch.manual_seed(2)
+    got = group.distribution_loss()
+    torch.manual_seed(2)
+    q, p = group.variational_distribution(), td.StudentT(3.0, torch.zeros(3))
+    z = q.rsample((64,))
+    torch.testing.assert_close(got, (q.log_prob(z) - p.log_prob(z)).mean())
+
+
+def test_user_gating_network_without_sizes_runs_as_upstream():
+    # pypolymix reads num_inputs/num_outputs of the experts only
+    from orrery.polymix.surrogate_models.base import SurrogateModel
+
+    class Gate(SurrogateModel):
+        def __init__(self):
+            super().__init__()
+            self.net = GatingNetwork(1, 2, width=3)
+
+        def forward(self, x, params):
+            return self.net(x, params)
+
+        def num_params(self):
+            return self.net.num_params()
+
+    torch.manual_seed(0)
+    experts = [NeuralNetwork(1, 1, width=2) for _ in range(2)]
+    moe = MixtureOfExperts(experts, Gate())
+    x, params = torch.rand(4, 1), torch.randn(3, moe.num_params())
+    n_e = experts[0].num_params()
+    weights = moe.gating_network(x, params[:, 2 * n_e :])
+    want = sum(
+        weights[..., e : e + 1] * experts[e](x, params[:, e * n_e : (e + 1) * n_e])
+        for e in range(2)
+    )
+    torch.testing.assert_close(moe(x, params), want)
+
+
+def test_user_group_with_a_float_loss_adds_up_as_upstream():
+    # pypolymix adds the groups' losses with `sum`, so a fixed block may return 0.0
+    class Fixed(polymix.parameter_groups.ParameterGroup):
+        def __init__(self, name, num_params):
+            super().__init__(name, num_params)
+            self.register_buffer("value", torch.zeros(num_params))
+
+        def sample_parameters(self, num_samples=1):
+            return self.value.expand(num_samples, -1)
+
+        def variational_distribution(self):
+            raise RuntimeError("fixed")
+
+        def distribution_loss(self):
+            return 0.0
+
+    net = NeuralNetwork(1, 1, width=2)
+    iid = IIDGaussianGroup("w", net.num_params() - 4)
+    model = StochasticModel(net, [Fixed("f", 4), iid])
+    loss = model.distribution_loss()
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad
+    torch.testing.assert_close(loss, iid.distribution_loss())
+    assert model(torch.zeros(2, 1), num_samples=3).shape == (3, 2, 1)

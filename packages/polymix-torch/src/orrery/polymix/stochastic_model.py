@@ -111,8 +111,12 @@ class StochasticModel(nn.Module):
         return torch.cat([g.sample_parameters(s) for g in self.groups], dim=-1)
 
     def distribution_loss(self) -> torch.Tensor:
-        """Sum of the groups' KL / cross-entropy terms."""
-        return torch.stack([g.distribution_loss() for g in self.groups]).sum()
+        """Sum of the groups' KL / cross-entropy terms.
+
+        Added with `sum`, as pypolymix, so a user's group may return a Python number.
+        """
+        total = sum(g.distribution_loss() for g in self.groups)
+        return total if isinstance(total, torch.Tensor) else torch.as_tensor(total)
 
     def forward(self, x: Any, num_samples: int = 1) -> torch.Tensor:
         """Evaluate the surrogate under ``num_samples`` parameter draws.

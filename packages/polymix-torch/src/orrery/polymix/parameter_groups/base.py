@@ -84,14 +84,19 @@ class ParameterGroup(nn.Module):
         raise NotImplementedError
 
     def distribution_loss(self) -> torch.Tensor:
-        """`KL(q‖p)` for this block, by the group's `kl_estimator`."""
-        kl, _ = kl_divergence(
+        """`KL(q‖p)` for this block, by the group's `kl_estimator`.
+
+        A scalar, also for a user's `q` or prior with a batch shape: a closed form is
+        summed over it (as pypolymix); so is a Monte Carlo estimate, except with
+        `kl_estimator="upstream"`, which averages it over draws and entries as pypolymix.
+        """
+        kl, analytic = kl_divergence(
             self.variational_distribution(),
             self.prior_distribution(),
             self.kl_num_mc_samples,
             self.kl_estimator,
         )
-        return kl
+        return kl.mean() if not analytic and self.kl_estimator == "upstream" else kl.sum()
 
     @property
     def analytic_kl(self) -> bool:

@@ -124,15 +124,18 @@ class MixtureOfExperts(SurrogateModel):
                     f"experts[{k}]: expected num_inputs={first.num_inputs}, num_outputs="
                     f"{first.num_outputs} like experts[0], got {e.num_inputs}, {e.num_outputs}"
                 )
-        if gating.num_inputs != first.num_inputs:
+        # a user's gate need not declare its sizes (pypolymix reads the experts' only)
+        gate_inputs = getattr(gating, "num_inputs", first.num_inputs)
+        gate_outputs = getattr(gating, "num_outputs", len(experts))
+        if gate_inputs != first.num_inputs:
             raise ConfigError(
                 f"gating_network: expected num_inputs={first.num_inputs} like the experts, got "
-                f"{gating.num_inputs}"
+                f"{gate_inputs}"
             )
-        if gating.num_outputs != len(experts):
+        if gate_outputs != len(experts):
             raise ConfigError(
                 f"gating_network: expected num_experts={len(experts)} (one weight per expert), got "
-                f"{gating.num_outputs}"
+                f"{gate_outputs}"
             )
         super().__init__(first.num_inputs, first.num_outputs)
         self.experts = nn.ModuleList(experts)
