@@ -628,3 +628,25 @@ def test_cannon_artifacts_keep_the_scaled_coefficients_and_older_ones_load(tmp_p
     np.testing.assert_allclose(np.asarray(back.coeffs), np.asarray(fitted.coeffs), rtol=1e-6)
     lab = labels[:5] * 100.0 + 4000.0
     np.testing.assert_array_equal(np.asarray(back.predict(lab)), np.asarray(fitted.predict(lab)))
+
+
+def test_optimize_runs_svi_on_upstreams_key():
+    """Same key, same numbers: upstream runs SVI on `split(rng_key)[0]` (AutoDelta's
+    initial point is drawn with it), so a pollux script's fit is reproduced exactly."""
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDelta
+
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(20, 2)) @ rng.normal(size=(2, 5)) + 0.1 * rng.normal(size=(20, 5))
+    m = Lux(latent_size=2)
+    m.register_output("flux", LinearTransform(output_size=5))
+    data = LuxData(flux=OutputData(y, err=0.1))
+    key = jax.random.PRNGKey(3)
+    params, _ = m.optimize(data, 50, key, optimizer=numpyro.optim.Adam(1e-2))
+
+    guide = AutoDelta(m.default_numpyro_model)
+    svi = SVI(m.default_numpyro_model, guide, numpyro.optim.Adam(1e-2), Trace_ELBO())
+    res = svi.run(jax.random.split(key, 2)[0], 50, data, progress_bar=False)
+    want = guide.median(res.params)
+    np.testing.assert_allclose(params["flux"]["data"]["A"], want["flux:A"], rtol=1e-6)
+    np.testing.assert_allclose(params["latents"], want["latents"], rtol=1e-6)

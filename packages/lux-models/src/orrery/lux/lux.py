@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -355,8 +356,10 @@ class Lux(eqx.Module):
             guide = guide(model)
         svi = SVI(model, guide, optimizer, Trace_ELBO())
         run_kw = {"progress_bar": bool(progress), **(svi_run_kwargs or {})}
+        # as upstream: SVI (and AutoDelta's initial point) on the first half of a split
+        svi_key = jax.random.split(rng_key, 2)[0]
         result = svi.run(
-            rng_key,
+            svi_key,
             int(num_steps),
             data,
             latents_prior=latents_prior,
