@@ -314,3 +314,35 @@ def test_float64_round_trip_keeps_or_warns(tmp_path):
     with pytest.warns(UserWarning, match="float64"):
         back = px.load(tmp_path / "m64")
     assert back.a.latent_value.dtype == jnp.float32
+
+
+def test_a_distribution_of_the_wrong_size_is_refused():
+    # Accepted silently before: a scalar distribution on a two-name group gave both
+    # parameters the same draw; a 3-vector distribution on a scalar parameter or a
+    # two-name group dropped or broadcast elements without a word.
+    from distreqx.distributions import Normal as DNormal
+
+    class Two(px.Module):
+        a: px.Parameter
+        b: px.Parameter
+
+    m = Two(a=1.0, b=2.0)
+    scalar = DNormal(jnp.asarray(0.0), jnp.asarray(1.0))
+    three = DNormal(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ShapeError, match="distribution"):
+        m.with_param_groups(px.ParameterGroup(["a", "b"], distribution=scalar))
+    with pytest.raises(ShapeError, match="distribution"):
+        m.with_param_groups(px.ParameterGroup(["a", "b"], distribution=three))
+    with pytest.raises(ShapeError, match="distribution"):
+        px.ParameterGroup(["a", "b"]).with_distribution(three)
+    with pytest.raises(ShapeError, match="distribution"):
+        px.Parameter(1.0, distribution=three)
+    with pytest.raises(ShapeError, match="distribution"):
+        px.Parameter([1.0, 2.0]).with_distribution(three)
+    # What fits: one entry per name, a shared scalar distribution, or the parameter's shape.
+    two = DNormal(jnp.zeros(2), jnp.ones(2))
+    g = m.with_param_groups(px.ParameterGroup(["a", "b"], distribution=two))
+    draw = g.sampled(jax.random.key(0)).named_param_values()
+    assert float(draw["a"]) != float(draw["b"])
+    assert px.Parameter([1.0, 2.0, 3.0], distribution=scalar).shape == (3,)
+    assert px.Parameter([1.0, 2.0, 3.0], distribution=three).shape == (3,)

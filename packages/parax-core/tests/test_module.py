@@ -208,7 +208,8 @@ def test_distribution_edits():
     )
     np.testing.assert_allclose(bounded.a.distribution.low, 1.9, rtol=1e-6)
     assert Lin(0.0).with_uniform_distributions(0.1).a.distribution is None
-    g = Lin(1.0).with_param_groups(ParameterGroup(["a", "b"], distribution=Normal(0.0, 1.0)))
+    joint = Normal(jnp.zeros(2), 1.0)  # one value per name (a scalar one is refused)
+    g = Lin(1.0).with_param_groups(ParameterGroup(["a", "b"], distribution=joint))
     g2 = g.with_mapped_distributions(lambda d: Normal(d.loc, 5.0), param_groups=True)
     assert float(g2._param_groups[0].distribution.scale) == 5.0
 

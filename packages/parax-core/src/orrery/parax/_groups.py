@@ -13,7 +13,7 @@ from ._errors import ConfigTypeError
 from ._modtools import set_at_path
 from ._naming import SEP, ParamIndex, named_submodules, unknown_names_error
 from ._util import fast_set
-from .group import ParameterGroup
+from .group import ParameterGroup, check_group_distribution
 
 
 def first_level(module: Any) -> list[tuple[str, tuple, Any]]:
@@ -72,6 +72,8 @@ def with_param_groups(module: Any, new: Any) -> Any:
             raise ConfigTypeError(
                 f"param_groups: expected ParameterGroup objects, got {type(g).__name__}"
             )
+    for g in new:
+        check_group_distribution(g.param_names, g.distribution)
     known = module.flat_param_names(include_fixed=True)
     known_set = set(known)
     unknown = [n for g in new for n in g.param_names if n not in known_set]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import equinox as eqx
 from distreqx.bijectors import AbstractBijector, Chain
 from distreqx.distributions import AbstractDistribution
 
-from orrery.interface import ConfigError
+from orrery.interface import ConfigError, ShapeError
 
 from ._errors import ConfigTypeError
 from ._util import fast_set
@@ -31,6 +32,21 @@ def _names(names: str | Sequence[str]) -> NameList:
     if len(set(out)) != len(out):
         raise ConfigError(f"param_names: duplicate names in {list(out)}")
     return out
+
+
+def check_group_distribution(names: Sequence[str], dist: AbstractDistribution | None) -> None:
+    """Refuse a joint distribution whose draws do not hold one value per name."""
+    if dist is None:
+        return
+    try:
+        size = math.prod(tuple(dist.event_shape))
+    except (AttributeError, TypeError, NotImplementedError):
+        return  # a distribution without a static event shape: nothing to compare
+    if size != len(names):
+        raise ShapeError(
+            f"distribution: event shape {tuple(dist.event_shape)} holds {size} value(s), but "
+            f"the group names {len(names)} parameter(s) {list(names)}"
+        )
 
 
 class ParameterGroup(eqx.Module):
@@ -72,11 +88,13 @@ class ParameterGroup(eqx.Module):
 
         Raises:
             ConfigError: not a distreqx distribution (also a `TypeError`).
+            ShapeError: its event shape does not hold one value per name.
         """
         if distribution is not None and not isinstance(distribution, AbstractDistribution):
             raise ConfigTypeError(
                 f"distribution: expected a distreqx distribution, got {type(distribution).__name__}"
             )
+        check_group_distribution(self.param_names, distribution)
         return fast_set(self, distribution=distribution)
 
     def transformed(self, transform: AbstractBijector) -> ParameterGroup:

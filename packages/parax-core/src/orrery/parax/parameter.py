@@ -138,6 +138,21 @@ def _defers(other: object) -> bool:
     return isinstance(other, eqx.Module) and not hasattr(other, "__jax_array__")
 
 
+def _check_distribution_shape(dist: object, shape: tuple[int, ...]) -> None:
+    """A distribution is shared by every element (event shape ``()``) or matches the value."""
+    if dist is None:
+        return
+    try:
+        event = tuple(dist.event_shape)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, NotImplementedError):
+        return  # no static event shape to compare
+    if event not in ((), tuple(shape)):
+        raise ShapeError(
+            f"distribution: event shape {event} is neither () (shared by every element) nor "
+            f"the parameter's shape {tuple(shape)}"
+        )
+
+
 def _operand(other: Any) -> Any:
     """parax 0.4's ``jnp.array(other)`` for +, -, *, /: a list or tuple becomes an array."""
     return jnp.asarray(other) if isinstance(other, (list, tuple)) else other
@@ -245,6 +260,7 @@ class Parameter(eqx.Module):
             info=Info(info),
         )
         _check_names(meta.name, shape)
+        _check_distribution_shape(dist, shape)
         if is_latent:
             check_in_bounds(start if transform is None else transform.forward(start), meta)
             self.latent_value = start
@@ -509,8 +525,10 @@ class Parameter(eqx.Module):
 
         Raises:
             ConfigError: not a distreqx distribution (also a `TypeError`).
+            ShapeError: its event shape is neither ``()`` nor the parameter's shape.
         """
         _check_type(distribution, AbstractDistribution, "distribution")
+        _check_distribution_shape(distribution, self.shape)
         return self._with_meta(distribution=distribution)
 
     def with_transform(self, transform: AbstractBijector | None) -> Parameter:
