@@ -387,3 +387,19 @@ def test_from_json_reads_parax_04_json():
     bad = dict(tanh, transform={"class": "system", "module": "os", "params": {}})
     with pytest.raises(ValueError, match="system"):
         parax.Parameter.from_json(json.dumps(bad))
+
+
+def test_a_field_annotated_parameter_or_none_is_converted():
+    # parax 0.4 converts a field annotated `Parameter | None` (its first type); here the
+    # value stayed a float, silently left out of param_names and of every fit.
+    import typing
+
+    class Opt(parax.Module):
+        a: parax.Parameter
+        c: parax.Parameter | None = None
+        d: typing.Optional[parax.Parameter] = None  # noqa: UP045 (the spelling under test)
+
+    m = Opt(a=1.0, c=5.0, d=6.0)
+    assert isinstance(m.c, parax.Parameter) and isinstance(m.d, parax.Parameter)
+    assert m.param_names() == ["a", "c", "d"]
+    assert Opt(a=1.0).c is None and Opt(a=1.0).param_names() == ["a"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from typing import Any
 
 import equinox as eqx
@@ -23,6 +25,9 @@ def to_parameter(x: Any) -> Any:
 def _is_param_annotation(ann: Any) -> bool:
     if ann is Parameter:
         return True
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        # `Parameter | None` / `Optional[Parameter]`, as their string forms below
+        return set(typing.get_args(ann)) == {Parameter, type(None)}
     if isinstance(ann, str):
         a = ann.replace(" ", "")
         return a.split(".")[-1] in ("Parameter", "Parameter|None", "Optional[Parameter]")
