@@ -23,7 +23,7 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 from jaxtyping import Array
-from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import SVI, Predictive, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import log_density
@@ -38,7 +38,6 @@ from ._likelihood import (
     check_errors,
     check_infinite_data,
     effective_err,
-    latents_prior_distribution,
     output_names,
 )
 from ._names import closest_hint
@@ -495,23 +494,18 @@ def _resolve_blocks(model: Lux, blocks, names: list[str]) -> list[ParameterBlock
 
 
 def _initial_flat(model: Lux, data, latents_prior, key, zero_latents: bool, names) -> dict:
-    """Prior draws for the latents and for the outputs the data hold (`names`)."""
-    n = data.data_size
-    flat = {}
-    keys = jax.random.split(key, len(names) + 1)
+    """Prior draws for the latents and for the outputs the data hold (`names`).
+
+    Drawn as upstream does, one `Predictive` sample of the model on `key`, so
+    the same key starts from upstream's point (and gives upstream's fit).
+    """
     lp = None if latents_prior is False else latents_prior
-    prior = latents_prior_distribution(lp, n, model.latent_size)
-    flat["latents"] = jnp.zeros((n, model.latent_size)) if zero_latents else prior.sample(keys[0])
-    for k, name in zip(keys[1:], names, strict=True):
-        dt, et = model.outputs[name]
-        od = data[name]
-        for p, pr in dt.get_expanded_priors(model.latent_size, n).items():
-            k, sub = jax.random.split(k)
-            flat[f"{name}:{p}"] = pr.sample(sub)
-        if et is not None:
-            for p, pr in et.get_expanded_priors(od.size, n).items():
-                k, sub = jax.random.split(k)
-                flat[f"{name}:err:{p}"] = pr.sample(sub)
+    draws = Predictive(model.default_numpyro_model, num_samples=1)(
+        key, data, latents_prior=lp, names=names
+    )
+    flat = {k: v[0] for k, v in draws.items() if not k.startswith("obs:")}
+    if zero_latents:
+        flat["latents"] = jnp.zeros((data.data_size, model.latent_size))
     return flat
 
 
