@@ -78,6 +78,28 @@ def test_chunking_and_executor_do_not_change_the_answer(trained, tmp_path):
     np.testing.assert_allclose(other["latents"], one["latents"], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.filterwarnings("ignore:infer_latents")
+def test_without_the_prior_an_object_without_data_has_no_certainty(trained, tmp_path):
+    """Was: latents 0 with a zero covariance (pinv of a zero Hessian) for an object without
+    data; now, as `Cannon.infer_labels`: NaN latents and χ², infinite variances."""
+    model, params, store, _, _ = trained
+    got = infer_latents(
+        model,
+        params,
+        store,
+        catalogue=tmp_path / "a",
+        latents_prior=False,
+        predict=["label"],
+        progress=False,
+    ).columns()
+    assert not got["usable"][5] and not got["converged"][5]
+    assert np.isnan(got["latents"][5]).all() and np.isnan(got["chi2"][5])
+    assert np.isnan(got["predicted_label"][5]).all()
+    assert np.isinf(np.diag(got["covariance"][5])).all()
+    keep = np.arange(40) != 5
+    assert np.isfinite(got["covariance"][keep]).all() and got["usable"][keep].all()
+
+
 def test_bad_calls(trained, tmp_path):
     model, params, store, _, _ = trained
     with pytest.raises(ConfigError, match="fluxx"):

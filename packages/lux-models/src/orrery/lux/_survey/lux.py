@@ -145,6 +145,12 @@ def latent_chunk(catalogue: str, index: int, rows: Any, x64: bool) -> dict[str, 
         }
     # without the prior, fewer pixels than latents leave an object undetermined
     weak = (used == 0) if attrs["prior"] else (used < model.latent_size)
+    if not attrs["prior"]:  # never a certain answer from no data (as `Cannon.infer_labels`)
+        z, cov, chi2 = np.array(z), np.array(cov), np.array(chi2)
+        z[used == 0] = np.nan
+        chi2[used == 0] = np.nan
+        cov[weak] = np.where(np.eye(model.latent_size, dtype=bool), np.inf, np.nan)
+        predicted = {k: np.where((used == 0)[:, None], np.nan, v) for k, v in predicted.items()}
     columns: dict[str, np.ndarray] = {
         "latents": z,
         "covariance": cov,
@@ -210,7 +216,9 @@ def infer_latents(
         output: the name of the observed output (its ``output_size`` is the
             source's pixels).
         predict: outputs to predict from the inferred latents (e.g. ``["label"]``).
-        latents_prior: the unit-Normal latent prior (``False``: none).
+        latents_prior: the unit-Normal latent prior (``False``: none; then an
+            object with fewer pixels than latents gets infinite variances, and
+            one without any pixel NaN latents, χ² and predictions).
         max_iter: Gauss–Newton iterations per object.
         executor, chunk_stars, retries, progress: as `Cannon.infer_labels` over a survey.
 
