@@ -63,3 +63,21 @@ def test_lux_data_length_check_slicing_and_unprocess():
 def test_nan_with_zero_weight_is_masked():
     od = OutputData(np.array([[1.0, np.nan]]), err=np.array([[0.1, np.inf]]))
     np.testing.assert_array_equal(np.asarray(od.mask), [[True, False]])
+
+
+def test_output_data_unprocess_takes_predictions_as_upstream():
+    """Upstream's `OutputData.unprocess(data=None)`: an array (a prediction) or another
+    processed `OutputData` is brought back with this output's preprocessor."""
+    x = np.array([[1.0, 10.0], [3.0, 30.0], [5.0, 20.0]])
+    pre = ShiftScalePreprocessor(loc=np.array([3.0, 20.0]), scale=np.array([2.0, 10.0]))
+    p = OutputData(x, err=0.5, preprocessor=pre).preprocess()
+    pred = np.array([[0.5, -1.0]])
+    back = p.unprocess(pred)
+    np.testing.assert_allclose(back.data, [[4.0, 10.0]])
+    assert not back.processed and not back.has_err
+    other = OutputData(pred, err=np.array([0.1, 0.2]), preprocessor=pre, processed=True)
+    back = p.unprocess(data=other)
+    np.testing.assert_allclose(back.err, [[0.2, 2.0]])
+    np.testing.assert_allclose(p.unprocess().data, x)  # the argument stays optional
+    with pytest.raises(ValueDomainError, match="not processed"):
+        p.unprocess(OutputData(pred, preprocessor=pre))

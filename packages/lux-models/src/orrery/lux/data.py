@@ -278,8 +278,13 @@ class OutputData(eqx.Module):
         p = self.preprocessor
         return self._new(p.transform(self.data), p.transform_err(self.err), True)
 
-    def unprocess(self) -> OutputData:
+    def unprocess(self, data: Any = None) -> OutputData:
         """A copy back in the original units.
+
+        Args:
+            data: None (these data), or, as upstream, an array in the processed
+                space (e.g. a prediction) or a processed `OutputData`, brought
+                back with this output's preprocessor.
 
         Returns:
             The `OutputData` with `processed=False`.
@@ -287,6 +292,16 @@ class OutputData(eqx.Module):
         Raises:
             ValueDomainError: (a `ValueError`) when the data are not processed.
         """
+        if data is not None:
+            if isinstance(data, OutputData):
+                if not data.processed:
+                    raise ValueDomainError(
+                        "unprocess: data is not processed; unprocessing raw data would "
+                        "inverse-transform it a second time"
+                    )
+                err = data.err if data.has_err else None
+                return OutputData(data.data, err, self.preprocessor, True).unprocess()
+            return OutputData(data, None, self.preprocessor, True).unprocess()
         if not self.processed:
             raise ValueDomainError(
                 "unprocess: this OutputData is not processed; unprocessing raw data would "
