@@ -118,23 +118,32 @@ def _member_init_guide(guide: Callable[..., object]) -> Callable[..., object]:
         return guide
     fresh = copy.copy(guide)
     fresh.prototype_trace = None
-    shared_locs = getattr(guide, "_init_locs", None)
-    if isinstance(guide, AutoContinuous) and shared_locs:
-        # A flat-latent guide packs its sites into one vector in the order of `_init_locs`.
-        # Built inside vmap that order is sorted by name, built eagerly (the shared guide,
-        # which every update uses) it is the model's: pack each member's initial values in
-        # the shared guide's layout, or they land on the wrong sites.
-        order = list(shared_locs)
-
-        def setup_in_shared_layout(*args: PyTree, **kwargs: PyTree) -> None:
-            type(fresh)._setup_prototype(fresh, *args, **kwargs)
-            locs = {name: fresh._init_locs[name] for name in order}
-            fresh._init_locs = locs
-            fresh._init_latent = jnp.concatenate([jnp.reshape(v, -1) for v in locs.values()])
-            fresh._unpack_latent = guide._unpack_latent
-
-        fresh._setup_prototype = setup_in_shared_layout
+    if isinstance(fresh, AutoContinuous) and isinstance(guide, AutoContinuous):
+        _pack_in_shared_layout(fresh, guide)
     return fresh
+
+
+def _pack_in_shared_layout(fresh: AutoContinuous, shared: AutoContinuous) -> None:
+    """Make ``fresh`` pack its initial latent vector in the layout of ``shared``.
+
+    A flat-latent guide packs its sites into one vector in the order of ``_init_locs``.
+    Built inside vmap that order is sorted by name; built eagerly (the shared guide, which
+    every update uses) it is the model's. Without this each member's initial values would
+    land on other sites.
+    """
+    order = list(getattr(shared, "_init_locs", None) or ())
+    if not order:
+        return
+    build = type(fresh)._setup_prototype
+
+    def setup_in_shared_layout(*args: PyTree, **kwargs: PyTree) -> None:
+        build(fresh, *args, **kwargs)
+        locs = {name: fresh._init_locs[name] for name in order}
+        fresh._init_locs = locs
+        fresh._init_latent = jnp.concatenate([jnp.reshape(v, -1) for v in locs.values()])
+        fresh._unpack_latent = shared._unpack_latent
+
+    vars(fresh)["_setup_prototype"] = setup_in_shared_layout  # an instance override
 
 
 def _kl_weight(value: float | Float[ArrayLike, ""]) -> float:
