@@ -239,3 +239,31 @@ def test_bare_output_name_in_an_svi_block_optimises_its_err_parameters_too(truth
             progress=False,
         )
     assert float(res.params["flux"]["err"]["s"]) != pytest.approx(0.5)
+
+
+def test_a_block_over_a_list_of_parameter_groups(truth):
+    """Upstream's `ParameterBlock.params` may be a list of groups, optimised together."""
+    z, _, _, y = truth
+    m = Lux(L)
+    m.register_output("flux", AffineTransform(P))
+    m.register_output("twin", LinearTransform(P))
+    data = LuxData(flux=OutputData(y, err=0.05), twin=OutputData(y, err=0.1))
+    fixed = {"latents": jnp.asarray(z)}
+    kw = {"fixed_pars": fixed, "max_cycles": 1, "progress": False}
+    both = ParameterBlock("outs", ["flux:data", "twin:data"], optimizer="least_squares")
+    res = optimize_iterative(m, data, blocks=[both], **kw)
+    ref = optimize_iterative(m, data, blocks=["flux", "twin"], **kw)
+    for name in ("flux", "twin"):
+        np.testing.assert_allclose(
+            res.params[name]["data"]["A"], ref.params[name]["data"]["A"], rtol=1e-6
+        )
+    zero = {
+        "flux": {"data": {"A": jnp.zeros((P, L)), "b": jnp.zeros(P)}},
+        "twin": {"data": {"A": jnp.zeros((P, L))}},
+    }
+    svi = ParameterBlock("svi", ["flux:data", "twin"], num_steps=5)
+    res = optimize_iterative(m, data, blocks=[svi], initial_params=zero, **kw)
+    assert np.all(res.params["flux"]["data"]["A"] != 0)  # both groups moved
+    assert np.all(res.params["twin"]["data"]["A"] != 0)
+    with pytest.raises(ConfigError, match="unknown parameter group"):
+        optimize_iterative(m, data, blocks=[ParameterBlock("x", ["flux", "nope"])], **kw)

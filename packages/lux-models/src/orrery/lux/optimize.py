@@ -68,7 +68,7 @@ class ParameterBlock:
         name: a label for progress and history.
         params: `"latents"`, `"<output>:data"`, `"<output>:err"` or
             `"<output>"` (all of its parameters, as upstream; a least-squares
-            block solves only the data parameters).
+            block solves only the data parameters), or a list of these.
         optimizer: `"least_squares"` (exact; linear blocks only); None (SVI
             with `numpyro.optim.Adam`, as upstream); a numpyro optimizer or
             optax transformation instance; or an optimizer class or factory
@@ -84,7 +84,7 @@ class ParameterBlock:
     """
 
     name: str
-    params: str
+    params: str | list[str]
     optimizer: Any = None
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     num_steps: int = 1000
@@ -375,7 +375,20 @@ def _svi_block(state: _State, block: ParameterBlock, sites: list[str], flat, key
     return {**flat, **{k: med[k] for k in sites if k in med}}
 
 
-def _block_sites(model: Lux, params: str) -> list[str]:
+def _specs(params) -> list[str]:
+    """A block's groups: upstream's `params` is one group or a list of them."""
+    if isinstance(params, str):
+        return [params]
+    if isinstance(params, (list, tuple)) and params and all(isinstance(p, str) for p in params):
+        return list(params)
+    raise ConfigTypeError(
+        f"ParameterBlock params: expected a group name or a list of them, got {params!r}"
+    )
+
+
+def _block_sites(model: Lux, params) -> list[str]:
+    if not isinstance(params, str):
+        return [s for spec in _specs(params) for s in _block_sites(model, spec)]
     if params == "latents":
         return ["latents"]
     name, _, part = params.partition(":")
@@ -419,7 +432,9 @@ def _warn_unoptimised_err(model: Lux, blocks: list[ParameterBlock], names, fixed
             )
 
 
-def _linear_ok(model: Lux, params: str, names=None) -> bool:
+def _linear_ok(model: Lux, params, names=None) -> bool:
+    if not isinstance(params, str):
+        return all(_linear_ok(model, spec, names) for spec in _specs(params))
     if params == "latents":
         names = list(model.outputs) if names is None else names
         return all(_is_linear(model.outputs[n][0]) for n in names)
@@ -483,13 +498,14 @@ def _resolve_blocks(model: Lux, blocks, names: list[str]) -> list[ParameterBlock
         else:
             raise ConfigTypeError(f"blocks: expected str or ParameterBlock, got {type(b).__name__}")
     for b in out:
-        _block_sites(model, b.params)
-        head = b.params.partition(":")[0]
-        if b.params != "latents" and head not in names:
-            raise ConfigError(
-                f"blocks: {b.params!r} optimises output {head!r}, which the data do not "
-                f"hold (data outputs: {names})"
-            )
+        for spec in _specs(b.params):
+            _block_sites(model, spec)
+            head = spec.partition(":")[0]
+            if spec != "latents" and head not in names:
+                raise ConfigError(
+                    f"blocks: {spec!r} optimises output {head!r}, which the data do not "
+                    f"hold (data outputs: {names})"
+                )
     return out
 
 
@@ -634,10 +650,16 @@ def _run_block(state: _State, block: ParameterBlock, sites, flat, key):
     SVI on a key split off ``key``.
     """
     if block.optimizer == "least_squares":
-        if block.params == "latents":
-            return _solve_latent_block(state, flat), key
-        name = block.params.partition(":")[0]
-        return _solve_output_block(state, name, flat), key
+        # as upstream, each group of a list is solved from the block's starting values
+        new = dict(flat)
+        for spec in _specs(block.params):
+            if spec == "latents":
+                new["latents"] = _solve_latent_block(state, flat)["latents"]
+                continue
+            name = spec.partition(":")[0]
+            solved = _solve_output_block(state, name, flat)
+            new.update({s: solved[s] for s in _block_sites(state.model, f"{name}:data")})
+        return new, key
     key, sub = jax.random.split(key)
     return _svi_block(state, block, sites, flat, sub), key
 
