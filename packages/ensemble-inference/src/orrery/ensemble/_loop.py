@@ -161,8 +161,8 @@ def warn_skips(counts: Int[ArrayLike, " E"], num_steps: int, on_nonfinite: str, 
     else:
         effect = "those steps were applied, so these members' parameters may be NaN or inf"
     warnings.warn(
-        f"{desc}: member(s) {members} had a non-finite loss or gradient in more than "
-        f"{SKIP_WARN_FRACTION:.0%} of the {num_steps} steps (up to {worst}); {effect}. "
+        f"{desc}: member(s) {members} had a non-finite loss, gradient or update in more "
+        f"than {SKIP_WARN_FRACTION:.0%} of the {num_steps} steps (up to {worst}); {effect}. "
         "Check the data, the prior_weight and the learning rate (result.skipped_steps "
         "has the counts).",
         RuntimeWarning,

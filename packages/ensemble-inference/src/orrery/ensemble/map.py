@@ -55,7 +55,7 @@ class EnsembleMAP(eqx.Module):
         optimizer: an ``optax.GradientTransformation``.
         ensemble_size: the number of members ``E``.
         prior_weight: ``1`` for MAP, ``0`` for MLE (the prior is then never evaluated).
-        on_nonfinite: what a member whose loss or gradient is NaN/inf does:
+        on_nonfinite: what a member whose loss, gradient or update is NaN/inf does:
             ``"skip"`` keeps its previous state for that step, ``"ignore"``
             applies the step anyway, ``"raise"`` stops ``run`` with
             `ValueDomainError`.
