@@ -404,18 +404,21 @@ def _block_sites(model: Lux, params) -> list[str]:
     return {"": data_sites + err_sites, "data": data_sites, "err": err_sites}[part]
 
 
+def _optimised_sites(model: Lux, block: ParameterBlock) -> list[str]:
+    """The sites a block changes: a least-squares block solves data parameters only."""
+    sites = _block_sites(model, block.params)
+    if block.optimizer == "least_squares":
+        sites = [s for s in sites if ":err:" not in s]
+    return sites
+
+
 def _warn_unoptimised_err(model: Lux, blocks: list[ParameterBlock], names, fixed_flat) -> None:
     """Warn, as upstream, about err-transform parameters no block optimises.
 
     They would keep their starting value (a prior draw) as the fitted one. A
     least-squares block solves only data parameters, so it covers no err site.
     """
-    covered = set()
-    for b in blocks:
-        sites = _block_sites(model, b.params)
-        if b.optimizer == "least_squares":
-            sites = [s for s in sites if ":err:" not in s]
-        covered.update(sites)
+    covered = {s for b in blocks for s in _optimised_sites(model, b)}
     for name in names:
         left = [
             s
@@ -611,9 +614,7 @@ def optimize_iterative(
     cycle = 0
     for cycle in bar:
         for block in resolved:
-            sites = [s for s in _block_sites(model, block.params) if s not in fixed_flat]
-            if block.optimizer == "least_squares":  # it solves data parameters only
-                sites = [s for s in sites if ":err:" not in s]
+            sites = [s for s in _optimised_sites(model, block) if s not in fixed_flat]
             if not sites:
                 continue
             flat, key = _run_block(state, block, sites, flat, key)
