@@ -21,6 +21,16 @@ def as_float_array(value: Any) -> jax.Array:
     return arr
 
 
+def static_event_shape(dist: Any) -> tuple[int, ...] | None:
+    """A distribution's event shape, or None when it has none to compare (or no distribution)."""
+    if dist is None:
+        return None
+    try:
+        return tuple(dist.event_shape)
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
+
+
 def is_concrete(x: Any) -> bool:
     """True when `x` holds actual numbers (not a tracer inside jit/vmap/grad)."""
     return not isinstance(x, Tracer)

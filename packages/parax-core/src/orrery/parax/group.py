@@ -12,7 +12,7 @@ from distreqx.distributions import AbstractDistribution
 from orrery.interface import ConfigError, ShapeError
 
 from ._errors import ConfigTypeError
-from ._util import fast_set
+from ._util import fast_set, static_event_shape
 from .metadata import Info, NameList
 
 __all__ = ["ParameterGroup"]
@@ -36,15 +36,13 @@ def _names(names: str | Sequence[str]) -> NameList:
 
 def check_group_distribution(names: Sequence[str], dist: AbstractDistribution | None) -> None:
     """Refuse a joint distribution whose draws do not hold one value per name."""
-    if dist is None:
+    event = static_event_shape(dist)
+    if event is None:
         return
-    try:
-        size = math.prod(tuple(dist.event_shape))
-    except (AttributeError, TypeError, NotImplementedError):
-        return  # a distribution without a static event shape: nothing to compare
+    size = math.prod(event)
     if size != len(names):
         raise ShapeError(
-            f"distribution: event shape {tuple(dist.event_shape)} holds {size} value(s), but "
+            f"distribution: event shape {event} holds {size} value(s), but "
             f"the group names {len(names)} parameter(s) {list(names)}"
         )
 

@@ -21,7 +21,7 @@ from ._errors import ConfigTypeError
 from ._flat import flat_element, flat_names_of
 from ._generations import refuse_v011_variable
 from ._json04 import is_parax04_node, rebuild_parax04
-from ._util import as_float_array, fast_set, is_concrete, plain_method_names
+from ._util import as_float_array, fast_set, is_concrete, plain_method_names, static_event_shape
 from .bijectors import Inverse
 from .metadata import Info, ParameterMetadata, as_name
 
@@ -140,13 +140,8 @@ def _defers(other: object) -> bool:
 
 def _check_distribution_shape(dist: object, shape: tuple[int, ...]) -> None:
     """A distribution is shared by every element (event shape ``()``) or matches the value."""
-    if dist is None:
-        return
-    try:
-        event = tuple(dist.event_shape)  # type: ignore[attr-defined]
-    except (AttributeError, TypeError, NotImplementedError):
-        return  # no static event shape to compare
-    if event not in ((), tuple(shape)):
+    event = static_event_shape(dist)
+    if event is not None and event not in ((), tuple(shape)):
         raise ShapeError(
             f"distribution: event shape {event} is neither () (shared by every element) nor "
             f"the parameter's shape {tuple(shape)}"
